@@ -1,0 +1,42 @@
+// Every error a user can cause ends as one sentence and a distinct exit code, never a stack trace.
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { UserError } from '../sandbox/binaries';
+import { PlanError } from '../plan/load';
+
+export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
+
+export function asUserError(err: unknown): UserError | undefined {
+  if (!(err instanceof Error)) return undefined;
+  if (err instanceof UserError) return err;
+  if (err instanceof PlanError) return new UserError(err.message, EXIT.invalid);
+  if (err instanceof WorkflowNotFoundError) {
+    return new UserError(`no migration ${err.workflowId ?? ''} was found; run \`tiershift list\` to see the migrations.`, EXIT.notFound);
+  }
+  if (err instanceof WorkflowExecutionAlreadyStartedError) {
+    return new UserError(
+      `${err.workflowId} is already running; watch it with \`tiershift status ${err.workflowId}\`, or roll it back before starting again.`,
+      EXIT.refused,
+    );
+  }
+  if (err instanceof WorkflowUpdateFailedError) {
+    const cause = err.cause instanceof Error ? err.cause.message : err.message;
+    return new UserError(`refused: ${cause}.`.replace(/\.\.$/, '.'), EXIT.refused);
+  }
+  return undefined;
+}
+
+/** Runs a CLI action: a user error prints one line on stderr; anything else too, with the stack only on request. */
+export async function runAction(action: () => Promise<void>): Promise<void> {
+  try {
+    await action();
+  } catch (err) {
+    const userError = asUserError(err);
+    if (userError) {
+      console.error(`tiershift: ${userError.message}`);
+      process.exit(userError.exitCode);
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`tiershift: ${message}${process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)'}`);
+    process.exit(EXIT.failure);
+  }
+}

@@ -1,0 +1,161 @@
+// The resolved plan: what the workflow executes. Produced from a validated YAML plan by `resolvePlan`;
+// type-only here so workflow code can import it without pulling the validator into the workflow bundle.
+
+export type Provider = 'local' | 'azure';
+export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize';
+
+/** A reference to a secret, resolved inside activities only: a value never enters a plan or workflow history. */
+export type SecretRef = { env: string } | { keyVault: { vault: string; secret: string } };
+
+interface ResourceBase {
+  name: string;
+  provider: Provider;
+}
+export interface PostgresResource extends ResourceBase {
+  kind: 'postgres';
+  /** local: the sandbox cluster; azure: the Flexible Server. */
+  cluster?: 'source' | 'target';
+  database?: string;
+  subscription?: string;
+  resourceGroup?: string;
+  server?: string;
+  connection?: SecretRef;
+}
+export interface BlobResource extends ResourceBase {
+  kind: 'blob';
+  /** local: `primary`/`secondary` sandbox account; azure: the storage account name. */
+  account: string;
+  container: string;
+  connection?: SecretRef;
+  subscription?: string;
+  resourceGroup?: string;
+}
+export interface TrafficResource extends ResourceBase {
+  kind: 'traffic';
+  /** local: HAProxy backend; azure: Front Door origin group. */
+  backend?: string;
+  profile?: string;
+  originGroup?: string;
+  endpoint?: string;
+  subscription?: string;
+  resourceGroup?: string;
+  /** The origin serving today (blue) and the one taking over (green). */
+  stable: string;
+  canary: string;
+}
+export interface AppResource extends ResourceBase {
+  kind: 'app';
+  /** local: sandbox app color to start; azure: the Container App. */
+  containerApp?: string;
+  subscription?: string;
+  resourceGroup?: string;
+}
+export type Resource = PostgresResource | BlobResource | TrafficResource | AppResource;
+
+export interface RetryPolicy {
+  maximumAttempts: number;
+  initialInterval: string;
+  backoffCoefficient: number;
+  maximumInterval: string;
+}
+export interface StepTimeouts {
+  startToClose: string;
+  heartbeat?: string;
+}
+
+export interface TrafficAnalysis {
+  /** Fraction 0..1 of the canary's responses that may be 5xx over the bake window. */
+  maxErrorRate: number;
+  /** Upper bound of the canary's average response time over the bake window, in milliseconds. */
+  maxResponseTimeMs?: number;
+  /** Fewest canary requests for a verdict; fewer means "not enough traffic" and counts as a pass only if 0. */
+  minRequests: number;
+}
+
+interface StepBase {
+  /** Unique, stable within the plan: `<phaseIndex>-<kind>[-<n>]` unless the plan names it. */
+  id: string;
+  /** A human title, read like a runbook line: "Back up shop database to blob storage". */
+  title: string;
+  phaseIndex: number;
+  retry: RetryPolicy;
+  timeouts: StepTimeouts;
+}
+export interface CheckStep extends StepBase {
+  kind: 'check';
+  resources: string[];
+}
+export interface BackupStep extends StepBase {
+  kind: 'backup';
+  resources: string[];
+  /** Where dumps go: a blob resource. */
+  destination?: string;
+  verifyRestore: boolean;
+}
+export interface InfraStep extends StepBase {
+  kind: 'infra';
+  resource: string;
+  /** Server parameters, e.g. max_connections, shared_buffers. */
+  settings: Record<string, string | number | boolean>;
+  /** Azure tier changes: sku, tier, storageGb, highAvailability, backupRetentionDays, replica. */
+  sku?: string;
+  tier?: string;
+  storageGb?: number;
+  highAvailability?: boolean;
+  backupRetentionDays?: number;
+}
+export interface AppStep extends StepBase {
+  kind: 'app';
+  resource: string;
+  version: string;
+  /** The database resource the new version uses. */
+  database?: string;
+  image?: string;
+  cpu?: number;
+  memory?: string;
+  minReplicas?: number;
+  maxReplicas?: number;
+}
+export interface DataStep extends StepBase {
+  kind: 'data';
+  from: string;
+  to: string;
+  /** postgres: logical replication then cutover; blob: server-side incremental copy. */
+  verify: boolean;
+}
+export interface TrafficStep extends StepBase {
+  kind: 'traffic';
+  resource: string;
+  /** Percent 0..100 of traffic to the canary after this step. */
+  weight: number;
+  bake: string;
+  analysis: TrafficAnalysis;
+}
+export interface GateStep extends StepBase {
+  kind: 'gate';
+  /** Gate name used on the CLI: `tiershift approve ID --gate <name>`. */
+  gate: string;
+  instructions?: string;
+  approvers: string[];
+  requiredApprovals: number;
+  fourEyes: boolean;
+  timeout?: string;
+  onTimeout: 'rollback' | 'abort';
+}
+export interface FinalizeStep extends StepBase {
+  kind: 'finalize';
+  resources: string[];
+}
+export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep;
+
+export interface ResolvedPlan {
+  apiVersion: 'tiershift/v1';
+  name: string;
+  description?: string;
+  /** sha256 of the plan file's canonical content, fixed at start. */
+  hash: string;
+  /** Where the plan came from, for messages only. */
+  source: string;
+  resources: Record<string, Resource>;
+  steps: Step[];
+}

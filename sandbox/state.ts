@@ -1,0 +1,110 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from './binaries';
+
+/**
+ * Where the sandbox keeps its state file, data directories and logs.
+ * TIERSHIFT_HOME overrides it; tests give every run a fresh temporary home.
+ */
+export function sandboxHome(explicit?: string): string {
+  return path.resolve(explicit ?? process.env.TIERSHIFT_HOME ?? path.join(PROJECT_ROOT, '.tiershift'));
+}
+
+export interface SandboxPorts {
+  temporal: number;
+  temporalUi: number;
+  azurite: number;
+  pgSource: number;
+  pgTarget: number;
+  haproxy: number;
+  haproxyStats: number;
+  haproxyRuntime: number;
+  appBlue: number;
+  appGreen: number;
+}
+
+/** The ports a sandbox prefers; each is replaced by a free one when taken, unless configured explicitly. */
+export const DEFAULT_PORTS: SandboxPorts = {
+  temporal: 7233,
+  temporalUi: 8233,
+  azurite: 10000,
+  pgSource: 5433,
+  pgTarget: 5434,
+  haproxy: 8080,
+  haproxyStats: 8404,
+  haproxyRuntime: 9999,
+  appBlue: 3001,
+  appGreen: 3002,
+};
+
+export interface ProcessRecord {
+  pid: number;
+  /** Log file of the process, for `sandbox status` and error messages. */
+  log: string;
+}
+
+export interface PostgresCluster extends ProcessRecord {
+  name: 'source' | 'target';
+  tier: 'small' | 'medium' | 'large';
+  host: '127.0.0.1';
+  port: number;
+  user: string;
+  database: string;
+  dataDir: string;
+}
+
+export interface StorageAccount {
+  /** Role in the plan: the primary and secondary regions of the seeds' runbooks. */
+  role: 'primary' | 'secondary';
+  name: string;
+  key: string;
+  blobEndpoint: string;
+  connectionString: string;
+}
+
+export interface AppInstance extends ProcessRecord {
+  color: 'blue' | 'green';
+  version: string;
+  port: number;
+  database: 'source' | 'target';
+}
+
+export interface SandboxState {
+  home: string;
+  startedAt: string;
+  ports: SandboxPorts;
+  temporal?: ProcessRecord & { address: string; uiUrl: string; namespace: string; dbFile: string };
+  azurite?: ProcessRecord & { dataDir: string; accounts: StorageAccount[] };
+  postgres: Partial<Record<'source' | 'target', PostgresCluster>>;
+  haproxy?: ProcessRecord & {
+    config: string;
+    frontendUrl: string;
+    statsUrl: string;
+    /** host:port of the runtime API (`stats socket ipv4@...`, level admin). */
+    runtimeApi: string;
+    backend: string;
+  };
+  apps: Partial<Record<'blue' | 'green', AppInstance>>;
+}
+
+export function stateFile(home: string): string {
+  return path.join(home, 'state.json');
+}
+
+export function readState(home: string): SandboxState | undefined {
+  const file = stateFile(home);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as SandboxState;
+}
+
+/** Written atomically so a crash mid-write never leaves a state file that forgets a running process. */
+export function writeState(state: SandboxState): void {
+  mkdirSync(state.home, { recursive: true });
+  const file = stateFile(state.home);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(`${file}.tmp`, file);
+}
+
+export function postgresUrl(cluster: PostgresCluster, database = cluster.database): string {
+  return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${database}`;
+}

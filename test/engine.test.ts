@@ -1,0 +1,249 @@
+// The migration engine's behaviour on the time-skipping server: gates, failures, rollback, visibility.
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePlan } from '../plan/load';
+import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
+import { approveSignal, type MigrationStatus } from '../workflows/shared';
+import { ActivityScript } from './support/scripted-activities';
+import { startWorker, timeSkippingEnv } from './support/temporal';
+
+let env: TestWorkflowEnvironment;
+let stopWorker: () => Promise<void>;
+const script = new ActivityScript();
+
+beforeAll(async () => {
+  env = await timeSkippingEnv();
+  ({ stop: stopWorker } = await startWorker({ connection: env.nativeConnection, activities: script.activities() }));
+});
+
+afterAll(async () => {
+  await stopWorker?.();
+  await env?.teardown();
+});
+
+interface PlanOptions {
+  gate?: string;
+  traffic?: boolean;
+}
+
+/** A plan shaped like the seeds' small->medium runbook, with fast retries so failures surface quickly. */
+function planYaml(name: string, { gate = '{ name: go }', traffic = true }: PlanOptions = {}): string {
+  return `
+apiVersion: tiershift/v1
+name: ${name}
+approvers: [alice, bob, carol]
+defaults:
+  retry: { maximumAttempts: 2, initialInterval: 100ms, backoffCoefficient: 1, maximumInterval: 100ms }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  api: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, backend: app, stable: blue, canary: green }
+phases:
+  - backup: { resources: [sourceDb] }
+  - gate: ${gate}
+  - infra: { resource: targetDb, settings: { max_connections: 200 } }
+  - app: { resource: api, version: v2, database: targetDb }
+  - data: { from: sourceDb, to: targetDb }
+${traffic ? `  - traffic: { resource: front, steps: [ { weight: 10, bake: 10m }, { weight: 100, bake: 10m } ] }\n` : ''}  - gate: { name: final }
+  - finalize: { resources: [sourceDb] }
+`;
+}
+
+async function start(name: string, opts?: PlanOptions, startedBy = 'alice') {
+  const plan = parsePlan(planYaml(name, opts), `${name}.yaml`);
+  const handle = await startMigration(env.client, plan, startedBy);
+  return { plan, handle, id: handle.workflowId };
+}
+
+async function waitFor(id: string, ok: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const status = await migrationStatus(env.client, id);
+    if (ok(status)) return status;
+    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const atGate = (gate: string) => (s: MigrationStatus) => s.pendingGate?.gate === gate;
+
+async function refusal(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+    return ((err as WorkflowUpdateFailedError).cause as Error).message;
+  }
+  throw new Error('the update was accepted');
+}
+
+describe('migration engine', () => {
+  it('runs every phase in plan order through approved gates to completion', async () => {
+    const { id, handle } = await start('happy-path');
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob', comment: 'backup verified' });
+    await waitFor(id, atGate('final'));
+    await approveGate(env.client, id, { gate: 'final', by: 'carol' });
+    const status = await handle.result();
+
+    expect(status.state).toBe('completed');
+    expect(script.callsOf(id)).toEqual([
+      'backupDatabase:0-backup',
+      'prepareInfra:2-infra',
+      'updateApp:3-app',
+      'syncData:4-data',
+      'shiftTraffic:5-traffic-10',
+      'analyseTraffic:5-traffic-10',
+      'shiftTraffic:5-traffic-100',
+      'analyseTraffic:5-traffic-100',
+      'finalizeMigration:7-finalize',
+    ]);
+    expect(status.steps.every((s) => s.state === 'done')).toBe(true);
+    expect(status.traffic).toMatchObject({ stable: 'blue', canary: 'green', weight: 100 });
+    expect(status.decisions.map((d) => [d.gate, d.decision, d.by, d.comment])).toEqual([
+      ['go', 'approve', 'bob', 'backup verified'],
+      ['final', 'approve', 'carol', undefined],
+    ]);
+    const description = await handle.describe();
+    expect(description.typedSearchAttributes.getAll().map((p) => [p.key.name, p.value])).toEqual(
+      expect.arrayContaining([
+        ['MigrationState', 'completed'],
+        ['PlanName', 'happy-path'],
+        ['TrafficWeight', 100],
+      ]),
+    );
+  });
+
+  it('refuses a second start of a running migration', async () => {
+    const { plan, id } = await start('twice');
+    await waitFor(id, atGate('go'));
+    await expect(startMigration(env.client, plan, 'bob')).rejects.toThrow(/already started|already running/i);
+    await rollbackMigration(env.client, id, 'alice', 'test done');
+  });
+
+  it('applies every gate rule with a reason the CLI can print', async () => {
+    const { id, handle } = await start('gate-rules', { gate: '{ name: go, approvers: [alice, bob, carol], requiredApprovals: 2, fourEyes: true }' });
+    await waitFor(id, atGate('go'));
+    expect(await refusal(approveGate(env.client, id, { gate: 'nope', by: 'bob' }))).toMatch(/unknown gate "nope"; this plan's gates are: go, final/);
+    expect(await refusal(approveGate(env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/gate "final" is not pending; it is waiting at gate "go"/);
+    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'mallory' }))).toMatch(/mallory may not decide gate "go"; its approvers are: alice, bob, carol/);
+    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'alice' }))).toMatch(/needs four eyes: alice started this migration/);
+
+    const afterOne = await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    expect(afterOne.pendingGate).toMatchObject({ gate: 'go', approvedBy: ['bob'], requiredApprovals: 2 });
+    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'bob' }))).toMatch(/bob already approved gate "go"; it needs 2 distinct approvers \(1 so far\)/);
+    expect(await refusal(rejectGate(env.client, id, { gate: 'go', by: 'carol', reason: ' ' }))).toMatch(/needs a reason/);
+
+    await approveGate(env.client, id, { gate: 'go', by: 'carol' });
+    const atFinal = await waitFor(id, atGate('final'));
+    expect(atFinal.steps.find((s) => s.id === '1-gate')).toMatchObject({ state: 'done', summary: 'approved by bob, carol' });
+    await handle.cancel();
+    expect((await handle.result()).state).toBe('rolled-back');
+  });
+
+  it('accepts approvals as plain signals and records refused ones', async () => {
+    const { id, handle } = await start('signals');
+    await waitFor(id, atGate('go'));
+    await handle.signal(approveSignal, { gate: 'go', by: 'mallory' });
+    const refused = await waitFor(id, (s) => s.errors.length > 0);
+    expect(refused.errors[0]?.error).toMatch(/signal refused: mallory may not decide gate "go"/);
+    await handle.signal(approveSignal, { gate: 'go', by: 'bob' });
+    await waitFor(id, atGate('final'));
+    await rollbackMigration(env.client, id, 'alice', 'done');
+    expect((await handle.result()).state).toBe('rolled-back');
+  });
+
+  it('rolls back when a gate times out, and aborts without undoing when the plan says abort', async () => {
+    const { id, handle } = await start('gate-timeout', { gate: '{ name: go, timeout: 1h, onTimeout: rollback }' });
+    await waitFor(id, atGate('go'));
+    await env.sleep('2h');
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback).toMatchObject({ trigger: 'gate-timeout', reason: 'gate "go" was not approved within 1h' });
+
+    const aborted = await start('gate-abort', { gate: '{ name: go, timeout: 1h, onTimeout: abort }' });
+    await waitFor(aborted.id, atGate('go'));
+    await env.sleep('2h');
+    const abortedStatus = await aborted.handle.result();
+    expect(abortedStatus.state).toBe('aborted');
+    expect(abortedStatus.rollback).toBeUndefined();
+    expect(script.callsOf(aborted.id).filter((c) => c.startsWith('undoStep'))).toEqual([]);
+  });
+
+  it('waits for an operator when a step exhausts its retries, then resumes it', async () => {
+    const { id, handle } = await start('resume-after-failure');
+    script.failures.set(`${id}/2-infra`, 2); // both attempts of the retry policy fail
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    const failed = await waitFor(id, (s) => s.state === 'awaiting-operator');
+    expect(failed.failure).toMatchObject({ stepId: '2-infra', error: 'injected failure of 2-infra' });
+    expect(failed.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(await refusal(approveGate(env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/not pending/);
+
+    await resumeMigration(env.client, id, 'carol');
+    await waitFor(id, atGate('final'));
+    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    const status = await handle.result();
+    expect(status.state).toBe('completed');
+    expect(status.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 2 });
+    expect(script.callsOf(id).filter((c) => c === 'prepareInfra:2-infra')).toHaveLength(3);
+    // A closed migration takes no more decisions.
+    await expect(resumeMigration(env.client, id, 'carol')).rejects.toThrow();
+  });
+
+  it('rolls back on the operator\'s command after a failure, undoing what was done in reverse', async () => {
+    const { id, handle } = await start('rollback-after-failure');
+    script.failures.set(`${id}/3-app`, 2);
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await waitFor(id, (s) => s.state === 'awaiting-operator');
+    await rollbackMigration(env.client, id, 'carol', 'app does not start');
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback).toMatchObject({ trigger: 'operator', by: 'carol', reason: 'app does not start' });
+    // The failed app step is undone too (it may have half-started), before infra; the backup is kept.
+    expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(['undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
+    expect(status.rollback?.actions.every((a) => a.state === 'done')).toBe(true);
+    expect(status.steps.find((s) => s.id === '0-backup')?.state).toBe('compensated');
+  });
+
+  it('rolls back automatically when traffic analysis fails, traffic first', async () => {
+    const { id, handle } = await start('analysis-breach');
+    script.failingAnalysis.add(`${id}/5-traffic-100`);
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback?.trigger).toBe('analysis');
+    expect(status.rollback?.reason).toMatch(/error rate 0.5 of 5-traffic-100/);
+    const undone = script.callsOf(id).filter((c) => c.startsWith('undoStep'));
+    expect(undone[0]).toMatch(/^undoStep:5-traffic-/);
+    expect(undone.slice(-4)).toEqual(['undoStep:4-data', 'undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
+    expect(status.traffic?.weight).toBe(0);
+  });
+
+  it('rolls back when the workflow is cancelled', async () => {
+    const { id, handle } = await start('cancelled');
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await waitFor(id, atGate('final'));
+    await handle.cancel();
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback?.trigger).toBe('cancelled');
+    expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))[0]).toMatch(/^undoStep:5-traffic-/);
+  });
+
+  it('rolls back when a gate is rejected, and refuses a second rollback', async () => {
+    const { id, handle } = await start('rejected');
+    await waitFor(id, atGate('go'));
+    await rejectGate(env.client, id, { gate: 'go', by: 'bob', reason: 'backup too old' });
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback).toMatchObject({ trigger: 'gate-rejected', reason: 'gate "go" rejected by bob: backup too old' });
+    expect(status.decisions).toMatchObject([{ gate: 'go', decision: 'reject', by: 'bob', comment: 'backup too old' }]);
+    await expect(rollbackMigration(env.client, id, 'bob')).rejects.toThrow();
+  });
+});

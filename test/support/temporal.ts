@@ -1,0 +1,74 @@
+// Temporal environments for tests: the time-skipping server for workflow logic, the sandbox's dev
+// server for end-to-end runs. Both use binaries installed by setup (found on PATH or in .tools/bin).
+import { Client, Connection } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { findBinary } from '../../sandbox/binaries';
+import { readState, sandboxHome } from '../../sandbox/state';
+import { createWorker, type WorkerOptions } from '../../worker/worker';
+
+let runtimeInstalled = false;
+/** The SDK logs every worker state change at INFO; tests want warnings only. */
+export function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  quietRuntime();
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: findBinary('temporal-test-server') } },
+  });
+}
+
+export interface SandboxTemporal {
+  client: Client;
+  connection: NativeConnection;
+  address: string;
+  uiUrl: string;
+  close(): Promise<void>;
+}
+
+/** A client and a worker connection to the test run's sandbox dev server. */
+export async function sandboxTemporal(): Promise<SandboxTemporal> {
+  quietRuntime();
+  const temporal = readState(sandboxHome())?.temporal;
+  if (!temporal) throw new Error(`no sandbox Temporal in ${sandboxHome()}`);
+  const clientConnection = await Connection.connect({ address: temporal.address });
+  const connection = await NativeConnection.connect({ address: temporal.address });
+  return {
+    client: new Client({ connection: clientConnection }),
+    connection,
+    address: temporal.address,
+    uiUrl: temporal.uiUrl,
+    async close() {
+      await clientConnection.close();
+      await connection.close();
+    },
+  };
+}
+
+export async function startWorker(opts: WorkerOptions): Promise<{ worker: Worker; stop: () => Promise<void> }> {
+  const worker = await createWorker(opts);
+  const running = worker.run();
+  return {
+    worker,
+    async stop() {
+      worker.shutdown();
+      await running;
+    },
+  };
+}
+
+/** Polls until the predicate holds: for states reached by other processes or by the workflow itself. */
+export async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await read();
+    if (ok(last)) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}`);
+}

@@ -1,0 +1,369 @@
+// The state of one migration run: what the status query returns, what the search attributes and the
+// UI's current details show, and the rules that accept or refuse an operator's call.
+import * as wf from '@temporalio/workflow';
+import type { GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
+import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from './search-attributes';
+import {
+  approveSignal,
+  approveUpdate,
+  migrationId,
+  rejectSignal,
+  rejectUpdate,
+  resumeUpdate,
+  rollbackUpdate,
+  statusQuery,
+  TERMINAL_STATES,
+  type ApproveArgs,
+  type Figures,
+  type MigrationState,
+  type MigrationStatus,
+  type OperatorArgs,
+  type RejectArgs,
+  type RollbackStatus,
+  type StepStatus,
+} from './shared';
+
+/** Thrown inside the forward path to leave it for the rollback path. */
+export class RollbackRequested extends Error {
+  constructor() {
+    super('rollback requested');
+    this.name = 'RollbackRequested';
+  }
+}
+
+/** Thrown when a gate times out with `onTimeout: abort`: stop, leaving everything as it is. */
+export class AbortRequested extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'AbortRequested';
+  }
+}
+
+const now = (): string => new Date().toISOString();
+
+export class MigrationRun {
+  readonly status: MigrationStatus;
+  /** What each completed step recorded for its compensation. */
+  readonly undo: Record<string, unknown>;
+  nextStep: number;
+  private resumeRequested = false;
+  private rollbackRequest?: Omit<RollbackStatus, 'startedAt' | 'actions'>;
+  private forwardScope?: wf.CancellationScope;
+  private lastAttributes?: string;
+
+  constructor(
+    readonly plan: ResolvedPlan,
+    startedBy: string,
+    carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> },
+  ) {
+    this.nextStep = carried?.nextStep ?? 0;
+    this.undo = carried?.undo ?? {};
+    this.status = carried?.status ?? {
+      migrationId: migrationId(plan.name),
+      plan: { name: plan.name, hash: plan.hash, source: plan.source },
+      state: 'running',
+      phase: plan.steps[0]?.kind ?? 'done',
+      startedBy,
+      startedAt: now(),
+      updatedAt: now(),
+      steps: plan.steps.map((s) => ({ id: s.id, kind: s.kind, title: s.title, state: 'pending', attempts: 0, figures: {} })),
+      decisions: [],
+      errors: [],
+      traffic: initialTraffic(plan),
+    };
+  }
+
+  /** Queries, updates (with validators, so a wrong call is refused with a reason) and compatible signals. */
+  installHandlers(): void {
+    wf.setHandler(statusQuery, () => this.status);
+    wf.setHandler(approveUpdate, (args) => this.approve(args), { validator: (args) => this.validateApprove(args) });
+    wf.setHandler(rejectUpdate, (args) => this.reject(args), { validator: (args) => this.validateReject(args) });
+    wf.setHandler(resumeUpdate, (_args: OperatorArgs) => this.resume(), { validator: (_args: OperatorArgs) => this.validateResume() });
+    wf.setHandler(rollbackUpdate, (args) => this.operatorRollback(args), {
+      validator: (_args: OperatorArgs) => this.validateRollback(),
+    });
+    wf.setHandler(approveSignal, (args) => this.viaSignal(args.gate, () => this.validateApprove(args), () => this.approve(args)));
+    wf.setHandler(rejectSignal, (args) => this.viaSignal(args.gate, () => this.validateReject(args), () => this.reject(args)));
+  }
+
+  // ---- the forward path ---------------------------------------------------------------------
+
+  /** Runs the forward path in a scope that a rollback request (or workflow cancellation) cancels. */
+  async forward(body: () => Promise<void>): Promise<void> {
+    this.forwardScope = new wf.CancellationScope();
+    await this.forwardScope.run(body);
+  }
+
+  step(id: string): StepStatus {
+    const step = this.status.steps.find((s) => s.id === id);
+    if (!step) throw new Error(`no step ${id}`);
+    return step;
+  }
+
+  startStep(step: Step): void {
+    const s = this.step(step.id);
+    s.state = 'running';
+    s.attempts += 1;
+    s.startedAt ??= now();
+    s.error = undefined;
+    this.status.currentStep = step.id;
+    this.status.phase = step.kind;
+    this.status.failure = undefined;
+    this.setState('running');
+  }
+
+  completeStep(step: Step, summary: string, figures: Figures, undo: unknown): void {
+    const s = this.step(step.id);
+    s.state = 'done';
+    s.endedAt = now();
+    s.summary = summary;
+    s.figures = { ...s.figures, ...figures };
+    if (undo !== undefined) this.undo[step.id] = undo;
+    this.touch();
+  }
+
+  recordFigures(stepId: string, figures: Figures): void {
+    const s = this.step(stepId);
+    s.figures = { ...s.figures, ...figures };
+    this.touch();
+  }
+
+  setTrafficWeight(weight: number): void {
+    if (this.status.traffic) this.status.traffic.weight = weight;
+    this.touch();
+  }
+
+  /** A step exhausted its retries: wait for an operator to `resume` it (or `rollback`, which cancels this wait). */
+  async awaitOperator(step: Step, error: string): Promise<void> {
+    const s = this.step(step.id);
+    s.state = 'failed';
+    s.error = error;
+    const at = now();
+    this.status.failure = { stepId: step.id, error, at };
+    this.status.errors.push({ stepId: step.id, error, at });
+    this.resumeRequested = false;
+    this.setState('awaiting-operator');
+    await wf.condition(() => this.resumeRequested);
+    this.resumeRequested = false;
+  }
+
+  // ---- gates ----------------------------------------------------------------------------------
+
+  openGate(gate: GateStep): void {
+    const s = this.step(gate.id);
+    s.state = 'running';
+    s.startedAt ??= now();
+    this.status.currentStep = gate.id;
+    this.status.phase = 'gate';
+    this.status.pendingGate = {
+      gate: gate.gate,
+      stepId: gate.id,
+      openedAt: now(),
+      deadline: gate.timeout ? new Date(Date.now() + durationMs(gate.timeout)).toISOString() : undefined,
+      onTimeout: gate.onTimeout,
+      approvers: gate.approvers,
+      requiredApprovals: gate.requiredApprovals,
+      fourEyes: gate.fourEyes,
+      approvedBy: [],
+      instructions: gate.instructions,
+    };
+    this.setState('awaiting-approval');
+  }
+
+  gatePassed(gate: GateStep): boolean {
+    const pending = this.status.pendingGate;
+    return pending?.gate === gate.gate && pending.approvedBy.length >= gate.requiredApprovals;
+  }
+
+  closeGate(gate: GateStep): void {
+    const s = this.step(gate.id);
+    s.state = 'done';
+    s.endedAt = now();
+    s.summary = `approved by ${this.status.pendingGate?.approvedBy.join(', ')}`;
+    this.status.pendingGate = undefined;
+    this.setState('running');
+  }
+
+  private gateStep(name: string): GateStep {
+    const gate = this.plan.steps.find((s): s is GateStep => s.kind === 'gate' && s.gate === name);
+    if (!gate) {
+      const names = this.plan.steps.flatMap((s) => (s.kind === 'gate' ? [s.gate] : []));
+      throw new Error(`unknown gate "${name}"; this plan's gates are: ${names.join(', ') || 'none'}`);
+    }
+    return gate;
+  }
+
+  private requirePending(name: string): void {
+    this.gateStep(name);
+    const pending = this.status.pendingGate;
+    if (pending?.gate !== name) {
+      const where = pending ? `it is waiting at gate "${pending.gate}"` : `it is ${this.status.state}`;
+      throw new Error(`gate "${name}" is not pending; ${where}`);
+    }
+  }
+
+  private requireApprover(gate: GateStep, by: string): void {
+    if (gate.approvers.length > 0 && !gate.approvers.includes(by)) {
+      throw new Error(`${by} may not decide gate "${gate.gate}"; its approvers are: ${gate.approvers.join(', ')}`);
+    }
+  }
+
+  validateApprove({ gate: name, by }: ApproveArgs): void {
+    this.requirePending(name);
+    const gate = this.gateStep(name);
+    this.requireApprover(gate, by);
+    if (gate.fourEyes && by === this.status.startedBy) {
+      throw new Error(`gate "${name}" needs four eyes: ${by} started this migration and cannot approve it; ask another approver`);
+    }
+    const pending = this.status.pendingGate;
+    if (pending?.approvedBy.includes(by)) {
+      throw new Error(
+        `${by} already approved gate "${name}"; it needs ${gate.requiredApprovals} distinct approvers (${pending.approvedBy.length} so far)`,
+      );
+    }
+  }
+
+  approve({ gate, by, comment }: ApproveArgs): MigrationStatus {
+    this.status.pendingGate?.approvedBy.push(by);
+    this.status.decisions.push({ gate, decision: 'approve', by, at: now(), comment });
+    this.touch();
+    return this.status;
+  }
+
+  validateReject({ gate: name, by, reason }: RejectArgs): void {
+    this.requirePending(name);
+    this.requireApprover(this.gateStep(name), by);
+    if (!reason?.trim()) throw new Error('a rejection needs a reason; pass --reason');
+  }
+
+  reject({ gate, by, reason }: RejectArgs): MigrationStatus {
+    this.status.decisions.push({ gate, decision: 'reject', by, at: now(), comment: reason });
+    this.requestRollback({ trigger: 'gate-rejected', reason: `gate "${gate}" rejected by ${by}: ${reason}`, by });
+    return this.status;
+  }
+
+  private viaSignal(gate: string, validate: () => void, apply: () => void): void {
+    try {
+      validate();
+    } catch (err) {
+      this.status.errors.push({ stepId: `gate:${gate}`, error: `signal refused: ${(err as Error).message}`, at: now() });
+      this.touch();
+      return;
+    }
+    apply();
+  }
+
+  // ---- operator decisions ---------------------------------------------------------------------
+
+  validateResume(): void {
+    if (this.status.state !== 'awaiting-operator') {
+      throw new Error(`there is nothing to resume; the migration is ${this.status.state}`);
+    }
+  }
+
+  resume(): MigrationStatus {
+    this.resumeRequested = true;
+    return this.status;
+  }
+
+  validateRollback(): void {
+    if (this.rollbackRequest || this.status.state === 'rolling-back') throw new Error('the migration is already rolling back');
+    if (isTerminal(this.status.state)) throw new Error(`the migration has ended (${this.status.state}); there is nothing to roll back`);
+  }
+
+  operatorRollback({ by, reason }: OperatorArgs): MigrationStatus {
+    this.requestRollback({ trigger: 'operator', reason: reason ?? `requested by ${by}`, by });
+    return this.status;
+  }
+
+  /** Leaves the forward path (wherever it waits) for the rollback path. */
+  requestRollback(request: Omit<RollbackStatus, 'startedAt' | 'actions'>): void {
+    this.rollbackRequest ??= request;
+    this.forwardScope?.cancel();
+  }
+
+  takeRollbackRequest(fallback: Omit<RollbackStatus, 'startedAt' | 'actions'>): RollbackStatus {
+    const request = (this.rollbackRequest ??= fallback);
+    this.status.rollback = { ...request, startedAt: now(), actions: [] };
+    this.status.pendingGate = undefined;
+    this.status.failure = undefined;
+    this.setState('rolling-back');
+    return this.status.rollback;
+  }
+
+  // ---- visibility -----------------------------------------------------------------------------
+
+  setState(state: MigrationState): void {
+    this.status.state = state;
+    if (isTerminal(state)) {
+      this.status.endedAt = now();
+      this.status.currentStep = undefined;
+      this.status.phase = 'done';
+    }
+    this.touch();
+  }
+
+  /** Keeps the search attributes (UI list filters) and the current details (UI workflow page) current. */
+  touch(): void {
+    this.status.updatedAt = now();
+    const attributes = {
+      state: this.status.state,
+      phase: this.status.phase,
+      gate: this.status.pendingGate?.gate ?? null,
+      weight: this.status.traffic?.weight ?? 0,
+    };
+    // Each upsert is a history event: only send one when a filterable value really changed.
+    const key = JSON.stringify(attributes);
+    if (key !== this.lastAttributes) {
+      this.lastAttributes = key;
+      wf.upsertSearchAttributes([
+        { key: MigrationStateKey, value: attributes.state },
+        { key: MigrationPhase, value: attributes.phase },
+        { key: PendingGate, value: attributes.gate },
+        { key: PlanName, value: this.plan.name },
+        { key: TrafficWeight, value: attributes.weight },
+      ]);
+    }
+    wf.setCurrentDetails(currentDetails(this.status));
+  }
+}
+
+export function isTerminal(state: MigrationState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+function initialTraffic(plan: ResolvedPlan): MigrationStatus['traffic'] {
+  const step = plan.steps.find((s) => s.kind === 'traffic');
+  if (!step || step.kind !== 'traffic') return undefined;
+  const front = plan.resources[step.resource] as TrafficResource | undefined;
+  return front ? { resource: front.name, stable: front.stable, canary: front.canary, weight: 0 } : undefined;
+}
+
+/** Workflow code cannot import Node's ms parser cheaply; plan durations are validated already. */
+export function durationMs(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(n) * (units[unit!] ?? 0);
+  return total;
+}
+
+/** Markdown for the Temporal UI's "current details": reads like the runbook line being executed. */
+function currentDetails(status: MigrationStatus): string {
+  const done = status.steps.filter((s) => s.state === 'done').length;
+  const lines = [`**${status.plan.name}** — ${status.state} (${done}/${status.steps.length} steps done)`];
+  const current = status.steps.find((s) => s.id === status.currentStep);
+  if (current) lines.push(`Step: ${current.title} (${current.state}, attempt ${current.attempts})`);
+  if (status.traffic) lines.push(`Traffic: ${100 - status.traffic.weight}% ${status.traffic.stable} / ${status.traffic.weight}% ${status.traffic.canary}`);
+  const gate = status.pendingGate;
+  if (gate) {
+    lines.push(`Waiting for approval at gate **${gate.gate}** (${gate.approvedBy.length}/${gate.requiredApprovals}).`);
+    lines.push(`Approve: \`tiershift approve ${status.migrationId} --gate ${gate.gate}\``);
+  }
+  if (status.failure) {
+    lines.push(`Failed: ${status.failure.error}`);
+    lines.push(`Decide: \`tiershift resume ${status.migrationId}\` or \`tiershift rollback ${status.migrationId} --reason ...\``);
+  }
+  if (status.rollback) lines.push(`Rollback (${status.rollback.trigger}): ${status.rollback.reason}`);
+  return lines.join('\n\n');
+}
+

@@ -1,0 +1,125 @@
+// What the workflow, the worker and the CLI share: names, message definitions and the status shape.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ResolvedPlan, StepKind } from '../plan/types';
+
+export const TASK_QUEUE = 'tiershift';
+
+export const migrationId = (planName: string): string => `migration-${planName}`;
+
+export type MigrationState =
+  | 'running'
+  | 'awaiting-approval'
+  | 'awaiting-operator'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'aborted'
+  | 'completed';
+
+export const TERMINAL_STATES: readonly MigrationState[] = ['rolled-back', 'aborted', 'completed'];
+
+export type Figures = Record<string, number | string | boolean>;
+
+export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped' | 'compensated' | 'compensation-failed';
+
+export interface StepStatus {
+  id: string;
+  kind: StepKind;
+  title: string;
+  state: StepState;
+  attempts: number;
+  startedAt?: string;
+  endedAt?: string;
+  summary?: string;
+  figures: Figures;
+  error?: string;
+}
+
+export interface Decision {
+  gate: string;
+  decision: 'approve' | 'reject';
+  by: string;
+  at: string;
+  comment?: string;
+}
+
+export interface PendingGate {
+  gate: string;
+  stepId: string;
+  openedAt: string;
+  deadline?: string;
+  onTimeout: 'rollback' | 'abort';
+  approvers: string[];
+  requiredApprovals: number;
+  fourEyes: boolean;
+  approvedBy: string[];
+  instructions?: string;
+}
+
+export interface RollbackAction {
+  stepId: string;
+  action: string;
+  state: 'pending' | 'running' | 'done' | 'failed';
+  error?: string;
+}
+
+export interface RollbackStatus {
+  trigger: 'operator' | 'gate-rejected' | 'gate-timeout' | 'analysis' | 'cancelled';
+  reason: string;
+  by?: string;
+  startedAt: string;
+  endedAt?: string;
+  actions: RollbackAction[];
+}
+
+export interface MigrationStatus {
+  migrationId: string;
+  plan: { name: string; hash: string; source: string };
+  state: MigrationState;
+  phase: StepKind | 'done';
+  currentStep?: string;
+  startedBy: string;
+  startedAt: string;
+  updatedAt: string;
+  endedAt?: string;
+  steps: StepStatus[];
+  traffic?: { resource: string; stable: string; canary: string; weight: number };
+  pendingGate?: PendingGate;
+  decisions: Decision[];
+  /** The step whose failure the operator must decide on (`resume` or `rollback`). */
+  failure?: { stepId: string; error: string; at: string };
+  errors: { stepId: string; error: string; at: string }[];
+  rollback?: RollbackStatus;
+}
+
+export interface MigrationInput {
+  plan: ResolvedPlan;
+  startedBy: string;
+  /** History events after which the run continues as new at the next step boundary (default 4000). */
+  historyLimit?: number;
+  /** Carried over by continue-as-new so a long plan keeps its history small. */
+  carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> };
+}
+
+export interface ApproveArgs {
+  gate: string;
+  by: string;
+  comment?: string;
+}
+export interface RejectArgs {
+  gate: string;
+  by: string;
+  reason: string;
+}
+export interface OperatorArgs {
+  by: string;
+  reason?: string;
+}
+
+export const statusQuery = defineQuery<MigrationStatus>('status');
+export const approveUpdate = defineUpdate<MigrationStatus, [ApproveArgs]>('approve');
+export const rejectUpdate = defineUpdate<MigrationStatus, [RejectArgs]>('reject');
+export const resumeUpdate = defineUpdate<MigrationStatus, [OperatorArgs]>('resume');
+export const rollbackUpdate = defineUpdate<MigrationStatus, [OperatorArgs]>('rollback');
+// Signals mirror the updates for `temporal workflow signal`; a refused signal is recorded, not thrown.
+export const approveSignal = defineSignal<[ApproveArgs]>('approve-signal');
+export const rejectSignal = defineSignal<[RejectArgs]>('reject-signal');
