@@ -20,8 +20,8 @@ export async function startMigration(
   client: Client,
   plan: ResolvedPlan,
   startedBy: string,
-  opts: { id?: string } = {},
-): Promise<WorkflowHandle<typeof migration>> {
+  opts: { id?: string; historyLimit?: number } = {},
+) {
   const workflowId = opts.id ?? migrationId(plan.name);
   return client.workflow.start<typeof migration>('migration', {
     taskQueue: TASK_QUEUE,
@@ -29,7 +29,7 @@ export async function startMigration(
     // A second start of a running migration is refused rather than attached to: two operators must not
     // both believe they started it.
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-    args: [{ plan, startedBy }],
+    args: [{ plan, startedBy, historyLimit: opts.historyLimit }],
     staticSummary: `${plan.name}: ${plan.description ?? `${plan.steps.length} steps`}`,
     staticDetails: `Plan ${plan.source} (sha256 ${plan.hash.slice(0, 12)}), started by ${startedBy}`,
     typedSearchAttributes: new TypedSearchAttributes([

@@ -46,6 +46,9 @@ const BINARIES: Record<string, BinarySpec> = {
   pg_restore: { install: `the PostgreSQL client: ${SETUP}, or \`apt-get install postgresql-client\``, extraDirs: postgresDirs },
   psql: { install: `the PostgreSQL client: ${SETUP}, or \`apt-get install postgresql-client\``, extraDirs: postgresDirs },
   haproxy: { install: `HAProxy: ${SETUP}, or \`apt-get install haproxy\``, extraDirs: () => ['/usr/sbin'] },
+  // Root runs PostgreSQL as an unprivileged user: runuser switches to it, useradd creates one if none exists.
+  runuser: { install: 'util-linux (`apt-get install util-linux`)', extraDirs: () => ['/usr/sbin', '/sbin'] },
+  useradd: { install: 'passwd (`apt-get install passwd`)', extraDirs: () => ['/usr/sbin', '/sbin'] },
   'azurite-blob': {
     install: `Azurite: run \`npm ci\` in ${PROJECT_ROOT}`,
     extraDirs: () => [path.join(PROJECT_ROOT, 'node_modules', '.bin')],

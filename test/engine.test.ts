@@ -246,4 +246,24 @@ describe('migration engine', () => {
     expect(status.decisions).toMatchObject([{ gate: 'go', decision: 'reject', by: 'bob', comment: 'backup too old' }]);
     await expect(rollbackMigration(env.client, id, 'bob')).rejects.toThrow();
   });
+
+  it('keeps history small on a plan with hundreds of steps by continuing as new', async () => {
+    const checks = Array.from({ length: 120 }, () => '  - check: { resources: [sourceDb] }').join('\n');
+    const plan = parsePlan(
+      `apiVersion: tiershift/v1\nname: many-steps\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source }\nphases:\n${checks}\n  - gate: { name: last }\n`,
+      'many-steps.yaml',
+    );
+    const handle = await startMigration(env.client, plan, 'alice', { historyLimit: 200 });
+    const id = handle.workflowId;
+    await waitFor(id, atGate('last'));
+    await approveGate(env.client, id, { gate: 'last', by: 'bob' });
+    const status = await handle.result();
+    expect(status.state).toBe('completed');
+    expect(status.steps.filter((s) => s.state === 'done')).toHaveLength(121);
+    expect(script.callsOf(id)).toHaveLength(120);
+    // The first run handed over to a new one; no run's history grew past the limit by more than a step.
+    const first = await env.client.workflow.getHandle(id, handle.firstExecutionRunId).describe();
+    expect(first.status.name).toBe('CONTINUED_AS_NEW');
+    expect(first.historyLength).toBeLessThan(260);
+  });
 });

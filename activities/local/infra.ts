@@ -1,0 +1,109 @@
+// Infra prep on the sandbox: bring a PostgreSQL cluster to the plan's tier settings (the local twin of
+// `az postgres flexible-server parameter set` + a SKU change), restarting only when a setting needs it.
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import type pg from 'pg';
+import type { InfraStep, PostgresResource } from '../../plan/types';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { withClient } from './postgres';
+import { postgresConnection } from './sandbox';
+
+interface Setting {
+  name: string;
+  /** Human form ("128MB"): what we record to restore later. */
+  shown: string;
+  setting: string;
+  unit: string | null;
+  context: string;
+  pending_restart: boolean;
+}
+
+const UNIT_BYTES: Record<string, number> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+/** "128MB" and pg_settings' (16384, "8kB") are the same value; compare in the setting's base unit. */
+function normalise(value: string | number | boolean, unit: string | null): string {
+  const text = String(value).trim();
+  const memory = /^(\d+)\s*(B|kB|MB|GB|TB)$/.exec(text);
+  const base = unit ? /^(\d*)(B|kB|MB|GB|TB)$/.exec(unit) : null;
+  if (memory && base) return String((Number(memory[1]) * UNIT_BYTES[memory[2]!]!) / ((Number(base[1]) || 1) * UNIT_BYTES[base[2]!]!));
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  return text.toLowerCase();
+}
+
+async function readSettings(client: pg.Client, names: string[]): Promise<Map<string, Setting>> {
+  const { rows } = await client.query<Setting>(
+    'select name, current_setting(name) as shown, setting, unit, context, pending_restart from pg_settings where name = any($1)',
+    [names],
+  );
+  const found = new Map(rows.map((r) => [r.name, r]));
+  const unknown = names.filter((n) => !found.has(n));
+  if (unknown.length) {
+    throw ApplicationFailure.nonRetryable(`PostgreSQL has no setting named ${unknown.join(', ')}; fix the plan's infra settings`, 'NonRetryable');
+  }
+  return found;
+}
+
+/** Applies settings with ALTER SYSTEM; restarts the cluster only if one of them is postmaster-level. */
+export async function applySettings(
+  resource: PostgresResource,
+  wanted: Record<string, string | number | boolean>,
+  restart: () => Promise<void>,
+): Promise<{ previous: Record<string, string>; changed: string[]; restarted: boolean }> {
+  const url = postgresConnection(resource);
+  const names = Object.keys(wanted);
+  const { previous, changed, needsRestart } = await withClient(url, async (client) => {
+    const current = await readSettings(client, names);
+    const previous: Record<string, string> = {};
+    const changed: string[] = [];
+    let needsRestart = false;
+    for (const name of names) {
+      const s = current.get(name)!;
+      previous[name] = s.shown;
+      if (normalise(wanted[name]!, s.unit) === normalise(s.setting, null) && !s.pending_restart) continue;
+      await client.query(`alter system set ${client.escapeIdentifier(name)} = ${client.escapeLiteral(String(wanted[name]))}`);
+      changed.push(name);
+      if (s.context === 'postmaster') needsRestart = true;
+    }
+    if (changed.length) await client.query('select pg_reload_conf()');
+    return { previous, changed, needsRestart };
+  });
+  heartbeat({ changed, needsRestart });
+  if (needsRestart) await restart();
+  // Verify on a fresh connection: what the server now runs with, not what we asked for.
+  await withClient(url, async (client) => {
+    const now = await readSettings(client, names);
+    const wrong = names.filter((n) => normalise(wanted[n]!, now.get(n)!.unit) !== normalise(now.get(n)!.setting, null) || now.get(n)!.pending_restart);
+    if (wrong.length) throw new Error(`settings did not take effect: ${wrong.map((n) => `${n}=${now.get(n)!.setting}${now.get(n)!.unit ?? ''}`).join(', ')}`);
+  });
+  return { previous, changed, restarted: needsRestart };
+}
+
+export type RestartCluster = (resource: PostgresResource) => Promise<void>;
+
+export function prepareInfra(restartCluster: RestartCluster) {
+  return async ({ step, resources }: StepInput<InfraStep>): Promise<StepOutcome> => {
+    const resource = resources[step.resource] as PostgresResource;
+    const result = await applySettings(resource, step.settings, () => restartCluster(resource));
+    const list = Object.entries(step.settings).map(([k, v]) => `${k}=${v}`).join(', ');
+    return {
+      summary: result.changed.length
+        ? `${resource.name} now runs with ${list}${result.restarted ? ' (restarted)' : ' (reloaded)'}`
+        : `${resource.name} already runs with ${list}; nothing changed`,
+      figures: { [`${resource.name}.settingsChanged`]: result.changed.length, [`${resource.name}.restarted`]: result.restarted },
+      undo: { previous: result.previous } satisfies Json,
+    };
+  };
+}
+
+export function undoInfra(restartCluster: RestartCluster) {
+  return async ({ step, resources, undo }: UndoInput): Promise<StepOutcome> => {
+    if (step.kind !== 'infra') throw new Error(`undoInfra got a ${step.kind} step`);
+    const resource = resources[step.resource] as PostgresResource;
+    const previous = (undo as { previous?: Record<string, string> } | undefined)?.previous;
+    if (!previous) return { summary: `${resource.name}: no recorded settings to restore`, figures: {} };
+    const result = await applySettings(resource, previous, () => restartCluster(resource));
+    return {
+      summary: `${resource.name} restored to ${Object.entries(previous).map(([k, v]) => `${k}=${v}`).join(', ')}`,
+      figures: { [`${resource.name}.settingsRestored`]: result.changed.length },
+    };
+  };
+}

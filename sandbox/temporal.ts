@@ -1,0 +1,57 @@
+// The Temporal dev server: a persistent SQLite file so workflow history survives a restart, and the
+// migration search attributes registered at every start (re-registering on an existing file is a no-op).
+import { Connection } from '@temporalio/client';
+import path from 'node:path';
+import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { findBinary } from './binaries';
+import { HOST } from './ports';
+import { spawnDetached, waitUntil, type ProcessSpec } from './process';
+import { dataDir, keepRunning, logFile, saveRecord, type Health, type UpContext } from './service';
+import type { SandboxState } from './state';
+
+export const TEMPORAL_PROCESS: ProcessSpec = { label: 'temporal', signal: 'SIGTERM', group: true, match: 'temporal' };
+const NAMESPACE = 'default';
+
+type TemporalRecord = NonNullable<SandboxState['temporal']>;
+
+export async function temporalHealth(temporal: TemporalRecord): Promise<Health> {
+  const connection = await Connection.connect({ address: temporal.address, connectTimeout: 2_000 });
+  try {
+    await connection.workflowService.getSystemInfo({});
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: temporal.namespace });
+    const missing = SEARCH_ATTRIBUTES.map((k) => k.name).filter((name) => !(name in (customAttributes ?? {})));
+    if (missing.length) return { healthy: false, detail: `search attributes not registered: ${missing.join(', ')}` };
+    return { healthy: true, detail: `Temporal dev server at ${temporal.address}, UI ${temporal.uiUrl}, namespace ${temporal.namespace}` };
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function ensureTemporal(ctx: UpContext): Promise<void> {
+  const { state } = ctx;
+  if (await keepRunning(ctx, state.temporal, TEMPORAL_PROCESS, () => temporalHealth(state.temporal!), ['temporal', 'temporalUi'])) return;
+
+  const binary = findBinary('temporal');
+  const port = (state.ports.temporal = await ctx.ports.claim('temporal'));
+  const uiPort = (state.ports.temporalUi = await ctx.ports.claim('temporalUi'));
+  const dbFile = path.join(dataDir(state.home), 'temporal.db');
+  const log = logFile(state.home, 'temporal');
+  const pid = spawnDetached(
+    binary,
+    [
+      'server', 'start-dev',
+      '--ip', HOST,
+      '--port', String(port),
+      '--ui-port', String(uiPort),
+      '--db-filename', dbFile,
+      '--namespace', NAMESPACE,
+      '--log-level', 'warn',
+      ...devServerSearchAttributeArgs(),
+    ],
+    { log },
+  );
+  const temporal: TemporalRecord = { pid, log, address: `${HOST}:${port}`, uiUrl: `http://${HOST}:${uiPort}`, namespace: NAMESPACE, dbFile };
+  saveRecord(ctx, (s) => (s.temporal = temporal));
+  await waitUntil('the Temporal dev server', async () => ((await temporalHealth(temporal)).healthy ? true : undefined), { pid, log, timeoutMs: 90_000 });
+  ctx.log(`temporal: started (pid ${pid}) at ${temporal.address}, UI ${temporal.uiUrl}`);
+}

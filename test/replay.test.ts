@@ -1,0 +1,85 @@
+// Determinism: the current workflow code must replay the histories of migrations that ran before, or a
+// worker deployment would break migrations waiting at a gate. Histories recorded by earlier versions
+// live in test/histories/; `RECORD_HISTORIES=1 npx vitest run test/replay.test.ts` adds this version's.
+import { Worker } from '@temporalio/worker';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approveGate, migrationStatus, resumeMigration, startMigration } from '../client/migrations';
+import { parsePlan } from '../plan/load';
+import { workflowBundle } from '../worker/worker';
+import { ActivityScript } from './support/scripted-activities';
+import { startWorker, timeSkippingEnv } from './support/temporal';
+
+const HISTORIES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
+
+let env: TestWorkflowEnvironment;
+let stopWorker: () => Promise<void>;
+const script = new ActivityScript();
+
+beforeAll(async () => {
+  env = await timeSkippingEnv();
+  ({ stop: stopWorker } = await startWorker({ connection: env.nativeConnection, activities: script.activities() }));
+});
+
+afterAll(async () => {
+  await stopWorker?.();
+  await env?.teardown();
+});
+
+const PLAN = `
+apiVersion: tiershift/v1
+name: replayed
+defaults:
+  retry: { maximumAttempts: 1, initialInterval: 100ms, backoffCoefficient: 1, maximumInterval: 100ms }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  front: { kind: traffic, provider: local, backend: app, stable: blue, canary: green }
+phases:
+  - backup: { resources: [sourceDb] }
+  - gate: { name: go }
+  - infra: { resource: targetDb, settings: { max_connections: 200 } }
+  - traffic: { resource: front, steps: [ { weight: 50, bake: 5m }, { weight: 100, bake: 5m } ] }
+  - finalize: { resources: [sourceDb] }
+`;
+
+async function until(id: string, ok: (s: Awaited<ReturnType<typeof migrationStatus>>) => boolean) {
+  for (let i = 0; i < 300; i++) {
+    const status = await migrationStatus(env.client, id);
+    if (ok(status)) return status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${id} did not reach the expected state`);
+}
+
+describe('workflow determinism', () => {
+  it('replays a fresh history with a gate, a failure, a resume and timers', async () => {
+    const plan = parsePlan(PLAN, 'replayed.yaml');
+    const handle = await startMigration(env.client, plan, 'alice');
+    script.failures.set(`${handle.workflowId}/2-infra`, 1);
+    await until(handle.workflowId, (s) => s.pendingGate?.gate === 'go');
+    await approveGate(env.client, handle.workflowId, { gate: 'go', by: 'bob' });
+    await until(handle.workflowId, (s) => s.state === 'awaiting-operator');
+    await resumeMigration(env.client, handle.workflowId, 'bob');
+    expect((await handle.result()).state).toBe('completed');
+
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+    if (process.env.RECORD_HISTORIES) {
+      writeFileSync(path.join(HISTORIES, 'gate-failure-resume.json'), historyToJSON(history));
+    }
+  });
+
+  it('replays every history recorded by earlier versions', async () => {
+    const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, file);
+    }
+  });
+});
