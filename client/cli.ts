@@ -1,7 +1,7 @@
 // `tiershift`: the operator's command line.
 import { Command, CommanderError, Option } from 'commander';
 import os from 'node:os';
-import { loadPlan } from '../plan/load';
+import { loadPlan, PlanError } from '../plan/load';
 import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../sandbox/binaries';
 import { sandboxDown, sandboxStatus, sandboxUp } from '../sandbox';
@@ -100,7 +100,16 @@ program
   .description('validate a plan and print its steps, gates and rollback order, without running anything')
   .action((file: string) =>
     runAction(async () => {
-      const plan = loadPlan(file);
+      let plan;
+      try {
+        plan = loadPlan(file);
+      } catch (err) {
+        // The dry run is where authors fix plans: list every problem, not just the first.
+        if (!(err instanceof PlanError) || err.issues.length < 2) throw err;
+        if (globals().json) console.log(JSON.stringify({ valid: false, problems: err.issues }, null, 2));
+        else console.error(`tiershift: ${err.source} has ${err.issues.length} problems:\n${err.issues.map((i) => `  - ${i.message}`).join('\n')}`);
+        process.exit(EXIT.invalid);
+      }
       print(describePlanJson(plan), describePlan(plan));
     }),
   );

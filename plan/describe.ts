@@ -1,0 +1,53 @@
+// `tiershift plan FILE`: the dry run. Shows what would run, where people decide, and how it would be undone.
+import { rollbackOrder } from './rollback';
+import type { ResolvedPlan, Step } from './types';
+
+export function describePlanJson(plan: ResolvedPlan) {
+  return {
+    name: plan.name,
+    migrationId: `migration-${plan.name}`,
+    hash: plan.hash,
+    source: plan.source,
+    resources: plan.resources,
+    steps: plan.steps,
+    gates: plan.steps.filter((s) => s.kind === 'gate'),
+    rollback: rollbackOrder(plan.steps),
+  };
+}
+
+export function describePlan(plan: ResolvedPlan): string {
+  const lines = [`Plan ${plan.name} (${plan.source}, sha256 ${plan.hash.slice(0, 12)}) is valid; it would run as migration-${plan.name}.`];
+  if (plan.description) lines.push(plan.description.trim());
+  lines.push('', 'Resources:');
+  for (const r of Object.values(plan.resources)) lines.push(`  ${r.name.padEnd(14)} ${r.kind.padEnd(9)} ${r.provider}`);
+  lines.push('', 'Steps:');
+  const width = Math.max(...plan.steps.map((s) => s.id.length));
+  for (const step of plan.steps) lines.push(`  ${step.id.padEnd(width)}  ${step.title}${detail(step)}`);
+  const gates = plan.steps.filter((s) => s.kind === 'gate');
+  lines.push('', gates.length ? 'Gates:' : 'Gates: none; nothing waits for a person.');
+  for (const g of gates) {
+    const who = g.approvers.length ? g.approvers.join(', ') : 'anyone';
+    const timeout = g.timeout ? `; after ${g.timeout} without a decision: ${g.onTimeout}` : '; waits without a time limit';
+    lines.push(`  ${g.gate}: ${g.requiredApprovals} approval(s) from ${who}${g.fourEyes ? ', not the starter (four eyes)' : ''}${timeout}`);
+  }
+  lines.push('', 'Rollback order (on rejection, timeout, failed analysis, operator command or cancellation):');
+  const order = rollbackOrder(plan.steps);
+  if (!order.length) lines.push('  nothing to undo: checks and gates change nothing.');
+  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}`));
+  lines.push('', `Nothing was run. Start it with: tiershift start ${plan.source}`);
+  return lines.join('\n');
+}
+
+function detail(step: Step): string {
+  const retry = `retry ${step.retry.maximumAttempts}x from ${step.retry.initialInterval}, timeout ${step.timeouts.startToClose}`;
+  switch (step.kind) {
+    case 'gate':
+      return '';
+    case 'traffic': {
+      const a = step.analysis;
+      return `  [analysis: error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}; ${retry}]`;
+    }
+    default:
+      return `  [${retry}]`;
+  }
+}

@@ -1,0 +1,143 @@
+// Plan files: every mistake an author can make ends in one sentence with the file, the path and the line.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadPlan, parsePlan, PlanError } from '../plan/load';
+import { rollbackOrder } from '../plan/rollback';
+import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
+
+const HEAD = `apiVersion: tiershift/v1
+name: shop-move
+approvers: [alice, bob]
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  assets: { kind: blob, provider: local, account: primary, container: assets }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+  api: { kind: app, provider: local }
+phases:
+`;
+
+/** [what is wrong, the phases (or a whole plan when it starts with apiVersion), path, line, the problem]. */
+const BAD: [string, string, string, number | undefined, RegExp][] = [
+  ['not YAML', 'apiVersion: tiershift/v1\nname: [unclosed\n', '', 3, /is not valid YAML/],
+  ['a wrong apiVersion', HEAD.replace('tiershift/v1', 'tiershift/v2') + '  - check: { resources: [sourceDb] }\n', 'apiVersion', 1, /expected "tiershift\/v1", got "tiershift\/v2"/],
+  ['a bad name', HEAD.replace('shop-move', 'Shop Move') + '  - check: { resources: [sourceDb] }\n', 'name', 2, /expected 3 to 50 lowercase letters.*got "Shop Move"/],
+  ['no phases', HEAD + '  []\n', 'phases', 11, /expected at least 1 item, got 0/],
+  ['a misspelt phase', '  - chek: { resources: [sourceDb] }\n', 'phases[0].chek', 11, /no key "chek" here \(a phase is one of check, backup/],
+  ['two kinds in one phase', '  - check: { resources: [sourceDb] }\n    gate: { name: go }\n', 'phases[0]', 11, /expected exactly one of check, backup/],
+  ['an unknown resource', '  - check: { resources: [nowhere] }\n', 'phases[0].check.resources[0]', 11, /expected the name of a postgres or blob or traffic or app resource defined under resources \(sourceDb, .*\), got "nowhere"/],
+  ['a resource of the wrong kind', '  - infra: { resource: assets, settings: { max_connections: 100 } }\n', 'phases[0].infra.resource', 11, /expected a postgres resource \(sourceDb, targetDb\), got "assets", a blob resource/],
+  ['an unknown key', '  - backup: { resources: [sourceDb], verifyRestor: true }\n', 'phases[0].backup.verifyRestor', 11, /expected no key "verifyRestor" here; check its spelling/],
+  ['a bad duration', '  - gate: { name: go, timeout: 5 minutes }\n', 'phases[0].gate.timeout', 11, /expected a duration such as 30s, 10m, 1h30m or 2d, got "5 minutes"/],
+  ['a weight above 100', '  - traffic: { resource: front, steps: [ { weight: 10, bake: 1m }, { weight: 120, bake: 1m } ] }\n', 'phases[0].traffic.steps[1].weight', 11, /expected at most 100, got 120/],
+  ['weights that go down', '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m }, { weight: 20, bake: 1m } ] }\n', 'phases[0].traffic.steps[1].weight', 11, /expected a weight above the previous step's 50, got 20/],
+  ['a fractional weight', '  - traffic: { resource: front, steps: [ { weight: 12.5, bake: 1m } ] }\n', 'phases[0].traffic.steps[0].weight', 11, /expected an int, got 12.5/],
+  ['a missing bake time', '  - traffic:\n      resource: front\n      steps:\n        - weight: 10\n', 'phases[0].traffic.steps[0].bake', 14, /expected a string, got nothing/],
+  ['an error rate above 1', '  - traffic: { resource: front, analysis: { maxErrorRate: 5 }, steps: [ { weight: 10, bake: 1m } ] }\n', 'phases[0].traffic.analysis.maxErrorRate', 11, /expected at most 1, got 5/],
+  ['a duplicate gate', '  - gate: { name: go }\n  - gate: { name: go }\n', 'phases[1].gate.name', 12, /expected a gate name used once, got "go" again \(first at phases\[0\]\)/],
+  ['more approvals than approvers', '  - gate: { name: go, requiredApprovals: 3 }\n', 'phases[0].gate.requiredApprovals', 11, /expected at most 2 \(the number of approvers\), got 3/],
+  ['onTimeout without timeout', '  - gate: { name: go, onTimeout: abort }\n', 'phases[0].gate.onTimeout', 11, /expected a timeout for onTimeout to act on, got none/],
+  ['an unknown onTimeout', '  - gate: { name: go, timeout: 1h, onTimeout: retry }\n', 'phases[0].gate.onTimeout', 11, /expected one of "rollback", "abort", got "retry"/],
+  ['a phase after finalize', '  - finalize: { resources: [sourceDb] }\n  - check: { resources: [sourceDb] }\n', 'phases[1]', 12, /expected finalize to be the last phase, got check after the finalize at phases\[0\]/],
+  ['a sync between kinds', '  - data: { from: sourceDb, to: assets }\n', 'phases[0].data.to', 11, /expected a postgres resource like sourceDb, got "assets", a blob resource/],
+  ['a sync onto itself', '  - data: { from: sourceDb, to: sourceDb }\n', 'phases[0].data.to', 11, /expected a resource other than the source, got "sourceDb" for both/],
+  ['a password in the plan', HEAD.replace('cluster: source }', 'cluster: source, database: "host=db password=hunter2" }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.database', 5, /got what looks like a credential; plans never hold secrets/],
+  ['a connection string with a key', HEAD.replace("container: assets }", 'container: assets, connection: "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc" }') + '  - check: { resources: [assets] }\n', 'resources.assets.connection', 7, /looks like a credential/],
+  ['a malformed secret reference', HEAD.replace('cluster: source }', 'cluster: source, connection: { vault: x } }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.connection', 5, /expected \{ env: NAME \} or \{ keyVault: \{ vault, secret \} \}, got a mapping/],
+  ['an unknown resource kind', HEAD.replace('kind: app', 'kind: queue') + '  - check: { resources: [sourceDb] }\n', 'resources.api.kind', 9, /expected kind postgres, blob, traffic or app, got "queue"/],
+  ['an azure database without a server', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg') + '  - check: { resources: [targetDb] }\n', 'resources.targetDb.server', 6, /expected server \(the Flexible Server name\), got nothing/],
+  ['a local blob account that is not a sandbox role', HEAD.replace('account: primary', 'account: westeurope') + '  - check: { resources: [assets] }\n', 'resources.assets.account', 7, /expected the sandbox account primary or secondary, got "westeurope"/],
+  ['the same origin twice', HEAD.replace('canary: green', 'canary: blue') + '  - check: { resources: [front] }\n', 'resources.front.canary', 8, /expected an origin other than the stable one, got "blue" for both/],
+  ['a retry policy with zero attempts', '  - check: { resources: [sourceDb], retry: { maximumAttempts: 0 } }\n', 'phases[0].check.retry.maximumAttempts', 11, /expected at least 1, got 0/],
+];
+
+describe('plan validation', () => {
+  it.each(BAD)('rejects %s with one sentence naming the path', (_what, body, path, line, problem) => {
+    const text = body.startsWith('apiVersion') ? body : HEAD + body;
+    let error: unknown;
+    try {
+      parsePlan(text, 'plans/bad.yaml');
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(PlanError);
+    const message = (error as PlanError).message;
+    expect(message.startsWith(`plans/bad.yaml${path ? `: ${path}` : ''}${line ? ` (line ${line})` : ''}: `)).toBe(true);
+    expect(message).toMatch(problem);
+    // One sentence: a single line ending in a period, no stack.
+    expect(message).toMatch(/^[^\n]+\.$/);
+  });
+
+  it('lists every problem, not only the first', () => {
+    const text = HEAD + '  - check: { resources: [nowhere] }\n  - gate: { name: go, timeout: soon }\n  - infra: { resource: assets }\n';
+    try {
+      parsePlan(text, 'x.yaml');
+      throw new Error('the plan was accepted');
+    } catch (err) {
+      expect((err as PlanError).issues.map((i) => i.message.split(':')[1]!.trim().split(' ')[0])).toEqual(['phases[1].gate.timeout']);
+    }
+    const crossOnly = HEAD + '  - check: { resources: [nowhere] }\n  - infra: { resource: assets }\n';
+    const error = (() => {
+      try {
+        parsePlan(crossOnly, 'x.yaml');
+      } catch (err) {
+        return err as PlanError;
+      }
+    })();
+    expect(error?.issues.map((i) => i.path.join('.'))).toEqual(['phases.0.check.resources.0', 'phases.1.infra.resource']);
+    expect(error?.message).toMatch(/\(and 1 more problem; `tiershift plan FILE` lists them all\)\.$/);
+  });
+
+  it('names an unreadable file and what to pass instead', () => {
+    expect(() => loadPlan('plans/none.yaml')).toThrow(/cannot read plan plans\/none.yaml: no such file; pass the path of a plan YAML file/);
+  });
+});
+
+describe('plan resolution', () => {
+  const plan = parsePlan(
+    `${HEAD}  - backup: { resources: [sourceDb] }
+  - gate: { name: go, timeout: 2d, retry: { maximumAttempts: 9 } }
+  - infra: { resource: targetDb, settings: { max_connections: 200 }, retry: { maximumAttempts: 5 }, timeouts: { startToClose: 1h } }
+  - traffic: { resource: front, analysis: { maxErrorRate: 0.02 }, steps: [ { weight: 10, bake: 5m }, { weight: 100, bake: 10m, analysis: { minRequests: 50 } } ] }
+  - finalize: { id: cutover, resources: [targetDb] }
+`,
+    'shop.yaml',
+  );
+
+  it('gives steps stable ids, titles, and defaults a step may override', () => {
+    expect(plan.steps.map((s) => s.id)).toEqual(['0-backup', '1-gate', '2-infra', '3-traffic-10', '3-traffic-100', 'cutover']);
+    expect(plan.steps[0]).toMatchObject({ title: 'Back up sourceDb and prove it restores', verifyRestore: true, retry: { maximumAttempts: 3, initialInterval: '2s' } });
+    expect(plan.steps[1]).toMatchObject({ gate: 'go', approvers: ['alice', 'bob'], requiredApprovals: 1, fourEyes: false, onTimeout: 'rollback', timeout: '2d' });
+    expect(plan.steps[2]).toMatchObject({ retry: { maximumAttempts: 5, backoffCoefficient: 2 }, timeouts: { startToClose: '1h', heartbeat: '1m' } });
+    expect(plan.steps[3]).toMatchObject({ weight: 10, analysis: { maxErrorRate: 0.02, minRequests: 0 } });
+    expect(plan.steps[4]).toMatchObject({ weight: 100, analysis: { maxErrorRate: 0.02, minRequests: 50 } });
+    expect(plan.resources.front).toMatchObject({ name: 'front', backend: 'app' });
+  });
+
+  it('hashes the content, not its formatting', () => {
+    const a = parsePlan(HEAD + '  - check: { resources: [sourceDb] }\n', 'a.yaml');
+    const b = parsePlan(`# a comment\n${HEAD.replace('approvers: [alice, bob]\n', '')}  - check:\n      resources: [sourceDb]\napprovers: [alice, bob]\n`, 'b.yaml');
+    const c = parsePlan(HEAD + '  - check: { resources: [targetDb] }\n', 'c.yaml');
+    expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.hash).toBe(a.hash);
+    expect(c.hash).not.toBe(a.hash);
+  });
+
+  it('undoes traffic first, then the rest in reverse, and never deletes a backup', () => {
+    expect(rollbackOrder(plan.steps)).toEqual([
+      { stepId: '3-traffic-10', action: 'Send 100% of front back to the stable origin' },
+      { stepId: '2-infra', action: 'Restore the previous settings of targetDb' },
+      { stepId: '0-backup', action: 'Keep the backup of sourceDb (never deleted)' },
+    ]);
+  });
+
+  it('accepts the plans that ship with tiershift', () => {
+    expect(loadPlan('plans/minimal.yaml').steps.map((s) => s.id)).toEqual(['0-check', '1-gate', '2-check']);
+    const demo = loadPlan('plans/demo.yaml');
+    expect(demo.steps.filter((s) => s.kind === 'gate').map((s) => s.kind === 'gate' && s.gate)).toEqual(['start', 'cutover', 'finalize']);
+  });
+
+  it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {
+    expect(readFileSync(JSON_SCHEMA_FILE, 'utf8')).toBe(planJsonSchema());
+  });
+});
