@@ -3,7 +3,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
 import { findBinary } from '../../sandbox/binaries';
+import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { readState, sandboxHome } from '../../sandbox/state';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
 
@@ -17,10 +19,21 @@ export function quietRuntime(): void {
 
 export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   quietRuntime();
-  return TestWorkflowEnvironment.createTimeSkipping({
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: findBinary('temporal-test-server') } },
   });
+  // The dev server gets these at start (sandbox/temporal.ts); the test server only through the operator API.
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((key) => [key.name, INDEXED_VALUE_TYPE[key.type]!])),
+  });
+  return env;
 }
+
+const INDEXED_VALUE_TYPE: Record<string, temporal.api.enums.v1.IndexedValueType> = {
+  KEYWORD: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  INT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT,
+};
 
 export interface SandboxTemporal {
   client: Client;
