@@ -1,0 +1,233 @@
+// Backups on the sandbox: the local twin of the runbook's "pg_dump to blob storage, then prove it
+// restores" and "copy the container aside". A backup blob records in its metadata what it holds and
+// whether a restore proved it, so a retried or repeated step reuses a finished backup.
+import { RestError, type BlockBlobClient, type ContainerClient } from '@azure/storage-blob';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BackupStep, BlobResource, PostgresResource } from '../../plan/types';
+import { findBinary } from '../../sandbox/binaries';
+import type { Figures } from '../../workflows/shared';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { blobResource, containerClient, copyContainer } from './blob-sync';
+import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
+import { postgresConnection } from './sandbox';
+
+const HEARTBEAT_BYTES = 4 * 1024 * 1024;
+const MiB = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+interface DumpRecord {
+  sha256: string;
+  bytes: number;
+  tables: number;
+  rows: number;
+  restoreVerified: boolean;
+  reused: boolean;
+}
+
+export async function backupDatabase(input: StepInput<BackupStep>): Promise<StepOutcome> {
+  const { step } = input;
+  const backups = containerClient(blobResource(input.resources, step.destination, `destination of backup step ${step.id}`));
+  await backups.createIfNotExists({ abortSignal: Context.current().cancellationSignal });
+  const figures: Figures = {};
+  const lines: string[] = [];
+  const kept: string[] = [];
+  for (const name of step.resources) {
+    const resource = input.resources[name];
+    if (resource?.kind === 'postgres') {
+      const blob = backups.getBlockBlobClient(`${input.migrationId}/${step.id}/${name}.dump`);
+      const d = await backupPostgres(input, resource, blob);
+      Object.assign(figures, {
+        [`${name}.bytes`]: d.bytes,
+        [`${name}.sha256`]: d.sha256,
+        [`${name}.tables`]: d.tables,
+        [`${name}.rows`]: d.rows,
+        [`${name}.restoreVerified`]: d.restoreVerified,
+        [`${name}.reused`]: d.reused,
+      });
+      lines.push(
+        `${d.reused ? 'Kept existing backup of' : 'Dumped'} ${name} (${d.tables} tables, ${d.rows} rows) to ${blobPath(blob.url)}: ` +
+          `${MiB(d.bytes)}, sha256 ${d.sha256.slice(0, 12)}, ${d.restoreVerified ? 'restore verified' : 'restore not verified'}`,
+      );
+      kept.push(blob.url);
+    } else if (resource?.kind === 'blob') {
+      const prefix = `${input.migrationId}/${step.id}/${resource.container}/`;
+      const c = await backupContainer(resource, backups, prefix);
+      Object.assign(figures, { [`${name}.blobsCopied`]: c.copied, [`${name}.blobsSkipped`]: c.skipped, [`${name}.bytesCopied`]: c.bytes });
+      lines.push(`Copied ${c.copied} blobs of ${name} (${MiB(c.bytes)}) to ${blobPath(`${backups.url}/${prefix}`)}, ${c.skipped} already there`);
+      kept.push(`${backups.url}/${prefix}`);
+    } else {
+      throw ApplicationFailure.nonRetryable(`backup step ${step.id} names ${name}, which is not a postgres or blob resource of the plan; fix its resources`, 'NonRetryable');
+    }
+  }
+  return { summary: lines.join('; '), figures, undo: { kept } };
+}
+
+/** Backups outlive a rollback: they are what an operator restores from when the rollback is not enough. */
+export async function undoBackup(input: UndoInput): Promise<StepOutcome> {
+  const kept = (input.undo as { kept?: string[] } | undefined)?.kept ?? [];
+  return { summary: `Kept backup ${kept.length ? kept.join(', ') : `of step ${input.step.id}`} (backups are never deleted)`, figures: {} };
+}
+
+/** "account/container/blob" of a blob URL, for runbook lines. */
+const blobPath = (url: string) => decodeURIComponent(new URL(url).pathname.slice(1));
+
+async function backupPostgres(input: StepInput<BackupStep>, resource: PostgresResource, blob: BlockBlobClient): Promise<DumpRecord> {
+  const { step } = input;
+  const existing = await blob.getProperties().catch((err: unknown) => {
+    if (err instanceof RestError && err.statusCode === 404) return undefined;
+    throw err;
+  });
+  const meta = existing?.metadata ?? {};
+  // Reused only when finished (and proven, if the plan wants proof) and still of the recorded length;
+  // anything else (an upload cut short, a failed restore, a blob rewritten since) is dumped again.
+  if (meta.tiershiftstate === 'complete' && (meta.restoreverified === 'true' || !step.verifyRestore) && String(existing?.contentLength) === meta.bytes) {
+    return {
+      sha256: meta.sha256 ?? '',
+      bytes: Number(meta.bytes),
+      tables: Number(meta.tables),
+      rows: Number(meta.rows),
+      restoreVerified: meta.restoreverified === 'true',
+      reused: true,
+    };
+  }
+
+  const url = postgresConnection(resource);
+  const { dump, source } = await withClient(url, async (client) => {
+    // pg_dump reads the snapshot this transaction exports, and the fingerprints below are taken in the
+    // same transaction, so both see exactly the same rows even while the app keeps writing.
+    await client.query('begin isolation level repeatable read read only');
+    const { rows } = await client.query<{ id: string }>('select pg_export_snapshot() as id');
+    const dump = await dumpToBlob(url, rows[0]!.id, blob, resource.name);
+    // fingerprints() opens its own transaction with BEGIN, which PostgreSQL ignores inside ours (with a
+    // warning): it reads our snapshot, and its ROLLBACK ends our transaction once the dump is done.
+    const source = await fingerprints(client);
+    return { dump, source };
+  });
+
+  const metadata: Record<string, string> = {
+    tiershiftstate: 'complete',
+    source: resource.name,
+    sha256: dump.sha256,
+    bytes: String(dump.bytes),
+    tables: String(source.length),
+    rows: String(source.reduce((n, t) => n + t.rows, 0)),
+    fingerprint: createHash('sha256').update(JSON.stringify(source)).digest('hex'),
+    restoreverified: 'false',
+  };
+  await blob.setMetadata(metadata);
+  if (step.verifyRestore) {
+    const scratch = `tiershift_verify_${createHash('sha256').update(`${input.migrationId}/${step.id}/${resource.name}`).digest('hex').slice(0, 12)}`;
+    await verifyRestore(url, blob, dump.sha256, source, scratch);
+    await blob.setMetadata({ ...metadata, restoreverified: 'true' });
+  }
+  return { sha256: dump.sha256, bytes: dump.bytes, tables: source.length, rows: Number(metadata.rows), restoreVerified: step.verifyRestore, reused: false };
+}
+
+/** Passes bytes through, hashing and counting them, with a heartbeat every few MiB. */
+function meter(details: (bytes: number) => Json) {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      if (Math.floor((bytes + chunk.length) / HEARTBEAT_BYTES) > Math.floor(bytes / HEARTBEAT_BYTES)) heartbeat(details(bytes + chunk.length));
+      bytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  return { stream, result: () => ({ sha256: hash.digest('hex'), bytes }) };
+}
+
+/** Resolves when the tool exits 0; rejects with the end of its stderr otherwise. */
+function exitOf(child: ChildProcess, tool: string): Promise<void> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) =>
+      code === 0 ? resolve() : reject(new Error(`${tool} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`)),
+    );
+  });
+}
+
+/** Streams `pg_dump --format=custom` of the exported snapshot straight into the block blob. */
+async function dumpToBlob(url: string, snapshot: string, blob: BlockBlobClient, name: string): Promise<{ sha256: string; bytes: number }> {
+  heartbeat({ phase: 'dump', resource: name, bytes: 0 });
+  const child = spawn(findBinary('pg_dump'), ['--format=custom', `--snapshot=${snapshot}`, `--dbname=${url}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+  });
+  const exited = exitOf(child, 'pg_dump');
+  const m = meter((bytes) => ({ phase: 'dump', resource: name, bytes }));
+  child.stdout!.pipe(m.stream);
+  // The state marks the blob unfinished until the dump has exited cleanly and its digest is recorded.
+  const uploaded = blob
+    .uploadStream(m.stream, HEARTBEAT_BYTES, 4, { metadata: { tiershiftstate: 'uploading' }, abortSignal: Context.current().cancellationSignal })
+    .catch((err: unknown) => {
+      // Nobody reads pg_dump's output any more: stop it rather than leave it blocked on a full pipe.
+      child.kill('SIGKILL');
+      throw err;
+    });
+  const [upload, exit] = await Promise.allSettled([uploaded, exited]);
+  if (upload.status === 'rejected') throw upload.reason;
+  if (exit.status === 'rejected') throw exit.reason;
+  return m.result();
+}
+
+const withDatabase = (url: string, database: string) => {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+};
+
+/**
+ * Restores the blob into a scratch database on the same cluster and compares it table by table with
+ * the source fingerprints; the scratch database is dropped afterwards, also on failure. The bytes
+ * restored are hashed on the way, so the proof also covers the blob matching the recorded sha256.
+ */
+async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string, expected: TableFingerprint[], scratch: string): Promise<void> {
+  const admin = withDatabase(url, 'postgres');
+  const scratchUrl = withDatabase(url, scratch);
+  // A deterministic name: a scratch database left by a crashed attempt is dropped by the next one.
+  const drop = () => withClient(admin, (c) => c.query(`drop database if exists ${scratch} with (force)`));
+  await drop();
+  await withClient(admin, (c) => c.query(`create database ${scratch} template template0`));
+  try {
+    heartbeat({ phase: 'restore', blob: blob.name, bytes: 0 });
+    const download = await blob.download(0, undefined, { abortSignal: Context.current().cancellationSignal });
+    const child = spawn(findBinary('pg_restore'), ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${scratchUrl}`], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+    });
+    const exited = exitOf(child, 'pg_restore');
+    const m = meter((bytes) => ({ phase: 'restore', blob: blob.name, bytes }));
+    const [fed, exit] = await Promise.allSettled([pipeline(download.readableStreamBody!, m.stream, child.stdin!), exited]);
+    if (fed.status === 'fulfilled' && m.result().sha256 !== sha256) {
+      throw new Error(`backup blob ${blob.url} does not hold the bytes dumped (sha256 differs from the recorded ${sha256}); the step dumps it again on retry`);
+    }
+    if (exit.status === 'rejected') throw new Error(`restoring ${blob.url} into scratch database ${scratch} failed: ${(exit.reason as Error).message}`);
+    if (fed.status === 'rejected') throw fed.reason;
+
+    heartbeat({ phase: 'compare', blob: blob.name });
+    const differences = compareFingerprints(expected, await withClient(scratchUrl, fingerprints));
+    if (differences.length) {
+      throw new Error(`restoring ${blob.url} does not reproduce the source: ${differences.join('; ')}`);
+    }
+  } finally {
+    await drop();
+  }
+}
+
+async function backupContainer(resource: BlobResource, backups: ContainerClient, prefix: string) {
+  const source = containerClient(resource);
+  if (source.url === backups.url) {
+    throw ApplicationFailure.nonRetryable(`${resource.name} is the backup destination itself; back it up to another container`, 'NonRetryable');
+  }
+  return copyContainer(source, backups, {
+    prefix,
+    onPage: (p) => heartbeat({ phase: 'copy blobs', resource: resource.name, copied: p.copied, skipped: p.skipped, bytes: p.bytes }),
+  });
+}

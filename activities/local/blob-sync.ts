@@ -1,0 +1,219 @@
+// Blob sync on the sandbox: the local twin of `az storage copy` between regions. Every blob is copied
+// server-side (the target account reads the source through a short-lived SAS URL), so no blob data
+// passes through the worker; listing goes page by page and the heartbeat carries the position.
+import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type ContainerClient } from '@azure/storage-blob';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import type { BlobResource, DataStep, Resource } from '../../plan/types';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { storageAccount } from './sandbox';
+
+/** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
+const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
+/** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
+const INLINE_UNDO_LIMIT = 1000;
+const COPY_CONCURRENCY = 8;
+
+/** Where a copy stands after a whole page: what the heartbeat carries and a retry resumes from. */
+export interface CopyProgress {
+  continuationToken?: string;
+  copied: number;
+  skipped: number;
+  bytes: number;
+  verified: number;
+  /** Blobs that did not exist in the target before this step: the only ones undo may delete. */
+  created: string[];
+}
+
+export function blobResource(resources: Record<string, Resource>, name: string | undefined, role: string): BlobResource {
+  const resource = name === undefined ? undefined : resources[name];
+  if (resource?.kind !== 'blob') {
+    throw ApplicationFailure.nonRetryable(`the ${role} ${name ?? '(none)'} is not a blob resource of the plan; name a resource of kind blob`, 'NonRetryable');
+  }
+  return resource;
+}
+
+/** The client holds the account's shared key, which is what lets it sign SAS URLs for the source. */
+export function containerClient(resource: BlobResource): ContainerClient {
+  return BlobServiceClient.fromConnectionString(storageAccount(resource).connectionString).getContainerClient(resource.container);
+}
+
+const md5Of = (bytes: Uint8Array | undefined): string | undefined => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined);
+
+async function targetProperties(target: ContainerClient, name: string, abortSignal: AbortSignal) {
+  try {
+    return await target.getBlobClient(name).getProperties({ abortSignal });
+  } catch (err) {
+    if (err instanceof RestError && err.statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Copies one source blob to `targetName` unless the target already holds the same bytes (same MD5
+ * and length). Verification compares the target's length and Content-MD5 with the source's: the
+ * MD5 is the digest the storage service recorded for the source upload and copies with the blob, so a
+ * match proves the copy completed from that version. A source without an MD5 is checked by length only.
+ */
+async function copyBlob(
+  source: ContainerClient,
+  target: ContainerClient,
+  blob: BlobItem,
+  targetName: string,
+  progress: CopyProgress,
+  verify: boolean,
+): Promise<void> {
+  const abortSignal = Context.current().cancellationSignal;
+  const length = blob.properties.contentLength ?? 0;
+  const md5 = md5Of(blob.properties.contentMD5);
+  const before = await targetProperties(target, targetName, abortSignal);
+  if (before && before.contentLength === length && md5 !== undefined && md5Of(before.contentMD5) === md5) {
+    progress.skipped += 1;
+    progress.verified += 1;
+    return;
+  }
+
+  const sourceBlob = source.getBlobClient(blob.name);
+  const sasUrl = await sourceBlob.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn: new Date(Date.now() + 60 * 60_000) });
+  // ifMatch: copy exactly the version listed, so a blob rewritten meanwhile fails this attempt rather than being verified against stale properties.
+  const sourceConditions = blob.properties.etag ? { ifMatch: blob.properties.etag } : undefined;
+  const to = target.getBlobClient(targetName);
+  if (blob.properties.blobType === 'BlockBlob' && length <= SYNC_COPY_LIMIT) {
+    await to.syncCopyFromURL(sasUrl, { abortSignal, sourceConditions, sourceContentMD5: blob.properties.contentMD5 });
+  } else {
+    const poller = await to.beginCopyFromURL(sasUrl, { abortSignal, sourceConditions, intervalInMs: 2_000, onProgress: () => heartbeat({ copying: targetName }) });
+    await poller.pollUntilDone();
+  }
+  progress.copied += 1;
+  progress.bytes += length;
+  if (!before) progress.created.push(targetName);
+
+  if (!verify) return;
+  const after = await targetProperties(target, targetName, abortSignal);
+  if (after?.contentLength !== length || (md5 !== undefined && md5Of(after.contentMD5) !== md5)) {
+    throw new Error(
+      `copy of ${source.accountName}/${source.containerName}/${blob.name} to ${target.accountName}/${target.containerName}/${targetName} does not match the source (length ${after?.contentLength} vs ${length}, MD5 ${md5Of(after?.contentMD5)} vs ${md5})`,
+    );
+  }
+  if (md5 !== undefined) progress.verified += 1;
+}
+
+/**
+ * Copies every blob of `source` into `target` (under `prefix`), page by page, starting from `progress`
+ * (a resumed heartbeat); `onPage` runs after each page with the position to resume from.
+ */
+export async function copyContainer(
+  source: ContainerClient,
+  target: ContainerClient,
+  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (progress: CopyProgress) => void },
+): Promise<CopyProgress> {
+  const progress: CopyProgress = opts.progress ?? { copied: 0, skipped: 0, bytes: 0, verified: 0, created: [] };
+  const abortSignal = Context.current().cancellationSignal;
+  if (!(await source.exists({ abortSignal }))) {
+    throw ApplicationFailure.nonRetryable(`container ${source.accountName}/${source.containerName} does not exist; fix the plan's blob resource or create the container`, 'NonRetryable');
+  }
+  await target.createIfNotExists({ abortSignal });
+  // An empty resumed token means the listing had already finished.
+  if (opts.progress && !opts.progress.continuationToken) return progress;
+  const pages = source.listBlobsFlat({ abortSignal }).byPage({ maxPageSize: opts.pageSize ?? 100, continuationToken: progress.continuationToken });
+  for await (const page of pages) {
+    await eachLimited(page.segment.blobItems, COPY_CONCURRENCY, (blob) =>
+      copyBlob(source, target, blob, `${opts.prefix ?? ''}${blob.name}`, progress, opts.verify ?? true),
+    );
+    progress.continuationToken = page.continuationToken || undefined;
+    opts.onPage?.(progress);
+  }
+  return progress;
+}
+
+/** Heartbeat details of an earlier attempt, if they look like ours. */
+function resumedProgress(): CopyProgress | undefined {
+  const details = Context.current().info.heartbeatDetails as Partial<CopyProgress> | undefined;
+  if (!details || typeof details.copied !== 'number' || !Array.isArray(details.created)) return undefined;
+  return {
+    continuationToken: typeof details.continuationToken === 'string' && details.continuationToken ? details.continuationToken : undefined,
+    copied: details.copied,
+    skipped: details.skipped ?? 0,
+    bytes: details.bytes ?? 0,
+    verified: details.verified ?? 0,
+    created: details.created,
+  };
+}
+
+const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
+
+/** Server-side incremental copy of a container to another account or container, resumable from its heartbeat. */
+export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?: number } = {}): Promise<StepOutcome> {
+  const { step, migrationId } = input;
+  const from = blobResource(input.resources, step.from, 'data source');
+  const to = blobResource(input.resources, step.to, 'data target');
+  const source = containerClient(from);
+  const target = containerClient(to);
+  if (source.url === target.url) {
+    throw ApplicationFailure.nonRetryable(`${step.from} and ${step.to} are the same container; make the data step copy to another account or container`, 'NonRetryable');
+  }
+
+  const resumed = resumedProgress();
+  const result = await copyContainer(source, target, {
+    pageSize: options.pageSize,
+    verify: step.verify,
+    progress: resumed,
+    onPage: (p) => heartbeat({ ...p } as unknown as Json),
+  });
+
+  let undo: Json = { created: result.created };
+  if (result.created.length > INLINE_UNDO_LIMIT) {
+    const name = manifestName(migrationId, step.id);
+    const body = JSON.stringify({ created: result.created });
+    await target.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } });
+    undo = { manifest: name, count: result.created.length };
+  }
+
+  const where = `${source.accountName}/${source.containerName} to ${target.accountName}/${target.containerName}`;
+  const unverified = result.copied + result.skipped - result.verified;
+  return {
+    summary:
+      `Copied ${result.copied} blobs (${result.bytes} bytes) server-side from ${where}, skipped ${result.skipped} already in place` +
+      (step.verify ? `, verified ${result.verified} by MD5 and length${unverified ? ` (${unverified} without an MD5, by length only)` : ''}` : '') +
+      (resumed ? ', resumed from a previous attempt' : ''),
+    figures: {
+      [`${step.to}.blobsCopied`]: result.copied,
+      [`${step.to}.blobsSkipped`]: result.skipped,
+      [`${step.to}.bytesCopied`]: result.bytes,
+      [`${step.to}.blobsVerified`]: result.verified,
+    },
+    undo,
+  };
+}
+
+/** Deletes the blobs the sync created; blobs that existed in the target before the step are never touched. */
+export async function undoBlobSync(input: UndoInput): Promise<StepOutcome> {
+  const step = input.step as DataStep;
+  const to = blobResource(input.resources, step.to, 'data target');
+  const target = containerClient(to);
+  const undo = (input.undo ?? {}) as { created?: string[]; manifest?: string };
+  let created = undo.created ?? [];
+  if (undo.manifest) {
+    const manifest = target.getBlobClient(undo.manifest);
+    if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
+  }
+
+  let deleted = 0;
+  await eachLimited(created, COPY_CONCURRENCY, async (name) => {
+    if ((await target.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' })).succeeded) deleted += 1;
+  });
+  if (undo.manifest) await target.getBlobClient(undo.manifest).deleteIfExists();
+  return {
+    summary: `Deleted ${deleted} blobs the sync created in ${target.accountName}/${target.containerName}; blobs that were there before are untouched`,
+    figures: { [`${step.to}.blobsDeleted`]: deleted },
+  };
+}
+

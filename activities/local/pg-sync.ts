@@ -1,0 +1,499 @@
+// The data phase on the sandbox: PostgreSQL logical replication from the source to the target (the
+// local twin of an online migration), verified at a consistent point, and the cutover that ends it.
+// Every operation finds what an earlier attempt left and carries on from there.
+import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import type { DataStep, FinalizeStep, PostgresResource, Resource } from '../../plan/types';
+import { findBinary } from '../../sandbox/binaries';
+import type { StepInput, StepOutcome, UndoInput } from '../types';
+import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
+import { postgresConnection } from './sandbox';
+
+// userTables() returns primary keys as name[], which node-pg leaves as a '{a,b}' string (it has no
+// parser for that type) and fingerprints() then fails on; parse it like text[]. Harmless once fixed there.
+pg.types.setTypeParser(1003 as number, pg.types.getTypeParser(1009 as number));
+
+/** Longest time writers on the source are held back, for the verification and for the cutover. */
+const QUIESCE_MS = 10_000;
+/** Lag under which quiescing is worth trying: the rest drains in well under a second. */
+const SMALL_LAG_BYTES = 256 * 1024;
+/**
+ * Sequences on the target start this far past the source's values: nextval() is not transactional and
+ * not blocked by the table locks, so a straggler on the source may still draw a few numbers after we
+ * read them; the gap keeps the target's new ids and invoice numbers clear of those.
+ */
+const SEQUENCE_GAP = 1000n;
+const POLL_MS = 1_000;
+
+export type PgSyncUndo = {
+  publication: string;
+  subscription: string;
+  slot: string;
+  createdDatabase: boolean;
+  loadedSchema: boolean;
+};
+
+interface Progress {
+  tablesDone: number;
+  tablesTotal: number;
+  rows: number;
+  bytes: number;
+  lagBytes: number;
+}
+
+/**
+ * Publication, subscription and slot share one name per migration: readable, at most 63 bytes, and
+ * with a hash whenever sanitising changed the id, so `a-b` and `a_b` cannot share a slot.
+ */
+export function replicationName(migrationId: string): string {
+  const clean = migrationId.toLowerCase().replace(/[^a-z0-9_]+/g, '_');
+  const name = `tiershift_${clean}`;
+  if (clean === migrationId && name.length <= 63) return name;
+  return `${name.slice(0, 54)}_${createHash('sha256').update(migrationId).digest('hex').slice(0, 8)}`;
+}
+
+function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
+  const resource = resources[name];
+  if (resource?.kind !== 'postgres') {
+    throw ApplicationFailure.nonRetryable(`${name} is not a postgres resource of the plan; name postgres resources in the data step`, 'NonRetryable');
+  }
+  return resource;
+}
+
+function onDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+const databaseOf = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
+
+export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutcome> {
+  const { step, migrationId } = input;
+  const from = postgresResource(input.resources, step.from);
+  const to = postgresResource(input.resources, step.to);
+  const src = postgresConnection(from);
+  const dst = postgresConnection(to);
+  if (src === dst) throw ApplicationFailure.nonRetryable(`${from.name} and ${to.name} are the same database; point the data step at two databases`, 'NonRetryable');
+  const name = replicationName(migrationId);
+
+  const createdDatabase = await ensureDatabase(dst);
+  const loadedSchema = await ensureSchema(src, dst, to.name);
+  const reused = await ensureSubscription(src, dst, name, to.name);
+  await waitForCopy(src, dst, name);
+  const progress = await waitForLag(src, dst, name, SMALL_LAG_BYTES);
+
+  let verified = false;
+  let quiesceMs = 0;
+  let rows = progress.rows;
+  if (step.verify) {
+    const check = await quiesced(src, name, async () => {
+      const [expected, actual] = await Promise.all([withClient(src, fingerprints), withClient(dst, fingerprints)]);
+      return { expected, actual };
+    });
+    const differences = compareFingerprints(check.result.expected, check.result.actual);
+    if (differences.length) {
+      throw ApplicationFailure.nonRetryable(
+        `${to.name} differs from ${from.name} at a consistent point (${differences.join('; ')}); something else writes to the target: stop it, roll back the data step and run it again`,
+        'NonRetryable',
+      );
+    }
+    verified = true;
+    quiesceMs = check.quiesceMs;
+    rows = sumRows(check.result.actual);
+  }
+
+  const n = to.name;
+  const undo: PgSyncUndo = { publication: name, subscription: name, slot: name, createdDatabase, loadedSchema };
+  return {
+    summary:
+      `${n}: ${progress.tablesTotal} tables, ${rows} rows replicated from ${from.name} (${reused ? 'existing' : 'new'} subscription ${name}, lag ${progress.lagBytes} bytes)` +
+      (verified ? `, verified identical with writes paused for ${quiesceMs} ms` : ', not verified (the plan says verify: false)'),
+    figures: {
+      [`${n}.tablesCopied`]: progress.tablesTotal,
+      [`${n}.rowsCopied`]: rows,
+      [`${n}.bytes`]: progress.bytes,
+      [`${n}.lagBytes`]: progress.lagBytes,
+      [`${n}.quiesceMs`]: quiesceMs,
+      [`${n}.verified`]: verified,
+    },
+    undo,
+  };
+}
+
+const sumRows = (fps: TableFingerprint[]) => fps.reduce((sum, f) => sum + f.rows, 0);
+
+/** Creates the target database when missing; true if this call created it. */
+async function ensureDatabase(dst: string): Promise<boolean> {
+  const database = databaseOf(dst);
+  return withClient(onDatabase(dst, 'postgres'), async (c) => {
+    if ((await c.query('select 1 from pg_database where datname = $1', [database])).rowCount) return false;
+    await c.query(`create database ${c.escapeIdentifier(database)}`);
+    return true;
+  });
+}
+
+/** Loads the source's schema into an empty target; true if it did. Same table list means done before. */
+async function ensureSchema(src: string, dst: string, target: string): Promise<boolean> {
+  const [want, have] = await Promise.all([src, dst].map((url) => withClient(url, async (c) => (await userTables(c)).map((t) => t.table))));
+  if (have!.length === 0) {
+    await copySchema(src, dst);
+    return true;
+  }
+  if (have!.join() === want!.join()) return false;
+  throw ApplicationFailure.nonRetryable(
+    `${target} already has tables (${have!.join(', ')}) that do not match the source's (${want!.join(', ')}); drop them or point the plan at an empty database, then resume`,
+    'NonRetryable',
+  );
+}
+
+/** pg_dump --schema-only | psql, in one transaction on the target so a failure leaves nothing behind. */
+async function copySchema(src: string, dst: string): Promise<void> {
+  const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const load = spawn(findBinary('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', dst], { stdio: ['pipe', 'ignore', 'pipe'] });
+  dump.stdout!.pipe(load.stdin!);
+  const [dumped, loaded] = await Promise.all([finished(dump), finished(load)]);
+  if (dumped.code !== 0 || loaded.code !== 0) {
+    const why = (dumped.code !== 0 ? dumped : loaded).stderr.trim().split('\n')[0] ?? '';
+    throw new Error(`copying the schema failed: ${dumped.code !== 0 ? 'pg_dump' : 'psql'} said "${why}"`);
+  }
+}
+
+function finished(child: ChildProcess): Promise<{ code: number | null; stderr: string }> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+async function ensurePublication(c: pg.Client, name: string): Promise<void> {
+  if ((await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount) return;
+  // FOR ALL TABLES also publishes tables created later, which a schema change mid-migration needs.
+  await c.query(`create publication ${c.escapeIdentifier(name)} for all tables`);
+}
+
+interface Subscription {
+  oid: number;
+  enabled: boolean;
+  slot: string | null;
+}
+
+async function findSubscription(c: pg.Client, name: string): Promise<Subscription | undefined> {
+  const { rows } = await c.query<{ oid: number; subenabled: boolean; subslotname: string | null }>(
+    'select oid, subenabled, subslotname from pg_subscription where subname = $1 and subdbid = (select oid from pg_database where datname = current_database())',
+    [name],
+  );
+  return rows[0] && { oid: rows[0].oid, enabled: rows[0].subenabled, slot: rows[0].subslotname };
+}
+
+/** Reuses the migration's subscription, or creates it (which copies every table); true if reused. */
+async function ensureSubscription(src: string, dst: string, name: string, target: string): Promise<boolean> {
+  return withClient(dst, async (c) => {
+    const existing = await findSubscription(c, name);
+    if (existing) {
+      await withClient(src, (s) => ensurePublication(s, name));
+      if (!existing.enabled) await c.query(`alter subscription ${c.escapeIdentifier(name)} enable`);
+      return true;
+    }
+    // The initial copy inserts every row again: into a table that has rows it fails on the first key.
+    const filled: string[] = [];
+    for (const { table } of await userTables(c)) {
+      if ((await c.query(`select 1 from ${c.escapeIdentifier(table)} limit 1`)).rowCount) filled.push(table);
+    }
+    if (filled.length) {
+      throw ApplicationFailure.nonRetryable(
+        `${target} already holds rows in ${filled.join(', ')} and has no subscription to continue; empty those tables (or drop the database) and resume`,
+        'NonRetryable',
+      );
+    }
+    await withClient(src, async (s) => {
+      // A slot of this name without its subscription is what a crash between the two drops leaves.
+      await dropSlot(s, name);
+      await ensurePublication(s, name);
+    });
+    await c.query(`create subscription ${c.escapeIdentifier(name)} connection ${c.escapeLiteral(src)} publication ${c.escapeIdentifier(name)} with (copy_data = true)`);
+    return false;
+  });
+}
+
+async function lagBytes(s: pg.Client, slot: string): Promise<number> {
+  const { rows } = await s.query<{ lag: string | null }>(
+    'select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint as lag from pg_replication_slots where slot_name = $1',
+    [slot],
+  );
+  if (!rows[0]) {
+    throw ApplicationFailure.nonRetryable(`the replication slot ${slot} is missing on the source; roll back the data step (it drops the subscription) and run it again`, 'NonRetryable');
+  }
+  return Math.max(0, Number(rows[0].lag ?? 0));
+}
+
+async function readProgress(s: pg.Client, t: pg.Client, name: string): Promise<Progress & { errors: number }> {
+  const sub = await findSubscription(t, name);
+  if (!sub) throw new Error(`the subscription ${name} disappeared from the target while copying`);
+  const { rows } = await t.query<{ total: string; done: string; rows: string; bytes: string; errors: string }>(
+    `select (select count(*) from pg_subscription_rel where srsubid = $1) as total,
+            (select count(*) from pg_subscription_rel where srsubid = $1 and srsubstate in ('r', 's')) as done,
+            (select coalesce(sum(n_live_tup), 0) from pg_stat_user_tables where schemaname = 'public')
+              + (select coalesce(sum(tuples_processed), 0) from pg_stat_progress_copy where datname = current_database()) as rows,
+            (select coalesce(sum(pg_total_relation_size(relid)), 0) from pg_stat_user_tables where schemaname = 'public') as bytes,
+            (select coalesce(sum(apply_error_count + sync_error_count), 0) from pg_stat_subscription_stats where subid = $1) as errors`,
+    [sub.oid],
+  );
+  const r = rows[0]!;
+  return {
+    tablesDone: Number(r.done),
+    tablesTotal: Number(r.total),
+    rows: Number(r.rows),
+    bytes: Number(r.bytes),
+    lagBytes: await lagBytes(s, name),
+    errors: Number(r.errors),
+  };
+}
+
+/** Polls progress with a heartbeat until `done`; a new subscription error fails the attempt (retried). */
+async function watch(src: string, dst: string, name: string, phase: string, done: (p: Progress) => boolean): Promise<Progress> {
+  return withClient(src, (s) =>
+    withClient(dst, async (t) => {
+      const firstErrors = (await readProgress(s, t, name)).errors;
+      for (;;) {
+        const { errors, ...progress } = await readProgress(s, t, name);
+        heartbeat({ phase, ...progress });
+        if (errors > firstErrors) {
+          throw new Error(`the subscription ${name} reported ${errors - firstErrors} replication errors during ${phase}; see the target cluster's server log`);
+        }
+        if (done(progress)) return progress;
+        await sleep(POLL_MS);
+      }
+    }),
+  );
+}
+
+const waitForCopy = (src: string, dst: string, name: string) => watch(src, dst, name, 'initial copy', (p) => p.tablesDone === p.tablesTotal);
+const waitForLag = (src: string, dst: string, name: string, bytes: number) => watch(src, dst, name, 'catching up', (p) => p.lagBytes <= bytes);
+
+/**
+ * Runs `fn` at a consistent point: writers on the source's tables are blocked (EXCLUSIVE mode still
+ * lets readers in), and the subscription has applied everything committed before the lock. Bounded by
+ * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried.
+ */
+async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
+  return withClient(src, async (c) => {
+    const tables = (await userTables(c)).map((t) => c.escapeIdentifier(t.table));
+    const started = Date.now();
+    const deadline = started + QUIESCE_MS;
+    await c.query('begin');
+    try {
+      await c.query(`set local lock_timeout = ${QUIESCE_MS / 2}`);
+      if (tables.length) await c.query(`lock table ${tables.join(', ')} in exclusive mode`);
+      const lsn = await withClient(src, writeMarker);
+      for (;;) {
+        const applied = await c.query<{ done: boolean }>('select confirmed_flush_lsn >= $1::pg_lsn as done from pg_replication_slots where slot_name = $2', [lsn, slot]);
+        if (applied.rows[0]?.done) break;
+        if (Date.now() > deadline) throw new Error(`the target did not apply the source's last writes within ${QUIESCE_MS} ms of paused writes; retrying`);
+        heartbeat({ phase: 'quiesced', waitingFor: lsn });
+        await sleep(100);
+      }
+      const result = await withDeadline(fn(), deadline - Date.now());
+      await c.query('commit');
+      return { result, quiesceMs: Date.now() - started };
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/**
+ * A committed marker in the source's WAL, written once the writers are paused: every earlier commit
+ * precedes it. Unlike the bare insert position it is flushed at once (so the walsender reaches it
+ * without further traffic) and never points just past a page header the subscriber cannot confirm.
+ */
+async function writeMarker(c: pg.Client): Promise<string> {
+  await c.query('set synchronous_commit = on');
+  const { rows } = await c.query<{ lsn: string }>(`select pg_logical_emit_message(true, 'tiershift', 'quiesced')::text as lsn`);
+  return rows[0]!.lsn;
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the consistent-point work took over ${QUIESCE_MS} ms of paused writes; retrying`)), Math.max(0, ms));
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Drops the subscription without asking the source (disable, detach the slot, drop), so it works even
+ * when the source is down; the slot is dropped on the source afterwards. Keeps the target's data.
+ */
+async function dropSubscription(dst: string, name: string): Promise<boolean> {
+  return withClient(dst, async (c) => {
+    const sub = await findSubscription(c, name);
+    if (!sub) return false;
+    const ident = c.escapeIdentifier(name);
+    if (sub.enabled) await c.query(`alter subscription ${ident} disable`);
+    if (sub.slot) await c.query(`alter subscription ${ident} set (slot_name = none)`);
+    await c.query(`drop subscription ${ident}`);
+    return true;
+  });
+}
+
+/** Drops a slot once its walsender has gone (it lingers briefly after the subscription is disabled). */
+async function dropSlot(s: pg.Client, slot: string): Promise<boolean> {
+  for (let waited = 0; ; waited += 200) {
+    const { rows } = await s.query<{ active_pid: number | null }>('select active_pid from pg_replication_slots where slot_name = $1', [slot]);
+    if (!rows[0]) return false;
+    const pid = rows[0].active_pid;
+    if (pid === null) {
+      await s.query('select pg_drop_replication_slot($1)', [slot]);
+      return true;
+    }
+    // Its subscription is disabled or gone: a walsender still holding the slot is only slow to notice.
+    if (waited >= 5_000) await s.query('select pg_terminate_backend($1)', [pid]);
+    if (waited >= 15_000) throw new Error(`the replication slot ${slot} on the source is still in use by pid ${pid}`);
+    await sleep(200);
+  }
+}
+
+async function dropPublication(src: string, name: string): Promise<boolean> {
+  return withClient(src, async (c) => {
+    if (!(await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount) return false;
+    await c.query(`drop publication ${c.escapeIdentifier(name)}`);
+    return true;
+  });
+}
+
+/** Removes the replication (subscription, slot, publication); never touches the data on either side. */
+export async function undoPgSync(input: UndoInput): Promise<StepOutcome> {
+  const { step } = input;
+  if (step.kind !== 'data') throw new Error(`undoPgSync got a ${step.kind} step`);
+  const from = postgresResource(input.resources, step.from);
+  const to = postgresResource(input.resources, step.to);
+  const recorded = input.undo as Partial<PgSyncUndo> | undefined;
+  const name = recorded?.subscription ?? replicationName(input.migrationId);
+  const src = postgresConnection(from);
+  const subscription = await dropSubscription(postgresConnection(to), name);
+  const slot = await withClient(src, (s) => dropSlot(s, recorded?.slot ?? name));
+  const publication = await dropPublication(src, recorded?.publication ?? name);
+  const dropped = [subscription && `subscription ${name} on ${to.name}`, slot && `slot ${name}`, publication && `publication ${name} on ${from.name}`].filter(Boolean);
+  // The target keeps its rows: writes the new version made there exist nowhere else.
+  return {
+    summary: dropped.length
+      ? `dropped ${dropped.join(', ')}; ${to.name} keeps its copied data${recorded?.createdDatabase ? ' (in a database this migration created)' : ''}`
+      : `no replication of ${name} left to remove`,
+    figures: { [`${to.name}.subscriptionDropped`]: subscription, [`${from.name}.publicationDropped`]: publication },
+  };
+}
+
+interface SequenceValue {
+  sequence: string;
+  /** Highest value handed out on the source, or the largest value of a column it feeds; null if neither. */
+  value: bigint | null;
+}
+
+/** Per sequence of the public schema: its last value and the largest value in every column it feeds. */
+async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
+  const { rows: sequences } = await c.query<{ name: string; last_value: string | null }>(
+    `select sequencename as name, last_value::text from pg_sequences where schemaname = 'public' and increment_by > 0 order by 1`,
+  );
+  // Identity and serial columns own their sequence; other defaults (invoice_number) depend on it.
+  const { rows: columns } = await c.query<{ seq: string; tbl: string; col: string }>(`
+    select seq.relname as seq, tbl.relname as tbl, a.attname as col
+      from pg_depend d
+      join pg_class seq on seq.oid = d.objid and seq.relkind = 'S'
+      join pg_class tbl on tbl.oid = d.refobjid
+      join pg_attribute a on a.attrelid = tbl.oid and a.attnum = d.refobjsubid
+     where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
+       and seq.relnamespace = 'public'::regnamespace
+    union
+    select seq.relname, tbl.relname, a.attname
+      from pg_depend d
+      join pg_attrdef ad on ad.oid = d.objid
+      join pg_class seq on seq.oid = d.refobjid and seq.relkind = 'S'
+      join pg_class tbl on tbl.oid = ad.adrelid
+      join pg_attribute a on a.attrelid = ad.adrelid and a.attnum = ad.adnum
+     where d.classid = 'pg_attrdef'::regclass and seq.relnamespace = 'public'::regnamespace`);
+  const result: SequenceValue[] = [];
+  for (const { name, last_value } of sequences) {
+    let value = last_value === null ? null : BigInt(last_value);
+    // Rows inserted with explicit ids leave the sequence behind the data: the column decides too.
+    for (const { tbl, col } of columns.filter((x) => x.seq === name)) {
+      const { rows } = await c.query<{ max: string | null }>(`select max(${c.escapeIdentifier(col)})::text as max from ${c.escapeIdentifier(tbl)}`);
+      const max = rows[0]?.max;
+      if (max != null && (value === null || BigInt(max) > value)) value = BigInt(max);
+    }
+    result.push({ sequence: name, value });
+  }
+  return result;
+}
+
+/** Moves target sequences forward only (never back: the new version may already draw from them); returns how many moved. */
+async function raiseSequences(dst: string, source: SequenceValue[]): Promise<number> {
+  return withClient(dst, async (c) => {
+    let raised = 0;
+    for (const { sequence, value } of source) {
+      if (value === null) continue;
+      const wanted = value + SEQUENCE_GAP;
+      const { rows } = await c.query<{ next: string }>(
+        `select (case when last_value is null then start_value else last_value + increment_by end)::text as next
+           from pg_sequences where schemaname = 'public' and sequencename = $1`,
+        [sequence],
+      );
+      if (!rows[0]) throw ApplicationFailure.nonRetryable(`the target has no sequence ${sequence}; its schema differs from the source's, fix it and resume`, 'NonRetryable');
+      if (BigInt(rows[0].next) > wanted) continue;
+      await c.query(`select setval(format('public.%I', $1::text)::regclass, $2::bigint, true)`, [sequence, wanted.toString()]);
+      raised += 1;
+    }
+    return raised;
+  });
+}
+
+/**
+ * Ends the replication for the finalize step: with writes paused, waits until the target has every
+ * write, moves every sequence (identity columns included) past the source's values, stops the
+ * subscription, then drops it (keeping the data) and the publication. A second call finds nothing to
+ * stop but still checks the sequences.
+ */
+export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+  const name = replicationName(input.migrationId);
+  const src = postgresConnection(from);
+  const dst = postgresConnection(to);
+  const subscribed = await withClient(dst, (c) => findSubscription(c, name));
+  let quiesceMs = 0;
+  let synced: number;
+  if (subscribed) {
+    // An attempt that stopped it and then failed: it must catch up once more before the cut.
+    if (!subscribed.enabled) await withClient(dst, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+    const cut = await quiesced(src, name, async () => {
+      const raised = await raiseSequences(dst, await withClient(src, sourceSequences));
+      // Stopped while writers are still paused, and waited for: the target then holds exactly the source's
+      // last state, and no write made after the pause can still arrive.
+      await withClient(dst, async (c) => {
+        await c.query(`alter subscription ${c.escapeIdentifier(name)} disable`);
+        while ((await c.query('select 1 from pg_stat_subscription where subid = $1 and pid is not null', [subscribed.oid])).rowCount) await sleep(100);
+      });
+      return raised;
+    });
+    synced = cut.result;
+    quiesceMs = cut.quiesceMs;
+  } else {
+    synced = await raiseSequences(dst, await withClient(src, sourceSequences));
+  }
+  const dropped = await dropSubscription(dst, name);
+  await withClient(src, (s) => dropSlot(s, name));
+  const publication = await dropPublication(src, name);
+  const n = to.name;
+  return {
+    summary: dropped
+      ? `${n} took over from ${from.name}: replication stopped with writes paused for ${quiesceMs} ms, ${synced} sequences moved past the source's values, subscription and publication dropped`
+      : `${n}: no replication from ${from.name} left to stop${publication ? ' (dropped a leftover publication)' : ''}; ${synced ? `${synced} sequences moved past the source's values` : "sequences already past the source's values"}`,
+    figures: { [`${n}.sequencesSynced`]: synced, [`${n}.quiesceMs`]: quiesceMs, [`${n}.subscriptionDropped`]: dropped },
+  };
+}

@@ -1,0 +1,118 @@
+// The local backup on the sandbox: pg_dump of the seeded shop streamed into Azurite, proven by a
+// restore into a scratch database, reused when repeated, and the assets container copied aside.
+import type { BlockBlobClient, ContainerClient } from '@azure/storage-blob';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { backupDatabase, undoBackup } from '../activities/local/backup';
+import { fingerprints, withClient } from '../activities/local/postgres';
+import type { StepInput } from '../activities/types';
+import type { BackupStep } from '../plan/types';
+import { ASSETS_CONTAINER, demoBlobs } from '../sandbox/azurite';
+import { findBinary } from '../sandbox/binaries';
+import { postgresUrl } from '../sandbox/state';
+import { backupStep, blob, containerOf, runActivity, sandbox, uniqueName } from './support/local-ops';
+
+const backupsName = uniqueName('backups');
+const backups: ContainerClient = containerOf('primary', backupsName);
+const sourceUrl = (database?: string) => postgresUrl(sandbox().postgres.source!, database);
+
+afterAll(async () => {
+  await backups.deleteIfExists();
+});
+
+function input(migrationId: string, resources = ['sourceDb', 'assets']): StepInput<BackupStep> {
+  return {
+    migrationId,
+    step: backupStep('1-backup', resources, 'backups'),
+    resources: {
+      sourceDb: { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' },
+      assets: blob('assets', 'primary', ASSETS_CONTAINER),
+      backups: blob('backups', 'primary', backupsName),
+    },
+  };
+}
+
+const dumpBlob = (migrationId: string): BlockBlobClient => backups.getBlockBlobClient(`${migrationId}/1-backup/sourceDb.dump`);
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Scratch databases left on the source cluster: there must never be any after a backup. */
+async function scratchDatabases(): Promise<string[]> {
+  return withClient(sourceUrl('postgres'), async (c) =>
+    (await c.query<{ datname: string }>(`select datname from pg_database where datname like 'tiershift_verify_%'`)).rows.map((r) => r.datname),
+  );
+}
+
+describe('local backup', () => {
+  const migrationId = uniqueName('m');
+
+  it('dumps the database into a blob with its sha256, proves it restores and copies the assets', async () => {
+    const { result, heartbeats } = await runActivity(backupDatabase, [input(migrationId)]);
+    const source = await withClient(sourceUrl(), fingerprints);
+    const body = await dumpBlob(migrationId).downloadToBuffer();
+
+    expect(result.figures).toMatchObject({
+      'sourceDb.bytes': body.length,
+      'sourceDb.sha256': sha256(body),
+      'sourceDb.tables': source.length,
+      'sourceDb.rows': source.reduce((n, t) => n + t.rows, 0),
+      'sourceDb.restoreVerified': true,
+      'sourceDb.reused': false,
+      'assets.blobsCopied': demoBlobs().length,
+      'assets.blobsSkipped': 0,
+    });
+    expect(body.subarray(0, 5).toString()).toBe('PGDMP'); // custom format
+    const { metadata } = await dumpBlob(migrationId).getProperties();
+    expect(metadata).toMatchObject({ tiershiftstate: 'complete', restoreverified: 'true', sha256: sha256(body), bytes: String(body.length) });
+    expect(metadata?.fingerprint).toBe(createHash('sha256').update(JSON.stringify(source)).digest('hex'));
+    expect(heartbeats.map((h) => (h as { phase?: string }).phase)).toEqual(expect.arrayContaining(['dump', 'restore', 'compare', 'copy blobs']));
+    expect(await scratchDatabases()).toEqual([]);
+
+    const copies: string[] = [];
+    for await (const b of backups.listBlobsFlat({ prefix: `${migrationId}/1-backup/assets/` })) copies.push(b.name);
+    expect(copies.sort()).toEqual(demoBlobs().map((b) => `${migrationId}/1-backup/assets/${b.name}`).sort());
+    expect(result.summary).toMatch(/^Dumped sourceDb \(5 tables, \d+ rows\) to tsprimary\/backups-\w+\/.+sourceDb\.dump: .* restore verified; Copied 20 blobs of assets/);
+  });
+
+  it('reuses a finished, verified backup instead of dumping again', async () => {
+    const before = await dumpBlob(migrationId).getProperties();
+    const { result, heartbeats } = await runActivity(backupDatabase, [input(migrationId)]);
+    expect(result.figures).toMatchObject({ 'sourceDb.reused': true, 'sourceDb.restoreVerified': true, 'assets.blobsCopied': 0, 'assets.blobsSkipped': demoBlobs().length });
+    expect(result.figures['sourceDb.sha256']).toBe(before.metadata?.sha256);
+    expect((await dumpBlob(migrationId).getProperties()).etag).toBe(before.etag);
+    expect(heartbeats.some((h) => ['dump', 'restore'].includes((h as { phase?: string }).phase ?? ''))).toBe(false);
+
+    const undo = await runActivity(undoBackup, [{ ...input(migrationId), undo: result.undo }]);
+    expect(undo.result.summary).toBe(`Kept backup ${dumpBlob(migrationId).url}, ${backups.url}/${migrationId}/1-backup/assets/ (backups are never deleted)`);
+    expect(await dumpBlob(migrationId).exists()).toBe(true);
+  });
+
+  it('dumps again over an unfinished blob left by an interrupted attempt', async () => {
+    const id = uniqueName('m');
+    await dumpBlob(id).upload('garbage', 7, { metadata: { tiershiftstate: 'uploading' } });
+    const { result } = await runActivity(backupDatabase, [input(id, ['sourceDb'])]);
+    const body = await dumpBlob(id).downloadToBuffer();
+    expect(result.figures).toMatchObject({ 'sourceDb.reused': false, 'sourceDb.restoreVerified': true, 'sourceDb.sha256': sha256(body) });
+    expect(body.length).toBeGreaterThan(7);
+  });
+
+  it('detects a restore that does not reproduce the source and drops the scratch database', async () => {
+    const id = uniqueName('m');
+    const psql = (database: string, sql: string) =>
+      spawnSync(findBinary('psql'), ['-Atq', '-v', 'ON_ERROR_STOP=1', '-d', sourceUrl(database), '-c', sql], { encoding: 'utf8' });
+    // Corrupt the restored copy between pg_restore and the comparison (the "compare" heartbeat).
+    const run = runActivity(backupDatabase, [input(id, ['sourceDb'])], {
+      onHeartbeat: (details) => {
+        if ((details as { phase?: string }).phase !== 'compare') return;
+        const scratch = psql('postgres', `select datname from pg_database where datname like 'tiershift_verify_%'`).stdout.trim();
+        expect(psql(scratch, 'drop table payments').status).toBe(0);
+      },
+    });
+    await expect(run).rejects.toThrow(/does not reproduce the source: payments: missing/);
+    expect(await scratchDatabases()).toEqual([]);
+    // Not marked verified: the next attempt dumps and proves it again.
+    expect((await dumpBlob(id).getProperties()).metadata).toMatchObject({ tiershiftstate: 'complete', restoreverified: 'false' });
+    const retried = await runActivity(backupDatabase, [input(id, ['sourceDb'])]);
+    expect(retried.result.figures).toMatchObject({ 'sourceDb.reused': false, 'sourceDb.restoreVerified': true });
+  });
+});

@@ -1,0 +1,183 @@
+// The local data phase on the run's sandbox: logical replication of the seeded shop from the source
+// cluster to the target while orders keep arriving, its undo, and the cutover. Leaves the sandbox as
+// it found it: no replication objects, the target's shop database empty again.
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cutoverPostgres, replicationName, syncPostgres, undoPgSync, type PgSyncUndo } from '../activities/local/pg-sync';
+import { fingerprints, withClient } from '../activities/local/postgres';
+import { sandboxState } from '../activities/local/sandbox';
+import { runLoad } from '../client/load';
+import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import { postgresUrl, type SandboxState } from '../sandbox/state';
+
+const MIGRATION = 'test-local-pg-sync';
+const NAME = replicationName(MIGRATION);
+const source: PostgresResource = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
+const target: PostgresResource = { name: 'shop-target', kind: 'postgres', provider: 'local', cluster: 'target' };
+const resources = { [source.name]: source, [target.name]: target };
+const common = {
+  phaseIndex: 3,
+  retry: { maximumAttempts: 1, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
+  timeouts: { startToClose: '10m', heartbeat: '30s' },
+};
+const dataStep: DataStep = { ...common, id: '3-data', kind: 'data', title: 'Replicate shop to the target', from: source.name, to: target.name, verify: true };
+const finalizeStep: FinalizeStep = { ...common, id: '9-finalize', kind: 'finalize', title: 'Cut over to the target', resources: [source.name, target.name] };
+const dataInput = { migrationId: MIGRATION, step: dataStep, resources };
+
+let state: SandboxState;
+let targetHadShop = false;
+const url = (cluster: 'source' | 'target', database?: string) => postgresUrl(state.postgres[cluster]!, database);
+
+async function query<T extends pg.QueryResultRow>(cluster: 'source' | 'target', sql: string, params: unknown[] = [], database?: string): Promise<T[]> {
+  return withClient(url(cluster, database), async (c) => (await c.query<T>(sql, params)).rows);
+}
+
+/** Our replication objects still present: subscriptions on the target, publications and slots on the source. */
+async function replicationLeft(): Promise<string[]> {
+  const [subs, pubs, slots] = await Promise.all([
+    query<{ n: string }>('target', 'select subname as n from pg_subscription', [], 'postgres'),
+    query<{ n: string }>('source', 'select pubname as n from pg_publication'),
+    query<{ n: string }>('source', 'select slot_name as n from pg_replication_slots'),
+  ]);
+  return [...subs.map((r) => `subscription ${r.n}`), ...pubs.map((r) => `publication ${r.n}`), ...slots.map((r) => `slot ${r.n}`)];
+}
+
+/** The target's shop database back to how the sandbox made it (empty), or gone if it was not there. */
+async function resetTarget(): Promise<void> {
+  const database = state.postgres.target!.database;
+  await withClient(url('target', 'postgres'), async (c) => {
+    await c.query(`drop database if exists ${c.escapeIdentifier(database)} with (force)`);
+    if (targetHadShop) await c.query(`create database ${c.escapeIdentifier(database)}`);
+  });
+}
+
+/** Temporal's activity test environment (heartbeats recorded); the logger keeps expected failures quiet. */
+function activityEnv() {
+  const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  const beats: Record<string, unknown>[] = [];
+  env.on('heartbeat', (details: Record<string, unknown>) => beats.push(details));
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => env.run<A, R, typeof fn>(fn, ...args);
+  return { run, beats };
+}
+
+const count = async (cluster: 'source' | 'target', sql: string) => Number((await query<{ n: string }>(cluster, sql))[0]!.n);
+
+const sameData = async () => {
+  const [a, b] = await Promise.all([withClient(url('source'), fingerprints), withClient(url('target'), fingerprints)]);
+  return JSON.stringify(a) === JSON.stringify(b);
+};
+
+describe('local PostgreSQL sync', () => {
+  beforeAll(async () => {
+    state = sandboxState();
+    const shop = state.postgres.target!.database;
+    targetHadShop = (await query('target', 'select 1 from pg_database where datname = $1', [shop], 'postgres')).length > 0;
+    const tables = targetHadShop ? await query<{ t: string }>('target', `select tablename as t from pg_tables where schemaname = 'public'`) : [];
+    if (tables.length) throw new Error(`the target's ${shop} database already has tables (${tables.map((t) => t.t).join(', ')}); another test left them`);
+    expect(await replicationLeft()).toEqual([]);
+  });
+
+  // Always, also after a failure: other test files share this sandbox.
+  afterAll(async () => {
+    await activityEnv().run(undoPgSync, { ...dataInput }).catch(() => undefined);
+    await resetTarget();
+    expect(await replicationLeft()).toEqual([]);
+  });
+
+  it('replicates the seeded shop to the target while orders keep arriving on the source', async () => {
+    const ordersBefore = await count('source', 'select count(*) as n from orders');
+    const stop = new AbortController();
+    // Through blue, the app of the source: real order transactions (order, items, invoice number).
+    const writer = runLoad({
+      url: `http://127.0.0.1:${state.apps.blue!.port}/api/orders`,
+      method: 'POST',
+      body: {},
+      ratePerSecond: 20,
+      durationMs: 60_000,
+      maxRequests: 1_200,
+      signal: stop.signal,
+    });
+    const { run, beats } = activityEnv();
+    try {
+      const outcome = await run(syncPostgres, dataInput);
+      expect(outcome.figures).toMatchObject({ 'shop-target.tablesCopied': 5, 'shop-target.verified': true });
+      expect(outcome.figures['shop-target.rowsCopied']).toBeGreaterThan(ordersBefore);
+      expect(outcome.figures['shop-target.quiesceMs']).toEqual(expect.any(Number));
+      expect(outcome.undo).toEqual({ publication: NAME, subscription: NAME, slot: NAME, createdDatabase: !targetHadShop, loadedSchema: true } satisfies PgSyncUndo);
+      expect(outcome.summary).toContain('new subscription');
+      expect(beats.some((b) => b.phase === 'initial copy' && b.tablesTotal === 5)).toBe(true);
+    } finally {
+      stop.abort();
+    }
+    const written = await writer;
+    expect(written.failed).toBe(0);
+    expect(written.byStatus['201']).toBeGreaterThan(0);
+    const ordersAfter = await count('source', 'select count(*) as n from orders');
+    expect(ordersAfter).toBe(ordersBefore + written.byStatus['201']!);
+    // Replication keeps running after the step: the last orders reach the target too.
+    await expect.poll(sameData, { timeout: 30_000, interval: 500 }).toBe(true);
+  });
+
+  it('reuses the publication and the subscription on a second call', async () => {
+    const oid = async () => (await query<{ oid: number }>('target', 'select oid from pg_subscription where subname = $1', [NAME]))[0]?.oid;
+    const before = await oid();
+    const outcome = await activityEnv().run(syncPostgres, dataInput);
+    expect(outcome.summary).toContain('existing subscription');
+    expect(outcome.figures['shop-target.verified']).toBe(true);
+    expect(await oid()).toBe(before);
+    expect((await replicationLeft()).sort()).toEqual([`publication ${NAME}`, `slot ${NAME}`, `subscription ${NAME}`]);
+  });
+
+  it('undo drops the replication, leaves the source untouched and keeps the copied data', async () => {
+    const sourceBefore = await withClient(url('source'), fingerprints);
+    const { run } = activityEnv();
+    const outcome = await run(undoPgSync, { ...dataInput, undo: { publication: NAME, subscription: NAME, slot: NAME, createdDatabase: false, loadedSchema: true } });
+    expect(outcome.figures).toEqual({ 'shop-target.subscriptionDropped': true, 'shop-source.publicationDropped': true });
+    expect(await replicationLeft()).toEqual([]);
+    expect(await withClient(url('source'), fingerprints)).toEqual(sourceBefore);
+    expect(await sameData()).toBe(true);
+
+    const again = await run(undoPgSync, { ...dataInput });
+    expect(again.summary).toMatch(/^no replication .* left to remove$/);
+  });
+
+  it('refuses to start over on a target that already holds rows', async () => {
+    const failure = await activityEnv().run(syncPostgres, dataInput).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect((failure as ApplicationFailure).nonRetryable).toBe(true);
+    expect((failure as Error).message).toMatch(/shop-target already holds rows in .*orders.*; empty those tables/);
+    expect(await replicationLeft()).toEqual([]);
+  });
+
+  it('cutover moves every sequence past the source and ends the replication; a second call has nothing to stop', async () => {
+    await resetTarget();
+    const { run } = activityEnv();
+    await run(syncPostgres, dataInput);
+    const finalizeInput = { migrationId: MIGRATION, step: finalizeStep, resources };
+    const outcome = await run(cutoverPostgres, finalizeInput, source, target);
+    const sequences = await count('source', `select count(*) as n from pg_sequences where schemaname = 'public'`);
+    expect(outcome.figures).toMatchObject({ 'shop-target.sequencesSynced': sequences, 'shop-target.subscriptionDropped': true });
+    expect(await replicationLeft()).toEqual([]);
+
+    // The new version writes to the target now: its ids and invoice numbers must not reuse the source's.
+    const [max] = await query<{ customer: string; order: string; invoice: string }>(
+      'source',
+      'select (select max(id) from customers) as customer, (select max(id) from orders) as order, (select max(invoice_number) from orders) as invoice',
+    );
+    const inserted = await withClient(url('target'), async (c) => {
+      const customer = await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('cutover@example.com', 'Cut Over', 'DE') returning id`);
+      const order = await c.query<{ id: string; invoice_number: string }>('insert into orders (customer_id, total_cents) values ($1, 100) returning id, invoice_number', [customer.rows[0]!.id]);
+      return { customer: BigInt(customer.rows[0]!.id), order: BigInt(order.rows[0]!.id), invoice: BigInt(order.rows[0]!.invoice_number) };
+    });
+    expect(inserted.customer).toBeGreaterThan(BigInt(max!.customer));
+    expect(inserted.order).toBeGreaterThan(BigInt(max!.order));
+    expect(inserted.invoice).toBeGreaterThan(BigInt(max!.invoice));
+
+    const again = await run(cutoverPostgres, finalizeInput, source, target);
+    expect(again.figures).toMatchObject({ 'shop-target.sequencesSynced': 0, 'shop-target.subscriptionDropped': false });
+    expect(again.summary).toContain('no replication from shop-source left to stop');
+  });
+});

@@ -1,0 +1,57 @@
+// Running local-provider activities against the run's sandbox inside Temporal's activity test
+// environment, which gives them a real Context (heartbeats, heartbeat details, cancellation).
+import { BlobServiceClient, type ContainerClient } from '@azure/storage-blob';
+import type { Info } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
+import type { BackupStep, DataStep, Resource } from '../../plan/types';
+import { readState, sandboxHome, type SandboxState } from '../../sandbox/state';
+
+export function sandbox(): SandboxState {
+  const state = readState(sandboxHome());
+  if (!state) throw new Error(`no sandbox in ${sandboxHome()}`);
+  return state;
+}
+
+export function containerOf(role: 'primary' | 'secondary', container: string): ContainerClient {
+  const account = sandbox().azurite!.accounts.find((a) => a.role === role)!;
+  return BlobServiceClient.fromConnectionString(account.connectionString).getContainerClient(container);
+}
+
+/** A container name no other test uses. */
+export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+const stepBase = {
+  phaseIndex: 1,
+  retry: { maximumAttempts: 1, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1s' },
+  timeouts: { startToClose: '5m', heartbeat: '1m' },
+};
+
+export function backupStep(id: string, resources: string[], destination: string): BackupStep {
+  return { ...stepBase, id, title: `Back up ${resources.join(', ')}`, kind: 'backup', resources, destination, verifyRestore: true };
+}
+
+export function dataStep(id: string, from: string, to: string): DataStep {
+  return { ...stepBase, id, title: `Copy ${from} to ${to}`, kind: 'data', from, to, verify: true };
+}
+
+export function blob(name: string, role: 'primary' | 'secondary', container: string): Resource {
+  return { name, kind: 'blob', provider: 'local', account: role, container };
+}
+
+/** Runs `fn` as an activity, collecting its heartbeats; `onHeartbeat` may act on the environment (e.g. cancel it). */
+export async function runActivity<A extends unknown[], R>(
+  fn: (...args: A) => Promise<R>,
+  args: A,
+  opts: { info?: Partial<Info>; onHeartbeat?: (details: unknown, env: MockActivityEnvironment) => void } = {},
+): Promise<{ result: R; heartbeats: unknown[] }> {
+  // Failures are what some tests expect: the SDK's "Activity failed" warning would only be noise.
+  const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000, ...opts.info }, { logger: new DefaultLogger('ERROR') });
+  const heartbeats: unknown[] = [];
+  env.on('heartbeat', (details: unknown) => {
+    heartbeats.push(details);
+    opts.onHeartbeat?.(details, env);
+  });
+  return { result: await env.run(fn, ...args), heartbeats };
+}
