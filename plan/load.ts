@@ -165,7 +165,9 @@ function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
       }
       case 'finalize': {
         const b = body as PhaseBody<'finalize'>;
-        steps.push({ ...base(), kind, title: title(`Finalize ${list(b.resources)}`), resources: b.resources });
+        const syncedFrom: Record<string, string> = {};
+        for (const s of steps) if (s.kind === 'data' && b.resources.includes(s.to)) syncedFrom[s.to] = s.from;
+        steps.push({ ...base(), kind, title: title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom });
         break;
       }
     }

@@ -145,6 +145,8 @@ export interface GateStep extends StepBase {
 export interface FinalizeStep extends StepBase {
   kind: 'finalize';
   resources: string[];
+  /** For each finalized resource an earlier data step filled: where it was synced from (the cutover ends that sync). */
+  syncedFrom: Record<string, string>;
 }
 export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep;
 

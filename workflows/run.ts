@@ -6,7 +6,6 @@ import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanN
 import {
   approveSignal,
   approveUpdate,
-  migrationId,
   rejectSignal,
   rejectUpdate,
   resumeUpdate,
@@ -59,7 +58,8 @@ export class MigrationRun {
     this.nextStep = carried?.nextStep ?? 0;
     this.undo = carried?.undo ?? {};
     this.status = carried?.status ?? {
-      migrationId: migrationId(plan.name),
+      // The workflow ID, which `--id` may have chosen; the plan name only gives the default.
+      migrationId: wf.workflowInfo().workflowId,
       plan: { name: plan.name, hash: plan.hash, source: plan.source },
       state: 'running',
       phase: plan.steps[0]?.kind ?? 'done',

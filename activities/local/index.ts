@@ -1,23 +1,68 @@
 // The local provider: every operation on the sandbox's real components (PostgreSQL, Azurite, HAProxy).
 import { ApplicationFailure } from '@temporalio/activity';
-import type { MigrationProvider } from '../types';
+import type { FinalizeStep, PostgresResource, Resource } from '../../plan/types';
+import { restartPostgres } from '../../sandbox';
+import type { MigrationProvider, StepInput, StepOutcome, UndoInput } from '../types';
+import { undoApp, updateApp } from './app';
+import { backupDatabase, undoBackup } from './backup';
+import { syncBlobs, undoBlobSync } from './blob-sync';
 import { checkHealth } from './health';
+import { prepareInfra, undoInfra, type RestartCluster } from './infra';
+import { cutoverPostgres, syncPostgres, undoPgSync } from './pg-sync';
+import { sandboxState } from './sandbox';
+import { analyseTraffic, shiftTraffic, undoTraffic } from './traffic';
 
-const notYet = (operation: string) => async (): Promise<never> => {
-  throw ApplicationFailure.nonRetryable(
-    `the local provider cannot ${operation} yet; remove that phase from the plan or use a plan with check and gate phases`,
-    'NonRetryable',
-  );
+const restartCluster: RestartCluster = async (resource) => {
+  if (!resource.cluster) {
+    throw ApplicationFailure.nonRetryable(`${resource.name} needs a restart for its new settings but is not a sandbox cluster; restart it yourself and resume`, 'NonRetryable');
+  }
+  await restartPostgres(sandboxState(), resource.cluster);
 };
+
+const kindOf = (input: StepInput, name: string): Resource['kind'] | undefined => input.resources[name]?.kind;
+
+/** Finalize: a database that an earlier data step replicated into takes over (cutover); others need nothing. */
+async function finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOutcome> {
+  const outcomes: StepOutcome[] = [];
+  for (const name of input.step.resources) {
+    const to = input.resources[name];
+    const fromName = input.step.syncedFrom[name];
+    const from = fromName ? input.resources[fromName] : undefined;
+    if (to?.kind === 'postgres' && from?.kind === 'postgres') outcomes.push(await cutoverPostgres(input, from as PostgresResource, to));
+    else outcomes.push({ summary: `${name}: nothing to cut over`, figures: {} });
+  }
+  return { summary: outcomes.map((o) => o.summary).join('; '), figures: Object.assign({}, ...outcomes.map((o) => o.figures)) };
+}
+
+async function undoStep(input: UndoInput): Promise<StepOutcome> {
+  const { step } = input;
+  switch (step.kind) {
+    case 'backup':
+      return undoBackup(input);
+    case 'infra':
+      return undoInfra(restartCluster)(input);
+    case 'app':
+      return undoApp(input);
+    case 'data':
+      return kindOf(input, step.to) === 'postgres' ? undoPgSync(input) : undoBlobSync(input);
+    case 'traffic':
+      return undoTraffic(input);
+    case 'check':
+    case 'gate':
+    case 'finalize':
+      // Reads and decisions change nothing; a finalized cutover is undone by the earlier steps' undos.
+      return { summary: `nothing to undo for ${step.id}`, figures: {} };
+  }
+}
 
 export const localProvider: MigrationProvider = {
   checkHealth,
-  backupDatabase: notYet('back up'),
-  prepareInfra: notYet('prepare infrastructure'),
-  updateApp: notYet('update the app'),
-  syncData: notYet('sync data'),
-  shiftTraffic: notYet('shift traffic'),
-  analyseTraffic: notYet('analyse traffic'),
-  finalizeMigration: notYet('finalize'),
-  undoStep: async (input) => ({ summary: `nothing to undo for ${input.step.id}`, figures: {} }),
+  backupDatabase,
+  prepareInfra: prepareInfra(restartCluster),
+  updateApp,
+  syncData: (input) => (kindOf(input, input.step.to) === 'postgres' ? syncPostgres(input) : syncBlobs(input)),
+  shiftTraffic,
+  analyseTraffic,
+  finalizeMigration,
+  undoStep,
 };

@@ -11,10 +11,6 @@ import type { StepInput, StepOutcome, UndoInput } from '../types';
 import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
 
-// userTables() returns primary keys as name[], which node-pg leaves as a '{a,b}' string (it has no
-// parser for that type) and fingerprints() then fails on; parse it like text[]. Harmless once fixed there.
-pg.types.setTypeParser(1003 as number, pg.types.getTypeParser(1009 as number));
-
 /** Longest time writers on the source are held back, for the verification and for the cutover. */
 const QUIESCE_MS = 10_000;
 /** Lag under which quiescing is worth trying: the rest drains in well under a second. */
@@ -25,6 +21,11 @@ const SMALL_LAG_BYTES = 256 * 1024;
  * read them; the gap keeps the target's new ids and invoice numbers clear of those.
  */
 const SEQUENCE_GAP = 1000n;
+/**
+ * While replication runs, the new version may already write to the target (a canary): its sequences
+ * start this far ahead so its ids never meet the ones the source still hands out and replicates.
+ */
+const CANARY_SEQUENCE_GAP = 1_000_000n;
 const POLL_MS = 1_000;
 
 export type PgSyncUndo = {
@@ -105,6 +106,8 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
     rows = sumRows(check.result.actual);
   }
 
+  const sequencesRaised = await raiseSequences(dst, await withClient(src, sourceSequences), CANARY_SEQUENCE_GAP);
+
   const n = to.name;
   const undo: PgSyncUndo = { publication: name, subscription: name, slot: name, createdDatabase, loadedSchema };
   return {
@@ -118,6 +121,7 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
       [`${n}.lagBytes`]: progress.lagBytes,
       [`${n}.quiesceMs`]: quiesceMs,
       [`${n}.verified`]: verified,
+      [`${n}.sequencesRaised`]: sequencesRaised,
     },
     undo,
   };
@@ -435,12 +439,12 @@ async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
 }
 
 /** Moves target sequences forward only (never back: the new version may already draw from them); returns how many moved. */
-async function raiseSequences(dst: string, source: SequenceValue[]): Promise<number> {
+async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
   return withClient(dst, async (c) => {
     let raised = 0;
     for (const { sequence, value } of source) {
       if (value === null) continue;
-      const wanted = value + SEQUENCE_GAP;
+      const wanted = value + gap;
       const { rows } = await c.query<{ next: string }>(
         `select (case when last_value is null then start_value else last_value + increment_by end)::text as next
            from pg_sequences where schemaname = 'public' and sequencename = $1`,

@@ -22,7 +22,7 @@ export async function withClient<T>(connectionString: string, fn: (client: pg.Cl
 export async function userTables(client: pg.Client): Promise<{ table: string; key: string[] }[]> {
   const { rows } = await client.query<{ table: string; key: string[] | null }>(`
     select c.relname as table,
-           (select array_agg(a.attname order by k.ord)
+           (select array_agg(a.attname::text order by k.ord)
               from pg_index i
               cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
