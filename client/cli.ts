@@ -5,7 +5,8 @@ import { loadPlan, PlanError } from '../plan/load';
 import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../sandbox/binaries';
 import { sandboxDown, sandboxStatus, sandboxUp } from '../sandbox';
-import type { SandboxPorts } from '../sandbox/state';
+import { resetSandbox } from '../sandbox/reset';
+import { readState, sandboxHome, type SandboxPorts } from '../sandbox/state';
 import { runWorker } from '../worker/worker';
 import { TERMINAL_STATES, type MigrationStatus } from '../workflows/shared';
 import { connectClient, workflowUrl, type ConnectionFlags } from './connection';
@@ -82,6 +83,17 @@ sandbox
   );
 
 sandbox
+  .command('reset')
+  .description('back to before the migration: traffic on blue, green stopped, target database emptied')
+  .action(() =>
+    runAction(async () => {
+      const state = readState(sandboxHome());
+      if (!state) throw new UserError('the sandbox is not running; start it with `tiershift sandbox up`.', EXIT.unavailable);
+      await resetSandbox(state, (line) => console.error(line));
+    }),
+  );
+
+sandbox
   .command('status')
   .description('health of every sandbox service')
   .action(() =>
@@ -123,8 +135,8 @@ program
   .description('bring up the sandbox and a worker, run the demo migration end to end, print the outcome')
   .action((opts: { plan?: string; yes?: boolean; by?: string }) =>
     runAction(async () => {
-      const status = await runDemo({ plan: opts.plan, autoApprove: opts.yes ?? !process.stdout.isTTY, by: me(opts.by) });
-      if (status.state !== 'completed') process.exitCode = EXIT.failure;
+      const { status, reads, writes } = await runDemo({ plan: opts.plan, autoApprove: opts.yes ?? !process.stdout.isTTY, by: me(opts.by) });
+      if (status.state !== 'completed' || reads.failed + writes.failed > 0) process.exitCode = EXIT.failure;
     }),
   );
 

@@ -1,14 +1,17 @@
 // `tiershift demo`: the whole loop on one machine — sandbox, worker, a plan started, its gates approved
-// (by you from a second terminal, or by the demo with --yes), and the outcome.
+// (by you from a second terminal, or by the demo with --yes), shoppers hitting the front door the whole
+// time, and the outcome with the number of requests that failed (the goal is 0).
 import { NativeConnection } from '@temporalio/worker';
 import path from 'node:path';
 import { loadPlan } from '../plan/load';
 import { PROJECT_ROOT } from '../sandbox/binaries';
 import { sandboxStatus, sandboxUp } from '../sandbox';
+import { migrationLeftovers, resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
 import { TERMINAL_STATES, type MigrationStatus } from '../workflows/shared';
 import { connectClient, workflowUrl } from './connection';
 import { formatStatus } from './format';
+import { runLoad, type LoadResult } from './load';
 import { approveGate, migrationStatus, startMigration } from './migrations';
 
 export const DEMO_PLAN = path.join(PROJECT_ROOT, 'plans', 'demo.yaml');
@@ -20,50 +23,94 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-export async function runDemo(opts: DemoOptions): Promise<MigrationStatus> {
+export interface DemoResult {
+  status: MigrationStatus;
+  reads: LoadResult;
+  writes: LoadResult;
+}
+
+/** Shoppers: order lookups and a trickle of new orders through HAProxy, bounded in rate, count and time. */
+function shoppers(frontendUrl: string) {
+  const abort = new AbortController();
+  const common = { durationMs: 30 * 60_000, signal: abort.signal, timeoutMs: 15_000 };
+  const reads = runLoad({ ...common, url: (n) => new URL(`/api/orders/${((n * 7919) % 1000) + 1}`, frontendUrl).toString(), ratePerSecond: 20, maxRequests: 36_000 });
+  const writes = runLoad({ ...common, url: new URL('/api/orders', frontendUrl).toString(), method: 'POST', body: {}, ratePerSecond: 2, maxRequests: 3_600 });
+  return {
+    async stop(): Promise<{ reads: LoadResult; writes: LoadResult }> {
+      abort.abort();
+      return { reads: await reads, writes: await writes };
+    },
+  };
+}
+
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const log = opts.log ?? console.log;
   const plan = loadPlan(opts.plan ?? DEMO_PLAN);
   log('Starting the sandbox (Temporal, PostgreSQL x2, Azurite, HAProxy, demo app)...');
   const state = await sandboxUp({ log: (line) => log(`  ${line}`) });
   const unhealthy = (await sandboxStatus({ home: state.home })).filter((s) => !s.healthy);
   if (unhealthy.length) throw new Error(`sandbox services are not healthy: ${unhealthy.map((s) => `${s.name} (${s.detail})`).join(', ')}`);
+  const leftovers = await migrationLeftovers(state);
+  if (leftovers.length) {
+    log(`A previous migration left its mark (${leftovers.join('; ')}); putting the sandbox back to before the migration:`);
+    await resetSandbox(state, (line) => log(`  ${line}`));
+  }
 
   const { client, resolved } = await connectClient({ address: state.temporal?.address });
   const connection = await NativeConnection.connect({ address: resolved.address });
+  const load = shoppers(state.haproxy!.frontendUrl);
+  log(`Shoppers: 20 order lookups and 2 new orders per second through ${state.haproxy!.frontendUrl}`);
+  let status: MigrationStatus;
   try {
     const worker = await createWorker({ connection, namespace: resolved.namespace });
-    return await worker.runUntil(async () => {
+    status = await worker.runUntil(async () => {
       const handle = await startMigration(client, plan, opts.by, { id: `migration-${plan.name}-${Date.now().toString(36)}` });
       log(`Started ${handle.workflowId} from ${path.relative(process.cwd(), plan.source) || plan.source}`);
       const url = workflowUrl(resolved, handle.workflowId);
       if (url) log(`Temporal UI: ${url}`);
-      let last = '';
+      const reported = new Set<string>();
+      let announced = '';
       for (;;) {
         const status = await migrationStatus(client, handle.workflowId);
-        const current = status.steps.find((s) => s.id === status.currentStep);
-        const line = status.pendingGate ? `gate ${status.pendingGate.gate}` : `${status.state}${current ? `: ${current.title}` : ''}`;
-        if (line !== last) {
-          log(`  ${line}`);
-          last = line;
-          const gate = status.pendingGate;
-          if (gate && opts.autoApprove) {
+        for (const step of status.steps) {
+          const key = `${step.id}:${step.state}`;
+          if (reported.has(key) || step.state === 'pending') continue;
+          reported.add(key);
+          if (step.state === 'running' && step.kind !== 'gate') log(`  > ${step.title}`);
+          if (step.state === 'done' && step.summary) log(`    ✓ ${step.summary}`);
+          if (step.state === 'failed' || step.state === 'compensated') log(`    ${step.state}: ${step.error ?? step.summary ?? ''}`);
+        }
+        const gate = status.pendingGate;
+        if (gate && announced !== gate.gate) {
+          announced = gate.gate;
+          log(`  ? gate "${gate.gate}": ${gate.instructions ?? 'approval needed'}`);
+          if (opts.autoApprove) {
             const approver = gate.approvers.find((a) => a !== opts.by) ?? 'demo-approver';
             await approveGate(client, handle.workflowId, { gate: gate.gate, by: approver, comment: 'approved by tiershift demo --yes' });
-            log(`  approved gate ${gate.gate} as ${approver}`);
-          } else if (gate) {
-            log(`  waiting for you: tiershift approve ${handle.workflowId} --gate ${gate.gate} --by <name>`);
+            log(`    approved as ${approver}`);
+          } else {
+            log(`    waiting for you, in another terminal: npx tiershift approve ${handle.workflowId} --gate ${gate.gate} --by <name>`);
           }
         }
-        if (TERMINAL_STATES.includes(status.state)) {
-          log('');
-          log(formatStatus(status));
-          if (url) log(`\nSee it in the Temporal UI: ${url}`);
-          return status;
+        if (status.state === 'awaiting-operator' && announced !== `failure:${status.failure?.stepId}`) {
+          announced = `failure:${status.failure?.stepId}`;
+          log(`  ! ${status.failure?.stepId} failed: ${status.failure?.error}`);
+          log(`    decide in another terminal: npx tiershift resume ${handle.workflowId}  or  npx tiershift rollback ${handle.workflowId} --reason "..."`);
         }
+        if (TERMINAL_STATES.includes(status.state)) return status;
         await new Promise((r) => setTimeout(r, 500));
       }
     });
   } finally {
     await connection.close();
   }
+  const { reads, writes } = await load.stop();
+  const url = workflowUrl(resolved, status.migrationId);
+  log('');
+  log(formatStatus(status));
+  log('');
+  const served = (r: LoadResult) => Object.entries(r.byColor).map(([color, n]) => `${n} by ${color}`).join(', ');
+  log(`Shoppers through HAProxy: ${reads.sent + writes.sent} requests (${reads.sent} lookups, ${writes.sent} new orders), ${reads.failed + writes.failed} failed; served ${served(reads)}.`);
+  if (url) log(`See it in the Temporal UI: ${url}`);
+  return { status, reads, writes };
 }

@@ -6,6 +6,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import type { BackupStep, DataStep, Resource } from '../../plan/types';
+import { resetSandbox } from '../../sandbox/reset';
 import { readState, sandboxHome, type SandboxState } from '../../sandbox/state';
 
 export function sandbox(): SandboxState {
@@ -55,3 +56,6 @@ export async function runActivity<A extends unknown[], R>(
   });
   return { result: await env.run(fn, ...args), heartbeats };
 }
+
+/** The sandbox as a migration finds it: end-to-end tests share one sandbox, so each starts from here. */
+export const resetToBlue = (): Promise<void> => resetSandbox(sandbox());

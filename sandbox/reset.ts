@@ -1,0 +1,75 @@
+// Back to "before the migration", so the demo (or a rehearsal) can run again: all traffic on blue,
+// no green app, an empty target database and no replication left behind. The source's data, the
+// backups, the target's tier settings and the secondary region's blobs stay: a rerun verifies them.
+import pg from 'pg';
+import { stopApp } from './app';
+import { MAX_WEIGHT, setServerWeight } from './haproxy';
+import type { Log } from './service';
+import { postgresUrl, type SandboxState } from './state';
+
+async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** What a previous migration left that a new one would trip over, one phrase each; empty when clean. */
+export async function migrationLeftovers(state: SandboxState): Promise<string[]> {
+  const found: string[] = [];
+  if (state.apps.green) found.push(`green (${state.apps.green.version}) is running`);
+  const target = state.postgres.target;
+  if (target) {
+    const tables = await withClient(postgresUrl(target, 'postgres'), async (c) => {
+      const exists = (await c.query('select 1 from pg_database where datname = $1', [target.database])).rowCount;
+      return exists ? withClient(postgresUrl(target), async (t) => Number((await t.query(`select count(*) as n from pg_tables where schemaname = 'public'`)).rows[0].n)) : 0;
+    });
+    if (tables) found.push(`the target database holds ${tables} tables`);
+  }
+  return found;
+}
+
+export async function resetSandbox(state: SandboxState, log: Log = () => undefined): Promise<void> {
+  if (state.haproxy) {
+    await setServerWeight(state, 'blue', MAX_WEIGHT);
+    await setServerWeight(state, 'green', 0);
+    log('traffic: 100% blue');
+  }
+  if (state.apps.green) {
+    await stopApp(state, 'green');
+    log('green stopped');
+  }
+  const target = state.postgres.target;
+  if (target) {
+    await withClient(postgresUrl(target, 'postgres'), async (c) => {
+      const exists = (await c.query('select 1 from pg_database where datname = $1', [target.database])).rowCount;
+      if (exists) {
+        // Subscriptions must go before their database; detached from their slots, which live on the source.
+        await withClient(postgresUrl(target), async (t) => {
+          for (const { subname } of (await t.query<{ subname: string }>('select subname from pg_subscription where subdbid = (select oid from pg_database where datname = current_database())')).rows) {
+            const sub = t.escapeIdentifier(subname);
+            await t.query(`alter subscription ${sub} disable`);
+            await t.query(`alter subscription ${sub} set (slot_name = none)`);
+            await t.query(`drop subscription ${sub}`);
+          }
+        });
+        await c.query(`drop database ${c.escapeIdentifier(target.database)} with (force)`);
+      }
+      await c.query(`create database ${c.escapeIdentifier(target.database)}`);
+    });
+    log(`target database ${target.database} emptied`);
+  }
+  const source = state.postgres.source;
+  if (source) {
+    await withClient(postgresUrl(source), async (c) => {
+      const slots = await c.query<{ slot_name: string }>(`select slot_name from pg_replication_slots where slot_name like 'tiershift\\_%' and not active`);
+      for (const { slot_name } of slots.rows) await c.query('select pg_drop_replication_slot($1)', [slot_name]);
+      const pubs = await c.query<{ pubname: string }>(`select pubname from pg_publication where pubname like 'tiershift\\_%'`);
+      for (const { pubname } of pubs.rows) await c.query(`drop publication ${c.escapeIdentifier(pubname)}`);
+      if (slots.rowCount || pubs.rowCount) log(`replication removed from the source (${slots.rowCount} slots, ${pubs.rowCount} publications)`);
+    });
+  }
+}

@@ -1,0 +1,294 @@
+// Whole migrations on the sandbox, through the real Temporal dev server and the local provider: the
+// runbook's phases end to end under load, the automatic rollback of a failing canary, and workers
+// killed in the middle of the data phase.
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { createHash } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { fingerprints, withClient } from '../activities/local/postgres';
+import { replicationName } from '../activities/local/pg-sync';
+import { runLoad, type LoadResult } from '../client/load';
+import { approveGate, migrationStatus, startMigration } from '../client/migrations';
+import { parsePlan } from '../plan/load';
+import { postgresUrl, type SandboxState } from '../sandbox/state';
+import type { MigrationStatus } from '../workflows/shared';
+import { spawnWorker } from './support/cli';
+import { containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
+import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
+
+let temporal: SandboxTemporal;
+let state: SandboxState;
+
+beforeAll(async () => {
+  temporal = await sandboxTemporal();
+  state = sandbox();
+});
+afterAll(async () => {
+  await resetToBlue();
+  await temporal?.close();
+});
+beforeEach(resetToBlue);
+
+const dbUrl = (cluster: 'source' | 'target') => postgresUrl(state.postgres[cluster]!);
+const tables = (cluster: 'source' | 'target') => withClient(dbUrl(cluster), fingerprints);
+const md5s = async (role: 'primary' | 'secondary', container: string) => {
+  const found: Record<string, string> = {};
+  for await (const b of containerOf(role, container).listBlobsFlat()) {
+    if (!b.name.startsWith('.tiershift/')) found[b.name] = Buffer.from(b.properties.contentMD5 ?? []).toString('base64');
+  }
+  return found;
+};
+const colorsThroughFront = async (n: number) => {
+  const colors: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+    const color = res.headers.get('x-app-color') ?? 'none';
+    colors[color] = (colors[color] ?? 0) + 1;
+  }
+  return colors;
+};
+
+/** Approves each named gate as it opens, and returns the final status. */
+async function driveGates(client: Client, handle: WorkflowHandle, gates: string[], before: (gate: string) => Promise<void> = async () => {}) {
+  for (const gate of gates) {
+    const status = await eventually(
+      () => migrationStatus(client, handle.workflowId),
+      (s) => s.pendingGate?.gate === gate || ['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(s.state),
+      240_000,
+    );
+    if (status.pendingGate?.gate !== gate) throw new Error(`expected gate ${gate}, the migration is ${status.state}: ${JSON.stringify(status.failure ?? status.rollback ?? {})}`);
+    await before(gate);
+    await approveGate(client, handle.workflowId, { gate, by: 'bob', comment: `test approves ${gate}` });
+  }
+  return (await handle.result()) as MigrationStatus;
+}
+
+/** Read traffic through the front door for the whole migration: the shoppers the migration must not fail. */
+function shoppers(): { stop: () => Promise<LoadResult> } {
+  const abort = new AbortController();
+  const load = runLoad({
+    url: (n) => new URL(`/api/orders/${(n % 20_000) + 1}`, state.haproxy!.frontendUrl).toString(),
+    ratePerSecond: 25,
+    durationMs: 300_000,
+    maxRequests: 7_500,
+    signal: abort.signal,
+  });
+  return { stop: () => (abort.abort(), load) };
+}
+
+describe('a full migration on the sandbox', () => {
+  it('backs up, prepares, syncs, deploys, shifts 10/50/100 and cuts over with no failed request', async () => {
+    const dr = uniqueName('assets-dr');
+    const backups = uniqueName('backups');
+    const plan = parsePlan(
+      `
+apiVersion: tiershift/v1
+name: ${uniqueName('full')}
+defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  assets: { kind: blob, provider: local, account: primary, container: assets }
+  assetsDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
+  backups: { kind: blob, provider: local, account: primary, container: ${backups} }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - backup: { resources: [sourceDb, assets], destination: backups }
+  - gate: { name: start }
+  - infra: { resource: targetDb, settings: { max_connections: 220, shared_buffers: 160MB } }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - data: { from: sourceDb, to: targetDb }
+  - data: { from: assets, to: assetsDr }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0, minRequests: 3 }
+      steps: [ { weight: 10, bake: 5s }, { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
+  - gate: { name: finalize }
+  - finalize: { resources: [targetDb] }
+`,
+      'full.yaml',
+    );
+    const { stop: stopWorker } = await startWorker({ connection: temporal.connection });
+    const load = shoppers();
+    // Orders keep arriving on the source (through blue directly) while the data phase copies it.
+    const writes = new AbortController();
+    const writer = runLoad({ url: `http://127.0.0.1:${state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
+    let status: MigrationStatus;
+    try {
+      const handle = await startMigration(temporal.client, plan, 'alice');
+      status = await driveGates(temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
+        // Before the cutover of the database, writers stop, as the runbook's maintenance window says.
+        if (gate === 'finalize') writes.abort();
+      });
+    } finally {
+      writes.abort();
+      await stopWorker();
+    }
+    const traffic = await load.stop();
+    const written = await writer;
+
+    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
+    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
+    // The backup: a dump whose sha256 is what the blob holds, restored and compared by the step.
+    expect(figures['sourceDb.restoreVerified']).toBe(true);
+    const dumps: string[] = [];
+    for await (const b of containerOf('primary', backups).listBlobsFlat()) if (b.name.endsWith('sourceDb.dump')) dumps.push(b.name);
+    expect(dumps).toHaveLength(1);
+    const dump = await containerOf('primary', backups).getBlobClient(dumps[0]!).downloadToBuffer();
+    expect(createHash('sha256').update(dump).digest('hex')).toBe(figures['sourceDb.sha256']);
+    // Every source row, including the orders written during the sync, is on the target.
+    expect(written.ok).toBeGreaterThan(0);
+    expect(await tables('target')).toEqual(await tables('source'));
+    // Every asset is in the second region with the same MD5.
+    const assets = await md5s('primary', 'assets');
+    expect(Object.keys(assets).length).toBeGreaterThan(0);
+    expect(await md5s('secondary', dr)).toEqual(assets);
+    // Users are on green, and none of them saw an error on the way.
+    expect(await colorsThroughFront(20)).toEqual({ green: 20 });
+    expect(traffic.sent).toBeGreaterThan(200);
+    expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
+    expect(traffic.byColor.green).toBeGreaterThan(0);
+    expect(status.traffic?.weight).toBe(100);
+  });
+});
+
+describe('a failing canary', () => {
+  it('rolls back by itself: all traffic on blue, green stopped, replication removed, the source unchanged', async () => {
+    const plan = parsePlan(
+      `
+apiVersion: tiershift/v1
+name: ${uniqueName('canary')}
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - data: { from: sourceDb, to: targetDb }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0.05, minRequests: 3 }
+      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
+  - finalize: { resources: [targetDb] }
+`,
+      'canary.yaml',
+    );
+    const sourceBefore = await tables('source');
+    const { stop: stopWorker } = await startWorker({ connection: temporal.connection });
+    const load = shoppers();
+    let status: MigrationStatus;
+    try {
+      const handle = await startMigration(temporal.client, plan, 'alice');
+      status = await driveGates(temporal.client, handle, ['cutover'], async () => {
+        // v2 turns out broken: every request it serves fails.
+        const res = await fetch(`http://127.0.0.1:${sandbox().apps.green!.port}/admin/fault`, { method: 'POST', body: JSON.stringify({ errorRate: 1 }) });
+        expect(res.status).toBe(200);
+      });
+    } finally {
+      await stopWorker();
+    }
+    const traffic = await load.stop();
+
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback?.trigger).toBe('analysis');
+    expect(status.rollback?.reason).toMatch(/the canary green failed \d+ of \d+ requests/);
+    expect(status.rollback?.actions.map((a) => a.state)).toEqual(status.rollback?.actions.map(() => 'done'));
+    expect(traffic.byStatus['500']).toBeGreaterThan(0);
+    expect(await colorsThroughFront(20)).toEqual({ blue: 20 });
+    expect(sandbox().apps.green).toBeUndefined();
+    const name = replicationName(status.migrationId);
+    const left = await withClient(dbUrl('source'), async (c) => (await c.query('select 1 from pg_publication where pubname = $1 union all select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount);
+    expect(left).toBe(0);
+    expect(await tables('source')).toEqual(sourceBefore);
+  });
+});
+
+describe('workers killed in the data phase', () => {
+  const workers: ReturnType<typeof spawnWorker>[] = [];
+  afterEach(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+  });
+
+  it('resume the blob copy from its last heartbeat and the PostgreSQL sync from its subscription', async () => {
+    const bulk = uniqueName('bulk');
+    const dr = uniqueName('bulk-dr');
+    const source = containerOf('primary', bulk);
+    await source.create();
+    const COUNT = 600;
+    for (let i = 0; i < COUNT; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, COUNT - i) }, (_, j) => {
+          const body = Buffer.alloc(2048 + ((i + j) % 7) * 1024, `blob-${i + j}`);
+          return source.getBlockBlobClient(`part-${String(i + j).padStart(4, '0')}.bin`).uploadData(body);
+        }),
+      );
+    }
+    const plan = parsePlan(
+      `
+apiVersion: tiershift/v1
+name: ${uniqueName('killed')}
+defaults:
+  retry: { maximumAttempts: 5, initialInterval: 1s, backoffCoefficient: 1, maximumInterval: 1s }
+  timeouts: { startToClose: 10m, heartbeat: 3s }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  bulk: { kind: blob, provider: local, account: primary, container: ${bulk} }
+  bulkDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
+phases:
+  - data: { from: bulk, to: bulkDr }
+  - data: { from: sourceDb, to: targetDb }
+`,
+      'killed.yaml',
+    );
+    const env = { TIERSHIFT_HOME: state.home, TEMPORAL_ADDRESS: temporal.address };
+    const spawn = () => {
+      const w = spawnWorker(env);
+      workers.push(w);
+      return w;
+    };
+    const handle = await startMigration(temporal.client, plan, 'alice');
+    const pendingSync = async () =>
+      (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'syncData') ?? undefined;
+
+    // 1. Killed after the first page of blobs was heartbeated.
+    const first = spawn();
+    await eventually(pendingSync, (a) => Boolean(a?.heartbeatDetails?.payloads?.length), 60_000);
+    first.child.kill('SIGKILL');
+    const atKill = new Map<string, string | undefined>();
+    for await (const b of containerOf('secondary', dr).listBlobsFlat()) atKill.set(b.name, b.properties.copyId);
+    expect(atKill.size).toBeGreaterThan(0);
+    expect(atKill.size).toBeLessThan(COUNT);
+
+    // 2. Killed once the PostgreSQL sync has created its subscription.
+    const second = spawn();
+    const subscription = replicationName(handle.workflowId);
+    await eventually(
+      () => withClient(dbUrl('target'), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [subscription])).rowCount),
+      (n) => n === 1,
+      120_000,
+    );
+    second.child.kill('SIGKILL');
+
+    // 3. A third worker finishes the migration.
+    spawn();
+    const status = (await handle.result()) as MigrationStatus;
+    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
+    const [blobStep, pgStep] = status.steps;
+    expect(blobStep!.attempts).toBe(1);
+    expect(blobStep!.summary).toContain('resumed from a previous attempt');
+    expect(pgStep!.summary).toContain('existing subscription');
+
+    // Every blob arrived intact; those copied before the kill were not copied again.
+    expect(await md5s('secondary', dr)).toEqual(await md5s('primary', bulk));
+    for await (const b of containerOf('secondary', dr).listBlobsFlat()) {
+      if (atKill.has(b.name)) expect(b.properties.copyId, b.name).toBe(atKill.get(b.name));
+    }
+    expect(Number(blobStep!.figures['bulkDr.blobsCopied']) + Number(blobStep!.figures['bulkDr.blobsSkipped'])).toBe(COUNT);
+    expect(await tables('target')).toEqual(await tables('source'));
+    await source.delete();
+  });
+});
