@@ -1,7 +1,7 @@
 // `tiershift demo`: the whole loop on one machine — sandbox, worker, a plan started, its gates approved
 // (by you from a second terminal, or by the demo with --yes), shoppers hitting the front door the whole
 // time, and the outcome with the number of requests that failed (the goal is 0).
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import path from 'node:path';
 import { loadPlan } from '../plan/load';
 import { PROJECT_ROOT } from '../sandbox/binaries';
@@ -56,6 +56,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await resetSandbox(state, (line) => log(`  ${line}`));
   }
 
+  // The demo prints its own progress; the worker's lifecycle lines would only interleave with it.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   const { client, resolved } = await connectClient({ address: state.temporal?.address });
   const connection = await NativeConnection.connect({ address: resolved.address });
   const load = shoppers(state.haproxy!.frontendUrl);
@@ -76,7 +78,11 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           const key = `${step.id}:${step.state}`;
           if (reported.has(key) || step.state === 'pending') continue;
           reported.add(key);
-          if (step.state === 'running' && step.kind !== 'gate') log(`  > ${step.title}`);
+          // A quick step may be done before a poll ever saw it running: its title still comes first.
+          if (step.kind !== 'gate' && !reported.has(`${step.id}:running`)) {
+            reported.add(`${step.id}:running`);
+            log(`  > ${step.title}`);
+          }
           if (step.state === 'done' && step.summary) log(`    ✓ ${step.summary}`);
           if (step.state === 'failed' || step.state === 'compensated') log(`    ${step.state}: ${step.error ?? step.summary ?? ''}`);
         }
