@@ -12,8 +12,11 @@ import { parsePlan } from '../plan/load';
 import { postgresUrl, type SandboxState } from '../sandbox/state';
 import type { MigrationStatus } from '../workflows/shared';
 import { spawnWorker } from './support/cli';
-import { containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
+import { blobMd5s, containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
 import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
+
+/** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
+const HEAVY = 300_000;
 
 let temporal: SandboxTemporal;
 let state: SandboxState;
@@ -30,13 +33,6 @@ beforeEach(resetToBlue);
 
 const dbUrl = (cluster: 'source' | 'target') => postgresUrl(state.postgres[cluster]!);
 const tables = (cluster: 'source' | 'target') => withClient(dbUrl(cluster), fingerprints);
-const md5s = async (role: 'primary' | 'secondary', container: string) => {
-  const found: Record<string, string> = {};
-  for await (const b of containerOf(role, container).listBlobsFlat()) {
-    if (!b.name.startsWith('.tiershift/')) found[b.name] = Buffer.from(b.properties.contentMD5 ?? []).toString('base64');
-  }
-  return found;
-};
 const colorsThroughFront = async (n: number) => {
   const colors: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
@@ -141,16 +137,16 @@ phases:
     expect(written.ok).toBeGreaterThan(0);
     expect(await tables('target')).toEqual(await tables('source'));
     // Every asset is in the second region with the same MD5.
-    const assets = await md5s('primary', 'assets');
+    const assets = await blobMd5s('primary', 'assets');
     expect(Object.keys(assets).length).toBeGreaterThan(0);
-    expect(await md5s('secondary', dr)).toEqual(assets);
+    expect(await blobMd5s('secondary', dr)).toEqual(assets);
     // Users are on green, and none of them saw an error on the way.
     expect(await colorsThroughFront(20)).toEqual({ green: 20 });
     expect(traffic.sent).toBeGreaterThan(200);
     expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
     expect(traffic.byColor.green).toBeGreaterThan(0);
     expect(status.traffic?.weight).toBe(100);
-  });
+  }, HEAVY);
 });
 
 describe('a failing canary', () => {
@@ -203,14 +199,14 @@ phases:
     const left = await withClient(dbUrl('source'), async (c) => (await c.query('select 1 from pg_publication where pubname = $1 union all select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount);
     expect(left).toBe(0);
     expect(await tables('source')).toEqual(sourceBefore);
-  });
+  }, HEAVY);
 });
 
 describe('workers killed in the data phase', () => {
   const workers: ReturnType<typeof spawnWorker>[] = [];
   afterEach(async () => {
     await Promise.all(workers.map((w) => w.stop()));
-  });
+  }, HEAVY);
 
   it('resume the blob copy from its last heartbeat and the PostgreSQL sync from its subscription', async () => {
     const bulk = uniqueName('bulk');
@@ -283,12 +279,12 @@ phases:
     expect(pgStep!.summary).toContain('existing subscription');
 
     // Every blob arrived intact; those copied before the kill were not copied again.
-    expect(await md5s('secondary', dr)).toEqual(await md5s('primary', bulk));
+    expect(await blobMd5s('secondary', dr)).toEqual(await blobMd5s('primary', bulk));
     for await (const b of containerOf('secondary', dr).listBlobsFlat()) {
       if (atKill.has(b.name)) expect(b.properties.copyId, b.name).toBe(atKill.get(b.name));
     }
     expect(Number(blobStep!.figures['bulkDr.blobsCopied']) + Number(blobStep!.figures['bulkDr.blobsSkipped'])).toBe(COUNT);
     expect(await tables('target')).toEqual(await tables('source'));
     await source.delete();
-  });
+  }, HEAVY);
 });

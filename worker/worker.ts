@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
 import { connectionOptions, type ConnectionFlags } from '../client/connection';
 import { TASK_QUEUE } from '../workflows/shared';
+import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -31,6 +32,8 @@ export interface WorkerOptions {
   /** Replaces the provider activities entirely (workflow tests on the time-skipping server). */
   activities?: object;
   identity?: string;
+  /** Chaos rehearsal: every activity fails its first attempts (see chaos.ts). */
+  faults?: FaultInjection;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -41,15 +44,18 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     workflowBundle: await workflowBundle(),
     activities: opts.activities ?? createActivities(opts.providers),
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.faults ? { interceptors: { activity: [faultInterceptor(opts.faults)] } } : {}),
   });
 }
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
 export async function runWorker(flags: ConnectionFlags, log: (line: string) => void = console.log): Promise<void> {
   const { address, namespace, tls, apiKey } = connectionOptions(flags);
+  const faults = faultsFromEnv();
   const connection = await NativeConnection.connect({ address, tls, apiKey });
   try {
-    const worker = await createWorker({ connection, namespace });
+    const worker = await createWorker({ connection, namespace, faults });
+    if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
     await worker.run();
   } finally {

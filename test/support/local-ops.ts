@@ -20,6 +20,15 @@ export function containerOf(role: 'primary' | 'secondary', container: string): C
   return BlobServiceClient.fromConnectionString(account.connectionString).getContainerClient(container);
 }
 
+/** Name -> base64 MD5 of every blob in a container (tiershift's own manifests left out). */
+export async function blobMd5s(role: 'primary' | 'secondary', container: string): Promise<Record<string, string>> {
+  const found: Record<string, string> = {};
+  for await (const b of containerOf(role, container).listBlobsFlat()) {
+    if (!b.name.startsWith('.tiershift/')) found[b.name] = Buffer.from(b.properties.contentMD5 ?? []).toString('base64');
+  }
+  return found;
+}
+
 /** A container name no other test uses. */
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 

@@ -1,0 +1,214 @@
+// Chaos: the migration must survive what a long night throws at it — workers killed at every phase
+// boundary and in the middle of the data phase, the Temporal server restarted, every activity failing
+// after it did its work — and finish with its verification intact and no side effect done twice.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { fingerprints, withClient } from '../activities/local/postgres';
+import { replicationName } from '../activities/local/pg-sync';
+import { approveGate, migrationStatus, rejectGate, startMigration } from '../client/migrations';
+import { parsePlan } from '../plan/load';
+import { sandboxUp } from '../sandbox';
+import { TEMPORAL_PROCESS } from '../sandbox/temporal';
+import { stopProcess } from '../sandbox/process';
+import { postgresUrl, type SandboxState } from '../sandbox/state';
+import type { MigrationStatus } from '../workflows/shared';
+import { spawnWorker } from './support/cli';
+import { blobMd5s, containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
+import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
+
+/** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
+const HEAVY = 300_000;
+
+let temporal: SandboxTemporal;
+let state: SandboxState;
+
+beforeAll(async () => {
+  temporal = await sandboxTemporal();
+  state = sandbox();
+});
+afterAll(async () => {
+  await resetToBlue();
+  await temporal?.close();
+});
+beforeEach(resetToBlue);
+
+const tables = (cluster: 'source' | 'target') => withClient(postgresUrl(state.postgres[cluster]!), fingerprints);
+const dumpsIn = async (container: string) => {
+  const names: string[] = [];
+  for await (const b of containerOf('primary', container).listBlobsFlat()) if (b.name.endsWith('.dump')) names.push(b.name);
+  return names;
+};
+
+/** Backup, prep, app, both data syncs, a traffic shift and the cutover: every kind of side effect. */
+function everyPhasePlan(name: string, backups: string, dr: string, extra = '') {
+  return parsePlan(
+    `
+apiVersion: tiershift/v1
+name: ${name}
+defaults:
+  retry: { maximumAttempts: 6, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }
+  timeouts: { startToClose: 10m, heartbeat: 5s }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  assets: { kind: blob, provider: local, account: primary, container: assets }
+  assetsDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
+  backups: { kind: blob, provider: local, account: primary, container: ${backups} }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - backup: { resources: [sourceDb], destination: backups }
+  - infra: { resource: targetDb, settings: { work_mem: 6MB } }
+  - data: { from: sourceDb, to: targetDb }
+  - data: { from: assets, to: assetsDr }
+  - app: { resource: shop, version: v2, database: targetDb }
+${extra}
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0, minRequests: 0 }
+      steps: [ { weight: 100, bake: 2s } ]
+  - finalize: { resources: [targetDb] }
+`,
+    `${name}.yaml`,
+  );
+}
+
+async function expectVerified(status: MigrationStatus, backups: string, dr: string) {
+  expect(status.state, JSON.stringify(status.failure ?? status.errors)).toBe('completed');
+  // Each step ran once as far as the workflow is concerned; retries happened inside it.
+  expect(status.steps.map((s) => s.attempts)).toEqual(status.steps.map(() => 1));
+  expect(await tables('target')).toEqual(await tables('source'));
+  expect(await blobMd5s('secondary', dr)).toEqual(await blobMd5s('primary', 'assets'));
+  expect(await dumpsIn(backups)).toHaveLength(1);
+  const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+  expect(res.headers.get('x-app-color')).toBe('green');
+}
+
+describe('chaos', () => {
+  const workers: ReturnType<typeof spawnWorker>[] = [];
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  }, HEAVY);
+
+  it('survives a worker killed with SIGKILL at every phase boundary and in the middle of the data phase', async () => {
+    const backups = uniqueName('backups');
+    const dr = uniqueName('dr');
+    const plan = everyPhasePlan(uniqueName('kill'), backups, dr);
+    const env = { TIERSHIFT_HOME: state.home, TEMPORAL_ADDRESS: temporal.address };
+    let worker = spawnWorker(env);
+    workers.push(worker);
+    const restart = () => {
+      worker.child.kill('SIGKILL');
+      worker = spawnWorker(env);
+      workers.push(worker);
+    };
+    const handle = await startMigration(temporal.client, plan, 'alice');
+    const subscription = replicationName(handle.workflowId);
+    let done = 0;
+    let killedInData = false;
+    let kills = 0;
+    for (;;) {
+      const status = await migrationStatus(temporal.client, handle.workflowId);
+      if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
+      const finished = status.steps.filter((s) => s.state === 'done').length;
+      if (finished > done) {
+        done = finished;
+        restart();
+        kills += 1;
+      } else if (!killedInData && status.currentStep === '2-data') {
+        const subscribed = await withClient(postgresUrl(state.postgres.target!), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [subscription])).rowCount);
+        if (subscribed) {
+          killedInData = true;
+          restart();
+          kills += 1;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(killedInData).toBe(true);
+    expect(kills).toBeGreaterThanOrEqual(plan.steps.length);
+    const status = (await handle.result()) as MigrationStatus;
+    await expectVerified(status, backups, dr);
+  }, HEAVY);
+
+  it('completes when every activity fails twice after doing its work, without doing any of it twice', async () => {
+    const backups = uniqueName('backups');
+    const dr = uniqueName('dr');
+    const plan = everyPhasePlan(uniqueName('faults'), backups, dr);
+    const { stop } = await startWorker({ connection: temporal.connection, faults: { attempts: 2, when: 'after' } });
+    let status: MigrationStatus;
+    try {
+      status = (await (await startMigration(temporal.client, plan, 'alice')).result()) as MigrationStatus;
+    } finally {
+      await stop();
+    }
+    await expectVerified(status, backups, dr);
+    // The third attempt of each step found the first attempt's work and kept it.
+    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
+    expect(figures['sourceDb.reused']).toBe(true);
+    expect(status.steps.find((s) => s.kind === 'data' && s.summary?.includes('subscription'))?.summary).toContain('existing subscription');
+    expect(figures['shop.started']).toBe(false);
+    // Counted across attempts (the progress travels in the heartbeat): a blob copied twice would count twice.
+    const assets = Object.keys(await blobMd5s('primary', 'assets')).length;
+    expect(Number(figures['assetsDr.blobsCopied']) + Number(figures['assetsDr.blobsSkipped'])).toBe(assets);
+  }, HEAVY);
+
+  it('finishes a rollback whose compensations fail transiently', async () => {
+    const plan = everyPhasePlan(uniqueName('undo'), uniqueName('backups'), uniqueName('dr'), '  - gate: { name: cutover }');
+    const sourceBefore = await tables('source');
+    const { stop } = await startWorker({ connection: temporal.connection, faults: { attempts: 2, when: 'after', activities: ['undoStep'] } });
+    let status: MigrationStatus;
+    try {
+      const handle = await startMigration(temporal.client, plan, 'alice');
+      await eventually(() => migrationStatus(temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'cutover', 120_000);
+      await rejectGate(temporal.client, handle.workflowId, { gate: 'cutover', by: 'bob', reason: 'chaos test' });
+      status = (await handle.result()) as MigrationStatus;
+    } finally {
+      await stop();
+    }
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback?.actions.map((a) => a.state)).toEqual(status.rollback?.actions.map(() => 'done'));
+    expect(sandbox().apps.green).toBeUndefined();
+    const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+    expect(res.headers.get('x-app-color')).toBe('blue');
+    expect(await tables('source')).toEqual(sourceBefore);
+  }, HEAVY);
+
+  it('completes a migration when the Temporal server restarts in the middle of it', async () => {
+    const plan = parsePlan(
+      `
+apiVersion: tiershift/v1
+name: ${uniqueName('restart')}
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+phases:
+  - check: { resources: [sourceDb] }
+  - gate: { name: go }
+  - data: { from: sourceDb, to: targetDb }
+  - finalize: { resources: [targetDb] }
+`,
+      'restart.yaml',
+    );
+    const { stop } = await startWorker({ connection: temporal.connection });
+    try {
+      const handle = await startMigration(temporal.client, plan, 'alice');
+      await eventually(() => migrationStatus(temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'go');
+      const before = sandbox().temporal!;
+      await stopProcess(before.pid, TEMPORAL_PROCESS);
+      // Same port, same database file: the sandbox brings back what it recorded.
+      const after = (await sandboxUp({ home: state.home, freePorts: true })).temporal!;
+      expect(after.pid).not.toBe(before.pid);
+      expect(after.address).toBe(before.address);
+      await eventually(
+        () => approveGate(temporal.client, handle.workflowId, { gate: 'go', by: 'bob' }).then(() => true, () => false),
+        (ok) => ok,
+        60_000,
+      );
+      const status = (await handle.result()) as MigrationStatus;
+      expect(status.state).toBe('completed');
+      expect(await tables('target')).toEqual(await tables('source'));
+    } finally {
+      await stop();
+    }
+  }, HEAVY);
+});
