@@ -2,7 +2,8 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Provider, Resource, Step } from '../plan/types';
 import { localProvider } from './local';
-import type { AnalysisInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from './types';
+import { notifyGate } from './notify';
+import type { AnalysisInput, DriftInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from './types';
 
 export type Providers = Partial<Record<Provider, MigrationProvider>>;
 
@@ -45,6 +46,22 @@ export function createActivities(providers: Providers = { local: localProvider }
     finalizeMigration: (input: StepInput<Extract<Step, { kind: 'finalize' }>>) =>
       providerOf(primaryResource(input)).finalizeMigration(input),
     undoStep: (input: UndoInput) => providerOf(primaryResource(input)).undoStep(input),
+    /** Asks the provider of each expected resource; a provider without drift checks reports none. */
+    async checkDrift(input: DriftInput): Promise<string[]> {
+      const found: string[] = [];
+      for (const [name, provider] of Object.entries(providers)) {
+        const mine = ([k]: [string, unknown]) => input.resources[k]?.provider === name;
+        const expect = {
+          weights: Object.fromEntries(Object.entries(input.expect.weights ?? {}).filter(mine)),
+          settings: Object.fromEntries(Object.entries(input.expect.settings ?? {}).filter(mine)),
+        };
+        if (provider?.checkDrift && Object.keys(expect.weights).length + Object.keys(expect.settings).length) {
+          found.push(...(await provider.checkDrift({ ...input, expect })));
+        }
+      }
+      return found;
+    },
+    notifyGate,
   };
 }
 

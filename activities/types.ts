@@ -49,7 +49,21 @@ export interface UndoInput extends StepInput {
   undo?: Json;
 }
 
+/** What the plan and the steps done so far say a step's resources should look like before it acts. */
+export interface DriftExpectation {
+  /** Traffic resource -> percent on its canary. */
+  weights?: Record<string, number>;
+  /** Database resource -> settings an earlier infra step set. */
+  settings?: Record<string, Record<string, string | number | boolean>>;
+}
+
+export interface DriftInput extends StepInput {
+  expect: DriftExpectation;
+}
+
 export interface MigrationProvider {
+  /** Differences between what the resources are and what `expect` says, one phrase each; empty when none. */
+  checkDrift?(input: DriftInput): Promise<string[]>;
   checkHealth(input: StepInput<CheckStep>, resource: Resource): Promise<StepOutcome>;
   backupDatabase(input: StepInput<BackupStep>): Promise<StepOutcome>;
   prepareInfra(input: StepInput<InfraStep>): Promise<StepOutcome>;

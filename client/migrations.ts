@@ -13,7 +13,9 @@ import {
   rollbackUpdate,
   statusQuery,
   TASK_QUEUE,
+  type ApproveArgs,
   type MigrationStatus,
+  type RejectArgs,
 } from '../workflows/shared';
 
 export async function startMigration(
@@ -49,11 +51,11 @@ export async function migrationStatus(client: Client, id: string): Promise<Migra
   return migrationHandle(client, id).query(statusQuery);
 }
 
-export async function approveGate(client: Client, id: string, args: { gate: string; by: string; comment?: string }) {
+export async function approveGate(client: Client, id: string, args: ApproveArgs) {
   return migrationHandle(client, id).executeUpdate(approveUpdate, { args: [args] });
 }
 
-export async function rejectGate(client: Client, id: string, args: { gate: string; by: string; reason: string }) {
+export async function rejectGate(client: Client, id: string, args: RejectArgs) {
   return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [args] });
 }
 

@@ -126,6 +126,7 @@ function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
           fourEyes: b.fourEyes ?? false,
           timeout: b.timeout,
           onTimeout: b.onTimeout ?? 'rollback',
+          notify: b.notify,
         });
         break;
       }
@@ -252,6 +253,8 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
           problems.push([at('requiredApprovals'), `expected at most ${new Set(approvers).size} (the number of approvers), got ${b.requiredApprovals}`]);
         }
         if (b.onTimeout && !b.timeout) problems.push([at('onTimeout'), 'expected a timeout for onTimeout to act on, got none']);
+        if (b.notify?.escalateAfter && !b.notify.escalateTo) problems.push([at('notify', 'escalateTo'), 'expected the people to escalate to, got none']);
+        if (b.notify?.escalateTo && !b.notify.escalateAfter) problems.push([at('notify', 'escalateAfter'), 'expected how long to wait before escalating, got none']);
         break;
       }
       case 'infra':

@@ -99,6 +99,16 @@ export const phaseBodies = {
     fourEyes: z.boolean().optional(),
     timeout: duration.optional(),
     onTimeout: z.enum(['rollback', 'abort']).optional(),
+    notify: z
+      .strictObject({
+        /** A webhook URL, or (for URLs that carry a token) a reference to one. */
+        webhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]),
+        every: duration.optional(),
+        escalateAfter: duration.optional(),
+        escalateTo: z.array(person).min(1).optional(),
+        escalationWebhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]).optional(),
+      })
+      .optional(),
   }),
   infra: z.strictObject({
     ...stepCommon,

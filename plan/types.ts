@@ -141,6 +141,17 @@ export interface GateStep extends StepBase {
   fourEyes: boolean;
   timeout?: string;
   onTimeout: 'rollback' | 'abort';
+  notify?: GateNotify;
+}
+/** Who hears about an open gate, how often, and who is asked next when nobody answers. */
+export interface GateNotify {
+  webhook: string | SecretRef;
+  /** Re-notify while the gate stays open. */
+  every?: string;
+  /** After this long, notify the escalation list (which may then approve too). */
+  escalateAfter?: string;
+  escalateTo?: string[];
+  escalationWebhook?: string | SecretRef;
 }
 export interface FinalizeStep extends StepBase {
   kind: 'finalize';

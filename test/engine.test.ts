@@ -4,7 +4,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlan } from '../plan/load';
 import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
-import { approveSignal, type MigrationStatus } from '../workflows/shared';
+import { approveSignal, resumePreviewQuery, type MigrationStatus } from '../workflows/shared';
 import { ActivityScript } from './support/scripted-activities';
 import { startWorker, timeSkippingEnv } from './support/temporal';
 
@@ -266,5 +266,82 @@ describe('migration engine', () => {
     const first = await env.client.workflow.getHandle(id, handle.firstExecutionRunId).describe();
     expect(first.status.name).toBe('CONTINUED_AS_NEW');
     expect(first.historyLength).toBeLessThan(360);
+  });
+
+  it('binds each decision to the plan hash and to the evidence measured so far', async () => {
+    const { id, handle, plan } = await start('evidence');
+    await waitFor(id, atGate('go'));
+    const other = 'f'.repeat(64);
+    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'bob', planHash: other }))).toBe(
+      `this decision was made on plan sha256 ffffffffffff, but the migration runs plan sha256 ${plan.hash.slice(0, 12)}; review what runs with \`tiershift status ${id}\` and decide again`,
+    );
+    await approveGate(env.client, id, { gate: 'go', by: 'bob', comment: 'backup checked', planHash: plan.hash });
+    await waitFor(id, atGate('final'));
+    await approveGate(env.client, id, { gate: 'final', by: 'carol' });
+    const status = await handle.result();
+    const [go, final] = status.decisions;
+    expect(go).toMatchObject({ gate: 'go', by: 'bob', comment: 'backup checked', planHash: plan.hash, evidence: { '0-backup': { '0-backup.calls': 1 } } });
+    expect(Object.keys(go!.evidence!)).toEqual(['0-backup']);
+    // The final decision saw everything measured up to it, the traffic analysis included.
+    expect(final!.evidence).toMatchObject({ '5-traffic-100': { '5-traffic-100.errorRate': 0 }, '4-data': { '4-data.calls': 1 } });
+  });
+
+  it('notifies when a gate opens, reminds, escalates once, and lets the escalation list approve', async () => {
+    const { id, handle } = await start('notified', {
+      gate: `{ name: go, approvers: [bob], notify: { webhook: 'http://127.0.0.1:9/hook', every: 1h, escalateAfter: 150m, escalateTo: [dave] } }`,
+      traffic: false,
+    });
+    await waitFor(id, (s) => s.pendingGate?.gate === 'go' && (s.notifications ?? []).some((n) => n.kind === 'escalation'));
+    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'erin' }))).toMatch(/its approvers are: bob, dave/);
+    await approveGate(env.client, id, { gate: 'go', by: 'dave' });
+    await waitFor(id, atGate('final'));
+    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    const status = await handle.result();
+    const sent = script.notifications.filter((n) => n.migrationId === id);
+    expect(sent.map((n) => (n.payload as { kind: string }).kind)).toEqual(['opened', 'reminder', 'reminder', 'escalation']);
+    expect(sent[3]!.payload).toMatchObject({ recipients: ['dave'], approve: `tiershift approve ${id} --gate go`, plan: { name: 'notified' } });
+    expect(status.notifications?.map((n) => [n.kind, n.to, n.ok])).toEqual([
+      ['opened', 'http://127.0.0.1:9', true],
+      ['reminder', 'http://127.0.0.1:9', true],
+      ['reminder', 'http://127.0.0.1:9', true],
+      ['escalation', 'http://127.0.0.1:9', true],
+    ]);
+  });
+
+  it('holds a step whose resources drifted until an operator resumes, and previews what resume will do', async () => {
+    const { id, handle } = await start('drifted');
+    script.drift.set(`${id}/4-data`, ['targetDb: max_connections expected 200, found 100']);
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    const held = await waitFor(id, (s) => s.state === 'awaiting-operator');
+    expect(held.failure).toMatchObject({ stepId: '4-data', error: 'drift: targetDb: max_connections expected 200, found 100; put it back as the plan expects (or roll back), then resume' });
+    expect(script.callsOf(id)).not.toContain('syncData:4-data');
+    // The data step's check expects what the infra step set on its target.
+    expect(script.driftChecks.get(`${id}/4-data`)).toEqual({ settings: { targetDb: { max_connections: 200 } } });
+
+    const preview = await handle.query(resumePreviewQuery);
+    expect(preview.steps.map((s) => `${s.id} ${s.verdict}`)).toEqual([
+      '0-backup skip: done',
+      '1-gate skip: gate passed',
+      '2-infra skip: done',
+      '3-app skip: done',
+      '4-data run again',
+      '5-traffic-10 run',
+      '5-traffic-100 run',
+      '6-gate wait for approval',
+      '7-finalize run',
+    ]);
+    const before = [...script.callsOf(id)];
+    script.drift.delete(`${id}/4-data`);
+    await resumeMigration(env.client, id, 'carol');
+    await waitFor(id, atGate('final'));
+    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    const status = await handle.result();
+    expect(status.state).toBe('completed');
+    // What the preview said: done steps did not run again, the held one and the rest did.
+    const after = script.callsOf(id).slice(before.length).map((c) => c.split(':')[1]);
+    expect([...new Set(after)]).toEqual(['4-data', '5-traffic-10', '5-traffic-100', '7-finalize']);
+    expect(script.driftChecks.get(`${id}/5-traffic-10`)).toEqual({ weights: { front: 0 } });
+    expect(script.driftChecks.get(`${id}/5-traffic-100`)).toEqual({ weights: { front: 10 } });
   });
 });

@@ -7,11 +7,11 @@
 // in test/replay.test.ts extended with a history recorded before the change).
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { StepOutcome } from '../activities/types';
+import type { DriftExpectation, StepOutcome } from '../activities/types';
 import { rollbackOrder } from '../plan/rollback';
-import type { GateStep, Step, TrafficStep } from '../plan/types';
+import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested } from './run';
-import type { MigrationInput, MigrationStatus } from './shared';
+import type { GateNotification, MigrationInput, MigrationStatus } from './shared';
 
 const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' });
 
@@ -54,15 +54,44 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
   return run.status;
 }
 
-function perform(run: MigrationRun, step: Step): Promise<void> {
-  switch (step.kind) {
-    case 'gate':
-      return awaitApproval(run, step);
-    case 'traffic':
-      return runStep(run, step, () => shiftTraffic(run, step));
-    default:
-      return runStep(run, step, () => callStepActivity(run, step));
+async function perform(run: MigrationRun, step: Step): Promise<void> {
+  if (step.kind === 'gate') return awaitApproval(run, step);
+  // Added after the first release: histories recorded before it replay without the check.
+  if (wf.patched('drift-check')) await checkDrift(run, step);
+  if (step.kind === 'traffic') return runStep(run, step, () => shiftTraffic(run, step));
+  return runStep(run, step, () => callStepActivity(run, step));
+}
+
+/**
+ * Before a mutating step acts, its resources must still be what the plan and the steps before it left:
+ * someone editing weights or settings by hand means the plan no longer describes the system. On drift
+ * the migration waits for an operator (who fixes it and resumes, or rolls back) with the diff.
+ */
+async function checkDrift(run: MigrationRun, step: Step): Promise<void> {
+  const expect = driftExpectation(run, step);
+  if (!expect) return;
+  for (;;) {
+    const drift = await activities.checkDrift.executeWithOptions(
+      { ...activityOptions(step, `Drift check before ${step.id}`), retry: { maximumAttempts: 3 } },
+      [{ ...stepInput(run, step), expect }],
+    );
+    if (!drift.length) return;
+    run.markCurrent(step);
+    await run.awaitOperator(step, `drift: ${drift.join('; ')}; put it back as the plan expects (or roll back), then resume`);
   }
+}
+
+function driftExpectation(run: MigrationRun, step: Step): DriftExpectation | undefined {
+  const acted = (s: Step) => run.step(s.id).state === 'done';
+  const touched: string[] =
+    step.kind === 'infra' ? [step.resource] : step.kind === 'app' ? (step.database ? [step.database] : []) : step.kind === 'data' ? [step.to] : step.kind === 'finalize' ? step.resources : [];
+  const settings: NonNullable<DriftExpectation['settings']> = {};
+  for (const s of run.plan.steps) {
+    if (s.kind === 'infra' && acted(s) && touched.includes(s.resource) && Object.keys(s.settings).length) settings[s.resource] = { ...settings[s.resource], ...s.settings };
+  }
+  const weights = step.kind === 'traffic' && run.status.traffic ? { [step.resource]: run.status.traffic.weight } : undefined;
+  if (!weights && !Object.keys(settings).length) return undefined;
+  return { ...(weights ? { weights } : {}), ...(Object.keys(settings).length ? { settings } : {}) };
 }
 
 /** Runs a step; when it fails past its retries, waits for an operator to resume it (or roll back). */
@@ -83,7 +112,11 @@ async function runStep(run: MigrationRun, step: Step, action: () => Promise<Step
 async function awaitApproval(run: MigrationRun, gate: GateStep): Promise<void> {
   run.openGate(gate);
   const passed = () => run.gatePassed(gate);
-  const decided = gate.timeout ? await wf.condition(passed, durationMs(gate.timeout)) : (await wf.condition(passed), true);
+  const decided = gate.notify
+    ? await awaitWithNotifications(run, gate, passed)
+    : gate.timeout
+      ? await wf.condition(passed, durationMs(gate.timeout))
+      : (await wf.condition(passed), true);
   if (!decided) {
     const reason = `gate "${gate.gate}" was not approved within ${gate.timeout}`;
     if (gate.onTimeout === 'abort') throw new AbortRequested(reason);
@@ -91,6 +124,65 @@ async function awaitApproval(run: MigrationRun, gate: GateStep): Promise<void> {
     throw new RollbackRequested();
   }
   run.closeGate(gate);
+}
+
+/**
+ * A gate that tells people: when it opens, again every `every` while nobody decides, and once to the
+ * escalation list after `escalateAfter`, all on durable timers. False when the gate's timeout passed.
+ */
+async function awaitWithNotifications(run: MigrationRun, gate: GateStep, passed: () => boolean): Promise<boolean> {
+  const notify = gate.notify!;
+  const opened = Date.now();
+  const deadline = gate.timeout ? opened + durationMs(gate.timeout) : Infinity;
+  const escalateAt = notify.escalateAfter ? opened + durationMs(notify.escalateAfter) : Infinity;
+  let remindAt = notify.every ? opened + durationMs(notify.every) : Infinity;
+  let escalated = false;
+  await sendNotification(run, gate, 'opened', notify.webhook, run.status.pendingGate?.approvers ?? []);
+  for (;;) {
+    const wakeAt = Math.min(deadline, remindAt, escalated ? Infinity : escalateAt);
+    if (wakeAt === Infinity) return (await wf.condition(passed), true);
+    if (await wf.condition(passed, Math.max(1, wakeAt - Date.now()))) return true;
+    const t = Date.now();
+    if (t >= deadline) return false;
+    if (!escalated && t >= escalateAt) {
+      escalated = true;
+      run.escalateGate(gate, notify.escalateTo ?? []);
+      await sendNotification(run, gate, 'escalation', notify.escalationWebhook ?? notify.webhook, notify.escalateTo ?? []);
+    } else if (t >= remindAt) {
+      remindAt += durationMs(notify.every!);
+      await sendNotification(run, gate, 'reminder', notify.webhook, run.status.pendingGate?.approvers ?? []);
+    }
+  }
+}
+
+/** A notification that cannot be delivered is recorded, never a reason to stop the migration. */
+async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNotification['kind'], webhook: string | SecretRef, recipients: string[]): Promise<void> {
+  const id = run.status.migrationId;
+  const payload = {
+    migrationId: id,
+    plan: { name: run.plan.name, hash: run.plan.hash },
+    gate: gate.gate,
+    kind,
+    recipients,
+    instructions: gate.instructions ?? null,
+    openedAt: run.status.pendingGate?.openedAt ?? null,
+    deadline: run.status.pendingGate?.deadline ?? null,
+    approve: `tiershift approve ${id} --gate ${gate.gate}`,
+    reject: `tiershift reject ${id} --gate ${gate.gate} --reason "..."`,
+    evidence: run.evidence(),
+  };
+  const to = typeof webhook === 'string' ? webhook.replace(/^(https?:\/\/[^/?#]+).*$/, '$1') : 'env' in webhook ? `env:${webhook.env}` : `keyVault:${webhook.keyVault.vault}/${webhook.keyVault.secret}`;
+  const at = new Date().toISOString();
+  try {
+    await activities.notifyGate.executeWithOptions(
+      { summary: `Notify ${recipients.join(', ') || 'approvers'}: gate "${gate.gate}" ${kind}`, startToCloseTimeout: '30s', retry: { maximumAttempts: 3, initialInterval: '2s' } },
+      [{ migrationId: id, gate: gate.gate, webhook, payload }],
+    );
+    run.recordNotification({ gate: gate.gate, kind, at, to, recipients, ok: true });
+  } catch (err) {
+    if (wf.isCancellation(err)) throw err;
+    run.recordNotification({ gate: gate.gate, kind, at, to, recipients, ok: false, error: failureMessage(err) });
+  }
 }
 
 /** Shift, bake on a durable timer, then judge the canary on what it served during the bake. */

@@ -8,16 +8,19 @@ import {
   approveUpdate,
   rejectSignal,
   rejectUpdate,
+  resumePreviewQuery,
   resumeUpdate,
   rollbackUpdate,
   statusQuery,
   TERMINAL_STATES,
   type ApproveArgs,
   type Figures,
+  type GateNotification,
   type MigrationState,
   type MigrationStatus,
   type OperatorArgs,
   type RejectArgs,
+  type ResumePreview,
   type RollbackStatus,
   type StepStatus,
 } from './shared';
@@ -76,6 +79,7 @@ export class MigrationRun {
   /** Queries, updates (with validators, so a wrong call is refused with a reason) and compatible signals. */
   installHandlers(): void {
     wf.setHandler(statusQuery, () => this.status);
+    wf.setHandler(resumePreviewQuery, () => this.resumePreview());
     wf.setHandler(approveUpdate, (args) => this.approve(args), { validator: (args) => this.validateApprove(args) });
     wf.setHandler(rejectUpdate, (args) => this.reject(args), { validator: (args) => this.validateReject(args) });
     wf.setHandler(resumeUpdate, (_args: OperatorArgs) => this.resume(), { validator: (_args: OperatorArgs) => this.validateResume() });
@@ -98,6 +102,13 @@ export class MigrationRun {
     const step = this.status.steps.find((s) => s.id === id);
     if (!step) throw new Error(`no step ${id}`);
     return step;
+  }
+
+  /** The step the migration is at, before it has started (e.g. held by a drift check). */
+  markCurrent(step: Step): void {
+    this.status.currentStep = step.id;
+    this.status.phase = step.kind;
+    this.touch();
   }
 
   startStep(step: Step): void {
@@ -203,12 +214,43 @@ export class MigrationRun {
   }
 
   private requireApprover(gate: GateStep, by: string): void {
-    if (gate.approvers.length > 0 && !gate.approvers.includes(by)) {
-      throw new Error(`${by} may not decide gate "${gate.gate}"; its approvers are: ${gate.approvers.join(', ')}`);
+    // The pending gate's list, which an escalation may have widened, else the plan's.
+    const approvers = this.status.pendingGate?.gate === gate.gate ? this.status.pendingGate.approvers : gate.approvers;
+    if (approvers.length > 0 && !approvers.includes(by)) {
+      throw new Error(`${by} may not decide gate "${gate.gate}"; its approvers are: ${approvers.join(', ')}`);
     }
   }
 
-  validateApprove({ gate: name, by }: ApproveArgs): void {
+  /** Nobody answered in time: the escalation list is told, and may decide too. */
+  escalateGate(gate: GateStep, to: string[]): void {
+    const pending = this.status.pendingGate;
+    if (pending?.gate !== gate.gate) return;
+    if (pending.approvers.length) pending.approvers = [...new Set([...pending.approvers, ...to])];
+    pending.escalatedTo = to;
+    this.touch();
+  }
+
+  recordNotification(notification: GateNotification): void {
+    (this.status.notifications ??= []).push(notification);
+    this.touch();
+  }
+
+  /** A decision made on another version of the plan is not a decision about this migration. */
+  private requireSamePlan(planHash: string | undefined): void {
+    if (planHash !== undefined && planHash !== this.plan.hash) {
+      throw new Error(
+        `this decision was made on plan sha256 ${planHash.slice(0, 12)}, but the migration runs plan sha256 ${this.plan.hash.slice(0, 12)}; review what runs with \`tiershift status ${this.status.migrationId}\` and decide again`,
+      );
+    }
+  }
+
+  /** Every figure measured so far, by step: the evidence a decision was made on. */
+  evidence(): Record<string, Figures> {
+    return Object.fromEntries(this.status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, { ...s.figures }]));
+  }
+
+  validateApprove({ gate: name, by, planHash }: ApproveArgs): void {
+    this.requireSamePlan(planHash);
     this.requirePending(name);
     const gate = this.gateStep(name);
     this.requireApprover(gate, by);
@@ -225,19 +267,20 @@ export class MigrationRun {
 
   approve({ gate, by, comment }: ApproveArgs): MigrationStatus {
     this.status.pendingGate?.approvedBy.push(by);
-    this.status.decisions.push({ gate, decision: 'approve', by, at: now(), comment });
+    this.status.decisions.push({ gate, decision: 'approve', by, at: now(), comment, planHash: this.plan.hash, evidence: this.evidence() });
     this.touch();
     return this.status;
   }
 
-  validateReject({ gate: name, by, reason }: RejectArgs): void {
+  validateReject({ gate: name, by, reason, planHash }: RejectArgs): void {
+    this.requireSamePlan(planHash);
     this.requirePending(name);
     this.requireApprover(this.gateStep(name), by);
     if (!reason?.trim()) throw new Error('a rejection needs a reason; pass --reason');
   }
 
   reject({ gate, by, reason }: RejectArgs): MigrationStatus {
-    this.status.decisions.push({ gate, decision: 'reject', by, at: now(), comment: reason });
+    this.status.decisions.push({ gate, decision: 'reject', by, at: now(), comment: reason, planHash: this.plan.hash, evidence: this.evidence() });
     this.requestRollback({ trigger: 'gate-rejected', reason: `gate "${gate}" rejected by ${by}: ${reason}`, by });
     return this.status;
   }
@@ -259,6 +302,28 @@ export class MigrationRun {
     if (this.status.state !== 'awaiting-operator') {
       throw new Error(`there is nothing to resume; the migration is ${this.status.state}`);
     }
+  }
+
+  /** What `resume` would do: the failed step runs again (its activity first checks what the last attempt left), done steps are skipped. */
+  resumePreview(): ResumePreview {
+    return {
+      migrationId: this.status.migrationId,
+      state: this.status.state,
+      steps: this.status.steps.map((s) => ({
+        id: s.id,
+        title: s.title,
+        verdict:
+          s.state === 'done'
+            ? s.kind === 'gate'
+              ? 'skip: gate passed'
+              : 'skip: done'
+            : s.state === 'failed' || s.state === 'running'
+              ? 'run again'
+              : s.kind === 'gate'
+                ? 'wait for approval'
+                : 'run',
+      })),
+    };
   }
 
   resume(): MigrationStatus {

@@ -40,6 +40,29 @@ export interface Decision {
   by: string;
   at: string;
   comment?: string;
+  /** The plan the decision was made on: a decision binds to this content, not to a name. */
+  planHash?: string;
+  /** What the workflow had measured when the decision was made, by step: what the approver saw. */
+  evidence?: Record<string, Figures>;
+}
+
+/** One attempt to tell people about an open gate. */
+export interface GateNotification {
+  gate: string;
+  kind: 'opened' | 'reminder' | 'escalation';
+  at: string;
+  /** Where it went, without any token: `env:NAME` or the URL's origin. */
+  to: string;
+  recipients: string[];
+  ok: boolean;
+  error?: string;
+}
+
+/** What `resume` would do, step by step, before an operator commits to it. */
+export interface ResumePreview {
+  migrationId: string;
+  state: MigrationState;
+  steps: { id: string; title: string; verdict: 'skip: done' | 'run again' | 'run' | 'skip: gate passed' | 'wait for approval' }[];
 }
 
 export interface PendingGate {
@@ -53,6 +76,8 @@ export interface PendingGate {
   fourEyes: boolean;
   approvedBy: string[];
   instructions?: string;
+  /** Set when nobody answered in time and the gate's escalation list was asked. */
+  escalatedTo?: string[];
 }
 
 export interface RollbackAction {
@@ -89,6 +114,7 @@ export interface MigrationStatus {
   failure?: { stepId: string; error: string; at: string };
   errors: { stepId: string; error: string; at: string }[];
   rollback?: RollbackStatus;
+  notifications?: GateNotification[];
 }
 
 export interface MigrationInput {
@@ -104,11 +130,14 @@ export interface ApproveArgs {
   gate: string;
   by: string;
   comment?: string;
+  /** The plan hash the approver reviewed; a different one is refused. */
+  planHash?: string;
 }
 export interface RejectArgs {
   gate: string;
   by: string;
   reason: string;
+  planHash?: string;
 }
 export interface OperatorArgs {
   by: string;
@@ -116,6 +145,7 @@ export interface OperatorArgs {
 }
 
 export const statusQuery = defineQuery<MigrationStatus>('status');
+export const resumePreviewQuery = defineQuery<ResumePreview>('resume-preview');
 export const approveUpdate = defineUpdate<MigrationStatus, [ApproveArgs]>('approve');
 export const rejectUpdate = defineUpdate<MigrationStatus, [RejectArgs]>('reject');
 export const resumeUpdate = defineUpdate<MigrationStatus, [OperatorArgs]>('resume');

@@ -2,15 +2,15 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { FinalizeStep, PostgresResource, Resource } from '../../plan/types';
 import { restartPostgres } from '../../sandbox';
-import type { MigrationProvider, StepInput, StepOutcome, UndoInput } from '../types';
+import type { DriftInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from '../types';
 import { undoApp, updateApp } from './app';
 import { backupDatabase, undoBackup } from './backup';
 import { syncBlobs, undoBlobSync } from './blob-sync';
 import { checkHealth } from './health';
-import { prepareInfra, undoInfra, type RestartCluster } from './infra';
+import { prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
 import { cutoverPostgres, syncPostgres, undoPgSync } from './pg-sync';
 import { sandboxState } from './sandbox';
-import { analyseTraffic, shiftTraffic, undoTraffic } from './traffic';
+import { analyseTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 const restartCluster: RestartCluster = async (resource) => {
   if (!resource.cluster) {
@@ -55,7 +55,21 @@ async function undoStep(input: UndoInput): Promise<StepOutcome> {
   }
 }
 
+async function checkDrift({ resources, expect }: DriftInput): Promise<string[]> {
+  const found: string[] = [];
+  for (const [name, percent] of Object.entries(expect.weights ?? {})) {
+    const drift = await trafficDrift(resources, name, percent);
+    if (drift) found.push(drift);
+  }
+  for (const [name, settings] of Object.entries(expect.settings ?? {})) {
+    const resource = resources[name];
+    if (resource?.kind === 'postgres') found.push(...(await settingsDrift(resource, settings)));
+  }
+  return found;
+}
+
 export const localProvider: MigrationProvider = {
+  checkDrift,
   checkHealth,
   backupDatabase,
   prepareInfra: prepareInfra(restartCluster),

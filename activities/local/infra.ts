@@ -107,3 +107,15 @@ export function undoInfra(restartCluster: RestartCluster) {
     };
   };
 }
+
+/** Drift: settings that no longer hold what an earlier infra step set (someone changed them on the server). */
+export async function settingsDrift(resource: PostgresResource, expected: Record<string, string | number | boolean>): Promise<string[]> {
+  const names = Object.keys(expected);
+  if (!names.length) return [];
+  return withClient(postgresConnection(resource), async (client) => {
+    const now = await readSettings(client, names);
+    return names
+      .filter((n) => normalise(expected[n]!, now.get(n)!.unit) !== normalise(now.get(n)!.setting, null))
+      .map((n) => `${resource.name}: ${n} expected ${expected[n]}, found ${now.get(n)!.shown}`);
+  });
+}

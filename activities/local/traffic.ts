@@ -2,7 +2,7 @@
 // HAProxy's runtime API (the local twin of Front Door origin weights), and the canary analysis that
 // reads HAProxy's own per-origin counters over the bake window.
 import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
-import type { TrafficResource, TrafficStep } from '../../plan/types';
+import type { Resource, TrafficResource, TrafficStep } from '../../plan/types';
 import { originStats, runtimeCommand, setServerWeight, type HaproxyStatRow, type SandboxState } from '../../sandbox';
 import { MAX_WEIGHT } from '../../sandbox/haproxy';
 import type { AnalysisInput, AnalysisOutcome, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
@@ -32,11 +32,12 @@ interface Route {
   state: SandboxState & { haproxy: NonNullable<SandboxState['haproxy']> };
 }
 
-function route(input: StepInput): Route {
-  const step = input.step as TrafficStep;
-  const resource = input.resources[step.resource];
+const route = (input: StepInput): Route => routeTo(input.resources, (input.step as TrafficStep).resource);
+
+function routeTo(resources: Record<string, Resource>, name: string): Route {
+  const resource = resources[name];
   if (resource?.kind !== 'traffic') {
-    throw ApplicationFailure.nonRetryable(`${step.resource} is not a traffic resource of the plan; name a traffic resource in the traffic step`, 'NonRetryable');
+    throw ApplicationFailure.nonRetryable(`${name} is not a traffic resource of the plan; name a traffic resource in the traffic step`, 'NonRetryable');
   }
   const { stable, canary } = resource as TrafficResource;
   const isServer = (s: string): s is Server => s === 'blue' || s === 'green';
@@ -188,4 +189,13 @@ export async function undoTraffic(input: UndoInput): Promise<StepOutcome> {
     summary: `${r.name}: ${changed ? 'all traffic back on' : 'all traffic was already on'} ${r.stable} (weight ${MAX_WEIGHT}, ${r.canary} 0)`,
     figures: { [`${r.name}.weight`]: 0, [`${r.name}.canaryWeight`]: 0, [`${r.name}.stableWeight`]: MAX_WEIGHT },
   };
+}
+
+/** Drift: the weights HAProxy routes with are not the ones the plan's last traffic step left (someone edited them by hand). */
+export async function trafficDrift(resources: Record<string, Resource>, name: string, expectedPercent: number): Promise<string | undefined> {
+  const r = routeTo(resources, name);
+  const want = weightsFor(expectedPercent);
+  const have = await readWeights(r);
+  if (have.stable === want.stable && have.canary === want.canary) return undefined;
+  return `${name}: expected ${r.stable} ${want.stable} / ${r.canary} ${want.canary} (${expectedPercent}% to ${r.canary}), found ${r.stable} ${have.stable} / ${r.canary} ${have.canary}`;
 }

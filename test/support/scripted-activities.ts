@@ -2,7 +2,8 @@
 // fail analysis where a test says so. The providers' real activities are tested on the sandbox.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Activities } from '../../activities';
-import type { AnalysisInput, StepInput, StepOutcome, UndoInput } from '../../activities/types';
+import type { NotifyInput } from '../../activities/notify';
+import type { AnalysisInput, DriftInput, StepInput, StepOutcome, UndoInput } from '../../activities/types';
 
 export class ActivityScript {
   /** `${migrationId}` -> ["backupDatabase:1-backup", "undoStep:4-app", ...] in call order. */
@@ -11,6 +12,12 @@ export class ActivityScript {
   readonly failures = new Map<string, number>();
   /** `${migrationId}/${stepId}` of traffic steps whose analysis fails. */
   readonly failingAnalysis = new Set<string>();
+  /** `${migrationId}/${stepId}` -> the drift its check reports until the test clears it. */
+  readonly drift = new Map<string, string[]>();
+  /** Every drift check's expectation, by `${migrationId}/${stepId}`. */
+  readonly driftChecks = new Map<string, DriftInput['expect']>();
+  /** Gate notifications in the order they were sent. */
+  readonly notifications: NotifyInput[] = [];
 
   callsOf(migrationId: string): string[] {
     return this.calls.get(migrationId) ?? [];
@@ -56,6 +63,14 @@ export class ActivityScript {
       undoStep: async (input: UndoInput) => {
         this.record('undoStep', input);
         return { summary: `undone ${input.step.id}`, figures: {} };
+      },
+      checkDrift: async (input: DriftInput) => {
+        this.driftChecks.set(`${input.migrationId}/${input.step.id}`, input.expect);
+        return this.drift.get(`${input.migrationId}/${input.step.id}`) ?? [];
+      },
+      notifyGate: async (input: NotifyInput) => {
+        this.notifications.push(input);
+        return { status: 200 };
       },
     };
   }

@@ -1,0 +1,30 @@
+// Gate notifications: a JSON POST to a webhook (chat, paging, a ticket system's intake) when a gate
+// opens, while it stays open, and when it escalates. The URL may carry a token, so it can be a reference.
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { SecretRef } from '../plan/types';
+import { resolveSecret } from './secrets';
+import type { Json } from './types';
+
+export interface NotifyInput {
+  migrationId: string;
+  gate: string;
+  webhook: string | SecretRef;
+  payload: Json;
+}
+
+export async function notifyGate({ gate, webhook, payload }: NotifyInput): Promise<{ status: number }> {
+  const url = typeof webhook === 'string' ? webhook : resolveSecret(webhook, `the webhook of gate "${gate}"`);
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'user-agent': 'tiershift' },
+    body: JSON.stringify(payload),
+    signal: AbortSignal.any([Context.current().cancellationSignal, AbortSignal.timeout(10_000)]),
+  });
+  await res.body?.cancel();
+  // A receiver that refuses the request will refuse it again; one that is down or busy may not.
+  if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+    throw ApplicationFailure.nonRetryable(`the webhook of gate "${gate}" answered ${res.status}`, 'NonRetryable');
+  }
+  if (!res.ok) throw new Error(`the webhook of gate "${gate}" answered ${res.status}`);
+  return { status: res.status };
+}
