@@ -2,6 +2,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Provider, Resource, Step } from '../plan/types';
 import { localProvider } from './local';
+import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
 import type { AnalysisInput, DriftInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from './types';
 
@@ -25,7 +26,7 @@ export function createActivities(providers: Providers = { local: localProvider }
     return name === undefined ? undefined : resources[name];
   };
 
-  return {
+  return keepingAlive({
     async checkHealth(input: StepInput<Extract<Step, { kind: 'check' }>>): Promise<StepOutcome> {
       const outcomes: StepOutcome[] = [];
       for (const name of input.step.resources) {
@@ -62,7 +63,14 @@ export function createActivities(providers: Providers = { local: localProvider }
       return found;
     },
     notifyGate,
-  };
+  });
+}
+
+/** Every activity heartbeats while it works, whatever its provider does between progress reports. */
+function keepingAlive<T extends Record<string, (input: never) => Promise<unknown>>>(activities: T): T {
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [name, (input: never) => keepAlive(() => fn(input))]),
+  ) as T;
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -106,8 +106,9 @@ describe('chaos', () => {
     let done = 0;
     let killedInData = false;
     let kills = 0;
+    let status = await migrationStatus(temporal.client, handle.workflowId);
     for (;;) {
-      const status = await migrationStatus(temporal.client, handle.workflowId);
+      status = await migrationStatus(temporal.client, handle.workflowId);
       if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
       const finished = status.steps.filter((s) => s.state === 'done').length;
       if (finished > done) {
@@ -124,10 +125,10 @@ describe('chaos', () => {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
     expect(killedInData).toBe(true);
     expect(kills).toBeGreaterThanOrEqual(plan.steps.length);
-    const status = (await handle.result()) as MigrationStatus;
-    await expectVerified(status, backups, dr);
+    await expectVerified((await handle.result()) as MigrationStatus, backups, dr);
   }, HEAVY);
 
   it('completes when every activity fails twice after doing its work, without doing any of it twice', async () => {
