@@ -2,6 +2,7 @@
 // runbook's phases end to end under load, the automatic rollback of a failing canary, and workers
 // killed in the middle of the data phase.
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fingerprints, withClient } from '../activities/local/postgres';
@@ -252,7 +253,12 @@ phases:
 
     // 1. Killed after the first page of blobs was heartbeated.
     const first = spawn();
-    await eventually(pendingSync, (a) => Boolean(a?.heartbeatDetails?.payloads?.length), 60_000);
+    // The first page's progress reached the server (keepalive beats before it carry no progress).
+    const progressOf = (a: Awaited<ReturnType<typeof pendingSync>>) => {
+      const payload = a?.heartbeatDetails?.payloads?.[0];
+      return payload ? (defaultPayloadConverter.fromPayload(payload) as { copied?: number } | undefined) : undefined;
+    };
+    await eventually(pendingSync, (a) => (progressOf(a)?.copied ?? 0) > 0, 60_000);
     first.child.kill('SIGKILL');
     const atKill = new Map<string, string | undefined>();
     for await (const b of containerOf('secondary', dr).listBlobsFlat()) atKill.set(b.name, b.properties.copyId);
