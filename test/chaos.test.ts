@@ -1,37 +1,25 @@
 // Chaos: the migration must survive what a long night throws at it — workers killed at every phase
 // boundary and in the middle of the data phase, the Temporal server restarted, every activity failing
 // after it did its work — and finish with its verification intact and no side effect done twice.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fingerprints, withClient } from '../activities/local/postgres';
+import { afterEach, describe, expect, it } from 'vitest';
+import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
 import { approveGate, migrationStatus, rejectGate, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { sandboxUp } from '../sandbox';
 import { TEMPORAL_PROCESS } from '../sandbox/temporal';
 import { stopProcess } from '../sandbox/process';
-import { postgresUrl, type SandboxState } from '../sandbox/state';
+import { postgresUrl } from '../sandbox/state';
 import type { MigrationStatus } from '../workflows/shared';
 import { spawnWorker } from './support/cli';
-import { blobMd5s, containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
-import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
+import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
+import { eventually, startWorker } from './support/temporal';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
 const HEAVY = 300_000;
 
-let temporal: SandboxTemporal;
-let state: SandboxState;
+const suite = migrationSuite();
 
-beforeAll(async () => {
-  temporal = await sandboxTemporal();
-  state = sandbox();
-});
-afterAll(async () => {
-  await resetToBlue();
-  await temporal?.close();
-});
-beforeEach(resetToBlue);
-
-const tables = (cluster: 'source' | 'target') => withClient(postgresUrl(state.postgres[cluster]!), fingerprints);
 const dumpsIn = async (container: string) => {
   const names: string[] = [];
   for await (const b of containerOf('primary', container).listBlobsFlat()) if (b.name.endsWith('.dump')) names.push(b.name);
@@ -79,7 +67,7 @@ async function expectVerified(status: MigrationStatus, backups: string, dr: stri
   expect(await tables('target')).toEqual(await tables('source'));
   expect(await blobMd5s('secondary', dr)).toEqual(await blobMd5s('primary', 'assets'));
   expect(await dumpsIn(backups)).toHaveLength(1);
-  const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+  const res = await fetch(new URL('/health', suite.state.haproxy!.frontendUrl));
   expect(res.headers.get('x-app-color')).toBe('green');
 }
 
@@ -93,7 +81,7 @@ describe('chaos', () => {
     const backups = uniqueName('backups');
     const dr = uniqueName('dr');
     const plan = everyPhasePlan(uniqueName('kill'), backups, dr);
-    const env = { TIERSHIFT_HOME: state.home, TEMPORAL_ADDRESS: temporal.address };
+    const env = { TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address };
     let worker = spawnWorker(env);
     workers.push(worker);
     const restart = () => {
@@ -101,14 +89,14 @@ describe('chaos', () => {
       worker = spawnWorker(env);
       workers.push(worker);
     };
-    const handle = await startMigration(temporal.client, plan, 'alice');
+    const handle = await startMigration(suite.temporal.client, plan, 'alice');
     const subscription = replicationName(handle.workflowId);
     let done = 0;
     let killedInData = false;
     let kills = 0;
-    let status = await migrationStatus(temporal.client, handle.workflowId);
+    let status = await migrationStatus(suite.temporal.client, handle.workflowId);
     for (;;) {
-      status = await migrationStatus(temporal.client, handle.workflowId);
+      status = await migrationStatus(suite.temporal.client, handle.workflowId);
       if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
       const finished = status.steps.filter((s) => s.state === 'done').length;
       if (finished > done) {
@@ -116,7 +104,7 @@ describe('chaos', () => {
         restart();
         kills += 1;
       } else if (!killedInData && status.currentStep === '2-data') {
-        const subscribed = await withClient(postgresUrl(state.postgres.target!), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [subscription])).rowCount);
+        const subscribed = await withClient(postgresUrl(suite.state.postgres.target!), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [subscription])).rowCount);
         if (subscribed) {
           killedInData = true;
           restart();
@@ -135,10 +123,10 @@ describe('chaos', () => {
     const backups = uniqueName('backups');
     const dr = uniqueName('dr');
     const plan = everyPhasePlan(uniqueName('faults'), backups, dr);
-    const { stop } = await startWorker({ connection: temporal.connection, faults: { attempts: 2, when: 'after' } });
+    const { stop } = await startWorker({ connection: suite.temporal.connection, faults: { attempts: 2, when: 'after' } });
     let status: MigrationStatus;
     try {
-      status = (await (await startMigration(temporal.client, plan, 'alice')).result()) as MigrationStatus;
+      status = (await (await startMigration(suite.temporal.client, plan, 'alice')).result()) as MigrationStatus;
     } finally {
       await stop();
     }
@@ -156,12 +144,12 @@ describe('chaos', () => {
   it('finishes a rollback whose compensations fail transiently', async () => {
     const plan = everyPhasePlan(uniqueName('undo'), uniqueName('backups'), uniqueName('dr'), '  - gate: { name: cutover }');
     const sourceBefore = await tables('source');
-    const { stop } = await startWorker({ connection: temporal.connection, faults: { attempts: 2, when: 'after', activities: ['undoStep'] } });
+    const { stop } = await startWorker({ connection: suite.temporal.connection, faults: { attempts: 2, when: 'after', activities: ['undoStep'] } });
     let status: MigrationStatus;
     try {
-      const handle = await startMigration(temporal.client, plan, 'alice');
-      await eventually(() => migrationStatus(temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'cutover', 120_000);
-      await rejectGate(temporal.client, handle.workflowId, { gate: 'cutover', by: 'bob', reason: 'chaos test' });
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'cutover', 120_000);
+      await rejectGate(suite.temporal.client, handle.workflowId, { gate: 'cutover', by: 'bob', reason: 'chaos test' });
       status = (await handle.result()) as MigrationStatus;
     } finally {
       await stop();
@@ -169,7 +157,7 @@ describe('chaos', () => {
     expect(status.state).toBe('rolled-back');
     expect(status.rollback?.actions.map((a) => a.state)).toEqual(status.rollback?.actions.map(() => 'done'));
     expect(sandbox().apps.green).toBeUndefined();
-    const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+    const res = await fetch(new URL('/health', suite.state.haproxy!.frontendUrl));
     expect(res.headers.get('x-app-color')).toBe('blue');
     expect(await tables('source')).toEqual(sourceBefore);
   }, HEAVY);
@@ -190,18 +178,18 @@ phases:
 `,
       'restart.yaml',
     );
-    const { stop } = await startWorker({ connection: temporal.connection });
+    const { stop } = await startWorker({ connection: suite.temporal.connection });
     try {
-      const handle = await startMigration(temporal.client, plan, 'alice');
-      await eventually(() => migrationStatus(temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'go');
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'go');
       const before = sandbox().temporal!;
       await stopProcess(before.pid, TEMPORAL_PROCESS);
       // Same port, same database file: the sandbox brings back what it recorded.
-      const after = (await sandboxUp({ home: state.home, freePorts: true })).temporal!;
+      const after = (await sandboxUp({ home: suite.state.home, freePorts: true })).temporal!;
       expect(after.pid).not.toBe(before.pid);
       expect(after.address).toBe(before.address);
       await eventually(
-        () => approveGate(temporal.client, handle.workflowId, { gate: 'go', by: 'bob' }).then(() => true, () => false),
+        () => approveGate(suite.temporal.client, handle.workflowId, { gate: 'go', by: 'bob' }).then(() => true, () => false),
         (ok) => ok,
         60_000,
       );

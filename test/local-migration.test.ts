@@ -4,40 +4,28 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fingerprints, withClient } from '../activities/local/postgres';
+import { afterEach, describe, expect, it } from 'vitest';
+import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
 import { runLoad, type LoadResult } from '../client/load';
 import { approveGate, migrationStatus, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
-import { postgresUrl, type SandboxState } from '../sandbox/state';
+import { postgresUrl } from '../sandbox/state';
 import type { MigrationStatus } from '../workflows/shared';
 import { spawnWorker } from './support/cli';
-import { blobMd5s, containerOf, resetToBlue, sandbox, uniqueName } from './support/local-ops';
-import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
+import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
+import { eventually, startWorker } from './support/temporal';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
 const HEAVY = 300_000;
 
-let temporal: SandboxTemporal;
-let state: SandboxState;
+const suite = migrationSuite();
 
-beforeAll(async () => {
-  temporal = await sandboxTemporal();
-  state = sandbox();
-});
-afterAll(async () => {
-  await resetToBlue();
-  await temporal?.close();
-});
-beforeEach(resetToBlue);
-
-const dbUrl = (cluster: 'source' | 'target') => postgresUrl(state.postgres[cluster]!);
-const tables = (cluster: 'source' | 'target') => withClient(dbUrl(cluster), fingerprints);
+const dbUrl = (cluster: 'source' | 'target') => postgresUrl(suite.state.postgres[cluster]!);
 const colorsThroughFront = async (n: number) => {
   const colors: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
-    const res = await fetch(new URL('/health', state.haproxy!.frontendUrl));
+    const res = await fetch(new URL('/health', suite.state.haproxy!.frontendUrl));
     const color = res.headers.get('x-app-color') ?? 'none';
     colors[color] = (colors[color] ?? 0) + 1;
   }
@@ -63,7 +51,7 @@ async function driveGates(client: Client, handle: WorkflowHandle, gates: string[
 function shoppers(): { stop: () => Promise<LoadResult> } {
   const abort = new AbortController();
   const load = runLoad({
-    url: (n) => new URL(`/api/orders/${(n % 20_000) + 1}`, state.haproxy!.frontendUrl).toString(),
+    url: (n) => new URL(`/api/orders/${(n % 20_000) + 1}`, suite.state.haproxy!.frontendUrl).toString(),
     ratePerSecond: 25,
     durationMs: 300_000,
     maxRequests: 7_500,
@@ -106,15 +94,15 @@ phases:
 `,
       'full.yaml',
     );
-    const { stop: stopWorker } = await startWorker({ connection: temporal.connection });
+    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = shoppers();
     // Orders keep arriving on the source (through blue directly) while the data phase copies it.
     const writes = new AbortController();
-    const writer = runLoad({ url: `http://127.0.0.1:${state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
+    const writer = runLoad({ url: `http://127.0.0.1:${suite.state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
     let status: MigrationStatus;
     try {
-      const handle = await startMigration(temporal.client, plan, 'alice');
-      status = await driveGates(temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      status = await driveGates(suite.temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
         // Before the cutover of the database, writers stop, as the runbook's maintenance window says.
         if (gate === 'finalize') writes.abort();
       });
@@ -174,12 +162,12 @@ phases:
       'canary.yaml',
     );
     const sourceBefore = await tables('source');
-    const { stop: stopWorker } = await startWorker({ connection: temporal.connection });
+    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = shoppers();
     let status: MigrationStatus;
     try {
-      const handle = await startMigration(temporal.client, plan, 'alice');
-      status = await driveGates(temporal.client, handle, ['cutover'], async () => {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      status = await driveGates(suite.temporal.client, handle, ['cutover'], async () => {
         // v2 turns out broken: every request it serves fails.
         const res = await fetch(`http://127.0.0.1:${sandbox().apps.green!.port}/admin/fault`, { method: 'POST', body: JSON.stringify({ errorRate: 1 }) });
         expect(res.status).toBe(200);
@@ -241,13 +229,13 @@ phases:
 `,
       'killed.yaml',
     );
-    const env = { TIERSHIFT_HOME: state.home, TEMPORAL_ADDRESS: temporal.address };
+    const env = { TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address };
     const spawn = () => {
       const w = spawnWorker(env);
       workers.push(w);
       return w;
     };
-    const handle = await startMigration(temporal.client, plan, 'alice');
+    const handle = await startMigration(suite.temporal.client, plan, 'alice');
     const pendingSync = async () =>
       (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'syncData') ?? undefined;
 

@@ -6,8 +6,11 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
 import type { BackupStep, DataStep, Resource } from '../../plan/types';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { fingerprints, withClient, type TableFingerprint } from '../../activities/local/postgres';
 import { resetSandbox } from '../../sandbox/reset';
-import { readState, sandboxHome, type SandboxState } from '../../sandbox/state';
+import { postgresUrl, readState, sandboxHome, type SandboxState } from '../../sandbox/state';
+import { sandboxTemporal, type SandboxTemporal } from './temporal';
 
 export function sandbox(): SandboxState {
   const state = readState(sandboxHome());
@@ -68,3 +71,24 @@ export async function runActivity<A extends unknown[], R>(
 
 /** The sandbox as a migration finds it: end-to-end tests share one sandbox, so each starts from here. */
 export const resetToBlue = (): Promise<void> => resetSandbox(sandbox());
+
+/** Row counts and checksums of every table of a sandbox cluster's database. */
+export const tables = (cluster: 'source' | 'target'): Promise<TableFingerprint[]> => withClient(postgresUrl(sandbox().postgres[cluster]!), fingerprints);
+
+/**
+ * For a test file that runs whole migrations on the shared sandbox: a Temporal connection, and the
+ * sandbox back to "before the migration" before each test and after the file.
+ */
+export function migrationSuite(): { temporal: SandboxTemporal; state: SandboxState } {
+  const suite = {} as { temporal: SandboxTemporal; state: SandboxState };
+  beforeAll(async () => {
+    suite.temporal = await sandboxTemporal();
+    suite.state = sandbox();
+  });
+  afterAll(async () => {
+    await resetToBlue();
+    await suite.temporal?.close();
+  });
+  beforeEach(resetToBlue);
+  return suite;
+}
