@@ -94,9 +94,13 @@ describe('chaos', () => {
     let done = 0;
     let killedInData = false;
     let kills = 0;
-    let status = await migrationStatus(suite.temporal.client, handle.workflowId);
+    // A query needs a worker: while the new one starts, there may be none to answer.
+    const poll = () => migrationStatus(suite.temporal.client, handle.workflowId).catch(() => undefined);
+    let status = (await eventually(poll, (s) => s !== undefined))!;
     for (;;) {
-      status = await migrationStatus(suite.temporal.client, handle.workflowId);
+      const latest = await poll();
+      if (!latest) continue;
+      status = latest;
       if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
       const finished = status.steps.filter((s) => s.state === 'done').length;
       if (finished > done) {
