@@ -71,23 +71,46 @@ async function checkDrift(run: MigrationRun, step: Step): Promise<void> {
   const expect = driftExpectation(run, step);
   if (!expect) return;
   for (;;) {
-    const drift = await activities.checkDrift.executeWithOptions(
-      { ...activityOptions(step, `Drift check before ${step.id}`), retry: { maximumAttempts: 3 } },
-      [{ ...stepInput(run, step), expect }],
-    );
-    if (!drift.length) return;
+    let problem: string;
+    try {
+      const drift = await activities.checkDrift.executeWithOptions(
+        { ...activityOptions(step, `Drift check before ${step.id}`), retry: { maximumAttempts: 3 } },
+        [{ ...stepInput(run, step), expect }],
+      );
+      if (!drift.length) return;
+      problem = `drift: ${drift.join('; ')}; put it back as the plan expects (or roll back), then resume`;
+    } catch (err) {
+      if (wf.isCancellation(err)) throw err;
+      problem = `the drift check before ${step.id} failed: ${failureMessage(err)}`;
+    }
     run.markCurrent(step);
-    await run.awaitOperator(step, `drift: ${drift.join('; ')}; put it back as the plan expects (or roll back), then resume`);
+    await run.awaitOperator(step, problem);
+  }
+}
+
+/** The databases whose settings a step depends on. */
+function databasesOf(step: Step): string[] {
+  switch (step.kind) {
+    case 'infra':
+      return [step.resource];
+    case 'app':
+      return step.database ? [step.database] : [];
+    case 'data':
+      return [step.to];
+    case 'finalize':
+      return step.resources;
+    default:
+      return [];
   }
 }
 
 function driftExpectation(run: MigrationRun, step: Step): DriftExpectation | undefined {
-  const acted = (s: Step) => run.step(s.id).state === 'done';
-  const touched: string[] =
-    step.kind === 'infra' ? [step.resource] : step.kind === 'app' ? (step.database ? [step.database] : []) : step.kind === 'data' ? [step.to] : step.kind === 'finalize' ? step.resources : [];
+  const databases = databasesOf(step);
   const settings: NonNullable<DriftExpectation['settings']> = {};
   for (const s of run.plan.steps) {
-    if (s.kind === 'infra' && acted(s) && touched.includes(s.resource) && Object.keys(s.settings).length) settings[s.resource] = { ...settings[s.resource], ...s.settings };
+    if (s.kind === 'infra' && run.step(s.id).state === 'done' && databases.includes(s.resource) && Object.keys(s.settings).length) {
+      settings[s.resource] = { ...settings[s.resource], ...s.settings };
+    }
   }
   const weights = step.kind === 'traffic' && run.status.traffic ? { [step.resource]: run.status.traffic.weight } : undefined;
   if (!weights && !Object.keys(settings).length) return undefined;
