@@ -1,6 +1,7 @@
 // Determinism: the current workflow code must replay the histories of migrations that ran before, or a
 // worker deployment would break migrations waiting at a gate. Histories recorded by earlier versions
-// live in test/histories/; `RECORD_HISTORIES=1 npx vitest run test/replay.test.ts` adds this version's.
+// live in test/histories/; `RECORD_HISTORIES=<name> npx vitest run test/replay.test.ts` adds this
+// version's as test/histories/<name>.json (record one whenever the workflow's commands change).
 import { Worker } from '@temporalio/worker';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -41,8 +42,9 @@ resources:
   front: { kind: traffic, provider: local, backend: app, stable: blue, canary: green }
 phases:
   - backup: { resources: [sourceDb] }
-  - gate: { name: go }
+  - gate: { name: go, notify: { webhook: 'http://127.0.0.1:9/hook', every: 1h } }
   - infra: { resource: targetDb, settings: { max_connections: 200 } }
+  - data: { from: sourceDb, to: targetDb }
   - traffic: { resource: front, steps: [ { weight: 50, bake: 5m }, { weight: 100, bake: 5m } ] }
   - finalize: { resources: [sourceDb] }
 `;
@@ -70,7 +72,7 @@ describe('workflow determinism', () => {
     const history = await handle.fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
     if (process.env.RECORD_HISTORIES) {
-      writeFileSync(path.join(HISTORIES, 'gate-failure-resume.json'), historyToJSON(history));
+      writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}.json`), historyToJSON(history));
     }
   });
 
