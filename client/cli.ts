@@ -1,26 +1,29 @@
 // `tiershift`: the operator's command line.
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import os from 'node:os';
-import { loadPlan, PlanError } from '../plan/load';
+import type { PlanError } from '../plan/load';
 import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../sandbox/binaries';
-import { sandboxDown, sandboxStatus, sandboxUp } from '../sandbox';
-import { resetSandbox } from '../sandbox/reset';
 import { readState, sandboxHome, type SandboxPorts } from '../sandbox/state';
-import { runWorker } from '../worker/worker';
-import { TERMINAL_STATES, type MigrationStatus } from '../workflows/shared';
+import type { MigrationState } from '../workflows/shared';
 import { connectClient, workflowUrl, type ConnectionFlags } from './connection';
-import { runDemo } from './demo';
-import { asUserError, EXIT, runAction } from './errors';
-import { formatStatus } from './format';
+import { asUserError, EXIT, printError, runAction } from './errors';
+import { formatList, formatStatus } from './format';
 import {
   approveGate,
-  migrationStatus,
+  listMigrations,
+  listQuery,
+  MIGRATION_STATES,
+  migrationHandle,
+  migrationStatusAnyState,
   rejectGate,
   resumeMigration,
   rollbackMigration,
   startMigration,
 } from './migrations';
+import { buildReport, reportMarkdown } from './report';
+import { watchMigration } from './watch';
 
 const program = new Command('tiershift')
   .description('Durable, approvable migration runbooks on Temporal')
@@ -30,11 +33,37 @@ const program = new Command('tiershift')
   .addOption(new Option('--tls-cert <file>', 'TLS client certificate').env('TEMPORAL_TLS_CLIENT_CERT_PATH'))
   .addOption(new Option('--tls-key <file>', 'TLS client key').env('TEMPORAL_TLS_CLIENT_KEY_PATH'))
   .addOption(new Option('--api-key <key>', 'Temporal Cloud API key').env('TEMPORAL_API_KEY'))
-  .showHelpAfterError('(run `tiershift --help` for usage)');
+  // Set before any subcommand exists: commander copies these into each one when it is created. A
+  // usage mistake is then one sentence and exit code 2 like every other user error, not commander's 1.
+  .exitOverride()
+  .configureOutput({
+    outputError: (text) => {
+      const sentence = text.trim().replace(/^error: /, '').replace(/\.$/, '');
+      printError(`${sentence}; run \`tiershift --help\` for usage.`, EXIT.invalid);
+    },
+  });
+
+// The sandbox, the worker and the demo load the worker SDK and every provider: seconds of startup that
+// `approve` or `status` should not pay, so they are imported only by the commands that use them.
+const sandboxModule = () => import('../sandbox');
+// Plans are parsed with zod; only `plan` and `start` need it.
+const loadPlan = async (file: string) => (await import('../plan/load')).loadPlan(file);
 
 type GlobalFlags = ConnectionFlags & { json?: boolean };
 const globals = (): GlobalFlags => program.opts<GlobalFlags>();
-const me = (by?: string): string => by ?? process.env.TIERSHIFT_USER ?? os.userInfo().username;
+/** Who acts: `--by`, else TIERSHIFT_USER, else the OS account (a container may have no passwd entry). */
+function me(by?: string): string {
+  if (by !== undefined) {
+    if (!/^[^\s,]{1,100}$/.test(by)) throw new UserError(`--by takes a user name without spaces or commas; got "${by}".`, EXIT.invalid);
+    return by;
+  }
+  if (process.env.TIERSHIFT_USER) return process.env.TIERSHIFT_USER;
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? process.env.LOGNAME ?? 'unknown';
+  }
+}
 
 function print(json: unknown, text: string): void {
   console.log(globals().json ? JSON.stringify(json, null, 2) : text);
@@ -63,6 +92,7 @@ sandbox
       if (opts.rows !== undefined && !(Number.isInteger(opts.rows) && opts.rows > 0)) {
         throw new UserError('--rows takes a positive whole number.', EXIT.invalid);
       }
+      const { sandboxUp, sandboxStatus } = await sandboxModule();
       const state = await sandboxUp({ seedRows: opts.rows, ports: opts.port, log: (line) => console.error(line) });
       const status = await sandboxStatus({ home: state.home });
       print({ state, status }, [
@@ -79,7 +109,11 @@ sandbox
   .description('stop what `sandbox up` started; data stays unless --purge')
   .option('--purge', 'also delete the data directories')
   .action((opts: { purge?: boolean }) =>
-    runAction(() => sandboxDown({ purge: opts.purge, log: (line) => console.error(line) })),
+    runAction(async () => {
+      const { sandboxDown } = await sandboxModule();
+      await sandboxDown({ purge: opts.purge, log: (line) => console.error(line) });
+      if (globals().json) print({ stopped: true, purged: Boolean(opts.purge) }, '');
+    }),
   );
 
 sandbox
@@ -89,7 +123,9 @@ sandbox
     runAction(async () => {
       const state = readState(sandboxHome());
       if (!state) throw new UserError('the sandbox is not running; start it with `tiershift sandbox up`.', EXIT.unavailable);
+      const { resetSandbox } = await import('../sandbox/reset');
       await resetSandbox(state, (line) => console.error(line));
+      if (globals().json) print({ reset: true }, '');
     }),
   );
 
@@ -98,6 +134,7 @@ sandbox
   .description('health of every sandbox service')
   .action(() =>
     runAction(async () => {
+      const { sandboxStatus } = await sandboxModule();
       const status = await sandboxStatus();
       print(status, status.length ? status.map((s) => `${s.healthy ? 'ok  ' : 'DOWN'} ${s.name.padEnd(16)} ${s.detail}`).join('\n') : 'the sandbox is not running; start it with `tiershift sandbox up`');
       if (status.length === 0 || status.some((s) => !s.healthy)) process.exitCode = EXIT.unavailable;
@@ -114,12 +151,13 @@ program
     runAction(async () => {
       let plan;
       try {
-        plan = loadPlan(file);
+        plan = await loadPlan(file);
       } catch (err) {
         // The dry run is where authors fix plans: list every problem, not just the first.
-        if (!(err instanceof PlanError) || err.issues.length < 2) throw err;
-        if (globals().json) console.log(JSON.stringify({ valid: false, problems: err.issues }, null, 2));
-        else console.error(`tiershift: ${err.source} has ${err.issues.length} problems:\n${err.issues.map((i) => `  - ${i.message}`).join('\n')}`);
+        if (!(err instanceof Error && err.name === 'PlanError') || (err as PlanError).issues.length < 2) throw err;
+        const planError = err as PlanError;
+        if (globals().json) console.log(JSON.stringify({ valid: false, problems: planError.issues }, null, 2));
+        else console.error(`tiershift: ${planError.source} has ${planError.issues.length} problems:\n${planError.issues.map((i) => `  - ${i.message}`).join('\n')}`);
         process.exit(EXIT.invalid);
       }
       print(describePlanJson(plan), describePlan(plan));
@@ -135,7 +173,9 @@ program
   .description('bring up the sandbox and a worker, run the demo migration end to end, print the outcome')
   .action((opts: { plan?: string; yes?: boolean; by?: string }) =>
     runAction(async () => {
-      const { status, reads, writes } = await runDemo({ plan: opts.plan, autoApprove: opts.yes ?? !process.stdout.isTTY, by: me(opts.by) });
+      const { runDemo } = await import('./demo');
+      const { status, reads, writes } = await runDemo({ plan: opts.plan, autoApprove: opts.yes ?? !process.stdout.isTTY, by: me(opts.by), ...(globals().json ? { log: (line: string) => console.error(line) } : {}) });
+      if (globals().json) print({ status, reads, writes }, '');
       if (status.state !== 'completed' || reads.failed + writes.failed > 0) process.exitCode = EXIT.failure;
     }),
   );
@@ -143,7 +183,7 @@ program
 program
   .command('worker')
   .description('run a worker that executes migrations')
-  .action(() => runAction(() => runWorker(globals())));
+  .action(() => runAction(async () => (await import('../worker/worker')).runWorker(globals())));
 
 program
   .command('start')
@@ -154,12 +194,18 @@ program
   .description('start a migration from a plan')
   .action((file: string, opts: { id?: string; by?: string; watch?: boolean }) =>
     runAction(async () => {
-      const plan = loadPlan(file);
+      const plan = await loadPlan(file);
+      const by = me(opts.by);
       const { client, resolved } = await connectClient(globals());
-      const handle = await startMigration(client, plan, me(opts.by), { id: opts.id });
+      const handle = await startMigration(client, plan, by, { id: opts.id });
       const url = workflowUrl(resolved, handle.workflowId);
-      print({ workflowId: handle.workflowId, url }, `started ${handle.workflowId}${url ? `\nTemporal UI: ${url}` : ''}`);
-      if (opts.watch) await watch(handle.workflowId);
+      if (opts.watch) {
+        // The watch's own first lines say what started; JSON consumers get one object per line from here.
+        if (!globals().json) console.log(`started ${handle.workflowId}`);
+        await watch(handle.workflowId);
+      } else {
+        print({ workflowId: handle.workflowId, url }, `started ${handle.workflowId}${url ? `\nTemporal UI: ${url}` : ''}\nfollow it with: tiershift watch ${handle.workflowId}`);
+      }
     }),
   );
 
@@ -170,8 +216,58 @@ program
   .action((id: string) =>
     runAction(async () => {
       const { client } = await connectClient(globals());
-      const status = await migrationStatus(client, id);
+      const status = await migrationStatusAnyState(client, id);
       print(status, formatStatus(status));
+    }),
+  );
+
+program
+  .command('watch')
+  .argument('<id>', 'migration id')
+  .description('follow a migration until it ends: redrawn in place on a terminal, one line per change when piped')
+  .action((id: string) => runAction(() => watch(id)));
+
+function parseStates(value: string, previous: MigrationState[] = []): MigrationState[] {
+  const states = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = states.filter((s) => !(MIGRATION_STATES as readonly string[]).includes(s));
+  if (unknown.length || !states.length) {
+    throw new UserError(`--state takes one or more of ${MIGRATION_STATES.join(', ')}; got "${value}".`, EXIT.invalid);
+  }
+  return [...new Set([...previous, ...(states as MigrationState[])])];
+}
+
+program
+  .command('list')
+  .option('--state <states>', `only these states, comma-separated or repeated: ${MIGRATION_STATES.join(', ')}`, parseStates)
+  .option('--plan <name>', 'only migrations of this plan')
+  .option('--limit <n>', 'at most this many, newest first (default 50)', (v) => Number(v))
+  .description('migrations from Temporal visibility, filtered on their search attributes')
+  .action((opts: { state?: MigrationState[]; plan?: string; limit?: number }) =>
+    runAction(async () => {
+      if (opts.plan !== undefined && !/^[a-z0-9-]{1,50}$/.test(opts.plan)) {
+        throw new UserError(`--plan takes a plan name (lowercase letters, digits and dashes); got "${opts.plan}".`, EXIT.invalid);
+      }
+      if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) {
+        throw new UserError('--limit takes a positive whole number.', EXIT.invalid);
+      }
+      const { client } = await connectClient(globals());
+      const filters = { states: opts.state, plan: opts.plan, limit: opts.limit };
+      const rows = await listMigrations(client, filters);
+      const filtered = opts.state || opts.plan ? ` matching ${listQuery(filters).split(' AND ').slice(2).join(' AND ')}` : '';
+      print(rows, rows.length ? formatList(rows) : `no migrations${filtered}; start one with \`tiershift start PLAN\``);
+    }),
+  );
+
+program
+  .command('report')
+  .argument('<id>', 'migration id')
+  .description('the record of a migration: timeline, decisions with who and why, every figure, errors and rollback (Markdown, or --json)')
+  .action((id: string) =>
+    runAction(async () => {
+      const { client, resolved } = await connectClient(globals());
+      const report = buildReport(await migrationStatusAnyState(client, id), { url: workflowUrl(resolved, id) });
+      if (globals().json) print(report, '');
+      else process.stdout.write(reportMarkdown(report));
     }),
   );
 
@@ -184,12 +280,14 @@ program
   .description('approve a pending gate')
   .action((id: string, opts: { gate: string; by?: string; comment?: string }) =>
     runAction(async () => {
+      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await approveGate(client, id, { gate: opts.gate, by: me(opts.by), comment: opts.comment });
-      const pending = status.pendingGate?.gate === opts.gate ? status.pendingGate : undefined;
+      const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, by, comment: opts.comment }));
+      // The update answers before the workflow closes the gate: a full count means it has passed.
+      const pending = status.pendingGate?.gate === opts.gate && status.pendingGate.approvedBy.length < status.pendingGate.requiredApprovals ? status.pendingGate : undefined;
       print(status, pending
-        ? `approved gate "${opts.gate}" as ${me(opts.by)}; ${pending.approvedBy.length}/${pending.requiredApprovals} approvals, waiting for more`
-        : `approved gate "${opts.gate}" as ${me(opts.by)}; the migration continues`);
+        ? `approved gate "${opts.gate}" as ${by}; ${pending.approvedBy.length}/${pending.requiredApprovals} approvals, waiting for more`
+        : `approved gate "${opts.gate}" as ${by}; the migration continues`);
     }),
   );
 
@@ -202,8 +300,9 @@ program
   .description('reject a pending gate: the migration rolls back')
   .action((id: string, opts: { gate: string; reason: string; by?: string }) =>
     runAction(async () => {
+      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await rejectGate(client, id, { gate: opts.gate, by: me(opts.by), reason: opts.reason });
+      const status = await decide(client, id, 'reject', () => rejectGate(client, id, { gate: opts.gate, by, reason: opts.reason }));
       print(status, `rejected gate "${opts.gate}"; ${id} is rolling back`);
     }),
   );
@@ -215,8 +314,9 @@ program
   .description('retry the failed step of a migration awaiting an operator')
   .action((id: string, opts: { by?: string }) =>
     runAction(async () => {
+      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await resumeMigration(client, id, me(opts.by));
+      const status = await decide(client, id, 'resume', () => resumeMigration(client, id, by));
       print(status, `resuming ${id} at ${status.failure?.stepId ?? status.currentStep ?? 'its failed step'}`);
     }),
   );
@@ -229,46 +329,42 @@ program
   .description('roll a migration back: traffic first, then app, then infrastructure')
   .action((id: string, opts: { reason: string; by?: string }) =>
     runAction(async () => {
+      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await rollbackMigration(client, id, me(opts.by), opts.reason);
+      const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, by, opts.reason));
       print(status, `${id} is rolling back`);
     }),
   );
 
-/** Prints a line per change until the migration ends; exits non-zero unless it completed. */
-async function watch(id: string): Promise<void> {
-  const { client } = await connectClient(globals());
-  let last = '';
-  for (;;) {
-    const status: MigrationStatus = await migrationStatus(client, id);
-    const line = progressLine(status);
-    if (line !== last) {
-      console.log(globals().json ? JSON.stringify(status) : line);
-      last = line;
-    }
-    if (TERMINAL_STATES.includes(status.state)) {
-      if (status.state !== 'completed') process.exitCode = EXIT.failure;
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
+/**
+ * Sends a decision. Temporal answers "not found" for an update to a run that has closed; the operator
+ * needs to hear that the migration has ended, which is a refusal, not a wrong id.
+ */
+async function decide<T>(client: Client, id: string, verb: string, send: () => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+    const closed = await migrationHandle(client, id).describe().catch(() => undefined);
+    if (!closed || closed.status.name === 'RUNNING') throw err;
+    const state = closed.status.name === 'COMPLETED' ? ((await migrationStatusAnyState(client, id).catch(() => undefined))?.state ?? 'completed') : closed.status.name.toLowerCase();
+    throw new UserError(`${id} has ended (${state}); there is nothing to ${verb}.`, EXIT.refused);
   }
 }
 
-function progressLine(status: MigrationStatus): string {
-  const step = status.steps.find((s) => s.id === status.currentStep);
-  const gate = status.pendingGate;
-  if (gate) return `${status.state}: gate "${gate.gate}" (${gate.approvedBy.length}/${gate.requiredApprovals}); approve with: tiershift approve ${status.migrationId} --gate ${gate.gate}`;
-  if (status.failure) return `${status.state}: ${status.failure.stepId} failed: ${status.failure.error}; run tiershift resume ${status.migrationId} or tiershift rollback ${status.migrationId} --reason ...`;
-  return `${status.state}${step ? `: ${step.title}` : ''}`;
+/** Follows a migration until it ends; the exit code says how it ended. */
+async function watch(id: string): Promise<void> {
+  const { client, resolved } = await connectClient(globals());
+  const status = await watchMigration(client, id, { json: globals().json, url: workflowUrl(resolved, id) });
+  if (status.state !== 'completed') process.exitCode = EXIT.failure;
 }
 
-program.exitOverride();
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT.invalid);
   const userError = asUserError(err);
   if (!userError) throw err;
-  console.error(`tiershift: ${userError.message}`);
+  printError(userError.message, userError.exitCode);
   process.exit(userError.exitCode);
 }

@@ -1,14 +1,15 @@
 // Every error a user can cause ends as one sentence and a distinct exit code, never a stack trace.
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { UserError } from '../sandbox/binaries';
-import { PlanError } from '../plan/load';
+import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
 
 export function asUserError(err: unknown): UserError | undefined {
   if (!(err instanceof Error)) return undefined;
   if (err instanceof UserError) return err;
-  if (err instanceof PlanError) return new UserError(err.message, EXIT.invalid);
+  // By name: loading the plan module (zod) only to recognise its error would slow every command down.
+  if (err.name === 'PlanError' && Array.isArray((err as PlanError).issues)) return new UserError(err.message, EXIT.invalid);
   if (err instanceof WorkflowNotFoundError) {
     return new UserError(`no migration ${err.workflowId ?? ''} was found; run \`tiershift list\` to see the migrations.`, EXIT.notFound);
   }
@@ -25,6 +26,15 @@ export function asUserError(err: unknown): UserError | undefined {
   return undefined;
 }
 
+/** `--json` anywhere on the command line: scripts then get the error as JSON on stdout too. */
+const jsonRequested = (): boolean => process.argv.slice(2).includes('--json');
+
+/** The one sentence on stderr; with --json also `{ "error", "exitCode" }` on stdout, where the script reads. */
+export function printError(message: string, exitCode: number, detail?: string): void {
+  console.error(`tiershift: ${message}${detail ?? ''}`);
+  if (jsonRequested()) console.log(JSON.stringify({ error: message, exitCode }));
+}
+
 /** Runs a CLI action: a user error prints one line on stderr; anything else too, with the stack only on request. */
 export async function runAction(action: () => Promise<void>): Promise<void> {
   try {
@@ -32,11 +42,11 @@ export async function runAction(action: () => Promise<void>): Promise<void> {
   } catch (err) {
     const userError = asUserError(err);
     if (userError) {
-      console.error(`tiershift: ${userError.message}`);
+      printError(userError.message, userError.exitCode);
       process.exit(userError.exitCode);
     }
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`tiershift: ${message}${process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)'}`);
+    printError(message, EXIT.failure, process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)');
     process.exit(EXIT.failure);
   }
 }

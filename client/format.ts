@@ -1,7 +1,9 @@
-// Human-readable renderings of a migration's status, for `status` and the progress lines of `start --watch`.
-import type { MigrationStatus, StepStatus } from '../workflows/shared';
+// Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
+// and `watch`.
+import type { MigrationListing } from './migrations';
+import type { Figures, MigrationStatus, StepStatus } from '../workflows/shared';
 
-const MARK: Record<StepStatus['state'], string> = {
+export const MARK: Record<StepStatus['state'], string> = {
   pending: ' ',
   running: '>',
   done: '✓',
@@ -16,17 +18,14 @@ export function formatStatus(status: MigrationStatus): string {
     `${status.migrationId}  ${status.state}  (plan ${status.plan.name}, sha256 ${status.plan.hash.slice(0, 12)}, started by ${status.startedBy} at ${status.startedAt})`,
   ];
   for (const step of status.steps) {
-    const figures = Object.entries(step.figures)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ');
+    const figures = formatFigures(step.figures);
     lines.push(`  [${MARK[step.state]}] ${step.id.padEnd(18)} ${step.title}`);
     if (step.summary) lines.push(`        ${step.summary}`);
     if (figures) lines.push(`        ${figures}`);
     if (step.error) lines.push(`        error: ${step.error}`);
   }
   if (status.traffic) {
-    const t = status.traffic;
-    lines.push(`Traffic: ${100 - t.weight}% ${t.stable} / ${t.weight}% ${t.canary}`);
+    lines.push(`Traffic: ${formatTraffic(status.traffic)}`);
   }
   const gate = status.pendingGate;
   if (gate) {
@@ -52,4 +51,40 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);
   }
   return lines.join('\n');
+}
+
+export function formatFigures(figures: Figures): string {
+  return Object.entries(figures)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+}
+
+export function formatTraffic(t: NonNullable<MigrationStatus['traffic']>): string {
+  return `${100 - t.weight}% ${t.stable} / ${t.weight}% ${t.canary}`;
+}
+
+/** `tiershift list`: one row per migration, the columns the UI's list view can filter on. */
+export function formatList(rows: MigrationListing[]): string {
+  const table = [
+    ['ID', 'STATE', 'PHASE', 'GATE', 'WEIGHT', 'PLAN', 'STARTED'],
+    ...rows.map((r) => [
+      r.id,
+      r.state,
+      r.phase ?? '',
+      r.pendingGate ?? '',
+      r.trafficWeight === undefined ? '' : `${r.trafficWeight}%`,
+      r.plan ?? '',
+      r.startedAt.replace('T', ' ').slice(0, 19),
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  return table.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
 }

@@ -1,10 +1,10 @@
 // Client operations on migrations: the CLI and the tests use these, so there is one way to start,
 // inspect and decide.
-import { Client, WorkflowIdConflictPolicy, type WorkflowHandle } from '@temporalio/client';
+import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
-import { MigrationPhase, MigrationState, PlanName, TrafficWeight } from '../workflows/search-attributes';
+import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../workflows/search-attributes';
 import {
   approveUpdate,
   migrationId,
@@ -13,7 +13,9 @@ import {
   rollbackUpdate,
   statusQuery,
   TASK_QUEUE,
+  TERMINAL_STATES,
   type ApproveArgs,
+  type MigrationState as MigrationStateName,
   type MigrationStatus,
   type RejectArgs,
 } from '../workflows/shared';
@@ -67,3 +69,83 @@ export async function rollbackMigration(client: Client, id: string, by: string, 
   return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [{ by, reason }] });
 }
 
+
+/**
+ * A migration's status whether it runs or has ended. An ended migration answers from its result, so
+ * `status`, `watch` and `report` work after the last worker has gone.
+ */
+export async function migrationStatusAnyState(client: Client, id: string): Promise<MigrationStatus> {
+  const handle = migrationHandle(client, id);
+  const description = await handle.describe();
+  if (description.status.name === 'COMPLETED') return handle.result();
+  return handle.query(statusQuery);
+}
+
+export const MIGRATION_STATES: readonly MigrationStateName[] = [
+  'running',
+  'awaiting-approval',
+  'awaiting-operator',
+  'rolling-back',
+  'rolled-back',
+  'aborted',
+  'completed',
+];
+
+export interface MigrationListing {
+  id: string;
+  runId: string;
+  /** The migration's own state; for a run Temporal ended from outside (terminated, timed out), Temporal's status. */
+  state: string;
+  phase?: string;
+  pendingGate?: string;
+  plan?: string;
+  trafficWeight?: number;
+  temporalStatus: WorkflowExecutionStatusName;
+  startedAt: string;
+  closedAt?: string;
+}
+
+/** The visibility query `list` sends: the same filters an operator types into the Temporal UI. */
+export function listQuery(opts: { states?: readonly MigrationStateName[]; plan?: string } = {}): string {
+  const clauses = ['WorkflowType = "migration"', 'ExecutionStatus != "ContinuedAsNew"'];
+  const quote = (values: readonly string[]) => values.map((v) => JSON.stringify(v)).join(', ');
+  if (opts.states?.length) {
+    // A terminated workflow keeps the state it last upserted: an open state only counts while it runs.
+    const open = opts.states.filter((s) => !TERMINAL_STATES.includes(s));
+    const ended = opts.states.filter((s) => TERMINAL_STATES.includes(s));
+    const parts = [
+      ...(open.length ? [`(MigrationState IN (${quote(open)}) AND ExecutionStatus = "Running")`] : []),
+      ...(ended.length ? [`MigrationState IN (${quote(ended)})`] : []),
+    ];
+    clauses.push(parts.length > 1 ? `(${parts.join(' OR ')})` : parts[0]!);
+  }
+  if (opts.plan) clauses.push(`PlanName = ${JSON.stringify(opts.plan)}`);
+  return clauses.join(' AND ');
+}
+
+export async function listMigrations(
+  client: Client,
+  opts: { states?: readonly MigrationStateName[]; plan?: string; limit?: number } = {},
+): Promise<MigrationListing[]> {
+  const limit = opts.limit ?? 50;
+  const found: MigrationListing[] = [];
+  for await (const wf of client.workflow.list({ query: listQuery(opts), pageSize: Math.min(limit, 100) })) {
+    const sa = wf.typedSearchAttributes;
+    const state = sa.get(MigrationState);
+    const endedFromOutside = !['RUNNING', 'COMPLETED'].includes(wf.status.name);
+    found.push({
+      id: wf.workflowId,
+      runId: wf.runId,
+      state: endedFromOutside || !state ? wf.status.name.toLowerCase().replaceAll('_', '-') : state,
+      phase: sa.get(MigrationPhase),
+      pendingGate: sa.get(PendingGate) || undefined,
+      plan: sa.get(PlanName),
+      trafficWeight: sa.get(TrafficWeight),
+      temporalStatus: wf.status.name,
+      startedAt: wf.startTime.toISOString(),
+      closedAt: wf.closeTime?.toISOString(),
+    });
+    if (found.length >= limit) break;
+  }
+  return found;
+}

@@ -1,0 +1,215 @@
+// `tiershift report`: the record of a migration for a change ticket or a post-mortem — what ran when,
+// who decided what on which evidence, every figure measured, what failed and what was undone.
+import type { Decision, Figures, GateNotification, MigrationState, MigrationStatus, RollbackStatus, StepState } from '../workflows/shared';
+import { duration } from './format';
+
+export interface TimelineEntry {
+  at: string;
+  /** What kind of thing happened, for scripts that filter the timeline. */
+  event:
+    | 'started'
+    | 'step-started'
+    | 'step-ended'
+    | 'gate-opened'
+    | 'decision'
+    | 'error'
+    | 'notification'
+    | 'rollback-started'
+    | 'rollback-ended'
+    | 'ended';
+  stepId?: string;
+  text: string;
+}
+
+export interface ReportStep {
+  id: string;
+  kind: string;
+  title: string;
+  state: StepState;
+  attempts: number;
+  startedAt?: string;
+  endedAt?: string;
+  durationMs?: number;
+  summary?: string;
+  error?: string;
+  figures: Figures;
+}
+
+export interface MigrationReport {
+  migrationId: string;
+  plan: MigrationStatus['plan'];
+  state: MigrationState;
+  startedBy: string;
+  startedAt: string;
+  endedAt?: string;
+  durationMs?: number;
+  url?: string;
+  timeline: TimelineEntry[];
+  steps: ReportStep[];
+  /** Approvals and rejections, each with who, when, the comment and the evidence it was made on. */
+  decisions: Decision[];
+  /** Every figure measured, by step id. */
+  figures: Record<string, Figures>;
+  errors: MigrationStatus['errors'];
+  rollback?: RollbackStatus;
+  notifications: GateNotification[];
+  traffic?: MigrationStatus['traffic'];
+}
+
+const span = (from?: string, to?: string): number | undefined => (from && to ? Date.parse(to) - Date.parse(from) : undefined);
+
+export function buildReport(status: MigrationStatus, opts: { url?: string } = {}): MigrationReport {
+  const title = new Map(status.steps.map((s) => [s.id, s.title]));
+  const timeline: TimelineEntry[] = [{ at: status.startedAt, event: 'started', text: `started by ${status.startedBy} from plan ${status.plan.name}` }];
+  // An approval is why a gate passes and the next step starts: at the same instant it comes first.
+  for (const d of status.decisions) {
+    timeline.push({
+      at: d.at,
+      event: 'decision',
+      text: `${d.by} ${d.decision === 'approve' ? 'approved' : 'rejected'} gate "${d.gate}"${d.comment ? `: ${d.comment}` : ''}`,
+    });
+  }
+  for (const s of status.steps) {
+    if (s.kind === 'gate') {
+      if (s.startedAt) timeline.push({ at: s.startedAt, event: 'gate-opened', stepId: s.id, text: `${s.title}: waiting for approval` });
+    } else if (s.startedAt) {
+      timeline.push({ at: s.startedAt, event: 'step-started', stepId: s.id, text: `${s.title} started` });
+    }
+    if (s.endedAt) {
+      const outcome = s.kind === 'gate' ? `passed${s.summary ? ` (${s.summary})` : ''}` : `${s.state}${s.attempts > 1 ? ` after ${s.attempts} attempts` : ''}${s.summary ? `: ${s.summary}` : ''}`;
+      timeline.push({ at: s.endedAt, event: 'step-ended', stepId: s.id, text: `${s.title} ${outcome}` });
+    }
+  }
+  for (const e of status.errors) {
+    timeline.push({ at: e.at, event: 'error', stepId: e.stepId, text: `${title.get(e.stepId) ?? e.stepId} failed: ${e.error}` });
+  }
+  for (const n of status.notifications ?? []) {
+    timeline.push({ at: n.at, event: 'notification', text: `gate "${n.gate}" ${n.kind} sent to ${n.to}${n.ok ? '' : ` (failed: ${n.error ?? 'unknown error'})`}` });
+  }
+  if (status.rollback) {
+    const rb = status.rollback;
+    timeline.push({ at: rb.startedAt, event: 'rollback-started', text: `rollback started (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${rb.reason}` });
+    if (rb.endedAt) {
+      const failed = rb.actions.filter((a) => a.state === 'failed').length;
+      timeline.push({ at: rb.endedAt, event: 'rollback-ended', text: `rollback ended: ${rb.actions.length - failed} of ${rb.actions.length} actions done` });
+    }
+  }
+  if (status.endedAt) timeline.push({ at: status.endedAt, event: 'ended', text: `ended: ${status.state}` });
+  // Stable: entries recorded at the same instant keep the order they were added in (start before end).
+  timeline.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+
+  return {
+    migrationId: status.migrationId,
+    plan: status.plan,
+    state: status.state,
+    startedBy: status.startedBy,
+    startedAt: status.startedAt,
+    endedAt: status.endedAt,
+    durationMs: span(status.startedAt, status.endedAt),
+    url: opts.url,
+    timeline,
+    steps: status.steps.map((s) => ({
+      id: s.id,
+      kind: s.kind,
+      title: s.title,
+      state: s.state,
+      attempts: s.attempts,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+      durationMs: span(s.startedAt, s.endedAt),
+      summary: s.summary,
+      error: s.error,
+      figures: s.figures,
+    })),
+    decisions: status.decisions,
+    figures: Object.fromEntries(status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, s.figures])),
+    errors: status.errors,
+    rollback: status.rollback,
+    notifications: status.notifications ?? [],
+    traffic: status.traffic,
+  };
+}
+
+/** A table cell: pipes and line breaks would break the row. */
+const cell = (value: unknown): string => String(value ?? '').replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
+const when = (iso?: string): string => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 19)}Z` : '');
+const table = (head: string[], rows: unknown[][]): string[] => [
+  `| ${head.join(' | ')} |`,
+  `|${head.map(() => '---').join('|')}|`,
+  ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
+];
+
+export function reportMarkdown(r: MigrationReport): string {
+  const out: string[] = [`# Migration report: ${r.migrationId}`, ''];
+  out.push(
+    ...table(
+      ['', ''],
+      [
+        ['Outcome', `**${r.state}**`],
+        ['Plan', `${r.plan.name} (${r.plan.source}, sha256 ${r.plan.hash.slice(0, 12)})`],
+        ['Started', `${when(r.startedAt)} by ${r.startedBy}`],
+        ['Ended', r.endedAt ? `${when(r.endedAt)} (took ${duration(r.durationMs ?? 0)})` : 'still running'],
+        ...(r.traffic ? [['Traffic', `${100 - r.traffic.weight}% ${r.traffic.stable} / ${r.traffic.weight}% ${r.traffic.canary}`]] : []),
+        ...(r.url ? [['Temporal UI', r.url]] : []),
+      ],
+    ),
+  );
+
+  out.push('', '## Timeline', '', ...table(['Time (UTC)', 'Event'], r.timeline.map((e) => [when(e.at), e.text])));
+
+  out.push(
+    '',
+    '## Steps',
+    '',
+    ...table(
+      ['#', 'Step', 'Kind', 'State', 'Attempts', 'Started', 'Took', 'Outcome'],
+      r.steps.map((s, i) => [
+        i + 1,
+        `${s.title} (\`${s.id}\`)`,
+        s.kind,
+        s.state,
+        s.attempts || '',
+        when(s.startedAt),
+        s.durationMs === undefined ? '' : duration(s.durationMs),
+        s.error && s.state !== 'done' ? `error: ${s.error}` : (s.summary ?? ''),
+      ]),
+    ),
+  );
+
+  out.push('', '## Approvals and decisions', '');
+  if (!r.decisions.length) out.push('No decisions were recorded.');
+  else {
+    out.push(
+      ...table(
+        ['Time (UTC)', 'Gate', 'Decision', 'By', 'Comment', 'Plan sha256'],
+        r.decisions.map((d) => [when(d.at), d.gate, d.decision === 'approve' ? 'approved' : 'rejected', d.by, d.comment ?? '', d.planHash?.slice(0, 12) ?? '']),
+      ),
+    );
+    for (const d of r.decisions) {
+      const evidence = Object.entries(d.evidence ?? {});
+      if (!evidence.length) continue;
+      out.push('', `Evidence ${d.by} saw when ${d.decision === 'approve' ? 'approving' : 'rejecting'} "${d.gate}": ${evidence.map(([step, f]) => `${step} (${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(', ')})`).join('; ')}`);
+    }
+  }
+
+  out.push('', '## Figures measured', '');
+  const figureRows = Object.entries(r.figures).flatMap(([step, figures]) => Object.entries(figures).map(([name, value]) => [`\`${step}\``, name, value]));
+  out.push(...(figureRows.length ? table(['Step', 'Figure', 'Value'], figureRows) : ['No figures were measured.']));
+
+  out.push('', '## Errors', '');
+  out.push(...(r.errors.length ? table(['Time (UTC)', 'Step', 'Error'], r.errors.map((e) => [when(e.at), e.stepId, e.error])) : ['None.']));
+
+  out.push('', '## Rollback', '');
+  if (!r.rollback) out.push('None: nothing was rolled back.');
+  else {
+    const rb = r.rollback;
+    out.push(`Triggered by ${rb.trigger}${rb.by ? ` (${rb.by})` : ''} at ${when(rb.startedAt)}: ${rb.reason}${rb.endedAt ? `; ended ${when(rb.endedAt)}` : '; still running'}.`, '');
+    out.push(...(rb.actions.length ? table(['Step', 'Action', 'State', 'Error'], rb.actions.map((a) => [a.stepId, a.action, a.state, a.error ?? ''])) : ['No step needed undoing.']));
+  }
+
+  if (r.notifications.length) {
+    out.push('', '## Gate notifications', '');
+    out.push(...table(['Time (UTC)', 'Gate', 'Kind', 'To', 'Recipients', 'Result'], r.notifications.map((n) => [when(n.at), n.gate, n.kind, n.to, n.recipients.join(', '), n.ok ? 'sent' : `failed: ${n.error ?? ''}`])));
+  }
+  return `${out.join('\n')}\n`;
+}
