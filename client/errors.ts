@@ -1,5 +1,11 @@
 // Every error a user can cause ends as one sentence and a distinct exit code, never a stack trace.
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  ServiceError,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+} from '@temporalio/client';
 import { UserError } from '../sandbox/binaries';
 import type { PlanError } from '../plan/load';
 
@@ -22,6 +28,12 @@ export function asUserError(err: unknown): UserError | undefined {
   if (err instanceof WorkflowUpdateFailedError) {
     const cause = err.cause instanceof Error ? err.cause.message : err.message;
     return new UserError(`refused: ${cause}.`.replace(/\.\.$/, '.'), EXIT.refused);
+  }
+  // Queries and updates are answered by a worker: with none running, Temporal gives up after half a
+  // minute with "no poller seen" or a bare deadline, which does not say what to do.
+  const cause = err instanceof ServiceError ? String((err.cause as Error | undefined)?.message) : '';
+  if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /DEADLINE_EXCEEDED|no poller seen/.test(cause)) {
+    return new UserError('the migration did not answer, because no worker is running (or none answered in time); start one with `tiershift worker` and try again.', EXIT.unavailable);
   }
   return undefined;
 }

@@ -30,7 +30,6 @@ export async function watchMigration(client: Client, id: string, opts: WatchOpti
   const out = opts.out ?? process.stdout;
   const mode: Renderer = opts.json ? new JsonRenderer(out) : (opts.live ?? Boolean(out.isTTY)) ? new LiveRenderer(out, opts.url) : new LineRenderer(out, opts.url);
   const intervalMs = opts.intervalMs ?? 1000;
-  let first = true;
   let lastProblem = '';
   for (;;) {
     let status: MigrationStatus | undefined;
@@ -38,14 +37,13 @@ export async function watchMigration(client: Client, id: string, opts: WatchOpti
       status = await migrationStatusAnyState(client, id);
       lastProblem = '';
     } catch (err) {
-      // A migration that does not exist is the user's mistake; anything later (a worker restarting,
-      // Temporal briefly away) is weather, and the watch waits it out.
-      if (first || err instanceof WorkflowNotFoundError) throw err;
+      // A migration that does not exist is the user's mistake; anything else (no worker yet, a worker
+      // restarting, Temporal briefly away) is weather, and the watch waits it out.
+      if (err instanceof WorkflowNotFoundError) throw err;
       const problem = err instanceof Error ? err.message : String(err);
       if (problem !== lastProblem) mode.problem(`no answer from the migration (${problem}); is a \`tiershift worker\` running? still watching`);
       lastProblem = problem;
     }
-    first = false;
     if (status) {
       mode.show(status);
       if (TERMINAL_STATES.includes(status.state)) {
