@@ -6,10 +6,10 @@ import type { PlanError } from '../plan/load';
 import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../sandbox/binaries';
 import { readState, sandboxHome, type SandboxPorts } from '../sandbox/state';
-import type { MigrationState } from '../workflows/shared';
+import { resumePreviewQuery, statusQuery, type MigrationState } from '../workflows/shared';
 import { connectClient, workflowUrl, type ConnectionFlags } from './connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
-import { formatList, formatStatus } from './format';
+import { formatEvidence, formatList, formatStatus } from './format';
 import {
   approveGate,
   listMigrations,
@@ -277,12 +277,15 @@ program
   .requiredOption('--gate <name>', 'the gate to approve')
   .option('--by <name>', 'approver (default: your OS user)')
   .option('--comment <text>', 'recorded with the approval')
-  .description('approve a pending gate')
-  .action((id: string, opts: { gate: string; by?: string; comment?: string }) =>
+  .option('--plan <file>', 'the plan file you reviewed: refused unless the migration runs exactly this plan')
+  .option('--yes', 'do not ask for confirmation (the default when not on a terminal)')
+  .description('show the evidence measured so far, then approve a pending gate')
+  .action((id: string, opts: { gate: string; by?: string; comment?: string; plan?: string; yes?: boolean }) =>
     runAction(async () => {
       const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, by, comment: opts.comment }));
+      const planHash = await reviewedPlanHash(client, id, opts.plan, `approve gate "${opts.gate}" as ${by}`, opts.yes);
+      const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, by, comment: opts.comment, planHash }));
       // The update answers before the workflow closes the gate: a full count means it has passed.
       const pending = status.pendingGate?.gate === opts.gate && status.pendingGate.approvedBy.length < status.pendingGate.requiredApprovals ? status.pendingGate : undefined;
       print(status, pending
@@ -311,11 +314,17 @@ program
   .command('resume')
   .argument('<id>', 'migration id')
   .option('--by <name>', 'operator (default: your OS user)')
+  .option('--preview', 'only list which steps would run again and which are skipped as done')
   .description('retry the failed step of a migration awaiting an operator')
-  .action((id: string, opts: { by?: string }) =>
+  .action((id: string, opts: { by?: string; preview?: boolean }) =>
     runAction(async () => {
       const by = me(opts.by);
       const { client } = await connectClient(globals());
+      if (opts.preview) {
+        const preview = await decide(client, id, 'preview', () => migrationHandle(client, id).query(resumePreviewQuery));
+        print(preview, [`${id} is ${preview.state}; \`tiershift resume ${id}\` would:`, ...preview.steps.map((s) => `  ${s.verdict.padEnd(18)} ${s.id.padEnd(18)} ${s.title}`)].join('\n'));
+        return;
+      }
       const status = await decide(client, id, 'resume', () => resumeMigration(client, id, by));
       print(status, `resuming ${id} at ${status.failure?.stepId ?? status.currentStep ?? 'its failed step'}`);
     }),
@@ -340,6 +349,22 @@ program
  * Sends a decision. Temporal answers "not found" for an update to a run that has closed; the operator
  * needs to hear that the migration has ended, which is a refusal, not a wrong id.
  */
+/**
+ * A decision binds to the plan it was made on: the file the approver reviewed (`--plan`) or, without
+ * one, the plan the migration runs, after showing what it measured so far and asking on a terminal.
+ */
+async function reviewedPlanHash(client: Client, id: string, planFile: string | undefined, action: string, yes: boolean | undefined): Promise<string> {
+  const status = await decide(client, id, 'decide', () => migrationHandle(client, id).query(statusQuery));
+  const hash = planFile ? (await loadPlan(planFile)).hash : status.plan.hash;
+  const interactive = !yes && !globals().json && process.stdin.isTTY && process.stderr.isTTY;
+  if (!interactive) return hash;
+  console.error(formatEvidence(status));
+  const rl = (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await rl.question(`${action} on plan ${status.plan.name} (sha256 ${hash.slice(0, 12)})? [y/N] `).finally(() => rl.close());
+  if (!/^y(es)?$/i.test(answer.trim())) throw new UserError('nothing was decided; run the command again and answer y to decide.', EXIT.refused);
+  return hash;
+}
+
 async function decide<T>(client: Client, id: string, verb: string, send: () => Promise<T>): Promise<T> {
   try {
     return await send();

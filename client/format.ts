@@ -53,6 +53,16 @@ export function formatStatus(status: MigrationStatus): string {
   return lines.join('\n');
 }
 
+/** What a decision would be made on: the plan, and every figure measured so far, step by step. */
+export function formatEvidence(status: MigrationStatus): string {
+  const lines = [`Evidence for ${status.migrationId} (plan ${status.plan.name}, sha256 ${status.plan.hash.slice(0, 12)}):`];
+  for (const step of status.steps) {
+    if (Object.keys(step.figures).length) lines.push(`  ${step.id.padEnd(18)} ${step.state.padEnd(10)} ${formatFigures(step.figures)}`);
+  }
+  if (lines.length === 1) lines.push('  nothing measured yet');
+  return lines.join('\n');
+}
+
 export function formatFigures(figures: Figures): string {
   return Object.entries(figures)
     .map(([k, v]) => `${k}=${v}`)

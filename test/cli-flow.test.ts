@@ -116,8 +116,14 @@ describe('the tiershift CLI as an operator uses it', () => {
     expect(noGate.code).toBe(2);
     expect(isOneSentence(noGate.stderr)).toBe(true);
 
-    // Another terminal approves while the first one watches.
-    const approved = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--comment', 'source looks healthy']);
+    // An approval bound to a plan file the migration does not run (someone edited it after the start) is refused.
+    const edited = writePlan(`${name}-edited`, `${scratchDb}_x`);
+    const stale = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--plan', edited]);
+    expect(stale.code).toBe(4);
+    expect(stale.stderr).toMatch(/^tiershift: refused: this decision was made on plan sha256 [0-9a-f]{12}, but the migration runs plan sha256 [0-9a-f]{12}; review what runs with `tiershift status /);
+
+    // Another terminal approves while the first one watches, bound to the file it reviewed.
+    const approved = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--comment', 'source looks healthy', '--plan', plan]);
     expect(approved).toMatchObject({ code: 0, stdout: 'approved gate "go" as bob; the migration continues\n' });
 
     // The scratch database does not exist yet: the step fails past its one attempt and waits for an operator.
@@ -131,7 +137,14 @@ describe('the tiershift CLI as an operator uses it', () => {
     const listedHeld = await eventually(() => listed(['--state', 'awaiting-operator', '--plan', name]), (rows) => rows.length === 1);
     expect(listedHeld[0]).toMatchObject({ id, state: 'awaiting-operator', phase: 'check' });
 
-    // The operator fixes the cause on the sandbox, then resumes.
+    // The operator previews what resume will do, fixes the cause on the sandbox, then resumes.
+    const preview = await tiershift(['resume', id, '--preview']);
+    expect(preview.code).toBe(0);
+    expect(preview.stdout.split('\n').slice(1, 4).map((l) => l.trim().split(/\s{2,}/).slice(0, 2))).toEqual([
+      ['skip: done', '0-check'],
+      ['skip: gate passed', '1-gate'],
+      ['run again', '2-check'],
+    ]);
     await withClient(targetAdminUrl(), (client) => client.query(`create database ${client.escapeIdentifier(scratchDb)}`));
     const resumed = await tiershift(['resume', id, '--by', 'carol']);
     expect(resumed).toMatchObject({ code: 0, stdout: `resuming ${id} at 2-check\n` });
