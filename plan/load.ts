@@ -207,7 +207,7 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
       need('subscription', 'the Azure subscription id');
       need('resourceGroup', 'the Azure resource group');
       if (r.kind === 'postgres') need('server', 'the Flexible Server name');
-      if (r.kind === 'traffic') (need('profile', 'the Front Door profile'), need('originGroup', 'the origin group'));
+      if (r.kind === 'traffic' && !r.containerApp) (need('profile', 'the Front Door profile'), need('originGroup', 'the origin group'));
       if (r.kind === 'app') need('containerApp', 'the Container App name');
     } else {
       if (r.kind === 'postgres' && !r.connection) need('cluster', 'the sandbox cluster: source or target');

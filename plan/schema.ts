@@ -46,6 +46,8 @@ export const resourceSchema = z.discriminatedUnion('kind', [
     cluster: z.enum(['source', 'target']).optional(),
     database: z.string().min(1).optional(),
     server: z.string().min(1).optional(),
+    /** azure: the region of a read replica a data step creates (defaults to its source's). */
+    location: z.string().min(1).optional(),
     connection: secretRef.optional(),
     ...azureCommon,
   }),
@@ -64,6 +66,8 @@ export const resourceSchema = z.discriminatedUnion('kind', [
     profile: z.string().min(1).optional(),
     originGroup: z.string().min(1).optional(),
     endpoint: z.string().min(1).optional(),
+    /** azure: shift between two revisions of this Container App instead of Front Door origins. */
+    containerApp: z.string().min(1).optional(),
     stable: z.string().min(1),
     canary: z.string().min(1),
     ...azureCommon,

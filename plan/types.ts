@@ -19,6 +19,8 @@ export interface PostgresResource extends ResourceBase {
   subscription?: string;
   resourceGroup?: string;
   server?: string;
+  /** azure: the region of a read replica a data step creates (defaults to its source's). */
+  location?: string;
   connection?: SecretRef;
 }
 export interface BlobResource extends ResourceBase {
@@ -37,6 +39,8 @@ export interface TrafficResource extends ResourceBase {
   profile?: string;
   originGroup?: string;
   endpoint?: string;
+  /** azure: shift between two revisions of this Container App (stable and canary name revisions) instead of Front Door origins. */
+  containerApp?: string;
   subscription?: string;
   resourceGroup?: string;
   /** The origin serving today (blue) and the one taking over (green). */

@@ -2,6 +2,8 @@
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
+import { azureProvider } from '../activities/azure';
+import { localProvider } from '../activities/local';
 import { connectionOptions, type ConnectionFlags } from '../client/connection';
 import { TASK_QUEUE } from '../workflows/shared';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
@@ -42,7 +44,7 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     workflowBundle: await workflowBundle(),
-    activities: opts.activities ?? createActivities(opts.providers),
+    activities: opts.activities ?? createActivities(opts.providers ?? { local: localProvider, azure: azureProvider }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.faults ? { interceptors: { activity: [faultInterceptor(opts.faults)] } } : {}),
   });

@@ -1,0 +1,226 @@
+// Blob Storage between accounts (the runbook's `azcopy sync` to the second region): server-side copies,
+// where the target account reads the source through a short-lived read-only SAS, so no blob data passes
+// through the worker. Incremental (a blob already there with the same MD5 and length is skipped),
+// verified, and resumable: the listing's continuation token is in the heartbeat.
+import {
+  BlobSASPermissions,
+  BlobServiceClient,
+  generateBlobSASQueryParameters,
+  RestError,
+  StorageSharedKeyCredential,
+  type BlobClient,
+  type BlobItem,
+  type ContainerClient,
+  type UserDelegationKey,
+} from '@azure/storage-blob';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import type { BlobResource, DataStep } from '../../plan/types';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { azureFailure, eachLimited, Journal, resourceOf, type AzureContext } from './common';
+import { resolveAzureSecret } from './secrets';
+
+/** Put Blob From URL copies synchronously only up to 256 MiB; bigger blobs use the asynchronous copy. */
+export const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
+const COPY_CONCURRENCY = 8;
+/** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
+const INLINE_UNDO_LIMIT = 1000;
+const SAS_LIFETIME_MS = 60 * 60_000;
+
+export interface Account {
+  service: BlobServiceClient;
+  container: ContainerClient;
+  /** A read-only SAS URL for a source blob, signed with the account key or a user delegation key. */
+  readUrl(blob: BlobClient): Promise<string>;
+}
+
+/**
+ * The account's client: from a connection string the plan references (account key: account SAS), or
+ * with the worker's Azure identity (user delegation SAS, which needs Storage Blob Data Reader or more).
+ */
+export async function account(az: AzureContext, resource: BlobResource, opts: { blobEndpoint?: string } = {}): Promise<Account> {
+  const service = resource.connection
+    ? BlobServiceClient.fromConnectionString(await resolveAzureSecret(az, resource.connection, `storage account ${resource.account}`))
+    : new BlobServiceClient(opts.blobEndpoint ?? `https://${resource.account}.blob.core.windows.net`, az.credential());
+  let delegation: Promise<UserDelegationKey> | undefined;
+  const readUrl = async (blob: BlobClient) => {
+    const expiresOn = new Date(Date.now() + SAS_LIFETIME_MS);
+    if (service.credential instanceof StorageSharedKeyCredential) return blob.generateSasUrl({ permissions: BlobSASPermissions.parse('r'), expiresOn });
+    delegation ??= service.getUserDelegationKey(new Date(Date.now() - 5 * 60_000), expiresOn).catch((err: unknown) => {
+      delegation = undefined;
+      throw azureFailure(`getting a user delegation key for ${resource.account}`, err);
+    });
+    const key = await delegation;
+    const sas = generateBlobSASQueryParameters({ containerName: blob.containerName, blobName: blob.name, permissions: BlobSASPermissions.parse('r'), expiresOn }, key, service.accountName);
+    return `${blob.url}?${sas.toString()}`;
+  };
+  return { service, container: service.getContainerClient(resource.container), readUrl };
+}
+
+export interface CopyProgress {
+  continuationToken?: string;
+  copied: number;
+  skipped: number;
+  bytes: number;
+  verified: number;
+  /** Blobs that did not exist in the target before this step: the only ones undo may delete. */
+  created: string[];
+}
+
+const md5Of = (bytes: Uint8Array | undefined): string | undefined => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined);
+
+async function propertiesOrNothing(blob: BlobClient, abortSignal: AbortSignal) {
+  try {
+    return await blob.getProperties({ abortSignal });
+  } catch (err) {
+    if (err instanceof RestError && err.statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Copies one blob unless the target already holds the same bytes, then checks length and MD5. */
+async function copyBlob(source: Account, target: ContainerClient, blob: BlobItem, targetName: string, progress: CopyProgress, verify: boolean): Promise<void> {
+  const abortSignal = Context.current().cancellationSignal;
+  const length = blob.properties.contentLength ?? 0;
+  const md5 = md5Of(blob.properties.contentMD5);
+  const to = target.getBlobClient(targetName);
+  const before = await propertiesOrNothing(to, abortSignal);
+  if (before && before.contentLength === length && md5 !== undefined && md5Of(before.contentMD5) === md5) {
+    progress.skipped += 1;
+    progress.verified += 1;
+    return;
+  }
+  const url = await source.readUrl(source.container.getBlobClient(blob.name));
+  // ifMatch: copy exactly the version listed; a blob rewritten meanwhile fails this attempt instead of being verified against stale properties.
+  const sourceConditions = blob.properties.etag ? { ifMatch: blob.properties.etag } : undefined;
+  if (blob.properties.blobType === 'BlockBlob' && length <= SYNC_COPY_LIMIT) {
+    await to.syncCopyFromURL(url, { abortSignal, sourceConditions, sourceContentMD5: blob.properties.contentMD5 });
+  } else {
+    const poller = await to.beginCopyFromURL(url, { abortSignal, sourceConditions, intervalInMs: 2_000, onProgress: () => heartbeat({ azure: 1, copying: targetName }) });
+    await poller.pollUntilDone();
+  }
+  progress.copied += 1;
+  progress.bytes += length;
+  if (!before) progress.created.push(targetName);
+  if (!verify) return;
+  const after = await propertiesOrNothing(to, abortSignal);
+  if (after?.contentLength !== length || (md5 !== undefined && md5Of(after.contentMD5) !== md5)) {
+    throw new Error(`the copy of ${blob.name} to ${target.accountName}/${target.containerName}/${targetName} does not match the source (length ${after?.contentLength} vs ${length}, MD5 ${md5Of(after?.contentMD5)} vs ${md5}); retrying`);
+  }
+  if (md5 !== undefined) progress.verified += 1;
+}
+
+/** Copies every blob of the source into `target` (under `prefix`) page by page, from `progress` on. */
+export async function copyContainer(
+  source: Account,
+  target: ContainerClient,
+  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (p: CopyProgress) => void },
+): Promise<CopyProgress> {
+  const progress: CopyProgress = opts.progress ?? { copied: 0, skipped: 0, bytes: 0, verified: 0, created: [] };
+  const abortSignal = Context.current().cancellationSignal;
+  const from = source.container;
+  if (!(await from.exists({ abortSignal }))) {
+    throw ApplicationFailure.nonRetryable(`container ${from.accountName}/${from.containerName} does not exist; fix the plan's blob resource or create the container`, 'NonRetryable');
+  }
+  await target.createIfNotExists({ abortSignal });
+  // A resumed listing without a token had already finished.
+  if (opts.progress && !opts.progress.continuationToken) return progress;
+  const pages = from.listBlobsFlat({ abortSignal }).byPage({ maxPageSize: opts.pageSize ?? 100, continuationToken: progress.continuationToken });
+  for await (const page of pages) {
+    const blobs = page.segment.blobItems.filter((b) => !b.name.startsWith('.tiershift/'));
+    await eachLimited(blobs, COPY_CONCURRENCY, (blob) => copyBlob(source, target, blob, `${opts.prefix ?? ''}${blob.name}`, progress, opts.verify ?? true));
+    progress.continuationToken = page.continuationToken || undefined;
+    opts.onPage?.(progress);
+  }
+  return progress;
+}
+
+async function storageCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw azureFailure(what, err);
+  }
+}
+
+const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
+
+export async function syncBlobs(az: AzureContext, input: StepInput<DataStep>, options: { pageSize?: number } = {}): Promise<StepOutcome> {
+  const { step, migrationId } = input;
+  const from = await account(az, resourceOf(input.resources, step.from, 'blob', 'data source'));
+  const to = await account(az, resourceOf(input.resources, step.to, 'blob', 'data target'));
+  if (from.container.url === to.container.url) {
+    throw ApplicationFailure.nonRetryable(`${step.from} and ${step.to} are the same container; make the data step copy to another account or container`, 'NonRetryable');
+  }
+  const journal = new Journal();
+  const resumed = journal.state.notes.progress as unknown as CopyProgress | undefined;
+  const where = `${from.container.accountName}/${from.container.containerName} to ${to.container.accountName}/${to.container.containerName}`;
+  const result = await storageCall(`copying ${where}`, () =>
+    copyContainer(from, to.container, { pageSize: options.pageSize, verify: step.verify, progress: resumed ? { ...resumed, created: [...resumed.created] } : undefined, onPage: (p) => journal.note('progress', { ...p } as unknown as Json) }),
+  );
+
+  let undo: Json = { created: result.created };
+  if (result.created.length > INLINE_UNDO_LIMIT) {
+    const name = manifestName(migrationId, step.id);
+    const body = JSON.stringify({ created: result.created });
+    await storageCall(`writing the undo manifest ${name}`, () => to.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } }));
+    undo = { manifest: name, count: result.created.length };
+  }
+  const unverified = result.copied + result.skipped - result.verified;
+  return {
+    summary:
+      `Copied ${result.copied} blobs (${result.bytes} bytes) server-side from ${where}, skipped ${result.skipped} already in place` +
+      (step.verify ? `, verified ${result.verified} by MD5 and length${unverified ? ` (${unverified} without an MD5, by length only)` : ''}` : '') +
+      (resumed ? ', resumed from a previous attempt' : ''),
+    figures: {
+      [`${step.to}.blobsCopied`]: result.copied,
+      [`${step.to}.blobsSkipped`]: result.skipped,
+      [`${step.to}.bytesCopied`]: result.bytes,
+      [`${step.to}.blobsVerified`]: result.verified,
+    },
+    undo,
+  };
+}
+
+/** Deletes the blobs the sync created; blobs that were in the target before the step are never touched. */
+export async function undoBlobSync(az: AzureContext, input: UndoInput): Promise<StepOutcome> {
+  const step = input.step as DataStep;
+  const to = await account(az, resourceOf(input.resources, step.to, 'blob', 'data target'));
+  const undo = (input.undo ?? {}) as { created?: string[]; manifest?: string };
+  let created = undo.created ?? [];
+  if (undo.manifest) {
+    const manifest = to.container.getBlobClient(undo.manifest);
+    if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
+  }
+  let deleted = 0;
+  await storageCall(`deleting copied blobs from ${to.container.containerName}`, () =>
+    eachLimited(created, COPY_CONCURRENCY, async (name) => {
+      if ((await to.container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' })).succeeded) deleted += 1;
+    }),
+  );
+  if (undo.manifest) await to.container.getBlobClient(undo.manifest).deleteIfExists();
+  return {
+    summary: `Deleted ${deleted} blobs the sync created in ${to.container.accountName}/${to.container.containerName}; blobs that were there before are untouched`,
+    figures: { [`${step.to}.blobsDeleted`]: deleted },
+  };
+}
+
+/** A container copied server-side into the backup container, under the migration's prefix; reused blobs are skipped. */
+export async function backupContainer(az: AzureContext, resource: BlobResource, destination: BlobResource, prefix: string, journal: Journal): Promise<{ progress: CopyProgress; url: string }> {
+  const from = await account(az, resource);
+  const to = await account(az, destination);
+  const key = `backup:${resource.name}`;
+  const resumed = journal.state.notes[key] as unknown as CopyProgress | undefined;
+  const progress = await storageCall(`backing up ${resource.account}/${resource.container}`, () =>
+    copyContainer(from, to.container, { prefix, verify: true, progress: resumed, onPage: (p) => journal.note(key, { ...p } as unknown as Json) }),
+  );
+  return { progress, url: `${to.container.url}/${prefix}` };
+}
+
+export async function checkContainer(az: AzureContext, resource: BlobResource): Promise<StepOutcome> {
+  const a = await account(az, resource);
+  const props = await storageCall(`reading container ${resource.account}/${resource.container}`, () => a.container.getProperties());
+  return {
+    summary: `${resource.name} reachable: container ${resource.account}/${resource.container}${props.lastModified ? `, last modified ${props.lastModified.toISOString()}` : ''}`,
+    figures: { [`${resource.name}.reachable`]: true },
+  };
+}

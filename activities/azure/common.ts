@@ -1,0 +1,284 @@
+// What every Azure operation shares: credentials and transport (injectable, so tests drive the real SDKs
+// through a fake ARM), the step journal carried in heartbeats, long-running operations that survive a
+// worker crash, and the translation of Azure's errors into retryable or non-retryable failures.
+import { isRestError, type HttpClient } from '@azure/core-rest-pipeline';
+import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import type { Resource } from '../../plan/types';
+import type { Json } from '../types';
+
+export interface AzureProviderOptions {
+  /** Defaults to DefaultAzureCredential: `az login`, a managed identity, workload identity or AZURE_* variables. */
+  credential?: TokenCredential;
+  /** The transport of every management-plane and Key Vault call; tests pass a fake ARM. */
+  httpClient?: HttpClient;
+  /** The SDK pipeline's own retries of throttling (429, honouring Retry-After), 5xx and network errors. */
+  retryOptions?: { maxRetries?: number; retryDelayInMs?: number; maxRetryDelayInMs?: number };
+  /** How often long-running operations and resource states are polled when Azure does not say (Retry-After). */
+  pollIntervalMs?: number;
+  /** Azure Resource Manager endpoint, for sovereign clouds. */
+  endpoint?: string;
+  /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
+  probeScheme?: 'https' | 'http';
+}
+
+export interface AzureContext {
+  options: AzureProviderOptions;
+  credential(): TokenCredential;
+  /** Options every ARM client of the SDKs takes. */
+  clientOptions(): { httpClient?: HttpClient; retryOptions?: AzureProviderOptions['retryOptions']; endpoint?: string };
+  pollIntervalMs: number;
+}
+
+export function azureContext(options: AzureProviderOptions = {}): AzureContext {
+  let credential = options.credential;
+  return {
+    options,
+    // Created on first use: a worker that never touches Azure must not need Azure credentials.
+    credential: () => (credential ??= new DefaultAzureCredential()),
+    clientOptions: () => ({
+      ...(options.httpClient ? { httpClient: options.httpClient } : {}),
+      ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    }),
+    pollIntervalMs: options.pollIntervalMs ?? 10_000,
+  };
+}
+
+/** Subscription and resource group of an Azure resource, which the plan loader already required. */
+export function armScope(resource: Resource): { subscription: string; resourceGroup: string } {
+  const r = resource as { subscription?: string; resourceGroup?: string };
+  if (resource.provider !== 'azure' || !r.subscription || !r.resourceGroup) {
+    throw ApplicationFailure.nonRetryable(
+      `${resource.name} is not an Azure resource with a subscription and resource group; give it provider: azure, subscription and resourceGroup in the plan`,
+      'NonRetryable',
+    );
+  }
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(r.subscription)) {
+    throw ApplicationFailure.nonRetryable(`${resource.name}: subscription "${r.subscription}" is not a subscription id (a GUID, see \`az account show --query id\`); fix the plan`, 'NonRetryable');
+  }
+  return { subscription: r.subscription, resourceGroup: r.resourceGroup };
+}
+
+export function resourceOf<K extends Resource['kind']>(
+  resources: Record<string, Resource>,
+  name: string | undefined,
+  kind: K,
+  role: string,
+): Extract<Resource, { kind: K }> {
+  const resource = name === undefined ? undefined : resources[name];
+  if (resource?.kind !== kind || resource.provider !== 'azure') {
+    throw ApplicationFailure.nonRetryable(`the ${role} ${name ?? '(none)'} is not an Azure ${kind} resource of the plan; name one with provider: azure`, 'NonRetryable');
+  }
+  return resource as Extract<Resource, { kind: K }>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The journal: what an activity has recorded and done so far, in its heartbeat details. A retried attempt
+// (a crashed worker, a timeout) starts from it: recorded "before" values stay those from before the first
+// attempt changed anything, finished operations are not sent again, and a pending long-running operation
+// is resumed from its serialized poller rather than requested a second time.
+
+export interface JournalState {
+  azure: 1;
+  /** What the step found before it changed anything (what compensation restores). */
+  before?: Json;
+  /** Operations that finished. */
+  done: string[];
+  /** The operation in flight and its poller, serialized by the SDK (`poller.toString()`). */
+  pending?: { op: string; poller: string };
+  /** Anything else the step wants a retry to know (e.g. what it created). */
+  notes: Record<string, Json>;
+}
+
+export class Journal {
+  readonly state: JournalState;
+  readonly resumed: boolean;
+
+  constructor() {
+    const details = Context.current().info.heartbeatDetails as Partial<JournalState> | undefined;
+    this.resumed = details?.azure === 1 && Array.isArray(details.done);
+    this.state = this.resumed
+      ? { azure: 1, before: details!.before, done: [...details!.done!], pending: details!.pending, notes: { ...(details!.notes ?? {}) } }
+      : { azure: 1, done: [], notes: {} };
+  }
+
+  save(): void {
+    heartbeat(this.state as unknown as Json);
+  }
+
+  /** The value recorded before the first change; `read` runs only when no earlier attempt recorded it. */
+  async before<T extends Json>(read: () => Promise<T>): Promise<T> {
+    if (this.state.before === undefined) {
+      this.state.before = await read();
+      this.save();
+    }
+    return this.state.before as T;
+  }
+
+  isDone(op: string): boolean {
+    return this.state.done.includes(op);
+  }
+
+  isPending(op: string): boolean {
+    return this.state.pending?.op === op;
+  }
+
+  note(key: string, value: Json): void {
+    this.state.notes[key] = value;
+    this.save();
+  }
+}
+
+/** The part of the SDKs' SimplePollerLike (core-lro) that tiershift drives. */
+export interface ResumablePoller<T> {
+  pollUntilDone(options?: { abortSignal?: AbortSignalLike }): Promise<T>;
+  onProgress(callback: (state: { status: string }) => void): unknown;
+  isDone(): boolean;
+  toString(): string;
+}
+type AbortSignalLike = AbortSignal;
+
+export interface LroOptions {
+  resumeFrom?: string;
+  updateIntervalInMs?: number;
+}
+
+/**
+ * Runs one named long-running operation to its end, unless the journal says it finished already. The
+ * poller is serialized into the heartbeat as soon as Azure accepted the request and after every poll, so
+ * an attempt that dies mid-poll is resumed by the next one with `resumeFrom` (no second request).
+ */
+export async function runOperation<T>(
+  az: AzureContext,
+  journal: Journal,
+  op: string,
+  what: string,
+  begin: (options: LroOptions) => Promise<ResumablePoller<T>>,
+): Promise<{ result?: T; skipped: boolean; resumed: boolean }> {
+  if (journal.isDone(op)) return { skipped: true, resumed: false };
+  const resumeFrom = journal.isPending(op) ? journal.state.pending!.poller : undefined;
+  const abortSignal = Context.current().cancellationSignal;
+  const run = async (from: string | undefined) => {
+    const poller = await azureCall(what, () => begin({ updateIntervalInMs: az.pollIntervalMs, ...(from ? { resumeFrom: from } : {}) }));
+    const checkpoint = () => {
+      journal.state.pending = { op, poller: poller.toString() };
+      journal.save();
+    };
+    checkpoint();
+    poller.onProgress(checkpoint);
+    return azureCall(what, () => poller.pollUntilDone({ abortSignal }));
+  };
+  let result: T;
+  try {
+    result = await run(resumeFrom);
+  } catch (err) {
+    // A status URL Azure no longer knows (an old operation): start the operation afresh.
+    if (resumeFrom && err instanceof ApplicationFailure && err.type === 'AzureNotFound') {
+      journal.state.pending = undefined;
+      journal.save();
+      result = await run(undefined);
+    } else throw err;
+  }
+  journal.state.pending = undefined;
+  journal.state.done.push(op);
+  journal.save();
+  return { result, skipped: false, resumed: resumeFrom !== undefined };
+}
+
+/** Polls `read` until `settled` says the resource is ready; `stuck` names a state that will not resolve by waiting. */
+export async function waitFor<T>(
+  az: AzureContext,
+  what: string,
+  read: () => Promise<T>,
+  settled: (value: T) => boolean,
+  stuck: (value: T) => string | undefined,
+  progress: (value: T) => Json,
+): Promise<T> {
+  for (;;) {
+    const value = await azureCall(what, read);
+    if (settled(value)) return value;
+    const reason = stuck(value);
+    if (reason) throw ApplicationFailure.nonRetryable(reason, 'NonRetryable');
+    heartbeat({ azure: 1, waiting: what, ...(progress(value) as object) } as Json);
+    await sleep(az.pollIntervalMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Errors. The SDK pipeline has already retried throttling (429 after Retry-After), 5xx and network
+// errors by the time one reaches us; what is still transient goes back to Temporal's retry policy, and
+// what Azure refused as invalid fails the step at once with Azure's own message.
+
+const TRANSIENT_CODES = /internal|timeout|timedout|busy|unavailable|throttl|toomany|conflict|inprogress|retry|transient/i;
+
+export function azureFailure(what: string, err: unknown): Error {
+  if (err instanceof ApplicationFailure) return err;
+  if ((err as Error | undefined)?.name === 'AbortError') return err as Error;
+  const e = err as { name?: string; message?: string; statusCode?: number; code?: string };
+  const azureSays = (e.message ?? String(err)).replace(/\s+/g, ' ').trim().replace(/\.$/, '');
+  if (e.name === 'CredentialUnavailableError' || e.name === 'AuthenticationRequiredError' || e.name === 'AggregateAuthenticationError') {
+    return ApplicationFailure.nonRetryable(
+      `${what}: no Azure credentials (${firstLine(azureSays)}); run \`az login\` or give the worker a managed identity or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, then resume`,
+      'NonRetryable',
+    );
+  }
+  if (isRestError(err) || typeof e.statusCode === 'number') {
+    const status = e.statusCode;
+    const code = e.code ? `${e.code}: ` : '';
+    if (status === undefined || status === 408 || status === 429 || status >= 500) {
+      return ApplicationFailure.retryable(`${what}: Azure answered ${status ?? 'nothing'} (${code}${azureSays}); retrying`, 'AzureTransient');
+    }
+    if (status === 409) {
+      // ARM answers 409 while another operation holds the resource: waiting is the fix.
+      return ApplicationFailure.retryable(`${what}: Azure reports a conflicting operation in progress (${code}${azureSays}); retrying`, 'AzureConflict');
+    }
+    if (status === 404) {
+      return ApplicationFailure.create({ message: `${what}: Azure cannot find it (${code}${azureSays}); check the plan's names, subscription and resource group`, type: 'AzureNotFound', nonRetryable: true });
+    }
+    if (status === 401 || status === 403) {
+      return ApplicationFailure.nonRetryable(`${what}: Azure refused access (${code}${azureSays}); grant the worker's identity a role on the resource and resume`, 'NonRetryable');
+    }
+    return ApplicationFailure.nonRetryable(`${what}: Azure refused the request (${code}${azureSays}); fix the plan or the resource and resume`, 'NonRetryable');
+  }
+  // A long-running operation that Azure reported as Failed: core-lro's error carries Azure's code and message.
+  if (e.code && typeof e.code === 'string') {
+    return TRANSIENT_CODES.test(e.code)
+      ? ApplicationFailure.retryable(`${what}: the Azure operation failed (${e.code}: ${azureSays}); retrying`, 'AzureTransient')
+      : ApplicationFailure.nonRetryable(`${what}: the Azure operation failed (${e.code}: ${azureSays}); fix the plan or the resource and resume`, 'NonRetryable');
+  }
+  if (/long-running operation has failed|operation failed|Polling/i.test(azureSays)) {
+    return ApplicationFailure.nonRetryable(`${what}: the Azure operation failed (${azureSays}); check the resource's activity log and resume`, 'NonRetryable');
+  }
+  return err instanceof Error ? err : new Error(`${what}: ${azureSays}`);
+}
+
+const firstLine = (text: string) => text.split(/(?<=\.)\s/)[0] ?? text;
+
+/** Runs one SDK call, turning what Azure says into a failure Temporal knows how to treat. */
+export async function azureCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw azureFailure(what, err);
+  }
+}
+
+/** Null for "not found", so idempotent steps can ask whether something exists. */
+export async function azureFind<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+    throw azureFailure(what, err);
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+export async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

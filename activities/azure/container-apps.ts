@@ -1,0 +1,235 @@
+// Container Apps: the runbook's blue-green deploy (`az containerapp update` / `revision copy` with the
+// new image and size, then `ingress traffic set --revision-weight`). The new revision is named after the
+// plan's version, so a retried step finds the revision it already created instead of making another,
+// and it takes no traffic until a traffic step gives it some.
+import { ContainerAppsAPIClient, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
+import { ApplicationFailure } from '@temporalio/activity';
+import type { AppResource, AppStep, TrafficResource } from '../../plan/types';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
+
+interface App {
+  client: ContainerAppsAPIClient;
+  resourceGroup: string;
+  name: string;
+}
+
+function app(az: AzureContext, resource: AppResource | TrafficResource): App {
+  const { subscription, resourceGroup } = armScope(resource);
+  if (!resource.containerApp) throw ApplicationFailure.nonRetryable(`${resource.name} names no Container App; add containerApp: to it in the plan`, 'NonRetryable');
+  return { client: new ContainerAppsAPIClient(az.credential(), subscription, az.clientOptions()), resourceGroup, name: resource.containerApp };
+}
+
+const getApp = (a: App) => azureCall(`reading Container App ${a.name}`, () => a.client.containerApps.get(a.resourceGroup, a.name));
+
+/** Container Apps revision suffixes: lowercase letters, digits and dashes, starting with a letter. */
+export function revisionSuffix(version: string): string {
+  const s = version.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
+  return (/^[a-z]/.test(s) ? s : `v${s}`).slice(0, 40).replace(/-+$/, '');
+}
+
+const RUNNING = new Set(['Running', 'RunningAtMaxScale']);
+
+/** Waits until a revision is provisioned and healthy; a failed one needs a fix in the image or the plan. */
+async function revisionReady(az: AzureContext, a: App, revision: string): Promise<Revision> {
+  return waitFor(
+    az,
+    `revision ${revision} healthy`,
+    () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision),
+    (r) => r.provisioningState === 'Provisioned' && r.healthState !== 'Unhealthy' && (r.runningState === undefined || RUNNING.has(r.runningState)),
+    (r) =>
+      r.provisioningState === 'Failed' || r.runningState === 'Failed' || r.runningState === 'Degraded'
+        ? `revision ${revision} of ${a.name} failed to start (${r.provisioningError ?? r.runningState ?? r.provisioningState}); fix the image or its settings and resume`
+        : undefined,
+    (r) => ({ provisioning: r.provisioningState ?? 'unknown', health: r.healthState ?? 'unknown', running: r.runningState ?? 'unknown' }),
+  );
+}
+
+/** The traffic as stored, with "latest revision" entries pinned to that revision, so a new revision gets none. */
+function pinned(traffic: TrafficWeight[] | undefined, latest: string | undefined): TrafficWeight[] {
+  const list = traffic?.length ? traffic : [{ latestRevision: true, weight: 100 }];
+  return list.map((t) => (t.latestRevision && latest ? { revisionName: latest, weight: t.weight ?? 0, ...(t.label ? { label: t.label } : {}) } : { ...t }));
+}
+
+interface AppBefore {
+  revision?: string;
+  traffic: TrafficWeight[];
+  mode?: string;
+}
+
+export async function updateApp(az: AzureContext, { step, resources }: StepInput<AppStep>): Promise<StepOutcome> {
+  const resource = resourceOf(resources, step.resource, 'app', 'app resource');
+  const a = app(az, resource);
+  const journal = new Journal();
+  const current = await getApp(a);
+  const before = (await journal.before(async () => ({
+    revision: current.latestRevisionName,
+    traffic: (current.configuration?.ingress?.traffic ?? []) as Json,
+    mode: current.configuration?.activeRevisionsMode,
+  }) as Json)) as unknown as AppBefore;
+
+  const suffix = revisionSuffix(step.version);
+  const revision = `${a.name}--${suffix}`;
+  const exists = !journal.isPending('app:revision') && (await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision)));
+  let resumed = false;
+  if (!exists) {
+    const containers = current.template?.containers ?? [];
+    if (!containers.length) throw ApplicationFailure.nonRetryable(`Container App ${a.name} has no container to update; deploy it once before migrating`, 'NonRetryable');
+    const [first, ...rest] = containers;
+    const patch: ContainerApp = {
+      location: current.location,
+      configuration: {
+        // Two revisions serve side by side only in Multiple mode; Single would move all traffic at once.
+        activeRevisionsMode: 'Multiple',
+        ...(current.configuration?.ingress ? { ingress: { ...current.configuration.ingress, traffic: pinned(current.configuration.ingress.traffic, before.revision) } } : {}),
+      },
+      template: {
+        ...current.template,
+        revisionSuffix: suffix,
+        containers: [
+          {
+            ...first,
+            ...(step.image ? { image: step.image } : {}),
+            resources: { ...first!.resources, ...(step.cpu !== undefined ? { cpu: step.cpu } : {}), ...(step.memory ? { memory: step.memory } : {}) },
+          },
+          ...rest,
+        ],
+        scale: {
+          ...current.template?.scale,
+          ...(step.minReplicas !== undefined ? { minReplicas: step.minReplicas } : {}),
+          ...(step.maxReplicas !== undefined ? { maxReplicas: step.maxReplicas } : {}),
+        },
+      },
+    };
+    const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => a.client.containerApps.beginUpdate(a.resourceGroup, a.name, patch, o));
+    resumed = r.resumed;
+  }
+  const rev = await revisionReady(az, a, revision);
+  const image = rev.template?.containers?.[0]?.image ?? step.image ?? '';
+  return {
+    summary: `${exists ? 'Revision already there' : 'Deployed revision'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
+    figures: { [`${step.resource}.revision`]: revision, [`${step.resource}.replicas`]: rev.replicas ?? 0, [`${step.resource}.healthy`]: rev.healthState !== 'Unhealthy' },
+    undo: { revision, created: !exists, before: before as unknown as Json },
+  };
+}
+
+/** Traffic back to the previous revision and the new one deactivated; revision mode stays Multiple (see below). */
+export async function undoApp(az: AzureContext, { step, resources, undo }: UndoInput): Promise<StepOutcome> {
+  if (step.kind !== 'app') throw new Error(`undoApp got a ${step.kind} step`);
+  const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
+  const u = (undo ?? {}) as { revision?: string; created?: boolean; before?: AppBefore };
+  const revision = u.revision ?? `${a.name}--${revisionSuffix(step.version)}`;
+  const journal = new Journal();
+  const current = await getApp(a);
+  const previous = u.before ? pinned(u.before.traffic, u.before.revision) : undefined;
+  if (previous && current.configuration?.ingress && !sameTraffic(pinned(current.configuration.ingress.traffic, current.latestRevisionName), previous)) {
+    await runOperation(az, journal, 'undo:traffic', `restoring the traffic of ${a.name}`, (o) =>
+      a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: current.location, configuration: { ingress: { ...current.configuration!.ingress, traffic: previous } } }, o),
+    );
+  }
+  let deactivated = false;
+  if (u.created !== false) {
+    const rev = await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision));
+    if (rev?.active) {
+      await azureCall(`deactivating revision ${revision}`, () => a.client.containerAppsRevisions.deactivateRevision(a.resourceGroup, a.name, revision));
+      deactivated = true;
+    }
+  }
+  return {
+    summary:
+      `${a.name}: traffic back on ${u.before?.revision ?? 'the previous revision'}` +
+      (deactivated ? `, revision ${revision} deactivated` : `, revision ${revision} already inactive`) +
+      // Putting Single mode back would hand all traffic to the newest revision, the one just rolled back.
+      (u.before?.mode === 'Single' ? '; revision mode left Multiple, since Single would send everything to the newest revision' : ''),
+    figures: { [`${step.resource}.revisionDeactivated`]: deactivated },
+  };
+}
+
+export async function checkApp(az: AzureContext, resource: AppResource): Promise<StepOutcome> {
+  const a = app(az, resource);
+  const c = await getApp(a);
+  if (c.provisioningState !== 'Succeeded') throw ApplicationFailure.retryable(`Container App ${a.name} is ${c.provisioningState}; waiting for it`, 'AzureTransient');
+  const rev = c.latestReadyRevisionName ? await revisionReady(az, a, c.latestReadyRevisionName) : undefined;
+  return {
+    summary: `${resource.name} healthy: Container App ${a.name} ${c.runningStatus ?? 'running'}, revision ${rev?.name ?? c.latestRevisionName} ${rev?.healthState ?? ''} with ${rev?.replicas ?? 0} replicas`.replace(/\s+/g, ' '),
+    figures: { [`${resource.name}.revision`]: rev?.name ?? c.latestRevisionName ?? '', [`${resource.name}.replicas`]: rev?.replicas ?? 0 },
+  };
+}
+
+// --- revision traffic: a traffic resource with containerApp shifts between two revisions -------------
+
+const sameTraffic = (a: TrafficWeight[], b: TrafficWeight[]) => {
+  const key = (l: TrafficWeight[]) => JSON.stringify(l.filter((t) => (t.weight ?? 0) > 0 || t.label).map((t) => [t.revisionName, t.weight ?? 0, t.label ?? '']).sort());
+  return key(a) === key(b);
+};
+
+export interface RevisionWeights {
+  stable: number;
+  canary: number;
+}
+
+function revisionWeights(traffic: TrafficWeight[], r: TrafficResource): RevisionWeights {
+  const sum = (name: string) => traffic.filter((t) => t.revisionName === name).reduce((n, t) => n + (t.weight ?? 0), 0);
+  return { stable: sum(r.stable), canary: sum(r.canary) };
+}
+
+export async function readRevisionWeights(az: AzureContext, r: TrafficResource): Promise<RevisionWeights> {
+  const a = app(az, r);
+  const c = await getApp(a);
+  return revisionWeights(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), r);
+}
+
+/** Sets the revision split; labels and other revisions' entries are kept only when the split leaves them room. */
+export async function shiftRevisions(
+  az: AzureContext,
+  r: TrafficResource,
+  journal: Journal,
+  percent: number,
+  phase: string,
+): Promise<{ before: TrafficWeight[]; changed: boolean; resumed: boolean; canaryFqdn?: string; probePath: string }> {
+  const a = app(az, r);
+  const c = await getApp(a);
+  if (!c.configuration?.ingress) throw ApplicationFailure.nonRetryable(`Container App ${a.name} has no ingress, so it has no traffic to shift; enable ingress or use Front Door`, 'NonRetryable');
+  const now = pinned(c.configuration.ingress.traffic, c.latestRevisionName);
+  const before = (await journal.before(async () => now as unknown as Json)) as unknown as TrafficWeight[];
+  const canary = percent > 0 ? await revisionReady(az, a, r.canary) : undefined;
+  const want: TrafficWeight[] = [
+    { revisionName: r.stable, weight: 100 - percent },
+    { revisionName: r.canary, weight: percent },
+  ];
+  const op = `${phase}:revisions`;
+  let changed = false;
+  let resumed = false;
+  if (!sameTraffic(now, want) || journal.isPending(op)) {
+    const res = await runOperation(az, journal, op, `setting the revision weights of ${a.name}`, (o) =>
+      a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: want } } }, o),
+    );
+    changed = !res.skipped;
+    resumed = res.resumed;
+  }
+  const after = await readRevisionWeights(az, r);
+  if (after.canary !== percent || after.stable !== 100 - percent) {
+    throw new Error(`Container App ${a.name} reports ${r.stable} ${after.stable}% / ${r.canary} ${after.canary}% after setting ${100 - percent}% / ${percent}%; retrying`);
+  }
+  const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
+  return { before, changed, resumed, canaryFqdn: canary?.fqdn, probePath: probe ?? '/' };
+}
+
+/** Puts back a traffic list recorded before the first shift. */
+export async function restoreRevisions(az: AzureContext, r: TrafficResource, journal: Journal, previous: TrafficWeight[]): Promise<boolean> {
+  const a = app(az, r);
+  const c = await getApp(a);
+  if (sameTraffic(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), previous) && !journal.isPending('undo:revisions')) return false;
+  await runOperation(az, journal, 'undo:revisions', `restoring the revision weights of ${a.name}`, (o) =>
+    a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: previous } } }, o),
+  );
+  return true;
+}
+
+export async function canaryRevision(az: AzureContext, r: TrafficResource): Promise<{ revision?: Revision; probePath: string }> {
+  const a = app(az, r);
+  const c = await getApp(a);
+  const revision = await azureFind(`reading revision ${r.canary}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.canary));
+  const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
+  return { revision, probePath: probe ?? '/' };
+}

@@ -1,0 +1,226 @@
+// The Azure provider's PostgreSQL Flexible Server operations, through the real SDK against a fake ARM:
+// the requests it sends, ARM's long-running-operation protocol, faults, and a worker killed mid-poll.
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { BackupStep, DataStep, FinalizeStep, InfraStep, Resource } from '../plan/types';
+import { FakeArm, pgId, seedServer } from './support/fake-arm';
+import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
+
+const resources: Record<string, Resource> = {
+  db: { name: 'db', kind: 'postgres', server: 'pg-compliance-westeurope', ...scope },
+  replica: { name: 'replica', kind: 'postgres', server: 'pg-compliance-northeurope-replica', location: 'northeurope', ...scope },
+};
+const server = pgId('pg-compliance-westeurope');
+
+const mediumTier = step<InfraStep>({
+  id: 'infra',
+  kind: 'infra',
+  resource: 'db',
+  sku: 'Standard_D2ds_v4',
+  tier: 'GeneralPurpose',
+  storageGb: 256,
+  highAvailability: true,
+  backupRetentionDays: 30,
+  settings: { max_connections: 200, 'pgbouncer.enabled': true },
+});
+
+let arm: FakeArm;
+let activities: ReturnType<typeof azureActivities>;
+beforeEach(() => {
+  arm = new FakeArm();
+  seedServer(arm, 'pg-compliance-westeurope');
+  activities = azureActivities(arm);
+});
+
+describe('infra prep on a Flexible Server', () => {
+  it('scales up, then turns HA on, sets parameters and restarts for the static one, each as a long-running operation', async () => {
+    const { result, error } = await attempt(activities.prepareInfra, input(mediumTier, resources));
+    expect(error).toBeUndefined();
+    expect(arm.writes()).toEqual([
+      `PATCH ${server}`,
+      `PATCH ${server}`,
+      `PUT ${server}/configurations/max_connections`,
+      `PUT ${server}/configurations/pgbouncer.enabled`,
+      `POST ${server}/restart`,
+    ]);
+    const patches = arm.requests.filter((r) => r.method === 'PATCH');
+    expect(patches[0]!.body).toEqual({ sku: { name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' }, properties: { storage: { storageSizeGB: 256 }, backup: { backupRetentionDays: 30 } } });
+    expect(patches[1]!.body).toEqual({ properties: { highAvailability: { mode: 'ZoneRedundant' } } });
+    expect(arm.requests.find((r) => r.path.endsWith('/max_connections') && r.method === 'PUT')!.body).toEqual({ properties: { value: '200', source: 'user-override' } });
+    // Every request carries the SDK's api-version, and the poller followed Azure-AsyncOperation.
+    expect(new Set(arm.requests.map((r) => r.apiVersion))).toEqual(new Set(['2025-08-01']));
+    expect(arm.requests.some((r) => r.path.includes('/azureAsyncOperation/'))).toBe(true);
+
+    const s = arm.get(server)!;
+    expect(s.sku).toEqual({ name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' });
+    expect(s.properties.highAvailability.mode).toBe('ZoneRedundant');
+    expect(result!.summary).toMatch(/now runs with GeneralPurpose Standard_D2ds_v4, 256 GB storage, high availability on, 30-day backups, max_connections=200/);
+    expect(result!.undo).toEqual({
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+    });
+
+    // Run again: the server already matches, so nothing is sent.
+    const before = arm.writes().length;
+    const again = await attempt(activities.prepareInfra, input(mediumTier, resources));
+    expect(again.result!.summary).toMatch(/already runs with .*nothing changed/);
+    expect(arm.writes().length).toBe(before);
+  });
+
+  it('refuses to shrink storage with one clear sentence and sends nothing', async () => {
+    const shrink = step<InfraStep>({ id: 'shrink', kind: 'infra', resource: 'db', storageGb: 64, settings: {} });
+    const { error } = await attempt(activities.prepareInfra, input(shrink, resources));
+    expect(error?.message).toBe('server pg-compliance-westeurope has 128 GB of storage and Azure cannot shrink it, but the plan asks for 64 GB; set storageGb to at least 128');
+    expect(error?.type).toBe('NonRetryable');
+    expect(arm.writes()).toEqual([]);
+  });
+
+  it('rides out throttling (429 with Retry-After) and a 500 inside the SDK pipeline', async () => {
+    arm.fault({ method: 'PATCH', path: /flexibleServers\/pg-compliance-westeurope$/, status: 429, headers: { 'retry-after': '1' }, body: { error: { code: 'TooManyRequests', message: 'Throttled' } } });
+    arm.fault({ method: 'GET', path: /azureAsyncOperation/, status: 500 });
+    const started = Date.now();
+    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D2ds_v4', tier: 'GeneralPurpose', settings: {} }), resources));
+    expect(error).toBeUndefined();
+    // The throttled PATCH was sent again after Retry-After (1 s); the accepted one is the only change.
+    expect(arm.writes()).toEqual([`PATCH ${server}`, `PATCH ${server}`]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(arm.get(server)!.sku.name).toBe('Standard_D2ds_v4');
+  });
+
+  it("turns Azure's validation errors into a non-retryable failure carrying Azure's message", async () => {
+    const bad = step<InfraStep>({ id: 'bad', kind: 'infra', resource: 'db', sku: 'D2ds-v4', tier: 'GeneralPurpose', settings: {} });
+    const { error } = await attempt(activities.prepareInfra, input(bad, resources));
+    expect(error?.type).toBe('NonRetryable');
+    expect(error?.message).toBe(
+      "updating SKU of server pg-compliance-westeurope: Azure refused the request (InvalidSkuName: The SKU 'D2ds-v4' is invalid for tier 'GeneralPurpose'); fix the plan or the resource and resume",
+    );
+    const haOnBurstable = step<InfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: true, settings: {} });
+    const ha = await attempt(activities.prepareInfra, input(haOnBurstable, resources));
+    expect(ha.error?.message).toMatch(/HANotSupportedForBurstableSkus: High availability is not supported for Burstable tier/);
+  });
+
+  it('a 409 conflict is retryable, and the retried attempt completes the change', async () => {
+    arm.fault({ method: 'PATCH', path: /flexibleServers\/pg-compliance-westeurope$/, status: 409, body: { error: { code: 'ServerBusy', message: 'Server is busy with another operation.' } } });
+    const s = step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', backupRetentionDays: 14, settings: {} });
+    const first = await attempt(activities.prepareInfra, input(s, resources));
+    expect(first.error?.type).toBe('AzureConflict');
+    expect(first.error?.nonRetryable).toBeFalsy();
+    const second = await attempt(activities.prepareInfra, input(s, resources), { resumeFrom: lastJournal(first.heartbeats) });
+    expect(second.error).toBeUndefined();
+    expect(arm.get(server)!.properties.backup.backupRetentionDays).toBe(14);
+  });
+
+  it('waits while the server is Updating instead of sending a change ARM would refuse', async () => {
+    arm.get(server)!.properties.state = 'Updating';
+    setTimeout(() => (arm.get(server)!.properties.state = 'Ready'), 150);
+    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'i', kind: 'infra', resource: 'db', backupRetentionDays: 21, settings: {} }), resources));
+    expect(error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'GET' && r.path === server).length).toBeGreaterThan(2);
+  });
+
+  it('an operation Azure reports as Failed fails the step with its error', async () => {
+    arm.failNextOperation = { code: 'InvalidParameterValue', message: 'The storage tier P30 is not valid for 512 GB.' };
+    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'i', kind: 'infra', resource: 'db', storageGb: 512, settings: {} }), resources));
+    expect(error?.type).toBe('NonRetryable');
+    expect(error?.message).toMatch(/The storage tier P30 is not valid for 512 GB/);
+  });
+});
+
+describe('a worker killed while it polls a long-running operation', () => {
+  it('the next attempt resumes the same operation from the heartbeat, without sending the PATCH again', async () => {
+    arm.pollsToComplete = 6;
+    const s = step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D4ds_v4', tier: 'GeneralPurpose', settings: {} });
+    const first = await attempt(activities.prepareInfra, input(s, resources), {
+      onHeartbeat: (d, env) => {
+        const j = d as { pending?: { op: string } } | undefined;
+        const op = [...arm.operations.values()][0];
+        // Killed after Azure accepted the PATCH and the poller has polled twice.
+        if (j?.pending?.op === 'do:compute' && op && op.polls >= 2) env.cancel();
+      },
+    });
+    expect(first.error).toBeDefined();
+    expect(arm.get(server)!.properties.state).toBe('Updating');
+    const journal = lastJournal(first.heartbeats) as { pending: { op: string; poller: string }; before: unknown };
+    expect(journal.pending.op).toBe('do:compute');
+    expect(JSON.parse(journal.pending.poller).state.config.operationLocation).toMatch(/azureAsyncOperation\/op-1/);
+
+    const second = await attempt(activities.prepareInfra, input(s, resources), { resumeFrom: journal });
+    expect(second.error).toBeUndefined();
+    expect(arm.writes()).toEqual([`PATCH ${server}`]);
+    expect(arm.operations.size).toBe(1);
+    expect(arm.get(server)!.sku.name).toBe('Standard_D4ds_v4');
+    expect(second.result!.summary).toMatch(/resumed an operation a previous attempt started/);
+    // What compensation restores is what was there before the first attempt, not what the second found.
+    expect((second.result!.undo as { before: { sku: unknown } }).before.sku).toEqual({ name: 'Standard_B2s', tier: 'Burstable' });
+  });
+});
+
+describe('compensation', () => {
+  it('restores SKU, HA and parameters (HA off before the scale down) and says that storage cannot shrink', async () => {
+    const done = await attempt(activities.prepareInfra, input(mediumTier, resources));
+    arm.requests.length = 0;
+    const { result, error } = await attempt(activities.undoStep, input(mediumTier, resources, done.result!.undo));
+    expect(error).toBeUndefined();
+    const patches = arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body);
+    expect(patches).toEqual([
+      { properties: { highAvailability: { mode: 'Disabled' } } },
+      { sku: { name: 'Standard_B2s', tier: 'Burstable' }, properties: { backup: { backupRetentionDays: 7 } } },
+    ]);
+    const s = arm.get(server)!;
+    expect(s.sku.tier).toBe('Burstable');
+    expect(s.properties.storage.storageSizeGB).toBe(256);
+    expect(arm.get(`${server}/configurations/max_connections`)!.properties.value).toBe('50');
+    expect(result!.summary).toMatch(/storage stays at 256 GB because Azure cannot shrink a Flexible Server's storage \(it was 128 GB before the migration\)/);
+    expect(result!.figures['db.storageNotRestoredGb']).toBe(256);
+  });
+});
+
+describe('backups, read replicas and promotion', () => {
+  it('takes an on-demand backup once and reuses it when the step runs again', async () => {
+    const b = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], verifyRestore: false });
+    const first = await attempt(activities.backupDatabase, input(b, resources));
+    expect(first.error).toBeUndefined();
+    expect(arm.writes()).toEqual([`PUT ${server}/backups/ts-migration-test-backup-db`]);
+    expect(first.result!.summary).toMatch(/Took on-demand backup ts-migration-test-backup-db/);
+    const again = await attempt(activities.backupDatabase, input(b, resources));
+    expect(again.result!.summary).toMatch(/Kept existing on-demand backup/);
+    expect(arm.writes()).toHaveLength(1);
+  });
+
+  it('creates a read replica in the other region, promotes it at finalize, and deletes it on rollback', async () => {
+    const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
+    const sync = await attempt(activities.syncData, input(data, resources));
+    expect(sync.error).toBeUndefined();
+    const put = arm.requests.find((r) => r.method === 'PUT')!;
+    expect(put.path).toBe(pgId('pg-compliance-northeurope-replica'));
+    expect(put.body).toEqual({ location: 'northeurope', properties: { createMode: 'Replica', sourceServerResourceId: server } });
+    expect(sync.result!.summary).toMatch(/Created read replica pg-compliance-northeurope-replica of pg-compliance-westeurope in northeurope; replication Active/);
+
+    const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' } });
+    const promoted = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(promoted.error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } } }]);
+
+    const undo = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(arm.writes().at(-1)).toBe(`DELETE ${pgId('pg-compliance-northeurope-replica')}`);
+    expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
+  });
+
+  it('refuses to take over a server that is not a replica of the source', async () => {
+    seedServer(arm, 'pg-compliance-northeurope-replica');
+    const { error } = await attempt(activities.syncData, input(step<DataStep>({ id: 'r', kind: 'data', from: 'db', to: 'replica', verify: true }), resources));
+    expect(error?.message).toBe('server pg-compliance-northeurope-replica already exists and is not a read replica of pg-compliance-westeurope; name a new server for the replica in the plan');
+  });
+});
+
+describe('drift', () => {
+  it('reports a parameter changed by hand since the infra step', async () => {
+    arm.get(`${server}/configurations/max_connections`)!.properties.value = '150';
+    const drift = await attempt(activities.checkDrift, {
+      migrationId: 'm',
+      step: step<InfraStep>({ id: 'x', kind: 'infra', resource: 'db', settings: {} }),
+      resources,
+      expect: { settings: { db: { max_connections: 200 } } },
+    } as never);
+    expect(drift.result).toEqual(['db: max_connections expected 200, found 150']);
+  });
+});
