@@ -90,19 +90,19 @@ describe('Front Door weights', () => {
 
   it('analysis probes the endpoint at the probe path and fails on errors or weights changed by hand', async () => {
     const shifted = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
-    const ok = await attempt(activities.analyseTraffic, { ...input(shift('t20', 20), { front }), baseline: shifted.result!.baseline } as never);
+    const ok = await attempt(activities.analyseTraffic, { ...(input(shift('t20', 20), { front }) as object), baseline: shifted.result!.baseline } as never);
     expect(ok.result).toMatchObject({ pass: true });
     expect((ok.result as { figures: Record<string, number> }).figures['front.requests']).toBe(20);
 
     failing = true;
     arm.get(origin('northeurope-origin'))!.properties.weight = 300;
-    const bad = await attempt(activities.analyseTraffic, { ...input(shift('t20', 20), { front }), baseline: shifted.result!.baseline } as never);
+    const bad = await attempt(activities.analyseTraffic, { ...(input(shift('t20', 20), { front }) as object), baseline: shifted.result!.baseline } as never);
     const verdict = bad.result as { pass: boolean; reason: string };
     expect(verdict.pass).toBe(false);
     expect(verdict.reason).toMatch(/the canary gets 27\.3% instead of the 20% this step set/);
     expect(verdict.reason).toMatch(/20 of 20 probe requests to http:\/\/127\.0\.0\.1:\d+\/health failed/);
 
-    const drift = await attempt(activities.checkDrift, { ...input(shift('t50', 50), { front }), expect: { weights: { front: 20 } } } as never);
+    const drift = await attempt(activities.checkDrift, { ...(input(shift('t50', 50), { front }) as object), expect: { weights: { front: 20 } } } as never);
     expect(drift.result).toEqual(['front: expected 20% to northeurope-origin, found westeurope-origin weight 800 / northeurope-origin weight 300 (27.3%)']);
   });
 });
