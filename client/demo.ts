@@ -10,9 +10,9 @@ import { migrationLeftovers, resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
 import { TERMINAL_STATES, type MigrationStatus } from '../workflows/shared';
 import { connectClient, workflowUrl } from './connection';
-import { formatStatus } from './format';
 import { runLoad, type LoadResult } from './load';
 import { approveGate, migrationStatus, startMigration } from './migrations';
+import { buildReport, reportMarkdown } from './report';
 
 export const DEMO_PLAN = path.join(PROJECT_ROOT, 'plans', 'demo.yaml');
 
@@ -113,10 +113,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const { reads, writes } = await load.stop();
   const url = workflowUrl(resolved, status.migrationId);
   log('');
-  log(formatStatus(status));
+  log(reportMarkdown(buildReport(status, { url })).trimEnd());
   log('');
   const served = (r: LoadResult) => Object.entries(r.byColor).map(([color, n]) => `${n} by ${color}`).join(', ');
-  log(`Shoppers through HAProxy: ${reads.sent + writes.sent} requests (${reads.sent} lookups, ${writes.sent} new orders), ${reads.failed + writes.failed} failed; served ${served(reads)}.`);
+  const failed = reads.failed + writes.failed;
+  const why = failed ? ` (by status: ${[reads, writes].flatMap((r) => Object.entries(r.byStatus)).filter(([code]) => !/^[1-4]/.test(code)).map(([code, n]) => `${code} ${n}`).join(', ')})` : '';
+  log(`Shoppers through HAProxy: ${reads.sent + writes.sent} requests (${reads.sent} lookups, ${writes.sent} new orders), ${failed} failed${why}; served ${served(reads)}.`);
   if (url) log(`See it in the Temporal UI: ${url}`);
   return { status, reads, writes };
 }
