@@ -345,6 +345,37 @@ program
     }),
   );
 
+// ---- encrypted history ------------------------------------------------------------------------
+
+const codec = program.command('codec').description('encrypted history: codec keys, and the codec endpoint the Temporal UI decodes with');
+
+codec
+  .command('keygen')
+  .option('--file <path>', 'key file (default: $TIERSHIFT_CODEC_KEYS, else codec-keys.json in the sandbox home)')
+  .option('--rotate', 'add a new current key to an existing file; the old keys stay to decrypt older history')
+  .option('--id <id>', 'id of the new key (default: k<date>-<random>)')
+  .description('create a codec key file, or rotate its current key')
+  .action((opts: { file?: string; rotate?: boolean; id?: string }) =>
+    runAction(async () => {
+      const { text, ...result } = (await import('../codec/commands')).codecKeygen(opts);
+      print(result, text);
+    }),
+  );
+
+codec
+  .command('serve')
+  .option('--port <n>', 'port (default 8235)', (v) => Number(v))
+  .option('--host <ip>', 'address to bind (default 127.0.0.1)')
+  .option('--origin <url>', 'another browser origin allowed to call it (repeatable; the sandbox UI is allowed)', (v: string, all: string[] = []) => [...all, v])
+  .description('serve the codec endpoint the Temporal UI and CLI decode history with, for holders of the viewer token')
+  .action((opts: { port?: number; host?: string; origin?: string[] }) =>
+    runAction(async () => {
+      const { codecServe } = await import('../codec/commands');
+      const { connectionOptions } = await import('./connection');
+      await codecServe({ ...opts, namespace: connectionOptions(globals()).namespace, json: globals().json });
+    }),
+  );
+
 /**
  * Sends a decision. Temporal answers "not found" for an update to a run that has closed; the operator
  * needs to hear that the migration has ended, which is a refusal, not a wrong id.

@@ -4,6 +4,7 @@ import { Connection, Client } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import { readState, sandboxHome } from '../sandbox/state';
 import { UserError } from '../sandbox/binaries';
+import { tiershiftDataConverter } from '../codec';
 
 export interface ConnectionFlags {
   address?: string;
@@ -46,6 +47,8 @@ export function connectionOptions(flags: ConnectionFlags = {}): ResolvedConnecti
 
 export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
   const resolved = connectionOptions(flags);
+  // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
+  const dataConverter = tiershiftDataConverter();
   let connection: Connection;
   try {
     connection = await Connection.connect({
@@ -60,7 +63,7 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
       5,
     );
   }
-  return { client: new Client({ connection, namespace: resolved.namespace }), resolved };
+  return { client: new Client({ connection, namespace: resolved.namespace, dataConverter }), resolved };
 }
 
 export function workflowUrl(resolved: ResolvedConnection, workflowId: string): string | undefined {

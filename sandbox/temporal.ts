@@ -3,6 +3,7 @@
 import { Connection } from '@temporalio/client';
 import path from 'node:path';
 import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { uiCodecEndpoint } from '../codec';
 import { findBinary } from './binaries';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
@@ -47,6 +48,8 @@ export async function ensureTemporal(ctx: UpContext): Promise<void> {
       '--namespace', NAMESPACE,
       '--log-level', 'warn',
       ...devServerSearchAttributeArgs(),
+      // Only with encrypted history: the UI then asks `tiershift codec serve` to decode for viewers it lets in.
+      ...codecArgs(state.home),
     ],
     { log },
   );
@@ -54,4 +57,9 @@ export async function ensureTemporal(ctx: UpContext): Promise<void> {
   saveRecord(ctx, (s) => (s.temporal = temporal));
   await waitUntil('the Temporal dev server', async () => ((await temporalHealth(temporal)).healthy ? true : undefined), { pid, log, timeoutMs: 90_000 });
   ctx.log(`temporal: started (pid ${pid}) at ${temporal.address}, UI ${temporal.uiUrl}`);
+}
+
+function codecArgs(home: string): string[] {
+  const endpoint = uiCodecEndpoint(process.env, home);
+  return endpoint ? ['--ui-codec-endpoint', endpoint] : [];
 }

@@ -5,15 +5,25 @@ import { createActivities, type Providers } from '../activities';
 import { azureProvider } from '../activities/azure';
 import { localProvider } from '../activities/local';
 import { connectionOptions, type ConnectionFlags } from '../client/connection';
+import { loadCodecKeys, tiershiftDataConverter } from '../codec';
+import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../workflows/shared';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** Bundling takes seconds; a process that starts several workers (tests, fleets) bundles once. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
+/**
+ * Bundling takes seconds; a process that starts several workers (tests, fleets) bundles once. The
+ * failure converter runs inside the workflow sandbox, so encrypted history needs its own bundle.
+ */
+export function workflowBundle(failureConverterPath?: string): Promise<WorkflowBundleWithSourceMap> {
+  const key = failureConverterPath ?? '';
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger, ...(failureConverterPath ? { failureConverterPath } : {}) });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
@@ -36,14 +46,18 @@ export interface WorkerOptions {
   identity?: string;
   /** Chaos rehearsal: every activity fails its first attempts (see chaos.ts). */
   faults?: FaultInjection;
+  /** Defaults to the configured codec (codec/keys.ts); clients must use the same one. */
+  dataConverter?: DataConverter;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
+  const dataConverter = opts.dataConverter ?? tiershiftDataConverter();
   return Worker.create({
     connection: opts.connection,
+    dataConverter,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    workflowBundle: await workflowBundle(),
+    workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
     activities: opts.activities ?? createActivities(opts.providers ?? { local: localProvider, azure: azureProvider }),
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.faults ? { interceptors: { activity: [faultInterceptor(opts.faults)] } } : {}),
@@ -56,7 +70,9 @@ export async function runWorker(flags: ConnectionFlags, log: (line: string) => v
   const faults = faultsFromEnv();
   const connection = await NativeConnection.connect({ address, tls, apiKey });
   try {
-    const worker = await createWorker({ connection, namespace, faults });
+    const keys = loadCodecKeys();
+    const worker = await createWorker({ connection, namespace, faults, dataConverter: tiershiftDataConverter(keys ?? null) });
+    if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
     await worker.run();
