@@ -1,0 +1,179 @@
+// 4. Rollback time: green starts failing (fault injected straight into the app) right after a traffic
+// step sent it half the users; measured until HAProxy routes 100% to blue again. Beside it: HAProxy's
+// own health checks alone, with the same weights and the same fault.
+import { parsePlan } from '../plan/load';
+import { startApp } from '../sandbox/app';
+import { setServerWeight, originStats } from '../sandbox/haproxy';
+import { MAX_WEIGHT } from '../sandbox/haproxy';
+import { resetSandbox } from '../sandbox/reset';
+import { createWorker } from '../worker/worker';
+import { statusQuery, type MigrationStatus } from '../workflows/shared';
+import type { LoadResult } from '../client/load';
+import { eventually, int, median, now, sandbox, secs, sleep, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { MIGRATION_QUEUE } from './downtime';
+import { dumpRestore } from './pg-sync';
+import { describeFailures, originUp, shoppers, weights } from './traffic';
+
+function canaryPlan(id: string, bake: string) {
+  return parsePlan(
+    `apiVersion: tiershift/v1
+name: bench-rollback-${id}
+defaults:
+  retry: { maximumAttempts: 3, initialInterval: 1s, backoffCoefficient: 2, maximumInterval: 10s }
+  timeouts: { startToClose: 10m, heartbeat: 1m }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - data: { from: sourceDb, to: targetDb }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0.05, minRequests: 3 }
+      steps: [ { weight: 50, bake: ${bake} } ]
+`,
+    'bench-rollback.yaml',
+  );
+}
+
+async function injectFault(ctx: BenchContext, errorRate: number): Promise<void> {
+  const green = sandbox(ctx).apps.green;
+  if (!green) throw new Error('green is not running: nothing to inject a fault into');
+  const res = await fetch(`http://127.0.0.1:${green.port}/admin/fault`, { method: 'POST', body: JSON.stringify({ errorRate }) });
+  if (res.status !== 200) throw new Error(`green refused the fault injection: ${res.status} ${await res.text()}`);
+}
+
+const allOnBlue = (w: { blue: number; green: number }) => w.blue === MAX_WEIGHT && w.green === 0;
+
+interface Run {
+  /** Fault injected -> HAProxy weights 100% blue. */
+  toBlueMs: number;
+  /** Fault injected -> the migration rolled back completely (green stopped, replication removed). */
+  rolledBackMs: number;
+  /** When the fault went in, after the shift to 50%. */
+  faultAfterShiftMs: number;
+  load: LoadResult;
+  reason: string;
+}
+
+async function tiershiftRun(ctx: BenchContext): Promise<Run> {
+  await resetSandbox(sandbox(ctx));
+  await originUp(ctx, 'blue');
+  const id = stamp();
+  const plan = canaryPlan(id, ctx.sizes.rollbackBake);
+  const load = shoppers(ctx, { readsPerSecond: ctx.sizes.readsPerSecond, writesPerSecond: 0 });
+  try {
+    const handle = await startOn(ctx.client, plan, MIGRATION_QUEUE, `bench-rollback-${id}`);
+    // The moment the traffic step has sent half the users to green (its bake begins).
+    const shifted = await eventually(
+      () => handle.query(statusQuery),
+      (s: MigrationStatus) => s.traffic?.weight === 50 || ['rolled-back', 'aborted', 'completed', 'awaiting-operator'].includes(s.state),
+      180_000,
+      'the traffic step at 50%',
+      25,
+    );
+    if (shifted.traffic?.weight !== 50) throw new Error(`the migration ended ${shifted.state} before the traffic step: ${JSON.stringify(shifted.failure ?? shifted.errors)}`);
+    const shiftedAt = now();
+    await injectFault(ctx, 1);
+    const faulted = now();
+    await eventually(() => weights(ctx), allOnBlue, 120_000, '100% on blue after the fault', 20);
+    const toBlueMs = now() - faulted;
+    const status = await handle.result();
+    const rolledBackMs = now() - faulted;
+    if (status.state !== 'rolled-back') throw new Error(`the migration ended ${status.state}, not rolled back`);
+    return { toBlueMs, rolledBackMs, faultAfterShiftMs: faulted - shiftedAt, load: (await load.stop()).all, reason: status.rollback?.reason ?? '' };
+  } finally {
+    await load.stop();
+  }
+}
+
+interface Alone {
+  reached: boolean;
+  ms: number;
+  load: LoadResult;
+  greenStatus: string;
+}
+
+/** The same 50/50 split and fault with nothing but HAProxy's health checks (GET /health every second) to react. */
+async function haproxyAlone(ctx: BenchContext): Promise<Alone> {
+  await resetSandbox(sandbox(ctx));
+  await dumpRestore(ctx);
+  const s = sandbox(ctx);
+  await startApp(s, 'green', { database: 'target', version: 'v2' });
+  await originUp(ctx, 'green');
+  await setServerWeight(s, 'green', MAX_WEIGHT / 2);
+  await setServerWeight(s, 'blue', MAX_WEIGHT / 2);
+  const load = shoppers(ctx, { readsPerSecond: ctx.sizes.readsPerSecond, writesPerSecond: 0 });
+  try {
+    await sleep(1_000);
+    await injectFault(ctx, 1);
+    const faulted = now();
+    let reached = false;
+    let greenStatus = '';
+    while (now() - faulted < ctx.sizes.haproxyAloneMs) {
+      const rows = await originStats(sandbox(ctx));
+      const green = rows.find((r) => r.svname === 'green');
+      greenStatus = `${green?.status ?? '?'} (check: ${green?.check_status ?? '?'})`;
+      if (allOnBlue(await weights(ctx)) || !green?.status.startsWith('UP')) {
+        reached = true;
+        break;
+      }
+      await sleep(100);
+    }
+    return { reached, ms: now() - faulted, load: (await load.stop()).all, greenStatus };
+  } finally {
+    await load.stop();
+    await injectFault(ctx, 0).catch(() => undefined);
+    await resetSandbox(sandbox(ctx));
+  }
+}
+
+export async function rollbackTime(ctx: BenchContext): Promise<Section> {
+  const worker = await createWorker({ connection: ctx.connection, taskQueue: MIGRATION_QUEUE });
+  const runs: Run[] = [];
+  await worker.runUntil(async () => {
+    for (let r = 0; r < ctx.sizes.rollbackRuns; r++) {
+      if (r > 0 && Date.now() > ctx.deadline) break;
+      runs.push(await tiershiftRun(ctx));
+      ctx.log(`  run ${r + 1}: 100% blue ${secs(runs.at(-1)!.toBlueMs, 2)} after the fault, rolled back after ${secs(runs.at(-1)!.rolledBackMs, 2)}`);
+    }
+  });
+  await resetSandbox(sandbox(ctx));
+  const alone = await haproxyAlone(ctx);
+  ctx.log(`  HAProxy alone: ${alone.reached ? `reacted after ${secs(alone.ms)}` : `no reaction within ${secs(alone.ms)}`}`);
+
+  const med = (pick: (r: Run) => number) => median(runs.map(pick));
+  const failedTs = med((r) => r.load.failed);
+  const bake = ctx.sizes.rollbackBake;
+  return {
+    title: '4. Rollback time',
+    method:
+      `A migration (data, app, one traffic step to 50% with a ${bake} bake, analysis max error rate 5%) runs under ${ctx.sizes.readsPerSecond} order lookups per second through HAProxy. ` +
+      'As soon as the status shows the 50% shift, green is made to fail every request (`POST /admin/fault {"errorRate":1}` straight to green\'s port); from the moment that call returns, ' +
+      'HAProxy\'s weights are read through its runtime API every 20 ms until blue has them all. **Alternative**: the same 50/50 weights and the same fault with only HAProxy\'s own health ' +
+      `checks (\`GET /health\` every second) to react, watched for ${secs(ctx.sizes.haproxyAloneMs, 0)}. Medians of ${runs.length} run${runs.length > 1 ? 's' : ''}.`,
+    body: [
+      ...table(
+        ['', 'tiershift: traffic analysis + automatic rollback', 'alternative: HAProxy health checks alone'],
+        [
+          ['runs', runs.length, 1],
+          [
+            '**green starts failing → 100% of traffic on blue**',
+            `**${secs(med((r) => r.toBlueMs), 2)}**`,
+            alone.reached ? `**${secs(alone.ms, 1)}**` : `**never within the ${secs(ctx.sizes.haproxyAloneMs, 0)} watched**: green stayed ${alone.greenStatus}`,
+          ],
+          ['of which the rest of the bake (the fault came in after the shift)', `${bake} bake, fault ${secs(med((r) => r.faultAfterShiftMs), 2)} into it`, '—'],
+          ['green starts failing → migration rolled back (green stopped, replication dropped)', secs(med((r) => r.rolledBackMs), 2), 'nothing is rolled back'],
+          ['requests failed meanwhile', `${int(failedTs)} (${describeFailures(runs.at(-1)!.load)})`, `${int(alone.load.failed)} of ${int(alone.load.sent)} in ${secs(alone.ms, 0)}, and counting`],
+        ],
+      ),
+      '',
+      `tiershift judges the canary at the end of each bake, so its reaction time is bounded by the bake (${bake} here; a plan chooses it). ` +
+        'HAProxy alone never reacts: green\'s `/health` still answers 200 (the database is fine, only the requests fail), so its checks keep it UP and it keeps half of the users. ' +
+        `Rollback reason recorded by the migration: "${runs.at(-1)?.reason ?? ''}"`,
+    ],
+    shortfalls: [],
+  };
+}
