@@ -17,6 +17,7 @@ import { findBinary } from '../sandbox/binaries';
 import { SEED_FILE } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../sandbox/state';
+import { describeFailures } from './traffic';
 import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 
 type Method = 'tiershift' | 'pg_dump' | 'pgcopydb';
@@ -312,8 +313,13 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     rows.push([`${head}: writes stopped for a consistent cutover`, cell('tiershift', pausedTs), cell('pg_dump', pausedSnap), cell('pgcopydb', pausedSnap)]);
     const retried = results.get(`${ds.label}/tiershift`)?.filter((r) => (r.attempts ?? 1) > 1).length ?? 0;
     if (retried) shortfalls.push(`PostgreSQL sync (${ds.label}): the data activity needed a retry in ${retried} run(s): its verification did not fit in the 10 s of paused writes the activity allows on this machine.`);
-    const failedWrites = [...METHODS].flatMap((m) => results.get(`${ds.label}/${m}`) ?? []).reduce((n, r) => n + r.writes.failed, 0);
-    if (failedWrites) shortfalls.push(`PostgreSQL sync (${ds.label}): ${failedWrites} of the orders written during the copies failed.`);
+    for (const m of METHODS) {
+      const runs = results.get(`${ds.label}/${m}`) ?? [];
+      const failed = runs.reduce((n, r) => n + r.writes.failed, 0);
+      const sent = runs.reduce((n, r) => n + r.writes.sent, 0);
+      const how = runs.filter((r) => r.writes.failed).map((r) => describeFailures(r.writes)).join('; ');
+      if (failed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${failed} of the ${sent} orders written meanwhile through the blue app failed (${how}).`);
+    }
   }
   for (const [key, why] of failures) {
     if (key.endsWith('/pgcopydb') && why.startsWith('unavailable')) continue;
