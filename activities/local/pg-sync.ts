@@ -291,10 +291,8 @@ async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Pro
     const tables = (await userTables(c)).map((t) => c.escapeIdentifier(t.table));
     const started = Date.now();
     const deadline = started + QUIESCE_MS;
-    await c.query('begin');
+    await lockAll(c, tables, deadline);
     try {
-      await c.query(`set local lock_timeout = ${QUIESCE_MS / 2}`);
-      if (tables.length) await c.query(`lock table ${tables.join(', ')} in exclusive mode`);
       const lsn = await withClient(src, writeMarker);
       for (;;) {
         const applied = await c.query<{ done: boolean }>('select confirmed_flush_lsn >= $1::pg_lsn as done from pg_replication_slots where slot_name = $2', [lsn, slot]);
@@ -311,6 +309,28 @@ async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Pro
       throw err;
     }
   });
+}
+
+/**
+ * Opens a transaction holding EXCLUSIVE locks on every table. An app transaction may hold one table
+ * while it waits for another we already hold: with a lock wait longer than deadlock_timeout (1 s),
+ * PostgreSQL would break that deadlock by failing the app's transaction. So each try waits less than
+ * that, gives way (releasing what it took) and tries again, until the deadline.
+ */
+async function lockAll(c: pg.Client, tables: string[], deadline: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await c.query('begin');
+    try {
+      await c.query('set local lock_timeout = 300');
+      if (tables.length) await c.query(`lock table ${tables.join(', ')} in exclusive mode`);
+      return;
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      if ((err as { code?: string }).code !== '55P03' || Date.now() > deadline) throw err;
+      heartbeat({ phase: 'pausing writes', attempt });
+      await sleep(50 + Math.floor(Math.random() * 100));
+    }
+  }
 }
 
 /**
