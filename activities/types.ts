@@ -47,6 +47,8 @@ export interface AnalysisOutcome extends StepOutcome {
 
 export interface UndoInput extends StepInput {
   undo?: Json;
+  /** For a recovery in two parts (the reverse sync past the point of no return): which one. */
+  part?: 'start' | 'finish';
 }
 
 /** What the plan and the steps done so far say a step's resources should look like before it acts. */

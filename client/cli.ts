@@ -335,13 +335,15 @@ program
   .argument('<id>', 'migration id')
   .requiredOption('--reason <text>', 'why (recorded)')
   .option('--by <name>', 'operator (default: your OS user)')
-  .description('roll a migration back: traffic first, then app, then infrastructure')
-  .action((id: string, opts: { reason: string; by?: string }) =>
+  .option('--confirm', 'needed past the point of no return, where rolling back also moves data back (reverse sync)')
+  .description('roll a migration back: traffic first, then app, then infrastructure (past the point of no return: data first, with --confirm)')
+  .action((id: string, opts: { reason: string; by?: string; confirm?: boolean }) =>
     runAction(async () => {
       const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, by, opts.reason));
-      print(status, `${id} is rolling back`);
+      const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, by, opts.reason, opts.confirm));
+      const ponr = status.pointOfNoReturn;
+      print(status, ponr?.crossed ? `${id} is rolling back past its point of no return: ${ponr.recoveryPlan}` : `${id} is rolling back`);
     }),
   );
 

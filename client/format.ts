@@ -27,6 +27,8 @@ export function formatStatus(status: MigrationStatus): string {
   if (status.traffic) {
     lines.push(`Traffic: ${formatTraffic(status.traffic)}`);
   }
+  const ponr = formatPointOfNoReturn(status);
+  if (ponr) lines.push(ponr);
   const gate = status.pendingGate;
   if (gate) {
     lines.push(
@@ -40,7 +42,7 @@ export function formatStatus(status: MigrationStatus): string {
   if (status.failure) {
     lines.push(`Failed at ${status.failure.stepId}: ${status.failure.error}`);
     lines.push(`  resume:   tiershift resume ${status.migrationId}`);
-    lines.push(`  rollback: tiershift rollback ${status.migrationId} --reason "..."`);
+    lines.push(`  rollback: ${rollbackCommand(status)}`);
   }
   if (status.rollback) {
     const rb = status.rollback;
@@ -51,6 +53,19 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);
   }
   return lines.join('\n');
+}
+
+/** Which side of the point of no return the migration is on, in one line; undefined without one or once ended. */
+export function formatPointOfNoReturn(status: MigrationStatus): string | undefined {
+  const ponr = status.pointOfNoReturn;
+  if (!ponr || ['completed', 'rolled-back', 'aborted'].includes(status.state)) return undefined;
+  return ponr.crossed
+    ? `Point of no return: CROSSED at ${ponr.crossedAt} (${ponr.stepId}); rolling back now means ${ponr.recoveryPlan}, and needs --confirm`
+    : `Point of no return: not crossed (${ponr.stepId}, after gate "${ponr.gate}"); rolling back is a simple undo`;
+}
+
+export function rollbackCommand(status: MigrationStatus): string {
+  return `tiershift rollback ${status.migrationId} --reason "..."${status.pointOfNoReturn?.crossed ? ' --confirm' : ''}`;
 }
 
 /** What a decision would be made on: the plan, and every figure measured so far, step by step. */

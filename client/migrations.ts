@@ -65,8 +65,8 @@ export async function resumeMigration(client: Client, id: string, by: string) {
   return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [{ by }] });
 }
 
-export async function rollbackMigration(client: Client, id: string, by: string, reason?: string) {
-  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [{ by, reason }] });
+export async function rollbackMigration(client: Client, id: string, by: string, reason?: string, confirm?: boolean) {
+  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [{ by, reason, ...(confirm ? { confirm } : {}) }] });
 }
 
 

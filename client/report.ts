@@ -16,6 +16,7 @@ export interface TimelineEntry {
     | 'notification'
     | 'rollback-started'
     | 'rollback-ended'
+    | 'point-of-no-return'
     | 'ended';
   stepId?: string;
   text: string;
@@ -54,6 +55,7 @@ export interface MigrationReport {
   rollback?: RollbackStatus;
   notifications: GateNotification[];
   traffic?: MigrationStatus['traffic'];
+  pointOfNoReturn?: MigrationStatus['pointOfNoReturn'];
 }
 
 const span = (from?: string, to?: string): number | undefined => (from && to ? Date.parse(to) - Date.parse(from) : undefined);
@@ -85,6 +87,10 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
   }
   for (const n of status.notifications ?? []) {
     timeline.push({ at: n.at, event: 'notification', text: `gate "${n.gate}" ${n.kind} sent to ${n.to}${n.ok ? '' : ` (failed: ${n.error ?? 'unknown error'})`}` });
+  }
+  const ponr = status.pointOfNoReturn;
+  if (ponr?.crossedAt) {
+    timeline.push({ at: ponr.crossedAt, event: 'point-of-no-return', stepId: ponr.stepId, text: `crossed the point of no return (${ponr.stepId}); from here a rollback means ${ponr.recoveryPlan}` });
   }
   if (status.rollback) {
     const rb = status.rollback;
@@ -127,6 +133,7 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
     rollback: status.rollback,
     notifications: status.notifications ?? [],
     traffic: status.traffic,
+    pointOfNoReturn: status.pointOfNoReturn,
   };
 }
 
@@ -150,6 +157,9 @@ export function reportMarkdown(r: MigrationReport): string {
         ['Started', `${when(r.startedAt)} by ${r.startedBy}`],
         ['Ended', r.endedAt ? `${when(r.endedAt)} (took ${duration(r.durationMs ?? 0)})` : 'still running'],
         ...(r.traffic ? [['Traffic', `${100 - r.traffic.weight}% ${r.traffic.stable} / ${r.traffic.weight}% ${r.traffic.canary}`]] : []),
+        ...(r.pointOfNoReturn
+          ? [['Point of no return', r.pointOfNoReturn.crossed ? `crossed at ${when(r.pointOfNoReturn.crossedAt!)} (${r.pointOfNoReturn.stepId})` : `not crossed (${r.pointOfNoReturn.stepId})`]]
+          : []),
         ...(r.url ? [['Temporal UI', r.url]] : []),
       ],
     ),

@@ -4,7 +4,7 @@
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../workflows/shared';
-import { duration, formatFigures, formatTraffic, MARK } from './format';
+import { duration, formatFigures, formatPointOfNoReturn, formatTraffic, MARK, rollbackCommand } from './format';
 import { migrationStatusAnyState } from './migrations';
 
 export interface WatchOutput {
@@ -130,9 +130,10 @@ class LineRenderer implements Renderer {
       this.say(`  reject with:  tiershift reject ${id} --gate ${gate.gate} --reason "..."`);
     }
     if (status.traffic && prev?.traffic && status.traffic.weight !== prev.traffic.weight) this.say(`traffic: ${formatTraffic(status.traffic)}`);
+    if (status.pointOfNoReturn?.crossed && !prev?.pointOfNoReturn?.crossed) this.say(`! ${formatPointOfNoReturn(status)}`);
     if (status.failure && (prev?.failure?.stepId !== status.failure.stepId || prev.failure.at !== status.failure.at)) {
       this.say(`! ${status.failure.stepId} failed past its retries: ${status.failure.error}`);
-      this.say(`  fix the cause, then: tiershift resume ${id}   (or give up: tiershift rollback ${id} --reason "...")`);
+      this.say(`  fix the cause, then: tiershift resume ${id}   (or give up: ${rollbackCommand(status)})`);
     }
     if (status.rollback && !prev?.rollback) {
       this.say(`↺ rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${status.rollback.reason}`);
@@ -287,8 +288,10 @@ export function liveFrame(status: MigrationStatus, url?: string): string[] {
   }
   if (status.failure) {
     lines.push(`Failed: ${status.failure.stepId}: ${status.failure.error}`);
-    lines.push(`  fix the cause, then: tiershift resume ${id}   or: tiershift rollback ${id} --reason "..."`);
+    lines.push(`  fix the cause, then: tiershift resume ${id}   or: ${rollbackCommand(status)}`);
   }
+  const ponr = formatPointOfNoReturn(status);
+  if (ponr) lines.push(ponr);
   if (status.rollback) {
     lines.push(`Rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${status.rollback.reason}`);
     for (const a of status.rollback.actions) lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);

@@ -1,6 +1,6 @@
 // `tiershift plan FILE`: the dry run. Shows what would run, where people decide, and how it would be undone.
-import { rollbackOrder } from './rollback';
-import type { ResolvedPlan, Step } from './types';
+import { recoveryPhrase, rollbackOrder } from './rollback';
+import type { FinalizeStep, ResolvedPlan, Step } from './types';
 
 export function describePlanJson(plan: ResolvedPlan) {
   return {
@@ -30,10 +30,17 @@ export function describePlan(plan: ResolvedPlan): string {
     const timeout = g.timeout ? `; after ${g.timeout} without a decision: ${g.onTimeout}` : '; waits without a time limit';
     lines.push(`  ${g.gate}: ${g.requiredApprovals} approval(s) from ${who}${g.fourEyes ? ', not the starter (four eyes)' : ''}${timeout}`);
   }
+  const ponr = plan.steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
+  if (ponr?.pointOfNoReturn) {
+    lines.push(
+      '',
+      `Point of no return: ${ponr.id}, once gate "${ponr.pointOfNoReturn.gate}" passes. After it, rolling back means ${recoveryPhrase(ponr.pointOfNoReturn.recovery, ponr.syncedFrom)}, and needs \`tiershift rollback --confirm\`.`,
+    );
+  }
   lines.push('', 'Rollback order (on rejection, timeout, failed analysis, operator command or cancellation):');
   const order = rollbackOrder(plan.steps);
   if (!order.length) lines.push('  nothing to undo: checks and gates change nothing.');
-  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}`));
+  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}${a.part ? ' (only past the point of no return)' : ''}`));
   lines.push('', `Nothing was run. Start it with: tiershift start ${plan.source}`);
   return lines.join('\n');
 }

@@ -6,8 +6,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { recoveryPhrase } from './rollback';
 import { planSchema, PHASE_KINDS, type PhaseBody, type PhaseKind, type PlanFile } from './schema';
-import type { ResolvedPlan, Resource, RetryPolicy, Step, StepTimeouts, TrafficAnalysis } from './types';
+import type { GateStep, ResolvedPlan, Resource, RetryPolicy, Step, StepTimeouts, TrafficAnalysis } from './types';
 
 export const DEFAULT_RETRY: RetryPolicy = { maximumAttempts: 3, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' };
 export const DEFAULT_TIMEOUTS: StepTimeouts = { startToClose: '2h', heartbeat: '1m' };
@@ -115,19 +116,7 @@ function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
       }
       case 'gate': {
         const b = body as PhaseBody<'gate'>;
-        steps.push({
-          ...base(),
-          kind,
-          title: title(`Approval gate "${b.name}"`),
-          gate: b.name,
-          instructions: b.instructions,
-          approvers: b.approvers ?? file.approvers ?? [],
-          requiredApprovals: b.requiredApprovals ?? 1,
-          fourEyes: b.fourEyes ?? false,
-          timeout: b.timeout,
-          onTimeout: b.onTimeout ?? 'rollback',
-          notify: b.notify,
-        });
+        steps.push(gateStep({ ...base(), title: title(`Approval gate "${b.name}"`) }, b.name, b, file.approvers));
         break;
       }
       case 'infra': {
@@ -168,7 +157,24 @@ function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
         const b = body as PhaseBody<'finalize'>;
         const syncedFrom: Record<string, string> = {};
         for (const s of steps) if (s.kind === 'data' && b.resources.includes(s.to)) syncedFrom[s.to] = s.from;
-        steps.push({ ...base(), kind, title: title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom });
+        const step = { ...base(), kind, title: title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom } as const;
+        const ponr = b.pointOfNoReturn;
+        if (!ponr) {
+          steps.push(step);
+          break;
+        }
+        const gate = ponr.gate ?? 'point-of-no-return';
+        const recovery = ponr.recovery ?? 'reverse-sync';
+        steps.push(
+          {
+            ...gateStep({ ...base('-gate'), title: `Point of no return: approve crossing into ${step.id}` }, gate, {
+              ...ponr,
+              instructions: `${ponr.instructions ? `${ponr.instructions.trim()} ` : ''}Past this gate, rolling back means ${recoveryPhrase(recovery, syncedFrom)}, and needs \`tiershift rollback --confirm\`.`,
+            }, file.approvers),
+            pointOfNoReturn: step.id,
+          },
+          { ...step, pointOfNoReturn: { gate, recovery } },
+        );
         break;
       }
     }
@@ -177,6 +183,22 @@ function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
 }
 
 const list = (names: string[]) => names.join(', ');
+
+function gateStep(base: Omit<GateStep, 'kind' | 'gate' | 'approvers' | 'requiredApprovals' | 'fourEyes' | 'onTimeout'>, name: string, b: PhaseBody<'gate'> | Omit<PhaseBody<'gate'>, 'name'>, planApprovers: string[] | undefined): GateStep {
+  return {
+    ...base,
+    kind: 'gate',
+    gate: name,
+    instructions: b.instructions,
+    approvers: b.approvers ?? planApprovers ?? [],
+    requiredApprovals: b.requiredApprovals ?? 1,
+    fourEyes: b.fourEyes ?? false,
+    timeout: b.timeout,
+    onTimeout: b.onTimeout ?? 'rollback',
+    notify: b.notify,
+  };
+}
+
 
 /** sha256 of the plan's content with keys sorted, so comments and key order do not change it. */
 export function planHash(data: unknown): string {
@@ -218,9 +240,22 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
     if (r.kind === 'traffic' && r.stable === r.canary) problems.push([['resources', name, 'canary'], `expected an origin other than the stable one, got "${r.canary}" for both`]);
   }
 
-  const gates = new Map<string, number>();
+  const gates = new Map<string, PathPart[]>();
   const ids = new Map<string, number>();
   let finalizeAt = -1;
+  let ponrAt = -1;
+  const syncedInto = new Map<string, string>();
+  const checkGate = (name: string, b: Omit<PhaseBody<'gate'>, 'name'>, at: (...rest: PathPart[]) => PathPart[], where: PathPart[], nameKey = 'name') => {
+    if (gates.has(name)) problems.push([at(nameKey), `expected a gate name used once, got "${name}" again (first at ${formatPath(gates.get(name)!)})`]);
+    gates.set(name, where);
+    const approvers = b.approvers ?? file.approvers;
+    if (approvers?.length && (b.requiredApprovals ?? 1) > new Set(approvers).size) {
+      problems.push([at('requiredApprovals'), `expected at most ${new Set(approvers).size} (the number of approvers), got ${b.requiredApprovals}`]);
+    }
+    if (b.onTimeout && !b.timeout) problems.push([at('onTimeout'), 'expected a timeout for onTimeout to act on, got none']);
+    if (b.notify?.escalateAfter && !b.notify.escalateTo) problems.push([at('notify', 'escalateTo'), 'expected the people to escalate to, got none']);
+    if (b.notify?.escalateTo && !b.notify.escalateAfter) problems.push([at('notify', 'escalateAfter'), 'expected how long to wait before escalating, got none']);
+  };
   file.phases.forEach((phase, i) => {
     const kind = Object.keys(phase)[0] as PhaseKind;
     const at = (...rest: PathPart[]): PathPart[] => ['phases', i, kind, ...rest];
@@ -229,15 +264,36 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
       if (ids.has(body.id)) problems.push([at('id'), `expected a step id used once, got "${body.id}" again (first at phases[${ids.get(body.id)}])`]);
       ids.set(body.id, i);
     }
-    if (finalizeAt >= 0 && kind !== 'finalize') {
-      problems.push([['phases', i], `expected finalize to be the last phase, got ${kind} after the finalize at phases[${finalizeAt}]`]);
+    if (finalizeAt >= 0 && !['finalize', 'check', 'gate'].includes(kind)) {
+      problems.push([['phases', i], `expected only finalize, check and gate phases after the finalize at phases[${finalizeAt}], got ${kind}`]);
     }
     switch (kind) {
       case 'check':
-      case 'finalize':
         (body as PhaseBody<'check'>).resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob', 'traffic', 'app']));
-        if (kind === 'finalize' && finalizeAt < 0) finalizeAt = i;
         break;
+      case 'finalize': {
+        const b = body as PhaseBody<'finalize'>;
+        b.resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob', 'traffic', 'app']));
+        if (finalizeAt < 0) finalizeAt = i;
+        if (b.pointOfNoReturn) {
+          if (ponrAt >= 0) problems.push([at('pointOfNoReturn'), `expected one point of no return per plan, got a second (the first is at phases[${ponrAt}])`]);
+          ponrAt = i;
+          checkGate(b.pointOfNoReturn.gate ?? 'point-of-no-return', b.pointOfNoReturn, (...rest) => at('pointOfNoReturn', ...rest), at('pointOfNoReturn'), 'gate');
+          // The reverse sync needs a database this plan replicated into, on a provider that can replicate back.
+          const synced = b.resources.filter((n) => file.resources[n]?.kind === 'postgres' && syncedInto.has(n));
+          if (!synced.length) {
+            problems.push([at('pointOfNoReturn'), `expected the finalize to cut over a postgres resource that a data phase syncs into (the reverse sync replicates it back), got ${b.resources.join(', ')}`]);
+          }
+          for (const n of synced) {
+            for (const r of [n, syncedInto.get(n)!]) {
+              if (file.resources[r]?.provider === 'azure') {
+                problems.push([at('pointOfNoReturn', 'recovery'), `expected local postgres resources for reverse-sync, got "${r}", an azure resource; the Azure provider cannot reverse-sync a promoted replica yet, so leave pointOfNoReturn out of Azure plans`]);
+              }
+            }
+          }
+        }
+        break;
+      }
       case 'backup': {
         const b = body as PhaseBody<'backup'>;
         b.resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob']));
@@ -246,15 +302,10 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
       }
       case 'gate': {
         const b = body as PhaseBody<'gate'>;
-        if (gates.has(b.name)) problems.push([at('name'), `expected a gate name used once, got "${b.name}" again (first at phases[${gates.get(b.name)}])`]);
-        gates.set(b.name, i);
-        const approvers = b.approvers ?? file.approvers;
-        if (approvers?.length && (b.requiredApprovals ?? 1) > new Set(approvers).size) {
-          problems.push([at('requiredApprovals'), `expected at most ${new Set(approvers).size} (the number of approvers), got ${b.requiredApprovals}`]);
+        checkGate(b.name, b, at, ['phases', i]);
+        if (ponrAt >= 0 && b.timeout && b.onTimeout !== 'abort') {
+          problems.push([at('onTimeout'), `expected onTimeout: abort for a gate after the point of no return at phases[${ponrAt}] (a rollback there syncs data back and needs an operator's --confirm), got ${b.onTimeout ?? 'rollback (the default)'}`]);
         }
-        if (b.onTimeout && !b.timeout) problems.push([at('onTimeout'), 'expected a timeout for onTimeout to act on, got none']);
-        if (b.notify?.escalateAfter && !b.notify.escalateTo) problems.push([at('notify', 'escalateTo'), 'expected the people to escalate to, got none']);
-        if (b.notify?.escalateTo && !b.notify.escalateAfter) problems.push([at('notify', 'escalateAfter'), 'expected how long to wait before escalating, got none']);
         break;
       }
       case 'infra':
@@ -271,6 +322,7 @@ function crossCheck(file: PlanFile): [PathPart[], string][] {
       }
       case 'data': {
         const b = body as PhaseBody<'data'>;
+        syncedInto.set(b.to, b.from);
         const from = ref(at('from'), b.from, ['postgres', 'blob']);
         const to = ref(at('to'), b.to, ['postgres', 'blob']);
         if (b.from === b.to) problems.push([at('to'), `expected a resource other than the source, got "${b.to}" for both`]);

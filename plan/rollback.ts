@@ -1,15 +1,25 @@
 // The order rollback undoes a migration in, shared by the workflow and `tiershift plan`: traffic back to
 // the stable origin first (users stop seeing the change at once), then everything else in reverse.
 // Pure and deterministic, so the workflow may import it.
-import type { Step } from './types';
+import type { FinalizeStep, Recovery, Step } from './types';
 
 export interface RollbackAction {
   stepId: string;
   action: string;
+  /** A recovery in two parts around the traffic undo: `start` before it, `finish` after. */
+  part?: 'start' | 'finish';
 }
 
 export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
   const actions: RollbackAction[] = [];
+  // Past the point of no return the target holds writes the source lacks: the source must receive them
+  // (and keep receiving them) before users go back to it, and only once nobody writes to the target
+  // does the replication stop.
+  const crossed = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
+  const pairs = crossed ? Object.entries(crossed.syncedFrom).map(([to, from]) => `${to} -> ${from}`).join(', ') : '';
+  if (crossed) {
+    actions.push({ stepId: crossed.id, part: 'start', action: `Start the reverse sync ${pairs}: copy back what only the target has, then replicate its new writes (logical replication)` });
+  }
   // One action per traffic front: the earliest shift holds the weights from before the migration.
   const fronts = new Set<string>();
   for (const step of steps) {
@@ -17,11 +27,24 @@ export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
     fronts.add(step.resource);
     actions.push({ stepId: step.id, action: `Send 100% of ${step.resource} back to the stable origin` });
   }
+  const undos: RollbackAction[] = [];
   for (const step of [...steps].reverse()) {
     const action = undoAction(step);
-    if (action) actions.push({ stepId: step.id, action });
+    if (action) undos.push({ stepId: step.id, action });
   }
-  return actions;
+  if (crossed) {
+    // After the new version has stopped: then nothing writes to the target any more.
+    let lastApp = -1;
+    undos.forEach((a, i) => {
+      if (steps.find((s) => s.id === a.stepId)?.kind === 'app') lastApp = i;
+    });
+    undos.splice(lastApp + 1, 0, {
+      stepId: crossed.id,
+      part: 'finish',
+      action: `Finish the reverse sync ${pairs}: pause the target's writes until the source has them all, move the source's sequences past the target's, stop replicating`,
+    });
+  }
+  return [...actions, ...undos];
 }
 
 function undoAction(step: Step): string | undefined {
@@ -39,5 +62,14 @@ function undoAction(step: Step): string | undefined {
     case 'gate':
     case 'finalize':
       return undefined;
+  }
+}
+
+/** What a rollback past the point of no return does, in words an approver reads before crossing it. */
+export function recoveryPhrase(recovery: Recovery, syncedFrom: Record<string, string>): string {
+  const pairs = Object.entries(syncedFrom).map(([to, from]) => `${to} -> ${from}`);
+  switch (recovery) {
+    case 'reverse-sync':
+      return `a reverse sync (${pairs.join(', ') || 'target -> source'}): every row the target received is replicated back to the source before traffic returns`;
   }
 }

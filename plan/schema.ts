@@ -86,6 +86,26 @@ const analysis = z.strictObject({
   minRequests: z.int().min(0).optional(),
 });
 
+/** Who decides a gate, how many, by when, and who is told. */
+const gateRules = {
+  instructions: z.string().max(2000).optional(),
+  approvers: z.array(person).optional(),
+  requiredApprovals: z.int().min(1).max(10).optional(),
+  fourEyes: z.boolean().optional(),
+  timeout: duration.optional(),
+  onTimeout: z.enum(['rollback', 'abort']).optional(),
+  notify: z
+    .strictObject({
+      /** A webhook URL, or (for URLs that carry a token) a reference to one. */
+      webhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]),
+      every: duration.optional(),
+      escalateAfter: duration.optional(),
+      escalateTo: z.array(person).min(1).optional(),
+      escalationWebhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]).optional(),
+    })
+    .optional(),
+};
+
 export const phaseBodies = {
   check: z.strictObject({ ...stepCommon, resources: z.array(resourceName).min(1) }),
   backup: z.strictObject({
@@ -94,26 +114,7 @@ export const phaseBodies = {
     destination: resourceName.optional(),
     verifyRestore: z.boolean().optional(),
   }),
-  gate: z.strictObject({
-    ...stepCommon,
-    name: gateName,
-    instructions: z.string().max(2000).optional(),
-    approvers: z.array(person).optional(),
-    requiredApprovals: z.int().min(1).max(10).optional(),
-    fourEyes: z.boolean().optional(),
-    timeout: duration.optional(),
-    onTimeout: z.enum(['rollback', 'abort']).optional(),
-    notify: z
-      .strictObject({
-        /** A webhook URL, or (for URLs that carry a token) a reference to one. */
-        webhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]),
-        every: duration.optional(),
-        escalateAfter: duration.optional(),
-        escalateTo: z.array(person).min(1).optional(),
-        escalationWebhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]).optional(),
-      })
-      .optional(),
-  }),
+  gate: z.strictObject({ ...stepCommon, name: gateName, ...gateRules }),
   infra: z.strictObject({
     ...stepCommon,
     resource: resourceName,
@@ -144,7 +145,19 @@ export const phaseBodies = {
       .array(z.strictObject({ weight: z.int().min(1).max(100), bake: duration, analysis: analysis.optional() }))
       .min(1),
   }),
-  finalize: z.strictObject({ ...stepCommon, resources: z.array(resourceName).min(1) }),
+  finalize: z.strictObject({
+    ...stepCommon,
+    resources: z.array(resourceName).min(1),
+    /** After this step the target has taken writes: crossing needs its own gate, and a rollback a confirmed recovery. */
+    pointOfNoReturn: z
+      .strictObject({
+        /** The name of the gate that opens before the step (default point-of-no-return). */
+        gate: gateName.optional(),
+        recovery: z.enum(['reverse-sync']).optional(),
+        ...gateRules,
+      })
+      .optional(),
+  }),
 };
 
 export type PhaseKind = keyof typeof phaseBodies;

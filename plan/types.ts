@@ -146,6 +146,8 @@ export interface GateStep extends StepBase {
   timeout?: string;
   onTimeout: 'rollback' | 'abort';
   notify?: GateNotify;
+  /** Set on the gate a plan's point of no return adds: the id of the step it lets the migration cross into. */
+  pointOfNoReturn?: string;
 }
 /** Who hears about an open gate, how often, and who is asked next when nobody answers. */
 export interface GateNotify {
@@ -162,6 +164,18 @@ export interface FinalizeStep extends StepBase {
   resources: string[];
   /** For each finalized resource an earlier data step filled: where it was synced from (the cutover ends that sync). */
   syncedFrom: Record<string, string>;
+  /** Past this step rollback is no longer a simple undo: crossing it needs its own gate, undoing it a confirmed recovery. */
+  pointOfNoReturn?: PointOfNoReturn;
+}
+/**
+ * How a migration comes back once the target took writes: `reverse-sync` replicates everything the
+ * target received back to the source (logical replication, target -> source) before traffic returns.
+ */
+export type Recovery = 'reverse-sync';
+export interface PointOfNoReturn {
+  /** The gate that must pass before the step runs. */
+  gate: string;
+  recovery: Recovery;
 }
 export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep;
 

@@ -308,6 +308,77 @@ describe('migration engine', () => {
     ]);
   });
 
+  it('crosses the point of no return only through its own gate, then rolls back only when confirmed, data first', async () => {
+    const plan = parsePlan(planYaml('ponr-crossed', { traffic: true }).replace(
+      '  - gate: { name: final }\n  - finalize: { resources: [sourceDb] }\n',
+      '  - finalize:\n      resources: [targetDb]\n      pointOfNoReturn: { approvers: [alice, bob, carol], requiredApprovals: 2, fourEyes: true }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }\n',
+    ), 'ponr-crossed.yaml');
+    const handle = await startMigration(env.client, plan, 'alice');
+    const id = handle.workflowId;
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    const before = await waitFor(id, atGate('point-of-no-return'));
+    expect(before.pointOfNoReturn).toMatchObject({ stepId: '6-finalize', gate: 'point-of-no-return', crossed: false });
+    expect(before.pointOfNoReturn?.recoveryPlan).toMatch(/reverse sync \(targetDb -> sourceDb\)/);
+
+    // Nobody crosses it but its approvers, the starter not at all, and one approval is not two.
+    expect(await refusal(approveGate(env.client, id, { gate: 'point-of-no-return', by: 'mallory' }))).toMatch(/may not decide/);
+    expect(await refusal(approveGate(env.client, id, { gate: 'point-of-no-return', by: 'alice' }))).toMatch(/four eyes/);
+    expect(await refusal(approveGate(env.client, id, { gate: 'complete', by: 'bob' }))).toMatch(/not pending/);
+    await handle.signal(approveSignal, { gate: 'point-of-no-return', by: 'mallory' });
+    await approveGate(env.client, id, { gate: 'point-of-no-return', by: 'bob' });
+    await env.sleep('1h');
+    const half = await migrationStatus(env.client, id);
+    expect(half.pendingGate).toMatchObject({ gate: 'point-of-no-return', approvedBy: ['bob'] });
+    expect(half.pointOfNoReturn?.crossed).toBe(false);
+    expect(script.callsOf(id)).not.toContain('finalizeMigration:6-finalize');
+
+    await approveGate(env.client, id, { gate: 'point-of-no-return', by: 'carol' });
+    const after = await waitFor(id, atGate('complete'));
+    expect(after.pointOfNoReturn).toMatchObject({ crossed: true, crossedAt: expect.any(String) });
+    expect(script.callsOf(id)).toContain('finalizeMigration:6-finalize');
+
+    // Past it, a rejection or an unconfirmed rollback is refused with what a rollback would do.
+    expect(await refusal(rejectGate(env.client, id, { gate: 'complete', by: 'bob', reason: 'slow' }))).toMatch(/past the point of no return.*--confirm/);
+    const unconfirmed = await refusal(rollbackMigration(env.client, id, 'carol', 'orders look wrong'));
+    expect(unconfirmed).toMatch(/crossed its point of no return \(6-finalize, at .+\), so rolling back means a reverse sync \(targetDb -> sourceDb\)/);
+    expect(unconfirmed).toContain(`tiershift rollback ${id} --reason "..." --confirm`);
+    expect((await migrationStatus(env.client, id)).state).toBe('awaiting-approval');
+
+    await rollbackMigration(env.client, id, 'carol', 'orders look wrong', true);
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual([
+      'undoStep:6-finalize/start',
+      'undoStep:5-traffic-10',
+      'undoStep:4-data',
+      'undoStep:3-app',
+      // Only once v2 is stopped does nothing write to the target any more.
+      'undoStep:6-finalize/finish',
+      'undoStep:2-infra',
+      'undoStep:0-backup',
+    ]);
+    expect(status.errors.some((e) => /signal refused: mallory may not decide/.test(e.error))).toBe(true);
+  });
+
+  it('rolls back before the point of no return as a simple undo, without --confirm', async () => {
+    const plan = parsePlan(
+      planYaml('ponr-not-crossed', { traffic: false }).replace('  - gate: { name: final }\n  - finalize: { resources: [sourceDb] }\n', '  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n'),
+      'ponr-not-crossed.yaml',
+    );
+    const handle = await startMigration(env.client, plan, 'alice');
+    const id = handle.workflowId;
+    await waitFor(id, atGate('go'));
+    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await waitFor(id, atGate('point-of-no-return'));
+    await rollbackMigration(env.client, id, 'carol', 'not today');
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.pointOfNoReturn?.crossed).toBe(false);
+    expect(script.callsOf(id)).not.toContain('finalizeMigration:5-finalize');
+    expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(['undoStep:4-data', 'undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
+  });
+
   it('holds a step whose resources drifted until an operator resumes, and previews what resume will do', async () => {
     const { id, handle } = await start('drifted');
     script.drift.set(`${id}/4-data`, ['targetDb: max_connections expected 200, found 100']);

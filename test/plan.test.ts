@@ -38,7 +38,11 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['more approvals than approvers', '  - gate: { name: go, requiredApprovals: 3 }\n', 'phases[0].gate.requiredApprovals', 11, /expected at most 2 \(the number of approvers\), got 3/],
   ['onTimeout without timeout', '  - gate: { name: go, onTimeout: abort }\n', 'phases[0].gate.onTimeout', 11, /expected a timeout for onTimeout to act on, got none/],
   ['an unknown onTimeout', '  - gate: { name: go, timeout: 1h, onTimeout: retry }\n', 'phases[0].gate.onTimeout', 11, /expected one of "rollback", "abort", got "retry"/],
-  ['a phase after finalize', '  - finalize: { resources: [sourceDb] }\n  - check: { resources: [sourceDb] }\n', 'phases[1]', 12, /expected finalize to be the last phase, got check after the finalize at phases\[0\]/],
+  ['a change after finalize', '  - finalize: { resources: [sourceDb] }\n  - infra: { resource: targetDb }\n', 'phases[1]', 12, /expected only finalize, check and gate phases after the finalize at phases\[0\], got infra/],
+  ['a point of no return with nothing to sync back', '  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[0].finalize.pointOfNoReturn', 11, /expected the finalize to cut over a postgres resource that a data phase syncs into/],
+  ['a point of no return whose gate name is taken', '  - gate: { name: point-of-no-return }\n  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[2].finalize.pointOfNoReturn.gate', 13, /expected a gate name used once, got "point-of-no-return" again \(first at phases\[0\]\)/],
+  ['a gate that would roll back past the point of no return', '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n  - gate: { name: done, timeout: 1h }\n', 'phases[2].gate.onTimeout', 13, /expected onTimeout: abort for a gate after the point of no return at phases\[1\].*got rollback \(the default\)/],
+  ['a point of no return on Azure', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: reverse-sync } }\n', 'phases[1].finalize.pointOfNoReturn.recovery', 12, /expected local postgres resources for reverse-sync, got "targetDb", an azure resource/],
   ['a sync between kinds', '  - data: { from: sourceDb, to: assets }\n', 'phases[0].data.to', 11, /expected a postgres resource like sourceDb, got "assets", a blob resource/],
   ['a sync onto itself', '  - data: { from: sourceDb, to: sourceDb }\n', 'phases[0].data.to', 11, /expected a resource other than the source, got "sourceDb" for both/],
   ['a password in the plan', HEAD.replace('cluster: source }', 'cluster: source, database: "host=db password=hunter2" }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.database', 5, /got what looks like a credential; plans never hold secrets/],
@@ -134,7 +138,29 @@ describe('plan resolution', () => {
   it('accepts the plans that ship with tiershift', () => {
     expect(loadPlan('plans/minimal.yaml').steps.map((s) => s.id)).toEqual(['0-check', '1-gate', '2-check']);
     const demo = loadPlan('plans/demo.yaml');
-    expect(demo.steps.filter((s) => s.kind === 'gate').map((s) => s.kind === 'gate' && s.gate)).toEqual(['start', 'cutover', 'finalize']);
+    expect(demo.steps.filter((s) => s.kind === 'gate').map((s) => s.kind === 'gate' && s.gate)).toEqual(['start', 'cutover', 'finalize', 'complete']);
+  });
+
+  it('puts a gate of its own before the point of no return, and recovers past it data first', () => {
+    const ponr = parsePlan(
+      HEAD +
+        '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n' +
+        '  - traffic: { resource: front, steps: [ { weight: 100, bake: 1m } ] }\n' +
+        '  - finalize: { resources: [targetDb], pointOfNoReturn: { approvers: [bob], instructions: Users are on v2. } }\n  - gate: { name: done }\n',
+      'ponr.yaml',
+    );
+    expect(ponr.steps.map((s) => s.id)).toEqual(['0-data', '1-app', '2-traffic-100', '3-finalize-gate', '3-finalize', '4-gate']);
+    expect(ponr.steps[3]).toMatchObject({ kind: 'gate', gate: 'point-of-no-return', approvers: ['bob'], pointOfNoReturn: '3-finalize' });
+    expect(ponr.steps[3]!.kind === 'gate' && ponr.steps[3]!.instructions).toMatch(/^Users are on v2\. Past this gate, rolling back means a reverse sync \(targetDb -> sourceDb\)/);
+    expect(ponr.steps[4]).toMatchObject({ kind: 'finalize', pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'reverse-sync' } });
+    // The source gets the target's writes before users return to it; replication stops once v2 is stopped.
+    expect(rollbackOrder(ponr.steps).map((a) => `${a.stepId}${a.part ? `/${a.part}` : ''}`)).toEqual([
+      '3-finalize/start',
+      '2-traffic-100',
+      '1-app',
+      '3-finalize/finish',
+      '0-data',
+    ]);
   });
 
   it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {

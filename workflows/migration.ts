@@ -56,10 +56,17 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
 
 async function perform(run: MigrationRun, step: Step): Promise<void> {
   if (step.kind === 'gate') return awaitApproval(run, step);
+  // The plan puts the point of no return's gate right before its step; this holds even if it did not.
+  if (step.kind === 'finalize' && step.pointOfNoReturn) await requireCrossingApproved(run, step);
   // Added after the first release: histories recorded before it replay without the check.
   if (wf.patched('drift-check')) await checkDrift(run, step);
   if (step.kind === 'traffic') return runStep(run, step, () => shiftTraffic(run, step));
   return runStep(run, step, () => callStepActivity(run, step));
+}
+
+async function requireCrossingApproved(run: MigrationRun, step: Step): Promise<void> {
+  const gate = run.plan.steps.find((s): s is GateStep => s.kind === 'gate' && s.pointOfNoReturn === step.id);
+  if (gate && run.step(gate.id).state !== 'done') await awaitApproval(run, gate);
 }
 
 /**
@@ -249,7 +256,9 @@ function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | Traf
 
 async function rollback(run: MigrationRun): Promise<void> {
   const rb = run.takeRollbackRequest({ trigger: 'cancelled', reason: 'the workflow was cancelled' });
-  const touched = run.plan.steps.filter((s) => ['done', 'failed', 'running'].includes(run.step(s.id).state));
+  const ponr = run.status.pointOfNoReturn;
+  // A point of no return not yet crossed needs no recovery, even if a drift check held its step.
+  const touched = run.plan.steps.filter((s) => ['done', 'failed', 'running'].includes(run.step(s.id).state) && !(s.id === ponr?.stepId && !ponr.crossed));
   rb.actions = rollbackOrder(touched).map((a) => ({ ...a, state: 'pending' }));
   for (const action of rb.actions) {
     const step = run.plan.steps.find((s) => s.id === action.stepId)!;
@@ -259,10 +268,10 @@ async function rollback(run: MigrationRun): Promise<void> {
       try {
         const outcome = await activities.undoStep.executeWithOptions(
           { ...activityOptions(step, `Rollback: ${action.action}`), retry: COMPENSATION_RETRY },
-          [{ ...stepInput(run, step), undo: run.undo[step.id] as StepOutcome['undo'] }],
+          [{ ...stepInput(run, step), undo: run.undo[step.id] as StepOutcome['undo'], ...(action.part ? { part: action.part } : {}) }],
         );
         action.state = 'done';
-        run.step(step.id).state = 'compensated';
+        if (action.part !== 'start') run.step(step.id).state = 'compensated';
         run.recordFigures(step.id, outcome.figures);
         if (step.kind === 'traffic') run.setTrafficWeight(0);
         break;

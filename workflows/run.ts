@@ -1,7 +1,8 @@
 // The state of one migration run: what the status query returns, what the search attributes and the
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
-import type { GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
+import { recoveryPhrase } from '../plan/rollback';
+import type { FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
 import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from './search-attributes';
 import {
   approveSignal,
@@ -19,6 +20,7 @@ import {
   type MigrationState,
   type MigrationStatus,
   type OperatorArgs,
+  type PointOfNoReturnStatus,
   type RejectArgs,
   type ResumePreview,
   type RollbackStatus,
@@ -73,6 +75,7 @@ export class MigrationRun {
       decisions: [],
       errors: [],
       traffic: initialTraffic(plan),
+      pointOfNoReturn: initialPointOfNoReturn(plan),
     };
   }
 
@@ -84,7 +87,7 @@ export class MigrationRun {
     wf.setHandler(rejectUpdate, (args) => this.reject(args), { validator: (args) => this.validateReject(args) });
     wf.setHandler(resumeUpdate, (_args: OperatorArgs) => this.resume(), { validator: (_args: OperatorArgs) => this.validateResume() });
     wf.setHandler(rollbackUpdate, (args) => this.operatorRollback(args), {
-      validator: (_args: OperatorArgs) => this.validateRollback(),
+      validator: (args: OperatorArgs) => this.validateRollback(args),
     });
     wf.setHandler(approveSignal, (args) => this.viaSignal(args.gate, () => this.validateApprove(args), () => this.approve(args)));
     wf.setHandler(rejectSignal, (args) => this.viaSignal(args.gate, () => this.validateReject(args), () => this.reject(args)));
@@ -112,6 +115,12 @@ export class MigrationRun {
   }
 
   startStep(step: Step): void {
+    const ponr = this.status.pointOfNoReturn;
+    // Crossed as soon as the step starts: a half-done cutover is already one the source has not seen.
+    if (ponr && ponr.stepId === step.id && !ponr.crossed) {
+      ponr.crossed = true;
+      ponr.crossedAt = now();
+    }
     const s = this.step(step.id);
     s.state = 'running';
     s.attempts += 1;
@@ -275,6 +284,9 @@ export class MigrationRun {
   validateReject({ gate: name, by, reason, planHash }: RejectArgs): void {
     this.requireSamePlan(planHash);
     this.requirePending(name);
+    if (this.status.pointOfNoReturn?.crossed) {
+      throw new Error(`gate "${name}" is past the point of no return, where rejecting would roll back: ${this.confirmHint()}; or approve it`);
+    }
     this.requireApprover(this.gateStep(name), by);
     if (!reason?.trim()) throw new Error('a rejection needs a reason; pass --reason');
   }
@@ -331,9 +343,16 @@ export class MigrationRun {
     return this.status;
   }
 
-  validateRollback(): void {
+  validateRollback({ confirm }: OperatorArgs): void {
     if (this.rollbackRequest || this.status.state === 'rolling-back') throw new Error('the migration is already rolling back');
     if (isTerminal(this.status.state)) throw new Error(`the migration has ended (${this.status.state}); there is nothing to roll back`);
+    if (this.status.pointOfNoReturn?.crossed && !confirm) throw new Error(this.confirmHint());
+  }
+
+  /** Past the point of no return a rollback moves data back: say what it will do, and how to confirm it. */
+  private confirmHint(): string {
+    const ponr = this.status.pointOfNoReturn!;
+    return `the migration crossed its point of no return (${ponr.stepId}, at ${ponr.crossedAt}), so rolling back means ${ponr.recoveryPlan}; to do that, run \`tiershift rollback ${this.status.migrationId} --reason "..." --confirm\``;
   }
 
   operatorRollback({ by, reason }: OperatorArgs): MigrationStatus {
@@ -397,6 +416,13 @@ export function isTerminal(state: MigrationState): boolean {
   return TERMINAL_STATES.includes(state);
 }
 
+function initialPointOfNoReturn(plan: ResolvedPlan): PointOfNoReturnStatus | undefined {
+  const step = plan.steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
+  if (!step?.pointOfNoReturn) return undefined;
+  const { gate, recovery } = step.pointOfNoReturn;
+  return { stepId: step.id, gate, recovery, crossed: false, recoveryPlan: recoveryPhrase(recovery, step.syncedFrom) };
+}
+
 function initialTraffic(plan: ResolvedPlan): MigrationStatus['traffic'] {
   const step = plan.steps.find((s) => s.kind === 'traffic');
   if (!step || step.kind !== 'traffic') return undefined;
@@ -418,6 +444,14 @@ function currentDetails(status: MigrationStatus): string {
   const lines = [`**${status.plan.name}** — ${status.state} (${done}/${status.steps.length} steps done)`];
   const current = status.steps.find((s) => s.id === status.currentStep);
   if (current) lines.push(`Step: ${current.title} (${current.state}, attempt ${current.attempts})`);
+  const ponr = status.pointOfNoReturn;
+  if (ponr && !isTerminal(status.state)) {
+    lines.push(
+      ponr.crossed
+        ? `Point of no return: **crossed** at ${ponr.crossedAt} (${ponr.stepId}). Rolling back now means ${ponr.recoveryPlan}, and needs \`--confirm\`.`
+        : `Point of no return: **not crossed** (${ponr.stepId}, after gate ${ponr.gate}). Rolling back is a simple undo.`,
+    );
+  }
   if (status.traffic) lines.push(`Traffic: ${100 - status.traffic.weight}% ${status.traffic.stable} / ${status.traffic.weight}% ${status.traffic.canary}`);
   const gate = status.pendingGate;
   if (gate) {

@@ -1,6 +1,6 @@
 // What the workflow, the worker and the CLI share: names, message definitions and the status shape.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { ResolvedPlan, StepKind } from '../plan/types';
+import type { Recovery, ResolvedPlan, StepKind } from '../plan/types';
 
 export const TASK_QUEUE = 'tiershift';
 
@@ -83,6 +83,7 @@ export interface PendingGate {
 export interface RollbackAction {
   stepId: string;
   action: string;
+  part?: 'start' | 'finish';
   state: 'pending' | 'running' | 'done' | 'failed';
   error?: string;
 }
@@ -115,6 +116,19 @@ export interface MigrationStatus {
   errors: { stepId: string; error: string; at: string }[];
   rollback?: RollbackStatus;
   notifications?: GateNotification[];
+  /** Where the plan's point of no return is, and which side of it the migration is on. */
+  pointOfNoReturn?: PointOfNoReturnStatus;
+}
+
+export interface PointOfNoReturnStatus {
+  /** The step past which rollback is no longer a simple undo, and the gate before it. */
+  stepId: string;
+  gate: string;
+  recovery: Recovery;
+  crossed: boolean;
+  crossedAt?: string;
+  /** What a rollback does once crossed, in one sentence. */
+  recoveryPlan: string;
 }
 
 export interface MigrationInput {
@@ -142,6 +156,8 @@ export interface RejectArgs {
 export interface OperatorArgs {
   by: string;
   reason?: string;
+  /** Past the point of no return, a rollback must be confirmed: it moves data back, not just traffic. */
+  confirm?: boolean;
 }
 
 export const statusQuery = defineQuery<MigrationStatus>('status');

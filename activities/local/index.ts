@@ -9,6 +9,7 @@ import { syncBlobs, undoBlobSync } from './blob-sync';
 import { checkHealth } from './health';
 import { prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
 import { cutoverPostgres, syncPostgres, undoPgSync } from './pg-sync';
+import { finishReverseSync, startReverseSync } from './reverse-sync';
 import { sandboxState } from './sandbox';
 import { analyseTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
@@ -34,6 +35,18 @@ async function finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOu
   return { summary: outcomes.map((o) => o.summary).join('; '), figures: Object.assign({}, ...outcomes.map((o) => o.figures)) };
 }
 
+/** Past the point of no return: every database the cutover made primary hands its writes back to its source. */
+async function reverseSync(input: UndoInput, step: FinalizeStep, part: 'start' | 'finish'): Promise<StepOutcome> {
+  const outcomes: StepOutcome[] = [];
+  for (const [name, fromName] of Object.entries(step.syncedFrom)) {
+    const to = input.resources[name];
+    const from = input.resources[fromName];
+    if (to?.kind !== 'postgres' || from?.kind !== 'postgres') continue;
+    outcomes.push(await (part === 'start' ? startReverseSync : finishReverseSync)(input, from, to));
+  }
+  return { summary: outcomes.map((o) => o.summary).join('; ') || 'no database to sync back', figures: Object.assign({}, ...outcomes.map((o) => o.figures)) };
+}
+
 async function undoStep(input: UndoInput): Promise<StepOutcome> {
   const { step } = input;
   switch (step.kind) {
@@ -47,10 +60,13 @@ async function undoStep(input: UndoInput): Promise<StepOutcome> {
       return kindOf(input, step.to) === 'postgres' ? undoPgSync(input) : undoBlobSync(input);
     case 'traffic':
       return undoTraffic(input);
+    case 'finalize':
+      if (step.pointOfNoReturn && input.part) return reverseSync(input, step, input.part);
+      // Without a point of no return, a finalized cutover is undone by the earlier steps' undos.
+      return { summary: `nothing to undo for ${step.id}`, figures: {} };
     case 'check':
     case 'gate':
-    case 'finalize':
-      // Reads and decisions change nothing; a finalized cutover is undone by the earlier steps' undos.
+      // Reads and decisions change nothing.
       return { summary: `nothing to undo for ${step.id}`, figures: {} };
   }
 }

@@ -14,19 +14,19 @@ import { postgresConnection } from './sandbox';
 /** Longest time writers on the source are held back, for the verification and for the cutover. */
 const QUIESCE_MS = 10_000;
 /** Lag under which quiescing is worth trying: the rest drains in well under a second. */
-const SMALL_LAG_BYTES = 256 * 1024;
+export const SMALL_LAG_BYTES = 256 * 1024;
 /**
  * Sequences on the target start this far past the source's values: nextval() is not transactional and
  * not blocked by the table locks, so a straggler on the source may still draw a few numbers after we
  * read them; the gap keeps the target's new ids and invoice numbers clear of those.
  */
-const SEQUENCE_GAP = 1000n;
+export const SEQUENCE_GAP = 1000n;
 /**
  * While replication runs, the new version may already write to the target (a canary): its sequences
  * start this far ahead so its ids never meet the ones the source still hands out and replicates.
  */
 const CANARY_SEQUENCE_GAP = 1_000_000n;
-const POLL_MS = 1_000;
+export const POLL_MS = 1_000;
 
 export type PgSyncUndo = {
   publication: string;
@@ -55,7 +55,7 @@ export function replicationName(migrationId: string): string {
   return `${name.slice(0, 54)}_${createHash('sha256').update(migrationId).digest('hex').slice(0, 8)}`;
 }
 
-function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
+export function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
   const resource = resources[name];
   if (resource?.kind !== 'postgres') {
     throw ApplicationFailure.nonRetryable(`${name} is not a postgres resource of the plan; name postgres resources in the data step`, 'NonRetryable');
@@ -176,7 +176,7 @@ function finished(child: ChildProcess): Promise<{ code: number | null; stderr: s
   });
 }
 
-async function ensurePublication(c: pg.Client, name: string): Promise<void> {
+export async function ensurePublication(c: pg.Client, name: string): Promise<void> {
   if ((await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount) return;
   // FOR ALL TABLES also publishes tables created later, which a schema change mid-migration needs.
   await c.query(`create publication ${c.escapeIdentifier(name)} for all tables`);
@@ -188,7 +188,7 @@ interface Subscription {
   slot: string | null;
 }
 
-async function findSubscription(c: pg.Client, name: string): Promise<Subscription | undefined> {
+export async function findSubscription(c: pg.Client, name: string): Promise<Subscription | undefined> {
   const { rows } = await c.query<{ oid: number; subenabled: boolean; subslotname: string | null }>(
     'select oid, subenabled, subslotname from pg_subscription where subname = $1 and subdbid = (select oid from pg_database where datname = current_database())',
     [name],
@@ -226,7 +226,7 @@ async function ensureSubscription(src: string, dst: string, name: string, target
   });
 }
 
-async function lagBytes(s: pg.Client, slot: string): Promise<number> {
+export async function lagBytes(s: pg.Client, slot: string): Promise<number> {
   const { rows } = await s.query<{ lag: string | null }>(
     'select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint as lag from pg_replication_slots where slot_name = $1',
     [slot],
@@ -286,7 +286,7 @@ const waitForLag = (src: string, dst: string, name: string, bytes: number) => wa
  * lets readers in), and the subscription has applied everything committed before the lock. Bounded by
  * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried.
  */
-async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
+export async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
   return withClient(src, async (c) => {
     const tables = (await userTables(c)).map((t) => c.escapeIdentifier(t.table));
     const started = Date.now();
@@ -353,11 +353,19 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
+/** Disables a subscription and waits until its apply worker has exited: nothing more arrives after this. */
+export async function stopSubscription(url: string, name: string, oid: number): Promise<void> {
+  await withClient(url, async (c) => {
+    await c.query(`alter subscription ${c.escapeIdentifier(name)} disable`);
+    while ((await c.query('select 1 from pg_stat_subscription where subid = $1 and pid is not null', [oid])).rowCount) await sleep(100);
+  });
+}
+
 /**
  * Drops the subscription without asking the source (disable, detach the slot, drop), so it works even
  * when the source is down; the slot is dropped on the source afterwards. Keeps the target's data.
  */
-async function dropSubscription(dst: string, name: string): Promise<boolean> {
+export async function dropSubscription(dst: string, name: string): Promise<boolean> {
   return withClient(dst, async (c) => {
     const sub = await findSubscription(c, name);
     if (!sub) return false;
@@ -370,7 +378,7 @@ async function dropSubscription(dst: string, name: string): Promise<boolean> {
 }
 
 /** Drops a slot once its walsender has gone (it lingers briefly after the subscription is disabled). */
-async function dropSlot(s: pg.Client, slot: string): Promise<boolean> {
+export async function dropSlot(s: pg.Client, slot: string): Promise<boolean> {
   for (let waited = 0; ; waited += 200) {
     const { rows } = await s.query<{ active_pid: number | null }>('select active_pid from pg_replication_slots where slot_name = $1', [slot]);
     if (!rows[0]) return false;
@@ -386,7 +394,7 @@ async function dropSlot(s: pg.Client, slot: string): Promise<boolean> {
   }
 }
 
-async function dropPublication(src: string, name: string): Promise<boolean> {
+export async function dropPublication(src: string, name: string): Promise<boolean> {
   return withClient(src, async (c) => {
     if (!(await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount) return false;
     await c.query(`drop publication ${c.escapeIdentifier(name)}`);
@@ -423,7 +431,7 @@ interface SequenceValue {
 }
 
 /** Per sequence of the public schema: its last value and the largest value in every column it feeds. */
-async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
+export async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
   const { rows: sequences } = await c.query<{ name: string; last_value: string | null }>(
     `select sequencename as name, last_value::text from pg_sequences where schemaname = 'public' and increment_by > 0 order by 1`,
   );
@@ -459,7 +467,7 @@ async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
 }
 
 /** Moves target sequences forward only (never back: the new version may already draw from them); returns how many moved. */
-async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
+export async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
   return withClient(dst, async (c) => {
     let raised = 0;
     for (const { sequence, value } of source) {
@@ -499,10 +507,7 @@ export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: Post
       const raised = await raiseSequences(dst, await withClient(src, sourceSequences));
       // Stopped while writers are still paused, and waited for: the target then holds exactly the source's
       // last state, and no write made after the pause can still arrive.
-      await withClient(dst, async (c) => {
-        await c.query(`alter subscription ${c.escapeIdentifier(name)} disable`);
-        while ((await c.query('select 1 from pg_stat_subscription where subid = $1 and pid is not null', [subscribed.oid])).rowCount) await sleep(100);
-      });
+      await stopSubscription(dst, name, subscribed.oid);
       return raised;
     });
     synced = cut.result;

@@ -23,9 +23,9 @@ export class ActivityScript {
     return this.calls.get(migrationId) ?? [];
   }
 
-  private record(name: string, input: StepInput): void {
+  private record(name: string, input: StepInput, part?: string): void {
     const list = this.calls.get(input.migrationId) ?? [];
-    list.push(`${name}:${input.step.id}`);
+    list.push(`${name}:${input.step.id}${part ? `/${part}` : ''}`);
     this.calls.set(input.migrationId, list);
     const key = `${input.migrationId}/${input.step.id}`;
     const remaining = this.failures.get(key) ?? 0;
@@ -61,7 +61,7 @@ export class ActivityScript {
         };
       },
       undoStep: async (input: UndoInput) => {
-        this.record('undoStep', input);
+        this.record('undoStep', input, input.part);
         return { summary: `undone ${input.step.id}`, figures: {} };
       },
       checkDrift: async (input: DriftInput) => {

@@ -1,0 +1,255 @@
+// The way back past the point of no return: after the cutover the target took writes the source never
+// saw (the new version's canary orders, everything since). Rolling back must hand the source every one
+// of them before users return to it, so the reverse sync runs in two parts around the traffic undo:
+//
+//   start:  a logical replication slot on the target, created with an exported snapshot; the source
+//           receives, from that snapshot, every row it lacks or holds differently (compared by primary
+//           key and row checksum), then a subscription on the slot streams every later write.
+//   finish: once the new version is stopped, writes to the target are paused until the source has
+//           them all, the source's sequences move past the target's, and the replication is dropped.
+//
+// Rows only the source has are kept: a rollback never deletes data. PostgreSQL 15 has no `origin =
+// none`, so the forward replication (source -> target) is always dropped before the reverse one starts.
+import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import pg from 'pg';
+import type { PostgresResource } from '../../plan/types';
+import type { StepOutcome, UndoInput } from '../types';
+import {
+  dropPublication,
+  dropSlot,
+  dropSubscription,
+  ensurePublication,
+  findSubscription,
+  lagBytes,
+  POLL_MS,
+  quiesced,
+  raiseSequences,
+  replicationName,
+  SMALL_LAG_BYTES,
+  sourceSequences,
+  stopSubscription,
+} from './pg-sync';
+import { withClient } from './postgres';
+import { postgresConnection } from './sandbox';
+
+/** Rows fetched from the target and written to the source per statement. */
+const BATCH = 2_000;
+
+export const reverseName = (migrationId: string): string => replicationName(`${migrationId}-reverse`);
+
+interface Backfill {
+  tables: number;
+  rowsCompared: number;
+  rowsCopied: number;
+  rowsOnlyOnSource: number;
+}
+
+/**
+ * Part one: the source gets everything the target has, then keeps receiving its writes. `from` is the
+ * migration's source (it receives), `to` the database that took over (it publishes).
+ */
+export async function startReverseSync(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+  const name = reverseName(input.migrationId);
+  const forward = replicationName(input.migrationId);
+  const back = postgresConnection(from);
+  const ahead = postgresConnection(to);
+  // A cutover cut short may have left the forward replication: with it, the rows copied back would
+  // be published by the source and applied to the target a second time.
+  await dropSubscription(ahead, forward);
+  await withClient(back, (c) => dropSlot(c, forward));
+  await dropPublication(back, forward);
+
+  let backfill: Backfill | undefined;
+  const existing = await withClient(back, (c) => findSubscription(c, name));
+  if (existing) {
+    if (!existing.enabled) await withClient(back, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+  } else {
+    await withClient(ahead, async (c) => {
+      // A slot without its subscription is what an attempt that died mid-backfill leaves: start over (the backfill is idempotent).
+      await dropSlot(c, name);
+      await ensurePublication(c, name);
+    });
+    backfill = await withExportedSnapshot(ahead, name, (snapshot) => copyBack(ahead, snapshot, back, to.name));
+    await withClient(back, (c) =>
+      c.query(
+        `create subscription ${c.escapeIdentifier(name)} connection ${c.escapeLiteral(ahead)} publication ${c.escapeIdentifier(name)} ` +
+          `with (create_slot = false, slot_name = ${c.escapeLiteral(name)}, copy_data = false)`,
+      ),
+    );
+  }
+  const lag = await catchUp(ahead, back, name);
+  const f = from.name;
+  return {
+    summary:
+      `reverse sync ${to.name} -> ${f} running (subscription ${name} on ${f}, lag ${lag} bytes)` +
+      (backfill
+        ? `; copied back ${backfill.rowsCopied} of ${backfill.rowsCompared} rows compared in ${backfill.tables} tables, kept ${backfill.rowsOnlyOnSource} rows only ${f} has`
+        : '; its backfill was done by an earlier attempt'),
+    figures: {
+      [`${f}.reverseLagBytes`]: lag,
+      ...(backfill
+        ? { [`${f}.rowsCopiedBack`]: backfill.rowsCopied, [`${f}.rowsComparedBack`]: backfill.rowsCompared, [`${f}.rowsOnlyOnSource`]: backfill.rowsOnlyOnSource }
+        : {}),
+    },
+  };
+}
+
+/** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
+export async function finishReverseSync(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+  const name = reverseName(input.migrationId);
+  const back = postgresConnection(from);
+  const ahead = postgresConnection(to);
+  const sub = await withClient(back, (c) => findSubscription(c, name));
+  let quiesceMs = 0;
+  let raised: number;
+  if (sub) {
+    if (!sub.enabled) await withClient(back, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+    const cut = await quiesced(ahead, name, async () => {
+      // The source will hand out ids again: past every id the target used, rows copied back included.
+      const moved = await raiseSequences(back, await withClient(ahead, sourceSequences));
+      await stopSubscription(back, name, sub.oid);
+      return moved;
+    });
+    raised = cut.result;
+    quiesceMs = cut.quiesceMs;
+  } else {
+    raised = await raiseSequences(back, await withClient(ahead, sourceSequences));
+  }
+  const dropped = await dropSubscription(back, name);
+  await withClient(ahead, (c) => dropSlot(c, name));
+  await dropPublication(ahead, name);
+  const f = from.name;
+  return {
+    summary: dropped
+      ? `${f} has every write ${to.name} received: reverse sync stopped with ${to.name}'s writes paused for ${quiesceMs} ms, ${raised} sequences moved past ${to.name}'s, replication dropped`
+      : `no reverse sync left to stop; ${raised ? `${raised} sequences moved past ${to.name}'s` : `${f}'s sequences already past ${to.name}'s`}`,
+    figures: { [`${f}.reverseQuiesceMs`]: quiesceMs, [`${f}.sequencesRaisedBack`]: raised, [`${f}.reverseSyncStopped`]: dropped },
+  };
+}
+
+/**
+ * Creates the slot over a replication connection, which exports the snapshot the slot starts from:
+ * what the snapshot shows is copied by hand, everything after it arrives through the slot, nothing twice.
+ * The snapshot lives as long as that connection, so `fn` runs while it is open.
+ */
+async function withExportedSnapshot<T>(url: string, slot: string, fn: (snapshot: string) => Promise<T>): Promise<T> {
+  const replication = new pg.Client({ connectionString: url, replication: 'database', connectionTimeoutMillis: 10_000 } as pg.ClientConfig);
+  await replication.connect();
+  try {
+    const { rows } = await replication.query<{ snapshot_name: string }>(`CREATE_REPLICATION_SLOT "${slot}" LOGICAL pgoutput EXPORT_SNAPSHOT`);
+    return await fn(rows[0]!.snapshot_name);
+  } finally {
+    await replication.end();
+  }
+}
+
+interface Table {
+  table: string;
+  key: string[];
+  columns: string[];
+  identity: boolean;
+}
+
+/** Every row of the target's snapshot that the source lacks or holds differently is written to the source, parents first. */
+async function copyBack(ahead: string, snapshot: string, back: string, target: string): Promise<Backfill> {
+  return withClient(ahead, (a) =>
+    withClient(back, async (b) => {
+      await a.query('begin isolation level repeatable read read only');
+      await a.query(`set transaction snapshot ${a.escapeLiteral(snapshot)}`);
+      // Row checksums compare text: both sides must print values the same way.
+      for (const c of [a, b]) await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
+      await b.query('begin');
+      try {
+        const tables = await tablesParentsFirst(a);
+        const total: Backfill = { tables: tables.length, rowsCompared: 0, rowsCopied: 0, rowsOnlyOnSource: 0 };
+        for (const t of tables) {
+          if (!t.key.length) {
+            throw ApplicationFailure.nonRetryable(`table ${t.table} on ${target} has no primary key, so its rows cannot be matched for the reverse sync; add one, then resume`, 'NonRetryable');
+          }
+          const ident = a.escapeIdentifier(t.table);
+          const keyText = `row(${t.key.map((k) => a.escapeIdentifier(k)).join(', ')})::text`;
+          const checksums = `select ${keyText} as k, md5(t::text) as h from ${ident} t`;
+          const onSource = new Map((await b.query<{ k: string; h: string }>(checksums)).rows.map((r) => [r.k, r.h]));
+          const onTarget = (await a.query<{ k: string; h: string }>(checksums)).rows;
+          const missing = onTarget.filter((r) => onSource.get(r.k) !== r.h).map((r) => r.k);
+          total.rowsCompared += onTarget.length;
+          total.rowsOnlyOnSource += onSource.size - onTarget.filter((r) => onSource.has(r.k)).length;
+          const cols = t.columns.map((c) => a.escapeIdentifier(c)).join(', ');
+          const update = t.columns.filter((c) => !t.key.includes(c)).map((c) => `${a.escapeIdentifier(c)} = excluded.${a.escapeIdentifier(c)}`);
+          for (let i = 0; i < missing.length; i += BATCH) {
+            const { rows } = await a.query<{ rows: string }>(`select coalesce(json_agg(t), '[]')::text as rows from ${ident} t where ${keyText} = any($1::text[])`, [missing.slice(i, i + BATCH)]);
+            await b.query(
+              `insert into ${ident} (${cols}) ${t.identity ? 'overriding system value ' : ''}select ${cols} from json_populate_recordset(null::${ident}, $1::json) ` +
+                `on conflict (${t.key.map((k) => a.escapeIdentifier(k)).join(', ')}) ${update.length ? `do update set ${update.join(', ')}` : 'do nothing'}`,
+              [rows[0]!.rows],
+            );
+            total.rowsCopied += Math.min(BATCH, missing.length - i);
+            heartbeat({ phase: 'reverse backfill', table: t.table, ...total });
+          }
+          heartbeat({ phase: 'reverse backfill', table: t.table, ...total });
+        }
+        await b.query('commit');
+        return total;
+      } catch (err) {
+        await b.query('rollback').catch(() => undefined);
+        throw err;
+      } finally {
+        await a.query('rollback').catch(() => undefined);
+      }
+    }),
+  );
+}
+
+/** Base tables with their key and writable columns, ordered so a table comes after every table it references. */
+async function tablesParentsFirst(c: pg.Client): Promise<Table[]> {
+  const { rows } = await c.query<{ table: string; key: string[] | null; columns: string[]; identity: boolean; parents: string[] | null }>(`
+    select t.relname as table,
+           (select array_agg(a.attname::text order by k.ord)
+              from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+             where i.indrelid = t.oid and i.indisprimary) as key,
+           (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+             where a.attrelid = t.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '') as columns,
+           exists (select 1 from pg_attribute a where a.attrelid = t.oid and a.attnum > 0 and a.attidentity <> '') as identity,
+           (select array_agg(distinct p.relname::text) from pg_constraint f join pg_class p on p.oid = f.confrelid
+             where f.conrelid = t.oid and f.contype = 'f' and f.confrelid <> t.oid) as parents
+      from pg_class t join pg_namespace n on n.oid = t.relnamespace
+     where n.nspname = 'public' and t.relkind = 'r'
+     order by t.relname`);
+  const ordered: Table[] = [];
+  const placed = new Set<string>();
+  let pending = rows;
+  while (pending.length) {
+    const ready = pending.filter((r) => (r.parents ?? []).every((p) => placed.has(p) || !rows.some((x) => x.table === p)));
+    // A cycle of foreign keys: take the rest as they come (the transaction checks them all at commit only if deferrable).
+    const next = ready.length ? ready : pending;
+    for (const r of next) {
+      ordered.push({ table: r.table, key: r.key ?? [], columns: r.columns, identity: r.identity });
+      placed.add(r.table);
+    }
+    pending = pending.filter((r) => !placed.has(r.table));
+  }
+  return ordered;
+}
+
+/** Waits until the source has applied the target's writes up to a small lag, heartbeating the lag. */
+async function catchUp(ahead: string, back: string, name: string): Promise<number> {
+  return withClient(ahead, (a) =>
+    withClient(back, async (b) => {
+      const errors = async () =>
+        Number(
+          (await b.query<{ n: string }>('select coalesce(sum(apply_error_count + sync_error_count), 0) as n from pg_stat_subscription_stats where subname = $1', [name])).rows[0]?.n ?? 0,
+        );
+      const first = await errors();
+      for (;;) {
+        const lag = await lagBytes(a, name);
+        heartbeat({ phase: 'reverse catch-up', lagBytes: lag });
+        if ((await errors()) > first) {
+          throw new Error(`the reverse subscription ${name} reported replication errors while catching up; see the source cluster's server log`);
+        }
+        if (lag <= SMALL_LAG_BYTES) return lag;
+        await sleep(POLL_MS);
+      }
+    }),
+  );
+}
