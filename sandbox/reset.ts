@@ -42,34 +42,54 @@ export async function resetSandbox(state: SandboxState, log: Log = () => undefin
     await stopApp(state, 'green');
     log('green stopped');
   }
-  const target = state.postgres.target;
+  const { source, target } = state.postgres;
+  // Subscriptions first, on both sides (a rollback past the point of no return subscribes the source
+  // to the target), detached from their slots; then the slots, which a database cannot be dropped with.
+  if (source) await withClient(postgresUrl(source), dropSubscriptions);
   if (target) {
     await withClient(postgresUrl(target, 'postgres'), async (c) => {
       const exists = (await c.query('select 1 from pg_database where datname = $1', [target.database])).rowCount;
       if (exists) {
-        // Subscriptions must go before their database; detached from their slots, which live on the source.
-        await withClient(postgresUrl(target), async (t) => {
-          for (const { subname } of (await t.query<{ subname: string }>('select subname from pg_subscription where subdbid = (select oid from pg_database where datname = current_database())')).rows) {
-            const sub = t.escapeIdentifier(subname);
-            await t.query(`alter subscription ${sub} disable`);
-            await t.query(`alter subscription ${sub} set (slot_name = none)`);
-            await t.query(`drop subscription ${sub}`);
-          }
-        });
+        await withClient(postgresUrl(target), dropSubscriptions);
+        await dropReplication(c);
         await c.query(`drop database ${c.escapeIdentifier(target.database)} with (force)`);
       }
       await c.query(`create database ${c.escapeIdentifier(target.database)}`);
     });
     log(`target database ${target.database} emptied`);
   }
-  const source = state.postgres.source;
   if (source) {
-    await withClient(postgresUrl(source), async (c) => {
-      const slots = await c.query<{ slot_name: string }>(`select slot_name from pg_replication_slots where slot_name like 'tiershift\\_%' and not active`);
-      for (const { slot_name } of slots.rows) await c.query('select pg_drop_replication_slot($1)', [slot_name]);
-      const pubs = await c.query<{ pubname: string }>(`select pubname from pg_publication where pubname like 'tiershift\\_%'`);
-      for (const { pubname } of pubs.rows) await c.query(`drop publication ${c.escapeIdentifier(pubname)}`);
-      if (slots.rowCount || pubs.rowCount) log(`replication removed from the source (${slots.rowCount} slots, ${pubs.rowCount} publications)`);
-    });
+    const removed = await withClient(postgresUrl(source), dropReplication);
+    if (removed) log(`replication removed from the source (${removed})`);
   }
+}
+
+async function dropSubscriptions(c: pg.Client): Promise<void> {
+  for (const { subname } of (await c.query<{ subname: string }>('select subname from pg_subscription where subdbid = (select oid from pg_database where datname = current_database())')).rows) {
+    const sub = c.escapeIdentifier(subname);
+    await c.query(`alter subscription ${sub} disable`);
+    await c.query(`alter subscription ${sub} set (slot_name = none)`);
+    await c.query(`drop subscription ${sub}`);
+  }
+}
+
+/** Drops tiershift's slots on the cluster and publications in the connected database; says what went. */
+async function dropReplication(c: pg.Client): Promise<string> {
+  const slots = await c.query<{ slot_name: string; active_pid: number | null }>(`select slot_name, active_pid from pg_replication_slots where slot_name like 'tiershift\\_%'`);
+  for (const { slot_name, active_pid } of slots.rows) {
+    // A walsender whose subscription was just dropped lingers for a moment.
+    if (active_pid) await c.query('select pg_terminate_backend($1)', [active_pid]);
+    for (let tries = 0; ; tries++) {
+      try {
+        await c.query('select pg_drop_replication_slot($1)', [slot_name]);
+        break;
+      } catch (err) {
+        if (tries >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  const pubs = await c.query<{ pubname: string }>(`select pubname from pg_publication where pubname like 'tiershift\\_%'`);
+  for (const { pubname } of pubs.rows) await c.query(`drop publication ${c.escapeIdentifier(pubname)}`);
+  return slots.rowCount || pubs.rowCount ? `${slots.rowCount} slots, ${pubs.rowCount} publications` : '';
 }

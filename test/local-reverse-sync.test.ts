@@ -1,0 +1,169 @@
+// The way back past the point of no return, on the run's sandbox: after a cutover the target took
+// writes (the canary's orders before it, more after it, an update of an old row), and the reverse sync
+// must leave the source with every row the target holds, while the target keeps taking writes.
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localProvider } from '../activities/local';
+import { syncPostgres } from '../activities/local/pg-sync';
+import { withClient } from '../activities/local/postgres';
+import { reverseName } from '../activities/local/reverse-sync';
+import type { UndoInput } from '../activities/types';
+import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import { resetSandbox } from '../sandbox/reset';
+import { postgresUrl } from '../sandbox/state';
+import { sandbox } from './support/local-ops';
+
+const MIGRATION = 'test-reverse-sync';
+const source: PostgresResource = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
+const target: PostgresResource = { name: 'shop-target', kind: 'postgres', provider: 'local', cluster: 'target' };
+const resources = { [source.name]: source, [target.name]: target };
+const common = {
+  phaseIndex: 3,
+  retry: { maximumAttempts: 1, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
+  timeouts: { startToClose: '10m', heartbeat: '30s' },
+};
+const dataStep: DataStep = { ...common, id: '3-data', kind: 'data', title: 'Replicate shop', from: source.name, to: target.name, verify: true };
+const finalizeStep: FinalizeStep = {
+  ...common,
+  id: '9-finalize',
+  kind: 'finalize',
+  title: 'Cut over',
+  resources: [target.name],
+  syncedFrom: { [target.name]: source.name },
+  pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'reverse-sync' },
+};
+const undo = (part: 'start' | 'finish'): UndoInput => ({ migrationId: MIGRATION, step: finalizeStep, resources, part });
+const url = (cluster: 'source' | 'target', database?: string) => postgresUrl(sandbox().postgres[cluster]!, database);
+
+function activityEnv() {
+  const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  const beats: Record<string, unknown>[] = [];
+  env.on('heartbeat', (details: Record<string, unknown>) => beats.push(details));
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => env.run<A, R, typeof fn>(fn, ...args);
+  return { run, beats };
+}
+
+/** Per table, every row as key -> checksum: what "the same rows" means across the two clusters. */
+async function rowsByTable(cluster: 'source' | 'target'): Promise<Record<string, Map<string, string>>> {
+  return withClient(url(cluster), async (c) => {
+    await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
+    const keys: Record<string, string> = { customers: 'id', products: 'id', orders: 'id', order_items: 'order_id, line_no', payments: 'id' };
+    const out: Record<string, Map<string, string>> = {};
+    for (const [table, key] of Object.entries(keys)) {
+      const { rows } = await c.query<{ k: string; h: string }>(`select row(${key})::text as k, md5(t::text) as h from ${table} t`);
+      out[table] = new Map(rows.map((r) => [r.k, r.h]));
+    }
+    return out;
+  });
+}
+
+/** A writer of the new version on the target: an order with a line every few milliseconds until stopped. */
+function targetWriter() {
+  let stop = false;
+  let written = 0;
+  const done = withClient(url('target'), async (c) => {
+    const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('green-writer@example.com', 'Green Writer', 'NL') returning id`)).rows[0]!.id;
+    written += 1;
+    while (!stop) {
+      await c.query('begin');
+      const order = (await c.query<{ id: string }>(`insert into orders (customer_id, status, total_cents) values ($1, 'pending', 1999) returning id`, [customer])).rows[0]!.id;
+      await c.query('insert into order_items (order_id, line_no, product_id, quantity, unit_price_cents) values ($1, 1, 1, 1, 1999)', [order]);
+      await c.query('commit');
+      written += 2;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+  return {
+    stop: async () => {
+      stop = true;
+      await done;
+      return written;
+    },
+  };
+}
+
+async function replicationObjects(): Promise<string[]> {
+  const list = async (cluster: 'source' | 'target') =>
+    withClient(url(cluster), async (c) => {
+      const { rows } = await c.query<{ n: string }>(
+        `select 'subscription ' || subname as n from pg_subscription union all select 'publication ' || pubname from pg_publication union all select 'slot ' || slot_name from pg_replication_slots`,
+      );
+      return rows.map((r) => `${cluster}: ${r.n}`);
+    });
+  return [...(await list('source')), ...(await list('target'))];
+}
+
+describe('reverse sync past the point of no return (local)', () => {
+  beforeAll(async () => {
+    await resetSandbox(sandbox());
+    expect(await replicationObjects()).toEqual([]);
+  });
+
+  // Always, also after a failure: the next test files expect a migration-free sandbox.
+  afterAll(async () => {
+    await resetSandbox(sandbox());
+    expect(await replicationObjects()).toEqual([]);
+  });
+
+  it('gives the source every row the target received, while the target keeps taking writes', async () => {
+    const { run, beats } = activityEnv();
+    await run(syncPostgres, { migrationId: MIGRATION, step: dataStep, resources });
+    // The canary writes to the target before the cutover: rows the source has never seen.
+    const canaryOrder = await withClient(url('target'), async (c) => {
+      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('canary@example.com', 'Canary', 'DE') returning id`)).rows[0]!.id;
+      return (await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 500) returning id', [customer])).rows[0]!.id;
+    });
+    await run(localProvider.finalizeMigration, { migrationId: MIGRATION, step: finalizeStep, resources });
+    // After the cutover: more writes, and a change to a row both sides had.
+    const oldOrder = await withClient(url('target'), async (c) => {
+      await c.query(`update orders set status = 'shipped' where id = $1`, [canaryOrder]);
+      return (await c.query<{ id: string }>(`update orders set status = 'cancelled' where id = (select min(id) from orders) returning id`)).rows[0]!.id;
+    });
+    // An attempt that died after creating the slot left it behind without its subscription.
+    await withClient(url('target'), (c) => c.query(`select pg_create_logical_replication_slot($1, 'pgoutput')`, [reverseName(MIGRATION)]));
+
+    const writer = targetWriter();
+    let written: number;
+    try {
+      const started = await run(localProvider.undoStep, undo('start'));
+      expect(started.summary).toMatch(/^reverse sync shop-target -> shop-source running/);
+      expect(started.figures['shop-source.rowsCopiedBack']).toBeGreaterThanOrEqual(3);
+      expect(started.figures['shop-source.rowsOnlyOnSource']).toBe(0);
+      expect(beats.some((b) => b.phase === 'reverse backfill')).toBe(true);
+      // A retry finds the subscription and does not copy again.
+      const again = await run(localProvider.undoStep, undo('start'));
+      expect(again.summary).toContain('its backfill was done by an earlier attempt');
+      // Writes keep arriving on the target while the reverse replication runs.
+      await new Promise((r) => setTimeout(r, 2_000));
+    } finally {
+      written = await writer.stop();
+    }
+    expect(written).toBeGreaterThan(10);
+
+    const finished = await run(localProvider.undoStep, undo('finish'));
+    expect(finished.figures).toMatchObject({ 'shop-source.reverseSyncStopped': true });
+    expect(finished.summary).toMatch(/^shop-source has every write shop-target received/);
+    expect(await replicationObjects()).toEqual([]);
+
+    const [onSource, onTarget] = [await rowsByTable('source'), await rowsByTable('target')];
+    for (const [table, rows] of Object.entries(onTarget)) {
+      const missing = [...rows].filter(([k, h]) => onSource[table]!.get(k) !== h).map(([k]) => k);
+      expect({ table, missing: missing.slice(0, 5), count: missing.length }).toEqual({ table, missing: [], count: 0 });
+    }
+    const statusOf = async (id: string) => (await withClient(url('source'), (c) => c.query<{ status: string }>('select status from orders where id = $1', [id]))).rows[0]?.status;
+    expect(await statusOf(canaryOrder)).toBe('shipped');
+    expect(await statusOf(oldOrder)).toBe('cancelled');
+
+    // The source hands out ids again, past every id the target used.
+    const maxTarget = await withClient(url('target'), async (c) => BigInt((await c.query<{ m: string }>('select max(id)::text as m from orders')).rows[0]!.m));
+    const fresh = await withClient(url('source'), async (c) => {
+      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('back@example.com', 'Back', 'FR') returning id`)).rows[0]!.id;
+      return BigInt((await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 100) returning id', [customer])).rows[0]!.id);
+    });
+    expect(fresh).toBeGreaterThan(maxTarget);
+
+    const second = await run(localProvider.undoStep, undo('finish'));
+    expect(second.figures).toMatchObject({ 'shop-source.reverseSyncStopped': false });
+  });
+});
