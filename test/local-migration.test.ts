@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
 import { runLoad, type LoadResult } from '../client/load';
-import { approveGate, migrationStatus, startMigration } from '../client/migrations';
+import { approveGate, migrationStatus, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { postgresUrl } from '../sandbox/state';
 import type { MigrationStatus } from '../workflows/shared';
@@ -188,6 +188,92 @@ phases:
     const left = await withClient(dbUrl('source'), async (c) => (await c.query('select 1 from pg_publication where pubname = $1 union all select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount);
     expect(left).toBe(0);
     expect(await tables('source')).toEqual(sourceBefore);
+  }, HEAVY);
+});
+
+describe('past the point of no return', () => {
+  it('a confirmed rollback syncs every write the target took back to the source before users return to it', async () => {
+    const plan = parsePlan(
+      `
+apiVersion: tiershift/v1
+name: ${uniqueName('ponr')}
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - data: { from: sourceDb, to: targetDb }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0, minRequests: 3 }
+      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
+  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }
+  - check: { resources: [targetDb] }
+  - gate: { name: complete }
+`,
+      'ponr.yaml',
+    );
+    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
+    const load = shoppers();
+    // New orders through the front door the whole time: on blue they land on the source, on green on the target.
+    const ordersStop = new AbortController();
+    const writer = runLoad({ url: new URL('/api/orders', suite.state.haproxy!.frontendUrl).toString(), method: 'POST', body: {}, ratePerSecond: 5, durationMs: 300_000, maxRequests: 1_500, signal: ordersStop.signal });
+    let status: MigrationStatus;
+    let targetOrders = 0;
+    try {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      for (const gate of ['cutover', 'finalize']) {
+        await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === gate || s.state !== 'running', 240_000);
+        await approveGate(suite.temporal.client, handle.workflowId, { gate, by: 'bob' });
+      }
+      const crossed = await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (s) => s.pendingGate?.gate === 'complete' || s.state !== 'running', 240_000);
+      expect(crossed.pointOfNoReturn, JSON.stringify(crossed.failure)).toMatchObject({ crossed: true });
+      // Green has been writing to the target since the canary; let it take more after the cutover.
+      await new Promise((r) => setTimeout(r, 3_000));
+      targetOrders = await withClient(dbUrl('target'), async (c) => Number((await c.query('select count(*) as n from orders').then((r) => r.rows[0].n))));
+      await expect(rollbackMigration(suite.temporal.client, handle.workflowId, 'carol', 'v2 loses payments')).rejects.toMatchObject({ cause: { message: expect.stringMatching(/--confirm/) } });
+      await rollbackMigration(suite.temporal.client, handle.workflowId, 'carol', 'v2 loses payments', true);
+      status = (await handle.result()) as MigrationStatus;
+    } finally {
+      ordersStop.abort();
+      await stopWorker();
+    }
+    const traffic = await load.stop();
+    const written = await writer;
+
+    expect(status.state, JSON.stringify(status.rollback)).toBe('rolled-back');
+    expect(status.rollback?.actions.map((a) => `${a.stepId}${a.part ? `/${a.part}` : ''}:${a.state}`)).toEqual([
+      '4-finalize/start:done',
+      '3-traffic-50:done',
+      '1-app:done',
+      '4-finalize/finish:done',
+      '0-data:done',
+    ]);
+    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
+    expect(figures['sourceDb.rowsCopiedBack']).toBeGreaterThan(0);
+    // Every row the target holds is on the source, as the target has it.
+    expect(targetOrders).toBeGreaterThan(0);
+    const missing = await withClient(dbUrl('target'), async (t) =>
+      withClient(dbUrl('source'), async (s) => {
+        let count = 0;
+        for (const { table, key } of [{ table: 'customers', key: 'id' }, { table: 'orders', key: 'id' }, { table: 'order_items', key: 'order_id, line_no' }, { table: 'payments', key: 'id' }]) {
+          const sql = `select row(${key})::text as k, md5(t::text) as h from ${table} t`;
+          const have = new Map((await s.query<{ k: string; h: string }>(sql)).rows.map((r) => [r.k, r.h]));
+          for (const r of (await t.query<{ k: string; h: string }>(sql)).rows) if (have.get(r.k) !== r.h) count += 1;
+        }
+        return count;
+      }),
+    );
+    expect(missing).toBe(0);
+    // Users are back on blue, on the source, and nobody saw an error.
+    expect(await colorsThroughFront(20)).toEqual({ blue: 20 });
+    expect(sandbox().apps.green).toBeUndefined();
+    expect(written.byColor.green, JSON.stringify(written)).toBeGreaterThan(0);
+    expect(written.failed, JSON.stringify(written.byStatus)).toBe(0);
+    expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
   }, HEAVY);
 });
 
