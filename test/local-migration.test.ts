@@ -60,6 +60,30 @@ function shoppers(): { stop: () => Promise<LoadResult> } {
   return { stop: () => (abort.abort(), load) };
 }
 
+/** Sync, v2 on the target, a cutover gate and a 50/100 canary, then `rest`: where the rollback tests start from. */
+function canaryPlan(name: string, maxErrorRate: number, rest: string) {
+  return parsePlan(
+    `
+apiVersion: tiershift/v1
+name: ${uniqueName(name)}
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+  - data: { from: sourceDb, to: targetDb }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: ${maxErrorRate}, minRequests: 3 }
+      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
+${rest}`,
+    `${name}.yaml`,
+  );
+}
+
 describe('a full migration on the sandbox', () => {
   it('backs up, prepares, syncs, deploys, shifts 10/50/100 and cuts over with no failed request', async () => {
     const dr = uniqueName('assets-dr');
@@ -140,27 +164,7 @@ phases:
 
 describe('a failing canary', () => {
   it('rolls back by itself: all traffic on blue, green stopped, replication removed, the source unchanged', async () => {
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('canary')}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
-  - data: { from: sourceDb, to: targetDb }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: 0.05, minRequests: 3 }
-      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
-  - finalize: { resources: [targetDb] }
-`,
-      'canary.yaml',
-    );
+    const plan = canaryPlan('canary', 0.05, '  - finalize: { resources: [targetDb] }\n');
     const sourceBefore = await tables('source');
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = shoppers();
@@ -193,28 +197,10 @@ phases:
 
 describe('past the point of no return', () => {
   it('a confirmed rollback syncs every write the target took back to the source before users return to it', async () => {
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('ponr')}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
-  - data: { from: sourceDb, to: targetDb }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: 0, minRequests: 3 }
-      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
-  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }
-  - check: { resources: [targetDb] }
-  - gate: { name: complete }
-`,
-      'ponr.yaml',
+    const plan = canaryPlan(
+      'ponr',
+      0,
+      '  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }\n',
     );
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = shoppers();

@@ -1,48 +1,25 @@
 // The way back past the point of no return, on the run's sandbox: after a cutover the target took
 // writes (the canary's orders before it, more after it, an update of an old row), and the reverse sync
 // must leave the source with every row the target holds, while the target keeps taking writes.
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localProvider } from '../activities/local';
 import { syncPostgres } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
 import { reverseName } from '../activities/local/reverse-sync';
 import type { UndoInput } from '../activities/types';
-import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import type { PostgresResource } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../sandbox/state';
-import { sandbox } from './support/local-ops';
+import { dataStep, finalizeStep, runActivity, sandbox } from './support/local-ops';
 
 const MIGRATION = 'test-reverse-sync';
-const source: PostgresResource = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
-const target: PostgresResource = { name: 'shop-target', kind: 'postgres', provider: 'local', cluster: 'target' };
-const resources = { [source.name]: source, [target.name]: target };
-const common = {
-  phaseIndex: 3,
-  retry: { maximumAttempts: 1, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
-  timeouts: { startToClose: '10m', heartbeat: '30s' },
-};
-const dataStep: DataStep = { ...common, id: '3-data', kind: 'data', title: 'Replicate shop', from: source.name, to: target.name, verify: true };
-const finalizeStep: FinalizeStep = {
-  ...common,
-  id: '9-finalize',
-  kind: 'finalize',
-  title: 'Cut over',
-  resources: [target.name],
-  syncedFrom: { [target.name]: source.name },
-  pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'reverse-sync' },
-};
-const undo = (part: 'start' | 'finish'): UndoInput => ({ migrationId: MIGRATION, step: finalizeStep, resources, part });
+const sourceDb: PostgresResource = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
+const targetDb: PostgresResource = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
+const resources = { sourceDb, targetDb };
+const cutover = finalizeStep('9-finalize', { targetDb: 'sourceDb' }, { gate: 'point-of-no-return', recovery: 'reverse-sync' });
+const undo = (part: 'start' | 'finish'): UndoInput => ({ migrationId: MIGRATION, step: cutover, resources, part });
 const url = (cluster: 'source' | 'target', database?: string) => postgresUrl(sandbox().postgres[cluster]!, database);
-
-function activityEnv() {
-  const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-  const beats: Record<string, unknown>[] = [];
-  env.on('heartbeat', (details: Record<string, unknown>) => beats.push(details));
-  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => env.run<A, R, typeof fn>(fn, ...args);
-  return { run, beats };
-}
+const run = async <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) => (await runActivity(fn, args)).result;
 
 /** Per table, every row as key -> checksum: what "the same rows" means across the two clusters. */
 async function rowsByTable(cluster: 'source' | 'target'): Promise<Record<string, Map<string, string>>> {
@@ -107,14 +84,13 @@ describe('reverse sync past the point of no return (local)', () => {
   });
 
   it('gives the source every row the target received, while the target keeps taking writes', async () => {
-    const { run, beats } = activityEnv();
-    await run(syncPostgres, { migrationId: MIGRATION, step: dataStep, resources });
+    await run(syncPostgres, { migrationId: MIGRATION, step: dataStep('3-data', 'sourceDb', 'targetDb'), resources });
     // The canary writes to the target before the cutover: rows the source has never seen.
     const canaryOrder = await withClient(url('target'), async (c) => {
       const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('canary@example.com', 'Canary', 'DE') returning id`)).rows[0]!.id;
       return (await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 500) returning id', [customer])).rows[0]!.id;
     });
-    await run(localProvider.finalizeMigration, { migrationId: MIGRATION, step: finalizeStep, resources });
+    await run(localProvider.finalizeMigration, { migrationId: MIGRATION, step: cutover, resources });
     // After the cutover: more writes, and a change to a row both sides had.
     const oldOrder = await withClient(url('target'), async (c) => {
       await c.query(`update orders set status = 'shipped' where id = $1`, [canaryOrder]);
@@ -126,11 +102,11 @@ describe('reverse sync past the point of no return (local)', () => {
     const writer = targetWriter();
     let written: number;
     try {
-      const started = await run(localProvider.undoStep, undo('start'));
-      expect(started.summary).toMatch(/^reverse sync shop-target -> shop-source running/);
-      expect(started.figures['shop-source.rowsCopiedBack']).toBeGreaterThanOrEqual(3);
-      expect(started.figures['shop-source.rowsOnlyOnSource']).toBe(0);
-      expect(beats.some((b) => b.phase === 'reverse backfill')).toBe(true);
+      const { result: started, heartbeats } = await runActivity(localProvider.undoStep, [undo('start')]);
+      expect(started.summary).toMatch(/^reverse sync targetDb -> sourceDb running/);
+      expect(started.figures['sourceDb.rowsCopiedBack']).toBeGreaterThanOrEqual(3);
+      expect(started.figures['sourceDb.rowsOnlyOnSource']).toBe(0);
+      expect(heartbeats.some((b) => (b as { phase?: string }).phase === 'reverse backfill')).toBe(true);
       // A retry finds the subscription and does not copy again.
       const again = await run(localProvider.undoStep, undo('start'));
       expect(again.summary).toContain('its backfill was done by an earlier attempt');
@@ -142,8 +118,8 @@ describe('reverse sync past the point of no return (local)', () => {
     expect(written).toBeGreaterThan(10);
 
     const finished = await run(localProvider.undoStep, undo('finish'));
-    expect(finished.figures).toMatchObject({ 'shop-source.reverseSyncStopped': true });
-    expect(finished.summary).toMatch(/^shop-source has every write shop-target received/);
+    expect(finished.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': true });
+    expect(finished.summary).toMatch(/^sourceDb has every write targetDb received/);
     expect(await replicationObjects()).toEqual([]);
 
     const [onSource, onTarget] = [await rowsByTable('source'), await rowsByTable('target')];
@@ -164,6 +140,6 @@ describe('reverse sync past the point of no return (local)', () => {
     expect(fresh).toBeGreaterThan(maxTarget);
 
     const second = await run(localProvider.undoStep, undo('finish'));
-    expect(second.figures).toMatchObject({ 'shop-source.reverseSyncStopped': false });
+    expect(second.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': false });
   });
 });

@@ -55,7 +55,7 @@ export function replicationName(migrationId: string): string {
   return `${name.slice(0, 54)}_${createHash('sha256').update(migrationId).digest('hex').slice(0, 8)}`;
 }
 
-export function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
+function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
   const resource = resources[name];
   if (resource?.kind !== 'postgres') {
     throw ApplicationFailure.nonRetryable(`${name} is not a postgres resource of the plan; name postgres resources in the data step`, 'NonRetryable');
@@ -286,7 +286,7 @@ const waitForLag = (src: string, dst: string, name: string, bytes: number) => wa
  * lets readers in), and the subscription has applied everything committed before the lock. Bounded by
  * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried.
  */
-export async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
+async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
   return withClient(src, async (c) => {
     const tables = (await userTables(c)).map((t) => c.escapeIdentifier(t.table));
     const started = Date.now();
@@ -354,7 +354,7 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 /** Disables a subscription and waits until its apply worker has exited: nothing more arrives after this. */
-export async function stopSubscription(url: string, name: string, oid: number): Promise<void> {
+async function stopSubscription(url: string, name: string, oid: number): Promise<void> {
   await withClient(url, async (c) => {
     await c.query(`alter subscription ${c.escapeIdentifier(name)} disable`);
     while ((await c.query('select 1 from pg_stat_subscription where subid = $1 and pid is not null', [oid])).rowCount) await sleep(100);
@@ -431,7 +431,7 @@ interface SequenceValue {
 }
 
 /** Per sequence of the public schema: its last value and the largest value in every column it feeds. */
-export async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
+async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
   const { rows: sequences } = await c.query<{ name: string; last_value: string | null }>(
     `select sequencename as name, last_value::text from pg_sequences where schemaname = 'public' and increment_by > 0 order by 1`,
   );
@@ -467,7 +467,7 @@ export async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
 }
 
 /** Moves target sequences forward only (never back: the new version may already draw from them); returns how many moved. */
-export async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
+async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
   return withClient(dst, async (c) => {
     let raised = 0;
     for (const { sequence, value } of source) {
@@ -488,41 +488,44 @@ export async function raiseSequences(dst: string, source: SequenceValue[], gap =
 }
 
 /**
- * Ends the replication for the finalize step: with writes paused, waits until the target has every
- * write, moves every sequence (identity columns included) past the source's values, stops the
- * subscription, then drops it (keeping the data) and the publication. A second call finds nothing to
- * stop but still checks the sequences.
+ * Ends a replication at a consistent point: with the publisher's writers paused, waits until the
+ * subscriber has every write, moves the subscriber's sequences (identity columns included) past the
+ * publisher's values, stops the subscription, then drops it (keeping the data), the slot and the
+ * publication. Without a subscription left, it only checks the sequences.
  */
-export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
-  const name = replicationName(input.migrationId);
-  const src = postgresConnection(from);
-  const dst = postgresConnection(to);
-  const subscribed = await withClient(dst, (c) => findSubscription(c, name));
+export async function endReplication(publisher: string, subscriber: string, name: string): Promise<{ stopped: boolean; quiesceMs: number; raised: number; publicationDropped: boolean }> {
+  const sub = await withClient(subscriber, (c) => findSubscription(c, name));
   let quiesceMs = 0;
-  let synced: number;
-  if (subscribed) {
+  let raised: number;
+  if (sub) {
     // An attempt that stopped it and then failed: it must catch up once more before the cut.
-    if (!subscribed.enabled) await withClient(dst, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
-    const cut = await quiesced(src, name, async () => {
-      const raised = await raiseSequences(dst, await withClient(src, sourceSequences));
-      // Stopped while writers are still paused, and waited for: the target then holds exactly the source's
-      // last state, and no write made after the pause can still arrive.
-      await stopSubscription(dst, name, subscribed.oid);
-      return raised;
+    if (!sub.enabled) await withClient(subscriber, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+    const cut = await quiesced(publisher, name, async () => {
+      const moved = await raiseSequences(subscriber, await withClient(publisher, sourceSequences));
+      // Stopped while writers are still paused, and waited for: the subscriber then holds exactly the
+      // publisher's last state, and no write made after the pause can still arrive.
+      await stopSubscription(subscriber, name, sub.oid);
+      return moved;
     });
-    synced = cut.result;
+    raised = cut.result;
     quiesceMs = cut.quiesceMs;
   } else {
-    synced = await raiseSequences(dst, await withClient(src, sourceSequences));
+    raised = await raiseSequences(subscriber, await withClient(publisher, sourceSequences));
   }
-  const dropped = await dropSubscription(dst, name);
-  await withClient(src, (s) => dropSlot(s, name));
-  const publication = await dropPublication(src, name);
+  const stopped = await dropSubscription(subscriber, name);
+  await withClient(publisher, (s) => dropSlot(s, name));
+  const publicationDropped = await dropPublication(publisher, name);
+  return { stopped, quiesceMs, raised, publicationDropped };
+}
+
+/** The finalize step's cutover: the target takes over from the source it was replicated from. */
+export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(postgresConnection(from), postgresConnection(to), replicationName(input.migrationId));
   const n = to.name;
   return {
-    summary: dropped
-      ? `${n} took over from ${from.name}: replication stopped with writes paused for ${quiesceMs} ms, ${synced} sequences moved past the source's values, subscription and publication dropped`
-      : `${n}: no replication from ${from.name} left to stop${publication ? ' (dropped a leftover publication)' : ''}; ${synced ? `${synced} sequences moved past the source's values` : "sequences already past the source's values"}`,
-    figures: { [`${n}.sequencesSynced`]: synced, [`${n}.quiesceMs`]: quiesceMs, [`${n}.subscriptionDropped`]: dropped },
+    summary: stopped
+      ? `${n} took over from ${from.name}: replication stopped with writes paused for ${quiesceMs} ms, ${raised} sequences moved past the source's values, subscription and publication dropped`
+      : `${n}: no replication from ${from.name} left to stop${publicationDropped ? ' (dropped a leftover publication)' : ''}; ${raised ? `${raised} sequences moved past the source's values` : "sequences already past the source's values"}`,
+    figures: { [`${n}.sequencesSynced`]: raised, [`${n}.quiesceMs`]: quiesceMs, [`${n}.subscriptionDropped`]: stopped },
   };
 }

@@ -18,16 +18,13 @@ import {
   dropPublication,
   dropSlot,
   dropSubscription,
+  endReplication,
   ensurePublication,
   findSubscription,
   lagBytes,
   POLL_MS,
-  quiesced,
-  raiseSequences,
   replicationName,
   SMALL_LAG_BYTES,
-  sourceSequences,
-  stopSubscription,
 } from './pg-sync';
 import { withClient } from './postgres';
 import { postgresConnection } from './sandbox';
@@ -96,34 +93,14 @@ export async function startReverseSync(input: UndoInput, from: PostgresResource,
 
 /** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
 export async function finishReverseSync(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
-  const name = reverseName(input.migrationId);
-  const back = postgresConnection(from);
-  const ahead = postgresConnection(to);
-  const sub = await withClient(back, (c) => findSubscription(c, name));
-  let quiesceMs = 0;
-  let raised: number;
-  if (sub) {
-    if (!sub.enabled) await withClient(back, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
-    const cut = await quiesced(ahead, name, async () => {
-      // The source will hand out ids again: past every id the target used, rows copied back included.
-      const moved = await raiseSequences(back, await withClient(ahead, sourceSequences));
-      await stopSubscription(back, name, sub.oid);
-      return moved;
-    });
-    raised = cut.result;
-    quiesceMs = cut.quiesceMs;
-  } else {
-    raised = await raiseSequences(back, await withClient(ahead, sourceSequences));
-  }
-  const dropped = await dropSubscription(back, name);
-  await withClient(ahead, (c) => dropSlot(c, name));
-  await dropPublication(ahead, name);
+  // The source will hand out ids again: past every id the target used, rows copied back included.
+  const { stopped, quiesceMs, raised } = await endReplication(postgresConnection(to), postgresConnection(from), reverseName(input.migrationId));
   const f = from.name;
   return {
-    summary: dropped
+    summary: stopped
       ? `${f} has every write ${to.name} received: reverse sync stopped with ${to.name}'s writes paused for ${quiesceMs} ms, ${raised} sequences moved past ${to.name}'s, replication dropped`
       : `no reverse sync left to stop; ${raised ? `${raised} sequences moved past ${to.name}'s` : `${f}'s sequences already past ${to.name}'s`}`,
-    figures: { [`${f}.reverseQuiesceMs`]: quiesceMs, [`${f}.sequencesRaisedBack`]: raised, [`${f}.reverseSyncStopped`]: dropped },
+    figures: { [`${f}.reverseQuiesceMs`]: quiesceMs, [`${f}.sequencesRaisedBack`]: raised, [`${f}.reverseSyncStopped`]: stopped },
   };
 }
 

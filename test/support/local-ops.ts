@@ -5,7 +5,7 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
-import type { BackupStep, DataStep, Resource } from '../../plan/types';
+import type { BackupStep, DataStep, FinalizeStep, Resource } from '../../plan/types';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { fingerprints, withClient, type TableFingerprint } from '../../activities/local/postgres';
 import { resetSandbox } from '../../sandbox/reset';
@@ -47,6 +47,11 @@ export function backupStep(id: string, resources: string[], destination: string)
 
 export function dataStep(id: string, from: string, to: string): DataStep {
   return { ...stepBase, id, title: `Copy ${from} to ${to}`, kind: 'data', from, to, verify: true };
+}
+
+/** A finalize step cutting over each key of `syncedFrom` from the database it names. */
+export function finalizeStep(id: string, syncedFrom: Record<string, string>, pointOfNoReturn?: FinalizeStep['pointOfNoReturn']): FinalizeStep {
+  return { ...stepBase, id, title: 'Cut over', kind: 'finalize', resources: Object.keys(syncedFrom), syncedFrom, ...(pointOfNoReturn ? { pointOfNoReturn } : {}) };
 }
 
 export function blob(name: string, role: 'primary' | 'secondary', container: string): Resource {
