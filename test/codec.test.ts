@@ -14,6 +14,7 @@ import { AesGcmCodec, ENCRYPTED_ENCODING, generateKey, KEY_ID_METADATA, loadCode
 import { startCodecServer, type CodecServer } from '../codec/server';
 import { parsePlan } from '../plan/load';
 import type { MigrationStatus } from '../workflows/shared';
+import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS } from './support/browser';
 import { isOneSentence, tiershift } from './support/cli';
 import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
 
@@ -236,6 +237,46 @@ describe('the codec endpoint', () => {
     const res = await post('/decode', { Cookie: cookie, Origin: uiOrigin(), 'X-Namespace': 'default' });
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe(uiOrigin());
+  });
+
+  it('lets the Temporal UI show the decoded history in a browser that logged in, and only there', async () => {
+    const { browser, page } = await launchBrowser();
+    try {
+      const workflowPage = `${temporal.uiUrl}/namespaces/default/workflows/${encodeURIComponent(workflowId)}`;
+      // The Input card: ciphertext, or the workflow's decoded arguments.
+      const inputText = async () => {
+        const main = await page.locator('main').innerText();
+        const at = main.indexOf('Input\n');
+        return at < 0 ? '' : main.slice(at, main.indexOf('Result', at) < 0 ? undefined : main.indexOf('Result', at));
+      };
+      // Without the codec endpoint the UI has only ciphertext to show.
+      await page.goto(workflowPage);
+      await expect.poll(async () => (await inputText()).length, { timeout: UI_TIMEOUT_MS }).toBeGreaterThan(200);
+      expect(await inputText()).not.toContain(MARKERS.name);
+
+      // A viewer with the token: logs in to the codec endpoint, points the UI at it with credentials.
+      expect((await page.goto(`${server.url}/login?token=${token}`))?.status()).toBe(200);
+      await page.goto(workflowPage);
+      await page.getByRole('button', { name: 'Configure Codec Server' }).click();
+      await page.getByText('Use my browser setting and ignore Cluster-level setting.').click();
+      await page.getByPlaceholder('Paste your endpoint here').fill(server.url);
+      await page.getByText('Include cross-origin credentials').click();
+      await page.getByRole('button', { name: 'Apply' }).click();
+      await page.reload();
+      await expect.poll(inputText, { timeout: UI_TIMEOUT_MS }).toContain(`"name": "${MARKERS.name}"`);
+      const shown = await inputText();
+      expect(shown).toContain(MARKERS.description);
+      expect(shown).toContain(MARKERS.resource);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'ui-codec-decoded.png'), fullPage: true });
+
+      // The same browser without its login cookie is refused, and sees ciphertext again.
+      await page.context().clearCookies();
+      await page.reload();
+      await expect.poll(async () => (await inputText()).length, { timeout: UI_TIMEOUT_MS }).toBeGreaterThan(200);
+      expect(await inputText()).not.toContain(MARKERS.name);
+    } finally {
+      await browser.close();
+    }
   });
 
   it('encodes with the current key what it decodes again', async () => {

@@ -1,20 +1,15 @@
 // The Temporal UI as an operator sees it, in a real browser (Debian's Chromium driven by playwright-core):
 // a migration waiting at a gate is found by filtering the list on our search attributes, and its page
 // shows the search attributes and the runbook-like current details with the approve command.
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../sandbox/binaries';
 import { readState, sandboxHome } from '../sandbox/state';
 import type { MigrationStatus } from '../workflows/shared';
+import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS } from './support/browser';
 import { spawnWorker, tiershift } from './support/cli';
 import { eventually } from './support/temporal';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
-// The UI is a single-page app that polls the server: wait for what it renders, never for fixed delays.
-const UI_TIMEOUT_MS = 30_000;
 
 let worker: ReturnType<typeof spawnWorker>;
 let browser: Browser;
@@ -34,27 +29,7 @@ beforeAll(async () => {
   const started = await tiershift(['start', 'plans/minimal.yaml', '--id', id, '--by', 'alice']);
   if (started.code !== 0) throw new Error(`start failed: ${started.stderr}`);
   await eventually(status, (s) => s.pendingGate?.gate === 'go');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60_000,
-    // A test browser talks to the sandbox only: no updates, sync, metrics or other calls home.
-    args: [
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-default-apps',
-      '--disable-sync',
-      '--disable-domain-reliability',
-      '--disable-client-side-phishing-detection',
-      '--metrics-recording-only',
-      '--no-first-run',
-      '--no-default-browser-check',
-      '--disable-dev-shm-usage',
-    ],
-  });
-  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.setDefaultTimeout(UI_TIMEOUT_MS);
-  mkdirSync(ARTIFACTS, { recursive: true });
+  ({ browser, page } = await launchBrowser());
 });
 
 afterAll(async () => {

@@ -15,6 +15,7 @@ import {
 } from '@azure/storage-blob';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { BlobResource, DataStep } from '../../plan/types';
+import { blobSyncOutcome, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { azureFailure, eachLimited, Journal, resourceOf, type AzureContext } from './common';
 import { resolveAzureSecret } from './secrets';
@@ -22,8 +23,6 @@ import { resolveAzureSecret } from './secrets';
 /** Put Blob From URL copies synchronously only up to 256 MiB; bigger blobs use the asynchronous copy. */
 export const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
 const COPY_CONCURRENCY = 8;
-/** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
-const INLINE_UNDO_LIMIT = 1000;
 const SAS_LIFETIME_MS = 60 * 60_000;
 
 export interface Account {
@@ -56,14 +55,8 @@ export async function account(az: AzureContext, resource: BlobResource, opts: { 
   return { service, container: service.getContainerClient(resource.container), readUrl };
 }
 
-export interface CopyProgress {
+export interface CopyProgress extends BlobSyncCounts {
   continuationToken?: string;
-  copied: number;
-  skipped: number;
-  bytes: number;
-  verified: number;
-  /** Blobs that did not exist in the target before this step: the only ones undo may delete. */
-  created: string[];
 }
 
 const md5Of = (bytes: Uint8Array | undefined): string | undefined => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined);
@@ -142,8 +135,6 @@ async function storageCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
-
 export async function syncBlobs(az: AzureContext, input: StepInput<DataStep>, options: { pageSize?: number } = {}): Promise<StepOutcome> {
   const { step, migrationId } = input;
   const from = await account(az, resourceOf(input.resources, step.from, 'blob', 'data source'));
@@ -153,55 +144,17 @@ export async function syncBlobs(az: AzureContext, input: StepInput<DataStep>, op
   }
   const journal = new Journal();
   const resumed = journal.state.notes.progress as unknown as CopyProgress | undefined;
-  const where = `${from.container.accountName}/${from.container.containerName} to ${to.container.accountName}/${to.container.containerName}`;
-  const result = await storageCall(`copying ${where}`, () =>
+  const result = await storageCall(`copying ${syncRoute(from.container, to.container)}`, () =>
     copyContainer(from, to.container, { pageSize: options.pageSize, verify: step.verify, progress: resumed ? { ...resumed, created: [...resumed.created] } : undefined, onPage: (p) => journal.note('progress', { ...p } as unknown as Json) }),
   );
-
-  let undo: Json = { created: result.created };
-  if (result.created.length > INLINE_UNDO_LIMIT) {
-    const name = manifestName(migrationId, step.id);
-    const body = JSON.stringify({ created: result.created });
-    await storageCall(`writing the undo manifest ${name}`, () => to.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } }));
-    undo = { manifest: name, count: result.created.length };
-  }
-  const unverified = result.copied + result.skipped - result.verified;
-  return {
-    summary:
-      `Copied ${result.copied} blobs (${result.bytes} bytes) server-side from ${where}, skipped ${result.skipped} already in place` +
-      (step.verify ? `, verified ${result.verified} by MD5 and length${unverified ? ` (${unverified} without an MD5, by length only)` : ''}` : '') +
-      (resumed ? ', resumed from a previous attempt' : ''),
-    figures: {
-      [`${step.to}.blobsCopied`]: result.copied,
-      [`${step.to}.blobsSkipped`]: result.skipped,
-      [`${step.to}.bytesCopied`]: result.bytes,
-      [`${step.to}.blobsVerified`]: result.verified,
-    },
-    undo,
-  };
+  return blobSyncOutcome(from.container, to.container, { migrationId, step, counts: result, resumed: Boolean(resumed) }, storageCall);
 }
 
 /** Deletes the blobs the sync created; blobs that were in the target before the step are never touched. */
 export async function undoBlobSync(az: AzureContext, input: UndoInput): Promise<StepOutcome> {
   const step = input.step as DataStep;
   const to = await account(az, resourceOf(input.resources, step.to, 'blob', 'data target'));
-  const undo = (input.undo ?? {}) as { created?: string[]; manifest?: string };
-  let created = undo.created ?? [];
-  if (undo.manifest) {
-    const manifest = to.container.getBlobClient(undo.manifest);
-    if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
-  }
-  let deleted = 0;
-  await storageCall(`deleting copied blobs from ${to.container.containerName}`, () =>
-    eachLimited(created, COPY_CONCURRENCY, async (name) => {
-      if ((await to.container.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' })).succeeded) deleted += 1;
-    }),
-  );
-  if (undo.manifest) await to.container.getBlobClient(undo.manifest).deleteIfExists();
-  return {
-    summary: `Deleted ${deleted} blobs the sync created in ${to.container.accountName}/${to.container.containerName}; blobs that were there before are untouched`,
-    figures: { [`${step.to}.blobsDeleted`]: deleted },
-  };
+  return undoBlobSyncIn(to.container, step.to, input.undo, storageCall);
 }
 
 /** A container copied server-side into the backup container, under the migration's prefix; reused blobs are skipped. */

@@ -4,24 +4,17 @@
 import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { BlobResource, DataStep, Resource } from '../../plan/types';
+import { blobSyncOutcome, eachLimited, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
 
 /** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
 const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
-/** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
-const INLINE_UNDO_LIMIT = 1000;
 const COPY_CONCURRENCY = 8;
 
 /** Where a copy stands after a whole page: what the heartbeat carries and a retry resumes from. */
-export interface CopyProgress {
+export interface CopyProgress extends BlobSyncCounts {
   continuationToken?: string;
-  copied: number;
-  skipped: number;
-  bytes: number;
-  verified: number;
-  /** Blobs that did not exist in the target before this step: the only ones undo may delete. */
-  created: string[];
 }
 
 export function blobResource(resources: Record<string, Resource>, name: string | undefined, role: string): BlobResource {
@@ -46,15 +39,6 @@ async function targetProperties(target: ContainerClient, name: string, abortSign
     if (err instanceof RestError && err.statusCode === 404) return undefined;
     throw err;
   }
-}
-
-/** Runs `fn` over `items`, at most `limit` at a time. */
-async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /**
@@ -148,8 +132,6 @@ function resumedProgress(): CopyProgress | undefined {
   };
 }
 
-const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
-
 /** Server-side incremental copy of a container to another account or container, resumable from its heartbeat. */
 export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?: number } = {}): Promise<StepOutcome> {
   const { step, migrationId } = input;
@@ -169,29 +151,7 @@ export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?
     onPage: (p) => heartbeat({ ...p } as unknown as Json),
   });
 
-  let undo: Json = { created: result.created };
-  if (result.created.length > INLINE_UNDO_LIMIT) {
-    const name = manifestName(migrationId, step.id);
-    const body = JSON.stringify({ created: result.created });
-    await target.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } });
-    undo = { manifest: name, count: result.created.length };
-  }
-
-  const where = `${source.accountName}/${source.containerName} to ${target.accountName}/${target.containerName}`;
-  const unverified = result.copied + result.skipped - result.verified;
-  return {
-    summary:
-      `Copied ${result.copied} blobs (${result.bytes} bytes) server-side from ${where}, skipped ${result.skipped} already in place` +
-      (step.verify ? `, verified ${result.verified} by MD5 and length${unverified ? ` (${unverified} without an MD5, by length only)` : ''}` : '') +
-      (resumed ? ', resumed from a previous attempt' : ''),
-    figures: {
-      [`${step.to}.blobsCopied`]: result.copied,
-      [`${step.to}.blobsSkipped`]: result.skipped,
-      [`${step.to}.bytesCopied`]: result.bytes,
-      [`${step.to}.blobsVerified`]: result.verified,
-    },
-    undo,
-  };
+  return blobSyncOutcome(source, target, { migrationId, step, counts: result, resumed: Boolean(resumed) });
 }
 
 /** Deletes the blobs the sync created; blobs that existed in the target before the step are never touched. */
@@ -199,21 +159,5 @@ export async function undoBlobSync(input: UndoInput): Promise<StepOutcome> {
   const step = input.step as DataStep;
   const to = blobResource(input.resources, step.to, 'data target');
   const target = containerClient(to);
-  const undo = (input.undo ?? {}) as { created?: string[]; manifest?: string };
-  let created = undo.created ?? [];
-  if (undo.manifest) {
-    const manifest = target.getBlobClient(undo.manifest);
-    if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
-  }
-
-  let deleted = 0;
-  await eachLimited(created, COPY_CONCURRENCY, async (name) => {
-    if ((await target.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' })).succeeded) deleted += 1;
-  });
-  if (undo.manifest) await target.getBlobClient(undo.manifest).deleteIfExists();
-  return {
-    summary: `Deleted ${deleted} blobs the sync created in ${target.accountName}/${target.containerName}; blobs that were there before are untouched`,
-    figures: { [`${step.to}.blobsDeleted`]: deleted },
-  };
+  return undoBlobSyncIn(target, step.to, input.undo);
 }
-

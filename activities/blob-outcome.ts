@@ -1,0 +1,98 @@
+// What a blob-sync step reports and how it is undone, the same for every provider: the undo record (the
+// created blobs, or a manifest blob naming them), the summary sentence and figures, and an undo that
+// deletes only the blobs the step created. Providers differ in how they reach the containers and copy.
+import type { ContainerClient } from '@azure/storage-blob';
+import type { DataStep } from '../plan/types';
+import type { Json, StepOutcome } from './types';
+
+/** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
+const INLINE_UNDO_LIMIT = 1000;
+const DELETE_CONCURRENCY = 8;
+
+/** What a copy did: the figures of the outcome and the undo record. */
+export interface BlobSyncCounts {
+  copied: number;
+  skipped: number;
+  bytes: number;
+  verified: number;
+  /** Blobs that did not exist in the target before this step: the only ones undo may delete. */
+  created: string[];
+}
+
+/** Runs a storage call, translating its errors the provider's way (`what` says what was being done). */
+export type StorageCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+
+const asIs: StorageCall = (_what, fn) => fn();
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+export async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** "account/container to account/container", as summaries and error messages name a sync. */
+export const syncRoute = (source: ContainerClient, target: ContainerClient): string =>
+  `${source.accountName}/${source.containerName} to ${target.accountName}/${target.containerName}`;
+
+const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
+
+/**
+ * The outcome of a sync from `source` to `target`: summary, figures and undo record. Over the inline limit
+ * the created names go to a manifest blob in the target, and the undo record names that blob instead.
+ */
+export async function blobSyncOutcome(
+  source: ContainerClient,
+  target: ContainerClient,
+  sync: { migrationId: string; step: Pick<DataStep, 'id' | 'to' | 'verify'>; counts: BlobSyncCounts; resumed: boolean },
+  call: StorageCall = asIs,
+): Promise<StepOutcome> {
+  const { migrationId, step, counts, resumed } = sync;
+  let undo: Json = { created: counts.created };
+  if (counts.created.length > INLINE_UNDO_LIMIT) {
+    const name = manifestName(migrationId, step.id);
+    const body = JSON.stringify({ created: counts.created });
+    await call(`writing the undo manifest ${name}`, () => target.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } }));
+    undo = { manifest: name, count: counts.created.length };
+  }
+  const unverified = counts.copied + counts.skipped - counts.verified;
+  return {
+    summary:
+      `Copied ${counts.copied} blobs (${counts.bytes} bytes) server-side from ${syncRoute(source, target)}, skipped ${counts.skipped} already in place` +
+      (step.verify ? `, verified ${counts.verified} by MD5 and length${unverified ? ` (${unverified} without an MD5, by length only)` : ''}` : '') +
+      (resumed ? ', resumed from a previous attempt' : ''),
+    figures: {
+      [`${step.to}.blobsCopied`]: counts.copied,
+      [`${step.to}.blobsSkipped`]: counts.skipped,
+      [`${step.to}.bytesCopied`]: counts.bytes,
+      [`${step.to}.blobsVerified`]: counts.verified,
+    },
+    undo,
+  };
+}
+
+/**
+ * Deletes the blobs the sync created in `target` (resource `targetName`), as its undo record lists them
+ * inline or in the manifest; blobs that were in the target before the step are never touched.
+ */
+export async function undoBlobSyncIn(target: ContainerClient, targetName: string, undoRecord: Json | undefined, call: StorageCall = asIs): Promise<StepOutcome> {
+  const undo = (undoRecord ?? {}) as { created?: string[]; manifest?: string };
+  let created = undo.created ?? [];
+  if (undo.manifest) {
+    const manifest = target.getBlobClient(undo.manifest);
+    if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
+  }
+  let deleted = 0;
+  await call(`deleting copied blobs from ${target.containerName}`, () =>
+    eachLimited(created, DELETE_CONCURRENCY, async (name) => {
+      if ((await target.getBlobClient(name).deleteIfExists({ deleteSnapshots: 'include' })).succeeded) deleted += 1;
+    }),
+  );
+  if (undo.manifest) await target.getBlobClient(undo.manifest).deleteIfExists();
+  return {
+    summary: `Deleted ${deleted} blobs the sync created in ${target.accountName}/${target.containerName}; blobs that were there before are untouched`,
+    figures: { [`${targetName}.blobsDeleted`]: deleted },
+  };
+}
