@@ -2,6 +2,7 @@
 // copied server-side to a fresh container of the secondary, incrementally, resumably, and undone.
 import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, describe, expect, it } from 'vitest';
+import { blobSyncOutcome, undoBlobSyncIn } from '../activities/blob-outcome';
 import { syncBlobs, undoBlobSync } from '../activities/local/blob-sync';
 import type { StepInput } from '../activities/types';
 import type { DataStep } from '../plan/types';
@@ -107,5 +108,27 @@ describe('local blob sync', () => {
     expect(Object.keys(await contents(target)).sort()).toEqual([overwritten, 'keep/me.txt'].sort());
     // Undo is idempotent: a second run finds nothing left to delete.
     expect((await runActivity(undoBlobSync, [{ ...input, undo: result.undo }])).result.figures).toEqual({ 'assetsDr.blobsDeleted': 0 });
+  });
+});
+
+describe('the undo record of a large sync', () => {
+  it('keeps over a thousand created names in a manifest blob, and undo deletes exactly those', async () => {
+    const source = containerOf('primary', ASSETS_CONTAINER);
+    const target = containerOf('secondary', uniqueName('manifest'));
+    created.push(target);
+    await target.create();
+    const names = Array.from({ length: 1_001 }, (_, i) => `created-${String(i).padStart(4, '0')}`);
+    // Only a few exist (deleting a missing blob counts nothing); one blob was there before the step.
+    for (const name of [...names.slice(0, 3), 'was-there-before']) await target.getBlockBlobClient(name).upload('x', 1);
+    const counts = { copied: names.length, skipped: 0, bytes: names.length, verified: names.length, created: names };
+    const outcome = await blobSyncOutcome(source, target, { migrationId: 'm-manifest', step: dataStep('5-data', 'assets', 'assetsDr'), counts, resumed: false });
+    expect(outcome.undo).toEqual({ manifest: '.tiershift/m-manifest/5-data.json', count: 1_001 });
+    // The history keeps a name, not a thousand.
+    expect(JSON.stringify(outcome.undo).length).toBeLessThan(100);
+    expect(outcome.figures).toMatchObject({ 'assetsDr.blobsCopied': 1_001 });
+
+    const undone = await undoBlobSyncIn(target, 'assetsDr', outcome.undo);
+    expect(undone.figures).toEqual({ 'assetsDr.blobsDeleted': 3 });
+    expect(Object.keys(await contents(target))).toEqual(['was-there-before']);
   });
 });
