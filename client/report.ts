@@ -17,6 +17,7 @@ export interface TimelineEntry {
     | 'rollback-started'
     | 'rollback-ended'
     | 'point-of-no-return'
+    | 'resumed'
     | 'ended';
   stepId?: string;
   text: string;
@@ -84,6 +85,9 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
   }
   for (const e of status.errors) {
     timeline.push({ at: e.at, event: 'error', stepId: e.stepId, text: `${title.get(e.stepId) ?? e.stepId} failed: ${e.error}` });
+  }
+  for (const r of status.resumes ?? []) {
+    timeline.push({ at: r.at, event: 'resumed', stepId: r.stepId, text: `${r.by} resumed ${title.get(r.stepId) ?? r.stepId}` });
   }
   for (const n of status.notifications ?? []) {
     timeline.push({ at: n.at, event: 'notification', text: `gate "${n.gate}" ${n.kind} sent to ${n.to}${n.ok ? '' : ` (failed: ${n.error ?? 'unknown error'})`}` });

@@ -173,7 +173,7 @@ describe('the tiershift CLI as an operator uses it', () => {
     expect(md).toContain(`| 2-check | database "${scratchDb}" does not exist |`);
     expect(md).toContain('None: nothing was rolled back.');
     const timeline = md.slice(md.indexOf('## Timeline'), md.indexOf('## Steps'));
-    const order = ['started by alice', 'Check sourceDb healthy done', 'bob approved gate "go": source looks healthy', 'Check scratchDb healthy failed', 'Check scratchDb healthy done after 2 attempts', 'ended: completed'];
+    const order = ['started by alice', 'Check sourceDb healthy done', 'bob approved gate "go": source looks healthy', 'Check scratchDb healthy failed', 'carol resumed Check scratchDb healthy', 'Check scratchDb healthy done after 2 attempts', 'ended: completed'];
     expect(order.map((text) => timeline.indexOf(text))).toEqual(order.map((text) => timeline.indexOf(text)).sort((a, b) => a - b));
     expect(order.every((text) => timeline.includes(text))).toBe(true);
 
@@ -188,7 +188,7 @@ describe('the tiershift CLI as an operator uses it', () => {
     expect(report.steps.map((s) => [s.id, s.state, s.attempts])).toEqual([['0-check', 'done', 1], ['1-gate', 'done', 0], ['2-check', 'done', 2]]);
     expect(report.errors).toMatchObject([{ stepId: '2-check', error: `database "${scratchDb}" does not exist` }]);
     expect(report.durationMs).toBeGreaterThan(0);
-    expect(new Set(report.timeline.map((e) => e.event))).toEqual(new Set(['started', 'step-started', 'step-ended', 'gate-opened', 'decision', 'error', 'ended']));
+    expect(new Set(report.timeline.map((e) => e.event))).toEqual(new Set(['started', 'step-started', 'step-ended', 'gate-opened', 'decision', 'error', 'resumed', 'ended']));
   });
 
   it('a rejection rolls back and `watch` exits non-zero; the OS user is the default identity; unknown ids suggest `tiershift list`', async () => {

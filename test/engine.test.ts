@@ -189,6 +189,7 @@ describe('migration engine', () => {
     const status = await handle.result();
     expect(status.state).toBe('completed');
     expect(status.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 2 });
+    expect(status.resumes).toEqual([{ stepId: '2-infra', by: 'carol', at: expect.any(String) }]);
     expect(script.callsOf(id).filter((c) => c === 'prepareInfra:2-infra')).toHaveLength(3);
     // A closed migration takes no more decisions.
     await expect(resumeMigration(env.client, id, 'carol')).rejects.toThrow();

@@ -85,7 +85,7 @@ export class MigrationRun {
     wf.setHandler(resumePreviewQuery, () => this.resumePreview());
     wf.setHandler(approveUpdate, (args) => this.approve(args), { validator: (args) => this.validateApprove(args) });
     wf.setHandler(rejectUpdate, (args) => this.reject(args), { validator: (args) => this.validateReject(args) });
-    wf.setHandler(resumeUpdate, (_args: OperatorArgs) => this.resume(), { validator: (_args: OperatorArgs) => this.validateResume() });
+    wf.setHandler(resumeUpdate, (args: OperatorArgs) => this.resume(args), { validator: (_args: OperatorArgs) => this.validateResume() });
     wf.setHandler(rollbackUpdate, (args) => this.operatorRollback(args), {
       validator: (args: OperatorArgs) => this.validateRollback(args),
     });
@@ -338,8 +338,10 @@ export class MigrationRun {
     };
   }
 
-  resume(): MigrationStatus {
+  resume({ by }: OperatorArgs): MigrationStatus {
     this.resumeRequested = true;
+    (this.status.resumes ??= []).push({ stepId: this.status.failure?.stepId ?? this.status.currentStep ?? '', by, at: now() });
+    this.touch();
     return this.status;
   }
 
@@ -443,7 +445,7 @@ function currentDetails(status: MigrationStatus): string {
   const done = status.steps.filter((s) => s.state === 'done').length;
   const lines = [`**${status.plan.name}** — ${status.state} (${done}/${status.steps.length} steps done)`];
   const current = status.steps.find((s) => s.id === status.currentStep);
-  if (current) lines.push(`Step: ${current.title} (${current.state}, attempt ${current.attempts})`);
+  if (current) lines.push(`Step: ${current.title} (${current.state}${current.kind === 'gate' ? '' : `, attempt ${current.attempts}`})`);
   const ponr = status.pointOfNoReturn;
   if (ponr && !isTerminal(status.state)) {
     lines.push(

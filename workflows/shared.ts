@@ -116,6 +116,8 @@ export interface MigrationStatus {
   errors: { stepId: string; error: string; at: string }[];
   rollback?: RollbackStatus;
   notifications?: GateNotification[];
+  /** Who resumed a held step, and when: the operator's side of a failure, for the report. */
+  resumes?: { stepId: string; by: string; at: string }[];
   /** Where the plan's point of no return is, and which side of it the migration is on. */
   pointOfNoReturn?: PointOfNoReturnStatus;
 }
