@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { approveGate, migrationStatus, resumeMigration, startMigration } from '../client/migrations';
+import { approveGate, migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
 import { ActivityScript } from './support/scripted-activities';
@@ -46,20 +46,22 @@ phases:
   - infra: { resource: targetDb, settings: { max_connections: 200 } }
   - data: { from: sourceDb, to: targetDb }
   - traffic: { resource: front, steps: [ { weight: 50, bake: 5m }, { weight: 100, bake: 5m } ] }
-  - finalize: { resources: [sourceDb] }
+  - finalize: { resources: [targetDb], pointOfNoReturn: {} }
+  - gate: { name: complete }
 `;
 
 async function until(id: string, ok: (s: Awaited<ReturnType<typeof migrationStatus>>) => boolean) {
   for (let i = 0; i < 300; i++) {
     const status = await migrationStatus(env.client, id);
     if (ok(status)) return status;
-    await new Promise((r) => setTimeout(r, 100));
+    // Time stands still while a test polls the time-skipping server: move it on so bakes elapse.
+    await env.sleep('1m');
   }
   throw new Error(`${id} did not reach the expected state`);
 }
 
 describe('workflow determinism', () => {
-  it('replays a fresh history with a gate, a failure, a resume and timers', async () => {
+  it('replays a fresh history with gates, a failure, a resume, timers and a rollback past the point of no return', async () => {
     const plan = parsePlan(PLAN, 'replayed.yaml');
     const handle = await startMigration(env.client, plan, 'alice');
     script.failures.set(`${handle.workflowId}/2-infra`, 1);
@@ -67,7 +69,11 @@ describe('workflow determinism', () => {
     await approveGate(env.client, handle.workflowId, { gate: 'go', by: 'bob' });
     await until(handle.workflowId, (s) => s.state === 'awaiting-operator');
     await resumeMigration(env.client, handle.workflowId, 'bob');
-    expect((await handle.result()).state).toBe('completed');
+    await until(handle.workflowId, (s) => s.pendingGate?.gate === 'point-of-no-return');
+    await approveGate(env.client, handle.workflowId, { gate: 'point-of-no-return', by: 'bob' });
+    await until(handle.workflowId, (s) => s.pendingGate?.gate === 'complete');
+    await rollbackMigration(env.client, handle.workflowId, 'bob', 'rehearsal', true);
+    expect((await handle.result()).state).toBe('rolled-back');
 
     const history = await handle.fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
