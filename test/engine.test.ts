@@ -2,6 +2,7 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatStatus } from '../client/format';
 import { parsePlan } from '../plan/load';
 import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { approveSignal, resumePreviewQuery, type MigrationStatus } from '../workflows/shared';
@@ -321,6 +322,10 @@ describe('migration engine', () => {
     const before = await waitFor(id, atGate('point-of-no-return'));
     expect(before.pointOfNoReturn).toMatchObject({ stepId: '6-finalize', gate: 'point-of-no-return', crossed: false });
     expect(before.pointOfNoReturn?.recoveryPlan).toMatch(/reverse sync \(targetDb -> sourceDb\)/);
+    // Which side of it the migration is on: in the UI's current details and in `tiershift status`.
+    const details = async () => (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+    expect(await details()).toContain('Point of no return: **not crossed** (6-finalize, after gate point-of-no-return). Rolling back is a simple undo.');
+    expect(formatStatus(before)).toContain('Point of no return: not crossed (6-finalize, after gate "point-of-no-return"); rolling back is a simple undo');
 
     // Nobody crosses it but its approvers, the starter not at all, and one approval is not two.
     expect(await refusal(approveGate(env.client, id, { gate: 'point-of-no-return', by: 'mallory' }))).toMatch(/may not decide/);
@@ -337,6 +342,8 @@ describe('migration engine', () => {
     await approveGate(env.client, id, { gate: 'point-of-no-return', by: 'carol' });
     const after = await waitFor(id, atGate('complete'));
     expect(after.pointOfNoReturn).toMatchObject({ crossed: true, crossedAt: expect.any(String) });
+    expect(await details()).toMatch(/Point of no return: \*\*crossed\*\* at .+ \(6-finalize\)\. Rolling back now means a reverse sync .+, and needs `--confirm`\./);
+    expect(formatStatus(after)).toMatch(/Point of no return: CROSSED at .+; rolling back now means a reverse sync \(targetDb -> sourceDb\).+needs --confirm/);
     expect(script.callsOf(id)).toContain('finalizeMigration:6-finalize');
 
     // Past it, a rejection or an unconfirmed rollback is refused with what a rollback would do.
