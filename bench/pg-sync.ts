@@ -80,13 +80,13 @@ async function dropLeftoverSlots(ctx: BenchContext): Promise<void> {
 }
 
 /** The target emptied (subscriptions dropped), traffic on blue, no replication left on the source. */
-async function resetAll(ctx: BenchContext): Promise<void> {
+export async function resetAll(ctx: BenchContext): Promise<void> {
   await resetSandbox(sandbox(ctx));
   await dropLeftoverSlots(ctx);
 }
 
 /** Replaces the source's shop database with a freshly seeded one of `orders` orders (the sandbox's own seed script). */
-async function reseed(ctx: BenchContext, label: string, orders: number): Promise<Dataset> {
+export async function reseed(ctx: BenchContext, label: string, orders: number): Promise<Dataset> {
   await resetAll(ctx);
   const { src, srcAdmin } = urls(ctx);
   const database = sandbox(ctx).postgres.source!.database;
@@ -135,7 +135,7 @@ function writer(ctx: BenchContext) {
   return { stop: () => (abort.abort(), load) };
 }
 
-function finished(child: ChildProcess, what: string): Promise<void> {
+export function finished(child: ChildProcess, what: string): Promise<void> {
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {

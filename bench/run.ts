@@ -1,6 +1,6 @@
-// `npm run bench`: brings up a sandbox of its own (temporary home, free ports), runs the seven
-// benchmarks of issue 7, writes bench/RESULTS.md (or bench/RESULTS.quick.md with --quick), and tears
-// the sandbox down (purged) whatever happens. `--only 1,5` runs some of them (for debugging).
+// `npm run bench`: brings up a sandbox of its own (temporary home, free ports), runs the eight
+// benchmarks (seven from issue 7, the reverse sync from issue 8), writes bench/RESULTS.md (or
+// bench/RESULTS.quick.md with --quick), and tears the sandbox down (purged) whatever happens. `--only 1,5` runs some of them (for debugging).
 import type { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { spawnSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { fleet } from './fleet';
 import { stopChildren, withDeadline, type BenchContext, type Section } from './lib';
 import { orchestrationOverhead } from './overhead';
 import { pgSync } from './pg-sync';
+import { reverseSync } from './reverse-sync';
 import { rollbackTime } from './rollback';
 import { FULL, QUICK } from './sizes';
 
@@ -41,6 +42,7 @@ const BENCHMARKS: Benchmark[] = [
   { n: 5, name: 'PostgreSQL data sync', fn: pgSync, budgetMs: 600_000 },
   { n: 3, name: 'zero downtime', fn: zeroDowntime, budgetMs: 180_000 },
   { n: 4, name: 'rollback time', fn: rollbackTime, budgetMs: 150_000 },
+  { n: 8, name: 'reverse sync', fn: reverseSync, budgetMs: 300_000 },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; only?: Set<number> } {
@@ -49,7 +51,7 @@ function parseArgs(argv: string[]): { quick: boolean; only?: Set<number> } {
   let only: Set<number> | undefined;
   if (i >= 0) {
     const value = argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1] ?? '';
-    only = new Set(value.split(',').map(Number).filter((n) => n >= 1 && n <= 7));
+    only = new Set(value.split(',').map(Number).filter((n) => n >= 1 && n <= 8));
   }
   return { quick, only };
 }
@@ -184,7 +186,7 @@ async function main(): Promise<number> {
 
   const info = machine();
   const loadBefore = loadavg();
-  const order = [1, 2, 3, 4, 5, 6, 7].filter((n) => !only || only.has(n));
+  const order = [1, 2, 3, 4, 5, 6, 7, 8].filter((n) => !only || only.has(n));
   const sections = new Map<number, Section | Error>();
   const write = (final: boolean) =>
     writeFileSync(

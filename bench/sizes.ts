@@ -30,6 +30,8 @@ export interface Sizes {
   fleet: { k: number; runs: number }[];
   /** 7: K of the one-process-per-migration alternative that are actually run (the rest are estimated). */
   scriptFleetMaxK: number;
+  /** 8: orders seeded, runs of each side, orders per second the new version writes, and for how long after the cutover before the rollback. */
+  reverse: { orders: number; runs: number; writesPerSecond: number; afterCutoverMs: number };
 }
 
 export const FULL: Sizes = {
@@ -58,6 +60,7 @@ export const FULL: Sizes = {
     { k: 500, runs: 1 },
   ],
   scriptFleetMaxK: 100,
+  reverse: { orders: 100_000, runs: 3, writesPerSecond: 10, afterCutoverMs: 5_000 },
 };
 
 export const QUICK: Sizes = {
@@ -86,4 +89,5 @@ export const QUICK: Sizes = {
     { k: 50, runs: 1 },
   ],
   scriptFleetMaxK: 20,
+  reverse: { orders: 5_000, runs: 1, writesPerSecond: 5, afterCutoverMs: 2_000 },
 };

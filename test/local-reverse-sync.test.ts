@@ -10,7 +10,7 @@ import type { UndoInput } from '../activities/types';
 import type { PostgresResource } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../sandbox/state';
-import { dataStep, finalizeStep, runActivity, sandbox } from './support/local-ops';
+import { dataStep, finalizeStep, runActivity, sandbox, uniqueName } from './support/local-ops';
 
 const MIGRATION = 'test-reverse-sync';
 const sourceDb: PostgresResource = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -40,7 +40,7 @@ function targetWriter() {
   let stop = false;
   let written = 0;
   const done = withClient(url('target'), async (c) => {
-    const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('green-writer@example.com', 'Green Writer', 'NL') returning id`)).rows[0]!.id;
+    const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ($1, 'Green Writer', 'NL') returning id`, [`${uniqueName('green')}@example.com`])).rows[0]!.id;
     written += 1;
     while (!stop) {
       await c.query('begin');
@@ -87,7 +87,7 @@ describe('reverse sync past the point of no return (local)', () => {
     await run(syncPostgres, { migrationId: MIGRATION, step: dataStep('3-data', 'sourceDb', 'targetDb'), resources });
     // The canary writes to the target before the cutover: rows the source has never seen.
     const canaryOrder = await withClient(url('target'), async (c) => {
-      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('canary@example.com', 'Canary', 'DE') returning id`)).rows[0]!.id;
+      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ($1, 'Canary', 'DE') returning id`, [`${uniqueName('canary')}@example.com`])).rows[0]!.id;
       return (await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 500) returning id', [customer])).rows[0]!.id;
     });
     await run(localProvider.finalizeMigration, { migrationId: MIGRATION, step: cutover, resources });
@@ -134,7 +134,7 @@ describe('reverse sync past the point of no return (local)', () => {
     // The source hands out ids again, past every id the target used.
     const maxTarget = await withClient(url('target'), async (c) => BigInt((await c.query<{ m: string }>('select max(id)::text as m from orders')).rows[0]!.m));
     const fresh = await withClient(url('source'), async (c) => {
-      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ('back@example.com', 'Back', 'FR') returning id`)).rows[0]!.id;
+      const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ($1, 'Back', 'FR') returning id`, [`${uniqueName('back')}@example.com`])).rows[0]!.id;
       return BigInt((await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 100) returning id', [customer])).rows[0]!.id);
     });
     expect(fresh).toBeGreaterThan(maxTarget);
