@@ -199,7 +199,6 @@ function gateStep(base: Omit<GateStep, 'kind' | 'gate' | 'approvers' | 'required
   };
 }
 
-
 /** sha256 of the plan's content with keys sorted, so comments and key order do not change it. */
 export function planHash(data: unknown): string {
   const canonical = (v: unknown): unknown =>
