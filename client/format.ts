@@ -1,7 +1,7 @@
 // Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
 // and `watch`.
 import type { MigrationListing } from './migrations';
-import type { Figures, MigrationStatus, StepStatus } from '../workflows/shared';
+import { TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../workflows/shared';
 
 export const MARK: Record<StepStatus['state'], string> = {
   pending: ' ',
@@ -58,7 +58,7 @@ export function formatStatus(status: MigrationStatus): string {
 /** Which side of the point of no return the migration is on, in one line; undefined without one or once ended. */
 export function formatPointOfNoReturn(status: MigrationStatus): string | undefined {
   const ponr = status.pointOfNoReturn;
-  if (!ponr || ['completed', 'rolled-back', 'aborted'].includes(status.state)) return undefined;
+  if (!ponr || TERMINAL_STATES.includes(status.state)) return undefined;
   return ponr.crossed
     ? `Point of no return: CROSSED at ${ponr.crossedAt} (${ponr.stepId}); rolling back now means ${ponr.recoveryPlan}, and needs --confirm`
     : `Point of no return: not crossed (${ponr.stepId}, after gate "${ponr.gate}"); rolling back is a simple undo`;
