@@ -20,13 +20,13 @@ export const SMALL_LAG_BYTES = 256 * 1024;
  * not blocked by the table locks, so a straggler on the source may still draw a few numbers after we
  * read them; the gap keeps the target's new ids and invoice numbers clear of those.
  */
-export const SEQUENCE_GAP = 1000n;
+const SEQUENCE_GAP = 1000n;
 /**
  * While replication runs, the new version may already write to the target (a canary): its sequences
  * start this far ahead so its ids never meet the ones the source still hands out and replicates.
  */
 const CANARY_SEQUENCE_GAP = 1_000_000n;
-export const POLL_MS = 1_000;
+const POLL_MS = 1_000;
 
 export type PgSyncUndo = {
   publication: string;
@@ -226,7 +226,7 @@ async function ensureSubscription(src: string, dst: string, name: string, target
   });
 }
 
-export async function lagBytes(s: pg.Client, slot: string): Promise<number> {
+async function lagBytes(s: pg.Client, slot: string): Promise<number> {
   const { rows } = await s.query<{ lag: string | null }>(
     'select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint as lag from pg_replication_slots where slot_name = $1',
     [slot],
@@ -279,7 +279,8 @@ async function watch(src: string, dst: string, name: string, phase: string, done
 }
 
 const waitForCopy = (src: string, dst: string, name: string) => watch(src, dst, name, 'initial copy', (p) => p.tablesDone === p.tablesTotal);
-const waitForLag = (src: string, dst: string, name: string, bytes: number) => watch(src, dst, name, 'catching up', (p) => p.lagBytes <= bytes);
+/** Until the subscriber (on `dst`) is within `bytes` of the publisher (`src`); a replication error fails it. */
+export const waitForLag = (src: string, dst: string, name: string, bytes: number) => watch(src, dst, name, 'catching up', (p) => p.lagBytes <= bytes);
 
 /**
  * Runs `fn` at a consistent point: writers on the source's tables are blocked (EXCLUSIVE mode still

@@ -10,7 +10,7 @@
 //
 // Rows only the source has are kept: a rollback never deletes data. PostgreSQL 15 has no `origin =
 // none`, so the forward replication (source -> target) is always dropped before the reverse one starts.
-import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import pg from 'pg';
 import type { PostgresResource } from '../../plan/types';
 import type { StepOutcome, UndoInput } from '../types';
@@ -21,10 +21,9 @@ import {
   endReplication,
   ensurePublication,
   findSubscription,
-  lagBytes,
-  POLL_MS,
   replicationName,
   SMALL_LAG_BYTES,
+  waitForLag,
 } from './pg-sync';
 import { withClient } from './postgres';
 import { postgresConnection } from './sandbox';
@@ -74,7 +73,7 @@ export async function startReverseSync(input: UndoInput, from: PostgresResource,
       ),
     );
   }
-  const lag = await catchUp(ahead, back, name);
+  const { lagBytes: lag } = await waitForLag(ahead, back, name, SMALL_LAG_BYTES);
   const f = from.name;
   return {
     summary:
@@ -207,26 +206,4 @@ async function tablesParentsFirst(c: pg.Client): Promise<Table[]> {
     pending = pending.filter((r) => !placed.has(r.table));
   }
   return ordered;
-}
-
-/** Waits until the source has applied the target's writes up to a small lag, heartbeating the lag. */
-async function catchUp(ahead: string, back: string, name: string): Promise<number> {
-  return withClient(ahead, (a) =>
-    withClient(back, async (b) => {
-      const errors = async () =>
-        Number(
-          (await b.query<{ n: string }>('select coalesce(sum(apply_error_count + sync_error_count), 0) as n from pg_stat_subscription_stats where subname = $1', [name])).rows[0]?.n ?? 0,
-        );
-      const first = await errors();
-      for (;;) {
-        const lag = await lagBytes(a, name);
-        heartbeat({ phase: 'reverse catch-up', lagBytes: lag });
-        if ((await errors()) > first) {
-          throw new Error(`the reverse subscription ${name} reported replication errors while catching up; see the source cluster's server log`);
-        }
-        if (lag <= SMALL_LAG_BYTES) return lag;
-        await sleep(POLL_MS);
-      }
-    }),
-  );
 }
