@@ -11,7 +11,7 @@ import type {
   Step,
   TrafficStep,
 } from '../plan/types';
-import type { Figures } from '../workflows/shared';
+import type { Figures } from '../contract/status';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 

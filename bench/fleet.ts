@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parsePlan } from '../plan/load';
-import { PROJECT_ROOT } from '../sandbox/binaries';
+import { PROJECT_ROOT } from '../contract/home';
 import { completed, cpuMsOf, median, mib, now, rssOf, sandbox, secs, spawnTracked, stamp, startOn, stopChild, table, type BenchContext, type Section } from './lib';
 
 const WORKER_ENTRY = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));

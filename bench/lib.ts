@@ -8,9 +8,9 @@ import { performance } from 'node:perf_hooks';
 import type { Activities } from '../activities';
 import type { AnalysisInput, DriftInput, StepInput, StepOutcome, UndoInput } from '../activities/types';
 import type { ResolvedPlan } from '../plan/types';
-import { readState, type SandboxState } from '../sandbox/state';
+import { readState, type SandboxState } from '../contract/home';
 import type { migration } from '../workflows/migration';
-import type { MigrationStatus } from '../workflows/shared';
+import type { MigrationStatus } from '../contract/status';
 import type { Sizes } from './sizes';
 
 export interface BenchContext {

@@ -16,7 +16,7 @@ import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
 import { SEED_FILE } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
-import { postgresUrl } from '../sandbox/state';
+import { postgresUrl } from '../contract/home';
 import { describeFailures } from './traffic';
 import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 

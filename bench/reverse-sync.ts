@@ -10,7 +10,7 @@ import { withClient } from '../activities/local/postgres';
 import type { StepInput, StepOutcome, UndoInput } from '../activities/types';
 import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
-import { postgresUrl } from '../sandbox/state';
+import { postgresUrl } from '../contract/home';
 import { int, median, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 import { finished, reseed, resetAll } from './pg-sync';
 

@@ -4,10 +4,12 @@ import { Command, CommanderError, Option } from 'commander';
 import os from 'node:os';
 import type { PlanError } from '../plan/load';
 import { describePlan, describePlanJson } from '../plan/describe';
-import { UserError } from '../sandbox/binaries';
-import { readState, sandboxHome, type SandboxPorts } from '../sandbox/state';
-import { resumePreviewQuery, statusQuery, type MigrationState } from '../workflows/shared';
-import { connectClient, workflowUrl, type ConnectionFlags } from './connection';
+import { UserError } from '../contract/errors';
+import { readState, sandboxHome, type SandboxPorts } from '../contract/home';
+import { resumePreviewQuery, statusQuery } from '../workflows/shared';
+import { type MigrationState } from '../contract/status';
+import { connectClient } from './connection';
+import { workflowUrl, type ConnectionFlags } from '../contract/connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
 import { formatEvidence, formatList, formatStatus } from './format';
 import {
@@ -373,7 +375,7 @@ codec
   .action((opts: { port?: number; host?: string; origin?: string[] }) =>
     runAction(async () => {
       const { codecServe } = await import('../codec/commands');
-      const { connectionOptions } = await import('./connection');
+      const { connectionOptions } = await import('../contract/connection');
       await codecServe({ ...opts, namespace: connectionOptions(globals()).namespace, json: globals().json });
     }),
   );

@@ -4,12 +4,13 @@
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import path from 'node:path';
 import { loadPlan } from '../plan/load';
-import { PROJECT_ROOT } from '../sandbox/binaries';
+import { PROJECT_ROOT } from '../contract/home';
 import { sandboxStatus, sandboxUp } from '../sandbox';
 import { migrationLeftovers, resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
-import { TERMINAL_STATES, type MigrationStatus } from '../workflows/shared';
-import { connectClient, workflowUrl } from './connection';
+import { TERMINAL_STATES, type MigrationStatus } from '../contract/status';
+import { connectClient } from './connection';
+import { workflowUrl } from '../contract/connection';
 import { runLoad, type LoadResult } from './load';
 import { approveGate, migrationStatus, startMigration } from './migrations';
 import { buildReport, reportMarkdown } from './report';

@@ -6,7 +6,7 @@ import {
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
-import { UserError } from '../sandbox/binaries';
+import { UserError } from '../contract/errors';
 import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;

@@ -1,7 +1,7 @@
 // Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
 // and `watch`.
 import type { MigrationListing } from './migrations';
-import { TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../workflows/shared';
+import { TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../contract/status';
 
 export const MARK: Record<StepStatus['state'], string> = {
   pending: ' ',

@@ -4,21 +4,9 @@ import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, typ
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
-import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../workflows/search-attributes';
-import {
-  approveUpdate,
-  migrationId,
-  rejectUpdate,
-  resumeUpdate,
-  rollbackUpdate,
-  statusQuery,
-  TASK_QUEUE,
-  TERMINAL_STATES,
-  type ApproveArgs,
-  type MigrationState as MigrationStateName,
-  type MigrationStatus,
-  type RejectArgs,
-} from '../workflows/shared';
+import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
+import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery } from '../workflows/shared';
+import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type RejectArgs } from '../contract/status';
 
 export async function startMigration(
   client: Client,

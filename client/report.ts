@@ -1,6 +1,6 @@
 // `tiershift report`: the record of a migration for a change ticket or a post-mortem — what ran when,
 // who decided what on which evidence, every figure measured, what failed and what was undone.
-import type { Decision, Figures, GateNotification, MigrationState, MigrationStatus, RollbackStatus, StepState } from '../workflows/shared';
+import type { Decision, Figures, GateNotification, MigrationState, MigrationStatus, RollbackStatus, StepState } from '../contract/status';
 import { duration } from './format';
 
 export interface TimelineEntry {

@@ -3,7 +3,7 @@
 // one status object per line.
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../workflows/shared';
+import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../contract/status';
 import { duration, formatFigures, formatPointOfNoReturn, formatTraffic, MARK, rollbackCommand } from './format';
 import { migrationStatusAnyState } from './migrations';
 

@@ -4,7 +4,7 @@
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { UserError } from '../sandbox/binaries';
+import { UserError } from '../contract/errors';
 import type { CodecKeys } from './keys';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';

@@ -1,6 +1,6 @@
 // `tiershift codec keygen` and `tiershift codec serve`, kept here so that client/cli.ts only declares them.
-import { UserError } from '../sandbox/binaries';
-import { readState, sandboxHome } from '../sandbox/state';
+import { UserError } from '../contract/errors';
+import { readState, sandboxHome } from '../contract/home';
 import { DEFAULT_CODEC_PORT } from './index';
 import { generateKey, keyFilePath, loadCodecKeys } from './keys';
 import { newViewerToken, startCodecServer } from './server';

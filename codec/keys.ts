@@ -3,8 +3,8 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { UserError } from '../sandbox/binaries';
-import { sandboxHome } from '../sandbox/state';
+import { UserError } from '../contract/errors';
+import { sandboxHome } from '../contract/home';
 
 /** Configuration mistakes are the user's to fix, like a bad plan: exit code 2 (client/errors.ts EXIT.invalid). */
 const INVALID = 2;

@@ -11,7 +11,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Payload } from '@temporalio/common';
-import { UserError } from '../sandbox/binaries';
+import { UserError } from '../contract/errors';
 import { AesGcmCodec } from './aes-gcm';
 import type { CodecKeys } from './keys';
 

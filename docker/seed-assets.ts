@@ -2,7 +2,7 @@
 // compose Azurite (named in docker/state.json) once it answers; a no-op when they are already there.
 import { seedAssets } from '../sandbox/azurite';
 import { sleep } from '../sandbox/process';
-import { readState, sandboxHome } from '../sandbox/state';
+import { readState, sandboxHome } from '../contract/home';
 
 const accounts = readState(sandboxHome())?.azurite?.accounts;
 if (!accounts) throw new Error(`no Azurite accounts in ${sandboxHome()}/state.json`);

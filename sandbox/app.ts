@@ -3,11 +3,12 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PROJECT_ROOT, UserError } from './binaries';
+import { PROJECT_ROOT } from '../contract/home';
+import { UserError } from '../contract/errors';
 import { HOST, isPortFree } from './ports';
 import { isOurProcess, spawnDetached, stopProcess, waitUntil, type ProcessSpec } from './process';
 import { logFile, type Health } from './service';
-import { postgresUrl, writeState, type AppInstance, type SandboxState } from './state';
+import { postgresUrl, writeState, type AppInstance, type SandboxState } from '../contract/home';
 
 export const APP_PROCESS: ProcessSpec = { label: 'app', signal: 'SIGTERM', group: true, match: 'server.ts' };
 const APP_ENTRY = path.join(PROJECT_ROOT, 'app', 'server.ts');

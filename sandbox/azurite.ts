@@ -8,7 +8,7 @@ import { findBinary } from './binaries';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logFile, saveRecord, type Health, type Log, type UpContext } from './service';
-import type { SandboxState, StorageAccount } from './state';
+import type { SandboxState, StorageAccount } from '../contract/home';
 
 export const AZURITE_PROCESS: ProcessSpec = { label: 'azurite', signal: 'SIGTERM', group: true, match: 'azurite' };
 export const STORAGE_ACCOUNTS = [

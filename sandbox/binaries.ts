@@ -1,21 +1,9 @@
 import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { UserError } from '../contract/errors';
+import { PROJECT_ROOT } from '../contract/home';
 
-/** The project root: binaries installed by `npm run setup` live under `.tools/bin` here. */
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const TOOLS_BIN = path.join(PROJECT_ROOT, '.tools', 'bin');
-
-/** A user-fixable problem: the CLI prints its message as one sentence and exits non-zero. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'UserError';
-  }
-}
 
 interface BinarySpec {
   /** What to tell the user to install when it is missing. */

@@ -3,11 +3,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { findBinary, UserError } from './binaries';
+import { findBinary } from './binaries';
+import { UserError } from '../contract/errors';
 import { HOST } from './ports';
 import { isOurProcess, run, spawnDetached, stopProcess, waitUntil, type ProcessSpec } from './process';
 import { keepRunning, logFile, saveRecord, type Health, type UpContext } from './service';
-import type { SandboxState } from './state';
+import type { SandboxState } from '../contract/home';
 
 export const HAPROXY_PROCESS: ProcessSpec = { label: 'haproxy', signal: 'SIGTERM', group: true, match: 'haproxy' };
 export const BACKEND = 'app';

@@ -2,7 +2,8 @@
 // every process in the state file as soon as it starts; `down` stops exactly what is recorded.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { findBinary, UserError } from './binaries';
+import { findBinary } from './binaries';
+import { UserError } from '../contract/errors';
 import { appHealth, APP_PROCESS, startApp } from './app';
 import { AZURITE_PROCESS, azuriteHealth, ensureAzurite } from './azurite';
 import { ensureHaproxy, HAPROXY_PROCESS, haproxyHealth } from './haproxy';
@@ -11,13 +12,13 @@ import { CLUSTERS, ensurePostgres, POSTGRES_PROCESS, postgresHealth, type Cluste
 import { isAlive, isOurProcess, stopProcess, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logsDir, probe, type Health, type Log, type UpContext } from './service';
 import { ensureTemporal, TEMPORAL_PROCESS, temporalHealth } from './temporal';
-import { postgresUrl, readState, sandboxHome, stateFile, writeState, type AppInstance, type ProcessRecord, type SandboxPorts, type SandboxState } from './state';
+import { postgresUrl, readState, sandboxHome, stateFile, writeState, type AppInstance, type ProcessRecord, type SandboxPorts, type SandboxState } from '../contract/home';
 
 export { findFreePort } from './ports';
 export { startApp, stopApp } from './app';
 export { restartPostgres } from './postgres';
 export { originStats, readStats, runtimeCommand, setServerWeight, type HaproxyStatRow } from './haproxy';
-export type { AppInstance, PostgresCluster, SandboxPorts, SandboxState, StorageAccount } from './state';
+export type { AppInstance, PostgresCluster, SandboxPorts, SandboxState, StorageAccount } from '../contract/home';
 
 export interface SandboxUpOptions {
   home?: string;

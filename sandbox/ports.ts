@@ -1,8 +1,8 @@
 // Port selection: defaults when free, any free port otherwise, explicit ports or a clear error.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { UserError } from './binaries';
-import { DEFAULT_PORTS, type SandboxPorts } from './state';
+import { UserError } from '../contract/errors';
+import { DEFAULT_PORTS, type SandboxPorts } from '../contract/home';
 
 export const HOST = '127.0.0.1';
 

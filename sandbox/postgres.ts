@@ -5,11 +5,13 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { findBinary, PROJECT_ROOT, UserError } from './binaries';
+import { findBinary } from './binaries';
+import { PROJECT_ROOT } from '../contract/home';
+import { UserError } from '../contract/errors';
 import { HOST } from './ports';
 import { isOurProcess, logTail, run, stopProcess, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logFile, saveRecord, type Health, type Log, type UpContext } from './service';
-import { postgresUrl, writeState, type PostgresCluster, type SandboxPorts, type SandboxState } from './state';
+import { postgresUrl, writeState, type PostgresCluster, type SandboxPorts, type SandboxState } from '../contract/home';
 
 export const POSTGRES_PROCESS: ProcessSpec = { label: 'postgres', signal: 'SIGINT', group: false, match: 'postgres' };
 export const DATABASE = 'shop';

@@ -2,7 +2,7 @@
 // so everything here works from a pid recorded in the state file, not from a ChildProcess handle.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { UserError } from './binaries';
+import { UserError } from '../contract/errors';
 
 /** How to recognise and stop one kind of sandbox process. */
 export interface ProcessSpec {

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { stopApp } from './app';
 import { MAX_WEIGHT, setServerWeight } from './haproxy';
 import type { Log } from './service';
-import { postgresUrl, type SandboxState } from './state';
+import { postgresUrl, type SandboxState } from '../contract/home';
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });

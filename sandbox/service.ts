@@ -2,10 +2,10 @@
 // keep-or-restart decision that makes `up` idempotent.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { UserError } from './binaries';
+import { UserError } from '../contract/errors';
 import { isOurProcess, stopProcess, withTimeout, type ProcessSpec } from './process';
 import type { PortPlanner } from './ports';
-import { writeState, type ProcessRecord, type SandboxPorts, type SandboxState } from './state';
+import { writeState, type ProcessRecord, type SandboxPorts, type SandboxState } from '../contract/home';
 
 export type Log = (line: string) => void;
 

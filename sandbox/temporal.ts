@@ -2,13 +2,13 @@
 // migration search attributes registered at every start (re-registering on an existing file is a no-op).
 import { Connection } from '@temporalio/client';
 import path from 'node:path';
-import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 import { uiCodecEndpoint } from '../codec';
 import { findBinary } from './binaries';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logFile, saveRecord, type Health, type UpContext } from './service';
-import type { SandboxState } from './state';
+import type { SandboxState } from '../contract/home';
 
 export const TEMPORAL_PROCESS: ProcessSpec = { label: 'temporal', signal: 'SIGTERM', group: true, match: 'temporal' };
 const NAMESPACE = 'default';

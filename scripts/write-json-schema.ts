@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { PROJECT_ROOT } from '../sandbox/binaries';
+import { PROJECT_ROOT } from '../contract/home';
 import { planSchema } from '../plan/schema';
 
 export const JSON_SCHEMA_FILE = path.join(PROJECT_ROOT, 'plan', 'tiershift-plan.schema.json');

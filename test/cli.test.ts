@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findBinary } from '../sandbox/binaries';
-import type { MigrationStatus } from '../workflows/shared';
+import type { MigrationStatus } from '../contract/status';
 import { isOneSentence, spawnWorker, tiershift } from './support/cli';
 import { eventually, sandboxTemporal, type SandboxTemporal } from './support/temporal';
 

@@ -13,7 +13,7 @@ import { approveGate, migrationStatusAnyState, rollbackMigration, startMigration
 import { AesGcmCodec, ENCRYPTED_ENCODING, generateKey, KEY_ID_METADATA, loadCodecKeys, tiershiftDataConverter, uiCodecEndpoint, type CodecKeys } from '../codec';
 import { startCodecServer, type CodecServer } from '../codec/server';
 import { parsePlan } from '../plan/load';
-import type { MigrationStatus } from '../workflows/shared';
+import type { MigrationStatus } from '../contract/status';
 import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS } from './support/browser';
 import { isOneSentence, tiershift } from './support/cli';
 import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';

@@ -4,12 +4,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { PROJECT_ROOT } from '../sandbox/binaries';
+import { PROJECT_ROOT } from '../contract/home';
 import { STORAGE_ACCOUNTS } from '../sandbox/azurite';
 import { haproxyConfig } from '../sandbox/haproxy';
 import { CLUSTERS, COMMON_SETTINGS } from '../sandbox/postgres';
-import { DEFAULT_PORTS, type SandboxPorts } from '../sandbox/state';
-import { devServerSearchAttributeArgs } from '../workflows/search-attributes';
+import { DEFAULT_PORTS, type SandboxPorts } from '../contract/home';
+import { devServerSearchAttributeArgs } from '../contract/search-attributes';
 
 interface ComposeService {
   image?: string;

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatStatus } from '../client/format';
 import { parsePlan } from '../plan/load';
 import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
-import { approveSignal, resumePreviewQuery, type MigrationStatus } from '../workflows/shared';
+import { approveSignal, resumePreviewQuery } from '../workflows/shared';
+import { type MigrationStatus } from '../contract/status';
 import { ActivityScript } from './support/scripted-activities';
 import { startWorker, timeSkippingEnv } from './support/temporal';
 

@@ -10,7 +10,7 @@ import type { StepInput } from '../activities/types';
 import type { BackupStep } from '../plan/types';
 import { ASSETS_CONTAINER, demoBlobs } from '../sandbox/azurite';
 import { findBinary } from '../sandbox/binaries';
-import { postgresUrl } from '../sandbox/state';
+import { postgresUrl } from '../contract/home';
 import { backupStep, blob, containerOf, runActivity, sandbox, uniqueName } from './support/local-ops';
 
 const backupsName = uniqueName('backups');

@@ -12,7 +12,7 @@ import { fingerprints, withClient } from '../activities/local/postgres';
 import { sandboxState } from '../activities/local/sandbox';
 import { runLoad } from '../client/load';
 import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
-import { postgresUrl, type SandboxState } from '../sandbox/state';
+import { postgresUrl, type SandboxState } from '../contract/home';
 
 const MIGRATION = 'test-local-pg-sync';
 const NAME = replicationName(MIGRATION);

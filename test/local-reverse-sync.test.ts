@@ -9,7 +9,7 @@ import { reverseName } from '../activities/local/reverse-sync';
 import type { UndoInput } from '../activities/types';
 import type { PostgresResource } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
-import { postgresUrl } from '../sandbox/state';
+import { postgresUrl } from '../contract/home';
 import { dataStep, finalizeStep, runActivity, sandbox, uniqueName } from './support/local-ops';
 
 const MIGRATION = 'test-reverse-sync';

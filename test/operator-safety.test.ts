@@ -9,8 +9,9 @@ import { withClient } from '../activities/local/postgres';
 import { approveGate, migrationStatus, resumeMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { setServerWeight } from '../sandbox/haproxy';
-import { postgresUrl } from '../sandbox/state';
-import { resumePreviewQuery, type MigrationStatus } from '../workflows/shared';
+import { postgresUrl } from '../contract/home';
+import { resumePreviewQuery } from '../workflows/shared';
+import { type MigrationStatus } from '../contract/status';
 import { resetToBlue, sandbox, uniqueName } from './support/local-ops';
 import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
 

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { originStats, restartPostgres, runtimeCommand, sandboxDown, sandboxStatus, sandboxUp, setServerWeight, startApp, stopApp, type SandboxState } from '../sandbox';
 import { ASSETS_CONTAINER, demoBlobContent, demoBlobs } from '../sandbox/azurite';
 import { isAlive } from '../sandbox/process';
-import { postgresUrl, readState, stateFile, type PostgresCluster } from '../sandbox/state';
-import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { postgresUrl, readState, stateFile, type PostgresCluster } from '../contract/home';
+import { SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 
 const SEED_ROWS = 5_000;
 const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-sandbox-test-'));

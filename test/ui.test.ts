@@ -4,8 +4,8 @@
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readState, sandboxHome } from '../sandbox/state';
-import type { MigrationStatus } from '../workflows/shared';
+import { readState, sandboxHome } from '../contract/home';
+import type { MigrationStatus } from '../contract/status';
 import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS } from './support/browser';
 import { spawnWorker, tiershift } from './support/cli';
 import { eventually } from './support/temporal';

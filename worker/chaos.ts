@@ -4,7 +4,7 @@
 // lost, and the retry must notice instead of doing it again.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
-import { UserError } from '../sandbox/binaries';
+import { UserError } from '../contract/errors';
 
 export interface FaultInjection {
   /** Attempts of every activity that fail (1 = the first attempt of each fails, the second may pass). */

@@ -4,10 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
 import { azureProvider } from '../activities/azure';
 import { localProvider } from '../activities/local';
-import { connectionOptions, type ConnectionFlags } from '../client/connection';
+import { connectionOptions, type ConnectionFlags } from '../contract/connection';
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
-import { TASK_QUEUE } from '../workflows/shared';
+import { TASK_QUEUE } from '../contract/status';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));

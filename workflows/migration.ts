@@ -11,7 +11,7 @@ import type { DriftExpectation, StepOutcome } from '../activities/types';
 import { rollbackOrder } from '../plan/rollback';
 import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested } from './run';
-import type { GateNotification, MigrationInput, MigrationStatus } from './shared';
+import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 
 const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' });
 

@@ -3,29 +3,9 @@
 import * as wf from '@temporalio/workflow';
 import { recoveryPhrase } from '../plan/rollback';
 import type { FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
-import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from './search-attributes';
-import {
-  approveSignal,
-  approveUpdate,
-  rejectSignal,
-  rejectUpdate,
-  resumePreviewQuery,
-  resumeUpdate,
-  rollbackUpdate,
-  statusQuery,
-  TERMINAL_STATES,
-  type ApproveArgs,
-  type Figures,
-  type GateNotification,
-  type MigrationState,
-  type MigrationStatus,
-  type OperatorArgs,
-  type PointOfNoReturnStatus,
-  type RejectArgs,
-  type ResumePreview,
-  type RollbackStatus,
-  type StepStatus,
-} from './shared';
+import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
+import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';
+import { TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus } from '../contract/status';
 
 /** Thrown inside the forward path to leave it for the rollback path. */
 export class RollbackRequested extends Error {

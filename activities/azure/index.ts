@@ -3,7 +3,7 @@
 // credential and transport, so tests run the same code against a fake ARM.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { BackupStep, FinalizeStep, Resource } from '../../plan/types';
-import type { Figures } from '../../workflows/shared';
+import type { Figures } from '../../contract/status';
 import type { DriftInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from '../types';
 import { backupContainer, checkContainer, syncBlobs, undoBlobSync } from './blob';
 import { azureContext, Journal, resourceOf, type AzureContext, type AzureProviderOptions } from './common';

@@ -5,7 +5,7 @@
 import { PostgreSQLManagementFlexibleServerClient, type Server, type ServerForPatch } from '@azure/arm-postgresql-flexible';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { BackupStep, DataStep, FinalizeStep, InfraStep, PostgresResource } from '../../plan/types';
-import type { Figures } from '../../workflows/shared';
+import type { Figures } from '../../contract/status';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
 

@@ -9,7 +9,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupStep, BlobResource, PostgresResource } from '../../plan/types';
 import { findBinary } from '../../sandbox/binaries';
-import type { Figures } from '../../workflows/shared';
+import type { Figures } from '../../contract/status';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
 import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';

@@ -1,7 +1,7 @@
 // How local activities reach the sandbox: its state file names every endpoint, so plans name only roles.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { BlobResource, PostgresResource } from '../../plan/types';
-import { postgresUrl, readState, sandboxHome, type SandboxState, type StorageAccount } from '../../sandbox/state';
+import { postgresUrl, readState, sandboxHome, type SandboxState, type StorageAccount } from '../../contract/home';
 import { resolveSecret } from '../secrets';
 
 export function sandboxState(): SandboxState {

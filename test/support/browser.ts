@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { PROJECT_ROOT } from '../../sandbox/binaries';
+import { PROJECT_ROOT } from '../../contract/home';
 
 const CHROMIUM = '/usr/bin/chromium';
 export const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');

@@ -1,7 +1,7 @@
 // Drives the `tiershift` CLI as a user would: separate processes, real exit codes, real output.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../sandbox/binaries';
+import { PROJECT_ROOT } from '../../contract/home';
 
 const BIN = path.join(PROJECT_ROOT, 'bin', 'tiershift.mjs');
 

@@ -9,7 +9,7 @@ import type { BackupStep, DataStep, FinalizeStep, Resource } from '../../plan/ty
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { fingerprints, withClient, type TableFingerprint } from '../../activities/local/postgres';
 import { resetSandbox } from '../../sandbox/reset';
-import { postgresUrl, readState, sandboxHome, type SandboxState } from '../../sandbox/state';
+import { postgresUrl, readState, sandboxHome, type SandboxState } from '../../contract/home';
 import { sandboxTemporal, type SandboxTemporal } from './temporal';
 
 export function sandbox(): SandboxState {

@@ -5,8 +5,8 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { findBinary } from '../../sandbox/binaries';
-import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
-import { readState, sandboxHome } from '../../sandbox/state';
+import { SEARCH_ATTRIBUTES } from '../../contract/search-attributes';
+import { readState, sandboxHome } from '../../contract/home';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
 
 let runtimeInstalled = false;

@@ -1,6 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from './binaries';
+import { fileURLToPath } from 'node:url';
+
+// The tiershift home: where the sandbox keeps its state file, data, logs and the codec keys. Every layer
+// reads it (the CLI and worker find the sandbox's Temporal here), so it sits at the contract level.
+
+/** The project root: binaries installed by `npm run setup` live under `.tools/bin` here. */
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * Where the sandbox keeps its state file, data directories and logs.

@@ -1,0 +1,163 @@
+// The status of a migration and the arguments of the calls people make on it: what the workflow, the
+// activities, the worker and the CLI all speak. Types and constants only, so every layer may import it.
+import type { Recovery, ResolvedPlan, StepKind } from '../plan/types';
+
+export const TASK_QUEUE = 'tiershift';
+
+export const migrationId = (planName: string): string => `migration-${planName}`;
+
+export type MigrationState =
+  | 'running'
+  | 'awaiting-approval'
+  | 'awaiting-operator'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'aborted'
+  | 'completed';
+
+export const TERMINAL_STATES: readonly MigrationState[] = ['rolled-back', 'aborted', 'completed'];
+
+export type Figures = Record<string, number | string | boolean>;
+
+export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped' | 'compensated' | 'compensation-failed';
+
+export interface StepStatus {
+  id: string;
+  kind: StepKind;
+  title: string;
+  state: StepState;
+  attempts: number;
+  startedAt?: string;
+  endedAt?: string;
+  summary?: string;
+  figures: Figures;
+  error?: string;
+}
+
+export interface Decision {
+  gate: string;
+  decision: 'approve' | 'reject';
+  by: string;
+  at: string;
+  comment?: string;
+  /** The plan the decision was made on: a decision binds to this content, not to a name. */
+  planHash?: string;
+  /** What the workflow had measured when the decision was made, by step: what the approver saw. */
+  evidence?: Record<string, Figures>;
+}
+
+/** One attempt to tell people about an open gate. */
+export interface GateNotification {
+  gate: string;
+  kind: 'opened' | 'reminder' | 'escalation';
+  at: string;
+  /** Where it went, without any token: `env:NAME` or the URL's origin. */
+  to: string;
+  recipients: string[];
+  ok: boolean;
+  error?: string;
+}
+
+/** What `resume` would do, step by step, before an operator commits to it. */
+export interface ResumePreview {
+  migrationId: string;
+  state: MigrationState;
+  steps: { id: string; title: string; verdict: 'skip: done' | 'run again' | 'run' | 'skip: gate passed' | 'wait for approval' }[];
+}
+
+export interface PendingGate {
+  gate: string;
+  stepId: string;
+  openedAt: string;
+  deadline?: string;
+  onTimeout: 'rollback' | 'abort';
+  approvers: string[];
+  requiredApprovals: number;
+  fourEyes: boolean;
+  approvedBy: string[];
+  instructions?: string;
+  /** Set when nobody answered in time and the gate's escalation list was asked. */
+  escalatedTo?: string[];
+}
+
+export interface RollbackAction {
+  stepId: string;
+  action: string;
+  part?: 'start' | 'finish';
+  state: 'pending' | 'running' | 'done' | 'failed';
+  error?: string;
+}
+
+export interface RollbackStatus {
+  trigger: 'operator' | 'gate-rejected' | 'gate-timeout' | 'analysis' | 'cancelled';
+  reason: string;
+  by?: string;
+  startedAt: string;
+  endedAt?: string;
+  actions: RollbackAction[];
+}
+
+export interface MigrationStatus {
+  migrationId: string;
+  plan: { name: string; hash: string; source: string };
+  state: MigrationState;
+  phase: StepKind | 'done';
+  currentStep?: string;
+  startedBy: string;
+  startedAt: string;
+  updatedAt: string;
+  endedAt?: string;
+  steps: StepStatus[];
+  traffic?: { resource: string; stable: string; canary: string; weight: number };
+  pendingGate?: PendingGate;
+  decisions: Decision[];
+  /** The step whose failure the operator must decide on (`resume` or `rollback`). */
+  failure?: { stepId: string; error: string; at: string };
+  errors: { stepId: string; error: string; at: string }[];
+  rollback?: RollbackStatus;
+  notifications?: GateNotification[];
+  /** Who resumed a held step, and when: the operator's side of a failure, for the report. */
+  resumes?: { stepId: string; by: string; at: string }[];
+  /** Where the plan's point of no return is, and which side of it the migration is on. */
+  pointOfNoReturn?: PointOfNoReturnStatus;
+}
+
+export interface PointOfNoReturnStatus {
+  /** The step past which rollback is no longer a simple undo, and the gate before it. */
+  stepId: string;
+  gate: string;
+  recovery: Recovery;
+  crossed: boolean;
+  crossedAt?: string;
+  /** What a rollback does once crossed, in one sentence. */
+  recoveryPlan: string;
+}
+
+export interface MigrationInput {
+  plan: ResolvedPlan;
+  startedBy: string;
+  /** History events after which the run continues as new at the next step boundary (default 4000). */
+  historyLimit?: number;
+  /** Carried over by continue-as-new so a long plan keeps its history small. */
+  carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> };
+}
+
+export interface ApproveArgs {
+  gate: string;
+  by: string;
+  comment?: string;
+  /** The plan hash the approver reviewed; a different one is refused. */
+  planHash?: string;
+}
+export interface RejectArgs {
+  gate: string;
+  by: string;
+  reason: string;
+  planHash?: string;
+}
+export interface OperatorArgs {
+  by: string;
+  reason?: string;
+  /** Past the point of no return, a rollback must be confirmed: it moves data back, not just traffic. */
+  confirm?: boolean;
+}
