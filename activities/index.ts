@@ -1,15 +1,43 @@
-// The activities the worker registers: each dispatches a plan step to the provider of the resource it acts on.
+// The activities the worker registers. Each finds the provider of the resources a step acts on and calls
+// that provider's operation for the resource's kind. What is the same for every provider happens here,
+// once: looping over a step's resources, routing undo and finalize, fanning out drift checks, merging
+// outcomes. A provider's index.ts is only a table of operations (activities/types.ts).
 import { ApplicationFailure } from '@temporalio/activity';
-import type { Provider, Resource, Step } from '../plan/types';
-import { localProvider } from './local';
+import type { BackupStep, CheckStep, FinalizeStep, PostgresResource, Resource, ResourceKind } from '../plan/types';
 import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
-import type { AnalysisInput, DriftInput, MigrationProvider, StepInput, StepOutcome, UndoInput } from './types';
+import { useSecretResolvers } from './secrets';
+import type {
+  AnalysisInput,
+  AppOperations,
+  BlobOperations,
+  DriftInput,
+  Json,
+  PostgresOperations,
+  ProviderOperations,
+  StepInput,
+  StepOutcome,
+  TrafficOperations,
+  UndoInput,
+} from './types';
+import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
 
-export type Providers = Partial<Record<Provider, MigrationProvider>>;
+/** The operations of every provider this worker has, by provider name (see activities/registry.ts). */
+export type Providers = Record<string, ProviderOperations>;
 
-export function createActivities(providers: Providers = { local: localProvider }) {
-  const providerOf = (resource: Resource | undefined): MigrationProvider => {
+interface OperationsOf {
+  postgres: PostgresOperations;
+  blob: BlobOperations;
+  traffic: TrafficOperations;
+  app: AppOperations;
+}
+
+export function createActivities(providers: Providers) {
+  // A secret reference is resolved by the provider that declares its kind, whatever resource holds it.
+  useSecretResolvers(Object.assign({}, ...Object.values(providers).map((p) => p.secrets ?? {})));
+
+  /** The operations for a resource's kind, from the resource's provider; a clear failure when this worker lacks them. */
+  function operations<K extends ResourceKind>(resource: Resource | undefined, kind: K): OperationsOf[K] {
     if (!resource) throw ApplicationFailure.nonRetryable('the step names a resource the plan does not define', 'NonRetryable');
     const provider = providers[resource.provider];
     if (!provider) {
@@ -18,52 +46,166 @@ export function createActivities(providers: Providers = { local: localProvider }
         'NonRetryable',
       );
     }
-    return provider;
-  };
-  /** The resource a step acts on decides its provider (a data sync is run by its target's provider). */
-  const primaryResource = ({ step, resources }: StepInput): Resource | undefined => {
-    const name = mainResourceName(step);
-    return name === undefined ? undefined : resources[name];
-  };
+    const ops = resource.kind === kind ? (provider[kind] as OperationsOf[K] | undefined) : undefined;
+    if (!ops) {
+      throw ApplicationFailure.nonRetryable(`resource ${resource.name} is a ${resource.kind} resource of provider "${resource.provider}", which cannot act as a ${kind} resource here; fix the plan`, 'NonRetryable');
+    }
+    return ops;
+  }
+  const named = (input: StepInput, name: string): Resource | undefined => input.resources[name];
+
+  /** A check or a backup: one call per resource, outcomes merged in the plan's order. */
+  async function eachResource(input: StepInput<CheckStep | BackupStep>, act: (resource: Resource) => Promise<StepOutcome>): Promise<StepOutcome> {
+    const outcomes: [string, StepOutcome][] = [];
+    for (const name of input.step.resources) {
+      const resource = named(input, name);
+      if (!resource) throw ApplicationFailure.nonRetryable(`step ${input.step.id} names ${name}, which the plan does not define; fix its resources`, 'NonRetryable');
+      outcomes.push([name, await act(resource)]);
+    }
+    return merge(outcomes);
+  }
 
   return keepingAlive({
-    async checkHealth(input: StepInput<Extract<Step, { kind: 'check' }>>): Promise<StepOutcome> {
-      const outcomes: StepOutcome[] = [];
-      for (const name of input.step.resources) {
-        const resource = input.resources[name];
-        outcomes.push(await providerOf(resource).checkHealth(input, resource!));
-      }
-      return {
-        summary: outcomes.map((o) => o.summary).join('; '),
-        figures: Object.assign({}, ...outcomes.map((o) => o.figures)),
-      };
-    },
-    backupDatabase: (input: StepInput<Extract<Step, { kind: 'backup' }>>) => providerOf(primaryResource(input)).backupDatabase(input),
-    prepareInfra: (input: StepInput<Extract<Step, { kind: 'infra' }>>) => providerOf(primaryResource(input)).prepareInfra(input),
-    updateApp: (input: StepInput<Extract<Step, { kind: 'app' }>>) => providerOf(primaryResource(input)).updateApp(input),
-    syncData: (input: StepInput<Extract<Step, { kind: 'data' }>>) => providerOf(primaryResource(input)).syncData(input),
-    shiftTraffic: (input: StepInput<Extract<Step, { kind: 'traffic' }>>) => providerOf(primaryResource(input)).shiftTraffic(input),
-    analyseTraffic: (input: AnalysisInput) => providerOf(primaryResource(input)).analyseTraffic(input),
-    finalizeMigration: (input: StepInput<Extract<Step, { kind: 'finalize' }>>) =>
-      providerOf(primaryResource(input)).finalizeMigration(input),
-    undoStep: (input: UndoInput) => providerOf(primaryResource(input)).undoStep(input),
-    /** Asks the provider of each expected resource; a provider without drift checks reports none. */
-    async checkDrift(input: DriftInput): Promise<string[]> {
-      const found: string[] = [];
-      for (const [name, provider] of Object.entries(providers)) {
-        const mine = ([k]: [string, unknown]) => input.resources[k]?.provider === name;
-        const expect = {
-          weights: Object.fromEntries(Object.entries(input.expect.weights ?? {}).filter(mine)),
-          settings: Object.fromEntries(Object.entries(input.expect.settings ?? {}).filter(mine)),
-        };
-        if (provider?.checkDrift && Object.keys(expect.weights).length + Object.keys(expect.settings).length) {
-          found.push(...(await provider.checkDrift({ ...input, expect })));
+    checkHealth: (input: StepInput<CheckStep>) =>
+      eachResource(input, (r) => {
+        switch (r.kind) {
+          case 'postgres':
+            return operations(r, 'postgres').check(r);
+          case 'blob':
+            return operations(r, 'blob').check(r);
+          case 'traffic':
+            return operations(r, 'traffic').check(r);
+          case 'app':
+            return operations(r, 'app').check(r);
         }
+      }),
+
+    backupDatabase: (input: StepInput<BackupStep>) =>
+      eachResource(input, (r) => {
+        if (r.kind === 'postgres') return operations(r, 'postgres').backup(input, r);
+        if (r.kind === 'blob') return operations(r, 'blob').backup(input, r);
+        throw ApplicationFailure.nonRetryable(`backup step ${input.step.id} names ${r.name}, a ${r.kind} resource; back up postgres or blob resources`, 'NonRetryable');
+      }),
+
+    prepareInfra: (input: StepInput<InfraStep>) => operations(named(input, input.step.resource), 'postgres').prepare(input),
+
+    updateApp: (input: StepInput<AppStep>) => operations(named(input, input.step.resource), 'app').update(input),
+
+    /** A data sync is run by its target's provider. */
+    syncData: (input: StepInput<DataStep>) => {
+      const to = named(input, input.step.to);
+      return to?.kind === 'blob' ? operations(to, 'blob').sync(input) : operations(to, 'postgres').sync(input);
+    },
+
+    shiftTraffic: (input: StepInput<TrafficStep>) => operations(named(input, input.step.resource), 'traffic').shift(input),
+
+    analyseTraffic: (input: AnalysisInput) => operations(named(input, input.step.resource), 'traffic').analyse(input),
+
+    /** Finalize: a database an earlier data step replicated into takes over (cutover); others need nothing. */
+    async finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOutcome> {
+      const outcomes: [string, StepOutcome][] = [];
+      for (const name of input.step.resources) {
+        const to = named(input, name);
+        const from = input.step.syncedFrom[name] ? named(input, input.step.syncedFrom[name]!) : undefined;
+        outcomes.push([
+          name,
+          to?.kind === 'postgres' && from?.kind === 'postgres'
+            ? await operations(to, 'postgres').cutover(input, from, to)
+            : { summary: `${name}: nothing to cut over`, figures: {} },
+        ]);
+      }
+      return merge(outcomes);
+    },
+
+    async undoStep(input: UndoInput): Promise<StepOutcome> {
+      const { step } = input;
+      switch (step.kind) {
+        case 'backup':
+          return keptBackups(input);
+        case 'infra':
+          return operations(named(input, step.resource), 'postgres').undoPrepare(input);
+        case 'app':
+          return operations(named(input, step.resource), 'app').undo(input);
+        case 'data': {
+          const to = named(input, step.to);
+          return to?.kind === 'blob' ? operations(to, 'blob').undoSync(input) : operations(to, 'postgres').undoSync(input);
+        }
+        case 'traffic':
+          return operations(named(input, step.resource), 'traffic').undo(input);
+        case 'finalize':
+          if (step.pointOfNoReturn && input.part) return reverseSync(input, step, input.part);
+          // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic first).
+          return { summary: `nothing to undo for ${step.id}`, figures: {} };
+        case 'check':
+        case 'gate':
+          // Reads and decisions change nothing.
+          return { summary: `nothing to undo for ${step.id}`, figures: {} };
+      }
+    },
+
+    /** Asks the provider of each resource the expectation names; one phrase per difference. */
+    async checkDrift({ resources, expect }: DriftInput): Promise<string[]> {
+      const found: string[] = [];
+      for (const [name, percent] of Object.entries(expect.weights ?? {})) {
+        const resource = resources[name];
+        if (resource?.kind !== 'traffic') continue;
+        const drift = await operations(resource, 'traffic').drift(resource, percent);
+        if (drift) found.push(drift);
+      }
+      for (const [name, settings] of Object.entries(expect.settings ?? {})) {
+        const resource = resources[name];
+        if (resource?.kind === 'postgres') found.push(...(await operations(resource, 'postgres').settingsDrift(resource, settings)));
       }
       return found;
     },
+
     notifyGate,
   });
+
+  /** Past the point of no return: every database the cutover made primary hands its writes back to its source. */
+  async function reverseSync(input: UndoInput, step: FinalizeStep, part: 'start' | 'finish'): Promise<StepOutcome> {
+    const outcomes: [string, StepOutcome][] = [];
+    for (const [name, fromName] of Object.entries(step.syncedFrom)) {
+      const to = named(input, name);
+      const from = named(input, fromName);
+      if (to?.kind !== 'postgres' || from?.kind !== 'postgres') continue;
+      const recovery = operations(to, 'postgres').reverseSync;
+      if (!recovery) {
+        throw ApplicationFailure.nonRetryable(`provider "${to.provider}" of ${name} cannot sync back to ${fromName}; recover ${fromName} from the backup by hand`, 'NonRetryable');
+      }
+      outcomes.push([name, await recovery[part](input, from as PostgresResource, to)]);
+    }
+    return outcomes.length ? merge(outcomes) : { summary: 'no database to sync back', figures: {} };
+  }
+}
+
+/** Backups outlive a rollback: they are what an operator restores from when the rollback is not enough. */
+function keptBackups({ step, undo }: UndoInput): StepOutcome {
+  const kept = undoRecords(undo).flatMap((u) => (u as { kept?: string[] } | null)?.kept ?? []);
+  return { summary: `Kept backup ${kept.length ? kept.join(', ') : `of step ${step.id}`} (backups are never deleted)`, figures: {} };
+}
+
+/**
+ * One outcome from several resources' outcomes. A single resource's undo record is kept as it is; several
+ * are kept by resource name, so each provider later reads back exactly what it recorded.
+ */
+function merge(outcomes: [string, StepOutcome][]): StepOutcome {
+  const undos = outcomes.filter(([, o]) => o.undo !== undefined);
+  const merged: StepOutcome = {
+    summary: outcomes.map(([, o]) => o.summary).join('; '),
+    figures: Object.assign({}, ...outcomes.map(([, o]) => o.figures)),
+  };
+  if (undos.length === 1 && outcomes.length === 1) merged.undo = undos[0]![1].undo;
+  else if (undos.length) merged.undo = { byResource: Object.fromEntries(undos.map(([name, o]) => [name, o.undo!])) };
+  return merged;
+}
+
+/** The undo records of a step: one, or one per resource (see merge). */
+function undoRecords(undo: Json | undefined): Json[] {
+  if (undo && typeof undo === 'object' && !Array.isArray(undo) && 'byResource' in undo && undo.byResource && typeof undo.byResource === 'object') {
+    return Object.values(undo.byResource as Record<string, Json>);
+  }
+  return undo === undefined ? [] : [undo];
 }
 
 /** Every activity heartbeats while it works, whatever its provider does between progress reports. */
@@ -74,20 +216,3 @@ function keepingAlive<T extends Record<string, (input: never) => Promise<unknown
 }
 
 export type Activities = ReturnType<typeof createActivities>;
-
-function mainResourceName(step: Step): string | undefined {
-  switch (step.kind) {
-    case 'check':
-    case 'backup':
-    case 'finalize':
-      return step.resources[0];
-    case 'infra':
-    case 'app':
-    case 'traffic':
-      return step.resource;
-    case 'data':
-      return step.to;
-    case 'gate':
-      return undefined;
-  }
-}

@@ -12,8 +12,9 @@ export interface NotifyInput {
   payload: Json;
 }
 
+/** A webhook reference resolves through the worker's providers (activities/secrets.ts). */
 export async function notifyGate({ gate, webhook, payload }: NotifyInput): Promise<{ status: number }> {
-  const url = typeof webhook === 'string' ? webhook : resolveSecret(webhook, `the webhook of gate "${gate}"`);
+  const url = typeof webhook === 'string' ? webhook : await resolveSecret(webhook, `the webhook of gate "${gate}"`);
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'user-agent': 'tiershift' },

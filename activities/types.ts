@@ -1,17 +1,21 @@
-// The capability interface: every provider (`local` sandbox, `azure`) implements these operations,
-// and the activities dispatch on the resource's provider. Inputs carry references, never secrets.
+// The capability interface: every provider implements these operations per kind of resource, and the
+// activities dispatch on the resource's provider. Inputs carry references, never secrets.
 import type {
+  AppResource,
   AppStep,
   BackupStep,
-  CheckStep,
+  BlobResource,
   DataStep,
   FinalizeStep,
   InfraStep,
+  PostgresResource,
   Resource,
   Step,
+  TrafficResource,
   TrafficStep,
 } from '../plan/types';
 import type { Figures } from '../contract/status';
+import type { ProviderPlan } from '../plan/provider';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -63,16 +67,70 @@ export interface DriftInput extends StepInput {
   expect: DriftExpectation;
 }
 
-export interface MigrationProvider {
-  /** Differences between what the resources are and what `expect` says, one phrase each; empty when none. */
-  checkDrift?(input: DriftInput): Promise<string[]>;
-  checkHealth(input: StepInput<CheckStep>, resource: Resource): Promise<StepOutcome>;
-  backupDatabase(input: StepInput<BackupStep>): Promise<StepOutcome>;
-  prepareInfra(input: StepInput<InfraStep>): Promise<StepOutcome>;
-  updateApp(input: StepInput<AppStep>): Promise<StepOutcome>;
-  syncData(input: StepInput<DataStep>): Promise<StepOutcome>;
-  shiftTraffic(input: StepInput<TrafficStep>): Promise<TrafficShiftOutcome>;
-  analyseTraffic(input: AnalysisInput): Promise<AnalysisOutcome>;
-  finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOutcome>;
-  undoStep(input: UndoInput): Promise<StepOutcome>;
+export type Settings = Record<string, string | number | boolean>;
+
+// ---- what a provider does, per kind of resource --------------------------------------------------------
+// A provider's index.ts is a table of these; activities/index.ts loops over a step's resources, routes undo
+// and finalize, fans out drift checks and merges outcomes once, for every provider. The resources a
+// provider receives passed its own plan schema (its provider.ts), so it may read its nested fields.
+
+export interface PostgresOperations {
+  check(resource: PostgresResource): Promise<StepOutcome>;
+  /** One database of a backup step, into the step's destination. */
+  backup(input: StepInput<BackupStep>, resource: PostgresResource): Promise<StepOutcome>;
+  prepare(input: StepInput<InfraStep>): Promise<StepOutcome>;
+  undoPrepare(input: UndoInput): Promise<StepOutcome>;
+  /** Settings that no longer hold what an earlier infra step set, one phrase each. */
+  settingsDrift(resource: PostgresResource, expected: Settings): Promise<string[]>;
+  /** A data step into this provider's database (the target's provider runs the sync). */
+  sync(input: StepInput<DataStep>): Promise<StepOutcome>;
+  undoSync(input: UndoInput): Promise<StepOutcome>;
+  /** Finalize: the target a data step filled from `from` takes over. */
+  cutover(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
+  /** Only a provider that declares the reverse-sync recovery (its provider.ts) has this. */
+  reverseSync?: {
+    start(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
+    finish(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
+  };
+}
+
+export interface BlobOperations {
+  check(resource: BlobResource): Promise<StepOutcome>;
+  /** One container of a backup step, copied under the step's destination. */
+  backup(input: StepInput<BackupStep>, resource: BlobResource): Promise<StepOutcome>;
+  sync(input: StepInput<DataStep>): Promise<StepOutcome>;
+  undoSync(input: UndoInput): Promise<StepOutcome>;
+}
+
+export interface TrafficOperations {
+  check(resource: TrafficResource): Promise<StepOutcome>;
+  shift(input: StepInput<TrafficStep>): Promise<TrafficShiftOutcome>;
+  analyse(input: AnalysisInput): Promise<AnalysisOutcome>;
+  undo(input: UndoInput): Promise<StepOutcome>;
+  /** How far the canary's share is from `percent`, in one phrase; undefined when it is as expected. */
+  drift(resource: TrafficResource, percent: number): Promise<string | undefined>;
+}
+
+export interface AppOperations {
+  check(resource: AppResource): Promise<StepOutcome>;
+  update(input: StepInput<AppStep>): Promise<StepOutcome>;
+  undo(input: UndoInput): Promise<StepOutcome>;
+}
+
+/** Resolves one kind of secret reference (the value under its key, e.g. `{ vault, secret }`) to the secret. */
+export type SecretResolver = (ref: Json, what: string) => Promise<string>;
+
+/** A provider: what it declares to the plan (plan/provider.ts) and its operations, loaded only by a worker. */
+export interface ProviderDefinition extends ProviderPlan {
+  operations(): Promise<ProviderOperations>;
+}
+
+/** One provider's operations: a kind it leaves out is refused by its plan schema. */
+export interface ProviderOperations {
+  /** The secret-reference kinds this provider resolves, by key (its provider.ts declares their shape). */
+  secrets?: Record<string, SecretResolver>;
+  postgres?: PostgresOperations;
+  blob?: BlobOperations;
+  traffic?: TrafficOperations;
+  app?: AppOperations;
 }

@@ -7,7 +7,8 @@ import { DefaultLogger } from '@temporalio/worker';
 import { createHash, randomBytes } from 'node:crypto';
 import { syncBlobs } from '../activities/local/blob-sync';
 import type { StepInput, StepOutcome } from '../activities/types';
-import type { BlobResource, DataStep } from '../plan/types';
+import type { LocalBlob } from '../activities/local/provider';
+import type { DataStep } from '../plan/types';
 import { median, mib, now, sandbox, secs, stamp, table, type BenchContext, type Section } from './lib';
 
 const CONCURRENCY = 8; // the activity's own COPY_CONCURRENCY, so both sides keep as many requests in flight
@@ -53,7 +54,7 @@ async function matching(source: Map<string, { md5: string; length: number }>, ta
 }
 
 async function activityCopy(sourceName: string, targetName: string, migrationId: string) {
-  const resource = (name: string, account: string, container: string): BlobResource => ({ name, kind: 'blob', provider: 'local', account, container });
+  const resource = (name: string, account: 'primary' | 'secondary', container: string): LocalBlob => ({ name, kind: 'blob', provider: 'local', account, container });
   const step: DataStep = {
     id: 'blobs',
     title: 'Copy the blobs',

@@ -12,7 +12,8 @@ import { withClient } from '../activities/local/postgres';
 import { cutoverPostgres, replicationName, syncPostgres } from '../activities/local/pg-sync';
 import type { StepInput, StepOutcome } from '../activities/types';
 import { runLoad, type LoadResult } from '../client/load';
-import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import type { LocalPostgres } from '../activities/local/provider';
+import type { DataStep, FinalizeStep } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
 import { SEED_FILE } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
@@ -45,8 +46,8 @@ interface RunResult {
   writes: LoadResult;
 }
 
-const source: PostgresResource = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
-const target: PostgresResource = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
+const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
+const target: LocalPostgres = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
 const stepBase = {
   phaseIndex: 1,
   retry: { maximumAttempts: 3, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s' },

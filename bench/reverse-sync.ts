@@ -4,19 +4,23 @@
 // what a runbook does without it: dump the target and restore it over the source.
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
+import { createActivities } from '../activities';
 import { localProvider } from '../activities/local';
+import type { LocalPostgres } from '../activities/local/provider';
 import { syncPostgres } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
 import type { StepInput, StepOutcome, UndoInput } from '../activities/types';
-import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import type { DataStep, FinalizeStep } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
 import { postgresUrl } from '../contract/home';
 import { int, median, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 import { finished, reseed, resetAll } from './pg-sync';
 
-const source: PostgresResource = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
-const target: PostgresResource = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
+const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
+const target: LocalPostgres = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
 const resources = { sourceDb: source, targetDb: target };
+/** The dispatcher over the local provider: what a worker registers. */
+const local = createActivities({ local: localProvider });
 const stepBase = {
   phaseIndex: 1,
   retry: { maximumAttempts: 1, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s' },
@@ -94,7 +98,7 @@ async function missingRows(ctx: BenchContext): Promise<number> {
 async function crossed(ctx: BenchContext, migrationId: string) {
   await resetAll(ctx);
   await env().run(syncPostgres, { migrationId, step: dataStep, resources } as StepInput<DataStep>);
-  await env().run(localProvider.finalizeMigration, { migrationId, step: finalizeStep, resources });
+  await env().run(local.finalizeMigration, { migrationId, step: finalizeStep, resources });
   const writes = newVersionWrites(ctx);
   await sleep(ctx.sizes.reverse.afterCutoverMs);
   return writes;
@@ -109,7 +113,7 @@ async function viaReverseSync(ctx: BenchContext): Promise<Run> {
   const t0 = now();
   let startMs: number;
   try {
-    started = (await env().run(localProvider.undoStep, undo('start'))) as StepOutcome;
+    started = (await env().run(local.undoStep, undo('start'))) as StepOutcome;
     startMs = now() - t0;
     // The rollback moves traffic back to blue and stops v2 in between: it keeps writing until then.
     await sleep(1_000);
@@ -117,7 +121,7 @@ async function viaReverseSync(ctx: BenchContext): Promise<Run> {
     ordersWritten = await writes.stop();
   }
   const t1 = now();
-  const finishedOutcome = (await env().run(localProvider.undoStep, undo('finish'))) as StepOutcome;
+  const finishedOutcome = (await env().run(local.undoStep, undo('finish'))) as StepOutcome;
   return {
     ms: startMs + (now() - t1),
     pauseMs: Number(finishedOutcome.figures['sourceDb.reverseQuiesceMs']),

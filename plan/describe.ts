@@ -1,5 +1,7 @@
 // `tiershift plan FILE`: the dry run. Shows what would run, where people decide, and how it would be undone.
-import { recoveryPhrase, rollbackOrder } from './rollback';
+import { PHASES } from './phases';
+import { recoveryPhrase } from './phases/finalize';
+import { rollbackOrder } from './rollback';
 import type { FinalizeStep, ResolvedPlan, Step } from './types';
 
 export function describePlanJson(plan: ResolvedPlan) {
@@ -46,15 +48,6 @@ export function describePlan(plan: ResolvedPlan): string {
 }
 
 function detail(step: Step): string {
-  const retry = `retry ${step.retry.maximumAttempts}x from ${step.retry.initialInterval}, timeout ${step.timeouts.startToClose}`;
-  switch (step.kind) {
-    case 'gate':
-      return '';
-    case 'traffic': {
-      const a = step.analysis;
-      return `  [analysis: error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}; ${retry}]`;
-    }
-    default:
-      return `  [${retry}]`;
-  }
+  const text = PHASES[step.kind].describe?.(step) ?? '';
+  return text ? `  [${text}]` : '';
 }

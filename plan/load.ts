@@ -6,15 +6,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { recoveryPhrase } from './rollback';
-import { planSchema, PHASE_KINDS, type PhaseBody, type PhaseKind, type PlanFile } from './schema';
-import type { GateStep, ResolvedPlan, Resource, RetryPolicy, Step, StepTimeouts, TrafficAnalysis } from './types';
+import { PROVIDERS } from '../activities/registry';
+import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
+import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext } from './phases/kit';
+import type { PathPart, ProviderPlan } from './provider';
+import { planSchemaFor, RESOURCE_KINDS, secretRefPhrase, type PlanFile } from './schema';
+import type { Recovery, ResolvedPlan, Resource, ResourceKind, RetryPolicy, Step, StepTimeouts } from './types';
 
-export const DEFAULT_RETRY: RetryPolicy = { maximumAttempts: 3, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' };
-export const DEFAULT_TIMEOUTS: StepTimeouts = { startToClose: '2h', heartbeat: '1m' };
-export const DEFAULT_ANALYSIS: TrafficAnalysis = { maxErrorRate: 0.01, minRequests: 0 };
-
-type PathPart = string | number;
+export { DEFAULT_ANALYSIS, DEFAULT_RETRY, DEFAULT_TIMEOUTS } from './phases/kit';
 
 export interface PlanIssue {
   path: PathPart[];
@@ -36,7 +35,7 @@ export class PlanError extends Error {
   }
 }
 
-export function loadPlan(file: string): ResolvedPlan {
+export function loadPlan(file: string, providers: readonly ProviderPlan[] = PROVIDERS): ResolvedPlan {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -46,10 +45,10 @@ export function loadPlan(file: string): ResolvedPlan {
     throw new PlanError(file, [{ path: [], problem: why, message: `cannot read plan ${file}: ${why}; pass the path of a plan YAML file such as plans/demo.yaml.` }]);
   }
   const relative = path.relative(process.cwd(), path.resolve(file));
-  return parsePlan(text, relative && !relative.startsWith('..') ? relative : path.resolve(file));
+  return parsePlan(text, relative && !relative.startsWith('..') ? relative : path.resolve(file), providers);
 }
 
-export function parsePlan(text: string, source: string): ResolvedPlan {
+export function parsePlan(text: string, source: string, providers: readonly ProviderPlan[] = PROVIDERS): ResolvedPlan {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const issue = (at: PathPart[], problem: string, offset?: number): PlanIssue => {
@@ -62,141 +61,119 @@ export function parsePlan(text: string, source: string): ResolvedPlan {
     const e = doc.errors[0]!;
     throw new PlanError(source, [issue([], `is not valid YAML: ${e.message.split('\n')[0]!.replace(/\.$/, '')}`, e.pos[0])]);
   }
-  const data: unknown = doc.toJS();
-  const issues: PlanIssue[] = findCredentials(data).map((at) =>
-    issue(at, 'expected a secret reference ({ env: NAME } or { keyVault: { vault, secret } }), got what looks like a credential; plans never hold secrets'),
+  const raw: unknown = doc.toJS();
+  const issues: PlanIssue[] = findCredentials(raw).map((at) =>
+    issue(at, `expected a secret reference (${secretRefPhrase(providers)}), got what looks like a credential; plans never hold secrets`),
   );
-  const parsed = planSchema.safeParse(data);
-  if (!parsed.success) {
+  const { data, problems: legacy, flat } = nestProviderFields(raw, providers);
+  for (const [at, problem] of legacy) issues.push(issue(at, problem));
+  // A problem inside a resource written the old, flat way is shown where that file has the field.
+  const where = (at: PathPart[]): PathPart[] => {
+    const old = at[0] === 'resources' && typeof at[1] === 'string' ? flat.get(at[1]) : undefined;
+    if (!old || at[2] !== old.provider) return at;
+    const field = at[3] === undefined ? 'provider' : (Object.entries(old.renamed).find(([, to]) => to === at[3])?.[0] ?? at[3]);
+    return ['resources', at[1]!, field, ...at.slice(4)];
+  };
+  const parsed = legacy.length ? undefined : planSchemaFor(providers).safeParse(data);
+  if (parsed && !parsed.success) {
     const seen: PathPart[][] = [];
     for (const zi of parsed.error.issues) {
-      const at = issuePath(zi);
+      const inPlan = issuePath(zi);
+      const at = where(inPlan);
       // A phase with a misspelt key also has "no phase kind": one sentence about the spelling is enough.
       if (seen.some((p) => at.length < p.length && at.every((part, i) => part === p[i]))) continue;
       seen.push(at);
-      issues.push(issue(at, explain(zi, valueAt(data, at))));
+      issues.push(issue(at, explain(zi, valueAt(data, inPlan), providers)));
     }
-  } else {
-    for (const [at, problem] of crossCheck(parsed.data)) issues.push(issue(at, problem));
+  } else if (parsed?.success) {
+    const file = parsed.data as unknown as PlanFile;
+    const resources = resolveResources(file, providers);
+    for (const [at, problem] of crossCheck(file, resources, providers)) issues.push(issue(where(at), problem));
+    if (!issues.length) return resolve(file, resources, source, raw);
   }
-  if (issues.length) throw new PlanError(source, issues);
-  return resolve(parsed.data!, source, data);
+  throw new PlanError(source, issues);
+}
+
+/**
+ * Plans written before providers nested their fields say `provider: azure` beside `server: …`; they keep
+ * loading: the fields the named provider declares move under its name (renamed where it renamed them).
+ */
+function nestProviderFields(
+  raw: unknown,
+  providers: readonly ProviderPlan[],
+): { data: unknown; problems: [PathPart[], string][]; flat: Map<string, { provider: string; renamed: Record<string, string> }> } {
+  const problems: [PathPart[], string][] = [];
+  const flat = new Map<string, { provider: string; renamed: Record<string, string> }>();
+  const resources = (raw as { resources?: unknown } | null)?.resources;
+  if (!resources || typeof resources !== 'object' || Array.isArray(resources)) return { data: raw, problems, flat };
+  const nested: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(resources)) {
+    const r = value as Record<string, unknown> | null;
+    if (!r || typeof r !== 'object' || Array.isArray(r) || r.provider === undefined || !RESOURCE_KINDS.includes(r.kind as ResourceKind)) {
+      nested[name] = value;
+      continue;
+    }
+    const provider = providers.find((p) => p.name === r.provider);
+    const kind = r.kind as ResourceKind;
+    const fields = provider?.resources[kind];
+    if (!provider || !fields) {
+      const drivers = providers.filter((p) => p.resources[kind]).map((p) => p.name);
+      problems.push([['resources', name, 'provider'], `expected one of ${drivers.join(', ')}, got ${JSON.stringify(r.provider)}`]);
+      continue;
+    }
+    const renamed = provider.renamed?.[kind] ?? {};
+    const own = new Set(Object.keys(fields.shape));
+    const block: Record<string, unknown> = {};
+    const rest: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(r)) {
+      if (key === 'provider') continue;
+      const to = renamed[key] ?? key;
+      if (own.has(to)) block[to] = v;
+      else rest[key] = v;
+    }
+    nested[name] = { ...rest, [provider.name]: block };
+    flat.set(name, { provider: provider.name, renamed });
+  }
+  return { data: { ...(raw as object), resources: nested }, problems, flat };
+}
+
+/** Each resource with its provider's fields beside its own, as operations read it. */
+function resolveResources(file: PlanFile, providers: readonly ProviderPlan[]): Record<string, Resource> {
+  return Object.fromEntries(
+    Object.entries(file.resources).map(([name, r]) => {
+      const provider = providers.find((p) => r[p.name] !== undefined)!;
+      const { [provider.name]: block, ...core } = r;
+      return [name, { name, ...core, provider: provider.name, ...(block as object) } as Resource];
+    }),
+  );
 }
 
 // ---- resolution ------------------------------------------------------------------------------------
 
-function resolve(file: PlanFile, source: string, raw: unknown): ResolvedPlan {
-  const retry: RetryPolicy = { ...DEFAULT_RETRY, ...file.defaults?.retry };
-  const timeouts: StepTimeouts = { ...DEFAULT_TIMEOUTS, ...file.defaults?.timeouts };
-  const resources = Object.fromEntries(
-    Object.entries(file.resources).map(([name, r]) => [name, { name, ...r, ...(r.kind === 'traffic' && r.provider === 'local' && !r.backend ? { backend: 'app' } : {}) } as Resource]),
-  );
+function resolve(file: PlanFile, resources: Record<string, Resource>, source: string, raw: unknown): ResolvedPlan {
+  const retry = { ...DEFAULT_RETRY, ...file.defaults?.retry } as RetryPolicy;
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...file.defaults?.timeouts } as StepTimeouts;
   const steps: Step[] = [];
   file.phases.forEach((phase, phaseIndex) => {
-    const kind = Object.keys(phase)[0] as PhaseKind;
-    const body = phase[kind]!;
-    const base = (suffix = '') => ({
-      id: body.id ? `${body.id}${suffix}` : `${phaseIndex}-${kind}${suffix}`,
-      phaseIndex,
-      retry: { ...retry, ...body.retry },
-      timeouts: { ...timeouts, ...body.timeouts },
-    });
-    const title = (generated: string) => body.title ?? generated;
-    switch (kind) {
-      case 'check': {
-        const b = body as PhaseBody<'check'>;
-        steps.push({ ...base(), kind, title: title(`Check ${list(b.resources)} healthy`), resources: b.resources });
-        break;
-      }
-      case 'backup': {
-        const b = body as PhaseBody<'backup'>;
-        const to = b.destination ? ` to ${b.destination}` : '';
-        steps.push({ ...base(), kind, title: title(`Back up ${list(b.resources)}${to} and prove it restores`), resources: b.resources, destination: b.destination, verifyRestore: b.verifyRestore ?? true });
-        break;
-      }
-      case 'gate': {
-        const b = body as PhaseBody<'gate'>;
-        steps.push(gateStep({ ...base(), title: title(`Approval gate "${b.name}"`) }, b.name, b, file.approvers));
-        break;
-      }
-      case 'infra': {
-        const b = body as PhaseBody<'infra'>;
-        const changes = [b.tier, b.sku, b.storageGb && `${b.storageGb} GB storage`, b.highAvailability !== undefined && `HA ${b.highAvailability ? 'on' : 'off'}`, ...Object.entries(b.settings ?? {}).map(([k, v]) => `${k}=${v}`)].filter(Boolean);
-        const { id: _id, title: _t, retry: _r, timeouts: _to, ...spec } = b;
-        steps.push({ ...base(), ...spec, kind, title: title(`Prepare ${b.resource}: ${changes.join(', ') || 'verify settings'}`), settings: b.settings ?? {} });
-        break;
-      }
-      case 'app': {
-        const b = body as PhaseBody<'app'>;
-        const { id: _id, title: _t, retry: _r, timeouts: _to, ...spec } = b;
-        steps.push({ ...base(), ...spec, kind, title: title(`Deploy ${b.resource} ${b.version}${b.database ? ` on ${b.database}` : ''} and wait until healthy`) });
-        break;
-      }
-      case 'data': {
-        const b = body as PhaseBody<'data'>;
-        steps.push({ ...base(), kind, title: title(`Sync ${b.from} to ${b.to} and verify`), from: b.from, to: b.to, verify: b.verify ?? true });
-        break;
-      }
-      case 'traffic': {
-        const b = body as PhaseBody<'traffic'>;
-        const front = resources[b.resource] as Extract<Resource, { kind: 'traffic' }>;
-        for (const s of b.steps) {
-          steps.push({
-            ...base(`-${s.weight}`),
-            kind,
-            title: title(`Shift ${s.weight}% of ${b.resource} to ${front.canary}, bake ${s.bake}`),
-            resource: b.resource,
-            weight: s.weight,
-            bake: s.bake,
-            analysis: { ...DEFAULT_ANALYSIS, ...b.analysis, ...s.analysis },
-          });
-        }
-        break;
-      }
-      case 'finalize': {
-        const b = body as PhaseBody<'finalize'>;
-        const syncedFrom: Record<string, string> = {};
-        for (const s of steps) if (s.kind === 'data' && b.resources.includes(s.to)) syncedFrom[s.to] = s.from;
-        const step = { ...base(), kind, title: title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom } as const;
-        const ponr = b.pointOfNoReturn;
-        if (!ponr) {
-          steps.push(step);
-          break;
-        }
-        const gate = ponr.gate ?? 'point-of-no-return';
-        const recovery = ponr.recovery ?? 'reverse-sync';
-        steps.push(
-          {
-            ...gateStep({ ...base('-gate'), title: `Point of no return: approve crossing into ${step.id}` }, gate, {
-              ...ponr,
-              instructions: `${ponr.instructions ? `${ponr.instructions.trim()} ` : ''}Past this gate, rolling back means ${recoveryPhrase(recovery, syncedFrom)}, and needs \`tiershift rollback --confirm\`.`,
-            }, file.approvers),
-            pointOfNoReturn: step.id,
-          },
-          { ...step, pointOfNoReturn: { gate, recovery } },
-        );
-        break;
-      }
-    }
+    const kind = Object.keys(phase)[0] as PhaseKindName;
+    const body = phase[kind]! as BodyCommon;
+    steps.push(
+      ...PHASES[kind].resolve(body, {
+        phaseIndex,
+        base: (suffix = '') => ({
+          id: body.id ? `${body.id}${suffix}` : `${phaseIndex}-${kind}${suffix}`,
+          phaseIndex,
+          retry: { ...retry, ...body.retry },
+          timeouts: { ...timeouts, ...body.timeouts },
+        }),
+        title: (generated) => body.title ?? generated,
+        resources,
+        steps,
+        approvers: file.approvers,
+      }),
+    );
   });
   return { apiVersion: 'tiershift/v1', name: file.name, description: file.description, hash: planHash(raw), source, resources, steps };
-}
-
-const list = (names: string[]) => names.join(', ');
-
-function gateStep(base: Omit<GateStep, 'kind' | 'gate' | 'approvers' | 'requiredApprovals' | 'fourEyes' | 'onTimeout'>, name: string, b: PhaseBody<'gate'> | Omit<PhaseBody<'gate'>, 'name'>, planApprovers: string[] | undefined): GateStep {
-  return {
-    ...base,
-    kind: 'gate',
-    gate: name,
-    instructions: b.instructions,
-    approvers: b.approvers ?? planApprovers ?? [],
-    requiredApprovals: b.requiredApprovals ?? 1,
-    fourEyes: b.fourEyes ?? false,
-    timeout: b.timeout,
-    onTimeout: b.onTimeout ?? 'rollback',
-    notify: b.notify,
-  };
 }
 
 /** sha256 of the plan's content with keys sorted, so comments and key order do not change it. */
@@ -208,136 +185,60 @@ export function planHash(data: unknown): string {
 
 // ---- checks that span the plan -------------------------------------------------------------------
 
-function crossCheck(file: PlanFile): [PathPart[], string][] {
+function crossCheck(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[]): [PathPart[], string][] {
   const problems: [PathPart[], string][] = [];
-  const kinds = (names: readonly string[]) => names.join(' or ');
-  const ref = (at: PathPart[], value: string, allowed: readonly Resource['kind'][]) => {
-    const r = file.resources[value];
-    const defined = Object.entries(file.resources).filter(([, res]) => allowed.includes(res.kind)).map(([n]) => n);
-    const choices = defined.length ? ` (${defined.join(', ')})` : '; define one under resources';
-    if (!r) problems.push([at, `expected the name of a ${kinds(allowed)} resource defined under resources${choices}, got "${value}"`]);
-    else if (!allowed.includes(r.kind)) problems.push([at, `expected a ${kinds(allowed)} resource${choices}, got "${value}", a ${r.kind} resource`]);
-    return r;
-  };
+  const problem = (at: PathPart[], text: string) => void problems.push([at, text]);
 
-  for (const [name, r] of Object.entries(file.resources)) {
-    const need = (field: string, why: string) => {
-      if ((r as Record<string, unknown>)[field] === undefined) problems.push([['resources', name, field], `expected ${field} (${why}), got nothing`]);
-    };
-    if (r.provider === 'azure') {
-      need('subscription', 'the Azure subscription id');
-      need('resourceGroup', 'the Azure resource group');
-      if (r.kind === 'postgres') need('server', 'the Flexible Server name');
-      if (r.kind === 'traffic' && !r.containerApp) (need('profile', 'the Front Door profile'), need('originGroup', 'the origin group'));
-      if (r.kind === 'app') need('containerApp', 'the Container App name');
-    } else {
-      if (r.kind === 'postgres' && !r.connection) need('cluster', 'the sandbox cluster: source or target');
-      if (r.kind === 'blob' && !['primary', 'secondary'].includes(r.account)) {
-        problems.push([['resources', name, 'account'], `expected the sandbox account primary or secondary, got "${r.account}"`]);
-      }
-    }
-    if (r.kind === 'traffic' && r.stable === r.canary) problems.push([['resources', name, 'canary'], `expected an origin other than the stable one, got "${r.canary}" for both`]);
+  for (const [name, r] of Object.entries(resources)) {
+    const provider = providers.find((p) => p.name === r.provider)!;
+    for (const [at, text] of provider.check?.(r) ?? []) problem(['resources', name, provider.name, ...at], text);
+    if (r.kind === 'traffic' && r.stable === r.canary) problem(['resources', name, 'canary'], `expected an origin other than the stable one, got "${r.canary}" for both`);
   }
 
   const gates = new Map<string, PathPart[]>();
   const ids = new Map<string, number>();
-  let finalizeAt = -1;
-  let ponrAt = -1;
-  const syncedInto = new Map<string, string>();
-  const checkGate = (name: string, b: Omit<PhaseBody<'gate'>, 'name'>, at: (...rest: PathPart[]) => PathPart[], where: PathPart[], nameKey = 'name') => {
-    if (gates.has(name)) problems.push([at(nameKey), `expected a gate name used once, got "${name}" again (first at ${formatPath(gates.get(name)!)})`]);
-    gates.set(name, where);
-    const approvers = b.approvers ?? file.approvers;
-    if (approvers?.length && (b.requiredApprovals ?? 1) > new Set(approvers).size) {
-      problems.push([at('requiredApprovals'), `expected at most ${new Set(approvers).size} (the number of approvers), got ${b.requiredApprovals}`]);
-    }
-    if (b.onTimeout && !b.timeout) problems.push([at('onTimeout'), 'expected a timeout for onTimeout to act on, got none']);
-    if (b.notify?.escalateAfter && !b.notify.escalateTo) problems.push([at('notify', 'escalateTo'), 'expected the people to escalate to, got none']);
-    if (b.notify?.escalateTo && !b.notify.escalateAfter) problems.push([at('notify', 'escalateAfter'), 'expected how long to wait before escalating, got none']);
-  };
-  file.phases.forEach((phase, i) => {
-    const kind = Object.keys(phase)[0] as PhaseKind;
-    const at = (...rest: PathPart[]): PathPart[] => ['phases', i, kind, ...rest];
+  const seen: CheckContext['seen'] = { finalizeAt: -1, pointOfNoReturnAt: -1, syncedInto: new Map(), lastWeight: new Map() };
+  file.phases.forEach((phase, index) => {
+    const kind = Object.keys(phase)[0] as PhaseKindName;
     const body = phase[kind]!;
+    const at = (...rest: PathPart[]): PathPart[] => ['phases', index, kind, ...rest];
     if (body.id) {
-      if (ids.has(body.id)) problems.push([at('id'), `expected a step id used once, got "${body.id}" again (first at phases[${ids.get(body.id)}])`]);
-      ids.set(body.id, i);
+      if (ids.has(body.id)) problem(at('id'), `expected a step id used once, got "${body.id}" again (first at phases[${ids.get(body.id)}])`);
+      ids.set(body.id, index);
     }
-    if (finalizeAt >= 0 && !['finalize', 'check', 'gate'].includes(kind)) {
-      problems.push([['phases', i], `expected only finalize, check and gate phases after the finalize at phases[${finalizeAt}], got ${kind}`]);
+    if (seen.finalizeAt >= 0 && !PHASES[kind].allowedAfterFinalize) {
+      const allowed = PHASE_KINDS.filter((k) => PHASES[k].allowedAfterFinalize);
+      problem(['phases', index], `expected only ${allowed.join(', ').replace(/, ([^,]*)$/, ' and $1')} phases after the finalize at phases[${seen.finalizeAt}], got ${kind}`);
     }
-    switch (kind) {
-      case 'check':
-        (body as PhaseBody<'check'>).resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob', 'traffic', 'app']));
-        break;
-      case 'finalize': {
-        const b = body as PhaseBody<'finalize'>;
-        b.resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob', 'traffic', 'app']));
-        if (finalizeAt < 0) finalizeAt = i;
-        if (b.pointOfNoReturn) {
-          if (ponrAt >= 0) problems.push([at('pointOfNoReturn'), `expected one point of no return per plan, got a second (the first is at phases[${ponrAt}])`]);
-          ponrAt = i;
-          checkGate(b.pointOfNoReturn.gate ?? 'point-of-no-return', b.pointOfNoReturn, (...rest) => at('pointOfNoReturn', ...rest), at('pointOfNoReturn'), 'gate');
-          // The reverse sync needs a database this plan replicated into, on a provider that can replicate back.
-          const synced = b.resources.filter((n) => file.resources[n]?.kind === 'postgres' && syncedInto.has(n));
-          if (!synced.length) {
-            problems.push([at('pointOfNoReturn'), `expected the finalize to cut over a postgres resource that a data phase syncs into (the reverse sync replicates it back), got ${b.resources.join(', ')}`]);
-          }
-          for (const n of synced) {
-            for (const r of [n, syncedInto.get(n)!]) {
-              if (file.resources[r]?.provider === 'azure') {
-                problems.push([at('pointOfNoReturn', 'recovery'), `expected local postgres resources for reverse-sync, got "${r}", an azure resource; the Azure provider cannot reverse-sync a promoted replica yet, so leave pointOfNoReturn out of Azure plans`]);
-              }
-            }
-          }
+    PHASES[kind].check?.(body, {
+      index,
+      at,
+      problem,
+      resources,
+      approvers: file.approvers,
+      seen,
+      recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
+      ref(refAt, value, allowed) {
+        const r = resources[value];
+        const defined = Object.values(resources).filter((res) => allowed.includes(res.kind)).map((res) => res.name);
+        const choices = defined.length ? ` (${defined.join(', ')})` : '; define one under resources';
+        const kinds = allowed.join(' or ');
+        if (!r) problem(refAt, `expected the name of a ${kinds} resource defined under resources${choices}, got "${value}"`);
+        else if (!allowed.includes(r.kind)) problem(refAt, `expected a ${kinds} resource${choices}, got "${value}", a ${r.kind} resource`);
+        return r;
+      },
+      checkGate(name, rules, gateAt, nameKey = 'name') {
+        if (gates.has(name)) problem(gateAt(nameKey), `expected a gate name used once, got "${name}" again (first at ${formatPath(gates.get(name)!)})`);
+        gates.set(name, nameKey === 'name' ? ['phases', index] : gateAt());
+        const approvers = rules.approvers ?? file.approvers;
+        if (approvers?.length && (rules.requiredApprovals ?? 1) > new Set(approvers).size) {
+          problem(gateAt('requiredApprovals'), `expected at most ${new Set(approvers).size} (the number of approvers), got ${rules.requiredApprovals}`);
         }
-        break;
-      }
-      case 'backup': {
-        const b = body as PhaseBody<'backup'>;
-        b.resources.forEach((n, j) => ref(at('resources', j), n, ['postgres', 'blob']));
-        if (b.destination) ref(at('destination'), b.destination, ['blob']);
-        break;
-      }
-      case 'gate': {
-        const b = body as PhaseBody<'gate'>;
-        checkGate(b.name, b, at, ['phases', i]);
-        if (ponrAt >= 0 && b.timeout && b.onTimeout !== 'abort') {
-          problems.push([at('onTimeout'), `expected onTimeout: abort for a gate after the point of no return at phases[${ponrAt}] (a rollback there syncs data back and needs an operator's --confirm), got ${b.onTimeout ?? 'rollback (the default)'}`]);
-        }
-        break;
-      }
-      case 'infra':
-        ref(at('resource'), (body as PhaseBody<'infra'>).resource, ['postgres']);
-        break;
-      case 'app': {
-        const b = body as PhaseBody<'app'>;
-        ref(at('resource'), b.resource, ['app']);
-        if (b.database) ref(at('database'), b.database, ['postgres']);
-        if (b.minReplicas !== undefined && b.maxReplicas !== undefined && b.minReplicas > b.maxReplicas) {
-          problems.push([at('maxReplicas'), `expected at least minReplicas (${b.minReplicas}), got ${b.maxReplicas}`]);
-        }
-        break;
-      }
-      case 'data': {
-        const b = body as PhaseBody<'data'>;
-        syncedInto.set(b.to, b.from);
-        const from = ref(at('from'), b.from, ['postgres', 'blob']);
-        const to = ref(at('to'), b.to, ['postgres', 'blob']);
-        if (b.from === b.to) problems.push([at('to'), `expected a resource other than the source, got "${b.to}" for both`]);
-        else if (from && to && from.kind !== to.kind) problems.push([at('to'), `expected a ${from.kind} resource like ${b.from}, got "${b.to}", a ${to.kind} resource`]);
-        break;
-      }
-      case 'traffic': {
-        const b = body as PhaseBody<'traffic'>;
-        ref(at('resource'), b.resource, ['traffic']);
-        b.steps.forEach((s, j) => {
-          const prev = b.steps[j - 1];
-          if (prev && s.weight <= prev.weight) problems.push([at('steps', j, 'weight'), `expected a weight above the previous step's ${prev.weight}, got ${s.weight}`]);
-        });
-        break;
-      }
-    }
+        if (rules.onTimeout && !rules.timeout) problem(gateAt('onTimeout'), 'expected a timeout for onTimeout to act on, got none');
+        if (rules.notify?.escalateAfter && !rules.notify.escalateTo) problem(gateAt('notify', 'escalateTo'), 'expected the people to escalate to, got none');
+        if (rules.notify?.escalateTo && !rules.notify.escalateAfter) problem(gateAt('notify', 'escalateAfter'), 'expected how long to wait before escalating, got none');
+      },
+    });
   });
   return problems;
 }
@@ -366,15 +267,23 @@ function issuePath(issue: z.core.$ZodIssue): PathPart[] {
   return issue.code === 'unrecognized_keys' ? [...at, issue.keys[0]!] : at;
 }
 
-function explain(issue: z.core.$ZodIssue, value: unknown): string {
+function explain(issue: z.core.$ZodIssue, value: unknown, providers: readonly ProviderPlan[]): string {
   const got = `got ${show(value)}`;
   switch (issue.code) {
     case 'invalid_type':
+      // A field's own words ("expected the Azure subscription id, got nothing") beat the type's.
+      if (issue.message.startsWith('expected')) return issue.message;
       return value === undefined ? `expected ${article(issue.expected)}, got nothing` : `expected ${article(issue.expected)}, ${got}`;
     case 'invalid_value':
+      if (issue.message.startsWith('expected')) return `${issue.message}, ${got}`;
       return `expected ${issue.values.length === 1 ? JSON.stringify(issue.values[0]) : `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`}, ${got}`;
     case 'unrecognized_keys': {
-      const parent = issue.path.at(-2) === 'phases' ? ` (a phase is one of ${PHASE_KINDS.join(', ')})` : '';
+      const parent =
+        issue.path.at(-2) === 'phases'
+          ? ` (a phase is one of ${PHASE_KINDS.join(', ')})`
+          : issue.path.at(-2) === 'resources'
+            ? ` (a resource nests its provider's fields under one of ${providers.map((p) => p.name).join(', ')})`
+            : '';
       return `expected no key "${issue.keys[0]}" here${parent}; check its spelling`;
     }
     case 'too_small':
@@ -390,9 +299,13 @@ function explain(issue: z.core.$ZodIssue, value: unknown): string {
     case 'invalid_union': {
       const kind = value && typeof value === 'object' && 'kind' in value;
       if ((issue as { note?: string }).note === 'No matching discriminator' || (kind && issue.path.at(-2) === 'resources')) {
-        return `expected kind postgres, blob, traffic or app, got ${show(issue.path.at(-1) === 'kind' ? value : (value as { kind?: unknown })?.kind)}`;
+        return `expected kind ${RESOURCE_KINDS.join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${show(issue.path.at(-1) === 'kind' ? value : (value as { kind?: unknown })?.kind)}`;
       }
-      return `expected { env: NAME } or { keyVault: { vault, secret } }, ${got}`;
+      const refKind = value && typeof value === 'object' && !Array.isArray(value) ? Object.keys(value)[0] : undefined;
+      if (refKind && Object.keys(value as object).length === 1 && refKind !== 'env' && !providers.some((p) => p.secrets?.[refKind])) {
+        return `expected a secret reference a registered provider resolves (${secretRefPhrase(providers)}), got a "${refKind}" reference, which none of ${providers.map((p) => p.name).join(', ')} resolves`;
+      }
+      return `expected ${secretRefPhrase(providers)}, ${got}`;
     }
     case 'invalid_format':
     case 'custom':

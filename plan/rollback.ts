@@ -1,7 +1,8 @@
 // The order rollback undoes a migration in, shared by the workflow and `tiershift plan`: traffic back to
 // the stable origin first (users stop seeing the change at once), then everything else in reverse.
-// Pure and deterministic, so the workflow may import it.
-import type { FinalizeStep, Recovery, Step } from './types';
+// Pure and deterministic (the phase kinds are zod and words), so the workflow may import it.
+import { PHASES } from './phases';
+import type { FinalizeStep, Step } from './types';
 
 export interface RollbackAction {
   stepId: string;
@@ -25,7 +26,7 @@ export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
   for (const step of steps) {
     if (step.kind !== 'traffic' || fronts.has(step.resource)) continue;
     fronts.add(step.resource);
-    actions.push({ stepId: step.id, action: `Send 100% of ${step.resource} back to the stable origin` });
+    actions.push({ stepId: step.id, action: PHASES.traffic.undo!(step)! });
   }
   const undos: RollbackAction[] = [];
   for (const step of [...steps].reverse()) {
@@ -47,29 +48,7 @@ export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
   return [...actions, ...undos];
 }
 
+/** Each kind's own undo wording (plan/phases/); traffic's is placed first, once per front, above. */
 function undoAction(step: Step): string | undefined {
-  switch (step.kind) {
-    case 'backup':
-      return `Keep the backup of ${step.resources.join(', ')} (never deleted)`;
-    case 'infra':
-      return `Restore the previous settings of ${step.resource}`;
-    case 'app':
-      return `Stop ${step.resource} ${step.version} and keep the previous version serving`;
-    case 'data':
-      return `Stop syncing ${step.from} to ${step.to} and remove what the sync created; ${step.from} stays untouched`;
-    case 'traffic':
-    case 'check':
-    case 'gate':
-    case 'finalize':
-      return undefined;
-  }
-}
-
-/** What a rollback past the point of no return does, in words an approver reads before crossing it. */
-export function recoveryPhrase(recovery: Recovery, syncedFrom: Record<string, string>): string {
-  const pairs = Object.entries(syncedFrom).map(([to, from]) => `${to} -> ${from}`);
-  switch (recovery) {
-    case 'reverse-sync':
-      return `a reverse sync (${pairs.join(', ') || 'target -> source'}): every row the target received is replicated back to the source before traffic returns`;
-  }
+  return step.kind === 'traffic' ? undefined : PHASES[step.kind].undo?.(step);
 }

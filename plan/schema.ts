@@ -1,185 +1,113 @@
-// The plan file's shape, as a zod schema: the one place that says what a plan may contain. Checks that
-// span the plan (a step naming a resource that exists and is of the right kind) live in load.ts; the
-// JSON Schema for editors is generated from this file (scripts/write-json-schema.ts).
+// The plan file's shape, as a zod schema composed from the phase kinds (plan/phases/) and the registered
+// providers (activities/registry.ts): the one place that says what a plan may contain. Checks that span the
+// plan live in load.ts; the JSON Schema for editors is generated from this (scripts/write-json-schema.ts).
 import { z } from 'zod';
+import { PROVIDERS } from '../activities/registry';
+import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
+import { person, resourceName, retry, timeouts, type SchemaParts } from './phases/kit';
+import type { ProviderPlan } from './provider';
+import type { ResourceKind } from './types';
 
-export const DURATION = /^(\d+(ms|s|m|h|d))+$/;
-const duration = z.string().regex(DURATION, { error: 'expected a duration such as 30s, 10m, 1h30m or 2d' });
+export { DURATION } from './phases/kit';
+
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['postgres', 'blob', 'traffic', 'app'];
+
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{1,48})[a-z0-9]$/, {
   error: 'expected 3 to 50 lowercase letters, digits and dashes, starting and ending with a letter or digit',
 });
-const gateName = z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, { error: 'expected a gate name of 1 to 40 lowercase letters, digits and dashes, starting with a letter' });
-const resourceName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, { error: 'expected a resource name (letters, digits, _ and -)' });
-const person = z.string().regex(/^[^\s,]{1,100}$/, { error: 'expected a user name without spaces or commas' });
 
-/** Where a secret lives; the plan holds the reference, an activity reads the value. */
-export const secretRef = z.union([
-  z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name such as PG_URL' }) }),
-  z.strictObject({ keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) }),
-]);
-
-const retry = z.strictObject({
-  maximumAttempts: z.int().min(1).max(100).optional(),
-  initialInterval: duration.optional(),
-  backoffCoefficient: z.number().min(1).max(10).optional(),
-  maximumInterval: duration.optional(),
+/** PostgreSQL's rule for a database name tiershift passes to tools unquoted (63 bytes at most). */
+const databaseName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,62}$/, {
+  error: 'expected a database name: up to 63 letters, digits, _ and -, starting with a letter or _',
 });
-const timeouts = z.strictObject({ startToClose: duration.optional(), heartbeat: duration.optional() });
-
-/** Every phase may name itself, retitle itself and tune its own retries and timeouts. */
-const stepCommon = {
-  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: 'expected a step id of lowercase letters, digits and dashes' }).optional(),
-  title: z.string().min(1).max(200).optional(),
-  retry: retry.optional(),
-  timeouts: timeouts.optional(),
-};
-
-const azureCommon = {
-  subscription: z.string().min(1).optional(),
-  resourceGroup: z.string().min(1).optional(),
-};
-
-export const resourceSchema = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('postgres'),
-    provider: z.enum(['local', 'azure']),
-    cluster: z.enum(['source', 'target']).optional(),
-    database: z.string().min(1).optional(),
-    server: z.string().min(1).optional(),
-    /** azure: the region of a read replica a data step creates (defaults to its source's). */
-    location: z.string().min(1).optional(),
-    connection: secretRef.optional(),
-    ...azureCommon,
-  }),
-  z.strictObject({
-    kind: z.literal('blob'),
-    provider: z.enum(['local', 'azure']),
-    account: z.string().min(1),
-    container: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, { error: 'expected a blob container name (3-63 lowercase letters, digits, dashes)' }),
-    connection: secretRef.optional(),
-    ...azureCommon,
-  }),
-  z.strictObject({
-    kind: z.literal('traffic'),
-    provider: z.enum(['local', 'azure']),
-    backend: z.string().min(1).optional(),
-    profile: z.string().min(1).optional(),
-    originGroup: z.string().min(1).optional(),
-    endpoint: z.string().min(1).optional(),
-    /** azure: shift between two revisions of this Container App instead of Front Door origins. */
-    containerApp: z.string().min(1).optional(),
-    stable: z.string().min(1),
-    canary: z.string().min(1),
-    ...azureCommon,
-  }),
-  z.strictObject({
-    kind: z.literal('app'),
-    provider: z.enum(['local', 'azure']),
-    containerApp: z.string().min(1).optional(),
-    ...azureCommon,
-  }),
-]);
-
-const analysis = z.strictObject({
-  maxErrorRate: z.number().min(0).max(1).optional(),
-  maxResponseTimeMs: z.number().positive().optional(),
-  minRequests: z.int().min(0).optional(),
+/** Azure Blob Storage's rule for container names (Azurite's too). */
+const containerName = z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, {
+  error: 'expected a blob container name (3-63 lowercase letters, digits and single dashes)',
 });
+const origin = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, { error: 'expected an origin name (letters, digits, ., _ and -)' });
 
-/** Who decides a gate, how many, by when, and who is told. */
-const gateRules = {
-  instructions: z.string().max(2000).optional(),
-  approvers: z.array(person).optional(),
-  requiredApprovals: z.int().min(1).max(10).optional(),
-  fourEyes: z.boolean().optional(),
-  timeout: duration.optional(),
-  onTimeout: z.enum(['rollback', 'abort']).optional(),
-  notify: z
-    .strictObject({
-      /** A webhook URL, or (for URLs that carry a token) a reference to one. */
-      webhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]),
-      every: duration.optional(),
-      escalateAfter: duration.optional(),
-      escalateTo: z.array(person).min(1).optional(),
-      escalationWebhook: z.union([z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }), secretRef]).optional(),
-    })
-    .optional(),
-};
+/** `{ env: NAME }` on every worker, or a kind a registered provider resolves. */
+function secretRefSchema(providers: readonly ProviderPlan[]) {
+  const env = z.strictObject({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name such as PG_URL' }) });
+  const kinds = providers.flatMap((p) => Object.entries(p.secrets ?? {}).map(([kind, shape]) => z.strictObject({ [kind]: shape })));
+  return kinds.length ? z.union([env, ...kinds]) : env;
+}
 
-export const phaseBodies = {
-  check: z.strictObject({ ...stepCommon, resources: z.array(resourceName).min(1) }),
-  backup: z.strictObject({
-    ...stepCommon,
-    resources: z.array(resourceName).min(1),
-    destination: resourceName.optional(),
-    verifyRestore: z.boolean().optional(),
-  }),
-  gate: z.strictObject({ ...stepCommon, name: gateName, ...gateRules }),
-  infra: z.strictObject({
-    ...stepCommon,
-    resource: resourceName,
-    settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/), z.union([z.string(), z.number(), z.boolean()])).optional(),
-    sku: z.string().min(1).optional(),
-    tier: z.enum(['Burstable', 'GeneralPurpose', 'MemoryOptimized']).optional(),
-    storageGb: z.int().min(32).max(65536).optional(),
-    highAvailability: z.boolean().optional(),
-    backupRetentionDays: z.int().min(7).max(35).optional(),
-  }),
-  app: z.strictObject({
-    ...stepCommon,
-    resource: resourceName,
-    version: z.string().min(1).max(100),
-    database: resourceName.optional(),
-    image: z.string().min(1).optional(),
-    cpu: z.number().positive().max(16).optional(),
-    memory: z.string().regex(/^\d+(\.\d+)?Gi$/, { error: 'expected a memory size such as 2Gi' }).optional(),
-    minReplicas: z.int().min(0).max(1000).optional(),
-    maxReplicas: z.int().min(1).max(1000).optional(),
-  }),
-  data: z.strictObject({ ...stepCommon, from: resourceName, to: resourceName, verify: z.boolean().optional() }),
-  traffic: z.strictObject({
-    ...stepCommon,
-    resource: resourceName,
-    analysis: analysis.optional(),
-    steps: z
-      .array(z.strictObject({ weight: z.int().min(1).max(100), bake: duration, analysis: analysis.optional() }))
-      .min(1),
-  }),
-  finalize: z.strictObject({
-    ...stepCommon,
-    resources: z.array(resourceName).min(1),
-    /** After this step the target has taken writes: crossing needs its own gate, and a rollback a confirmed recovery. */
-    pointOfNoReturn: z
-      .strictObject({
-        /** The name of the gate that opens before the step (default point-of-no-return). */
-        gate: gateName.optional(),
-        recovery: z.enum(['reverse-sync']).optional(),
-        ...gateRules,
-      })
-      .optional(),
-  }),
-};
+/** The references a plan may hold, as the errors name them: `{ env: NAME } or { keyVault: … }`. */
+export function secretRefPhrase(providers: readonly ProviderPlan[] = PROVIDERS): string {
+  return ['{ env: NAME }', ...providers.flatMap((p) => Object.keys(p.secrets ?? {}).map((k) => `{ ${k}: … }`))].join(' or ');
+}
 
-export type PhaseKind = keyof typeof phaseBodies;
-export const PHASE_KINDS = Object.keys(phaseBodies) as PhaseKind[];
+/** What a resource of each kind has whatever its provider; the provider's own fields nest under its name. */
+function coreFields(parts: SchemaParts): Record<ResourceKind, z.ZodRawShape> {
+  return {
+    postgres: { database: databaseName.optional(), connection: parts.secretRef.optional() },
+    blob: { container: containerName, connection: parts.secretRef.optional() },
+    traffic: { stable: origin, canary: origin },
+    app: {},
+  };
+}
 
-/** A phase is a one-key object, `- backup: {...}`, so a plan reads as the runbook's list of phases. */
-export const phaseSchema = z
-  .strictObject(Object.fromEntries(PHASE_KINDS.map((k) => [k, phaseBodies[k].optional()])) as { [K in PhaseKind]: z.ZodOptional<(typeof phaseBodies)[K]> })
-  .refine((phase) => Object.keys(phase).length === 1, {
-    error: `expected exactly one of ${PHASE_KINDS.join(', ')}`,
+function resourceSchema(providers: readonly ProviderPlan[], parts: SchemaParts) {
+  const core = coreFields(parts);
+  return z.discriminatedUnion(
+    'kind',
+    RESOURCE_KINDS.map((kind) => {
+      const drivers = providers.filter((p) => p.resources[kind]);
+      return z
+        .strictObject({
+          kind: z.literal(kind),
+          ...core[kind],
+          ...Object.fromEntries(drivers.map((p) => [p.name, p.resources[kind]!.optional()])),
+        })
+        .superRefine((r, ctx) => {
+          const given = drivers.filter((p) => (r as Record<string, unknown>)[p.name] !== undefined).map((p) => p.name);
+          if (given.length !== 1) {
+            ctx.addIssue({
+              code: 'custom',
+              path: given.length ? [given[1]!] : [],
+              message: `expected the fields of exactly one provider that drives ${kind} resources (${drivers.map((p) => `${p.name}: { … }`).join(' or ')}), got ${given.length ? given.join(' and ') : 'none'}`,
+            });
+          }
+        });
+    }) as unknown as [z.ZodObject, ...z.ZodObject[]],
+  );
+}
+
+/** The plan schema of the registered providers: what `plan/tiershift-plan.schema.json` publishes. */
+export const planSchema = (): ReturnType<typeof build> => planSchemaFor(PROVIDERS);
+
+/** The plan schema for a set of providers (the registered ones unless a test brings its own). */
+export function planSchemaFor(providers: readonly ProviderPlan[] = PROVIDERS) {
+  let cached = schemas.get(providers);
+  if (!cached) schemas.set(providers, (cached = build(providers)));
+  return cached;
+}
+const schemas = new WeakMap<readonly ProviderPlan[], ReturnType<typeof build>>();
+
+function build(providers: readonly ProviderPlan[]) {
+  const parts: SchemaParts = { secretRef: secretRefSchema(providers) };
+  const bodies = Object.fromEntries(PHASE_KINDS.map((k) => [k, PHASES[k].schema(parts).optional()])) as Record<PhaseKindName, z.ZodOptional<z.ZodObject>>;
+  /** A phase is a one-key object, `- backup: {...}`, so a plan reads as the runbook's list of phases. */
+  const phase = z.strictObject(bodies).refine((p) => Object.keys(p).length === 1, { error: `expected exactly one of ${PHASE_KINDS.join(', ')}` });
+  return z.strictObject({
+    $schema: z.string().optional(),
+    apiVersion: z.literal('tiershift/v1'),
+    name,
+    description: z.string().max(2000).optional(),
+    approvers: z.array(person).optional(),
+    defaults: z.strictObject({ retry: retry.optional(), timeouts: timeouts.optional() }).optional(),
+    resources: z.record(resourceName, resourceSchema(providers, parts)),
+    phases: z.array(phase).min(1),
   });
+}
 
-export const planSchema = z.strictObject({
-  $schema: z.string().optional(),
-  apiVersion: z.literal('tiershift/v1'),
-  name,
-  description: z.string().max(2000).optional(),
-  approvers: z.array(person).optional(),
-  defaults: z.strictObject({ retry: retry.optional(), timeouts: timeouts.optional() }).optional(),
-  resources: z.record(resourceName, resourceSchema),
-  phases: z.array(phaseSchema).min(1),
-});
-
-export type PlanFile = z.infer<typeof planSchema>;
-export type PhaseBody<K extends PhaseKind> = z.infer<(typeof phaseBodies)[K]>;
+/** A plan as the schema leaves it: phases as one-key objects, resources with their provider's block. */
+export interface PlanFile {
+  name: string;
+  description?: string;
+  approvers?: string[];
+  defaults?: { retry?: Record<string, unknown>; timeouts?: Record<string, unknown> };
+  resources: Record<string, { kind: ResourceKind } & Record<string, unknown>>;
+  phases: Partial<Record<PhaseKindName, Record<string, unknown> & { id?: string }>>[];
+}

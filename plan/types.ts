@@ -1,58 +1,45 @@
 // The resolved plan: what the workflow executes. Produced from a validated YAML plan by `resolvePlan`;
 // type-only here so workflow code can import it without pulling the validator into the workflow bundle.
 
-export type Provider = 'local' | 'azure';
 export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize';
+export type ResourceKind = 'postgres' | 'blob' | 'traffic' | 'app';
 
-/** A reference to a secret, resolved inside activities only: a value never enters a plan or workflow history. */
-export type SecretRef = { env: string } | { keyVault: { vault: string; secret: string } };
+/**
+ * A reference to a secret, resolved inside activities only: a value never enters a plan or workflow history.
+ * One key: `env` (every worker), or a kind a registered provider declares, e.g. `{ keyVault: { vault, secret } }`.
+ */
+export type SecretRef = { env: string } | { [kind: string]: JsonValue };
+type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
+/**
+ * What every provider's resource of a kind has. The provider's own fields (nested under its name in the
+ * plan, e.g. `azure: { server: … }`) are resolved onto the same object; only that provider's folder reads
+ * them, with its own types (activities/<provider>/provider.ts).
+ */
 interface ResourceBase {
   name: string;
-  provider: Provider;
+  /** The registered provider that owns this resource (activities/registry.ts). */
+  provider: string;
 }
 export interface PostgresResource extends ResourceBase {
   kind: 'postgres';
-  /** local: the sandbox cluster; azure: the Flexible Server. */
-  cluster?: 'source' | 'target';
   database?: string;
-  subscription?: string;
-  resourceGroup?: string;
-  server?: string;
-  /** azure: the region of a read replica a data step creates (defaults to its source's). */
-  location?: string;
+  /** A connection string by reference, instead of the provider's own way to reach the server. */
   connection?: SecretRef;
 }
 export interface BlobResource extends ResourceBase {
   kind: 'blob';
-  /** local: `primary`/`secondary` sandbox account; azure: the storage account name. */
-  account: string;
   container: string;
   connection?: SecretRef;
-  subscription?: string;
-  resourceGroup?: string;
 }
 export interface TrafficResource extends ResourceBase {
   kind: 'traffic';
-  /** local: HAProxy backend; azure: Front Door origin group. */
-  backend?: string;
-  profile?: string;
-  originGroup?: string;
-  endpoint?: string;
-  /** azure: shift between two revisions of this Container App (stable and canary name revisions) instead of Front Door origins. */
-  containerApp?: string;
-  subscription?: string;
-  resourceGroup?: string;
   /** The origin serving today (blue) and the one taking over (green). */
   stable: string;
   canary: string;
 }
 export interface AppResource extends ResourceBase {
   kind: 'app';
-  /** local: sandbox app color to start; azure: the Container App. */
-  containerApp?: string;
-  subscription?: string;
-  resourceGroup?: string;
 }
 export type Resource = PostgresResource | BlobResource | TrafficResource | AppResource;
 

@@ -11,7 +11,7 @@ import { planSchema } from '../plan/schema';
 export const JSON_SCHEMA_FILE = path.join(PROJECT_ROOT, 'plan', 'tiershift-plan.schema.json');
 
 export function planJsonSchema(): string {
-  const schema = z.toJSONSchema(planSchema, { target: 'draft-2020-12', io: 'input' }) as unknown as { properties: { phases: { items: Record<string, unknown> } } };
+  const schema = z.toJSONSchema(planSchema(), { target: 'draft-2020-12', io: 'input' }) as unknown as { properties: { phases: { items: Record<string, unknown> } } };
   // A phase is a one-key mapping; zod's refinement for that has no JSON Schema form of its own.
   Object.assign(schema.properties.phases.items, { minProperties: 1, maxProperties: 1 });
   return `${JSON.stringify({ ...schema, $id: 'https://tiershift.dev/schemas/plan-v1.json', title: 'tiershift plan' }, null, 2)}\n`;

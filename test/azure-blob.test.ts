@@ -2,7 +2,8 @@
 // SDK: server-side copy with a SAS for the source, MD5 verification, incremental reruns, resumption from
 // the heartbeat's continuation token, and an undo that deletes only what the step created.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { BackupStep, DataStep, Resource } from '../plan/types';
+import type { AzureResource } from '../activities/azure/provider';
+import type { BackupStep, DataStep } from '../plan/types';
 import { FakeArm } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 import { blobMd5s, containerOf, sandbox, uniqueName } from './support/local-ops';
@@ -12,7 +13,7 @@ const target = uniqueName('az-articles-dr');
 const backups = uniqueName('az-backups');
 const BLOBS = 230;
 
-const resources: Record<string, Resource> = {
+const resources: Record<string, AzureResource> = {
   articles: { name: 'articles', kind: 'blob', account: 'tsprimary', container: source, connection: { env: 'TS_TEST_PRIMARY' }, ...scope },
   articlesDr: { name: 'articlesDr', kind: 'blob', account: 'tssecondary', container: target, connection: { env: 'TS_TEST_SECONDARY' }, ...scope },
   backups: { name: 'backups', kind: 'blob', account: 'tssecondary', container: backups, connection: { env: 'TS_TEST_SECONDARY' }, ...scope },
@@ -69,7 +70,7 @@ describe('blob sync between accounts', () => {
   });
 
   it('a missing source container is one clear non-retryable sentence', async () => {
-    const missing = { ...resources, articles: { ...resources.articles!, container: uniqueName('nothing') } as Resource };
+    const missing = { ...resources, articles: { ...resources.articles!, container: uniqueName('nothing') } as AzureResource };
     const { error } = await attempt(activities.syncData, input(sync, missing));
     expect(error?.type).toBe('NonRetryable');
     expect(error?.message).toMatch(/^container tsprimary\/nothing-[0-9a-f]+ does not exist; fix the plan's blob resource or create the container$/);

@@ -1,6 +1,7 @@
 // The shipped Azure plans: each validates, has a sandbox twin that validates, and names what the Azure
 // provider will find (the canary revision is the one the app step creates).
 import { readdirSync } from 'node:fs';
+import type { AzureResource } from '../activities/azure/provider';
 import { describe, expect, it } from 'vitest';
 import { revisionSuffix } from '../activities/azure/container-apps';
 import { loadPlan } from '../plan/load';
@@ -24,8 +25,8 @@ describe('shipped Azure plans', () => {
 
       for (const step of plan.steps) {
         if (step.kind !== 'app') continue;
-        const app = plan.resources[step.resource]!;
-        const revisions = Object.values(plan.resources).find((r) => r.kind === 'traffic' && r.containerApp);
+        const app = plan.resources[step.resource] as AzureResource;
+        const revisions = (Object.values(plan.resources) as AzureResource[]).find((r) => r.kind === 'traffic' && r.containerApp);
         if (app.kind === 'app' && revisions?.kind === 'traffic') expect(revisions.canary).toBe(`${app.containerApp}--${revisionSuffix(step.version)}`);
       }
     });

@@ -1,11 +1,12 @@
 // The Azure provider's PostgreSQL Flexible Server operations, through the real SDK against a fake ARM:
 // the requests it sends, ARM's long-running-operation protocol, faults, and a worker killed mid-poll.
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { BackupStep, DataStep, FinalizeStep, InfraStep, Resource } from '../plan/types';
+import type { AzureResource } from '../activities/azure/provider';
+import type { BackupStep, DataStep, FinalizeStep, InfraStep } from '../plan/types';
 import { FakeArm, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
-const resources: Record<string, Resource> = {
+const resources: Record<string, AzureResource> = {
   db: { name: 'db', kind: 'postgres', server: 'pg-compliance-westeurope', ...scope },
   replica: { name: 'replica', kind: 'postgres', server: 'pg-compliance-northeurope-replica', location: 'northeurope', ...scope },
 };

@@ -2,7 +2,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AppStep, Resource, TrafficStep } from '../plan/types';
+import type { AzureResource } from '../activities/azure/provider';
+import type { AppStep, TrafficStep } from '../plan/types';
 import { afdId, appId, FakeArm, seedContainerApp, seedFrontDoor } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
@@ -20,7 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-const front: Resource = { name: 'front', kind: 'traffic', profile: 'afd-compliance-global', originGroup: 'api-origins', endpoint: 'compliance-api-global', stable: 'westeurope-origin', canary: 'northeurope-origin', ...scope };
+const front: AzureResource = { name: 'front', kind: 'traffic', profile: 'afd-compliance-global', originGroup: 'api-origins', endpoint: 'compliance-api-global', stable: 'westeurope-origin', canary: 'northeurope-origin', ...scope };
 const shift = (id: string, weight: number) =>
   step<TrafficStep>({ id, kind: 'traffic', resource: 'front', weight, bake: '1s', analysis: { maxErrorRate: 0.01, maxResponseTimeMs: 1000, minRequests: 20 } });
 const origin = (name: string) => afdId('afd-compliance-global', 'api-origins', name);
@@ -108,7 +109,7 @@ describe('Front Door weights', () => {
 });
 
 describe('Container Apps blue-green', () => {
-  const resources: Record<string, Resource> = {
+  const resources: Record<string, AzureResource> = {
     api: { name: 'api', kind: 'app', containerApp: 'ca-compliance-api', ...scope },
     revisions: { name: 'revisions', kind: 'traffic', containerApp: 'ca-compliance-api', stable: 'ca-compliance-api--v1', canary: 'ca-compliance-api--v2-0-0', ...scope },
   };

@@ -4,7 +4,9 @@ import type { BlockBlobClient, ContainerClient } from '@azure/storage-blob';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { backupDatabase, undoBackup } from '../activities/local/backup';
+import { createActivities } from '../activities';
+import { localProvider } from '../activities/local';
+import type { LocalPostgres } from '../activities/local/provider';
 import { fingerprints, withClient } from '../activities/local/postgres';
 import type { StepInput } from '../activities/types';
 import type { BackupStep } from '../plan/types';
@@ -13,7 +15,10 @@ import { findBinary } from '../sandbox/binaries';
 import { postgresUrl } from '../contract/home';
 import { backupStep, blob, containerOf, runActivity, sandbox, uniqueName } from './support/local-ops';
 
+// The dispatcher over the local provider, as a worker registers it: it loops over the step's resources.
+const { backupDatabase, undoStep: undoBackup } = createActivities({ local: localProvider });
 const backupsName = uniqueName('backups');
+const sourceDb: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
 const backups: ContainerClient = containerOf('primary', backupsName);
 const sourceUrl = (database?: string) => postgresUrl(sandbox().postgres.source!, database);
 
@@ -26,7 +31,7 @@ function input(migrationId: string, resources = ['sourceDb', 'assets']): StepInp
     migrationId,
     step: backupStep('1-backup', resources, 'backups'),
     resources: {
-      sourceDb: { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' },
+      sourceDb,
       assets: blob('assets', 'primary', ASSETS_CONTAINER),
       backups: blob('backups', 'primary', backupsName),
     },

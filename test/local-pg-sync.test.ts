@@ -6,19 +6,23 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../activities';
 import { localProvider } from '../activities/local';
+import type { LocalPostgres } from '../activities/local/provider';
 import { replicationName, syncPostgres, undoPgSync, type PgSyncUndo } from '../activities/local/pg-sync';
 import { fingerprints, withClient } from '../activities/local/postgres';
 import { sandboxState } from '../activities/local/sandbox';
 import { runLoad } from '../client/load';
-import type { DataStep, FinalizeStep, PostgresResource } from '../plan/types';
+import type { DataStep, FinalizeStep } from '../plan/types';
 import { postgresUrl, type SandboxState } from '../contract/home';
 
 const MIGRATION = 'test-local-pg-sync';
 const NAME = replicationName(MIGRATION);
-const source: PostgresResource = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
-const target: PostgresResource = { name: 'shop-target', kind: 'postgres', provider: 'local', cluster: 'target' };
+const source: LocalPostgres = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
+const target: LocalPostgres = { name: 'shop-target', kind: 'postgres', provider: 'local', cluster: 'target' };
 const resources = { [source.name]: source, [target.name]: target };
+/** The dispatcher over the local provider: what a worker registers. */
+const local = createActivities({ local: localProvider });
 const common = {
   phaseIndex: 3,
   retry: { maximumAttempts: 1, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
@@ -158,7 +162,7 @@ describe('local PostgreSQL sync', () => {
     const { run } = activityEnv();
     await run(syncPostgres, dataInput);
     const finalizeInput = { migrationId: MIGRATION, step: finalizeStep, resources };
-    const outcome = await run(localProvider.finalizeMigration, finalizeInput);
+    const outcome = await run(local.finalizeMigration, finalizeInput);
     const sequences = await count('source', `select count(*) as n from pg_sequences where schemaname = 'public'`);
     // The sync already put them far ahead (so a canary can write); the cutover checks them again.
     expect(outcome.figures['shop-target.sequencesSynced']).toBeLessThanOrEqual(sequences);
@@ -179,7 +183,7 @@ describe('local PostgreSQL sync', () => {
     expect(inserted.order).toBeGreaterThan(BigInt(max!.order));
     expect(inserted.invoice).toBeGreaterThan(BigInt(max!.invoice));
 
-    const again = await run(localProvider.finalizeMigration, finalizeInput);
+    const again = await run(local.finalizeMigration, finalizeInput);
     expect(again.figures).toMatchObject({ 'shop-target.sequencesSynced': 0, 'shop-target.subscriptionDropped': false });
     expect(again.summary).toContain('no replication from shop-source left to stop');
   });

@@ -2,20 +2,23 @@
 // writes (the canary's orders before it, more after it, an update of an old row), and the reverse sync
 // must leave the source with every row the target holds, while the target keeps taking writes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../activities';
 import { localProvider } from '../activities/local';
+import type { LocalPostgres } from '../activities/local/provider';
 import { syncPostgres } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
 import { reverseName } from '../activities/local/reverse-sync';
 import type { UndoInput } from '../activities/types';
-import type { PostgresResource } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../contract/home';
 import { dataStep, finalizeStep, runActivity, sandbox, uniqueName } from './support/local-ops';
 
 const MIGRATION = 'test-reverse-sync';
-const sourceDb: PostgresResource = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
-const targetDb: PostgresResource = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
+const sourceDb: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
+const targetDb: LocalPostgres = { name: 'targetDb', kind: 'postgres', provider: 'local', cluster: 'target' };
 const resources = { sourceDb, targetDb };
+/** The dispatcher over the local provider: what a worker registers. */
+const local = createActivities({ local: localProvider });
 const cutover = finalizeStep('9-finalize', { targetDb: 'sourceDb' }, { gate: 'point-of-no-return', recovery: 'reverse-sync' });
 const undo = (part: 'start' | 'finish'): UndoInput => ({ migrationId: MIGRATION, step: cutover, resources, part });
 const url = (cluster: 'source' | 'target', database?: string) => postgresUrl(sandbox().postgres[cluster]!, database);
@@ -90,7 +93,7 @@ describe('reverse sync past the point of no return (local)', () => {
       const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ($1, 'Canary', 'DE') returning id`, [`${uniqueName('canary')}@example.com`])).rows[0]!.id;
       return (await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 500) returning id', [customer])).rows[0]!.id;
     });
-    await run(localProvider.finalizeMigration, { migrationId: MIGRATION, step: cutover, resources });
+    await run(local.finalizeMigration, { migrationId: MIGRATION, step: cutover, resources });
     // After the cutover: more writes, and a change to a row both sides had.
     const oldOrder = await withClient(url('target'), async (c) => {
       await c.query(`update orders set status = 'shipped' where id = $1`, [canaryOrder]);
@@ -102,13 +105,13 @@ describe('reverse sync past the point of no return (local)', () => {
     const writer = targetWriter();
     let written: number;
     try {
-      const { result: started, heartbeats } = await runActivity(localProvider.undoStep, [undo('start')]);
+      const { result: started, heartbeats } = await runActivity(local.undoStep, [undo('start')]);
       expect(started.summary).toMatch(/^reverse sync targetDb -> sourceDb running/);
       expect(started.figures['sourceDb.rowsCopiedBack']).toBeGreaterThanOrEqual(3);
       expect(started.figures['sourceDb.rowsOnlyOnSource']).toBe(0);
       expect(heartbeats.some((b) => (b as { phase?: string }).phase === 'reverse backfill')).toBe(true);
       // A retry finds the subscription and does not copy again.
-      const again = await run(localProvider.undoStep, undo('start'));
+      const again = await run(local.undoStep, undo('start'));
       expect(again.summary).toContain('its backfill was done by an earlier attempt');
       // Writes keep arriving on the target while the reverse replication runs.
       await new Promise((r) => setTimeout(r, 2_000));
@@ -117,7 +120,7 @@ describe('reverse sync past the point of no return (local)', () => {
     }
     expect(written).toBeGreaterThan(10);
 
-    const finished = await run(localProvider.undoStep, undo('finish'));
+    const finished = await run(local.undoStep, undo('finish'));
     expect(finished.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': true });
     expect(finished.summary).toMatch(/^sourceDb has every write targetDb received/);
     expect(await replicationObjects()).toEqual([]);
@@ -139,7 +142,7 @@ describe('reverse sync past the point of no return (local)', () => {
     });
     expect(fresh).toBeGreaterThan(maxTarget);
 
-    const second = await run(localProvider.undoStep, undo('finish'));
+    const second = await run(local.undoStep, undo('finish'));
     expect(second.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': false });
   });
 });

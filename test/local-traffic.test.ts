@@ -10,13 +10,14 @@ import { sandboxState } from '../activities/local/sandbox';
 import { analyseTraffic, shiftTraffic, undoTraffic } from '../activities/local/traffic';
 import type { StepOutcome } from '../activities/types';
 import { runLoad } from '../client/load';
-import type { AppResource, AppStep, PostgresResource, TrafficAnalysis, TrafficResource, TrafficStep } from '../plan/types';
+import type { LocalApp, LocalPostgres, LocalTraffic } from '../activities/local/provider';
+import type { AppStep, TrafficAnalysis, TrafficStep } from '../plan/types';
 import { runtimeCommand, setServerWeight, stopApp, type SandboxState } from '../sandbox';
 
 const MIGRATION = 'test-local-traffic';
-const database: PostgresResource = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
-const app: AppResource = { name: 'shop-app', kind: 'app', provider: 'local', containerApp: 'green' };
-const front: TrafficResource = { name: 'front-door', kind: 'traffic', provider: 'local', stable: 'blue', canary: 'green' };
+const database: LocalPostgres = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
+const app: LocalApp = { name: 'shop-app', kind: 'app', provider: 'local', color: 'green' };
+const front: LocalTraffic = { name: 'front-door', kind: 'traffic', provider: 'local', backend: 'app', stable: 'blue', canary: 'green' };
 const resources = { [database.name]: database, [app.name]: app, [front.name]: front };
 const common = {
   phaseIndex: 4,

@@ -2,8 +2,7 @@
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
-import { azureProvider } from '../activities/azure';
-import { localProvider } from '../activities/local';
+import { loadProviders } from '../activities/registry';
 import { connectionOptions, type ConnectionFlags } from '../contract/connection';
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
@@ -58,7 +57,7 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
-    activities: opts.activities ?? createActivities(opts.providers ?? { local: localProvider, azure: azureProvider }),
+    activities: opts.activities ?? createActivities(opts.providers ?? (await loadProviders())),
     ...(opts.identity ? { identity: opts.identity } : {}),
     ...(opts.faults ? { interceptors: { activity: [faultInterceptor(opts.faults)] } } : {}),
   });

@@ -9,6 +9,7 @@ import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { DriftExpectation, StepOutcome } from '../activities/types';
 import { rollbackOrder } from '../plan/rollback';
+import { describeSecretRef } from '../plan/secret-ref';
 import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
@@ -201,7 +202,7 @@ async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNot
     reject: `tiershift reject ${id} --gate ${gate.gate} --reason "..."`,
     evidence: run.evidence(),
   };
-  const to = typeof webhook === 'string' ? webhook.replace(/^(https?:\/\/[^/?#]+).*$/, '$1') : 'env' in webhook ? `env:${webhook.env}` : `keyVault:${webhook.keyVault.vault}/${webhook.keyVault.secret}`;
+  const to = typeof webhook === 'string' ? webhook.replace(/^(https?:\/\/[^/?#]+).*$/, '$1') : describeSecretRef(webhook);
   const at = new Date().toISOString();
   try {
     await activities.notifyGate.executeWithOptions(

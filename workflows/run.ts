@@ -1,7 +1,7 @@
 // The state of one migration run: what the status query returns, what the search attributes and the
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
-import { recoveryPhrase } from '../plan/rollback';
+import { recoveryPhrase } from '../plan/phases/finalize';
 import type { FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
 import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';

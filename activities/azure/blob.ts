@@ -14,11 +14,12 @@ import {
   type UserDelegationKey,
 } from '@azure/storage-blob';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import type { BlobResource, DataStep } from '../../plan/types';
+import type { DataStep } from '../../plan/types';
+import type { AzureBlob } from './provider';
 import { blobSyncOutcome, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { azureFailure, eachLimited, Journal, resourceOf, type AzureContext } from './common';
-import { resolveAzureSecret } from './secrets';
+import { resolveSecret } from '../secrets';
 
 /** Put Blob From URL copies synchronously only up to 256 MiB; bigger blobs use the asynchronous copy. */
 export const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
@@ -36,9 +37,9 @@ export interface Account {
  * The account's client: from a connection string the plan references (account key: account SAS), or
  * with the worker's Azure identity (user delegation SAS, which needs Storage Blob Data Reader or more).
  */
-export async function account(az: AzureContext, resource: BlobResource, opts: { blobEndpoint?: string } = {}): Promise<Account> {
+export async function account(az: AzureContext, resource: AzureBlob, opts: { blobEndpoint?: string } = {}): Promise<Account> {
   const service = resource.connection
-    ? BlobServiceClient.fromConnectionString(await resolveAzureSecret(az, resource.connection, `storage account ${resource.account}`))
+    ? BlobServiceClient.fromConnectionString(await resolveSecret(resource.connection, `storage account ${resource.account}`))
     : new BlobServiceClient(opts.blobEndpoint ?? `https://${resource.account}.blob.core.windows.net`, az.credential());
   let delegation: Promise<UserDelegationKey> | undefined;
   const readUrl = async (blob: BlobClient) => {
@@ -158,7 +159,7 @@ export async function undoBlobSync(az: AzureContext, input: UndoInput): Promise<
 }
 
 /** A container copied server-side into the backup container, under the migration's prefix; reused blobs are skipped. */
-export async function backupContainer(az: AzureContext, resource: BlobResource, destination: BlobResource, prefix: string, journal: Journal): Promise<{ progress: CopyProgress; url: string }> {
+export async function backupContainer(az: AzureContext, resource: AzureBlob, destination: AzureBlob, prefix: string, journal: Journal): Promise<{ progress: CopyProgress; url: string }> {
   const from = await account(az, resource);
   const to = await account(az, destination);
   const key = `backup:${resource.name}`;
@@ -169,7 +170,7 @@ export async function backupContainer(az: AzureContext, resource: BlobResource, 
   return { progress, url: `${to.container.url}/${prefix}` };
 }
 
-export async function checkContainer(az: AzureContext, resource: BlobResource): Promise<StepOutcome> {
+export async function checkContainer(az: AzureContext, resource: AzureBlob): Promise<StepOutcome> {
   const a = await account(az, resource);
   const props = await storageCall(`reading container ${resource.account}/${resource.container}`, () => a.container.getProperties());
   return {

@@ -5,6 +5,7 @@ import { isRestError, type HttpClient } from '@azure/core-rest-pipeline';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type { Resource } from '../../plan/types';
+import type { AzureResources } from './provider';
 import type { Json } from '../types';
 
 export interface AzureProviderOptions {
@@ -50,7 +51,7 @@ export function armScope(resource: Resource): { subscription: string; resourceGr
   const r = resource as { subscription?: string; resourceGroup?: string };
   if (resource.provider !== 'azure' || !r.subscription || !r.resourceGroup) {
     throw ApplicationFailure.nonRetryable(
-      `${resource.name} is not an Azure resource with a subscription and resource group; give it provider: azure, subscription and resourceGroup in the plan`,
+      `${resource.name} is not an Azure resource with a subscription and resource group; give it an azure: block with subscription and resourceGroup in the plan`,
       'NonRetryable',
     );
   }
@@ -65,12 +66,12 @@ export function resourceOf<K extends Resource['kind']>(
   name: string | undefined,
   kind: K,
   role: string,
-): Extract<Resource, { kind: K }> {
+): AzureResources[K] {
   const resource = name === undefined ? undefined : resources[name];
   if (resource?.kind !== kind || resource.provider !== 'azure') {
-    throw ApplicationFailure.nonRetryable(`the ${role} ${name ?? '(none)'} is not an Azure ${kind} resource of the plan; name one with provider: azure`, 'NonRetryable');
+    throw ApplicationFailure.nonRetryable(`the ${role} ${name ?? '(none)'} is not an Azure ${kind} resource of the plan; give it an azure: block in the plan`, 'NonRetryable');
   }
-  return resource as Extract<Resource, { kind: K }>;
+  return resource as AzureResources[K];
 }
 
 // ---------------------------------------------------------------------------------------------------

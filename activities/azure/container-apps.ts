@@ -4,7 +4,8 @@
 // and it takes no traffic until a traffic step gives it some.
 import { ContainerAppsAPIClient, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { AppResource, AppStep, TrafficResource } from '../../plan/types';
+import type { AppStep } from '../../plan/types';
+import type { AzureApp, AzureTraffic } from './provider';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
 
@@ -14,7 +15,7 @@ interface App {
   name: string;
 }
 
-function app(az: AzureContext, resource: AppResource | TrafficResource): App {
+function app(az: AzureContext, resource: AzureApp | AzureTraffic): App {
   const { subscription, resourceGroup } = armScope(resource);
   if (!resource.containerApp) throw ApplicationFailure.nonRetryable(`${resource.name} names no Container App; add containerApp: to it in the plan`, 'NonRetryable');
   return { client: new ContainerAppsAPIClient(az.credential(), subscription, az.clientOptions()), resourceGroup, name: resource.containerApp };
@@ -145,7 +146,7 @@ export async function undoApp(az: AzureContext, { step, resources, undo }: UndoI
   };
 }
 
-export async function checkApp(az: AzureContext, resource: AppResource): Promise<StepOutcome> {
+export async function checkApp(az: AzureContext, resource: AzureApp): Promise<StepOutcome> {
   const a = app(az, resource);
   const c = await getApp(a);
   if (c.provisioningState !== 'Succeeded') throw ApplicationFailure.retryable(`Container App ${a.name} is ${c.provisioningState}; waiting for it`, 'AzureTransient');
@@ -168,12 +169,12 @@ export interface RevisionWeights {
   canary: number;
 }
 
-function revisionWeights(traffic: TrafficWeight[], r: TrafficResource): RevisionWeights {
+function revisionWeights(traffic: TrafficWeight[], r: AzureTraffic): RevisionWeights {
   const sum = (name: string) => traffic.filter((t) => t.revisionName === name).reduce((n, t) => n + (t.weight ?? 0), 0);
   return { stable: sum(r.stable), canary: sum(r.canary) };
 }
 
-export async function readRevisionWeights(az: AzureContext, r: TrafficResource): Promise<RevisionWeights> {
+export async function readRevisionWeights(az: AzureContext, r: AzureTraffic): Promise<RevisionWeights> {
   const a = app(az, r);
   const c = await getApp(a);
   return revisionWeights(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), r);
@@ -182,7 +183,7 @@ export async function readRevisionWeights(az: AzureContext, r: TrafficResource):
 /** Sets the revision split; labels and other revisions' entries are kept only when the split leaves them room. */
 export async function shiftRevisions(
   az: AzureContext,
-  r: TrafficResource,
+  r: AzureTraffic,
   journal: Journal,
   percent: number,
   phase: string,
@@ -216,7 +217,7 @@ export async function shiftRevisions(
 }
 
 /** Puts back a traffic list recorded before the first shift. */
-export async function restoreRevisions(az: AzureContext, r: TrafficResource, journal: Journal, previous: TrafficWeight[]): Promise<boolean> {
+export async function restoreRevisions(az: AzureContext, r: AzureTraffic, journal: Journal, previous: TrafficWeight[]): Promise<boolean> {
   const a = app(az, r);
   const c = await getApp(a);
   if (sameTraffic(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), previous) && !journal.isPending('undo:revisions')) return false;
@@ -226,7 +227,7 @@ export async function restoreRevisions(az: AzureContext, r: TrafficResource, jou
   return true;
 }
 
-export async function canaryRevision(az: AzureContext, r: TrafficResource): Promise<{ revision?: Revision; probePath: string }> {
+export async function canaryRevision(az: AzureContext, r: AzureTraffic): Promise<{ revision?: Revision; probePath: string }> {
   const a = app(az, r);
   const c = await getApp(a);
   const revision = await azureFind(`reading revision ${r.canary}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.canary));

@@ -3,7 +3,7 @@
 // disabled (enabledState Disabled) rather than set to weight 0, which Front Door does not accept.
 import { CdnManagementClient, type AFDOrigin } from '@azure/arm-cdn';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { TrafficResource } from '../../plan/types';
+import type { AzureTraffic } from './provider';
 import type { Json } from '../types';
 import { armScope, azureCall, Journal, runOperation, type AzureContext } from './common';
 
@@ -20,14 +20,14 @@ export interface FrontDoorWeights {
 }
 
 interface Front {
-  resource: TrafficResource;
+  resource: AzureTraffic;
   client: CdnManagementClient;
   resourceGroup: string;
   profile: string;
   originGroup: string;
 }
 
-export function front(az: AzureContext, resource: TrafficResource): Front {
+export function front(az: AzureContext, resource: AzureTraffic): Front {
   const { subscription, resourceGroup } = armScope(resource);
   if (!resource.profile || !resource.originGroup) {
     throw ApplicationFailure.nonRetryable(`${resource.name} needs profile and originGroup (its Front Door origin group); add them to the plan`, 'NonRetryable');
@@ -96,7 +96,7 @@ export async function applyFrontDoorWeights(
   return { before, changed, resumed };
 }
 
-export const describeWeights = (r: TrafficResource, w: FrontDoorWeights) =>
+export const describeWeights = (r: AzureTraffic, w: FrontDoorWeights) =>
   `${r.stable} ${w.stable.enabled ? `weight ${w.stable.weight}` : 'disabled'} / ${r.canary} ${w.canary.enabled ? `weight ${w.canary.weight}` : 'disabled'}`;
 
 /** Where the analysis probes: the endpoint's host name and the origin group's own health-probe path. */

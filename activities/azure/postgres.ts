@@ -4,7 +4,8 @@
 // the server is busy with another operation.
 import { PostgreSQLManagementFlexibleServerClient, type Server, type ServerForPatch } from '@azure/arm-postgresql-flexible';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { BackupStep, DataStep, FinalizeStep, InfraStep, PostgresResource } from '../../plan/types';
+import type { BackupStep, DataStep, FinalizeStep, InfraStep } from '../../plan/types';
+import type { AzurePostgres } from './provider';
 import type { Figures } from '../../contract/status';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
@@ -22,14 +23,14 @@ export interface ServerShape {
 const BUSY = new Set(['Updating', 'Starting', 'Restarting', 'Provisioning', 'Stopping']);
 
 interface Target {
-  resource: PostgresResource;
+  resource: AzurePostgres;
   client: PostgreSQLManagementFlexibleServerClient;
   resourceGroup: string;
   server: string;
   subscription: string;
 }
 
-function target(az: AzureContext, resource: PostgresResource): Target {
+function target(az: AzureContext, resource: AzurePostgres): Target {
   const { subscription, resourceGroup } = armScope(resource);
   if (!resource.server) throw ApplicationFailure.nonRetryable(`${resource.name} names no Flexible Server; add server: to it in the plan`, 'NonRetryable');
   return {
@@ -242,7 +243,7 @@ export async function undoInfra(az: AzureContext, { step, resources, undo }: Und
 }
 
 /** Drift: parameters that no longer hold what an earlier infra step set. */
-export async function settingsDrift(az: AzureContext, resource: PostgresResource, expected: Record<string, string | number | boolean>): Promise<string[]> {
+export async function settingsDrift(az: AzureContext, resource: AzurePostgres, expected: Record<string, string | number | boolean>): Promise<string[]> {
   const names = Object.keys(expected);
   if (!names.length) return [];
   const t = target(az, resource);
@@ -250,7 +251,7 @@ export async function settingsDrift(az: AzureContext, resource: PostgresResource
   return names.filter((n) => !same(wantText(expected[n]!), now[n]!)).map((n) => `${resource.name}: ${n} expected ${expected[n]}, found ${now[n]}`);
 }
 
-export async function checkServer(az: AzureContext, resource: PostgresResource): Promise<StepOutcome> {
+export async function checkServer(az: AzureContext, resource: AzurePostgres): Promise<StepOutcome> {
   const t = target(az, resource);
   const s = await getServer(t);
   if (s.state !== 'Ready') throw ApplicationFailure.retryable(`server ${t.server} is ${s.state}, not Ready; waiting for it`, 'AzureTransient');
@@ -269,7 +270,7 @@ export async function checkServer(az: AzureContext, resource: PostgresResource):
 const backupName = (migrationId: string, stepId: string, name: string) => `ts-${migrationId}-${stepId}-${name}`.replace(/[^\w.-]/g, '-').slice(0, 128);
 
 /** An on-demand backup before the change (`az postgres flexible-server backup create`), reused when it exists. */
-export async function backupServer(az: AzureContext, input: StepInput<BackupStep>, resource: PostgresResource, journal: Journal): Promise<{ line: string; figures: Figures; kept: string }> {
+export async function backupServer(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres, journal: Journal): Promise<{ line: string; figures: Figures; kept: string }> {
   const t = target(az, resource);
   const name = backupName(input.migrationId, input.step.id, resource.name);
   const existing = journal.isPending(`backup:${resource.name}`)
@@ -355,7 +356,7 @@ export async function undoReplica(az: AzureContext, { step, resources, undo }: U
 }
 
 /** Promotes a replica to a standalone server (planned: waits for it to catch up first). */
-export async function promoteReplica(az: AzureContext, input: StepInput<FinalizeStep>, to: PostgresResource): Promise<StepOutcome> {
+export async function promoteReplica(az: AzureContext, input: StepInput<FinalizeStep>, to: AzurePostgres): Promise<StepOutcome> {
   const replica = target(az, to);
   const journal = new Journal();
   const s = journal.isPending('promote') ? await getServer(replica) : await ready(az, replica);

@@ -1,14 +1,12 @@
-// Secret references in Azure: an environment variable of the worker, or a Key Vault secret read with the
-// worker's own identity. Values stay in the worker; errors name the reference, never the value.
+// Key Vault secret references (`{ keyVault: { vault, secret } }`), read with the worker's own identity, for any
+// resource or gate that holds one. Values stay in the worker; errors name the reference, never the value.
 import { SecretClient } from '@azure/keyvault-secrets';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { SecretRef } from '../../plan/types';
-import { resolveSecret } from '../secrets';
+import type { Json } from '../types';
 import { azureFailure, type AzureContext } from './common';
 
-export async function resolveAzureSecret(az: AzureContext, ref: SecretRef, what: string): Promise<string> {
-  if ('env' in ref) return resolveSecret(ref, what);
-  const { vault, secret } = ref.keyVault;
+export async function resolveKeyVaultSecret(az: AzureContext, ref: Json, what: string): Promise<string> {
+  const { vault, secret } = ref as { vault: string; secret: string };
   const url = /^https:\/\//.test(vault) ? vault : `https://${vault}.vault.azure.net`;
   const client = new SecretClient(url, az.credential(), {
     ...(az.options.httpClient ? { httpClient: az.options.httpClient } : {}),

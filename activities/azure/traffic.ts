@@ -3,13 +3,14 @@
 // Door endpoint, or the canary revision's own address) and checks the origins and revision themselves.
 import { heartbeat, sleep } from '@temporalio/activity';
 import type { TrafficWeight } from '@azure/arm-appcontainers';
-import type { TrafficResource, TrafficStep } from '../../plan/types';
+import type { TrafficStep } from '../../plan/types';
+import type { AzureTraffic } from './provider';
 import type { AnalysisInput, AnalysisOutcome, Json, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
 import { Journal, resourceOf, type AzureContext } from './common';
 import { canaryRevision, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
 import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, readWeights, type FrontDoorWeights } from './front-door';
 
-const trafficResource = (input: StepInput): TrafficResource => resourceOf(input.resources, (input.step as TrafficStep).resource, 'traffic', 'traffic resource');
+const trafficResource = (input: StepInput): AzureTraffic => resourceOf(input.resources, (input.step as TrafficStep).resource, 'traffic', 'traffic resource');
 
 export async function shiftTraffic(az: AzureContext, input: StepInput<TrafficStep>): Promise<TrafficShiftOutcome> {
   const r = trafficResource(input);
@@ -143,7 +144,7 @@ export async function analyseTraffic(az: AzureContext, input: AnalysisInput): Pr
 }
 
 /** Drift: weights that are not the ones the plan's last traffic step left. */
-export async function trafficDrift(az: AzureContext, resource: TrafficResource, expectedPercent: number): Promise<string | undefined> {
+export async function trafficDrift(az: AzureContext, resource: AzureTraffic, expectedPercent: number): Promise<string | undefined> {
   if (resource.containerApp) {
     const w = await readRevisionWeights(az, resource);
     if (w.canary === expectedPercent && w.stable === 100 - expectedPercent) return undefined;

@@ -1,7 +1,8 @@
 // The app phase on the sandbox: start the new version of the demo app (green, by default) on the
 // database the plan names, the local twin of deploying a Container App revision.
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
-import type { AppResource, AppStep } from '../../plan/types';
+import type { AppStep } from '../../plan/types';
+import type { LocalApp, LocalPostgres } from './provider';
 import { startApp, stopApp, type AppInstance, type SandboxState } from '../../sandbox';
 import { appHealth } from '../../sandbox/app';
 import type { StepInput, StepOutcome, UndoInput } from '../types';
@@ -13,18 +14,18 @@ type Cluster = AppInstance['database'];
 /** What the instance of that color ran before the step: undo restores it, or stops what the step started. */
 export type AppUndo = { color: Color; previous: { version: string; database: Cluster } | null };
 
-function appResource(input: StepInput<AppStep>): AppResource {
+function appResource(input: StepInput<AppStep>): LocalApp {
   const resource = input.resources[input.step.resource];
   if (resource?.kind !== 'app') {
     throw ApplicationFailure.nonRetryable(`${input.step.resource} is not an app resource of the plan; name an app resource in the app step`, 'NonRetryable');
   }
-  return resource;
+  return resource as LocalApp;
 }
 
-function appColor(resource: AppResource): Color {
-  const color = resource.containerApp ?? 'green';
+function appColor(resource: LocalApp): Color {
+  const color = resource.color ?? 'green';
   if (color !== 'blue' && color !== 'green') {
-    throw ApplicationFailure.nonRetryable(`the sandbox app ${resource.name} names containerApp "${color}"; use blue or green (or leave it out for green)`, 'NonRetryable');
+    throw ApplicationFailure.nonRetryable(`the sandbox app ${resource.name} names color "${color}"; use blue or green (or leave it out for green)`, 'NonRetryable');
   }
   return color;
 }
@@ -33,9 +34,10 @@ function appColor(resource: AppResource): Color {
 function databaseCluster(input: StepInput<AppStep>, state: SandboxState, fallback: Cluster): Cluster {
   const name = input.step.database;
   if (name === undefined) return fallback;
-  const resource = input.resources[name];
-  if (resource?.kind !== 'postgres' || !resource.cluster) {
-    throw ApplicationFailure.nonRetryable(`the app step's database ${name} is not a sandbox postgres resource with a cluster; set cluster: source or target on it`, 'NonRetryable');
+  const found = input.resources[name];
+  const resource = found?.kind === 'postgres' ? (found as LocalPostgres) : undefined;
+  if (!resource?.cluster) {
+    throw ApplicationFailure.nonRetryable(`the app step's database ${name} is not a sandbox postgres resource with a cluster; set local: { cluster: source or target } on it`, 'NonRetryable');
   }
   const own = state.postgres[resource.cluster]?.database;
   if (resource.database !== undefined && own !== undefined && resource.database !== own) {

@@ -7,10 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BackupStep, BlobResource, PostgresResource } from '../../plan/types';
+import type { BackupStep } from '../../plan/types';
+import type { LocalBlob, LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
-import type { Figures } from '../../contract/status';
-import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import type { Json, StepInput, StepOutcome } from '../types';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
 import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
@@ -27,54 +27,52 @@ interface DumpRecord {
   reused: boolean;
 }
 
-export async function backupDatabase(input: StepInput<BackupStep>): Promise<StepOutcome> {
-  const { step } = input;
-  const backups = containerClient(blobResource(input.resources, step.destination, `destination of backup step ${step.id}`));
+/** The container the step's backups go to, created on first use. */
+async function destinationOf(input: StepInput<BackupStep>): Promise<ContainerClient> {
+  const backups = containerClient(blobResource(input.resources, input.step.destination, `destination of backup step ${input.step.id}`));
   await backups.createIfNotExists({ abortSignal: Context.current().cancellationSignal });
-  const figures: Figures = {};
-  const lines: string[] = [];
-  const kept: string[] = [];
-  for (const name of step.resources) {
-    const resource = input.resources[name];
-    if (resource?.kind === 'postgres') {
-      const blob = backups.getBlockBlobClient(`${input.migrationId}/${step.id}/${name}.dump`);
-      const d = await backupPostgres(input, resource, blob);
-      Object.assign(figures, {
-        [`${name}.bytes`]: d.bytes,
-        [`${name}.sha256`]: d.sha256,
-        [`${name}.tables`]: d.tables,
-        [`${name}.rows`]: d.rows,
-        [`${name}.restoreVerified`]: d.restoreVerified,
-        [`${name}.reused`]: d.reused,
-      });
-      lines.push(
-        `${d.reused ? 'Kept existing backup of' : 'Dumped'} ${name} (${d.tables} tables, ${d.rows} rows) to ${blobPath(blob.url)}: ` +
-          `${MiB(d.bytes)}, sha256 ${d.sha256.slice(0, 12)}, ${d.restoreVerified ? 'restore verified' : 'restore not verified'}`,
-      );
-      kept.push(blob.url);
-    } else if (resource?.kind === 'blob') {
-      const prefix = `${input.migrationId}/${step.id}/${resource.container}/`;
-      const c = await backupContainer(resource, backups, prefix);
-      Object.assign(figures, { [`${name}.blobsCopied`]: c.copied, [`${name}.blobsSkipped`]: c.skipped, [`${name}.bytesCopied`]: c.bytes });
-      lines.push(`Copied ${c.copied} blobs of ${name} (${MiB(c.bytes)}) to ${blobPath(`${backups.url}/${prefix}`)}, ${c.skipped} already there`);
-      kept.push(`${backups.url}/${prefix}`);
-    } else {
-      throw ApplicationFailure.nonRetryable(`backup step ${step.id} names ${name}, which is not a postgres or blob resource of the plan; fix its resources`, 'NonRetryable');
-    }
-  }
-  return { summary: lines.join('; '), figures, undo: { kept } };
+  return backups;
 }
 
-/** Backups outlive a rollback: they are what an operator restores from when the rollback is not enough. */
-export async function undoBackup(input: UndoInput): Promise<StepOutcome> {
-  const kept = (input.undo as { kept?: string[] } | undefined)?.kept ?? [];
-  return { summary: `Kept backup ${kept.length ? kept.join(', ') : `of step ${input.step.id}`} (backups are never deleted)`, figures: {} };
+/** `pg_dump -Fc` into the step's destination, with its sha256, then proven by a restore. */
+export async function backupDatabase(input: StepInput<BackupStep>, resource: LocalPostgres): Promise<StepOutcome> {
+  const { step } = input;
+  const name = resource.name;
+  const blob = (await destinationOf(input)).getBlockBlobClient(`${input.migrationId}/${step.id}/${name}.dump`);
+  const d = await backupPostgres(input, resource, blob);
+  return {
+    summary:
+      `${d.reused ? 'Kept existing backup of' : 'Dumped'} ${name} (${d.tables} tables, ${d.rows} rows) to ${blobPath(blob.url)}: ` +
+      `${MiB(d.bytes)}, sha256 ${d.sha256.slice(0, 12)}, ${d.restoreVerified ? 'restore verified' : 'restore not verified'}`,
+    figures: {
+      [`${name}.bytes`]: d.bytes,
+      [`${name}.sha256`]: d.sha256,
+      [`${name}.tables`]: d.tables,
+      [`${name}.rows`]: d.rows,
+      [`${name}.restoreVerified`]: d.restoreVerified,
+      [`${name}.reused`]: d.reused,
+    },
+    undo: { kept: [blob.url] },
+  };
+}
+
+/** A server-side copy of the container under the step's destination; blobs already there are skipped. */
+export async function backupBlobs(input: StepInput<BackupStep>, resource: LocalBlob): Promise<StepOutcome> {
+  const backups = await destinationOf(input);
+  const prefix = `${input.migrationId}/${input.step.id}/${resource.container}/`;
+  const c = await backupContainer(resource, backups, prefix);
+  const name = resource.name;
+  return {
+    summary: `Copied ${c.copied} blobs of ${name} (${MiB(c.bytes)}) to ${blobPath(`${backups.url}/${prefix}`)}, ${c.skipped} already there`,
+    figures: { [`${name}.blobsCopied`]: c.copied, [`${name}.blobsSkipped`]: c.skipped, [`${name}.bytesCopied`]: c.bytes },
+    undo: { kept: [`${backups.url}/${prefix}`] },
+  };
 }
 
 /** "account/container/blob" of a blob URL, for runbook lines. */
 const blobPath = (url: string) => decodeURIComponent(new URL(url).pathname.slice(1));
 
-async function backupPostgres(input: StepInput<BackupStep>, resource: PostgresResource, blob: BlockBlobClient): Promise<DumpRecord> {
+async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostgres, blob: BlockBlobClient): Promise<DumpRecord> {
   const { step } = input;
   const existing = await blob.getProperties().catch((err: unknown) => {
     if (err instanceof RestError && err.statusCode === 404) return undefined;
@@ -94,7 +92,7 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: PostgresRe
     };
   }
 
-  const url = postgresConnection(resource);
+  const url = await postgresConnection(resource);
   const { dump, source } = await withClient(url, async (client) => {
     // pg_dump reads the snapshot this transaction exports, and the fingerprints below are taken in the
     // same transaction, so both see exactly the same rows even while the app keeps writing.
@@ -221,7 +219,7 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
   }
 }
 
-async function backupContainer(resource: BlobResource, backups: ContainerClient, prefix: string) {
+async function backupContainer(resource: LocalBlob, backups: ContainerClient, prefix: string) {
   const source = containerClient(resource);
   if (source.url === backups.url) {
     throw ApplicationFailure.nonRetryable(`${resource.name} is the backup destination itself; back it up to another container`, 'NonRetryable');

@@ -3,7 +3,8 @@
 // passes through the worker; listing goes page by page and the heartbeat carries the position.
 import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type ContainerClient } from '@azure/storage-blob';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import type { BlobResource, DataStep, Resource } from '../../plan/types';
+import type { DataStep, Resource } from '../../plan/types';
+import type { LocalBlob } from './provider';
 import { blobSyncOutcome, eachLimited, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
@@ -17,16 +18,16 @@ export interface CopyProgress extends BlobSyncCounts {
   continuationToken?: string;
 }
 
-export function blobResource(resources: Record<string, Resource>, name: string | undefined, role: string): BlobResource {
+export function blobResource(resources: Record<string, Resource>, name: string | undefined, role: string): LocalBlob {
   const resource = name === undefined ? undefined : resources[name];
   if (resource?.kind !== 'blob') {
     throw ApplicationFailure.nonRetryable(`the ${role} ${name ?? '(none)'} is not a blob resource of the plan; name a resource of kind blob`, 'NonRetryable');
   }
-  return resource;
+  return resource as LocalBlob;
 }
 
 /** The client holds the account's shared key, which is what lets it sign SAS URLs for the source. */
-export function containerClient(resource: BlobResource): ContainerClient {
+export function containerClient(resource: LocalBlob): ContainerClient {
   return BlobServiceClient.fromConnectionString(storageAccount(resource).connectionString).getContainerClient(resource.container);
 }
 

@@ -1,24 +1,25 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import pg from 'pg';
-import type { BlobResource, PostgresResource, Resource } from '../../plan/types';
+import type { Resource } from '../../plan/types';
+import type { LocalBlob, LocalPostgres } from './provider';
 import type { StepOutcome } from '../types';
 import { postgresConnection, sandboxState, storageAccount } from './sandbox';
 
 /** A health check reads only; it is safe to run any number of times. */
-export async function checkHealth(_input: unknown, resource: Resource): Promise<StepOutcome> {
+export async function checkHealth(resource: Resource): Promise<StepOutcome> {
   switch (resource.kind) {
     case 'postgres':
       return checkPostgres(resource);
     case 'blob':
-      return checkBlob(resource);
+      return checkBlob(resource as LocalBlob);
     case 'traffic':
     case 'app':
       return checkFront(resource);
   }
 }
 
-async function checkPostgres(resource: PostgresResource): Promise<StepOutcome> {
-  const client = new pg.Client({ connectionString: postgresConnection(resource), connectionTimeoutMillis: 10_000 });
+async function checkPostgres(resource: LocalPostgres): Promise<StepOutcome> {
+  const client = new pg.Client({ connectionString: await postgresConnection(resource), connectionTimeoutMillis: 10_000 });
   await client.connect();
   try {
     const { rows } = await client.query<{ version: string; max_connections: string; tables: string; bytes: string }>(`
@@ -41,7 +42,7 @@ async function checkPostgres(resource: PostgresResource): Promise<StepOutcome> {
   }
 }
 
-async function checkBlob(resource: BlobResource): Promise<StepOutcome> {
+async function checkBlob(resource: LocalBlob): Promise<StepOutcome> {
   const account = storageAccount(resource);
   const container = BlobServiceClient.fromConnectionString(account.connectionString).getContainerClient(resource.container);
   let blobs = 0;

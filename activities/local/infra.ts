@@ -2,7 +2,8 @@
 // `az postgres flexible-server parameter set` + a SKU change), restarting only when a setting needs it.
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
-import type { InfraStep, PostgresResource } from '../../plan/types';
+import type { InfraStep } from '../../plan/types';
+import type { LocalPostgres } from './provider';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { withClient } from './postgres';
 import { postgresConnection } from './sandbox';
@@ -44,11 +45,11 @@ async function readSettings(client: pg.Client, names: string[]): Promise<Map<str
 
 /** Applies settings with ALTER SYSTEM; restarts the cluster only if one of them is postmaster-level. */
 export async function applySettings(
-  resource: PostgresResource,
+  resource: LocalPostgres,
   wanted: Record<string, string | number | boolean>,
   restart: () => Promise<void>,
 ): Promise<{ previous: Record<string, string>; changed: string[]; restarted: boolean }> {
-  const url = postgresConnection(resource);
+  const url = await postgresConnection(resource);
   const names = Object.keys(wanted);
   const { previous, changed, needsRestart } = await withClient(url, async (client) => {
     const current = await readSettings(client, names);
@@ -77,11 +78,11 @@ export async function applySettings(
   return { previous, changed, restarted: needsRestart };
 }
 
-export type RestartCluster = (resource: PostgresResource) => Promise<void>;
+export type RestartCluster = (resource: LocalPostgres) => Promise<void>;
 
 export function prepareInfra(restartCluster: RestartCluster) {
   return async ({ step, resources }: StepInput<InfraStep>): Promise<StepOutcome> => {
-    const resource = resources[step.resource] as PostgresResource;
+    const resource = resources[step.resource] as LocalPostgres;
     const result = await applySettings(resource, step.settings, () => restartCluster(resource));
     const list = Object.entries(step.settings).map(([k, v]) => `${k}=${v}`).join(', ');
     return {
@@ -97,7 +98,7 @@ export function prepareInfra(restartCluster: RestartCluster) {
 export function undoInfra(restartCluster: RestartCluster) {
   return async ({ step, resources, undo }: UndoInput): Promise<StepOutcome> => {
     if (step.kind !== 'infra') throw new Error(`undoInfra got a ${step.kind} step`);
-    const resource = resources[step.resource] as PostgresResource;
+    const resource = resources[step.resource] as LocalPostgres;
     const previous = (undo as { previous?: Record<string, string> } | undefined)?.previous;
     if (!previous) return { summary: `${resource.name}: no recorded settings to restore`, figures: {} };
     const result = await applySettings(resource, previous, () => restartCluster(resource));
@@ -109,10 +110,10 @@ export function undoInfra(restartCluster: RestartCluster) {
 }
 
 /** Drift: settings that no longer hold what an earlier infra step set (someone changed them on the server). */
-export async function settingsDrift(resource: PostgresResource, expected: Record<string, string | number | boolean>): Promise<string[]> {
+export async function settingsDrift(resource: LocalPostgres, expected: Record<string, string | number | boolean>): Promise<string[]> {
   const names = Object.keys(expected);
   if (!names.length) return [];
-  return withClient(postgresConnection(resource), async (client) => {
+  return withClient(await postgresConnection(resource), async (client) => {
     const now = await readSettings(client, names);
     return names
       .filter((n) => normalise(expected[n]!, now.get(n)!.unit) !== normalise(now.get(n)!.setting, null))

@@ -5,7 +5,8 @@ import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { DataStep, FinalizeStep, PostgresResource, Resource } from '../../plan/types';
+import type { DataStep, FinalizeStep, Resource } from '../../plan/types';
+import type { LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
 import type { StepInput, StepOutcome, UndoInput } from '../types';
 import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
@@ -55,7 +56,7 @@ export function replicationName(migrationId: string): string {
   return `${name.slice(0, 54)}_${createHash('sha256').update(migrationId).digest('hex').slice(0, 8)}`;
 }
 
-function postgresResource(resources: Record<string, Resource>, name: string): PostgresResource {
+function postgresResource(resources: Record<string, Resource>, name: string): LocalPostgres {
   const resource = resources[name];
   if (resource?.kind !== 'postgres') {
     throw ApplicationFailure.nonRetryable(`${name} is not a postgres resource of the plan; name postgres resources in the data step`, 'NonRetryable');
@@ -75,8 +76,8 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   const { step, migrationId } = input;
   const from = postgresResource(input.resources, step.from);
   const to = postgresResource(input.resources, step.to);
-  const src = postgresConnection(from);
-  const dst = postgresConnection(to);
+  const src = await postgresConnection(from);
+  const dst = await postgresConnection(to);
   if (src === dst) throw ApplicationFailure.nonRetryable(`${from.name} and ${to.name} are the same database; point the data step at two databases`, 'NonRetryable');
   const name = replicationName(migrationId);
 
@@ -411,8 +412,8 @@ export async function undoPgSync(input: UndoInput): Promise<StepOutcome> {
   const to = postgresResource(input.resources, step.to);
   const recorded = input.undo as Partial<PgSyncUndo> | undefined;
   const name = recorded?.subscription ?? replicationName(input.migrationId);
-  const src = postgresConnection(from);
-  const subscription = await dropSubscription(postgresConnection(to), name);
+  const src = await postgresConnection(from);
+  const subscription = await dropSubscription(await postgresConnection(to), name);
   const slot = await withClient(src, (s) => dropSlot(s, recorded?.slot ?? name));
   const publication = await dropPublication(src, recorded?.publication ?? name);
   const dropped = [subscription && `subscription ${name} on ${to.name}`, slot && `slot ${name}`, publication && `publication ${name} on ${from.name}`].filter(Boolean);
@@ -520,8 +521,8 @@ export async function endReplication(publisher: string, subscriber: string, name
 }
 
 /** The finalize step's cutover: the target takes over from the source it was replicated from. */
-export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
-  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(postgresConnection(from), postgresConnection(to), replicationName(input.migrationId));
+export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
+  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(await postgresConnection(from), await postgresConnection(to), replicationName(input.migrationId));
   const n = to.name;
   return {
     summary: stopped

@@ -12,7 +12,7 @@
 // none`, so the forward replication (source -> target) is always dropped before the reverse one starts.
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import pg from 'pg';
-import type { PostgresResource } from '../../plan/types';
+import type { LocalPostgres } from './provider';
 import type { StepOutcome, UndoInput } from '../types';
 import {
   dropPublication,
@@ -44,11 +44,11 @@ interface Backfill {
  * Part one: the source gets everything the target has, then keeps receiving its writes. `from` is the
  * migration's source (it receives), `to` the database that took over (it publishes).
  */
-export async function startReverseSync(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+export async function startReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
   const name = reverseName(input.migrationId);
   const forward = replicationName(input.migrationId);
-  const back = postgresConnection(from);
-  const ahead = postgresConnection(to);
+  const back = await postgresConnection(from);
+  const ahead = await postgresConnection(to);
   // A cutover cut short may have left the forward replication: with it, the rows copied back would
   // be published by the source and applied to the target a second time.
   await dropSubscription(ahead, forward);
@@ -91,9 +91,9 @@ export async function startReverseSync(input: UndoInput, from: PostgresResource,
 }
 
 /** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
-export async function finishReverseSync(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome> {
+export async function finishReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
   // The source will hand out ids again: past every id the target used, rows copied back included.
-  const { stopped, quiesceMs, raised } = await endReplication(postgresConnection(to), postgresConnection(from), reverseName(input.migrationId));
+  const { stopped, quiesceMs, raised } = await endReplication(await postgresConnection(to), await postgresConnection(from), reverseName(input.migrationId));
   const f = from.name;
   return {
     summary: stopped

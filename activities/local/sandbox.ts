@@ -1,6 +1,6 @@
 // How local activities reach the sandbox: its state file names every endpoint, so plans name only roles.
 import { ApplicationFailure } from '@temporalio/activity';
-import type { BlobResource, PostgresResource } from '../../plan/types';
+import type { LocalBlob, LocalPostgres } from './provider';
 import { postgresUrl, readState, sandboxHome, type SandboxState, type StorageAccount } from '../../contract/home';
 import { resolveSecret } from '../secrets';
 
@@ -13,7 +13,8 @@ export function sandboxState(): SandboxState {
   return state;
 }
 
-export function postgresConnection(resource: PostgresResource): string {
+/** A connection string: the resource's own reference, else its sandbox cluster's URL. */
+export async function postgresConnection(resource: LocalPostgres): Promise<string> {
   if (resource.connection) return resolveSecret(resource.connection, `database ${resource.name}`);
   const cluster = resource.cluster ? sandboxState().postgres[resource.cluster] : undefined;
   if (!cluster) {
@@ -22,7 +23,7 @@ export function postgresConnection(resource: PostgresResource): string {
   return postgresUrl(cluster, resource.database ?? cluster.database);
 }
 
-export function storageAccount(resource: BlobResource): StorageAccount {
+export function storageAccount(resource: LocalBlob): StorageAccount {
   const account = sandboxState().azurite?.accounts.find((a) => a.role === resource.account || a.name === resource.account);
   if (!account) {
     throw ApplicationFailure.nonRetryable(`the sandbox has no storage account "${resource.account}"; use primary or secondary`, 'NonRetryable');

@@ -2,7 +2,8 @@
 // HAProxy's runtime API (the local twin of Front Door origin weights), and the canary analysis that
 // reads HAProxy's own per-origin counters over the bake window.
 import { ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
-import type { Resource, TrafficResource, TrafficStep } from '../../plan/types';
+import type { Resource, TrafficStep } from '../../plan/types';
+import type { LocalTraffic } from './provider';
 import { originStats, runtimeCommand, setServerWeight, type HaproxyStatRow, type SandboxState } from '../../sandbox';
 import { MAX_WEIGHT } from '../../sandbox/haproxy';
 import type { AnalysisInput, AnalysisOutcome, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
@@ -39,15 +40,16 @@ function routeTo(resources: Record<string, Resource>, name: string): Route {
   if (resource?.kind !== 'traffic') {
     throw ApplicationFailure.nonRetryable(`${name} is not a traffic resource of the plan; name a traffic resource in the traffic step`, 'NonRetryable');
   }
-  const { stable, canary } = resource as TrafficResource;
+  const { stable, canary } = resource as LocalTraffic;
   const isServer = (s: string): s is Server => s === 'blue' || s === 'green';
   if (!isServer(stable) || !isServer(canary) || stable === canary) {
     throw ApplicationFailure.nonRetryable(`${resource.name} must name the sandbox origins blue and green as stable and canary, got ${stable} and ${canary}; fix the plan`, 'NonRetryable');
   }
   const state = sandboxState();
   if (!state.haproxy) throw ApplicationFailure.nonRetryable('the sandbox has no HAProxy running; run `tiershift sandbox up` and resume', 'NonRetryable');
-  if (resource.backend !== undefined && resource.backend !== state.haproxy.backend) {
-    throw ApplicationFailure.nonRetryable(`the sandbox's HAProxy backend is ${state.haproxy.backend}, not ${resource.backend}; fix ${resource.name} in the plan`, 'NonRetryable');
+  const { backend } = resource as LocalTraffic;
+  if (backend !== undefined && backend !== state.haproxy.backend) {
+    throw ApplicationFailure.nonRetryable(`the sandbox's HAProxy backend is ${state.haproxy.backend}, not ${backend}; fix ${resource.name} in the plan`, 'NonRetryable');
   }
   return { name: resource.name, stable, canary, state: state as Route['state'] };
 }

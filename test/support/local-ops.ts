@@ -5,7 +5,8 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { randomBytes } from 'node:crypto';
-import type { BackupStep, DataStep, FinalizeStep, Resource } from '../../plan/types';
+import type { LocalBlob } from '../../activities/local/provider';
+import type { BackupStep, DataStep, FinalizeStep } from '../../plan/types';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { fingerprints, withClient, type TableFingerprint } from '../../activities/local/postgres';
 import { resetSandbox } from '../../sandbox/reset';
@@ -54,7 +55,7 @@ export function finalizeStep(id: string, syncedFrom: Record<string, string>, poi
   return { ...stepBase, id, title: 'Cut over', kind: 'finalize', resources: Object.keys(syncedFrom), syncedFrom, ...(pointOfNoReturn ? { pointOfNoReturn } : {}) };
 }
 
-export function blob(name: string, role: 'primary' | 'secondary', container: string): Resource {
+export function blob(name: string, role: 'primary' | 'secondary', container: string): LocalBlob {
   return { name, kind: 'blob', provider: 'local', account: role, container };
 }
 

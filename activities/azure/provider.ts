@@ -1,0 +1,71 @@
+// The Azure provider as a plan sees it: the fields of each resource it drives, nested under `azure:`, the
+// Key Vault secret references it resolves, and its operations, loaded only by a worker (so the CLI never
+// loads the Azure SDKs). Registered by one line in activities/registry.ts.
+import { z } from 'zod';
+import type { AppResource, BlobResource, PostgresResource, TrafficResource } from '../../plan/types';
+import type { ProviderDefinition } from '../types';
+
+const required = (what: string) => z.string({ error: (iss) => (iss.input === undefined ? `expected ${what}, got nothing` : undefined) }).min(1);
+const scope = {
+  subscription: required('the Azure subscription id'),
+  resourceGroup: required('the Azure resource group'),
+};
+
+// Azure's naming rules, so a plan is refused when it loads rather than when ARM answers 400.
+const serverName = required('the Flexible Server name').regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, {
+  error: 'expected a Flexible Server name: 3 to 63 lowercase letters, digits and dashes, not starting or ending with a dash',
+});
+const storageAccount = required('the storage account name').regex(/^[a-z0-9]{3,24}$/, { error: 'expected a storage account name: 3 to 24 lowercase letters and digits' });
+const containerAppName = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, { error: 'expected a Container App name: 2 to 32 lowercase letters, digits and dashes, starting with a letter' });
+
+const fields = {
+  postgres: z.strictObject({
+    ...scope,
+    server: serverName,
+    /** The region of a read replica a data step creates (defaults to its source's). */
+    location: z.string().min(1).optional(),
+  }),
+  blob: z.strictObject({ account: storageAccount, subscription: z.string().min(1).optional(), resourceGroup: z.string().min(1).optional() }),
+  traffic: z.strictObject({
+    ...scope,
+    /** Front Door: the profile, origin group and (for the analysis' probe) endpoint. */
+    profile: z.string().min(1).optional(),
+    originGroup: z.string().min(1).optional(),
+    endpoint: z.string().min(1).optional(),
+    /** Or: shift between two revisions of this Container App (stable and canary name revisions). */
+    containerApp: containerAppName.optional(),
+  }),
+  app: z.strictObject({ ...scope, containerApp: containerAppName }),
+};
+
+export type AzurePostgres = PostgresResource & z.infer<typeof fields.postgres>;
+export type AzureBlob = BlobResource & z.infer<typeof fields.blob>;
+export type AzureTraffic = TrafficResource & z.infer<typeof fields.traffic>;
+export type AzureApp = AppResource & z.infer<typeof fields.app>;
+
+/** The resource an Azure operation receives, by kind: the plan loader checked these fields. */
+export interface AzureResources {
+  postgres: AzurePostgres;
+  blob: AzureBlob;
+  traffic: AzureTraffic;
+  app: AzureApp;
+}
+
+export type AzureResource = AzureResources[keyof AzureResources];
+
+export const azure: ProviderDefinition = {
+  name: 'azure',
+  title: 'Azure Resource Manager',
+  resources: fields,
+  check(resource) {
+    const r = resource as AzureTraffic;
+    if (r.kind !== 'traffic' || r.containerApp) return [];
+    return (['profile', 'originGroup'] as const)
+      .filter((f) => !r[f])
+      .map((f) => [[f], `expected ${f === 'profile' ? 'the Front Door profile' : 'the origin group'} (or containerApp, to shift between revisions), got nothing`]);
+  },
+  secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
+  // A promoted replica cannot replicate back: Azure plans declare no point of no return (yet).
+  recovery: [],
+  operations: async () => (await import('./index')).createAzureProvider(),
+};

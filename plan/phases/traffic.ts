@@ -1,0 +1,42 @@
+// `traffic`: users moved to the canary in weighted steps, each baked on a durable timer and judged by its
+// analysis; a failed analysis rolls back.
+import { z } from 'zod';
+import type { TrafficResource } from '../types';
+import { analysis, DEFAULT_ANALYSIS, duration, phaseKind, resourceName, retryDetail, stepCommon } from './kit';
+
+const body = z.strictObject({
+  ...stepCommon,
+  resource: resourceName,
+  analysis: analysis.optional(),
+  steps: z.array(z.strictObject({ weight: z.int().min(1).max(100), bake: duration, analysis: analysis.optional() })).min(1),
+});
+
+export const traffic = phaseKind<z.infer<typeof body>>({
+  schema: () => body,
+  resolve: (b, ctx) =>
+    b.steps.map((s) => ({
+      ...ctx.base(`-${s.weight}`),
+      kind: 'traffic' as const,
+      title: ctx.title(`Shift ${s.weight}% of ${b.resource} to ${(ctx.resources[b.resource] as TrafficResource).canary}, bake ${s.bake}`),
+      resource: b.resource,
+      weight: s.weight,
+      bake: s.bake,
+      analysis: { ...DEFAULT_ANALYSIS, ...b.analysis, ...s.analysis },
+    })),
+  check(b, ctx) {
+    ctx.ref(ctx.at('resource'), b.resource, ['traffic']);
+    b.steps.forEach((s, j) => {
+      const prev = b.steps[j - 1];
+      if (prev && s.weight <= prev.weight) ctx.problem(ctx.at('steps', j, 'weight'), `expected a weight above the previous step's ${prev.weight}, got ${s.weight}`);
+    });
+    const last = b.steps.at(-1)!;
+    ctx.seen.lastWeight.set(b.resource, { weight: last.weight, at: ctx.at('steps', b.steps.length - 1, 'weight') });
+  },
+  // One undo per front, whichever of its steps ran: plan/rollback.ts sends it first.
+  undo: (step) => (step.kind === 'traffic' ? `Send 100% of ${step.resource} back to the stable origin` : undefined),
+  describe(step) {
+    if (step.kind !== 'traffic') return '';
+    const a = step.analysis;
+    return `analysis: error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}; ${retryDetail(step)}`;
+  },
+});

@@ -1,0 +1,32 @@
+// What a provider declares to the plan: the fields of each kind of resource it drives (nested under its
+// name in a plan, as Argo Rollouts nests `trafficRouting.alb`), the checks a schema cannot say, the
+// secret-reference kinds it resolves and how it recovers past a point of no return. plan/schema.ts and
+// plan/load.ts compose what the registered providers declare (activities/registry.ts); nothing outside a
+// provider's folder names its fields.
+import type { z } from 'zod';
+import type { Recovery, Resource, ResourceKind } from './types';
+
+export type PathPart = string | number;
+
+export interface ProviderPlan {
+  /** The key a plan nests this provider's fields under: `azure: { server: … }`. */
+  name: string;
+  /** What it drives, for `tiershift plan` and messages: "Azure Resource Manager". */
+  title: string;
+  /** The fields of each kind of resource it drives; a kind it leaves out, it cannot drive. */
+  resources: Partial<Record<ResourceKind, z.ZodObject>>;
+  /**
+   * Checks of one resource that a schema cannot say, e.g. a field needed unless another is given.
+   * Paths are below the provider's block; each problem reads "expected …, got …".
+   */
+  check?(resource: Resource): [PathPart[], string][];
+  /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
+  secrets?: Record<string, z.ZodType>;
+  /** How a migration on its databases comes back once the target took writes; none if it cannot. */
+  recovery?: readonly Recovery[];
+  /**
+   * Plans written before providers nested their fields put them beside `provider: NAME`; they keep
+   * loading. Where a field was renamed, this maps the old name to the new one, per kind.
+   */
+  renamed?: Partial<Record<ResourceKind, Record<string, string>>>;
+}
