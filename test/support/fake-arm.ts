@@ -92,6 +92,8 @@ export class FakeArm implements HttpClient {
     });
     const error = (status: number, code: string, message: string, headers?: Record<string, string>) => reply(status, { error: { code, message } }, headers);
 
+    if (url.hostname.endsWith('.vault.azure.net')) return this.keyVault(request, url, reply, error);
+
     const fault = this.faults.find((f) => f.times > 0 && f.path.test(path) && (!f.method || f.method === request.method));
     if (fault) {
       fault.times -= 1;
@@ -116,6 +118,34 @@ export class FakeArm implements HttpClient {
     if (ns === 'microsoft.dbforpostgresql') return this.postgres(request.method, id, body, reply, error);
     if (ns === 'microsoft.cdn') return this.cdn(request.method, id, body, reply, error);
     return this.app(request.method, id, body, reply, error);
+  }
+
+  /** Key Vault secrets by `vault/name`: the data plane of `{ keyVault: { vault, secret } }` references. */
+  readonly vaultSecrets = new Map<string, string>();
+
+  /**
+   * Key Vault's data plane as the SDK meets it: a first request without a token gets the bearer challenge
+   * (401 with WWW-Authenticate naming the vault's resource), the retry with the token gets the secret.
+   * Secret names follow Key Vault's rule (1-127 letters, digits and dashes).
+   */
+  private keyVault(
+    request: PipelineRequest,
+    url: URL,
+    reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse,
+    error: (s: number, c: string, m: string, h?: Record<string, string>) => PipelineResponse,
+  ): PipelineResponse {
+    if (request.headers.get('authorization') !== 'Bearer fake-arm-token') {
+      return error(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer or PoP token.', {
+        'www-authenticate': 'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"',
+      });
+    }
+    const vault = url.hostname.split('.')[0]!;
+    const m = /^\/secrets\/([^/]+)\/?([^/]*)$/.exec(url.pathname);
+    if (request.method !== 'GET' || !m) return error(405, 'BadParameter', `the fake vault serves GET /secrets/{name} only, got ${request.method} ${url.pathname}`);
+    if (!/^[0-9a-zA-Z-]{1,127}$/.test(m[1]!)) return error(400, 'BadParameter', `The secret name '${m[1]}' is invalid.`);
+    const value = this.vaultSecrets.get(`${vault}/${m[1]}`);
+    if (value === undefined) return error(404, 'SecretNotFound', `A secret with (name/id) ${m[1]} was not found in this key vault.`);
+    return reply(200, { value, id: `https://${vault}.vault.azure.net/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
   }
 
   private startOperation(namespace: string, complete: () => any, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, status = 202): PipelineResponse {
