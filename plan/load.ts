@@ -10,7 +10,7 @@ import { PROVIDERS } from '../activities/registry';
 import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext } from './phases/kit';
 import type { PathPart, ProviderPlan } from './provider';
-import { planSchemaFor, RESOURCE_KINDS, secretRefPhrase, type PlanFile } from './schema';
+import { isProviderStepKind, planSchemaFor, RESOURCE_KINDS, secretRefPhrase, type PlanFile } from './schema';
 import type { Recovery, ResolvedPlan, Resource, ResourceKind, RetryPolicy, Step, StepTimeouts } from './types';
 
 export { DEFAULT_ANALYSIS, DEFAULT_RETRY, DEFAULT_TIMEOUTS } from './phases/kit';
@@ -69,6 +69,10 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
   for (const [at, problem] of legacy) issues.push(issue(at, problem));
   // A problem inside a resource written the old, flat way is shown where that file has the field.
   const where = (at: PathPart[]): PathPart[] => {
+    if (at[0] === 'phases' && typeof at[1] === 'number') {
+      const old = flat.get(`phases[${at[1]}]`);
+      return old && at[3] === old.provider && at[4] !== undefined ? [...at.slice(0, 3), ...at.slice(4)] : at;
+    }
     const old = at[0] === 'resources' && typeof at[1] === 'string' ? flat.get(at[1]) : undefined;
     if (!old || at[2] !== old.provider) return at;
     const field = at[3] === undefined ? 'provider' : (Object.entries(old.renamed).find(([, to]) => to === at[3])?.[0] ?? at[3]);
@@ -89,7 +93,7 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
     const file = parsed.data as unknown as PlanFile;
     const resources = resolveResources(file, providers);
     for (const [at, problem] of crossCheck(file, resources, providers)) issues.push(issue(where(at), problem));
-    if (!issues.length) return resolve(file, resources, source, raw);
+    if (!issues.length) return resolve(file, resources, providers, source, raw);
   }
   throw new PlanError(source, issues);
 }
@@ -134,7 +138,23 @@ function nestProviderFields(
     nested[name] = { ...rest, [provider.name]: block };
     flat.set(name, { provider: provider.name, renamed });
   }
-  return { data: { ...(raw as object), resources: nested }, problems, flat };
+  // The same for the provider's own fields on infra and app steps (`tier:` beside `resource: db`).
+  const phases = (raw as { phases?: unknown }).phases;
+  const upgraded = !Array.isArray(phases)
+    ? phases
+    : phases.map((phase: unknown, i) => {
+        const [kind, body] = phase && typeof phase === 'object' && !Array.isArray(phase) && Object.keys(phase).length === 1 ? Object.entries(phase)[0]! : [];
+        if (!kind || !isProviderStepKind(kind) || !body || typeof body !== 'object') return phase;
+        const providerName = flat.get((body as { resource?: string }).resource ?? '')?.provider;
+        const own = providers.find((p) => p.name === providerName)?.steps?.[kind];
+        if (!providerName || !own) return phase;
+        const moved = Object.keys(body).filter((k) => k in own.shape);
+        if (!moved.length) return phase;
+        const rest = Object.fromEntries(Object.entries(body).filter(([k]) => !moved.includes(k)));
+        flat.set(`phases[${i}]`, { provider: providerName, renamed: {} });
+        return { [kind]: { ...rest, [providerName]: Object.fromEntries(moved.map((k) => [k, (body as Record<string, unknown>)[k]])) } };
+      });
+  return { data: { ...(raw as object), resources: nested, phases: upgraded }, problems, flat };
 }
 
 /** Each resource with its provider's fields beside its own, as operations read it. */
@@ -150,15 +170,14 @@ function resolveResources(file: PlanFile, providers: readonly ProviderPlan[]): R
 
 // ---- resolution ------------------------------------------------------------------------------------
 
-function resolve(file: PlanFile, resources: Record<string, Resource>, source: string, raw: unknown): ResolvedPlan {
+function resolve(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], source: string, raw: unknown): ResolvedPlan {
   const retry = { ...DEFAULT_RETRY, ...file.defaults?.retry } as RetryPolicy;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...file.defaults?.timeouts } as StepTimeouts;
   const steps: Step[] = [];
   file.phases.forEach((phase, phaseIndex) => {
     const kind = Object.keys(phase)[0] as PhaseKindName;
-    const body = phase[kind]! as BodyCommon;
-    steps.push(
-      ...PHASES[kind].resolve(body, {
+    const { body, provider, fields } = providerBlock(kind, phase[kind]!, providers);
+    const resolved = PHASES[kind].resolve(body, {
         phaseIndex,
         base: (suffix = '') => ({
           id: body.id ? `${body.id}${suffix}` : `${phaseIndex}-${kind}${suffix}`,
@@ -170,10 +189,20 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, source: st
         resources,
         steps,
         approvers: file.approvers,
-      }),
-    );
+        providerWords: provider && isProviderStepKind(kind) ? (provider.describeStep?.(kind, fields) ?? []) : [],
+    });
+    // The provider's own fields sit beside the step's, as its operations read them.
+    steps.push(...resolved.map((s) => (provider ? { ...s, ...fields } : s)));
   });
   return { apiVersion: 'tiershift/v1', name: file.name, description: file.description, hash: planHash(raw), source, resources, steps };
+}
+
+/** A step body without the provider's block, and that block. */
+function providerBlock(kind: PhaseKindName, body: Record<string, unknown>, providers: readonly ProviderPlan[]): { body: BodyCommon; provider?: ProviderPlan; fields: Record<string, unknown> } {
+  const provider = isProviderStepKind(kind) ? providers.find((p) => p.steps?.[kind] && body[p.name] !== undefined) : undefined;
+  if (!provider) return { body, fields: {} };
+  const { [provider.name]: fields, ...rest } = body;
+  return { body: rest, provider, fields: fields as Record<string, unknown> };
 }
 
 /** sha256 of the plan's content with keys sorted, so comments and key order do not change it. */
@@ -209,6 +238,14 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
     if (seen.finalizeAt >= 0 && !PHASES[kind].allowedAfterFinalize) {
       const allowed = PHASE_KINDS.filter((k) => PHASES[k].allowedAfterFinalize);
       problem(['phases', index], `expected only ${allowed.join(', ').replace(/, ([^,]*)$/, ' and $1')} phases after the finalize at phases[${seen.finalizeAt}], got ${kind}`);
+    }
+    if (isProviderStepKind(kind)) {
+      const owner = resources[(body as { resource?: string }).resource ?? '']?.provider;
+      for (const p of providers) {
+        if (body[p.name] !== undefined && owner !== undefined && owner !== p.name) {
+          problem(at(p.name), `expected the fields of ${owner}, the provider of ${(body as { resource: string }).resource}, got ${p.name} fields`);
+        }
+      }
     }
     PHASES[kind].check?.(body, {
       index,

@@ -8,6 +8,14 @@ import type { Recovery, Resource, ResourceKind } from './types';
 
 export type PathPart = string | number;
 
+/**
+ * A provider's resources by kind, typed from its field schemas: the resource every provider's has, with the
+ * provider's own fields beside it (as the loader resolves them).
+ */
+export type ResourcesOf<F extends Record<ResourceKind, z.ZodObject>> = {
+  [K in ResourceKind]: Extract<Resource, { kind: K }> & z.output<F[K]>;
+};
+
 export interface ProviderPlan {
   /** The key a plan nests this provider's fields under: `azure: { server: … }`. */
   name: string;
@@ -20,6 +28,13 @@ export interface ProviderPlan {
    * Paths are below the provider's block; each problem reads "expected …, got …".
    */
   check?(resource: Resource): [PathPart[], string][];
+  /**
+   * Fields it adds to the steps of a kind of phase, nested under its name in the phase:
+   * `- infra: { resource: db, azure: { tier: GeneralPurpose } }`. Only on a step whose resource it drives.
+   */
+  steps?: Partial<Record<'infra' | 'app', z.ZodObject>>;
+  /** The changes those fields make, as words for the step's generated title ("GeneralPurpose", "HA on"). */
+  describeStep?(kind: 'infra' | 'app', fields: Record<string, unknown>): string[];
   /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
   secrets?: Record<string, z.ZodType>;
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */

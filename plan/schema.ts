@@ -74,6 +74,11 @@ function resourceSchema(providers: readonly ProviderPlan[], parts: SchemaParts) 
   );
 }
 
+/** The phase kinds a provider may add fields to (on the step's own resource). */
+export const PROVIDER_STEP_KINDS = ['infra', 'app'] as const;
+export type ProviderStepKind = (typeof PROVIDER_STEP_KINDS)[number];
+export const isProviderStepKind = (kind: string): kind is ProviderStepKind => (PROVIDER_STEP_KINDS as readonly string[]).includes(kind);
+
 /** The plan schema of the registered providers: what `plan/tiershift-plan.schema.json` publishes. */
 export const planSchema = (): ReturnType<typeof build> => planSchemaFor(PROVIDERS);
 
@@ -87,7 +92,10 @@ const schemas = new WeakMap<readonly ProviderPlan[], ReturnType<typeof build>>()
 
 function build(providers: readonly ProviderPlan[]) {
   const parts: SchemaParts = { secretRef: secretRefSchema(providers) };
-  const bodies = Object.fromEntries(PHASE_KINDS.map((k) => [k, PHASES[k].schema(parts).optional()])) as Record<PhaseKindName, z.ZodOptional<z.ZodObject>>;
+  // A provider's own step fields nest under its name: `- infra: { resource: db, azure: { tier: … } }`.
+  const withProviders = (kind: PhaseKindName, body: z.ZodObject) =>
+    body.extend(Object.fromEntries(providers.flatMap((p) => (isProviderStepKind(kind) && p.steps?.[kind] ? [[p.name, p.steps[kind]!.optional()]] : []))));
+  const bodies = Object.fromEntries(PHASE_KINDS.map((k) => [k, withProviders(k, PHASES[k].schema(parts)).optional()])) as Record<PhaseKindName, z.ZodOptional<z.ZodObject>>;
   /** A phase is a one-key object, `- backup: {...}`, so a plan reads as the runbook's list of phases. */
   const phase = z.strictObject(bodies).refine((p) => Object.keys(p).length === 1, { error: `expected exactly one of ${PHASE_KINDS.join(', ')}` });
   return z.strictObject({

@@ -86,26 +86,15 @@ export interface BackupStep extends StepBase {
 export interface InfraStep extends StepBase {
   kind: 'infra';
   resource: string;
-  /** Server parameters, e.g. max_connections, shared_buffers. */
+  /** Server parameters, e.g. max_connections, shared_buffers. The provider's own fields (a tier) sit beside them. */
   settings: Record<string, string | number | boolean>;
-  /** Azure tier changes: sku, tier, storageGb, highAvailability, backupRetentionDays, replica. */
-  sku?: string;
-  tier?: string;
-  storageGb?: number;
-  highAvailability?: boolean;
-  backupRetentionDays?: number;
 }
 export interface AppStep extends StepBase {
   kind: 'app';
   resource: string;
   version: string;
-  /** The database resource the new version uses. */
+  /** The database resource the new version uses. The provider's own fields (an image, replicas) sit beside it. */
   database?: string;
-  image?: string;
-  cpu?: number;
-  memory?: string;
-  minReplicas?: number;
-  maxReplicas?: number;
 }
 export interface DataStep extends StepBase {
   kind: 'data';

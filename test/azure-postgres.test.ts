@@ -1,8 +1,8 @@
 // The Azure provider's PostgreSQL Flexible Server operations, through the real SDK against a fake ARM:
 // the requests it sends, ARM's long-running-operation protocol, faults, and a worker killed mid-poll.
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AzureResource } from '../activities/azure/provider';
-import type { BackupStep, DataStep, FinalizeStep, InfraStep } from '../plan/types';
+import type { AzureInfraStep, AzureResource } from '../activities/azure/provider';
+import type { BackupStep, DataStep, FinalizeStep } from '../plan/types';
 import { FakeArm, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
@@ -12,7 +12,7 @@ const resources: Record<string, AzureResource> = {
 };
 const server = pgId('pg-compliance-westeurope');
 
-const mediumTier = step<InfraStep>({
+const mediumTier = step<AzureInfraStep>({
   id: 'infra',
   kind: 'infra',
   resource: 'db',
@@ -67,7 +67,7 @@ describe('infra prep on a Flexible Server', () => {
   });
 
   it('refuses to shrink storage with one clear sentence and sends nothing', async () => {
-    const shrink = step<InfraStep>({ id: 'shrink', kind: 'infra', resource: 'db', storageGb: 64, settings: {} });
+    const shrink = step<AzureInfraStep>({ id: 'shrink', kind: 'infra', resource: 'db', storageGb: 64, settings: {} });
     const { error } = await attempt(activities.prepareInfra, input(shrink, resources));
     expect(error?.message).toBe('server pg-compliance-westeurope has 128 GB of storage and Azure cannot shrink it, but the plan asks for 64 GB; set storageGb to at least 128');
     expect(error?.type).toBe('NonRetryable');
@@ -78,7 +78,7 @@ describe('infra prep on a Flexible Server', () => {
     arm.fault({ method: 'PATCH', path: /flexibleServers\/pg-compliance-westeurope$/, status: 429, headers: { 'retry-after': '1' }, body: { error: { code: 'TooManyRequests', message: 'Throttled' } } });
     arm.fault({ method: 'GET', path: /azureAsyncOperation/, status: 500 });
     const started = Date.now();
-    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D2ds_v4', tier: 'GeneralPurpose', settings: {} }), resources));
+    const { error } = await attempt(activities.prepareInfra, input(step<AzureInfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D2ds_v4', tier: 'GeneralPurpose', settings: {} }), resources));
     expect(error).toBeUndefined();
     // The throttled PATCH was sent again after Retry-After (1 s); the accepted one is the only change.
     expect(arm.writes()).toEqual([`PATCH ${server}`, `PATCH ${server}`]);
@@ -87,20 +87,20 @@ describe('infra prep on a Flexible Server', () => {
   });
 
   it("turns Azure's validation errors into a non-retryable failure carrying Azure's message", async () => {
-    const bad = step<InfraStep>({ id: 'bad', kind: 'infra', resource: 'db', sku: 'D2ds-v4', tier: 'GeneralPurpose', settings: {} });
+    const bad = step<AzureInfraStep>({ id: 'bad', kind: 'infra', resource: 'db', sku: 'D2ds-v4', tier: 'GeneralPurpose', settings: {} });
     const { error } = await attempt(activities.prepareInfra, input(bad, resources));
     expect(error?.type).toBe('NonRetryable');
     expect(error?.message).toBe(
       "updating SKU of server pg-compliance-westeurope: Azure refused the request (InvalidSkuName: The SKU 'D2ds-v4' is invalid for tier 'GeneralPurpose'); fix the plan or the resource and resume",
     );
-    const haOnBurstable = step<InfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: true, settings: {} });
+    const haOnBurstable = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: true, settings: {} });
     const ha = await attempt(activities.prepareInfra, input(haOnBurstable, resources));
     expect(ha.error?.message).toMatch(/HANotSupportedForBurstableSkus: High availability is not supported for Burstable tier/);
   });
 
   it('a 409 conflict is retryable, and the retried attempt completes the change', async () => {
     arm.fault({ method: 'PATCH', path: /flexibleServers\/pg-compliance-westeurope$/, status: 409, body: { error: { code: 'ServerBusy', message: 'Server is busy with another operation.' } } });
-    const s = step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', backupRetentionDays: 14, settings: {} });
+    const s = step<AzureInfraStep>({ id: 'infra', kind: 'infra', resource: 'db', backupRetentionDays: 14, settings: {} });
     const first = await attempt(activities.prepareInfra, input(s, resources));
     expect(first.error?.type).toBe('AzureConflict');
     expect(first.error?.nonRetryable).toBeFalsy();
@@ -112,14 +112,14 @@ describe('infra prep on a Flexible Server', () => {
   it('waits while the server is Updating instead of sending a change ARM would refuse', async () => {
     arm.get(server)!.properties.state = 'Updating';
     setTimeout(() => (arm.get(server)!.properties.state = 'Ready'), 150);
-    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'i', kind: 'infra', resource: 'db', backupRetentionDays: 21, settings: {} }), resources));
+    const { error } = await attempt(activities.prepareInfra, input(step<AzureInfraStep>({ id: 'i', kind: 'infra', resource: 'db', backupRetentionDays: 21, settings: {} }), resources));
     expect(error).toBeUndefined();
     expect(arm.requests.filter((r) => r.method === 'GET' && r.path === server).length).toBeGreaterThan(2);
   });
 
   it('an operation Azure reports as Failed fails the step with its error', async () => {
     arm.failNextOperation = { code: 'InvalidParameterValue', message: 'The storage tier P30 is not valid for 512 GB.' };
-    const { error } = await attempt(activities.prepareInfra, input(step<InfraStep>({ id: 'i', kind: 'infra', resource: 'db', storageGb: 512, settings: {} }), resources));
+    const { error } = await attempt(activities.prepareInfra, input(step<AzureInfraStep>({ id: 'i', kind: 'infra', resource: 'db', storageGb: 512, settings: {} }), resources));
     expect(error?.type).toBe('NonRetryable');
     expect(error?.message).toMatch(/The storage tier P30 is not valid for 512 GB/);
   });
@@ -128,7 +128,7 @@ describe('infra prep on a Flexible Server', () => {
 describe('a worker killed while it polls a long-running operation', () => {
   it('the next attempt resumes the same operation from the heartbeat, without sending the PATCH again', async () => {
     arm.pollsToComplete = 6;
-    const s = step<InfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D4ds_v4', tier: 'GeneralPurpose', settings: {} });
+    const s = step<AzureInfraStep>({ id: 'infra', kind: 'infra', resource: 'db', sku: 'Standard_D4ds_v4', tier: 'GeneralPurpose', settings: {} });
     const first = await attempt(activities.prepareInfra, input(s, resources), {
       onHeartbeat: (d, env) => {
         const j = d as { pending?: { op: string } } | undefined;
@@ -218,7 +218,7 @@ describe('drift', () => {
     arm.get(`${server}/configurations/max_connections`)!.properties.value = '150';
     const drift = await attempt(activities.checkDrift, {
       migrationId: 'm',
-      step: step<InfraStep>({ id: 'x', kind: 'infra', resource: 'db', settings: {} }),
+      step: step<AzureInfraStep>({ id: 'x', kind: 'infra', resource: 'db', settings: {} }),
       resources,
       expect: { settings: { db: { max_connections: 200 } } },
     } as never);

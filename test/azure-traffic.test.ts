@@ -2,8 +2,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AzureResource } from '../activities/azure/provider';
-import type { AppStep, TrafficStep } from '../plan/types';
+import type { AzureAppStep, AzureResource } from '../activities/azure/provider';
+import type { TrafficStep } from '../plan/types';
 import { afdId, appId, FakeArm, seedContainerApp, seedFrontDoor } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
@@ -113,7 +113,7 @@ describe('Container Apps blue-green', () => {
     api: { name: 'api', kind: 'app', containerApp: 'ca-compliance-api', ...scope },
     revisions: { name: 'revisions', kind: 'traffic', containerApp: 'ca-compliance-api', stable: 'ca-compliance-api--v1', canary: 'ca-compliance-api--v2-0-0', ...scope },
   };
-  const deploy = step<AppStep>({ id: 'app', kind: 'app', resource: 'api', version: 'v2.0.0', image: 'acr.azurecr.io/compliance-api:v2.0.0-medium', cpu: 1, memory: '2Gi', minReplicas: 3, maxReplicas: 10 });
+  const deploy = step<AzureAppStep>({ id: 'app', kind: 'app', resource: 'api', version: 'v2.0.0', image: 'acr.azurecr.io/compliance-api:v2.0.0-medium', cpu: 1, memory: '2Gi', minReplicas: 3, maxReplicas: 10 });
 
   it('deploys a new revision with no traffic, splits 90/10 by revision, and rolls back to the previous revision', async () => {
     const app = await attempt(activities.updateApp, input(deploy, resources));

@@ -53,6 +53,18 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['a local blob account that is not a sandbox role', HEAD.replace('account: primary', 'account: westeurope') + '  - check: { resources: [assets] }\n', 'resources.assets.account', 7, /expected the sandbox account primary or secondary, got "westeurope"/],
   ['the same origin twice', HEAD.replace('canary: green', 'canary: blue') + '  - check: { resources: [front] }\n', 'resources.front.canary', 8, /expected an origin other than the stable one, got "blue" for both/],
   ['a retry policy with zero attempts', '  - check: { resources: [sourceDb], retry: { maximumAttempts: 0 } }\n', 'phases[0].check.retry.maximumAttempts', 11, /expected at least 1, got 0/],
+  // Providers: each resource nests its provider's fields (flat v1 plans keep loading, see above).
+  ['a resource with no provider', HEAD.replace('sourceDb: { kind: postgres, provider: local, cluster: source }', 'sourceDb: { kind: postgres, database: shop }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb', 5, /expected the fields of exactly one provider that drives postgres resources \(local: \{ … \} or azure: \{ … \}\), got none/],
+  ['a resource with two providers', HEAD.replace('sourceDb: { kind: postgres, provider: local, cluster: source }', 'sourceDb: { kind: postgres, local: { cluster: source }, azure: { subscription: s, resourceGroup: rg, server: pg-one } }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.azure', 5, /expected the fields of exactly one provider .*got local and azure/],
+  ['an unregistered provider', HEAD.replace('provider: local, cluster: source', 'provider: aws, cluster: source') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.provider', 5, /expected one of local, azure, got "aws"/],
+  ['an unregistered provider block', HEAD.replace('sourceDb: { kind: postgres, provider: local, cluster: source }', 'sourceDb: { kind: postgres, aws: { instance: db1 } }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.aws', 5, /expected no key "aws" here \(a resource nests its provider's fields under one of local, azure\)/],
+  ['Azure step fields on a sandbox database', '  - infra: { resource: targetDb, azure: { tier: GeneralPurpose } }\n', 'phases[0].infra.azure', 11, /expected the fields of local, the provider of targetDb, got azure fields/],
+  ['an Azure tier on a sandbox database, written flat', '  - infra: { resource: targetDb, tier: GeneralPurpose }\n', 'phases[0].infra.tier', 11, /expected no key "tier" here/],
+  ['an Azure server name Azure refuses', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: PG_Target') + '  - check: { resources: [targetDb] }\n', 'resources.targetDb.server', 6, /expected a Flexible Server name: 3 to 63 lowercase letters, digits and dashes.*got "PG_Target"/],
+  ['a database name that is not an identifier', HEAD.replace('cluster: source }', 'cluster: source, database: "shop?host=elsewhere" }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.database', 5, /expected a database name: up to 63 letters, digits, _ and -.*got "shop\?host=elsewhere"/],
+  ['replicas that go down', HEAD.replace('api: { kind: app, provider: local }', 'api: { kind: app, provider: azure, subscription: s, resourceGroup: rg, containerApp: ca-api }') + '  - app: { resource: api, version: v2, minReplicas: 3, maxReplicas: 2 }\n', 'phases[0].app.maxReplicas', 11, /expected at least minReplicas \(3\), got 2/],
+  // Finalize ends replication: users left on the stable side would write into a database nobody reads any more.
+  ['a cutover while the stable side still serves', '  - data: { from: sourceDb, to: targetDb }\n  - traffic: { resource: front, steps: [ { weight: 10, bake: 1m }, { weight: 50, bake: 1m } ] }\n  - finalize: { resources: [targetDb] }\n', 'phases[1].traffic.steps[1].weight', 12, /expected the last traffic step of front to reach 100 before the finalize at phases\[2\] cuts over targetDb .*got 50/],
 ];
 
 describe('plan validation', () => {
@@ -94,6 +106,59 @@ describe('plan validation', () => {
 
   it('names an unreadable file and what to pass instead', () => {
     expect(() => loadPlan('plans/none.yaml')).toThrow(/cannot read plan plans\/none.yaml: no such file; pass the path of a plan YAML file/);
+  });
+});
+
+describe('providers in plans', () => {
+  const nested = `apiVersion: tiershift/v1
+name: shop-move
+resources:
+  db: { kind: postgres, database: shop, azure: { subscription: s, resourceGroup: rg, server: pg-shop } }
+  api: { kind: app, azure: { subscription: s, resourceGroup: rg, containerApp: ca-api } }
+  sandboxDb: { kind: postgres, local: { cluster: target } }
+  sandboxApp: { kind: app, local: {} }
+phases:
+  - infra: { resource: db, settings: { max_connections: 200 }, azure: { tier: GeneralPurpose, sku: Standard_D2ds_v4 } }
+  - app: { resource: api, version: v2, azure: { image: registry/api:v2, cpu: 1, minReplicas: 2, maxReplicas: 4 } }
+  - app: { resource: sandboxApp, version: v2, database: sandboxDb }
+`;
+  const flat = `apiVersion: tiershift/v1
+name: shop-move
+resources:
+  db: { kind: postgres, provider: azure, subscription: s, resourceGroup: rg, server: pg-shop, database: shop }
+  api: { kind: app, provider: azure, subscription: s, resourceGroup: rg, containerApp: ca-api }
+  sandboxDb: { kind: postgres, provider: local, cluster: target }
+  sandboxApp: { kind: app, provider: local, containerApp: green }
+phases:
+  - infra: { resource: db, tier: GeneralPurpose, sku: Standard_D2ds_v4, settings: { max_connections: 200 } }
+  - app: { resource: api, version: v2, image: registry/api:v2, cpu: 1, minReplicas: 2, maxReplicas: 4 }
+  - app: { resource: sandboxApp, version: v2, database: sandboxDb }
+`;
+
+  it('reads the provider from the block a resource nests, and puts its fields beside the resource and step fields', () => {
+    const plan = parsePlan(nested, 'nested.yaml');
+    expect(plan.resources.db).toEqual({ name: 'db', kind: 'postgres', provider: 'azure', database: 'shop', subscription: 's', resourceGroup: 'rg', server: 'pg-shop' });
+    expect(plan.resources.sandboxApp).toEqual({ name: 'sandboxApp', kind: 'app', provider: 'local', color: 'green' });
+    expect(plan.steps[0]).toMatchObject({ kind: 'infra', title: 'Prepare db: GeneralPurpose, Standard_D2ds_v4, max_connections=200', tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    expect(plan.steps[1]).toMatchObject({ kind: 'app', image: 'registry/api:v2', cpu: 1, minReplicas: 2, maxReplicas: 4 });
+    expect(plan.steps[2]).not.toHaveProperty('azure');
+  });
+
+  it('keeps loading plans written flat beside provider:, into the same resources and steps', () => {
+    const a = parsePlan(nested, 'nested.yaml');
+    const b = parsePlan(flat, 'flat.yaml');
+    expect(b.resources).toEqual(a.resources);
+    expect(b.steps).toEqual(a.steps);
+  });
+
+  it('lets no provider field shadow what every resource of a kind has', async () => {
+    const { PROVIDERS } = await import('../activities/registry');
+    const core: Record<string, string[]> = { postgres: ['kind', 'database', 'connection'], blob: ['kind', 'container', 'connection'], traffic: ['kind', 'stable', 'canary'], app: ['kind'] };
+    for (const p of PROVIDERS) {
+      for (const [kind, fields] of Object.entries(p.resources)) {
+        expect(Object.keys(fields!.shape).filter((f) => core[kind]!.includes(f) || f === 'name' || f === 'provider'), `${p.name} ${kind}`).toEqual([]);
+      }
+    }
   });
 });
 

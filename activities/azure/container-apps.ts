@@ -4,8 +4,7 @@
 // and it takes no traffic until a traffic step gives it some.
 import { ContainerAppsAPIClient, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { AppStep } from '../../plan/types';
-import type { AzureApp, AzureTraffic } from './provider';
+import type { AzureApp, AzureTraffic, AzureAppStep } from './provider';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
 
@@ -58,7 +57,7 @@ interface AppBefore {
   mode?: string;
 }
 
-export async function updateApp(az: AzureContext, { step, resources }: StepInput<AppStep>): Promise<StepOutcome> {
+export async function updateApp(az: AzureContext, { step, resources }: StepInput<AzureAppStep>): Promise<StepOutcome> {
   const resource = resourceOf(resources, step.resource, 'app', 'app resource');
   const a = app(az, resource);
   const journal = new Journal();

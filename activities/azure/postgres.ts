@@ -4,8 +4,8 @@
 // the server is busy with another operation.
 import { PostgreSQLManagementFlexibleServerClient, type Server, type ServerForPatch } from '@azure/arm-postgresql-flexible';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { BackupStep, DataStep, FinalizeStep, InfraStep } from '../../plan/types';
-import type { AzurePostgres } from './provider';
+import type { BackupStep, DataStep, FinalizeStep } from '../../plan/types';
+import type { AzurePostgres, AzureInfraStep } from './provider';
 import type { Figures } from '../../contract/status';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
@@ -173,7 +173,7 @@ const describeShape = (w: Partial<ServerShape>) =>
     .filter(Boolean)
     .join(', ');
 
-export async function prepareInfra(az: AzureContext, { step, resources }: StepInput<InfraStep>): Promise<StepOutcome> {
+export async function prepareInfra(az: AzureContext, { step, resources }: StepInput<AzureInfraStep>): Promise<StepOutcome> {
   const t = target(az, resourceOf(resources, step.resource, 'postgres', 'infra resource'));
   const journal = new Journal();
   const names = Object.keys(step.settings);
@@ -212,8 +212,9 @@ export async function prepareInfra(az: AzureContext, { step, resources }: StepIn
 }
 
 /** Back to the recorded SKU, HA, retention and parameters; storage only grows, which the summary says. */
-export async function undoInfra(az: AzureContext, { step, resources, undo }: UndoInput): Promise<StepOutcome> {
-  if (step.kind !== 'infra') throw new Error(`undoInfra got a ${step.kind} step`);
+export async function undoInfra(az: AzureContext, { step: anyStep, resources, undo }: UndoInput): Promise<StepOutcome> {
+  if (anyStep.kind !== 'infra') throw new Error(`undoInfra got a ${anyStep.kind} step`);
+  const step = anyStep as AzureInfraStep;
   const t = target(az, resourceOf(resources, step.resource, 'postgres', 'infra resource'));
   const before = (undo as { before?: ServerShape } | undefined)?.before;
   if (!before) return { summary: `${t.server}: the infra step recorded nothing to restore`, figures: {} };

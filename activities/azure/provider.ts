@@ -2,7 +2,8 @@
 // Key Vault secret references it resolves, and its operations, loaded only by a worker (so the CLI never
 // loads the Azure SDKs). Registered by one line in activities/registry.ts.
 import { z } from 'zod';
-import type { AppResource, BlobResource, PostgresResource, TrafficResource } from '../../plan/types';
+import type { ResourcesOf } from '../../plan/provider';
+import type { AppStep, InfraStep } from '../../plan/types';
 import type { ProviderDefinition } from '../types';
 
 const required = (what: string) => z.string({ error: (iss) => (iss.input === undefined ? `expected ${what}, got nothing` : undefined) }).min(1);
@@ -38,25 +39,47 @@ const fields = {
   app: z.strictObject({ ...scope, containerApp: containerAppName }),
 };
 
-export type AzurePostgres = PostgresResource & z.infer<typeof fields.postgres>;
-export type AzureBlob = BlobResource & z.infer<typeof fields.blob>;
-export type AzureTraffic = TrafficResource & z.infer<typeof fields.traffic>;
-export type AzureApp = AppResource & z.infer<typeof fields.app>;
+/** What an Azure infra or app step adds: the server's tier and the revision's container. */
+const steps = {
+  infra: z.strictObject({
+    sku: z.string().min(1).optional(),
+    tier: z.enum(['Burstable', 'GeneralPurpose', 'MemoryOptimized']).optional(),
+    storageGb: z.int().min(32).max(65536).optional(),
+    highAvailability: z.boolean().optional(),
+    backupRetentionDays: z.int().min(7).max(35).optional(),
+  }),
+  app: z.strictObject({
+    image: z.string().min(1).optional(),
+    cpu: z.number().positive().max(16).optional(),
+    memory: z.string().regex(/^\d+(\.\d+)?Gi$/, { error: 'expected a memory size such as 2Gi' }).optional(),
+    minReplicas: z.int().min(0).max(1000).optional(),
+    maxReplicas: z.int().min(1).max(1000).optional(),
+  }).superRefine((f, ctx) => {
+    if (f.minReplicas !== undefined && f.maxReplicas !== undefined && f.minReplicas > f.maxReplicas) {
+      ctx.addIssue({ code: 'custom', path: ['maxReplicas'], message: `expected at least minReplicas (${f.minReplicas})` });
+    }
+  }),
+};
+export type AzureInfraStep = InfraStep & z.infer<typeof steps.infra>;
+export type AzureAppStep = AppStep & z.infer<typeof steps.app>;
 
 /** The resource an Azure operation receives, by kind: the plan loader checked these fields. */
-export interface AzureResources {
-  postgres: AzurePostgres;
-  blob: AzureBlob;
-  traffic: AzureTraffic;
-  app: AzureApp;
-}
-
+export type AzureResources = ResourcesOf<typeof fields>;
 export type AzureResource = AzureResources[keyof AzureResources];
+export type AzurePostgres = AzureResources['postgres'];
+export type AzureBlob = AzureResources['blob'];
+export type AzureTraffic = AzureResources['traffic'];
+export type AzureApp = AzureResources['app'];
 
 export const azure: ProviderDefinition = {
   name: 'azure',
   title: 'Azure Resource Manager',
   resources: fields,
+  steps,
+  describeStep(kind, f) {
+    if (kind !== 'infra') return [];
+    return [f.tier, f.sku, f.storageGb !== undefined && `${f.storageGb} GB storage`, f.highAvailability !== undefined && `HA ${f.highAvailability ? 'on' : 'off'}`].filter((w): w is string => Boolean(w));
+  },
   check(resource) {
     const r = resource as AzureTraffic;
     if (r.kind !== 'traffic' || r.containerApp) return [];

@@ -2,7 +2,7 @@
 // not by address, since the sandbox's state file knows every endpoint. Registered by one line in
 // activities/registry.ts; its operations are loaded only by a worker.
 import { z } from 'zod';
-import type { AppResource, BlobResource, PostgresResource, TrafficResource } from '../../plan/types';
+import type { ResourcesOf } from '../../plan/provider';
 import type { ProviderDefinition } from '../types';
 
 const fields = {
@@ -18,20 +18,13 @@ const fields = {
   }),
 };
 
-export type LocalPostgres = PostgresResource & z.infer<typeof fields.postgres>;
-export type LocalBlob = BlobResource & z.infer<typeof fields.blob>;
-export type LocalTraffic = TrafficResource & z.infer<typeof fields.traffic>;
-export type LocalApp = AppResource & z.infer<typeof fields.app>;
-
 /** The resource a local operation receives, by kind: the plan loader checked these fields. */
-export interface LocalResources {
-  postgres: LocalPostgres;
-  blob: LocalBlob;
-  traffic: LocalTraffic;
-  app: LocalApp;
-}
-
+export type LocalResources = ResourcesOf<typeof fields>;
 export type LocalResource = LocalResources[keyof LocalResources];
+export type LocalPostgres = LocalResources['postgres'];
+export type LocalBlob = LocalResources['blob'];
+export type LocalTraffic = LocalResources['traffic'];
+export type LocalApp = LocalResources['app'];
 
 export const local: ProviderDefinition = {
   name: 'local',

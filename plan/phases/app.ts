@@ -9,11 +9,7 @@ const body = z.strictObject({
   version: z.string().min(1).max(100),
   /** The database resource the new version uses. */
   database: resourceName.optional(),
-  image: z.string().min(1).optional(),
-  cpu: z.number().positive().max(16).optional(),
-  memory: z.string().regex(/^\d+(\.\d+)?Gi$/, { error: 'expected a memory size such as 2Gi' }).optional(),
-  minReplicas: z.int().min(0).max(1000).optional(),
-  maxReplicas: z.int().min(1).max(1000).optional(),
+  // A provider nests how it runs the version (an image, CPU, replicas) under its name.
 });
 
 export const app = phaseKind<z.infer<typeof body>>({
@@ -25,9 +21,6 @@ export const app = phaseKind<z.infer<typeof body>>({
   check(b, ctx) {
     ctx.ref(ctx.at('resource'), b.resource, ['app']);
     if (b.database) ctx.ref(ctx.at('database'), b.database, ['postgres']);
-    if (b.minReplicas !== undefined && b.maxReplicas !== undefined && b.minReplicas > b.maxReplicas) {
-      ctx.problem(ctx.at('maxReplicas'), `expected at least minReplicas (${b.minReplicas}), got ${b.maxReplicas}`);
-    }
   },
   undo: (step) => (step.kind === 'app' ? `Stop ${step.resource} ${step.version} and keep the previous version serving` : undefined),
   describe: retryDetail,

@@ -91,6 +91,8 @@ export interface ResolveContext {
   steps: readonly Step[];
   /** The plan-wide approvers, for gates that name none. */
   approvers?: string[];
+  /** What the provider's own fields on this step change, as words for the generated title. */
+  providerWords: string[];
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */

@@ -3,7 +3,7 @@
 // the time-skipping server with no sandbox, and its state after a run or a rollback can be compared.
 import { z } from 'zod';
 import type { ProviderDefinition } from '../../../../activities/types';
-import type { AppResource, BlobResource, PostgresResource, TrafficResource } from '../../../../plan/types';
+import type { ResourcesOf } from '../../../../plan/provider';
 
 const fields = {
   postgres: z.strictObject({ server: z.string().regex(/^[a-z][a-z0-9-]{2,30}$/, { error: 'expected a memory server name' }) }),
@@ -12,10 +12,11 @@ const fields = {
   app: z.strictObject({ service: z.string().min(1) }),
 };
 
-export type MemoryPostgres = PostgresResource & z.infer<typeof fields.postgres>;
-export type MemoryBlob = BlobResource & z.infer<typeof fields.blob>;
-export type MemoryTraffic = TrafficResource & z.infer<typeof fields.traffic>;
-export type MemoryApp = AppResource & z.infer<typeof fields.app>;
+type MemoryResources = ResourcesOf<typeof fields>;
+export type MemoryPostgres = MemoryResources['postgres'];
+export type MemoryBlob = MemoryResources['blob'];
+export type MemoryTraffic = MemoryResources['traffic'];
+export type MemoryApp = MemoryResources['app'];
 
 export const memory: ProviderDefinition = {
   name: 'memory',
