@@ -3,7 +3,7 @@
 import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { UserError } from '../contract/errors';
-import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema } from '../contract/messages';
+import type * as Messages from '../contract/messages';
 import { unreachableGate } from '../plan/gates';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
@@ -52,29 +52,35 @@ export async function migrationStatus(client: Client, id: string): Promise<Migra
   return migrationHandle(client, id).query(statusQuery);
 }
 
-/** What is sent is checked with the schema the workflow checks it with: a malformed call never leaves the CLI. */
-function wellFormed<T>(schema: Parameters<typeof payloadProblem>[0], call: string, args: T): T {
-  const problem = payloadProblem(schema, call, args, 'correct it and run the command again');
+/**
+ * What is sent is checked with the schema the workflow checks it with: a malformed call never leaves the
+ * CLI. zod is loaded only here, when a decision is sent: through tsx it costs every command most of a second.
+ */
+async function wellFormed<T>(schema: (m: typeof Messages) => Parameters<typeof Messages.payloadProblem>[0], call: string, args: T): Promise<T> {
+  const messages = await import('../contract/messages');
+  const problem = messages.payloadProblem(schema(messages), call, args, 'correct it and run the command again');
   if (problem) throw new UserError(`${problem}.`, EXIT.invalid);
   return args;
 }
 
 export async function approveGate(client: Client, id: string, args: ApproveArgs) {
-  return migrationHandle(client, id).executeUpdate(approveUpdate, { args: [wellFormed(approveArgsSchema, 'approval', args)] });
+  const checked = await wellFormed((m) => m.approveArgsSchema, 'approval', args);
+  return migrationHandle(client, id).executeUpdate(approveUpdate, { args: [checked] });
 }
 
 export async function rejectGate(client: Client, id: string, args: RejectArgs) {
-  return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [wellFormed(rejectArgsSchema, 'rejection', args)] });
+  const checked = await wellFormed((m) => m.rejectArgsSchema, 'rejection', args);
+  return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [checked] });
 }
 
 export async function resumeMigration(client: Client, id: string, by: string) {
-  const args: OperatorArgs = { by };
-  return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [wellFormed(operatorArgsSchema, 'resume', args)] });
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { by } satisfies OperatorArgs);
+  return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [checked] });
 }
 
 export async function rollbackMigration(client: Client, id: string, by: string, reason?: string, confirm?: boolean) {
-  const args: OperatorArgs = { by, reason, ...(confirm ? { confirm } : {}) };
-  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [wellFormed(operatorArgsSchema, 'rollback', args)] });
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { by, reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
+  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [checked] });
 }
 
 
