@@ -73,15 +73,18 @@ export class MigrationRun {
     wf.setHandler(rejectUpdate, guarded((args: RejectArgs) => this.reject(args)), { validator: (args: unknown) => this.validateReject(args) });
     wf.setHandler(resumeUpdate, guarded((args: OperatorArgs) => this.resume(args)), { validator: (args: unknown) => this.validateResume(args) });
     wf.setHandler(rollbackUpdate, guarded((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
+    // A signal is validated again when its history replays (an Update's validator is not): a signal the
+    // shape check refuses may have been accepted before the check existed, so histories without the
+    // marker replay without it.
     wf.setHandler(approveSignal, (args: unknown) =>
       this.viaSignal(approveSignal.name, args, () => {
-        this.validateApprove(args);
+        this.validateApprove(args, wf.patched(SIGNAL_SHAPES));
         this.approve(args);
       }),
     );
     wf.setHandler(rejectSignal, (args: unknown) =>
       this.viaSignal(rejectSignal.name, args, () => {
-        this.validateReject(args);
+        this.validateReject(args, wf.patched(SIGNAL_SHAPES));
         this.reject(args);
       }),
     );
@@ -252,9 +255,10 @@ export class MigrationRun {
     return Object.fromEntries(this.status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, { ...s.figures }]));
   }
 
-  validateApprove(args: unknown): asserts args is ApproveArgs {
-    requireShape(approveArgsSchema, 'approval', args);
-    const { gate: name, by, planHash } = args;
+  validateApprove(args: unknown, checkShape = true): asserts args is ApproveArgs {
+    if (checkShape) requireShape(approveArgsSchema, 'approval', args);
+    // Unchecked only when replaying a signal from before the check: read as it was read then.
+    const { gate: name, by, planHash } = args as ApproveArgs;
     this.requireSamePlan(planHash);
     this.requirePending(name);
     const gate = this.gateStep(name);
@@ -277,9 +281,9 @@ export class MigrationRun {
     return this.status;
   }
 
-  validateReject(args: unknown): asserts args is RejectArgs {
-    requireShape(rejectArgsSchema, 'rejection', args);
-    const { gate: name, by, reason, planHash } = args;
+  validateReject(args: unknown, checkShape = true): asserts args is RejectArgs {
+    if (checkShape) requireShape(rejectArgsSchema, 'rejection', args);
+    const { gate: name, by, reason, planHash } = args as RejectArgs;
     this.requireSamePlan(planHash);
     this.requirePending(name);
     if (this.status.pointOfNoReturn?.crossed) {
@@ -435,6 +439,8 @@ export class MigrationRun {
   }
 }
 
+/** The patch that added the shape check to signals (see installHandlers). */
+const SIGNAL_SHAPES = 'signal-payload-shape';
 const REFUSED = 'signal refused: ';
 const isRefusal = (e: MigrationStatus['errors'][number]): boolean => e.error.startsWith(REFUSED);
 
