@@ -19,6 +19,7 @@ import {
   MIGRATION_STATES,
   migrationHandle,
   migrationStatusAnyState,
+  refuseUnreachableGates,
   rejectGate,
   resumeMigration,
   rollbackMigration,
@@ -198,6 +199,8 @@ program
     runAction(async () => {
       const plan = await loadPlan(file);
       const by = me(opts.by);
+      // Before connecting: a plan that can never pass is the author's to fix, whether Temporal is up or not.
+      refuseUnreachableGates(plan, by);
       const { client, resolved } = await connectClient(globals());
       const handle = await startMigration(client, plan, by, { id: opts.id });
       const url = workflowUrl(resolved, handle.workflowId);

@@ -1,7 +1,7 @@
 // Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
 // and `watch`.
 import type { MigrationListing } from './migrations';
-import { TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../contract/status';
+import { REFUSALS_KEPT, TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../contract/status';
 
 export const MARK: Record<StepStatus['state'], string> = {
   pending: ' ',
@@ -51,6 +51,10 @@ export function formatStatus(status: MigrationStatus): string {
   }
   for (const d of status.decisions) {
     lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);
+  }
+  if (status.refusedSignals) {
+    const kept = Math.min(status.refusedSignals, REFUSALS_KEPT);
+    lines.push(`Refused signals: ${status.refusedSignals} (the last ${kept} with their reasons: tiershift report ${status.migrationId})`);
   }
   return lines.join('\n');
 }

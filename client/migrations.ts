@@ -2,11 +2,21 @@
 // inspect and decide.
 import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
+import { UserError } from '../contract/errors';
+import type * as Messages from '../contract/messages';
+import { unreachableGate } from '../plan/gates';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
 import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
 import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery } from '../workflows/shared';
-import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type RejectArgs } from '../contract/status';
+import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type OperatorArgs, type RejectArgs } from '../contract/status';
+import { EXIT } from './errors';
+
+/** A plan with a gate that can never pass, given four eyes and who starts it, is refused before Temporal sees it. */
+export function refuseUnreachableGates(plan: ResolvedPlan, startedBy: string): void {
+  const problem = unreachableGate(plan, startedBy);
+  if (problem) throw new UserError(problem, EXIT.invalid);
+}
 
 export async function startMigration(
   client: Client,
@@ -14,6 +24,7 @@ export async function startMigration(
   startedBy: string,
   opts: { id?: string; historyLimit?: number } = {},
 ) {
+  refuseUnreachableGates(plan, startedBy);
   const workflowId = opts.id ?? migrationId(plan.name);
   return client.workflow.start<typeof migration>('migration', {
     taskQueue: TASK_QUEUE,
@@ -41,20 +52,35 @@ export async function migrationStatus(client: Client, id: string): Promise<Migra
   return migrationHandle(client, id).query(statusQuery);
 }
 
+/**
+ * What is sent is checked with the schema the workflow checks it with: a malformed call never leaves the
+ * CLI. zod is loaded only here, when a decision is sent: through tsx it costs every command most of a second.
+ */
+async function wellFormed<T>(schema: (m: typeof Messages) => Parameters<typeof Messages.payloadProblem>[0], call: string, args: T): Promise<T> {
+  const messages = await import('../contract/messages');
+  const problem = messages.payloadProblem(schema(messages), call, args, 'correct it and run the command again');
+  if (problem) throw new UserError(`${problem}.`, EXIT.invalid);
+  return args;
+}
+
 export async function approveGate(client: Client, id: string, args: ApproveArgs) {
-  return migrationHandle(client, id).executeUpdate(approveUpdate, { args: [args] });
+  const checked = await wellFormed((m) => m.approveArgsSchema, 'approval', args);
+  return migrationHandle(client, id).executeUpdate(approveUpdate, { args: [checked] });
 }
 
 export async function rejectGate(client: Client, id: string, args: RejectArgs) {
-  return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [args] });
+  const checked = await wellFormed((m) => m.rejectArgsSchema, 'rejection', args);
+  return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [checked] });
 }
 
 export async function resumeMigration(client: Client, id: string, by: string) {
-  return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [{ by }] });
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { by } satisfies OperatorArgs);
+  return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [checked] });
 }
 
 export async function rollbackMigration(client: Client, id: string, by: string, reason?: string, confirm?: boolean) {
-  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [{ by, reason, ...(confirm ? { confirm } : {}) }] });
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { by, reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
+  return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [checked] });
 }
 
 

@@ -1,6 +1,6 @@
 // `tiershift report`: the record of a migration for a change ticket or a post-mortem — what ran when,
 // who decided what on which evidence, every figure measured, what failed and what was undone.
-import type { Decision, Figures, GateNotification, MigrationState, MigrationStatus, RollbackStatus, StepState } from '../contract/status';
+import { REFUSALS_KEPT, type Decision, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type RollbackStatus, type StepState } from '../contract/status';
 import { duration } from './format';
 
 export interface TimelineEntry {
@@ -53,6 +53,8 @@ export interface MigrationReport {
   /** Every figure measured, by step id. */
   figures: Record<string, Figures>;
   errors: MigrationStatus['errors'];
+  /** Every signal refused, including those `errors` no longer keeps. */
+  refusedSignals: number;
   rollback?: RollbackStatus;
   notifications: GateNotification[];
   traffic?: MigrationStatus['traffic'];
@@ -134,6 +136,7 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
     decisions: status.decisions,
     figures: Object.fromEntries(status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, s.figures])),
     errors: status.errors,
+    refusedSignals: status.refusedSignals ?? 0,
     rollback: status.rollback,
     notifications: status.notifications ?? [],
     traffic: status.traffic,
@@ -212,6 +215,7 @@ export function reportMarkdown(r: MigrationReport): string {
 
   out.push('', '## Errors', '');
   out.push(...(r.errors.length ? table(['Time (UTC)', 'Step', 'Error'], r.errors.map((e) => [when(e.at), e.stepId, e.error])) : ['None.']));
+  if (r.refusedSignals) out.push('', refusedSignalsLine(r.refusedSignals));
 
   out.push('', '## Rollback', '');
   if (!r.rollback) out.push('None: nothing was rolled back.');
@@ -226,4 +230,9 @@ export function reportMarkdown(r: MigrationReport): string {
     out.push(...table(['Time (UTC)', 'Gate', 'Kind', 'To', 'Recipients', 'Result'], r.notifications.map((n) => [when(n.at), n.gate, n.kind, n.to, n.recipients.join(', '), n.ok ? 'sent' : `failed: ${n.error ?? ''}`])));
   }
   return `${out.join('\n')}\n`;
+}
+
+/** Refusals are capped in the status: say how many there were in all, and how many are listed. */
+export function refusedSignalsLine(count: number): string {
+  return `${count} signal${count === 1 ? ' was' : 's were'} refused in all${count > REFUSALS_KEPT ? `; only the last ${REFUSALS_KEPT} are listed` : ''}.`;
 }

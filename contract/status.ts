@@ -17,6 +17,9 @@ export type MigrationState =
 
 export const TERMINAL_STATES: readonly MigrationState[] = ['rolled-back', 'aborted', 'completed'];
 
+/** How many refused signals `errors` keeps: a flood of them must not grow the status without bound. */
+export const REFUSALS_KEPT = 50;
+
 export type Figures = Record<string, number | string | boolean>;
 
 export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped' | 'compensated' | 'compensation-failed';
@@ -113,7 +116,10 @@ export interface MigrationStatus {
   decisions: Decision[];
   /** The step whose failure the operator must decide on (`resume` or `rollback`). */
   failure?: { stepId: string; error: string; at: string };
+  /** Step failures and refused signals; of the refused signals only the last REFUSALS_KEPT stay here. */
   errors: { stepId: string; error: string; at: string }[];
+  /** How many signals were refused since the migration started, including those no longer in `errors`. */
+  refusedSignals?: number;
   rollback?: RollbackStatus;
   notifications?: GateNotification[];
   /** Who resumed a held step, and when: the operator's side of a failure, for the report. */
@@ -142,22 +148,5 @@ export interface MigrationInput {
   carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> };
 }
 
-export interface ApproveArgs {
-  gate: string;
-  by: string;
-  comment?: string;
-  /** The plan hash the approver reviewed; a different one is refused. */
-  planHash?: string;
-}
-export interface RejectArgs {
-  gate: string;
-  by: string;
-  reason: string;
-  planHash?: string;
-}
-export interface OperatorArgs {
-  by: string;
-  reason?: string;
-  /** Past the point of no return, a rollback must be confirmed: it moves data back, not just traffic. */
-  confirm?: boolean;
-}
+// The decision payloads are defined once, as the zod schemas the CLI and the workflow both check them with.
+export type { ApproveArgs, OperatorArgs, RejectArgs } from './messages';

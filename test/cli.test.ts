@@ -1,5 +1,5 @@
 // The minimal slice, end to end, as an operator runs it: CLI processes against the real sandbox.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,10 @@ describe('tiershift CLI on the sandbox', () => {
     const wrongGate = await tiershift(['approve', id, '--gate', 'nope', '--by', 'bob']);
     expect(wrongGate.code).toBe(4);
     expect(wrongGate.stderr).toMatch(/^tiershift: refused: unknown gate "nope"; this plan's gates are: go\.\n$/);
+    // Checked with the workflow's own schema before it is sent: nothing reaches the migration.
+    const tooLong = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--comment', 'x'.repeat(2001)]);
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toBe('tiershift: the approval is malformed (comment: expected a comment of at most 2000 characters); correct it and run the command again.\n');
 
     const approved = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--comment', 'source is healthy']);
     expect(approved.code).toBe(0);
@@ -96,6 +100,27 @@ describe('tiershift CLI on the sandbox', () => {
     expect(again.stderr).toMatch(new RegExp(`${id} is already running`));
     expect((await tiershift(['rollback', id, '--reason', 'test cleanup'])).code).toBe(0);
     await eventually(() => status(id), (s) => s.state === 'rolled-back');
+  });
+
+  it('refuses to start a plan whose gate can never pass given four eyes and the starter, and starts nothing', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tiershift-plan-'));
+    try {
+      const file = path.join(dir, 'never-passes.yaml');
+      writeFileSync(
+        file,
+        'apiVersion: tiershift/v1\nname: never-passes\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source, database: shop }\nphases:\n' +
+          '  - check: { resources: [sourceDb] }\n  - gate: { name: go, approvers: [alice, bob], requiredApprovals: 2, fourEyes: true }\n',
+      );
+      const refused = await tiershift(['start', file, '--by', 'alice', '--id', 'migration-never-passes']);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toBe(
+        'tiershift: gate "go" can never pass: it needs 2 approvals, but with four eyes alice, who starts it, may not approve, so only bob may approve; have another approver start the migration, add approvers to the gate, or lower its requiredApprovals.\n',
+      );
+      expect(isOneSentence(refused.stderr)).toBe(true);
+      expect((await tiershift(['status', 'migration-never-passes'])).code).toBe(3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each(['temporal', 'pg_ctl', 'haproxy'])('names what to install when `%s` is missing, before starting anything', async (missing) => {

@@ -8,6 +8,7 @@
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { DriftExpectation, StepOutcome } from '../activities/types';
+import { unreachableGate } from '../plan/gates';
 import { rollbackOrder } from '../plan/rollback';
 import { describeSecretRef } from '../plan/secret-ref';
 import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
@@ -23,6 +24,15 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
   const run = new MigrationRun(plan, startedBy, carried);
   run.installHandlers();
   run.touch();
+  // A gate nobody may pass would wait forever. `tiershift start` refuses such a plan; a start that went
+  // around it (the raw Temporal CLI) ends here, before any step runs. Only such a start records the
+  // patch marker, so every other run keeps the commands of the histories recorded before the check.
+  const unreachable = carried ? undefined : unreachableGate(plan, startedBy);
+  if (unreachable && wf.patched('refuse-unreachable-gate')) {
+    run.status.errors.push({ stepId: 'start', error: unreachable, at: new Date().toISOString() });
+    run.setState('aborted');
+    return run.status;
+  }
   try {
     await run.forward(async () => {
       while (run.nextStep < plan.steps.length) {

@@ -1,11 +1,13 @@
 // The state of one migration run: what the status query returns, what the search attributes and the
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
+import type { z } from 'zod';
 import { recoveryPhrase } from '../plan/phases/finalize';
 import type { FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
 import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';
-import { TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus } from '../contract/status';
+import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema } from '../contract/messages';
+import { REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus } from '../contract/status';
 
 /** Thrown inside the forward path to leave it for the rollback path. */
 export class RollbackRequested extends Error {
@@ -59,18 +61,33 @@ export class MigrationRun {
     };
   }
 
-  /** Queries, updates (with validators, so a wrong call is refused with a reason) and compatible signals. */
+  /**
+   * Queries, updates (with validators, so a wrong call is refused with a reason) and compatible signals.
+   * Every payload comes from outside (`temporal workflow signal` sends anything, or nothing): each
+   * validator checks its shape before reading a field, so no payload can fail a workflow task.
+   */
   installHandlers(): void {
     wf.setHandler(statusQuery, () => this.status);
     wf.setHandler(resumePreviewQuery, () => this.resumePreview());
-    wf.setHandler(approveUpdate, (args) => this.approve(args), { validator: (args) => this.validateApprove(args) });
-    wf.setHandler(rejectUpdate, (args) => this.reject(args), { validator: (args) => this.validateReject(args) });
-    wf.setHandler(resumeUpdate, (args: OperatorArgs) => this.resume(args), { validator: (_args: OperatorArgs) => this.validateResume() });
-    wf.setHandler(rollbackUpdate, (args) => this.operatorRollback(args), {
-      validator: (args: OperatorArgs) => this.validateRollback(args),
-    });
-    wf.setHandler(approveSignal, (args) => this.viaSignal(args.gate, () => this.validateApprove(args), () => this.approve(args)));
-    wf.setHandler(rejectSignal, (args) => this.viaSignal(args.gate, () => this.validateReject(args), () => this.reject(args)));
+    wf.setHandler(approveUpdate, guarded((args: ApproveArgs) => this.approve(args)), { validator: (args: unknown) => this.validateApprove(args) });
+    wf.setHandler(rejectUpdate, guarded((args: RejectArgs) => this.reject(args)), { validator: (args: unknown) => this.validateReject(args) });
+    wf.setHandler(resumeUpdate, guarded((args: OperatorArgs) => this.resume(args)), { validator: (args: unknown) => this.validateResume(args) });
+    wf.setHandler(rollbackUpdate, guarded((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
+    // A signal is validated again when its history replays (an Update's validator is not): a signal the
+    // shape check refuses may have been accepted before the check existed, so histories without the
+    // marker replay without it.
+    wf.setHandler(approveSignal, (args: unknown) =>
+      this.viaSignal(approveSignal.name, args, () => {
+        this.validateApprove(args, wf.patched(SIGNAL_SHAPES));
+        this.approve(args);
+      }),
+    );
+    wf.setHandler(rejectSignal, (args: unknown) =>
+      this.viaSignal(rejectSignal.name, args, () => {
+        this.validateReject(args, wf.patched(SIGNAL_SHAPES));
+        this.reject(args);
+      }),
+    );
   }
 
   // ---- the forward path ---------------------------------------------------------------------
@@ -238,7 +255,10 @@ export class MigrationRun {
     return Object.fromEntries(this.status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, { ...s.figures }]));
   }
 
-  validateApprove({ gate: name, by, planHash }: ApproveArgs): void {
+  validateApprove(args: unknown, checkShape = true): asserts args is ApproveArgs {
+    if (checkShape) requireShape(approveArgsSchema, 'approval', args);
+    // Unchecked only when replaying a signal from before the check: read as it was read then.
+    const { gate: name, by, planHash } = args as ApproveArgs;
     this.requireSamePlan(planHash);
     this.requirePending(name);
     const gate = this.gateStep(name);
@@ -261,7 +281,9 @@ export class MigrationRun {
     return this.status;
   }
 
-  validateReject({ gate: name, by, reason, planHash }: RejectArgs): void {
+  validateReject(args: unknown, checkShape = true): asserts args is RejectArgs {
+    if (checkShape) requireShape(rejectArgsSchema, 'rejection', args);
+    const { gate: name, by, reason, planHash } = args as RejectArgs;
     this.requireSamePlan(planHash);
     this.requirePending(name);
     if (this.status.pointOfNoReturn?.crossed) {
@@ -277,20 +299,41 @@ export class MigrationRun {
     return this.status;
   }
 
-  private viaSignal(gate: string, validate: () => void, apply: () => void): void {
+  /**
+   * A signal cannot answer its sender, and a signal handler that throws fails the workflow task on every
+   * replay: whatever goes wrong is recorded as a refusal instead.
+   */
+  private viaSignal(signal: string, payload: unknown, handle: () => void): void {
     try {
-      validate();
+      handle();
     } catch (err) {
-      this.status.errors.push({ stepId: `gate:${gate}`, error: `signal refused: ${(err as Error).message}`, at: now() });
-      this.touch();
-      return;
+      const gate = (payload as { gate?: unknown } | null | undefined)?.gate;
+      this.recordRefusal(typeof gate === 'string' && gate.length <= 100 ? `gate:${gate}` : `signal:${signal}`, errorMessage(err));
     }
-    apply();
+  }
+
+  /** Keeps the last REFUSALS_KEPT refusals in `errors` and counts them all: a flood must not grow the status without bound. */
+  private recordRefusal(stepId: string, reason: string): void {
+    const errors = this.status.errors;
+    // A status carried over from before the count existed: its refusals so far are all still in `errors`.
+    this.status.refusedSignals = (this.status.refusedSignals ?? errors.filter(isRefusal).length) + 1;
+    errors.push({ stepId, error: `${REFUSED}${reason.slice(0, 500)}`, at: now() });
+    let excess = errors.filter(isRefusal).length - REFUSALS_KEPT;
+    for (let i = 0; excess > 0 && i < errors.length; ) {
+      if (isRefusal(errors[i]!)) {
+        errors.splice(i, 1);
+        excess -= 1;
+      } else {
+        i += 1;
+      }
+    }
+    this.touch();
   }
 
   // ---- operator decisions ---------------------------------------------------------------------
 
-  validateResume(): void {
+  validateResume(args: unknown): asserts args is OperatorArgs {
+    requireShape(operatorArgsSchema, 'resume', args);
     if (this.status.state !== 'awaiting-operator') {
       throw new Error(`there is nothing to resume; the migration is ${this.status.state}`);
     }
@@ -325,7 +368,9 @@ export class MigrationRun {
     return this.status;
   }
 
-  validateRollback({ confirm }: OperatorArgs): void {
+  validateRollback(args: unknown): asserts args is OperatorArgs {
+    requireShape(operatorArgsSchema, 'rollback', args);
+    const { confirm } = args;
     if (this.rollbackRequest || this.status.state === 'rolling-back') throw new Error('the migration is already rolling back');
     if (isTerminal(this.status.state)) throw new Error(`the migration has ended (${this.status.state}); there is nothing to roll back`);
     if (this.status.pointOfNoReturn?.crossed && !confirm) throw new Error(this.confirmHint());
@@ -392,6 +437,36 @@ export class MigrationRun {
     }
     wf.setCurrentDetails(currentDetails(this.status));
   }
+}
+
+/** The patch that added the shape check to signals (see installHandlers). */
+const SIGNAL_SHAPES = 'signal-payload-shape';
+const REFUSED = 'signal refused: ';
+const isRefusal = (e: MigrationStatus['errors'][number]): boolean => e.error.startsWith(REFUSED);
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The first check of every validator: the payload has the shape the CLI sends, before any field is read. */
+function requireShape<T>(schema: z.ZodType<T>, call: string, payload: unknown): asserts payload is T {
+  const problem = payloadProblem(schema, call, payload);
+  if (problem) throw new Error(problem);
+}
+
+/**
+ * An Update handler runs only after its validator accepted the payload, but an error it threw would still
+ * fail the workflow task (on every replay): it fails that one Update instead.
+ */
+function guarded<A extends unknown[], R>(handler: (...args: A) => R): (...args: A) => R {
+  return (...args) => {
+    try {
+      return handler(...args);
+    } catch (err) {
+      if (err instanceof wf.TemporalFailure) throw err;
+      throw wf.ApplicationFailure.nonRetryable(errorMessage(err), 'HandlerFailed');
+    }
+  };
 }
 
 export function isTerminal(state: MigrationState): boolean {
