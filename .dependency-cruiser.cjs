@@ -1,0 +1,83 @@
+// The layering rule, checked by `npm run lint:deps` and in `npm test`. Lower layers never import upward,
+// so each can be used (and tested) without what sits above it:
+//   contract < plan < activities, workflows < worker, client;  codec, sandbox beside, below activities.
+// Paths are relative to the project root; only the project's own folders are constrained (npm packages
+// and node built-ins are free). TypeScript is read before compilation so type-only imports are seen,
+// and told apart from value imports where a rule allows only types.
+
+/** Every folder of the project: a rule "imports only X" forbids the others among these. */
+const PROJECT = '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
+
+/** `from` may import, among the project's folders, only what `allowed` matches. */
+const only = (name, from, allowed, comment) => ({
+  name,
+  comment,
+  severity: 'error',
+  from: { path: from },
+  to: { path: PROJECT, pathNot: allowed },
+});
+
+module.exports = {
+  forbidden: [
+    only('contract-imports-only-contract', '^contract/', '^contract/|^plan/types\\.ts$',
+      'contract/ is the lowest level: what workflows, activities, client and sandbox share. It may name plan types, nothing else above it.'),
+    {
+      name: 'contract-plan-types-only',
+      comment: 'contract/ may use the plan\'s types, never its code: `import type` from plan/types.ts.',
+      severity: 'error',
+      from: { path: '^contract/' },
+      to: { path: '^plan/types\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
+    only('plan-imports-only-contract-and-provider-declarations', '^plan/',
+      '^(contract|plan)/|^activities/registry\\.ts$|^activities/[^/]+/provider\\.ts$',
+      'Loading a plan needs no worker or Temporal: only the contract and what each provider declares about its plan fields.'),
+    only('codec-imports-only-contract', '^codec/', '^(contract|codec)/',
+      'The codec runs in the worker, the CLI and the codec server alike.'),
+    only('sandbox-imports-only-contract-and-codec', '^sandbox/', '^(contract|codec|sandbox)/',
+      'The sandbox stands up processes; it knows nothing of migrations.'),
+    only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|activities|sandbox)/',
+      'Activities run a resolved plan step; what the workflow and they share lives in contract/.'),
+    {
+      name: 'only-the-local-provider-uses-the-sandbox',
+      comment: 'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.',
+      severity: 'error',
+      from: { path: '^activities/', pathNot: '^activities/local/' },
+      to: { path: '^sandbox/' },
+    },
+    only('workflows-import-only-contract-plan', '^workflows/', '^(contract|plan|workflows|activities)/',
+      'Workflow code is bundled into the deterministic sandbox of the Temporal worker: it may not pull in SDKs or processes.'),
+    {
+      name: 'workflows-import-only-activity-types',
+      comment: 'Workflows call activities through proxies and need only their signatures: `import type` from activities/.',
+      severity: 'error',
+      from: { path: '^workflows/' },
+      to: { path: '^activities/', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'worker-not-client-or-tools',
+      comment: 'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.',
+      severity: 'error',
+      from: { path: '^worker/' },
+      to: { path: '^(client|test|bench|scripts)/' },
+    },
+    {
+      name: 'product-not-tests-or-bench',
+      comment: 'Shipped code must not depend on tests or benchmarks (they may depend on it).',
+      severity: 'error',
+      from: { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' },
+      to: { path: '^(test|bench)/' },
+    },
+    only('app-is-standalone', '^app/', '^app/',
+      'The demo shop is a separate process (its own container): it shares nothing with tiershift but npm packages.'),
+    only('docker-imports-only-contract-and-sandbox', '^docker/', '^(contract|codec|sandbox|docker)/',
+      'Container helpers seed services as the sandbox does, from its state.'),
+    only('bin-imports-only-client', '^bin/', '^client/', 'The executable only starts the CLI.'),
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsConfig: { fileName: 'tsconfig.json' },
+    // Read TypeScript before compilation, so `import type` is seen (and marked type-only) rather than erased.
+    tsPreCompilationDeps: true,
+    enhancedResolveOptions: { extensions: ['.ts', '.mjs', '.js', '.json'] },
+  },
+};
