@@ -17,17 +17,21 @@ const only = (name, from, allowed, comment) => ({
   to: { path: PROJECT, pathNot: allowed },
 });
 
+/** `from` may import `to` for its types only (`import type`), never its code. */
+const typesOnly = (name, from, to, comment) => ({
+  name,
+  comment,
+  severity: 'error',
+  from: { path: from },
+  to: { path: to, dependencyTypesNot: ['type-only'] },
+});
+
 module.exports = {
   forbidden: [
     only('contract-imports-only-contract', '^contract/', '^contract/|^plan/types\\.ts$',
       'contract/ is the lowest level: what workflows, activities, client and sandbox share. It may name plan types, nothing else above it.'),
-    {
-      name: 'contract-plan-types-only',
-      comment: 'contract/ may use the plan\'s types, never its code: `import type` from plan/types.ts.',
-      severity: 'error',
-      from: { path: '^contract/' },
-      to: { path: '^plan/types\\.ts$', dependencyTypesNot: ['type-only'] },
-    },
+    typesOnly('contract-plan-types-only', '^contract/', '^plan/types\\.ts$',
+      'contract/ may use the plan\'s types, never its code.'),
     only('plan-imports-only-contract-and-provider-declarations', '^plan/',
       '^(contract|plan)/|^activities/registry\\.ts$|^activities/[^/]+/provider\\.ts$',
       'Loading a plan needs no worker or Temporal: only the contract and what each provider declares about its plan fields.'),
@@ -46,13 +50,8 @@ module.exports = {
     },
     only('workflows-import-only-contract-plan', '^workflows/', '^(contract|plan|workflows|activities)/',
       'Workflow code is bundled into the deterministic sandbox of the Temporal worker: it may not pull in SDKs or processes.'),
-    {
-      name: 'workflows-import-only-activity-types',
-      comment: 'Workflows call activities through proxies and need only their signatures: `import type` from activities/.',
-      severity: 'error',
-      from: { path: '^workflows/' },
-      to: { path: '^activities/', dependencyTypesNot: ['type-only'] },
-    },
+    typesOnly('workflows-import-only-activity-types', '^workflows/', '^activities/',
+      'Workflows call activities through proxies and need only their signatures.'),
     {
       name: 'worker-not-client-or-tools',
       comment: 'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.',
@@ -66,6 +65,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' },
       to: { path: '^(test|bench)/' },
+    },
+    {
+      name: 'bench-uses-only-test-support',
+      comment: 'Benchmarks share fixtures (plans, shoppers, instant activities) with the tests, never test files themselves.',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: { path: '^test/', pathNot: '^test/support/' },
     },
     only('app-is-standalone', '^app/', '^app/',
       'The demo shop is a separate process (its own container): it shares nothing with tiershift but npm packages.'),
