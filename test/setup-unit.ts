@@ -1,10 +1,7 @@
-// Unit-tier files get no sandbox: TIERSHIFT_HOME points at an empty temporary home, so code that reads
+// Unit-tier files get no sandbox: TIERSHIFT_HOME points at an empty home of their own, so code that reads
 // the home (codec keys, the sandbox's Temporal) finds nothing instead of a developer's real sandbox.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll } from 'vitest';
+import { inject } from 'vitest';
 
-const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-unit-'));
-process.env.TIERSHIFT_HOME = home;
-afterAll(() => rmSync(home, { recursive: true, force: true }));
+process.env.TIERSHIFT_HOME = mkdtempSync(path.join(inject('unitHomes'), 'home-'));
