@@ -49,7 +49,7 @@ module.exports = {
       to: { path: '^sandbox/' },
     },
     only('workflows-import-only-contract-plan', '^workflows/', '^(contract|plan|workflows|activities)/',
-      'Workflow code is bundled into the deterministic sandbox of the Temporal worker: it may not pull in SDKs or processes.'),
+      'Workflow code is bundled into the Temporal worker\'s deterministic sandbox: no providers, clients, processes or I/O.'),
     typesOnly('workflows-import-only-activity-types', '^workflows/', '^activities/',
       'Workflows call activities through proxies and need only their signatures.'),
     {
