@@ -8,23 +8,14 @@
 /** Every folder of the project: a rule "imports only X" forbids the others among these. */
 const PROJECT = '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
 
+/** A forbidden dependency: from modules matching `from` to modules matching `to`. */
+const forbid = (name, from, to, comment) => ({ name, comment, severity: 'error', from, to });
+
 /** `from` may import, among the project's folders, only what `allowed` matches. */
-const only = (name, from, allowed, comment) => ({
-  name,
-  comment,
-  severity: 'error',
-  from: { path: from },
-  to: { path: PROJECT, pathNot: allowed },
-});
+const only = (name, from, allowed, comment) => forbid(name, { path: from }, { path: PROJECT, pathNot: allowed }, comment);
 
 /** `from` may import `to` for its types only (`import type`), never its code. */
-const typesOnly = (name, from, to, comment) => ({
-  name,
-  comment,
-  severity: 'error',
-  from: { path: from },
-  to: { path: to, dependencyTypesNot: ['type-only'] },
-});
+const typesOnly = (name, from, to, comment) => forbid(name, { path: from }, { path: to, dependencyTypesNot: ['type-only'] }, comment);
 
 module.exports = {
   forbidden: [
@@ -41,38 +32,18 @@ module.exports = {
       'The sandbox stands up processes; it knows nothing of migrations.'),
     only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|activities|sandbox)/',
       'Activities run a resolved plan step; what the workflow and they share lives in contract/.'),
-    {
-      name: 'only-the-local-provider-uses-the-sandbox',
-      comment: 'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.',
-      severity: 'error',
-      from: { path: '^activities/', pathNot: '^activities/local/' },
-      to: { path: '^sandbox/' },
-    },
+    forbid('only-the-local-provider-uses-the-sandbox', { path: '^activities/', pathNot: '^activities/local/' }, { path: '^sandbox/' },
+      'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.'),
     only('workflows-import-only-contract-plan', '^workflows/', '^(contract|plan|workflows|activities)/',
       'Workflow code is bundled into the Temporal worker\'s deterministic sandbox: no providers, clients, processes or I/O.'),
     typesOnly('workflows-import-only-activity-types', '^workflows/', '^activities/',
       'Workflows call activities through proxies and need only their signatures.'),
-    {
-      name: 'worker-not-client-or-tools',
-      comment: 'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.',
-      severity: 'error',
-      from: { path: '^worker/' },
-      to: { path: '^(client|test|bench|scripts)/' },
-    },
-    {
-      name: 'product-not-tests-or-bench',
-      comment: 'Shipped code must not depend on tests or benchmarks (they may depend on it).',
-      severity: 'error',
-      from: { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' },
-      to: { path: '^(test|bench)/' },
-    },
-    {
-      name: 'bench-uses-only-test-support',
-      comment: 'Benchmarks share fixtures (plans, shoppers, instant activities) with the tests, never test files themselves.',
-      severity: 'error',
-      from: { path: '^bench/' },
-      to: { path: '^test/', pathNot: '^test/support/' },
-    },
+    forbid('worker-not-client-or-tools', { path: '^worker/' }, { path: '^(client|test|bench|scripts)/' },
+      'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.'),
+    forbid('product-not-tests-or-bench', { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' }, { path: '^(test|bench)/' },
+      'Shipped code must not depend on tests or benchmarks (they may depend on it).'),
+    forbid('bench-uses-only-test-support', { path: '^bench/' }, { path: '^test/', pathNot: '^test/support/' },
+      'Benchmarks share fixtures (plans, shoppers, instant activities) with the tests, never test files themselves.'),
     only('app-is-standalone', '^app/', '^app/',
       'The demo shop is a separate process (its own container): it shares nothing with tiershift but npm packages.'),
     only('docker-imports-only-contract-and-sandbox', '^docker/', '^(contract|codec|sandbox|docker)/',
