@@ -1,6 +1,6 @@
 // Ends the run with what CI needs when little else of the output survives: every failure, named by
 // file and full test name with the first line of its error, then the plain counts line, last.
-import type { Reporter, SerializedError, TestModule } from 'vitest/node';
+import type { Reporter, SerializedError, TestModule, TestRunEndReason } from 'vitest/node';
 
 /** Long first lines (a JSON dump in an assertion) are cut: the name and the start say enough. */
 const MAX_LINE = 300;
@@ -15,7 +15,7 @@ function firstLine(errors: ReadonlyArray<{ message?: string; name?: string }> | 
 }
 
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(modules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError> = []): void {
+  onTestRunEnd(modules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError> = [], reason?: TestRunEndReason): void {
     const counts = { passed: 0, failed: 0, skipped: 0 };
     const failures: string[] = [];
     for (const mod of modules) {
@@ -46,6 +46,12 @@ export default class SummaryReporter implements Reporter {
     for (const error of unhandledErrors) {
       counts.failed += 1;
       failures.push(`FAIL unhandled error: ${firstLine([error])}`);
+    }
+    // A global setup that threw (the sandbox did not start) fails the run before any file is collected;
+    // vitest prints its error only after the reporters, so say here that one is coming.
+    if (reason === 'failed' && !failures.length) {
+      counts.failed += 1;
+      failures.push('FAIL the run failed outside every test (a global setup such as the sandbox\'s, or vitest itself): see the error vitest prints');
     }
     const summary = failures.length ? `\n${failures.join('\n')}\n` : '';
     process.stdout.write(`${summary}\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
