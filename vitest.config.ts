@@ -1,15 +1,55 @@
 import { defineConfig } from 'vitest/config';
 
+// Two tiers. `unit`: the files that need no sandbox (workflow logic and replay on the time-skipping
+// server, plans, the Azure provider against the fake ARM, heartbeats, the compose file). `integration`:
+// every other file, on one real sandbox that its global setup boots only when such a file is selected; a
+// new file lands there unless listed here. (azure-blob copies through the sandbox's Azurite: integration.)
+// `npm run test:unit` runs the first tier alone, `npm test` both.
+const UNIT = [
+  'test/engine.test.ts',
+  'test/replay.test.ts',
+  'test/plan.test.ts',
+  'test/heartbeat.test.ts',
+  'test/azure-plans.test.ts',
+  'test/azure-postgres.test.ts',
+  'test/azure-traffic.test.ts',
+  'test/docker-compose.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
-    setupFiles: ['test/setup-env.ts'],
-    // Test files share one sandbox and a 2-core machine: run them one after another, each in its own process.
+    // A 2-core machine, and integration files share one sandbox: files run one after another.
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 240_000,
     reporters: ['default', './test/summary-reporter.ts'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: UNIT,
+          // One process for all unit files, still one file at a time: the SDK is imported and the workflow
+          // bundled once, not once per file (that was most of the tier's time). So a unit file must leave no
+          // state behind (environment variables, module singletons) that the next one could trip on.
+          isolate: false,
+          // A fresh, empty home per file, so a unit test can never reach a developer's sandbox or keys.
+          globalSetup: ['test/global-setup-unit.ts'],
+          setupFiles: ['test/setup-unit.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Each file in a process of its own.
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: UNIT,
+          globalSetup: ['test/global-setup.ts'],
+          setupFiles: ['test/setup-env.ts'],
+        },
+      },
+    ],
   },
 });

@@ -7,7 +7,8 @@ import { parsePlan } from '../plan/load';
 import { createWorker } from '../worker/worker';
 import type { migration } from '../workflows/migration';
 import { approveSignal, approveUpdate, statusQuery } from '../workflows/shared';
-import { completed, eventually, ms, noopActivities, now, percentile, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { completed, eventually, ms, now, percentile, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { noopActivities } from '../test/support/scripted-activities';
 
 const QUEUE = 'bench-approval';
 

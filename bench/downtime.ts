@@ -2,34 +2,28 @@
 // app, traffic 10/50/100 with short bakes, finalize) on the real sandbox, beside a big-bang cutover as
 // a plain runbook does it (blue stopped and HAProxy switched to green in one go while green starts),
 // under the same load.
-import { parsePlan } from '../plan/load';
 import { startApp, stopApp } from '../sandbox/app';
 import { MAX_WEIGHT, setServerWeight } from '../sandbox/haproxy';
 import { resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
 import type { LoadResult } from '../client/load';
 import { completed, int, median, now, pct, sandbox, secs, sleep, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { everySandboxResource, sandboxPlan } from '../test/support/plans';
 import { dumpRestore } from './pg-sync';
 import { describeColors, describeFailures, originUp, shoppers } from './traffic';
 
 export const MIGRATION_QUEUE = 'bench-migrations';
 
 function demoLikePlan(id: string, bake: string) {
-  return parsePlan(
-    `apiVersion: tiershift/v1
-name: bench-zero-downtime-${id}
+  return sandboxPlan(
+    {
+      name: `bench-zero-downtime-${id}`,
+      head: `
 defaults:
   retry: { maximumAttempts: 3, initialInterval: 2s, backoffCoefficient: 2, maximumInterval: 30s }
-  timeouts: { startToClose: 30m, heartbeat: 1m }
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source, database: shop }
-  targetDb: { kind: postgres, provider: local, cluster: target, database: shop }
-  assets: { kind: blob, provider: local, account: primary, container: assets }
-  assetsDr: { kind: blob, provider: local, account: secondary, container: assets-dr-${id} }
-  backups: { kind: blob, provider: local, account: primary, container: backups-${id} }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, backend: app, stable: blue, canary: green }
-phases:
+  timeouts: { startToClose: 30m, heartbeat: 1m }`,
+      resources: everySandboxResource({ assetsDr: `assets-dr-${id}`, backups: `backups-${id}` }),
+      phases: `
   - backup: { resources: [sourceDb, assets], destination: backups }
   - infra: { resource: targetDb, settings: { max_connections: 250, shared_buffers: 192MB, work_mem: 8MB } }
   - data: { from: sourceDb, to: targetDb }
@@ -44,6 +38,7 @@ phases:
         - { weight: 100, bake: ${bake} }
   - finalize: { resources: [targetDb] }
 `,
+    },
     'bench-zero-downtime.yaml',
   );
 }

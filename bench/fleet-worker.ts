@@ -2,7 +2,7 @@
 // activities on the task queue it is given; prints "ready" once polling, stops on SIGTERM.
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createWorker } from '../worker/worker';
-import { noopActivities } from './lib';
+import { noopActivities } from '../test/support/scripted-activities';
 
 const address = process.env.BENCH_TEMPORAL_ADDRESS;
 const taskQueue = process.env.BENCH_TASK_QUEUE;

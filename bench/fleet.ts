@@ -5,23 +5,22 @@ import type { ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parsePlan } from '../plan/load';
 import { PROJECT_ROOT } from '../contract/home';
+import { sandboxPlan, sandboxResources } from '../test/support/plans';
 import { completed, cpuMsOf, median, mib, now, rssOf, sandbox, secs, spawnTracked, stamp, startOn, stopChild, table, type BenchContext, type Section } from './lib';
 
 const WORKER_ENTRY = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 const START_CONCURRENCY = 50;
 
-const SMALL_PLAN = `apiVersion: tiershift/v1
-name: bench-fleet
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-phases:
+const smallPlan = () =>
+  sandboxPlan({
+    name: 'bench-fleet',
+    resources: sandboxResources('sourceDb', 'targetDb'),
+    phases: `
   - check: { resources: [sourceDb] }
   - data: { from: sourceDb, to: targetDb }
-  - finalize: { resources: [targetDb] }
-`;
+  - finalize: { resources: [targetDb] }`,
+  });
 
 /** What one plain-script migration process does: the same three steps, then it waits to be told to exit. */
 const SCRIPT = `
@@ -71,7 +70,7 @@ interface FleetResult {
 }
 
 async function workerFleet(ctx: BenchContext, k: number, runs: number): Promise<FleetResult> {
-  const plan = parsePlan(SMALL_PLAN, 'bench-fleet.yaml');
+  const plan = smallPlan();
   const taskQueue = `bench-fleet-${k}-${stamp()}`;
   const tsx = pathToFileURL(createRequire(path.join(PROJECT_ROOT, 'package.json')).resolve('tsx')).href;
   const child = spawnTracked(process.execPath, ['--import', tsx, WORKER_ENTRY], {

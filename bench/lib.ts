@@ -1,12 +1,10 @@
-// What every benchmark shares: the context it runs in, no-op activities that record when they start,
-// statistics, Markdown tables, and child processes that are always stopped (by pid) at the end.
+// What every benchmark shares: the context it runs in, statistics, Markdown tables, and child processes
+// that are always stopped (by pid) at the end. Fixtures shared with the tests live in test/support.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { Activities } from '../activities';
-import type { AnalysisInput, DriftInput, StepInput, StepOutcome, UndoInput } from '../activities/types';
 import type { ResolvedPlan } from '../plan/types';
 import { readState, type SandboxState } from '../contract/home';
 import type { migration } from '../workflows/migration';
@@ -106,41 +104,6 @@ export async function completed(handle: WorkflowHandle<typeof migration>): Promi
   const status = await handle.result();
   if (status.state !== 'completed') throw new Error(`${handle.workflowId} ended ${status.state}: ${JSON.stringify(status.failure ?? status.rollback ?? status.errors)}`);
   return status;
-}
-
-/**
- * Activities that do nothing and return at once, for measuring the orchestration alone. `onStart`
- * sees each call with the time (performance.now()) the activity function began.
- */
-export function noopActivities(onStart: (name: string, input: StepInput, at: number) => void = () => undefined): Activities {
-  const step =
-    (name: string) =>
-    async (input: StepInput): Promise<StepOutcome> => {
-      onStart(name, input, now());
-      return { summary: `${name} ${input.step.id} (no-op)`, figures: {}, undo: { step: input.step.id } };
-    };
-  return {
-    checkHealth: step('checkHealth'),
-    backupDatabase: step('backupDatabase'),
-    prepareInfra: step('prepareInfra'),
-    updateApp: step('updateApp'),
-    syncData: step('syncData'),
-    finalizeMigration: step('finalizeMigration'),
-    shiftTraffic: async (input) => ({ ...(await step('shiftTraffic')(input)), baseline: { requests: 0 } }),
-    analyseTraffic: async (input: AnalysisInput) => {
-      onStart('analyseTraffic', input, now());
-      return { pass: true, summary: 'no-op analysis', figures: {} };
-    },
-    undoStep: async (input: UndoInput) => {
-      onStart('undoStep', input, now());
-      return { summary: `undone ${input.step.id}`, figures: {} };
-    },
-    checkDrift: async (input: DriftInput) => {
-      onStart('checkDrift', input, now());
-      return [];
-    },
-    notifyGate: async () => ({ status: 200 }),
-  };
 }
 
 // ---- child processes --------------------------------------------------------------------------

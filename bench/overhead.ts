@@ -2,27 +2,26 @@
 // (start -> result, through the Temporal dev server), beside the same six steps called one after the
 // other by a plain script in the same process.
 import type { StepInput } from '../activities/types';
-import { parsePlan } from '../plan/load';
 import type { Step } from '../plan/types';
 import { createWorker } from '../worker/worker';
-import { completed, median, ms, noopActivities, now, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { completed, median, ms, now, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { sandboxPlan, sandboxResources } from '../test/support/plans';
+import { noopActivities } from '../test/support/scripted-activities';
 
 const QUEUE = 'bench-overhead';
 
-export const SIX_PHASES = `apiVersion: tiershift/v1
-name: bench-six-phases
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-phases:
+const sixPhases = () =>
+  sandboxPlan({
+    name: 'bench-six-phases',
+    resources: sandboxResources('sourceDb', 'targetDb', 'shop'),
+    phases: `
   - check: { resources: [sourceDb] }
   - backup: { resources: [sourceDb] }
   - infra: { resource: targetDb, settings: { work_mem: 8MB } }
   - data: { from: sourceDb, to: targetDb }
   - app: { resource: shop, version: v2, database: targetDb }
-  - finalize: { resources: [targetDb] }
-`;
+  - finalize: { resources: [targetDb] }`,
+  });
 
 const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic'>, 'checkHealth' | 'backupDatabase' | 'prepareInfra' | 'syncData' | 'updateApp' | 'finalizeMigration'> = {
   check: 'checkHealth',
@@ -34,7 +33,7 @@ const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic'>, 'checkHealt
 };
 
 export async function orchestrationOverhead(ctx: BenchContext): Promise<Section> {
-  const plan = parsePlan(SIX_PHASES, 'bench-six-phases.yaml');
+  const plan = sixPhases();
   const calls = new Map<string, number>();
   const activities = noopActivities((name, input) => calls.set(input.migrationId, (calls.get(input.migrationId) ?? 0) + 1));
   const worker = await createWorker({ connection: ctx.connection, taskQueue: QUEUE, activities });

@@ -1,7 +1,6 @@
 // 4. Rollback time: green starts failing (fault injected straight into the app) right after a traffic
 // step sent it half the users; measured until HAProxy routes 100% to blue again. Beside it: HAProxy's
 // own health checks alone, with the same weights and the same fault.
-import { parsePlan } from '../plan/load';
 import { startApp } from '../sandbox/app';
 import { setServerWeight, originStats } from '../sandbox/haproxy';
 import { MAX_WEIGHT } from '../sandbox/haproxy';
@@ -11,30 +10,28 @@ import { statusQuery } from '../workflows/shared';
 import { type MigrationStatus } from '../contract/status';
 import type { LoadResult } from '../client/load';
 import { eventually, int, median, now, sandbox, secs, sleep, stamp, startOn, table, type BenchContext, type Section } from './lib';
+import { sandboxPlan, sandboxResources } from '../test/support/plans';
 import { MIGRATION_QUEUE } from './downtime';
 import { dumpRestore } from './pg-sync';
 import { describeFailures, originUp, shoppers, weights } from './traffic';
 
 function canaryPlan(id: string, bake: string) {
-  return parsePlan(
-    `apiVersion: tiershift/v1
-name: bench-rollback-${id}
+  return sandboxPlan(
+    {
+      name: `bench-rollback-${id}`,
+      head: `
 defaults:
   retry: { maximumAttempts: 3, initialInterval: 1s, backoffCoefficient: 2, maximumInterval: 10s }
-  timeouts: { startToClose: 10m, heartbeat: 1m }
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
+  timeouts: { startToClose: 10m, heartbeat: 1m }`,
+      resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
+      phases: `
   - data: { from: sourceDb, to: targetDb }
   - app: { resource: shop, version: v2, database: targetDb }
   - traffic:
       resource: front
       analysis: { maxErrorRate: 0.05, minRequests: 3 }
-      steps: [ { weight: 50, bake: ${bake} } ]
-`,
+      steps: [ { weight: 50, bake: ${bake} } ]`,
+    },
     'bench-rollback.yaml',
   );
 }

@@ -1,41 +1,13 @@
-// Helpers of benchmarks 3 and 4: shoppers through the HAProxy front door, and reading HAProxy's view.
-import { runLoad, type LoadResult } from '../client/load';
+// Helpers of benchmarks 3 and 4: shoppers through the HAProxy front door (test/support/load.ts, with the
+// benchmarks' bounds), and reading HAProxy's view.
+import type { LoadResult } from '../client/load';
 import { originStats, runtimeCommand } from '../sandbox/haproxy';
+import { shoppers as sharedShoppers } from '../test/support/load';
 import { eventually, sandbox, type BenchContext } from './lib';
 
-/** Order lookups and new orders through the front door, bounded in rate, count and time; stop() returns both results. */
-export function shoppers(ctx: BenchContext, opts: { readsPerSecond: number; writesPerSecond: number }) {
-  const abort = new AbortController();
-  const front = sandbox(ctx).haproxy!.frontendUrl;
-  const lookups = Math.min(1000, ctx.sizes.seedRows);
-  const common = { durationMs: 20 * 60_000, signal: abort.signal, timeoutMs: 15_000 };
-  const reads = runLoad({
-    ...common,
-    url: (n) => new URL(`/api/orders/${((n * 7919) % lookups) + 1}`, front).toString(),
-    ratePerSecond: opts.readsPerSecond,
-    maxRequests: opts.readsPerSecond * 20 * 60,
-  });
-  const writes =
-    opts.writesPerSecond > 0
-      ? runLoad({ ...common, url: new URL('/api/orders', front).toString(), method: 'POST', body: {}, ratePerSecond: opts.writesPerSecond, maxRequests: opts.writesPerSecond * 20 * 60 })
-      : Promise.resolve<LoadResult>({ sent: 0, ok: 0, failed: 0, byColor: {}, byStatus: {}, durationMs: 0 });
-  return {
-    async stop(): Promise<{ reads: LoadResult; writes: LoadResult; all: LoadResult }> {
-      abort.abort();
-      const [r, w] = await Promise.all([reads, writes]);
-      return { reads: r, writes: w, all: merge(r, w) };
-    },
-  };
-}
-
-function merge(a: LoadResult, b: LoadResult): LoadResult {
-  const add = (x: Record<string, number>, y: Record<string, number>) => {
-    const out = { ...x };
-    for (const [k, v] of Object.entries(y)) out[k] = (out[k] ?? 0) + v;
-    return out;
-  };
-  return { sent: a.sent + b.sent, ok: a.ok + b.ok, failed: a.failed + b.failed, byColor: add(a.byColor, b.byColor), byStatus: add(a.byStatus, b.byStatus), durationMs: Math.max(a.durationMs, b.durationMs) };
-}
+/** The benchmarks' shoppers: lookups over the first 1000 orders, for at most 20 minutes; stop() returns reads, writes and both. */
+export const shoppers = (ctx: BenchContext, opts: { readsPerSecond: number; writesPerSecond: number }) =>
+  sharedShoppers({ ...opts, front: sandbox(ctx).haproxy!.frontendUrl, lookups: Math.min(1000, ctx.sizes.seedRows), durationMs: 20 * 60_000, timeoutMs: 15_000 });
 
 /** The weights HAProxy routes with now, from its runtime API (`get weight`). */
 export async function weights(ctx: BenchContext): Promise<{ blue: number; green: number }> {

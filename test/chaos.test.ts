@@ -5,7 +5,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
 import { approveGate, migrationStatus, rejectGate, startMigration } from '../client/migrations';
-import { parsePlan } from '../plan/load';
 import { sandboxUp } from '../sandbox';
 import { TEMPORAL_PROCESS } from '../sandbox/temporal';
 import { stopProcess } from '../sandbox/process';
@@ -13,6 +12,7 @@ import { postgresUrl } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
 import { spawnWorker } from './support/cli';
 import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
+import { everySandboxResource, sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
@@ -28,22 +28,14 @@ const dumpsIn = async (container: string) => {
 
 /** Backup, prep, app, both data syncs, a traffic shift and the cutover: every kind of side effect. */
 function everyPhasePlan(name: string, backups: string, dr: string, extra = '') {
-  return parsePlan(
-    `
-apiVersion: tiershift/v1
-name: ${name}
+  return sandboxPlan({
+    name,
+    head: `
 defaults:
   retry: { maximumAttempts: 6, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }
-  timeouts: { startToClose: 10m, heartbeat: 5s }
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  assets: { kind: blob, provider: local, account: primary, container: assets }
-  assetsDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
-  backups: { kind: blob, provider: local, account: primary, container: ${backups} }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
+  timeouts: { startToClose: 10m, heartbeat: 5s }`,
+    resources: everySandboxResource({ assetsDr: dr, backups }),
+    phases: `
   - backup: { resources: [sourceDb], destination: backups }
   - infra: { resource: targetDb, settings: { work_mem: 6MB } }
   - data: { from: sourceDb, to: targetDb }
@@ -56,8 +48,7 @@ ${extra}
       steps: [ { weight: 100, bake: 2s } ]
   - finalize: { resources: [targetDb] }
 `,
-    `${name}.yaml`,
-  );
+  });
 }
 
 async function expectVerified(status: MigrationStatus, backups: string, dr: string) {
@@ -173,19 +164,16 @@ describe('chaos', () => {
   }, HEAVY);
 
   it('completes a migration when the Temporal server restarts in the middle of it', async () => {
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('restart')}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-phases:
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('restart'),
+        resources: sandboxResources('sourceDb', 'targetDb'),
+        phases: `
   - check: { resources: [sourceDb] }
   - gate: { name: go }
   - data: { from: sourceDb, to: targetDb }
-  - finalize: { resources: [targetDb] }
-`,
+  - finalize: { resources: [targetDb] }`,
+      },
       'restart.yaml',
     );
     const { stop } = await startWorker({ connection: suite.temporal.connection });

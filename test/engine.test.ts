@@ -1,28 +1,16 @@
 // The migration engine's behaviour on the time-skipping server: gates, failures, rollback, visibility.
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatStatus } from '../client/format';
 import { parsePlan } from '../plan/load';
 import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { approveSignal, resumePreviewQuery } from '../workflows/shared';
 import { type MigrationStatus } from '../contract/status';
 import { ActivityScript } from './support/scripted-activities';
-import { startWorker, timeSkippingEnv } from './support/temporal';
+import { engineSuite } from './support/temporal';
 
-let env: TestWorkflowEnvironment;
-let stopWorker: () => Promise<void>;
 const script = new ActivityScript();
-
-beforeAll(async () => {
-  env = await timeSkippingEnv();
-  ({ stop: stopWorker } = await startWorker({ connection: env.nativeConnection, activities: script.activities() }));
-});
-
-afterAll(async () => {
-  await stopWorker?.();
-  await env?.teardown();
-});
+const engine = engineSuite(script);
 
 interface PlanOptions {
   gate?: string;
@@ -55,18 +43,18 @@ ${traffic ? `  - traffic: { resource: front, steps: [ { weight: 10, bake: 10m },
 
 async function start(name: string, opts?: PlanOptions, startedBy = 'alice') {
   const plan = parsePlan(planYaml(name, opts), `${name}.yaml`);
-  const handle = await startMigration(env.client, plan, startedBy);
+  const handle = await startMigration(engine.env.client, plan, startedBy);
   return { plan, handle, id: handle.workflowId };
 }
 
 async function waitFor(id: string, ok: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const status = await migrationStatus(env.client, id);
+    const status = await migrationStatus(engine.env.client, id);
     if (ok(status)) return status;
     if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
     // Time stands still while the test polls; move it on so bake timers elapse (gate timeouts are hours).
-    await env.sleep('1m');
+    await engine.env.sleep('1m');
   }
 }
 
@@ -86,9 +74,9 @@ describe('migration engine', () => {
   it('runs every phase in plan order through approved gates to completion', async () => {
     const { id, handle } = await start('happy-path');
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob', comment: 'backup verified' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob', comment: 'backup verified' });
     await waitFor(id, atGate('final'));
-    await approveGate(env.client, id, { gate: 'final', by: 'carol' });
+    await approveGate(engine.env.client, id, { gate: 'final', by: 'carol' });
     const status = await handle.result();
 
     expect(status.state).toBe('completed');
@@ -122,24 +110,24 @@ describe('migration engine', () => {
   it('refuses a second start of a running migration', async () => {
     const { plan, id } = await start('twice');
     await waitFor(id, atGate('go'));
-    await expect(startMigration(env.client, plan, 'bob')).rejects.toThrow(/already started|already running/i);
-    await rollbackMigration(env.client, id, 'alice', 'test done');
+    await expect(startMigration(engine.env.client, plan, 'bob')).rejects.toThrow(/already started|already running/i);
+    await rollbackMigration(engine.env.client, id, 'alice', 'test done');
   });
 
   it('applies every gate rule with a reason the CLI can print', async () => {
     const { id, handle } = await start('gate-rules', { gate: '{ name: go, approvers: [alice, bob, carol], requiredApprovals: 2, fourEyes: true }' });
     await waitFor(id, atGate('go'));
-    expect(await refusal(approveGate(env.client, id, { gate: 'nope', by: 'bob' }))).toMatch(/unknown gate "nope"; this plan's gates are: go, final/);
-    expect(await refusal(approveGate(env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/gate "final" is not pending; it is waiting at gate "go"/);
-    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'mallory' }))).toMatch(/mallory may not decide gate "go"; its approvers are: alice, bob, carol/);
-    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'alice' }))).toMatch(/needs four eyes: alice started this migration/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'nope', by: 'bob' }))).toMatch(/unknown gate "nope"; this plan's gates are: go, final/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/gate "final" is not pending; it is waiting at gate "go"/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'go', by: 'mallory' }))).toMatch(/mallory may not decide gate "go"; its approvers are: alice, bob, carol/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'go', by: 'alice' }))).toMatch(/needs four eyes: alice started this migration/);
 
-    const afterOne = await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    const afterOne = await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     expect(afterOne.pendingGate).toMatchObject({ gate: 'go', approvedBy: ['bob'], requiredApprovals: 2 });
-    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'bob' }))).toMatch(/bob already approved gate "go"; it needs 2 distinct approvers \(1 so far\)/);
-    expect(await refusal(rejectGate(env.client, id, { gate: 'go', by: 'carol', reason: ' ' }))).toMatch(/needs a reason/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'go', by: 'bob' }))).toMatch(/bob already approved gate "go"; it needs 2 distinct approvers \(1 so far\)/);
+    expect(await refusal(rejectGate(engine.env.client, id, { gate: 'go', by: 'carol', reason: ' ' }))).toMatch(/needs a reason/);
 
-    await approveGate(env.client, id, { gate: 'go', by: 'carol' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'carol' });
     const atFinal = await waitFor(id, atGate('final'));
     expect(atFinal.steps.find((s) => s.id === '1-gate')).toMatchObject({ state: 'done', summary: 'approved by bob, carol' });
     await handle.cancel();
@@ -154,21 +142,21 @@ describe('migration engine', () => {
     expect(refused.errors[0]?.error).toMatch(/signal refused: mallory may not decide gate "go"/);
     await handle.signal(approveSignal, { gate: 'go', by: 'bob' });
     await waitFor(id, atGate('final'));
-    await rollbackMigration(env.client, id, 'alice', 'done');
+    await rollbackMigration(engine.env.client, id, 'alice', 'done');
     expect((await handle.result()).state).toBe('rolled-back');
   });
 
   it('rolls back when a gate times out, and aborts without undoing when the plan says abort', async () => {
     const { id, handle } = await start('gate-timeout', { gate: '{ name: go, timeout: 1h, onTimeout: rollback }' });
     await waitFor(id, atGate('go'));
-    await env.sleep('2h');
+    await engine.env.sleep('2h');
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'gate-timeout', reason: 'gate "go" was not approved within 1h' });
 
     const aborted = await start('gate-abort', { gate: '{ name: go, timeout: 1h, onTimeout: abort }' });
     await waitFor(aborted.id, atGate('go'));
-    await env.sleep('2h');
+    await engine.env.sleep('2h');
     const abortedStatus = await aborted.handle.result();
     expect(abortedStatus.state).toBe('aborted');
     expect(abortedStatus.rollback).toBeUndefined();
@@ -179,31 +167,31 @@ describe('migration engine', () => {
     const { id, handle } = await start('resume-after-failure');
     script.failures.set(`${id}/2-infra`, 2); // both attempts of the retry policy fail
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     const failed = await waitFor(id, (s) => s.state === 'awaiting-operator');
     expect(failed.failure).toMatchObject({ stepId: '2-infra', error: 'injected failure of 2-infra' });
     expect(failed.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'failed', attempts: 1 });
-    expect(await refusal(approveGate(env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/not pending/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/not pending/);
 
-    await resumeMigration(env.client, id, 'carol');
+    await resumeMigration(engine.env.client, id, 'carol');
     await waitFor(id, atGate('final'));
-    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'final', by: 'bob' });
     const status = await handle.result();
     expect(status.state).toBe('completed');
     expect(status.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 2 });
     expect(status.resumes).toEqual([{ stepId: '2-infra', by: 'carol', at: expect.any(String) }]);
     expect(script.callsOf(id).filter((c) => c === 'prepareInfra:2-infra')).toHaveLength(3);
     // A closed migration takes no more decisions.
-    await expect(resumeMigration(env.client, id, 'carol')).rejects.toThrow();
+    await expect(resumeMigration(engine.env.client, id, 'carol')).rejects.toThrow();
   });
 
   it('rolls back on the operator\'s command after a failure, undoing what was done in reverse', async () => {
     const { id, handle } = await start('rollback-after-failure');
     script.failures.set(`${id}/3-app`, 2);
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     await waitFor(id, (s) => s.state === 'awaiting-operator');
-    await rollbackMigration(env.client, id, 'carol', 'app does not start');
+    await rollbackMigration(engine.env.client, id, 'carol', 'app does not start');
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'operator', by: 'carol', reason: 'app does not start' });
@@ -217,7 +205,7 @@ describe('migration engine', () => {
     const { id, handle } = await start('analysis-breach');
     script.failingAnalysis.add(`${id}/5-traffic-100`);
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback?.trigger).toBe('analysis');
@@ -231,7 +219,7 @@ describe('migration engine', () => {
   it('rolls back when the workflow is cancelled', async () => {
     const { id, handle } = await start('cancelled');
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     await waitFor(id, atGate('final'));
     await handle.cancel();
     const status = await handle.result();
@@ -243,12 +231,12 @@ describe('migration engine', () => {
   it('rolls back when a gate is rejected, and refuses a second rollback', async () => {
     const { id, handle } = await start('rejected');
     await waitFor(id, atGate('go'));
-    await rejectGate(env.client, id, { gate: 'go', by: 'bob', reason: 'backup too old' });
+    await rejectGate(engine.env.client, id, { gate: 'go', by: 'bob', reason: 'backup too old' });
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'gate-rejected', reason: 'gate "go" rejected by bob: backup too old' });
     expect(status.decisions).toMatchObject([{ gate: 'go', decision: 'reject', by: 'bob', comment: 'backup too old' }]);
-    await expect(rollbackMigration(env.client, id, 'bob')).rejects.toThrow();
+    await expect(rollbackMigration(engine.env.client, id, 'bob')).rejects.toThrow();
   });
 
   it('keeps history small on a plan with hundreds of steps by continuing as new', async () => {
@@ -257,16 +245,16 @@ describe('migration engine', () => {
       `apiVersion: tiershift/v1\nname: many-steps\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source }\nphases:\n${checks}\n  - gate: { name: last }\n`,
       'many-steps.yaml',
     );
-    const handle = await startMigration(env.client, plan, 'alice', { historyLimit: 300 });
+    const handle = await startMigration(engine.env.client, plan, 'alice', { historyLimit: 300 });
     const id = handle.workflowId;
     await waitFor(id, atGate('last'));
-    await approveGate(env.client, id, { gate: 'last', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'last', by: 'bob' });
     const status = await handle.result();
     expect(status.state).toBe('completed');
     expect(status.steps.filter((s) => s.state === 'done')).toHaveLength(201);
     expect(script.callsOf(id)).toHaveLength(200);
     // The first run handed over to a new one; no run's history grew past the limit by more than a step.
-    const first = await env.client.workflow.getHandle(id, handle.firstExecutionRunId).describe();
+    const first = await engine.env.client.workflow.getHandle(id, handle.firstExecutionRunId).describe();
     expect(first.status.name).toBe('CONTINUED_AS_NEW');
     expect(first.historyLength).toBeLessThan(360);
   });
@@ -275,12 +263,12 @@ describe('migration engine', () => {
     const { id, handle, plan } = await start('evidence');
     await waitFor(id, atGate('go'));
     const other = 'f'.repeat(64);
-    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'bob', planHash: other }))).toBe(
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'go', by: 'bob', planHash: other }))).toBe(
       `this decision was made on plan sha256 ffffffffffff, but the migration runs plan sha256 ${plan.hash.slice(0, 12)}; review what runs with \`tiershift status ${id}\` and decide again`,
     );
-    await approveGate(env.client, id, { gate: 'go', by: 'bob', comment: 'backup checked', planHash: plan.hash });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob', comment: 'backup checked', planHash: plan.hash });
     await waitFor(id, atGate('final'));
-    await approveGate(env.client, id, { gate: 'final', by: 'carol' });
+    await approveGate(engine.env.client, id, { gate: 'final', by: 'carol' });
     const status = await handle.result();
     const [go, final] = status.decisions;
     expect(go).toMatchObject({ gate: 'go', by: 'bob', comment: 'backup checked', planHash: plan.hash, evidence: { '0-backup': { '0-backup.calls': 1 } } });
@@ -295,10 +283,10 @@ describe('migration engine', () => {
       traffic: false,
     });
     await waitFor(id, (s) => s.pendingGate?.gate === 'go' && (s.notifications ?? []).some((n) => n.kind === 'escalation'));
-    expect(await refusal(approveGate(env.client, id, { gate: 'go', by: 'erin' }))).toMatch(/its approvers are: bob, dave/);
-    await approveGate(env.client, id, { gate: 'go', by: 'dave' });
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'go', by: 'erin' }))).toMatch(/its approvers are: bob, dave/);
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'dave' });
     await waitFor(id, atGate('final'));
-    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'final', by: 'bob' });
     const status = await handle.result();
     const sent = script.notifications.filter((n) => n.migrationId === id);
     expect(sent.map((n) => (n.payload as { kind: string }).kind)).toEqual(['opened', 'reminder', 'reminder', 'escalation']);
@@ -316,10 +304,10 @@ describe('migration engine', () => {
       '  - gate: { name: final }\n  - finalize: { resources: [sourceDb] }\n',
       '  - finalize:\n      resources: [targetDb]\n      pointOfNoReturn: { approvers: [alice, bob, carol], requiredApprovals: 2, fourEyes: true }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }\n',
     ), 'ponr-crossed.yaml');
-    const handle = await startMigration(env.client, plan, 'alice');
+    const handle = await startMigration(engine.env.client, plan, 'alice');
     const id = handle.workflowId;
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     const before = await waitFor(id, atGate('point-of-no-return'));
     expect(before.pointOfNoReturn).toMatchObject({ stepId: '6-finalize', gate: 'point-of-no-return', crossed: false });
     expect(before.pointOfNoReturn?.recoveryPlan).toMatch(/reverse sync \(targetDb -> sourceDb\)/);
@@ -329,18 +317,18 @@ describe('migration engine', () => {
     expect(formatStatus(before)).toContain('Point of no return: not crossed (6-finalize, after gate "point-of-no-return"); rolling back is a simple undo');
 
     // Nobody crosses it but its approvers, the starter not at all, and one approval is not two.
-    expect(await refusal(approveGate(env.client, id, { gate: 'point-of-no-return', by: 'mallory' }))).toMatch(/may not decide/);
-    expect(await refusal(approveGate(env.client, id, { gate: 'point-of-no-return', by: 'alice' }))).toMatch(/four eyes/);
-    expect(await refusal(approveGate(env.client, id, { gate: 'complete', by: 'bob' }))).toMatch(/not pending/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'point-of-no-return', by: 'mallory' }))).toMatch(/may not decide/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'point-of-no-return', by: 'alice' }))).toMatch(/four eyes/);
+    expect(await refusal(approveGate(engine.env.client, id, { gate: 'complete', by: 'bob' }))).toMatch(/not pending/);
     await handle.signal(approveSignal, { gate: 'point-of-no-return', by: 'mallory' });
-    await approveGate(env.client, id, { gate: 'point-of-no-return', by: 'bob' });
-    await env.sleep('1h');
-    const half = await migrationStatus(env.client, id);
+    await approveGate(engine.env.client, id, { gate: 'point-of-no-return', by: 'bob' });
+    await engine.env.sleep('1h');
+    const half = await migrationStatus(engine.env.client, id);
     expect(half.pendingGate).toMatchObject({ gate: 'point-of-no-return', approvedBy: ['bob'] });
     expect(half.pointOfNoReturn?.crossed).toBe(false);
     expect(script.callsOf(id)).not.toContain('finalizeMigration:6-finalize');
 
-    await approveGate(env.client, id, { gate: 'point-of-no-return', by: 'carol' });
+    await approveGate(engine.env.client, id, { gate: 'point-of-no-return', by: 'carol' });
     const after = await waitFor(id, atGate('complete'));
     expect(after.pointOfNoReturn).toMatchObject({ crossed: true, crossedAt: expect.any(String) });
     expect(await details()).toMatch(/Point of no return: \*\*crossed\*\* at .+ \(6-finalize\)\. Rolling back now means a reverse sync .+, and needs `--confirm`\./);
@@ -348,13 +336,13 @@ describe('migration engine', () => {
     expect(script.callsOf(id)).toContain('finalizeMigration:6-finalize');
 
     // Past it, a rejection or an unconfirmed rollback is refused with what a rollback would do.
-    expect(await refusal(rejectGate(env.client, id, { gate: 'complete', by: 'bob', reason: 'slow' }))).toMatch(/past the point of no return.*--confirm/);
-    const unconfirmed = await refusal(rollbackMigration(env.client, id, 'carol', 'orders look wrong'));
+    expect(await refusal(rejectGate(engine.env.client, id, { gate: 'complete', by: 'bob', reason: 'slow' }))).toMatch(/past the point of no return.*--confirm/);
+    const unconfirmed = await refusal(rollbackMigration(engine.env.client, id, 'carol', 'orders look wrong'));
     expect(unconfirmed).toMatch(/crossed its point of no return \(6-finalize, at .+\), so rolling back means a reverse sync \(targetDb -> sourceDb\)/);
     expect(unconfirmed).toContain(`tiershift rollback ${id} --reason "..." --confirm`);
-    expect((await migrationStatus(env.client, id)).state).toBe('awaiting-approval');
+    expect((await migrationStatus(engine.env.client, id)).state).toBe('awaiting-approval');
 
-    await rollbackMigration(env.client, id, 'carol', 'orders look wrong', true);
+    await rollbackMigration(engine.env.client, id, 'carol', 'orders look wrong', true);
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual([
@@ -375,12 +363,12 @@ describe('migration engine', () => {
       planYaml('ponr-not-crossed', { traffic: false }).replace('  - gate: { name: final }\n  - finalize: { resources: [sourceDb] }\n', '  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n'),
       'ponr-not-crossed.yaml',
     );
-    const handle = await startMigration(env.client, plan, 'alice');
+    const handle = await startMigration(engine.env.client, plan, 'alice');
     const id = handle.workflowId;
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     await waitFor(id, atGate('point-of-no-return'));
-    await rollbackMigration(env.client, id, 'carol', 'not today');
+    await rollbackMigration(engine.env.client, id, 'carol', 'not today');
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.pointOfNoReturn?.crossed).toBe(false);
@@ -392,7 +380,7 @@ describe('migration engine', () => {
     const { id, handle } = await start('drifted');
     script.drift.set(`${id}/4-data`, ['targetDb: max_connections expected 200, found 100']);
     await waitFor(id, atGate('go'));
-    await approveGate(env.client, id, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     const held = await waitFor(id, (s) => s.state === 'awaiting-operator');
     expect(held.failure).toMatchObject({ stepId: '4-data', error: 'drift: targetDb: max_connections expected 200, found 100; put it back as the plan expects (or roll back), then resume' });
     expect(script.callsOf(id)).not.toContain('syncData:4-data');
@@ -413,9 +401,9 @@ describe('migration engine', () => {
     ]);
     const before = [...script.callsOf(id)];
     script.drift.delete(`${id}/4-data`);
-    await resumeMigration(env.client, id, 'carol');
+    await resumeMigration(engine.env.client, id, 'carol');
     await waitFor(id, atGate('final'));
-    await approveGate(env.client, id, { gate: 'final', by: 'bob' });
+    await approveGate(engine.env.client, id, { gate: 'final', by: 'bob' });
     const status = await handle.result();
     expect(status.state).toBe('completed');
     // What the preview said: done steps did not run again, the held one and the rest did.

@@ -7,13 +7,14 @@ import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
-import { runLoad, type LoadResult } from '../client/load';
+import { runLoad } from '../client/load';
 import { approveGate, migrationStatus, rollbackMigration, startMigration } from '../client/migrations';
-import { parsePlan } from '../plan/load';
 import { postgresUrl } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
 import { spawnWorker } from './support/cli';
+import { shoppers } from './support/load';
 import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
+import { container, everySandboxResource, sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
@@ -48,30 +49,15 @@ async function driveGates(client: Client, handle: WorkflowHandle, gates: string[
 }
 
 /** Read traffic through the front door for the whole migration: the shoppers the migration must not fail. */
-function shoppers(): { stop: () => Promise<LoadResult> } {
-  const abort = new AbortController();
-  const load = runLoad({
-    url: (n) => new URL(`/api/orders/${(n % 20_000) + 1}`, suite.state.haproxy!.frontendUrl).toString(),
-    ratePerSecond: 25,
-    durationMs: 300_000,
-    maxRequests: 7_500,
-    signal: abort.signal,
-  });
-  return { stop: () => (abort.abort(), load) };
-}
+const readers = () => shoppers({ front: suite.state.haproxy!.frontendUrl, readsPerSecond: 25, lookups: 20_000, durationMs: 300_000 });
 
 /** Sync, v2 on the target, a cutover gate and a 50/100 canary, then `rest`: where the rollback tests start from. */
 function canaryPlan(name: string, maxErrorRate: number, rest: string) {
-  return parsePlan(
-    `
-apiVersion: tiershift/v1
-name: ${uniqueName(name)}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
+  return sandboxPlan(
+    {
+      name: uniqueName(name),
+      resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
+      phases: `
   - data: { from: sourceDb, to: targetDb }
   - app: { resource: shop, version: v2, database: targetDb }
   - gate: { name: cutover }
@@ -80,6 +66,7 @@ phases:
       analysis: { maxErrorRate: ${maxErrorRate}, minRequests: 3 }
       steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
 ${rest}`,
+    },
     `${name}.yaml`,
   );
 }
@@ -88,20 +75,12 @@ describe('a full migration on the sandbox', () => {
   it('backs up, prepares, syncs, deploys, shifts 10/50/100 and cuts over with no failed request', async () => {
     const dr = uniqueName('assets-dr');
     const backups = uniqueName('backups');
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('full')}
-defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  assets: { kind: blob, provider: local, account: primary, container: assets }
-  assetsDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
-  backups: { kind: blob, provider: local, account: primary, container: ${backups} }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('full'),
+        head: 'defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }',
+        resources: everySandboxResource({ assetsDr: dr, backups }),
+        phases: `
   - backup: { resources: [sourceDb, assets], destination: backups }
   - gate: { name: start }
   - infra: { resource: targetDb, settings: { max_connections: 220, shared_buffers: 160MB } }
@@ -116,10 +95,11 @@ phases:
   - gate: { name: finalize }
   - finalize: { resources: [targetDb] }
 `,
+      },
       'full.yaml',
     );
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
-    const load = shoppers();
+    const load = readers();
     // Orders keep arriving on the source (through blue directly) while the data phase copies it.
     const writes = new AbortController();
     const writer = runLoad({ url: `http://127.0.0.1:${suite.state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
@@ -134,7 +114,7 @@ phases:
       writes.abort();
       await stopWorker();
     }
-    const traffic = await load.stop();
+    const traffic = (await load.stop()).reads;
     const written = await writer;
 
     expect(status.state, JSON.stringify(status.failure)).toBe('completed');
@@ -167,7 +147,7 @@ describe('a failing canary', () => {
     const plan = canaryPlan('canary', 0.05, '  - finalize: { resources: [targetDb] }\n');
     const sourceBefore = await tables('source');
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
-    const load = shoppers();
+    const load = readers();
     let status: MigrationStatus;
     try {
       const handle = await startMigration(suite.temporal.client, plan, 'alice');
@@ -179,7 +159,7 @@ describe('a failing canary', () => {
     } finally {
       await stopWorker();
     }
-    const traffic = await load.stop();
+    const traffic = (await load.stop()).reads;
 
     expect(status.state).toBe('rolled-back');
     expect(status.rollback?.trigger).toBe('analysis');
@@ -203,7 +183,7 @@ describe('past the point of no return', () => {
       '  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }\n',
     );
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
-    const load = shoppers();
+    const load = readers();
     // New orders through the front door the whole time: on blue they land on the source, on green on the target.
     const ordersStop = new AbortController();
     const writer = runLoad({ url: new URL('/api/orders', suite.state.haproxy!.frontendUrl).toString(), method: 'POST', body: {}, ratePerSecond: 5, durationMs: 300_000, maxRequests: 1_500, signal: ordersStop.signal });
@@ -227,7 +207,7 @@ describe('past the point of no return', () => {
       ordersStop.abort();
       await stopWorker();
     }
-    const traffic = await load.stop();
+    const traffic = (await load.stop()).reads;
     const written = await writer;
 
     expect(status.state, JSON.stringify(status.rollback)).toBe('rolled-back');
@@ -283,22 +263,18 @@ describe('workers killed in the data phase', () => {
         }),
       );
     }
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('killed')}
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('killed'),
+        head: `
 defaults:
   retry: { maximumAttempts: 5, initialInterval: 1s, backoffCoefficient: 1, maximumInterval: 1s }
-  timeouts: { startToClose: 10m, heartbeat: 3s }
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  bulk: { kind: blob, provider: local, account: primary, container: ${bulk} }
-  bulkDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
-phases:
+  timeouts: { startToClose: 10m, heartbeat: 3s }`,
+        resources: { ...sandboxResources('sourceDb', 'targetDb'), bulk: container('primary', bulk), bulkDr: container('secondary', dr) },
+        phases: `
   - data: { from: bulk, to: bulkDr }
-  - data: { from: sourceDb, to: targetDb }
-`,
+  - data: { from: sourceDb, to: targetDb }`,
+      },
       'killed.yaml',
     );
     const env = { TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address };

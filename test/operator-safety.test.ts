@@ -7,12 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { approveGate, migrationStatus, resumeMigration, startMigration } from '../client/migrations';
-import { parsePlan } from '../plan/load';
 import { setServerWeight } from '../sandbox/haproxy';
 import { postgresUrl } from '../contract/home';
 import { resumePreviewQuery } from '../workflows/shared';
 import { type MigrationStatus } from '../contract/status';
 import { resetToBlue, sandbox, uniqueName } from './support/local-ops';
+import { sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, sandboxTemporal, startWorker, type SandboxTemporal } from './support/temporal';
 
 let temporal: SandboxTemporal;
@@ -44,16 +44,14 @@ async function setTargetSetting(name: string, value: string | null): Promise<voi
 
 describe('operator safety on the sandbox', () => {
   it('refuses a decision made on another version of the plan, and records the evidence of the one it takes', async () => {
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('evidence')}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-phases:
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('evidence'),
+        resources: sandboxResources('sourceDb'),
+        phases: `
   - check: { resources: [sourceDb] }
-  - gate: { name: go }
-`,
+  - gate: { name: go }`,
+      },
       'evidence.yaml',
     );
     const handle = await startMigration(temporal.client, plan, 'alice');
@@ -69,22 +67,17 @@ phases:
   });
 
   it('stops on hand-made drift (a setting on the target, weights in HAProxy) with a diff, and resumes as previewed', async () => {
-    const plan = parsePlan(
-      `
-apiVersion: tiershift/v1
-name: ${uniqueName('drift')}
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-  targetDb: { kind: postgres, provider: local, cluster: target }
-  shop: { kind: app, provider: local }
-  front: { kind: traffic, provider: local, stable: blue, canary: green }
-phases:
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('drift'),
+        resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
+        phases: `
   - infra: { resource: targetDb, settings: { work_mem: 6MB } }
   - app: { resource: shop, version: v2, database: targetDb }
   - gate: { name: go }
   - data: { from: sourceDb, to: targetDb }
-  - traffic: { resource: front, analysis: { minRequests: 0 }, steps: [ { weight: 50, bake: 1s } ] }
-`,
+  - traffic: { resource: front, analysis: { minRequests: 0 }, steps: [ { weight: 50, bake: 1s } ] }`,
+      },
       'drift.yaml',
     );
     const handle = await startMigration(temporal.client, plan, 'alice');
@@ -138,19 +131,17 @@ phases:
     // A webhook URL may carry a token: the plan names the variable, the worker reads it.
     process.env.TIERSHIFT_TEST_HOOK = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook?token=secret`;
     try {
-      const plan = parsePlan(
-        `
-apiVersion: tiershift/v1
-name: ${uniqueName('notify')}
-approvers: [bob]
-resources:
-  sourceDb: { kind: postgres, provider: local, cluster: source }
-phases:
+      const plan = sandboxPlan(
+        {
+          name: uniqueName('notify'),
+          head: 'approvers: [bob]',
+          resources: sandboxResources('sourceDb'),
+          phases: `
   - check: { resources: [sourceDb] }
   - gate:
       name: go
-      notify: { webhook: { env: TIERSHIFT_TEST_HOOK }, every: 2s, escalateAfter: 5s, escalateTo: [dave] }
-`,
+      notify: { webhook: { env: TIERSHIFT_TEST_HOOK }, every: 2s, escalateAfter: 5s, escalateTo: [dave] }`,
+        },
         'notify.yaml',
       );
       const handle = await startMigration(temporal.client, plan, 'alice');

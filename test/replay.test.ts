@@ -4,32 +4,20 @@
 // version's as test/histories/<name>.json (record one whenever the workflow's commands change).
 import { Worker } from '@temporalio/worker';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { approveGate, migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
 import { ActivityScript } from './support/scripted-activities';
-import { startWorker, timeSkippingEnv } from './support/temporal';
+import { engineSuite } from './support/temporal';
 
 const HISTORIES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 
-let env: TestWorkflowEnvironment;
-let stopWorker: () => Promise<void>;
 const script = new ActivityScript();
-
-beforeAll(async () => {
-  env = await timeSkippingEnv();
-  ({ stop: stopWorker } = await startWorker({ connection: env.nativeConnection, activities: script.activities() }));
-});
-
-afterAll(async () => {
-  await stopWorker?.();
-  await env?.teardown();
-});
+const engine = engineSuite(script);
 
 const PLAN = `
 apiVersion: tiershift/v1
@@ -52,10 +40,10 @@ phases:
 
 async function until(id: string, ok: (s: Awaited<ReturnType<typeof migrationStatus>>) => boolean) {
   for (let i = 0; i < 300; i++) {
-    const status = await migrationStatus(env.client, id);
+    const status = await migrationStatus(engine.env.client, id);
     if (ok(status)) return status;
     // Time stands still while a test polls the time-skipping server: move it on so bakes elapse.
-    await env.sleep('1m');
+    await engine.env.sleep('1m');
   }
   throw new Error(`${id} did not reach the expected state`);
 }
@@ -63,16 +51,16 @@ async function until(id: string, ok: (s: Awaited<ReturnType<typeof migrationStat
 describe('workflow determinism', () => {
   it('replays a fresh history with gates, a failure, a resume, timers and a rollback past the point of no return', async () => {
     const plan = parsePlan(PLAN, 'replayed.yaml');
-    const handle = await startMigration(env.client, plan, 'alice');
+    const handle = await startMigration(engine.env.client, plan, 'alice');
     script.failures.set(`${handle.workflowId}/2-infra`, 1);
     await until(handle.workflowId, (s) => s.pendingGate?.gate === 'go');
-    await approveGate(env.client, handle.workflowId, { gate: 'go', by: 'bob' });
+    await approveGate(engine.env.client, handle.workflowId, { gate: 'go', by: 'bob' });
     await until(handle.workflowId, (s) => s.state === 'awaiting-operator');
-    await resumeMigration(env.client, handle.workflowId, 'bob');
+    await resumeMigration(engine.env.client, handle.workflowId, 'bob');
     await until(handle.workflowId, (s) => s.pendingGate?.gate === 'point-of-no-return');
-    await approveGate(env.client, handle.workflowId, { gate: 'point-of-no-return', by: 'bob' });
+    await approveGate(engine.env.client, handle.workflowId, { gate: 'point-of-no-return', by: 'bob' });
     await until(handle.workflowId, (s) => s.pendingGate?.gate === 'complete');
-    await rollbackMigration(env.client, handle.workflowId, 'bob', 'rehearsal', true);
+    await rollbackMigration(engine.env.client, handle.workflowId, 'bob', 'rehearsal', true);
     expect((await handle.result()).state).toBe('rolled-back');
 
     const history = await handle.fetchHistory();

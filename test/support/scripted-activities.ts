@@ -1,9 +1,53 @@
-// Activities for workflow-logic tests on the time-skipping server: they record each call and fail or
-// fail analysis where a test says so. The providers' real activities are tested on the sandbox.
+// Activities that answer at once instead of acting, for what runs on Temporal without a sandbox: the
+// workflow-logic tests on the time-skipping server (ActivityScript: records each call, fails where a test
+// says so) and the benchmarks that measure orchestration alone (noopActivities). The providers' real
+// activities are tested on the sandbox. No vitest import: the benchmarks use it outside the test runner.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Activities } from '../../activities';
 import type { NotifyInput } from '../../activities/notify';
-import type { AnalysisInput, DriftInput, StepInput, StepOutcome, UndoInput } from '../../activities/types';
+import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome, UndoInput } from '../../activities/types';
+
+/** How instant activities answer; `step` serves every activity that performs a step (it may throw). */
+interface Answers {
+  step(name: string, input: StepInput): StepOutcome;
+  analyse(input: AnalysisInput): AnalysisOutcome;
+  undo(input: UndoInput): StepOutcome;
+  drift(input: DriftInput): string[];
+  notify(input: NotifyInput): { status: number };
+}
+
+/** Every activity the worker registers, in one place, so a new activity is added to both fixtures at once. */
+function instantActivities(a: Answers): Activities {
+  const step = (name: string) => async (input: StepInput) => a.step(name, input);
+  return {
+    checkHealth: step('checkHealth'),
+    backupDatabase: step('backupDatabase'),
+    prepareInfra: step('prepareInfra'),
+    updateApp: step('updateApp'),
+    syncData: step('syncData'),
+    finalizeMigration: step('finalizeMigration'),
+    shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
+    analyseTraffic: async (input) => a.analyse(input),
+    undoStep: async (input) => a.undo(input),
+    checkDrift: async (input) => a.drift(input),
+    notifyGate: async (input) => a.notify(input),
+  };
+}
+
+/**
+ * Activities that do nothing, for measuring the orchestration alone. `onStart` sees each call with the
+ * time (performance.now()) the activity function began.
+ */
+export function noopActivities(onStart: (name: string, input: StepInput, at: number) => void = () => undefined): Activities {
+  const started = (name: string, input: StepInput) => onStart(name, input, performance.now());
+  return instantActivities({
+    step: (name, input) => (started(name, input), { summary: `${name} ${input.step.id} (no-op)`, figures: {}, undo: { step: input.step.id } }),
+    analyse: (input) => (started('analyseTraffic', input), { pass: true, summary: 'no-op analysis', figures: {} }),
+    undo: (input) => (started('undoStep', input), { summary: `undone ${input.step.id}`, figures: {} }),
+    drift: (input) => (started('checkDrift', input), []),
+    notify: () => ({ status: 200 }),
+  });
+}
 
 export class ActivityScript {
   /** `${migrationId}` -> ["backupDatabase:1-backup", "undoStep:4-app", ...] in call order. */
@@ -36,21 +80,12 @@ export class ActivityScript {
   }
 
   activities(): Activities {
-    const step =
-      (name: string) =>
-      async (input: StepInput): Promise<StepOutcome> => {
+    return instantActivities({
+      step: (name, input) => {
         this.record(name, input);
         return { summary: `${name} ${input.step.id}`, figures: { [`${input.step.id}.calls`]: 1 }, undo: { step: input.step.id } };
-      };
-    return {
-      checkHealth: step('checkHealth'),
-      backupDatabase: step('backupDatabase'),
-      prepareInfra: step('prepareInfra'),
-      updateApp: step('updateApp'),
-      syncData: step('syncData'),
-      finalizeMigration: step('finalizeMigration'),
-      shiftTraffic: async (input) => ({ ...(await step('shiftTraffic')(input)), baseline: { requests: 0 } }),
-      analyseTraffic: async (input: AnalysisInput) => {
+      },
+      analyse: (input) => {
         this.record('analyseTraffic', input);
         const pass = !this.failingAnalysis.has(`${input.migrationId}/${input.step.id}`);
         return {
@@ -60,18 +95,18 @@ export class ActivityScript {
           figures: { [`${input.step.id}.errorRate`]: pass ? 0 : 0.5 },
         };
       },
-      undoStep: async (input: UndoInput) => {
+      undo: (input) => {
         this.record('undoStep', input, input.part);
         return { summary: `undone ${input.step.id}`, figures: {} };
       },
-      checkDrift: async (input: DriftInput) => {
+      drift: (input) => {
         this.driftChecks.set(`${input.migrationId}/${input.step.id}`, input.expect);
         return this.drift.get(`${input.migrationId}/${input.step.id}`) ?? [];
       },
-      notifyGate: async (input: NotifyInput) => {
+      notify: (input) => {
         this.notifications.push(input);
         return { status: 200 };
       },
-    };
+    });
   }
 }

@@ -4,10 +4,12 @@ import { Client, Connection } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
+import { afterAll, beforeAll } from 'vitest';
 import { findBinary } from '../../sandbox/binaries';
 import { SEARCH_ATTRIBUTES } from '../../contract/search-attributes';
 import { readState, sandboxHome } from '../../contract/home';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
+import type { ActivityScript } from './scripted-activities';
 
 let runtimeInstalled = false;
 /** The SDK logs every worker state change at INFO and every expected activity failure at WARN; tests assert on those instead. */
@@ -28,6 +30,24 @@ export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
     searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((key) => [key.name, INDEXED_VALUE_TYPE[key.type]!])),
   });
   return env;
+}
+
+/**
+ * For a test file of workflow logic: the time-skipping server and a worker running `script`'s activities,
+ * up before the file's first test and torn down after its last.
+ */
+export function engineSuite(script: ActivityScript): { env: TestWorkflowEnvironment } {
+  const suite = {} as { env: TestWorkflowEnvironment };
+  let stopWorker: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    suite.env = await timeSkippingEnv();
+    ({ stop: stopWorker } = await startWorker({ connection: suite.env.nativeConnection, activities: script.activities() }));
+  });
+  afterAll(async () => {
+    await stopWorker?.();
+    await suite.env?.teardown();
+  });
+  return suite;
 }
 
 const INDEXED_VALUE_TYPE: Record<string, temporal.api.enums.v1.IndexedValueType> = {
