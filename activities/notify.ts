@@ -14,7 +14,18 @@ export interface NotifyInput {
 
 export async function notifyGate({ gate, webhook, payload }: NotifyInput): Promise<{ status: number }> {
   const url = typeof webhook === 'string' ? webhook : resolveSecret(webhook, `the webhook of gate "${gate}"`);
-  const res = await fetch(url, {
+  // The URL itself often is the credential (a token in its path): a bad one is named by where it came from, never shown.
+  const from = typeof webhook === 'string' ? 'in the plan' : 'env' in webhook ? `in environment variable ${webhook.env}` : `in Key Vault secret ${webhook.keyVault.secret}`;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    /* reported below */
+  }
+  if (parsed?.protocol !== 'https:' && parsed?.protocol !== 'http:') {
+    throw ApplicationFailure.nonRetryable(`the webhook of gate "${gate}" ${from} is not a valid http(s) URL; fix it and resume`, 'NonRetryable');
+  }
+  const res = await fetch(parsed, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'user-agent': 'tiershift' },
     body: JSON.stringify(payload),

@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { recoveryPhrase } from './rollback';
 import { planSchema, PHASE_KINDS, type PhaseBody, type PhaseKind, type PlanFile } from './schema';
 import type { GateStep, ResolvedPlan, Resource, RetryPolicy, Step, StepTimeouts, TrafficAnalysis } from './types';
+import { holdsSecret } from '../contract/redact';
 
 export const DEFAULT_RETRY: RetryPolicy = { maximumAttempts: 3, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' };
 export const DEFAULT_TIMEOUTS: StepTimeouts = { startToClose: '2h', heartbeat: '1m' };
@@ -349,6 +350,8 @@ const CREDENTIAL = [
   /[?&]sig=/i,
   /:\/\/[^/\s:@]+:[^/\s@]+@/,
   /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+  // A URL with a token in its path or a secret in its query (a chat webhook): what redaction would hide.
+  { test: (value: string) => /:\/\//.test(value) && holdsSecret(value) },
 ];
 
 /** Paths of strings that look like a connection string with a secret, a SAS or a key. */

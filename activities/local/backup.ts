@@ -179,7 +179,7 @@ async function dumpToBlob(url: string, snapshot: string, blob: BlockBlobClient, 
 
 const withDatabase = (url: string, database: string) => {
   const u = new URL(url);
-  u.pathname = `/${database}`;
+  u.pathname = `/${encodeURIComponent(database)}`;
   return u.toString();
 };
 

@@ -7,6 +7,7 @@ import type { BlobResource, DataStep, Resource } from '../../plan/types';
 import { blobSyncOutcome, eachLimited, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
+import { resolveSecret } from '../secrets';
 
 /** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
 const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
@@ -25,9 +26,13 @@ export function blobResource(resources: Record<string, Resource>, name: string |
   return resource;
 }
 
-/** The client holds the account's shared key, which is what lets it sign SAS URLs for the source. */
+/**
+ * The client holds the account's shared key, which is what lets it sign SAS URLs for the source; a
+ * resource with its own `connection` (e.g. a SAS connection string) uses that instead.
+ */
 export function containerClient(resource: BlobResource): ContainerClient {
-  return BlobServiceClient.fromConnectionString(storageAccount(resource).connectionString).getContainerClient(resource.container);
+  const connection = resource.connection ? resolveSecret(resource.connection, `the storage account of ${resource.name}`) : storageAccount(resource).connectionString;
+  return BlobServiceClient.fromConnectionString(connection).getContainerClient(resource.container);
 }
 
 const md5Of = (bytes: Uint8Array | undefined): string | undefined => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined);

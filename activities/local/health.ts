@@ -1,5 +1,5 @@
 import { BlobServiceClient } from '@azure/storage-blob';
-import pg from 'pg';
+import { withPgClient } from '../../contract/pg';
 import type { BlobResource, PostgresResource, Resource } from '../../plan/types';
 import type { StepOutcome } from '../types';
 import { postgresConnection, sandboxState, storageAccount } from './sandbox';
@@ -18,9 +18,7 @@ export async function checkHealth(_input: unknown, resource: Resource): Promise<
 }
 
 async function checkPostgres(resource: PostgresResource): Promise<StepOutcome> {
-  const client = new pg.Client({ connectionString: postgresConnection(resource), connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
+  return withPgClient(postgresConnection(resource), async (client) => {
     const { rows } = await client.query<{ version: string; max_connections: string; tables: string; bytes: string }>(`
       select current_setting('server_version') as version,
              current_setting('max_connections') as max_connections,
@@ -36,9 +34,7 @@ async function checkPostgres(resource: PostgresResource): Promise<StepOutcome> {
         [`${n}.maxConnections`]: Number(row.max_connections),
       },
     };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 async function checkBlob(resource: BlobResource): Promise<StepOutcome> {
