@@ -4,14 +4,18 @@
 // are retried. Workers run as child processes where the test signals or watches the process itself.
 import { AccountSASPermissions, AccountSASResourceTypes, AccountSASServices, generateAccountSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { WorkflowHandle } from '@temporalio/client';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backupDatabase } from '../activities/local/backup';
 import { syncPostgres, undoPgSync } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
 import { approveGate, migrationStatus, rollbackMigration, startMigration } from '../client/migrations';
-import { postgresUrl } from '../contract/home';
+import { postgresUrl, PROJECT_ROOT } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
 import { parsePlan } from '../plan/load';
 import type { PostgresResource } from '../plan/types';
@@ -94,14 +98,32 @@ async function activityAttempts(handle: WorkflowHandle): Promise<Record<string, 
 const status = (id: string) => migrationStatus(suite.temporal.client, id);
 
 describe('a lost connection fails an attempt, never a process (scenario 12)', () => {
-  it('a connection terminated while idle rejects the next query instead of crashing the process', async () => {
-    await withClient(url('source'), async (c) => {
-      const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-      await withClient(url('source', 'postgres'), (admin) => admin.query('select pg_terminate_backend($1)', [pid]));
-      // The 'error' event fires now, with no query in flight: without a listener it is an uncaught exception.
-      await new Promise((r) => setTimeout(r, 500));
-      await expect(c.query('select 1')).rejects.toThrow();
-    });
+  it('a connection terminated while idle rejects the next query instead of killing the process', async () => {
+    // In a process of its own: an unhandled 'error' event is an uncaught exception, which ends that process.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tiershift-idle-'));
+    const script = path.join(dir, 'idle.mts');
+    writeFileSync(
+      script,
+      `import { withClient } from ${JSON.stringify(path.join(PROJECT_ROOT, 'activities', 'local', 'postgres.ts'))};
+const url = process.argv[2]!;
+await withClient(url, async (c) => {
+  const pid = (await c.query('select pg_backend_pid() as pid')).rows[0].pid;
+  await withClient(url, (admin) => admin.query('select pg_terminate_backend($1)', [pid]));
+  await new Promise((r) => setTimeout(r, 500));
+  const outcome = await c.query('select 1').then(() => 'answered', () => 'rejected');
+  process.stdout.write(outcome + '\\n');
+});
+process.stdout.write('survived\\n');
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script, url('source')], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(output).toContain('rejected');
+    expect(output).toContain('survived');
+    expect(code, output).toBe(0);
   });
 
   it('survives its sessions terminated in the middle of a sync, a cutover and a reverse sync, and retries each', async () => {
@@ -329,12 +351,13 @@ phases:
       const report = await tiershift(['report', handle.workflowId], env);
       expect(statusText.code, statusText.stderr).toBe(0);
       expect(report.code, report.stderr).toBe(0);
-      expect(history.includes('Dumped sourceDb'), 'the decoded history holds the backup summary').toBe(true);
-      expect(report.stdout).toContain('not a valid http(s) URL');
       const texts = { history, status: statusText.stdout + statusJson.stdout, report: report.stdout, workerLog: worker.output() };
       for (const [where, text] of Object.entries(texts)) {
         for (const secret of needles) expect(text.includes(secret), `${where} holds a secret (${secret.slice(0, 4)}…)`).toBe(false);
       }
+      // And the texts searched are the real ones: the summary, and the notification failure naming its variable.
+      expect(history.includes('Dumped sourceDb'), 'the decoded history holds the backup summary').toBe(true);
+      expect(report.stdout).toContain('not a valid http(s) URL');
     } finally {
       await containerOf('primary', backups).deleteIfExists();
     }
