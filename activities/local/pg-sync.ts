@@ -304,7 +304,8 @@ export const waitForLag = (src: string, dst: string, name: string, bytes: number
 /**
  * Runs `fn` at a consistent point: writers on the source's tables are blocked (EXCLUSIVE mode still
  * lets readers in), and the subscription has applied everything committed before the lock. Bounded by
- * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried.
+ * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried. A worker that can
+ * no longer release them (frozen, cut off) is bounded by the server: PAUSE_SESSION_LIMIT_MS, keepalives.
  */
 async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
   return withPgClient(src, async (c) => {
