@@ -5,7 +5,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import fc from 'fast-check';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,7 +76,7 @@ phases:
 describe('the bench tears its sandbox down on every exit', () => {
   /** A process that registers the bench's exit handling with a teardown that leaves a file, then leaves as told. */
   function runExiting(how: 'throw' | 'reject' | 'error-event' | 'SIGINT' | 'SIGTERM'): Promise<{ code: number | null; tornDown: boolean }> {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'tiershift-bench-exit-'));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tiershift-exit-test-'));
     const marker = path.join(dir, 'torn-down');
     const script = path.join(dir, 'script.ts');
     writeFileSync(
@@ -102,7 +102,9 @@ if (how === 'error-event') setTimeout(() => new EventEmitter().emit('error', new
       child.on('error', reject);
       child.on('close', (code) => {
         clearTimeout(timer);
-        resolve({ code, tornDown: existsSync(marker) && readFileSync(marker, 'utf8') === 'yes' });
+        const tornDown = existsSync(marker) && readFileSync(marker, 'utf8') === 'yes';
+        rmSync(dir, { recursive: true, force: true });
+        resolve({ code, tornDown });
       });
     });
   }

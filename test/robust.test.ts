@@ -5,7 +5,7 @@
 import { AccountSASPermissions, AccountSASResourceTypes, AccountSASServices, generateAccountSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { WorkflowHandle } from '@temporalio/client';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,6 +121,7 @@ process.stdout.write('survived\\n');
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    rmSync(dir, { recursive: true, force: true });
     expect(output).toContain('rejected');
     expect(output).toContain('survived');
     expect(code, output).toBe(0);
