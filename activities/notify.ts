@@ -2,6 +2,7 @@
 // opens, while it stays open, and when it escalates. The URL may carry a token, so it can be a reference.
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { SecretRef } from '../plan/types';
+import { describeSecretRef } from '../plan/secret-ref';
 import { resolveSecret } from './secrets';
 import type { Json } from './types';
 
@@ -15,7 +16,18 @@ export interface NotifyInput {
 /** A webhook reference resolves through the worker's providers (activities/secrets.ts). */
 export async function notifyGate({ gate, webhook, payload }: NotifyInput): Promise<{ status: number }> {
   const url = typeof webhook === 'string' ? webhook : await resolveSecret(webhook, `the webhook of gate "${gate}"`);
-  const res = await fetch(url, {
+  // The URL itself often is the credential (a token in its path): a bad one is named by where it came from, never shown.
+  const from = typeof webhook === 'string' ? 'in the plan' : `in ${describeSecretRef(webhook)}`;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    /* reported below */
+  }
+  if (parsed?.protocol !== 'https:' && parsed?.protocol !== 'http:') {
+    throw ApplicationFailure.nonRetryable(`the webhook of gate "${gate}" ${from} is not a valid http(s) URL; fix it and resume`, 'NonRetryable');
+  }
+  const res = await fetch(parsed, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'user-agent': 'tiershift' },
     body: JSON.stringify(payload),

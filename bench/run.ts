@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectClient } from '../client/connection';
 import { sandboxDown, sandboxUp } from '../sandbox';
+import { teardownOnExit } from './exit';
 import { findBinary } from '../sandbox/binaries';
 import { approvalLatency } from './approval';
 import { blobSync } from './blob-sync';
@@ -177,12 +178,7 @@ async function main(): Promise<number> {
       log(`tearing the sandbox down (${home})`);
       await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
     })());
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      log(`${signal}: stopping`);
-      void teardown().finally(() => process.exit(130));
-    });
-  }
+  teardownOnExit(teardown, log);
 
   const info = machine();
   const loadBefore = loadavg();

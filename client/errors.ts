@@ -7,6 +7,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { UserError } from '../contract/errors';
+import { redact } from '../contract/redact';
 import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
@@ -43,8 +44,10 @@ const jsonRequested = (): boolean => process.argv.slice(2).includes('--json');
 
 /** The one sentence on stderr; with --json also `{ "error", "exitCode" }` on stdout, where the script reads. */
 export function printError(message: string, exitCode: number, detail?: string): void {
-  console.error(`tiershift: ${message}${detail ?? ''}`);
-  if (jsonRequested()) console.log(JSON.stringify({ error: message, exitCode }));
+  // Errors may quote what the user configured (a URL with a token, a connection string): never in full.
+  const text = redact(message);
+  console.error(`tiershift: ${text}${detail ? redact(detail) : ''}`);
+  if (jsonRequested()) console.log(JSON.stringify({ error: text, exitCode }));
 }
 
 /** Runs a CLI action: a user error prints one line on stderr; anything else too, with the stack only on request. */

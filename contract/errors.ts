@@ -11,3 +11,16 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/**
+ * A condition that passes by itself: a process slow to become ready, a port not yet released, a
+ * connection refused or reset. Activities that hit one are retried (the workflow only refuses to retry
+ * `UserError` proper, by type name); the CLI prints its message like any UserError's, and that message
+ * still says what to check should it persist.
+ */
+export class TransientError extends UserError {
+  constructor(message: string, exitCode = 1) {
+    super(message, exitCode);
+    this.name = 'TransientError';
+  }
+}

@@ -112,5 +112,6 @@ export function writeState(state: SandboxState): void {
 }
 
 export function postgresUrl(cluster: PostgresCluster, database = cluster.database): string {
-  return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${database}`;
+  // Every component encoded: a database named `shop?host=elsewhere` must stay a name, not become a parameter.
+  return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${encodeURIComponent(database)}`;
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { PROVIDERS } from '../activities/registry';
+import { holdsSecret } from '../contract/redact';
 import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext } from './phases/kit';
 import type { PathPart, ProviderPlan } from './provider';
@@ -287,6 +288,8 @@ const CREDENTIAL = [
   /[?&]sig=/i,
   /:\/\/[^/\s:@]+:[^/\s@]+@/,
   /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+  // A URL with a token in its path or a secret in its query (a chat webhook): what redaction would hide.
+  { test: (value: string) => /:\/\//.test(value) && holdsSecret(value) },
 ];
 
 /** Paths of strings that look like a connection string with a secret, a SAS or a key. */

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PROJECT_ROOT } from '../contract/home';
-import { UserError } from '../contract/errors';
+import { TransientError, UserError } from '../contract/errors';
 import { HOST, isPortFree } from './ports';
 import { isOurProcess, spawnDetached, stopProcess, waitUntil, type ProcessSpec } from './process';
 import { logFile, type Health } from './service';
@@ -50,7 +50,8 @@ export async function startApp(state: SandboxState, color: Color, opts: { databa
     await stopProcess(existing.pid, spec(color));
   }
   if (!(await isPortFree(port))) {
-    throw new UserError(`port ${port} for the ${color} app is already in use on ${HOST}; stop what listens there or run \`tiershift sandbox down\` and up again.`);
+    // Often the previous instance still releasing it: retried, and the message says what to do if it stays taken.
+    throw new TransientError(`port ${port} for the ${color} app is already in use on ${HOST}; stop what listens there or run \`tiershift sandbox down\` and up again.`);
   }
 
   const log = logFile(state.home, `app-${color}`);

@@ -1,7 +1,7 @@
 // Port selection: defaults when free, any free port otherwise, explicit ports or a clear error.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { UserError } from '../contract/errors';
+import { TransientError, UserError } from '../contract/errors';
 import { DEFAULT_PORTS, type SandboxPorts } from '../contract/home';
 
 export const HOST = '127.0.0.1';
@@ -96,7 +96,7 @@ export class PortPlanner {
     const explicit = this.opts.explicit[name];
     if (explicit !== undefined) {
       if (this.claimed.has(explicit) || !(await isPortFree(explicit))) {
-        throw new UserError(`port ${explicit} for ${name} is already in use on ${HOST}; stop what listens there or choose another port.`);
+        throw new TransientError(`port ${explicit} for ${name} is already in use on ${HOST}; stop what listens there or choose another port.`);
       }
       return this.take(explicit);
     }

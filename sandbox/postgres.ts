@@ -4,7 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
+import { withPgClient } from '../contract/pg';
 import { findBinary } from './binaries';
 import { PROJECT_ROOT } from '../contract/home';
 import { UserError } from '../contract/errors';
@@ -111,16 +112,7 @@ export function postmasterPid(dir: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const withClient = <T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> => withPgClient(url, fn, { connectTimeoutMs: 3_000 });
 
 /** Orders in the cluster's database, or null when the schema is not there (the empty target). */
 async function countOrders(client: pg.Client): Promise<number | null> {

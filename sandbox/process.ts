@@ -2,7 +2,7 @@
 // so everything here works from a pid recorded in the state file, not from a ChildProcess handle.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { UserError } from '../contract/errors';
+import { TransientError, UserError } from '../contract/errors';
 
 /** How to recognise and stop one kind of sandbox process. */
 export interface ProcessSpec {
@@ -162,7 +162,8 @@ export async function waitUntil<T>(
       throw new UserError(`${what} exited during start-up${tail ? ` (last log line: ${JSON.stringify(tail.slice(0, 300))})` : ''}${where}.`);
     }
     if (Date.now() > deadline) {
-      throw new UserError(`${what} did not become ready within ${Math.round((opts.timeoutMs ?? 60_000) / 1000)} s${lastError ? ` (${lastError.slice(0, 200)})` : ''}${where}.`);
+      // Slow, not broken (a loaded machine, a port still in TIME_WAIT): a retry may well succeed.
+      throw new TransientError(`${what} did not become ready within ${Math.round((opts.timeoutMs ?? 60_000) / 1000)} s${lastError ? ` (${lastError.slice(0, 200)})` : ''}${where}.`);
     }
     await sleep(opts.intervalMs ?? 250);
   }

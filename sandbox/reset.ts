@@ -1,21 +1,14 @@
 // Back to "before the migration", so the demo (or a rehearsal) can run again: all traffic on blue,
 // no green app, an empty target database and no replication left behind. The source's data, the
 // backups, the target's tier settings and the secondary region's blobs stay: a rerun verifies them.
-import pg from 'pg';
+import type pg from 'pg';
+import { withPgClient } from '../contract/pg';
 import { stopApp } from './app';
 import { MAX_WEIGHT, setServerWeight } from './haproxy';
 import type { Log } from './service';
 import { postgresUrl, type SandboxState } from '../contract/home';
 
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const withClient = <T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> => withPgClient(url, fn);
 
 /** What a previous migration left that a new one would trip over, one phrase each; empty when clean. */
 export async function migrationLeftovers(state: SandboxState): Promise<string[]> {

@@ -8,6 +8,7 @@ import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../contract/status';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
+import { redactionInterceptor } from './redaction';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -59,7 +60,8 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
     activities: opts.activities ?? createActivities(opts.providers ?? (await loadProviders())),
     ...(opts.identity ? { identity: opts.identity } : {}),
-    ...(opts.faults ? { interceptors: { activity: [faultInterceptor(opts.faults)] } } : {}),
+    // Redaction outermost: it also sees what an injected fault throws.
+    interceptors: { activity: [redactionInterceptor, ...(opts.faults ? [faultInterceptor(opts.faults)] : [])] },
   });
 }
 

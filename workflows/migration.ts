@@ -14,6 +14,7 @@ import { describeSecretRef } from '../plan/secret-ref';
 import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
+import { redactUrl } from '../contract/redact';
 
 const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' });
 
@@ -212,7 +213,7 @@ async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNot
     reject: `tiershift reject ${id} --gate ${gate.gate} --reason "..."`,
     evidence: run.evidence(),
   };
-  const to = typeof webhook === 'string' ? webhook.replace(/^(https?:\/\/[^/?#]+).*$/, '$1') : describeSecretRef(webhook);
+  const to = typeof webhook === 'string' ? redactUrl(webhook.replace(/^(https?:\/\/[^/?#]+).*$/, '$1')) : describeSecretRef(webhook);
   const at = new Date().toISOString();
   try {
     await activities.notifyGate.executeWithOptions(

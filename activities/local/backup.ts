@@ -29,7 +29,7 @@ interface DumpRecord {
 
 /** The container the step's backups go to, created on first use. */
 async function destinationOf(input: StepInput<BackupStep>): Promise<ContainerClient> {
-  const backups = containerClient(blobResource(input.resources, input.step.destination, `destination of backup step ${input.step.id}`));
+  const backups = await containerClient(blobResource(input.resources, input.step.destination, `destination of backup step ${input.step.id}`));
   await backups.createIfNotExists({ abortSignal: Context.current().cancellationSignal });
   return backups;
 }
@@ -177,7 +177,7 @@ async function dumpToBlob(url: string, snapshot: string, blob: BlockBlobClient, 
 
 const withDatabase = (url: string, database: string) => {
   const u = new URL(url);
-  u.pathname = `/${database}`;
+  u.pathname = `/${encodeURIComponent(database)}`;
   return u.toString();
 };
 
@@ -220,7 +220,7 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
 }
 
 async function backupContainer(resource: LocalBlob, backups: ContainerClient, prefix: string) {
-  const source = containerClient(resource);
+  const source = await containerClient(resource);
   if (source.url === backups.url) {
     throw ApplicationFailure.nonRetryable(`${resource.name} is the backup destination itself; back it up to another container`, 'NonRetryable');
   }

@@ -8,6 +8,7 @@ import type { LocalBlob } from './provider';
 import { blobSyncOutcome, eachLimited, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
+import { resolveSecret } from '../secrets';
 
 /** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
 const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
@@ -26,9 +27,13 @@ export function blobResource(resources: Record<string, Resource>, name: string |
   return resource as LocalBlob;
 }
 
-/** The client holds the account's shared key, which is what lets it sign SAS URLs for the source. */
-export function containerClient(resource: LocalBlob): ContainerClient {
-  return BlobServiceClient.fromConnectionString(storageAccount(resource).connectionString).getContainerClient(resource.container);
+/**
+ * The client holds the account's shared key, which is what lets it sign SAS URLs for the source; a
+ * resource with its own `connection` (e.g. a SAS connection string) uses that instead.
+ */
+export async function containerClient(resource: LocalBlob): Promise<ContainerClient> {
+  const connection = resource.connection ? await resolveSecret(resource.connection, `the storage account of ${resource.name}`) : storageAccount(resource).connectionString;
+  return BlobServiceClient.fromConnectionString(connection).getContainerClient(resource.container);
 }
 
 const md5Of = (bytes: Uint8Array | undefined): string | undefined => (bytes?.length ? Buffer.from(bytes).toString('base64') : undefined);
@@ -138,8 +143,8 @@ export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?
   const { step, migrationId } = input;
   const from = blobResource(input.resources, step.from, 'data source');
   const to = blobResource(input.resources, step.to, 'data target');
-  const source = containerClient(from);
-  const target = containerClient(to);
+  const source = await containerClient(from);
+  const target = await containerClient(to);
   if (source.url === target.url) {
     throw ApplicationFailure.nonRetryable(`${step.from} and ${step.to} are the same container; make the data step copy to another account or container`, 'NonRetryable');
   }
@@ -159,6 +164,6 @@ export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?
 export async function undoBlobSync(input: UndoInput): Promise<StepOutcome> {
   const step = input.step as DataStep;
   const to = blobResource(input.resources, step.to, 'data target');
-  const target = containerClient(to);
+  const target = await containerClient(to);
   return undoBlobSyncIn(target, step.to, input.undo);
 }

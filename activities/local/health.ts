@@ -1,5 +1,5 @@
 import { BlobServiceClient } from '@azure/storage-blob';
-import pg from 'pg';
+import { withPgClient } from '../../contract/pg';
 import type { Resource } from '../../plan/types';
 import type { LocalBlob, LocalPostgres } from './provider';
 import type { StepOutcome } from '../types';
@@ -19,9 +19,7 @@ export async function checkHealth(resource: Resource): Promise<StepOutcome> {
 }
 
 async function checkPostgres(resource: LocalPostgres): Promise<StepOutcome> {
-  const client = new pg.Client({ connectionString: await postgresConnection(resource), connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
+  return withPgClient(await postgresConnection(resource), async (client) => {
     const { rows } = await client.query<{ version: string; max_connections: string; tables: string; bytes: string }>(`
       select current_setting('server_version') as version,
              current_setting('max_connections') as max_connections,
@@ -37,9 +35,7 @@ async function checkPostgres(resource: LocalPostgres): Promise<StepOutcome> {
         [`${n}.maxConnections`]: Number(row.max_connections),
       },
     };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 async function checkBlob(resource: LocalBlob): Promise<StepOutcome> {

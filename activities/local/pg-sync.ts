@@ -11,9 +11,28 @@ import { findBinary } from '../../sandbox/binaries';
 import type { StepInput, StepOutcome, UndoInput } from '../types';
 import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
+import { withPgClient } from '../../contract/pg';
 
 /** Longest time writers on the source are held back, for the verification and for the cutover. */
 const QUIESCE_MS = 10_000;
+/**
+ * The server ends the session that pauses writes once it sits idle in its transaction this long: a
+ * frozen or partitioned worker cannot keep writers blocked past it. A little above QUIESCE_MS, which a
+ * live worker never exceeds (it polls the session while waiting, and commits or rolls back by then).
+ */
+export const PAUSE_SESSION_LIMIT_MS = QUIESCE_MS + 5_000;
+/** application_name of the session holding the write pause: what an operator looks for in pg_stat_activity. */
+export const PAUSE_APPLICATION_NAME = 'tiershift: writes paused';
+/**
+ * The session's TCP keepalives (seconds): a worker host that vanished (power, network) is noticed by the
+ * server in about idle + interval x count, and its locks released, instead of after the kernel's ~2 h.
+ */
+const PAUSE_SESSION_SETTINGS = {
+  idle_in_transaction_session_timeout: PAUSE_SESSION_LIMIT_MS,
+  tcp_keepalives_idle: 5,
+  tcp_keepalives_interval: 2,
+  tcp_keepalives_count: 3,
+};
 /** Lag under which quiescing is worth trying: the rest drains in well under a second. */
 export const SMALL_LAG_BYTES = 256 * 1024;
 /**
@@ -286,10 +305,11 @@ export const waitForLag = (src: string, dst: string, name: string, bytes: number
 /**
  * Runs `fn` at a consistent point: writers on the source's tables are blocked (EXCLUSIVE mode still
  * lets readers in), and the subscription has applied everything committed before the lock. Bounded by
- * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried.
+ * QUIESCE_MS; past that it releases the writers and fails the attempt, to be retried. A worker that can
+ * no longer release them (frozen, cut off) is bounded by the server: PAUSE_SESSION_LIMIT_MS, keepalives.
  */
 async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Promise<{ result: T; quiesceMs: number }> {
-  return withClient(src, async (c) => {
+  return withPgClient(src, async (c) => {
     const tables = (await userTables(c)).map((t) => c.escapeIdentifier(t.table));
     const started = Date.now();
     const deadline = started + QUIESCE_MS;
@@ -310,7 +330,7 @@ async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Pro
       await c.query('rollback').catch(() => undefined);
       throw err;
     }
-  });
+  }, { applicationName: PAUSE_APPLICATION_NAME, settings: PAUSE_SESSION_SETTINGS });
 }
 
 /**

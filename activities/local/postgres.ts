@@ -1,6 +1,7 @@
 // PostgreSQL helpers shared by the backup proof and the sync verification: both compare databases
 // table by table, by row count and by a checksum of every row in primary-key order.
-import pg from 'pg';
+import type pg from 'pg';
+import { withPgClient } from '../../contract/pg';
 
 export interface TableFingerprint {
   table: string;
@@ -8,14 +9,9 @@ export interface TableFingerprint {
   md5: string;
 }
 
-export async function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 10_000 });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
+/** A connection for `fn`, closed afterwards; a dropped connection fails `fn`, never the process (contract/pg.ts). */
+export function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withPgClient(connectionString, fn);
 }
 
 /** Base tables of the public schema with their primary-key columns (the order rows are hashed in). */

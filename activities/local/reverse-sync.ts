@@ -11,7 +11,8 @@
 // Rows only the source has are kept: a rollback never deletes data. PostgreSQL 15 has no `origin =
 // none`, so the forward replication (source -> target) is always dropped before the reverse one starts.
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
-import pg from 'pg';
+import type pg from 'pg';
+import { withPgClient } from '../../contract/pg';
 import type { LocalPostgres } from './provider';
 import type { StepOutcome, UndoInput } from '../types';
 import {
@@ -109,14 +110,14 @@ export async function finishReverseSync(input: UndoInput, from: LocalPostgres, t
  * The snapshot lives as long as that connection, so `fn` runs while it is open.
  */
 async function withExportedSnapshot<T>(url: string, slot: string, fn: (snapshot: string) => Promise<T>): Promise<T> {
-  const replication = new pg.Client({ connectionString: url, replication: 'database', connectionTimeoutMillis: 10_000 } as pg.ClientConfig);
-  await replication.connect();
-  try {
-    const { rows } = await replication.query<{ snapshot_name: string }>(`CREATE_REPLICATION_SLOT "${slot}" LOGICAL pgoutput EXPORT_SNAPSHOT`);
-    return await fn(rows[0]!.snapshot_name);
-  } finally {
-    await replication.end();
-  }
+  return withPgClient(
+    url,
+    async (replication) => {
+      const { rows } = await replication.query<{ snapshot_name: string }>(`CREATE_REPLICATION_SLOT "${slot}" LOGICAL pgoutput EXPORT_SNAPSHOT`);
+      return fn(rows[0]!.snapshot_name);
+    },
+    { extra: { replication: 'database' } },
+  );
 }
 
 interface Table {
