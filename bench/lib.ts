@@ -131,6 +131,10 @@ export function noopActivities(onStart: (name: string, input: StepInput, at: num
       onStart('analyseTraffic', input, now());
       return { pass: true, summary: 'no-op analysis', figures: {} };
     },
+    observeStep: async (input: StepInput) => {
+      onStart('observeStep', input, now());
+      return null;
+    },
     undoStep: async (input: UndoInput) => {
       onStart('undoStep', input, now());
       return { summary: `undone ${input.step.id}`, figures: {} };

@@ -114,11 +114,30 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
   };
 }
 
+/** Read-only: the app's revision, traffic and mode now, and whether the step's revision exists already. */
+export async function observeApp(az: AzureContext, { step, resources }: StepInput<AppStep>): Promise<Json> {
+  const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
+  const current = await getApp(a);
+  const revision = `${a.name}--${revisionSuffix(step.version)}`;
+  const existing = await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision));
+  return {
+    revision: current.latestRevisionName ?? null,
+    traffic: (current.configuration?.ingress?.traffic ?? []) as Json,
+    mode: current.configuration?.activeRevisionsMode ?? null,
+    revisionExisted: existing !== undefined,
+  };
+}
+
 /** Traffic back to the previous revision and the new one deactivated; revision mode stays Multiple (see below). */
-export async function undoApp(az: AzureContext, { step, resources, undo }: UndoInput): Promise<StepOutcome> {
+export async function undoApp(az: AzureContext, { step, resources, undo, before }: UndoInput): Promise<StepOutcome> {
   if (step.kind !== 'app') throw new Error(`undoApp got a ${step.kind} step`);
   const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
-  const u = (undo ?? {}) as { revision?: string; created?: boolean; before?: AppBefore };
+  const recorded = (undo ?? {}) as { revision?: string; created?: boolean; before?: AppBefore };
+  // Observed before the first attempt: a retry that lost its journal sees its own revision as "there before".
+  const observed = before as (AppBefore & { revisionExisted?: boolean }) | undefined;
+  const u = observed && typeof observed.revisionExisted === 'boolean'
+    ? { revision: recorded.revision, created: !observed.revisionExisted, before: { revision: observed.revision ?? undefined, traffic: observed.traffic ?? [], mode: observed.mode ?? undefined } }
+    : recorded;
   const revision = u.revision ?? `${a.name}--${revisionSuffix(step.version)}`;
   const journal = new Journal();
   const current = await getApp(a);
@@ -214,6 +233,12 @@ export async function shiftRevisions(
   }
   const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
   return { before, changed, resumed, canaryFqdn: canary?.fqdn, probePath: probe ?? '/' };
+}
+
+/** The revision traffic as stored, "latest revision" pinned (the shape a shift records as before). */
+export async function currentRevisionTraffic(az: AzureContext, r: AzureTraffic): Promise<TrafficWeight[]> {
+  const c = await getApp(app(az, r));
+  return pinned(c.configuration?.ingress?.traffic, c.latestRevisionName);
 }
 
 /** Puts back a traffic list recorded before the first shift. */

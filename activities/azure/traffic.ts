@@ -7,7 +7,7 @@ import type { TrafficStep } from '../../plan/types';
 import type { AzureTraffic } from './provider';
 import type { AnalysisInput, AnalysisOutcome, Json, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
 import { Journal, resourceOf, type AzureContext } from './common';
-import { canaryRevision, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
+import { canaryRevision, currentRevisionTraffic, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
 import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, readWeights, type FrontDoorWeights } from './front-door';
 
 const trafficResource = (input: StepInput): AzureTraffic => resourceOf(input.resources, (input.step as TrafficStep).resource, 'traffic', 'traffic resource');
@@ -41,12 +41,22 @@ export async function shiftTraffic(az: AzureContext, input: StepInput<TrafficSte
   };
 }
 
-/** Back to the origin states or revision weights recorded by the first shift (rollback undoes that one). */
+/** Read-only: the origin states (or revision weights) before the step, in the shape its undo record has. */
+export async function observeTraffic(az: AzureContext, input: StepInput<TrafficStep>): Promise<Json> {
+  const r = trafficResource(input);
+  if (r.containerApp) return { revisions: (await currentRevisionTraffic(az, r)) as unknown as Json };
+  return { origins: (await readWeights(front(az, r))) as unknown as Json };
+}
+
+/** Back to the origin states or revision weights from before the first shift (rollback undoes that one). */
 export async function undoTraffic(az: AzureContext, input: UndoInput): Promise<StepOutcome> {
   if (input.step.kind !== 'traffic') throw new Error(`undoTraffic got a ${input.step.kind} step`);
   const r = trafficResource(input);
   const journal = new Journal();
-  const undo = (input.undo ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  // Observed before the shift's first attempt, else the shift's own record.
+  const observed = (input.before ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  const recorded = (input.undo ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  const undo = { origins: observed.origins ?? recorded.origins, revisions: observed.revisions ?? recorded.revisions };
   if (r.containerApp) {
     const previous = undo.revisions ?? [{ revisionName: r.stable, weight: 100 }];
     const changed = await restoreRevisions(az, r, journal, previous);

@@ -16,6 +16,10 @@ export class ActivityScript {
   readonly drift = new Map<string, string[]>();
   /** Every drift check's expectation, by `${migrationId}/${stepId}`. */
   readonly driftChecks = new Map<string, DriftInput['expect']>();
+  /** `${migrationId}` -> the steps observed before their first attempt, in order (kept out of `calls`). */
+  readonly observed = new Map<string, string[]>();
+  /** Every undo's input, by `${migrationId}/${stepId}`. */
+  readonly undoInputs = new Map<string, UndoInput>();
   /** Gate notifications in the order they were sent. */
   readonly notifications: NotifyInput[] = [];
 
@@ -60,7 +64,12 @@ export class ActivityScript {
           figures: { [`${input.step.id}.errorRate`]: pass ? 0 : 0.5 },
         };
       },
+      observeStep: async (input: StepInput) => {
+        this.observed.set(input.migrationId, [...(this.observed.get(input.migrationId) ?? []), input.step.id]);
+        return { observed: input.step.id };
+      },
       undoStep: async (input: UndoInput) => {
+        this.undoInputs.set(`${input.migrationId}/${input.step.id}`, input);
         this.record('undoStep', input, input.part);
         return { summary: `undone ${input.step.id}`, figures: {} };
       },
