@@ -104,13 +104,16 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     };
     const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => a.client.containerApps.beginUpdate(a.resourceGroup, a.name, patch, o));
     resumed = r.resumed;
+    journal.note('created', true);
   }
+  // A retry finds the revision an earlier attempt created: the journal says whose it is.
+  const created = !exists || journal.state.notes.created === true;
   const rev = await revisionReady(az, a, revision);
   const image = rev.template?.containers?.[0]?.image ?? step.image ?? '';
   return {
-    summary: `${exists ? 'Revision already there' : 'Deployed revision'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
+    summary: `${created ? 'Deployed revision' : 'Revision already there'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
     figures: { [`${step.resource}.revision`]: revision, [`${step.resource}.replicas`]: rev.replicas ?? 0, [`${step.resource}.healthy`]: rev.healthState !== 'Unhealthy' },
-    undo: { revision, created: !exists, before: before as unknown as Json },
+    undo: { revision, created, before: before as unknown as Json },
   };
 }
 
