@@ -155,6 +155,22 @@ describe('a worker killed while it polls a long-running operation', () => {
 });
 
 describe('compensation', () => {
+  it('restores what was observed before the first attempt of an infra step that failed after acting', async () => {
+    const before = await attempt(activities.observeStep, input(mediumTier, resources));
+    expect(before.result).toEqual({
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+    });
+    expect(arm.writes()).toEqual([]);
+    await attempt(activities.prepareInfra, input(mediumTier, resources));
+    // No undo record: the step never reported success.
+    const { result, error } = await attempt(activities.undoStep, { ...(input(mediumTier, resources) as object), before: before.result } as never);
+    expect(error).toBeUndefined();
+    expect(arm.get(server)!.sku.tier).toBe('Burstable');
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('Disabled');
+    expect(arm.get(`${server}/configurations/max_connections`)!.properties.value).toBe('50');
+    expect(result!.summary).toMatch(/^pg-compliance-westeurope restored to Burstable Standard_B2s/);
+  });
+
   it('restores SKU, HA and parameters (HA off before the scale down) and says that storage cannot shrink', async () => {
     const done = await attempt(activities.prepareInfra, input(mediumTier, resources));
     arm.requests.length = 0;

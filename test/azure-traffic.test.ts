@@ -67,6 +67,17 @@ describe('Front Door weights', () => {
     expect(patches().at(-2)![0]).toBe('westeurope-origin');
   });
 
+  it('restores the origin states observed before a shift that failed after acting', async () => {
+    const before = await attempt(activities.observeStep, input(shift('t20', 20), { front }));
+    expect(before.result).toEqual({ origins: { stable: { weight: 1000, enabled: true }, canary: { weight: 1, enabled: false } } });
+    await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 200, enabledState: 'Enabled' });
+    const undo = await attempt(activities.undoStep, { ...(input(shift('t20', 20), { front }) as object), before: before.result } as never);
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(origin('westeurope-origin'))!.properties).toMatchObject({ weight: 1000, enabledState: 'Enabled' });
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled' });
+  });
+
   it('Front Door refusing a weight is a non-retryable failure with its message', async () => {
     arm.fault({ method: 'PATCH', path: /origins\/northeurope-origin$/, status: 400, body: { error: { code: 'BadRequest', message: 'Weight must be between 1 and 1000.' } } });
     const { error } = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
