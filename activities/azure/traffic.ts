@@ -1,12 +1,12 @@
 // The traffic phase in Azure: Front Door origin weights, or Container App revision weights when the
 // traffic resource names a Container App. The analysis probes over HTTP what users reach (the Front
 // Door endpoint, or the canary revision's own address) and checks the origins and revision themselves.
-import { heartbeat, sleep } from '@temporalio/activity';
+import { sleep } from '@temporalio/activity';
 import type { TrafficWeight } from '@azure/arm-appcontainers';
 import type { TrafficStep } from '../../plan/types';
 import type { AzureTraffic } from './provider';
 import type { AnalysisInput, AnalysisOutcome, Json, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
-import { Journal, resourceOf, type AzureContext } from './common';
+import { Journal, progressHeartbeat, resourceOf, type AzureContext } from './common';
 import { canaryRevision, currentRevisionTraffic, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
 import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, readWeights, type FrontDoorWeights } from './front-door';
 
@@ -95,7 +95,7 @@ async function probe(url: string, count: number): Promise<Probe> {
       lastError = (err as Error).message;
     }
     total += performance.now() - start;
-    if (i % 10 === 9) heartbeat({ azure: 1, probing: url, sent: i + 1, errors });
+    if (i % 10 === 9) progressHeartbeat({ probing: url, sent: i + 1, errors });
     await sleep(50);
   }
   return { requests: count, errors, meanMs: count ? Math.round(total / count) : 0, lastError };
