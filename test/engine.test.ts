@@ -1,5 +1,4 @@
 // The migration engine's behaviour on the time-skipping server: gates, failures, rollback, visibility.
-import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { formatStatus } from '../client/format';
 import { parsePlan } from '../plan/load';
@@ -7,7 +6,7 @@ import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigr
 import { approveSignal, resumePreviewQuery } from '../workflows/shared';
 import { type MigrationStatus } from '../contract/status';
 import { ActivityScript } from './support/scripted-activities';
-import { engineSuite } from './support/temporal';
+import { engineSuite, refusal, statusWhen } from './support/temporal';
 
 const script = new ActivityScript();
 const engine = engineSuite(script);
@@ -47,28 +46,9 @@ async function start(name: string, opts?: PlanOptions, startedBy = 'alice') {
   return { plan, handle, id: handle.workflowId };
 }
 
-async function waitFor(id: string, ok: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const status = await migrationStatus(engine.env.client, id);
-    if (ok(status)) return status;
-    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
-    // Time stands still while the test polls; move it on so bake timers elapse (gate timeouts are hours).
-    await engine.env.sleep('1m');
-  }
-}
+const waitFor = (id: string, ok: (s: MigrationStatus) => boolean) => statusWhen(engine.env, id, ok);
 
 const atGate = (gate: string) => (s: MigrationStatus) => s.pendingGate?.gate === gate;
-
-async function refusal(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
-    return ((err as WorkflowUpdateFailedError).cause as Error).message;
-  }
-  throw new Error('the update was accepted');
-}
 
 describe('migration engine', () => {
   it('runs every phase in plan order through approved gates to completion', async () => {

@@ -1,7 +1,7 @@
 // No payload can wedge a migration: every signal and Update handler checks the shape of what it gets
 // before reading it, refusals are recorded (and capped), and a plan whose gate can never pass ends at
 // once. On the time-skipping server with scripted activities, like test/engine.test.ts.
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -22,7 +22,7 @@ import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
 import type { migration } from '../workflows/migration';
 import { ActivityScript } from './support/scripted-activities';
-import { startWorker, timeSkippingEnv } from './support/temporal';
+import { refusal, startWorker, statusWhen, timeSkippingEnv } from './support/temporal';
 
 let env: TestWorkflowEnvironment;
 let stopWorker: () => Promise<void>;
@@ -61,15 +61,7 @@ async function start(name: string) {
   return { handle, id: handle.workflowId };
 }
 
-async function waitFor(id: string, ok: (s: MigrationStatus) => boolean, timeoutMs = 15_000): Promise<MigrationStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await migrationStatus(env.client, id);
-    if (ok(status)) return status;
-    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status).slice(0, 1500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = (id: string, ok: (s: MigrationStatus) => boolean, timeoutMs = 15_000) => statusWhen(env, id, ok, { timeoutMs, skip: false });
 
 /**
  * Replays a history on the current code; with RECORD_HISTORIES=<name> it is also kept in test/histories/
@@ -88,16 +80,6 @@ async function replayAndRecord(handle: WorkflowHandle, what: string): Promise<vo
 async function failedWorkflowTasks(handle: WorkflowHandle): Promise<string[]> {
   const { events } = await handle.fetchHistory();
   return (events ?? []).flatMap((e) => (e.workflowTaskFailedEventAttributes ? [e.workflowTaskFailedEventAttributes.failure?.message ?? 'failed'] : []));
-}
-
-async function refusal(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
-    return ((err as WorkflowUpdateFailedError).cause as Error).message;
-  }
-  throw new Error('the update was accepted');
 }
 
 /** No argument at all, as `temporal workflow signal --name approve-signal` without `--input` sends. */

@@ -10,14 +10,14 @@ import { createActivities } from '../activities';
 import { createAzureProvider } from '../activities/azure';
 import { local } from '../activities/local/provider';
 import { loadProviders, PROVIDERS } from '../activities/registry';
-import { approveGate, migrationStatus, rollbackMigration, startMigration } from '../client/migrations';
+import { approveGate, rollbackMigration, startMigration } from '../client/migrations';
 import type { MigrationStatus } from '../contract/status';
 import { describePlan } from '../plan/describe';
 import { parsePlan, PlanError } from '../plan/load';
 import { FakeArm, fakeCredential } from './support/fake-arm';
 import { world } from './support/providers/memory/index';
 import { memory } from './support/providers/memory/provider';
-import { startWorker, timeSkippingEnv } from './support/temporal';
+import { startWorker, statusWhen, timeSkippingEnv } from './support/temporal';
 
 /** The one registry line: what activities/registry.ts would say with the memory provider in it. */
 const REGISTRY = [...PROVIDERS, memory];
@@ -96,15 +96,7 @@ afterAll(async () => {
   await new Promise((resolve) => hooks?.close(resolve));
 });
 
-async function waitFor(id: string, ok: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const status = await migrationStatus(env.client, id);
-    if (ok(status)) return status;
-    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
-    await env.sleep('1m');
-  }
-}
+const waitFor = (id: string, ok: (s: MigrationStatus) => boolean) => statusWhen(env, id, ok);
 const atGate = (gate: string) => (s: MigrationStatus) => s.pendingGate?.gate === gate;
 
 describe('a provider added as one folder and one registry line', () => {

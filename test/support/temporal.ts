@@ -1,6 +1,8 @@
 // Temporal environments for tests: the time-skipping server for workflow logic, the sandbox's dev
 // server for end-to-end runs. Both use binaries installed by setup (found on PATH or in .tools/bin).
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { migrationStatus } from '../../client/migrations';
+import type { MigrationStatus } from '../../contract/status';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
@@ -104,4 +106,36 @@ export async function eventually<T>(read: () => Promise<T>, ok: (value: T) => bo
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}`);
+}
+
+/**
+ * Polls a migration's status until `ok` holds. On the time-skipping server time stands still while a test
+ * polls, so by default each poll moves it on a minute (bakes elapse; gate timeouts are hours); `skip: false`
+ * polls in real time instead, for tests where moving the clock would fire a timer they do not want.
+ */
+export async function statusWhen(
+  env: TestWorkflowEnvironment,
+  id: string,
+  ok: (s: MigrationStatus) => boolean,
+  { timeoutMs = 30_000, skip = true }: { timeoutMs?: number; skip?: boolean } = {},
+): Promise<MigrationStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await migrationStatus(env.client, id);
+    if (ok(status)) return status;
+    if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
+    if (skip) await env.sleep('1m');
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The reason an Update was refused with; throws when it was accepted. */
+export async function refusal(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (err) {
+    if (!(err instanceof WorkflowUpdateFailedError)) throw err;
+    return (err.cause as Error).message;
+  }
+  throw new Error('the update was accepted');
 }
