@@ -565,6 +565,8 @@ export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: Loca
  */
 export async function setReadOnly(url: string, on: boolean): Promise<number> {
   return withClient(url, async (c) => {
+    // Once read-only, this session starts read-only too, and could not lift it.
+    await c.query('set default_transaction_read_only = off');
     const { rows } = await c.query<{ db: string; current: string | null }>(
       `select current_database() as db,
               (select s from pg_db_role_setting r cross join unnest(r.setconfig) s

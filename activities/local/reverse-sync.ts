@@ -91,7 +91,7 @@ export async function startReverseSync(input: UndoInput, from: LocalPostgres, to
   const f = from.name;
   return {
     summary:
-      `${f} writable again (${reopened} read-only sessions ended); reverse sync ${to.name} -> ${f} running (subscription ${name} on ${f}, lag ${lag} bytes)` +
+      `reverse sync ${to.name} -> ${f} running (subscription ${name} on ${f}, lag ${lag} bytes; ${f} writable again, ${reopened} read-only sessions ended)` +
       (backfill
         ? `; copied back ${backfill.rowsCopied} of ${backfill.rowsCompared} rows compared in ${backfill.tables} tables, kept ${backfill.rowsOnlyOnSource} rows only ${f} has`
         : '; its backfill was done by an earlier attempt'),
