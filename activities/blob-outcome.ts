@@ -38,6 +38,43 @@ export const syncRoute = (source: ContainerClient, target: ContainerClient): str
   `${source.accountName}/${source.containerName} to ${target.accountName}/${target.containerName}`;
 
 const manifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.json`;
+const beforeManifestName = (migrationId: string, stepId: string) => `.tiershift/${migrationId}/${stepId}.before.json`;
+
+/** What the target held before a sync: its blob names inline, or (over the inline limit) in a manifest blob. */
+export type BlobTargetBefore = { existed: boolean; names?: string[]; manifest?: string; count?: number };
+
+/**
+ * Read-only as far as the data goes: the names of the blobs `target` holds before the step's first
+ * attempt. Undo deletes only blobs the source has and the target did not, so blobs a failed attempt
+ * created are removed even though no outcome listed them. A long list goes to a manifest blob (one
+ * write, under .tiershift/, which syncs and undo skip), so the workflow history stays small.
+ */
+export async function observeTarget(target: ContainerClient, migrationId: string, stepId: string, call: StorageCall = asIs): Promise<BlobTargetBefore> {
+  if (!(await call(`reading container ${target.containerName}`, () => target.exists()))) return { existed: false, names: [] };
+  const names: string[] = [];
+  await call(`listing ${target.accountName}/${target.containerName}`, async () => {
+    for await (const b of target.listBlobsFlat()) if (!b.name.startsWith('.tiershift/')) names.push(b.name);
+  });
+  if (names.length <= INLINE_UNDO_LIMIT) return { existed: true, names };
+  const name = beforeManifestName(migrationId, stepId);
+  const manifest = target.getBlockBlobClient(name);
+  // Written once: a retried observation must not replace the list from before with one that has the copies.
+  if (!(await call(`reading ${name}`, () => manifest.exists()))) {
+    const body = JSON.stringify({ names });
+    await call(`writing ${name}`, () => manifest.upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: 'application/json' } }));
+  }
+  return { existed: true, manifest: name, count: names.length };
+}
+
+async function namesBefore(target: ContainerClient, before: BlobTargetBefore): Promise<Set<string> | undefined> {
+  if (before.names) return new Set(before.names);
+  if (!before.manifest) return undefined;
+  const manifest = target.getBlobClient(before.manifest);
+  if (!(await manifest.exists())) return undefined;
+  return new Set((JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { names: string[] }).names);
+}
+
+const isTargetBefore = (v: unknown): v is BlobTargetBefore => typeof v === 'object' && v !== null && typeof (v as BlobTargetBefore).existed === 'boolean';
 
 /**
  * The outcome of a sync from `source` to `target`: summary, figures and undo record. Over the inline limit
@@ -77,12 +114,34 @@ export async function blobSyncOutcome(
  * Deletes the blobs the sync created in `target` (resource `targetName`), as its undo record lists them
  * inline or in the manifest; blobs that were in the target before the step are never touched.
  */
-export async function undoBlobSyncIn(target: ContainerClient, targetName: string, undoRecord: Json | undefined, call: StorageCall = asIs): Promise<StepOutcome> {
+export async function undoBlobSyncIn(
+  target: ContainerClient,
+  targetName: string,
+  undoRecord: Json | undefined,
+  call: StorageCall = asIs,
+  observed?: { before: Json | undefined; source: ContainerClient },
+): Promise<StepOutcome> {
   const undo = (undoRecord ?? {}) as { created?: string[]; manifest?: string };
   let created = undo.created ?? [];
   if (undo.manifest) {
     const manifest = target.getBlobClient(undo.manifest);
     if (await manifest.exists()) created = (JSON.parse((await manifest.downloadToBuffer()).toString('utf8')) as { created: string[] }).created;
+  }
+  // With the target's names from before the step: every blob the source has and the target did not is
+  // one the step created, whether or not an attempt lived to report it.
+  const before = observed && isTargetBefore(observed.before) ? observed.before : undefined;
+  const had = before ? await call(`reading what ${target.containerName} held before`, () => namesBefore(target, before)) : undefined;
+  if (had && before) {
+    const found = new Set(created);
+    if (before.existed || (await call(`reading container ${target.containerName}`, () => target.exists()))) {
+      await call(`listing ${target.accountName}/${target.containerName}`, async () => {
+        const inTarget = new Set<string>();
+        for await (const b of target.listBlobsFlat()) if (!b.name.startsWith('.tiershift/') && !had.has(b.name)) inTarget.add(b.name);
+        if (!inTarget.size) return;
+        for await (const b of observed!.source.listBlobsFlat()) if (inTarget.has(b.name)) found.add(b.name);
+      });
+    }
+    created = [...found].filter((name) => !had.has(name));
   }
   let deleted = 0;
   await call(`deleting copied blobs from ${target.containerName}`, () =>
@@ -91,6 +150,7 @@ export async function undoBlobSyncIn(target: ContainerClient, targetName: string
     }),
   );
   if (undo.manifest) await target.getBlobClient(undo.manifest).deleteIfExists();
+  if (before?.manifest) await target.getBlobClient(before.manifest).deleteIfExists();
   return {
     summary: `Deleted ${deleted} blobs the sync created in ${target.accountName}/${target.containerName}; blobs that were there before are untouched`,
     figures: { [`${targetName}.blobsDeleted`]: deleted },

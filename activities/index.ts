@@ -119,6 +119,31 @@ export function createActivities(providers: Providers) {
       return merge(outcomes);
     },
 
+    /**
+     * Read-only: what a mutating step's resources look like before its first attempt. The workflow keeps
+     * the answer in its history and hands it to the step's undo, so a retry after a lost result (which
+     * sees the step's own change) can never pass that change off as the state to restore. Null for
+     * steps whose undo needs nothing from before.
+     */
+    async observeStep(input: StepInput): Promise<Json> {
+      const { step } = input;
+      switch (step.kind) {
+        case 'infra':
+          return operations(named(input, step.resource), 'postgres').observePrepare(input as StepInput<InfraStep>);
+        case 'app':
+          return operations(named(input, step.resource), 'app').observe(input as StepInput<AppStep>);
+        case 'data': {
+          const to = named(input, step.to);
+          const data = input as StepInput<DataStep>;
+          return to?.kind === 'blob' ? operations(to, 'blob').observeSync(data) : operations(to, 'postgres').observeSync(data);
+        }
+        case 'traffic':
+          return operations(named(input, step.resource), 'traffic').observe(input as StepInput<TrafficStep>);
+        default:
+          return null;
+      }
+    },
+
     async undoStep(input: UndoInput): Promise<StepOutcome> {
       const { step } = input;
       switch (step.kind) {

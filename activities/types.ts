@@ -21,6 +21,12 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 
 export interface StepInput<S extends Step = Step> {
   migrationId: string;
+  /**
+   * The run: the first execution's run id (the same across continue-as-new). The workflow id repeats when
+   * a plan is run again, so what belongs to one run (its backups) is keyed by this. Absent from inputs
+   * scheduled by workflows older than it.
+   */
+  runId?: string;
   step: S;
   /** The plan's resources, by name; the step names the ones it acts on. */
   resources: Record<string, Resource>;
@@ -65,6 +71,12 @@ export interface AnalysisOutcome extends StepOutcome {
 
 export interface UndoInput extends StepInput {
   undo?: Json;
+  /**
+   * What the step's resources looked like before its first attempt changed anything (the observe
+   * activity's result, kept in workflow history). Present even when the step failed after acting and
+   * recorded no `undo`; what a provider restores comes from here before the step's own record.
+   */
+  before?: Json;
   /** For a recovery in two parts (the reverse sync past the point of no return): which one. */
   part?: 'start' | 'finish';
 }
@@ -93,11 +105,15 @@ export interface PostgresOperations {
   /** One database of a backup step, into the step's destination. */
   backup(input: StepInput<BackupStep>, resource: PostgresResource): Promise<StepOutcome>;
   prepare(input: StepInput<InfraStep>): Promise<StepOutcome>;
+  /** Read-only: the settings (and, where the provider has them, SKU, storage...) an infra step would change. */
+  observePrepare(input: StepInput<InfraStep>): Promise<Json>;
   undoPrepare(input: UndoInput): Promise<StepOutcome>;
   /** Settings that no longer hold what an earlier infra step set, one phrase each. */
   settingsDrift(resource: PostgresResource, expected: Settings): Promise<string[]>;
   /** A data step into this provider's database (the target's provider runs the sync). */
   sync(input: StepInput<DataStep>): Promise<StepOutcome>;
+  /** Read-only: whether the replication (subscription, replica) the data step creates exists already. */
+  observeSync(input: StepInput<DataStep>): Promise<Json>;
   undoSync(input: UndoInput): Promise<StepOutcome>;
   /** Finalize: the target a data step filled from `from` takes over. */
   cutover(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
@@ -117,12 +133,16 @@ export interface BlobOperations {
   /** One container of a backup step, copied under the step's destination. */
   backup(input: StepInput<BackupStep>, resource: BlobResource): Promise<StepOutcome>;
   sync(input: StepInput<DataStep>): Promise<StepOutcome>;
+  /** Read-only: the blobs the target holds before the sync, so undo deletes only what the step added. */
+  observeSync(input: StepInput<DataStep>): Promise<Json>;
   undoSync(input: UndoInput): Promise<StepOutcome>;
 }
 
 export interface TrafficOperations {
   check(resource: TrafficResource): Promise<StepOutcome>;
   shift(input: StepInput<TrafficStep>): Promise<TrafficShiftOutcome>;
+  /** Read-only: the weights the front routes with now. */
+  observe(input: StepInput<TrafficStep>): Promise<Json>;
   analyse(input: AnalysisInput): Promise<AnalysisOutcome>;
   undo(input: UndoInput): Promise<StepOutcome>;
   /** How far the canary's share is from `percent`, in one phrase; undefined when it is as expected. */
@@ -132,6 +152,8 @@ export interface TrafficOperations {
 export interface AppOperations {
   check(resource: AppResource): Promise<StepOutcome>;
   update(input: StepInput<AppStep>): Promise<StepOutcome>;
+  /** Read-only: what runs now (the instance or revision the step would replace or add to). */
+  observe(input: StepInput<AppStep>): Promise<Json>;
   undo(input: UndoInput): Promise<StepOutcome>;
 }
 

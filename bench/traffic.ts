@@ -34,6 +34,6 @@ export const describeColors = (r: LoadResult): string =>
     .join(', ') || 'none';
 
 export const describeFailures = (r: LoadResult): string => {
-  const bad = Object.entries(r.byStatus).filter(([status]) => status === 'error' || Number(status) >= 500);
+  const bad = Object.entries(r.byStatus).filter(([status]) => status.startsWith('error') || Number(status) >= 500);
   return bad.length ? bad.map(([status, n]) => `${n} × ${status === 'error' ? 'no answer' : status}`).join(', ') : 'none';
 };

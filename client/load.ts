@@ -54,8 +54,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       count(result.byColor, res.headers.get('x-app-color') ?? 'none');
       if (res.status < 500) result.ok += 1;
       else result.failed += 1;
-    } catch {
-      count(result.byStatus, 'error');
+    } catch (err) {
+      // No answer at all: say why (a timeout, a reset, a refused connection), so a failure can be traced.
+      count(result.byStatus, `error:${failureCause(err)}`);
       result.failed += 1;
     }
   };
@@ -73,6 +74,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   await Promise.all(inFlight);
   result.durationMs = Date.now() - started;
   return result;
+}
+
+/** `TimeoutError`, `ECONNRESET`, `ECONNREFUSED`, `UND_ERR_SOCKET`: what ended a request without an answer. */
+function failureCause(err: unknown): string {
+  const e = err as { name?: string; code?: string; cause?: { code?: string; name?: string } };
+  return e.cause?.code ?? e.code ?? e.cause?.name ?? e.name ?? 'unknown';
 }
 
 function pause(ms: number, signal?: AbortSignal): Promise<void> {

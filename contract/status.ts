@@ -169,7 +169,7 @@ export interface MigrationInput {
   /** History events after which the run continues as new at the next step boundary (default 4000). */
   historyLimit?: number;
   /** Carried over by continue-as-new so a long plan keeps its history small. */
-  carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> };
+  carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown>; before?: Record<string, unknown> };
 }
 
 // The decision payloads are defined once, as the zod schemas the CLI and the workflow both check them with.

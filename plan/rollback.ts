@@ -75,6 +75,6 @@ export function recoveryPoint(steps: readonly Step[], targetWrites = true): { st
   return {
     step: app,
     start: `Recover the writes ${to} took: stop replicating ${from} -> ${to}, copy to ${from} every row only ${to} has (rows both changed keep ${from}'s version and are counted as at risk)`,
-    finish: `Once ${app.resource} ${app.version} is stopped, copy to ${from} the rows ${to} took since, and move ${from}'s sequences past ${to}'s`,
+    finish: `Once ${app.resource} ${app.version} is stopped, copy to ${from} the rows ${to} took since, and move ${from}'s sequences past the ids it copied`,
   };
 }

@@ -85,4 +85,33 @@ describe('blob sync between accounts', () => {
     expect(names).toHaveLength(BLOBS);
     expect(names[0]).toBe(`migration-test/backup/${source}/a/0000.json`);
   });
+
+  it('undoes a sync that was cut short after copying, with no outcome, from the blobs the target held before it', async () => {
+    const dr = uniqueName('az-articles-cut');
+    const cut = { ...resources, articlesDr: { ...resources.articlesDr!, container: dr } as AzureResource };
+    await containerOf('secondary', dr).create();
+    await containerOf('secondary', dr).getBlockBlobClient('kept.txt').upload('was here', 8);
+    const before = await attempt(activities.observeStep, input(sync, cut));
+    expect(before.result).toEqual({ existed: true, names: ['kept.txt'] });
+    const first = await attempt(activities.syncData, input(sync, cut), {
+      onHeartbeat: (d, env) => {
+        if ((d as { notes?: { progress?: { continuationToken?: string } } })?.notes?.progress?.continuationToken) env.cancel();
+      },
+    });
+    expect(first.error).toBeDefined();
+    expect(Object.keys(await blobMd5s('secondary', dr)).length).toBeGreaterThan(1);
+
+    const undo = await attempt(activities.undoStep, { ...(input(sync, cut) as object), before: before.result } as never);
+    expect(undo.error).toBeUndefined();
+    expect(Object.keys(await blobMd5s('secondary', dr))).toEqual(['kept.txt']);
+  });
+
+  it('keys a container backup by the run', async () => {
+    const b = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['articles'], destination: 'backups', verifyRestore: false });
+    const { result, error } = await attempt(activities.backupDatabase, { ...(input(b, resources) as object), runId: 'run-2' } as never);
+    expect(error).toBeUndefined();
+    // Not the earlier run's copies (skipped as "already there"): a prefix of its own.
+    expect(result!.figures['articles.blobsCopied']).toBe(BLOBS);
+    expect(Object.keys(await blobMd5s('secondary', backups)).filter((n) => n.startsWith(`migration-test/run-2/backup/${source}/`))).toHaveLength(BLOBS);
+  });
 });

@@ -155,6 +155,22 @@ describe('a worker killed while it polls a long-running operation', () => {
 });
 
 describe('compensation', () => {
+  it('restores what was observed before the first attempt of an infra step that failed after acting', async () => {
+    const before = await attempt(activities.observeStep, input(mediumTier, resources));
+    expect(before.result).toEqual({
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+    });
+    expect(arm.writes()).toEqual([]);
+    await attempt(activities.prepareInfra, input(mediumTier, resources));
+    // No undo record: the step never reported success.
+    const { result, error } = await attempt(activities.undoStep, { ...(input(mediumTier, resources) as object), before: before.result } as never);
+    expect(error).toBeUndefined();
+    expect(arm.get(server)!.sku.tier).toBe('Burstable');
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('Disabled');
+    expect(arm.get(`${server}/configurations/max_connections`)!.properties.value).toBe('50');
+    expect(result!.summary).toMatch(/^pg-compliance-westeurope restored to Burstable Standard_B2s/);
+  });
+
   it('restores SKU, HA and parameters (HA off before the scale down) and says that storage cannot shrink', async () => {
     const done = await attempt(activities.prepareInfra, input(mediumTier, resources));
     arm.requests.length = 0;
@@ -204,6 +220,50 @@ describe('backups, read replicas and promotion', () => {
     expect(undo.error).toBeUndefined();
     expect(arm.writes().at(-1)).toBe(`DELETE ${pgId('pg-compliance-northeurope-replica')}`);
     expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
+  });
+
+  it('deletes on rollback the replica of a data step that failed after creating it, and a retry keeps its created flag', async () => {
+    const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
+    const before = await attempt(activities.observeStep, input(data, resources));
+    expect(before.result).toEqual({ exists: false });
+    // Replication takes a moment to start after the create: the attempt heartbeats "waiting" on top of its journal.
+    const replicaState = () => arm.get(pgId('pg-compliance-northeurope-replica'))!.properties.replica;
+    let phase = 0;
+    const first = await attempt(activities.syncData, input(data, resources), {
+      onHeartbeat: (d) => {
+        const h = d as { done?: string[]; waiting?: string };
+        if (phase === 0 && !h.waiting && h.done?.includes('replica:create')) (replicaState().replicationState = 'Catchup'), (phase = 1);
+        else if (phase === 1 && h.waiting) (replicaState().replicationState = 'Active'), (phase = 2);
+      },
+    });
+    expect(first.error).toBeUndefined();
+    expect(phase).toBe(2);
+    // The retry starts from the attempt's last heartbeat, a "waiting for the replica" one: the journal must survive it.
+    const retry = await attempt(activities.syncData, input(data, resources), { resumeFrom: first.heartbeats.at(-1) });
+    expect(retry.result!.undo).toEqual({ created: true });
+
+    // No undo record (the step never reported success): what was there before decides.
+    const undo = await attempt(activities.undoStep, { ...(input(data, resources) as object), before: before.result } as never);
+    expect(undo.error).toBeUndefined();
+    expect(arm.writes().at(-1)).toBe(`DELETE ${pgId('pg-compliance-northeurope-replica')}`);
+    expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
+  });
+
+  it('keys on-demand backups by the run: a rerun of the same migration takes its own', async () => {
+    const b = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], verifyRestore: false });
+    const run1 = { ...(input(b, resources) as object), runId: '3f1c2a9e-0b7d-4c1e-9a52-7d0e6c1b2a11' } as never;
+    const run2 = { ...(input(b, resources) as object), runId: '8d2e4b10-5c3f-4e2a-b8a1-0c9f7e6d5a44' } as never;
+    const first = await attempt(activities.backupDatabase, run1);
+    expect(first.result!.summary).toMatch(/Took on-demand backup ts-migration-test-backup-db-3f1c2a9e0b7d4c1e9a527d0e6c1b2a11 /);
+    // A retry within the run reuses it.
+    expect((await attempt(activities.backupDatabase, run1)).result!.summary).toMatch(/Kept existing/);
+    // The next run of the same plan (same workflow id) does not pass last week's backup off as its own.
+    const next = await attempt(activities.backupDatabase, run2);
+    expect(next.result!.summary).toMatch(/Took on-demand backup ts-migration-test-backup-db-8d2e4b105c3f4e2ab8a10c9f7e6d5a44 /);
+    expect(arm.writes()).toEqual([
+      `PUT ${server}/backups/ts-migration-test-backup-db-3f1c2a9e0b7d4c1e9a527d0e6c1b2a11`,
+      `PUT ${server}/backups/ts-migration-test-backup-db-8d2e4b105c3f4e2ab8a10c9f7e6d5a44`,
+    ]);
   });
 
   it('refuses to take over a server that is not a replica of the source', async () => {

@@ -67,6 +67,17 @@ describe('Front Door weights', () => {
     expect(patches().at(-2)![0]).toBe('westeurope-origin');
   });
 
+  it('restores the origin states observed before a shift that failed after acting', async () => {
+    const before = await attempt(activities.observeStep, input(shift('t20', 20), { front }));
+    expect(before.result).toEqual({ origins: { stable: { weight: 1000, enabled: true }, canary: { weight: 1, enabled: false } } });
+    await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 200, enabledState: 'Enabled' });
+    const undo = await attempt(activities.undoStep, { ...(input(shift('t20', 20), { front }) as object), before: before.result } as never);
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(origin('westeurope-origin'))!.properties).toMatchObject({ weight: 1000, enabledState: 'Enabled' });
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled' });
+  });
+
   it('Front Door refusing a weight is a non-retryable failure with its message', async () => {
     arm.fault({ method: 'PATCH', path: /origins\/northeurope-origin$/, status: 400, body: { error: { code: 'BadRequest', message: 'Weight must be between 1 and 1000.' } } });
     const { error } = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
@@ -148,5 +159,34 @@ describe('Container Apps blue-green', () => {
     expect(undoApp.error).toBeUndefined();
     expect(arm.writes().at(-1)).toBe(`POST ${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0/deactivate`);
     expect(undoApp.result!.summary).toMatch(/traffic back on ca-compliance-api--v1, revision ca-compliance-api--v2-0-0 deactivated; revision mode left Multiple/);
+  });
+
+  it('undoes a deployment that failed after creating its revision, and a retry keeps the journal a waiting heartbeat followed', async () => {
+    const before = await attempt(activities.observeStep, input(deploy, resources));
+    expect(before.result).toMatchObject({ revision: 'ca-compliance-api--v1', revisionExisted: false, mode: 'Single' });
+    // The new revision takes a moment to provision: the attempt heartbeats "waiting" on top of its journal.
+    const revision = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties;
+    let phase = 0;
+    const first = await attempt(activities.updateApp, input(deploy, resources), {
+      onHeartbeat: (d) => {
+        const h = d as { done?: string[]; waiting?: string };
+        if (phase === 0 && !h.waiting && h.done?.includes('app:revision')) (revision().provisioningState = 'Provisioning'), (phase = 1);
+        else if (phase === 1 && h.waiting) (revision().provisioningState = 'Provisioned'), (phase = 2);
+      },
+    });
+    expect(first.error).toBeUndefined();
+    expect(phase).toBe(2);
+    // The attempt's last heartbeat is the one Temporal hands the retry: progress lines merge into the journal.
+    const last = first.heartbeats.at(-1) as { azure?: number; done?: string[]; notes?: { created?: boolean } };
+    expect(last).toMatchObject({ azure: 1, done: ['app:revision'], notes: { created: true } });
+    // Its result was lost (the worker died): the retry must still know the revision is this step's.
+    const retry = await attempt(activities.updateApp, input(deploy, resources), { resumeFrom: last });
+    expect(retry.result!.undo).toMatchObject({ created: true, before: { revision: 'ca-compliance-api--v1' } });
+
+    // Failed after acting: no undo record at all, only what was observed before the first attempt.
+    const undo = await attempt(activities.undoStep, { ...(input(deploy, resources) as object), before: before.result } as never);
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties.active).toBe(false);
+    expect(undo.result!.summary).toMatch(/traffic back on ca-compliance-api--v1, revision ca-compliance-api--v2-0-0 deactivated/);
   });
 });

@@ -1,11 +1,13 @@
 // Chaos: the migration must survive what a long night throws at it — workers killed at every phase
 // boundary and in the middle of the data phase, the Temporal server restarted, every activity failing
-// after it did its work — and finish with its verification intact and no side effect done twice.
+// after it did its work — and finish with its verification intact and no side effect done twice. And
+// when a step fails for good after it acted, a rollback must bring back the state from before it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
-import { approveGate, migrationStatus, rejectGate, startMigration } from '../client/migrations';
-import { sandboxUp } from '../sandbox';
+import { approveGate, migrationStatus, rejectGate, rollbackMigration, startMigration } from '../client/migrations';
+import { parsePlan } from '../plan/load';
+import { runtimeCommand, sandboxUp } from '../sandbox';
 import { TEMPORAL_PROCESS } from '../sandbox/temporal';
 import { stopProcess } from '../sandbox/process';
 import { postgresUrl } from '../contract/home';
@@ -197,5 +199,110 @@ describe('chaos', () => {
     } finally {
       await stop();
     }
+  }, HEAVY);
+});
+
+/** A plan of the given phases on the same resources as everyPhasePlan, retried twice, quickly. */
+function phasesPlan(name: string, dr: string, phases: string) {
+  return parsePlan(
+    `
+apiVersion: tiershift/v1
+name: ${name}
+defaults:
+  retry: { maximumAttempts: 2, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }
+  timeouts: { startToClose: 10m, heartbeat: 5s }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  assets: { kind: blob, provider: local, account: primary, container: assets }
+  assetsDr: { kind: blob, provider: local, account: secondary, container: ${dr} }
+  shop: { kind: app, provider: local }
+  front: { kind: traffic, provider: local, stable: blue, canary: green }
+phases:
+${phases}
+`,
+    `${name}.yaml`,
+  );
+}
+
+const targetWorkMem = () => withClient(postgresUrl(sandbox().postgres.target!), async (c) => (await c.query<{ v: string }>('select current_setting($1) as v', ['work_mem'])).rows[0]!.v);
+const weights = async () => {
+  const api = sandbox().haproxy!.runtimeApi;
+  const read = async (server: string) => Number(/^\d+/.exec(await runtimeCommand(api, `get weight app/${server}`))![0]);
+  return { blue: await read('blue'), green: await read('green') };
+};
+
+describe('chaos: rollback after a step failed having acted', () => {
+  /**
+   * Every attempt of `activity` acts and then fails, so the step ends failed with no outcome recorded;
+   * the operator rolls back. The rollback must be complete and leave what was there before.
+   */
+  async function failAfterActingThenRollBack(activity: string, phases: string, dr = uniqueName('dr')): Promise<{ status: MigrationStatus; id: string }> {
+    const plan = phasesPlan(uniqueName(`after-${activity.toLowerCase()}`), dr, phases);
+    const { stop } = await startWorker({ connection: suite.temporal.connection, faults: { attempts: 2, when: 'after', activities: [activity] } });
+    try {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      const failed = await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (s) => s.state === 'awaiting-operator', 180_000);
+      expect(failed.failure?.error).toMatch(new RegExp(`injected fault: attempt 2 of ${activity} fails .*after it ran`));
+      await rollbackMigration(suite.temporal.client, handle.workflowId, 'bob', `chaos: ${activity} failed after acting`);
+      const status = (await handle.result()) as MigrationStatus;
+      expect(status.state).toBe('rolled-back');
+      expect(status.rollback?.actions.map((a) => `${a.stepId} ${a.state}`)).toEqual(status.rollback?.actions.map((a) => `${a.stepId} done`));
+      return { status, id: handle.workflowId };
+    } finally {
+      await stop();
+    }
+  }
+
+  it('infra: the settings from before the step are back', async () => {
+    const before = await targetWorkMem();
+    const wanted = before === '3MB' ? '5MB' : '3MB';
+    await failAfterActingThenRollBack('prepareInfra', `  - infra: { resource: targetDb, settings: { work_mem: ${wanted} } }`);
+    expect(await targetWorkMem()).toBe(before);
+  }, HEAVY);
+
+  it('app: green, which the step started, is stopped', async () => {
+    expect(sandbox().apps.green).toBeUndefined();
+    await failAfterActingThenRollBack('updateApp', '  - app: { resource: shop, version: v2, database: sourceDb }');
+    expect(sandbox().apps.green).toBeUndefined();
+  }, HEAVY);
+
+  it('data (PostgreSQL): the subscription, slot and publication are removed, the source unchanged', async () => {
+    const sourceBefore = await tables('source');
+    const { id } = await failAfterActingThenRollBack('syncData', '  - data: { from: sourceDb, to: targetDb }');
+    const name = replicationName(id);
+    const left = await withClient(postgresUrl(suite.state.postgres.target!), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [name])).rowCount);
+    const source = await withClient(postgresUrl(suite.state.postgres.source!), async (c) => ({
+      slots: (await c.query('select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount,
+      publications: (await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount,
+    }));
+    expect({ subscriptions: left, ...source }).toEqual({ subscriptions: 0, slots: 0, publications: 0 });
+    expect(await tables('source')).toEqual(sourceBefore);
+  }, HEAVY);
+
+  it('data (blobs): every blob the step created is deleted', async () => {
+    const dr = uniqueName('dr');
+    // One blob the target held before: it stays.
+    await containerOf('secondary', dr).create();
+    await containerOf('secondary', dr).getBlockBlobClient('was-there-before.txt').upload('mine', 4);
+    const before = await blobMd5s('secondary', dr);
+    await failAfterActingThenRollBack('syncData', '  - data: { from: assets, to: assetsDr }', dr);
+    expect(await blobMd5s('secondary', dr)).toEqual(before);
+  }, HEAVY);
+
+  it('traffic: 100% on blue again, green stopped', async () => {
+    expect(await weights()).toEqual({ blue: 256, green: 0 });
+    await failAfterActingThenRollBack(
+      'shiftTraffic',
+      `  - app: { resource: shop, version: v2, database: sourceDb }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0, minRequests: 0 }
+      steps: [ { weight: 100, bake: 2s } ]`,
+    );
+    expect(await weights()).toEqual({ blue: 256, green: 0 });
+    expect(sandbox().apps.green).toBeUndefined();
+    const res = await fetch(new URL('/health', suite.state.haproxy!.frontendUrl));
+    expect(res.headers.get('x-app-color')).toBe('blue');
   }, HEAVY);
 });

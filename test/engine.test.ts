@@ -486,4 +486,45 @@ describe('migration engine', () => {
     expect(script.driftChecks.get(`${id}/5-traffic-10`)).toEqual({ weights: { front: 0 } });
     expect(script.driftChecks.get(`${id}/5-traffic-100`)).toEqual({ weights: { front: 10 } });
   });
+
+  it('observes each mutating step once, before its first attempt, and hands that to its undo, also after a failed step and across continue-as-new', async () => {
+    const checks = Array.from({ length: 30 }, () => '  - check: { resources: [sourceDb] }').join('\n');
+    const plan = parsePlan(
+      `apiVersion: tiershift/v1
+name: observed
+defaults:
+  retry: { maximumAttempts: 2, initialInterval: 100ms, backoffCoefficient: 1, maximumInterval: 100ms }
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target }
+  api: { kind: app, provider: local }
+phases:
+  - infra: { resource: targetDb, settings: { max_connections: 200 } }
+${checks}
+  - app: { resource: api, version: v2, database: targetDb }
+`,
+      'observed.yaml',
+    );
+    const infra = plan.steps[0]!.id;
+    const app = plan.steps.at(-1)!.id;
+    const handle = await startMigration(engine.env.client, plan, 'alice', { historyLimit: 120 });
+    const id = handle.workflowId;
+    // Two rounds of the retry policy fail (the activity "acted" each time and reported nothing).
+    script.failures.set(`${id}/${app}`, 4);
+    await waitFor(id, (s) => s.state === 'awaiting-operator' && s.failure?.stepId === app);
+    await resumeMigration(engine.env.client, id, 'carol');
+    await waitFor(id, (s) => s.state === 'awaiting-operator' && s.steps.find((x) => x.id === app)!.attempts === 2);
+    await rollbackMigration(engine.env.client, id, 'carol', 'app does not start');
+    expect((await handle.result()).state).toBe('rolled-back');
+
+    // The history was handed over to new runs between the infra and the app step.
+    expect((await engine.env.client.workflow.getHandle(id, handle.firstExecutionRunId).describe()).status.name).toBe('CONTINUED_AS_NEW');
+    // Once each, however often the step was attempted or resumed.
+    expect(script.observed.get(id)).toEqual([infra, app]);
+    // The failed step recorded nothing, yet its undo has what was there before it.
+    expect(script.undoInputs.get(`${id}/${app}`)).toMatchObject({ before: { observed: app }, runId: handle.firstExecutionRunId });
+    expect(script.undoInputs.get(`${id}/${app}`)!.undo).toBeUndefined();
+    // Carried across continue-as-new with the undo records.
+    expect(script.undoInputs.get(`${id}/${infra}`)).toMatchObject({ before: { observed: infra }, undo: { step: infra } });
+  });
 });

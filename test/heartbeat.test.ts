@@ -4,7 +4,7 @@ import { heartbeat } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { keepAlive } from '../activities/heartbeat';
+import { keepAlive, mergeDetails } from '../activities/heartbeat';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -31,5 +31,23 @@ describe('keepAlive', () => {
     const count = beats.length;
     await pause(700);
     expect(beats).toHaveLength(count);
+  });
+
+  it('merges each heartbeat into the journal so far: a progress line never erases what a retry and its undo need', async () => {
+    const journal = { azure: 1, before: { revision: 'v1' }, done: ['app:revision'], notes: { created: true } };
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000, heartbeatDetails: journal }, { logger: new DefaultLogger('ERROR') });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    await env.run(() =>
+      keepAlive(async () => {
+        heartbeat({ azure: 1, waiting: 'revision v2 healthy', provisioning: 'Provisioning' });
+        heartbeat({ copied: 2, created: ['a.png', 'b.png'] });
+        heartbeat({ copying: 'big.bin' });
+        heartbeat({ copied: 3, created: ['c.png'], continuationToken: undefined });
+      }),
+    );
+    expect(beats.at(-1)).toEqual({ ...journal, waiting: 'revision v2 healthy', provisioning: 'Provisioning', copying: 'big.bin', copied: 3, created: ['a.png', 'b.png', 'c.png'], continuationToken: undefined });
+    // Nested records merge too; a value that is not a record replaces.
+    expect(mergeDetails({ notes: { a: 1 }, pending: { op: 'x', poller: 'p' } }, { notes: { b: 2 }, pending: undefined })).toEqual({ notes: { a: 1, b: 2 }, pending: undefined });
   });
 });

@@ -92,6 +92,20 @@ describe('local backup', () => {
     expect(await dumpBlob(migrationId).exists()).toBe(true);
   });
 
+  it('keys the backup by the run: a retry within the run reuses it, a rerun of the same migration dumps its own', async () => {
+    const id = uniqueName('m');
+    const inRun = (runId: string) => ({ ...input(id, ['sourceDb']), runId });
+    const first = await runActivity(backupDatabase, [inRun('run-1')]);
+    expect(first.result.figures).toMatchObject({ 'sourceDb.reused': false });
+    expect(first.result.summary).toContain(`${id}/run-1/1-backup/sourceDb.dump`);
+    expect((await runActivity(backupDatabase, [inRun('run-1')])).result.figures).toMatchObject({ 'sourceDb.reused': true });
+    // Same workflow id, another run: last week's backup is not this run's.
+    const rerun = await runActivity(backupDatabase, [inRun('run-2')]);
+    expect(rerun.result.figures).toMatchObject({ 'sourceDb.reused': false });
+    expect(rerun.result.summary).toMatch(/^Dumped sourceDb /);
+    expect(rerun.result.summary).toContain(`${backupsName}/${id}/run-2/1-backup/sourceDb.dump`);
+  });
+
   it('dumps again over an unfinished blob left by an interrupted attempt', async () => {
     const id = uniqueName('m');
     await dumpBlob(id).upload('garbage', 7, { metadata: { tiershiftstate: 'uploading' } });

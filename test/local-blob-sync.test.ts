@@ -3,7 +3,7 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import { afterAll, describe, expect, it } from 'vitest';
 import { blobSyncOutcome, undoBlobSyncIn } from '../activities/blob-outcome';
-import { syncBlobs, undoBlobSync } from '../activities/local/blob-sync';
+import { observeBlobSync, syncBlobs, undoBlobSync } from '../activities/local/blob-sync';
 import type { StepInput } from '../activities/types';
 import type { DataStep } from '../plan/types';
 import { ASSETS_CONTAINER, demoBlobs } from '../sandbox/azurite';
@@ -108,6 +108,29 @@ describe('local blob sync', () => {
     expect(Object.keys(await contents(target)).sort()).toEqual([overwritten, 'keep/me.txt'].sort());
     // Undo is idempotent: a second run finds nothing left to delete.
     expect((await runActivity(undoBlobSync, [{ ...input, undo: result.undo }])).result.figures).toEqual({ 'assetsDr.blobsDeleted': 0 });
+  });
+});
+
+describe('undo of a sync that failed after copying', () => {
+  it('deletes the blobs the step created though no outcome listed them, from the names observed before it', async () => {
+    const { input, target } = freshSync();
+    await target.create();
+    await target.getBlockBlobClient('keep/me.txt').upload('mine', 4);
+    const overwritten = assets[0]!.name;
+    await target.getBlockBlobClient(overwritten).upload('old', 3);
+    const before = (await runActivity(observeBlobSync, [input])).result;
+    expect(before).toEqual({ existed: true, names: [overwritten, 'keep/me.txt'].sort() });
+
+    // The attempt copies everything, then its result is lost; a retry that lost its heartbeat finds every blob in place.
+    await runActivity(syncBlobs, [input]);
+    const retry = await runActivity(syncBlobs, [input]);
+    expect(retry.result.undo).toEqual({ created: [] });
+
+    const undone = await runActivity(undoBlobSync, [{ ...input, undo: retry.result.undo, before }]);
+    expect(undone.result.figures).toEqual({ 'assetsDr.blobsDeleted': assets.length - 1 });
+    expect(Object.keys(await contents(target)).sort()).toEqual([overwritten, 'keep/me.txt'].sort());
+    // With no record at all (the step never reported), the observation alone is enough; nothing is left to delete.
+    expect((await runActivity(undoBlobSync, [{ ...input, before }])).result.figures).toEqual({ 'assetsDr.blobsDeleted': 0 });
   });
 });
 

@@ -5,7 +5,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { undoApp, updateApp } from '../activities/local/app';
+import { observeApp, undoApp, updateApp } from '../activities/local/app';
 import { sandboxState } from '../activities/local/sandbox';
 import { analyseTraffic, shiftTraffic, undoTraffic } from '../activities/local/traffic';
 import type { StepOutcome } from '../activities/types';
@@ -13,6 +13,7 @@ import { runLoad } from '../client/load';
 import type { LocalApp, LocalPostgres, LocalTraffic } from '../activities/local/provider';
 import type { AppStep, TrafficAnalysis, TrafficStep } from '../plan/types';
 import { runtimeCommand, setServerWeight, stopApp, type SandboxState } from '../sandbox';
+import { runActivity } from './support/local-ops';
 
 const MIGRATION = 'test-local-traffic';
 const database: LocalPostgres = { name: 'shop-source', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -147,5 +148,24 @@ describe('local app and traffic phases', () => {
     expect(undone.figures).toEqual({ 'shop-app.stopped': true });
     expect(sandboxState().apps.green).toBeUndefined();
     await expect(fetch(`http://127.0.0.1:${state.ports.appGreen}/health`)).rejects.toThrow();
+  });
+
+  it('undo of a retried app step stops green, though the retry found it healthy and recorded it as the previous instance', async () => {
+    expect(sandboxState().apps.green).toBeUndefined();
+    const before = await run(observeApp, input(appStep));
+    expect(before).toEqual({ color: 'green', previous: null });
+    // The first attempt starts green; its result is lost.
+    const first = await runActivity(updateApp, [input(appStep)]);
+    expect(first.result.figures).toMatchObject({ 'shop-app.started': true });
+    // A retry without that attempt's heartbeat takes its green for what ran before: the wrong record.
+    const blind = await run(updateApp, input(appStep));
+    expect(blind.undo).toMatchObject({ previous: { version: 'v2' } });
+    // With the heartbeat, the retry keeps "nothing ran".
+    const resumed = await runActivity(updateApp, [input(appStep)], { info: { heartbeatDetails: first.heartbeats.at(-1), attempt: 2 } });
+    expect(resumed.result.undo).toEqual({ color: 'green', previous: null });
+
+    const undone = await run(undoApp, { ...input(appStep), undo: blind.undo, before });
+    expect(undone.figures).toEqual({ 'shop-app.stopped': true });
+    expect(sandboxState().apps.green).toBeUndefined();
   });
 });

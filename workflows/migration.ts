@@ -47,7 +47,7 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
             plan,
             startedBy,
             historyLimit,
-            carried: { status: run.status, nextStep: run.nextStep, undo: run.undo },
+            carried: { status: run.status, nextStep: run.nextStep, undo: run.undo, before: run.before },
           });
         }
       }
@@ -72,6 +72,8 @@ async function perform(run: MigrationRun, step: Step): Promise<void> {
   if (step.kind === 'finalize' && step.pointOfNoReturn) await requireCrossingApproved(run, step);
   // Added after the first release: histories recorded before it replay without the check.
   if (wf.patched('drift-check')) await checkDrift(run, step);
+  // Added after drift-check: histories recorded before it replay without the observation.
+  if (MUTATING.has(step.kind) && wf.patched('observe-before')) await observeBefore(run, step);
   if (step.kind === 'traffic') return runStep(run, step, () => shiftTraffic(run, step));
   return runStep(run, step, () => callStepActivity(run, step));
 }
@@ -104,6 +106,31 @@ async function checkDrift(run: MigrationRun, step: Step): Promise<void> {
     }
     run.markCurrent(step);
     await run.awaitOperator(step, problem);
+  }
+}
+
+/** The kinds whose undo puts back what was there before them. */
+const MUTATING = new Set<Step['kind']>(['infra', 'app', 'data', 'traffic']);
+
+/**
+ * Reads, once and before the step's first attempt, what its undo must restore, and keeps it in workflow
+ * state (so in history, and across continue-as-new). An attempt that acted and lost its result cannot
+ * mistake its own change for the state before it, and a step that failed after acting is still undone.
+ */
+async function observeBefore(run: MigrationRun, step: Step): Promise<void> {
+  if (step.id in run.before) return;
+  for (;;) {
+    try {
+      run.before[step.id] = await activities.observeStep.executeWithOptions(
+        activityOptions(step, `Observe before ${step.id}: what its undo would restore`),
+        [stepInput(run, step)],
+      );
+      return;
+    } catch (err) {
+      if (wf.isCancellation(err)) throw err;
+      run.markCurrent(step);
+      await run.awaitOperator(step, `reading what ${step.id} would change failed: ${failureMessage(err)}; fix it and resume (or roll back)`);
+    }
   }
 }
 
@@ -288,7 +315,14 @@ async function rollback(run: MigrationRun): Promise<void> {
       try {
         const outcome = await activities.undoStep.executeWithOptions(
           { ...activityOptions(step, `Rollback: ${action.action}`), retry: COMPENSATION_RETRY },
-          [{ ...stepInput(run, step), undo: run.undo[step.id] as StepOutcome['undo'], ...(action.part ? { part: action.part } : {}) }],
+          [
+            {
+              ...stepInput(run, step),
+              undo: run.undo[step.id] as StepOutcome['undo'],
+              ...(step.id in run.before ? { before: run.before[step.id] as StepOutcome['undo'] } : {}),
+              ...(action.part ? { part: action.part } : {}),
+            },
+          ],
         );
         action.state = 'done';
         if (action.part !== 'start') run.step(step.id).state = 'compensated';
@@ -331,7 +365,8 @@ function measureTargetWrites(run: MigrationRun, step: AppStep) {
 }
 
 function stepInput<S extends Step>(run: MigrationRun, step: S) {
-  return { migrationId: run.status.migrationId, step, resources: run.plan.resources };
+  // The run id keys what belongs to this run (its backups): the workflow id repeats when a plan runs again.
+  return { migrationId: run.status.migrationId, runId: wf.workflowInfo().firstExecutionRunId, step, resources: run.plan.resources };
 }
 
 function activityOptions(step: Step, summary: string): wf.ActivityOptions {

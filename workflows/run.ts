@@ -32,6 +32,11 @@ export class MigrationRun {
   readonly status: MigrationStatus;
   /** What each completed step recorded for its compensation. */
   readonly undo: Record<string, unknown>;
+  /**
+   * What each mutating step's resources looked like before its first attempt (the observe activity's
+   * answer): what its undo restores, even when the step failed after acting and recorded no undo.
+   */
+  readonly before: Record<string, unknown>;
   nextStep: number;
   private resumeRequested = false;
   private rollbackRequest?: Omit<RollbackStatus, 'startedAt' | 'actions'>;
@@ -42,10 +47,11 @@ export class MigrationRun {
   constructor(
     readonly plan: ResolvedPlan,
     startedBy: string,
-    carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown> },
+    carried?: { status: MigrationStatus; nextStep: number; undo: Record<string, unknown>; before?: Record<string, unknown> },
   ) {
     this.nextStep = carried?.nextStep ?? 0;
     this.undo = carried?.undo ?? {};
+    this.before = carried?.before ?? {};
     this.status = carried?.status ?? {
       // The workflow ID, which `--id` may have chosen; the plan name only gives the default.
       migrationId: wf.workflowInfo().workflowId,

@@ -13,12 +13,12 @@ import {
   type ContainerClient,
   type UserDelegationKey,
 } from '@azure/storage-blob';
-import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DataStep } from '../../plan/types';
 import type { AzureBlob } from './provider';
-import { blobSyncOutcome, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import { blobSyncOutcome, observeTarget, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
-import { azureFailure, eachLimited, Journal, resourceOf, type AzureContext } from './common';
+import { azureFailure, eachLimited, Journal, progressHeartbeat, resourceOf, type AzureContext } from './common';
 import { resolveSecret } from '../secrets';
 
 /** Put Blob From URL copies synchronously only up to 256 MiB; bigger blobs use the asynchronous copy. */
@@ -89,7 +89,7 @@ async function copyBlob(source: Account, target: ContainerClient, blob: BlobItem
   if (blob.properties.blobType === 'BlockBlob' && length <= SYNC_COPY_LIMIT) {
     await to.syncCopyFromURL(url, { abortSignal, sourceConditions, sourceContentMD5: blob.properties.contentMD5 });
   } else {
-    const poller = await to.beginCopyFromURL(url, { abortSignal, sourceConditions, intervalInMs: 2_000, onProgress: () => heartbeat({ azure: 1, copying: targetName }) });
+    const poller = await to.beginCopyFromURL(url, { abortSignal, sourceConditions, intervalInMs: 2_000, onProgress: () => progressHeartbeat({ copying: targetName }) });
     await poller.pollUntilDone();
   }
   progress.copied += 1;
@@ -155,7 +155,14 @@ export async function syncBlobs(az: AzureContext, input: StepInput<DataStep>, op
 export async function undoBlobSync(az: AzureContext, input: UndoInput): Promise<StepOutcome> {
   const step = input.step as DataStep;
   const to = await account(az, resourceOf(input.resources, step.to, 'blob', 'data target'));
-  return undoBlobSyncIn(to.container, step.to, input.undo, storageCall);
+  const from = await account(az, resourceOf(input.resources, step.from, 'blob', 'data source'));
+  return undoBlobSyncIn(to.container, step.to, input.undo, storageCall, { before: input.before, source: from.container });
+}
+
+/** Read-only: the blobs the target holds before the sync (see observeTarget). */
+export async function observeBlobSync(az: AzureContext, input: StepInput<DataStep>): Promise<Json> {
+  const to = await account(az, resourceOf(input.resources, input.step.to, 'blob', 'data target'));
+  return observeTarget(to.container, input.migrationId, input.step.id, storageCall);
 }
 
 /** A container copied server-side into the backup container, under the migration's prefix; reused blobs are skipped. */

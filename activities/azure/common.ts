@@ -92,11 +92,25 @@ export interface JournalState {
   notes: Record<string, Json>;
 }
 
+/** The journal of each running attempt, so a progress heartbeat carries it along instead of replacing it. */
+const journalOfAttempt = new WeakMap<object, Journal>();
+
+/**
+ * A progress heartbeat ("waiting for the replica", "copying x"): sent with the attempt's journal, never
+ * instead of it, since Temporal hands a retry only the last heartbeat and the journal's before-state,
+ * `created` flags and created-blob lists must survive it. (The worker's keepalive merges too.)
+ */
+export function progressHeartbeat(details: Record<string, Json>): void {
+  const journal = journalOfAttempt.get(Context.current());
+  heartbeat({ ...(journal ? (journal.state as unknown as Record<string, Json>) : {}), azure: 1, ...details } as Json);
+}
+
 export class Journal {
   readonly state: JournalState;
   readonly resumed: boolean;
 
   constructor() {
+    journalOfAttempt.set(Context.current(), this);
     const details = Context.current().info.heartbeatDetails as Partial<JournalState> | undefined;
     this.resumed = details?.azure === 1 && Array.isArray(details.done);
     this.state = this.resumed
@@ -201,7 +215,7 @@ export async function waitFor<T>(
     if (settled(value)) return value;
     const reason = stuck(value);
     if (reason) throw ApplicationFailure.nonRetryable(reason, 'NonRetryable');
-    heartbeat({ azure: 1, waiting: what, ...(progress(value) as object) } as Json);
+    progressHeartbeat({ waiting: what, ...(progress(value) as Record<string, Json>) });
     await sleep(az.pollIntervalMs);
   }
 }

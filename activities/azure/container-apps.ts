@@ -5,6 +5,7 @@
 import { ContainerAppsAPIClient, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { AzureApp, AzureTraffic, AzureAppStep } from './provider';
+import type { AppStep } from '../../plan/types';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
 
@@ -103,21 +104,43 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     };
     const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => a.client.containerApps.beginUpdate(a.resourceGroup, a.name, patch, o));
     resumed = r.resumed;
+    journal.note('created', true);
   }
+  // A retry finds the revision an earlier attempt created: the journal says whose it is.
+  const created = !exists || journal.state.notes.created === true;
   const rev = await revisionReady(az, a, revision);
   const image = rev.template?.containers?.[0]?.image ?? step.image ?? '';
   return {
-    summary: `${exists ? 'Revision already there' : 'Deployed revision'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
+    summary: `${created ? 'Deployed revision' : 'Revision already there'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
     figures: { [`${step.resource}.revision`]: revision, [`${step.resource}.replicas`]: rev.replicas ?? 0, [`${step.resource}.healthy`]: rev.healthState !== 'Unhealthy' },
-    undo: { revision, created: !exists, before: before as unknown as Json },
+    undo: { revision, created, before: before as unknown as Json },
+  };
+}
+
+/** Read-only: the app's revision, traffic and mode now, and whether the step's revision exists already. */
+export async function observeApp(az: AzureContext, { step, resources }: StepInput<AppStep>): Promise<Json> {
+  const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
+  const current = await getApp(a);
+  const revision = `${a.name}--${revisionSuffix(step.version)}`;
+  const existing = await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision));
+  return {
+    revision: current.latestRevisionName ?? null,
+    traffic: (current.configuration?.ingress?.traffic ?? []) as Json,
+    mode: current.configuration?.activeRevisionsMode ?? null,
+    revisionExisted: existing !== undefined,
   };
 }
 
 /** Traffic back to the previous revision and the new one deactivated; revision mode stays Multiple (see below). */
-export async function undoApp(az: AzureContext, { step, resources, undo }: UndoInput): Promise<StepOutcome> {
+export async function undoApp(az: AzureContext, { step, resources, undo, before }: UndoInput): Promise<StepOutcome> {
   if (step.kind !== 'app') throw new Error(`undoApp got a ${step.kind} step`);
   const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
-  const u = (undo ?? {}) as { revision?: string; created?: boolean; before?: AppBefore };
+  const recorded = (undo ?? {}) as { revision?: string; created?: boolean; before?: AppBefore };
+  // Observed before the first attempt: a retry that lost its journal sees its own revision as "there before".
+  const observed = before as (AppBefore & { revisionExisted?: boolean }) | undefined;
+  const u = observed && typeof observed.revisionExisted === 'boolean'
+    ? { revision: recorded.revision, created: !observed.revisionExisted, before: { revision: observed.revision ?? undefined, traffic: observed.traffic ?? [], mode: observed.mode ?? undefined } }
+    : recorded;
   const revision = u.revision ?? `${a.name}--${revisionSuffix(step.version)}`;
   const journal = new Journal();
   const current = await getApp(a);
@@ -213,6 +236,12 @@ export async function shiftRevisions(
   }
   const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
   return { before, changed, resumed, canaryFqdn: canary?.fqdn, probePath: probe ?? '/' };
+}
+
+/** The revision traffic as stored, "latest revision" pinned (the shape a shift records as before). */
+export async function currentRevisionTraffic(az: AzureContext, r: AzureTraffic): Promise<TrafficWeight[]> {
+  const c = await getApp(app(az, r));
+  return pinned(c.configuration?.ingress?.traffic, c.latestRevisionName);
 }
 
 /** Puts back a traffic list recorded before the first shift. */

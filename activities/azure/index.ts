@@ -3,15 +3,16 @@
 // transport, so tests run the same code against a fake ARM.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { BackupStep } from '../../plan/types';
+import { backupPrefix } from '../backup-key';
 import type { ProviderOperations, StepInput, StepOutcome } from '../types';
-import { backupContainer, checkContainer, syncBlobs, undoBlobSync } from './blob';
+import { backupContainer, checkContainer, observeBlobSync, syncBlobs, undoBlobSync } from './blob';
 import { azureContext, Journal, resourceOf, type AzureContext, type AzureProviderOptions } from './common';
-import { checkApp, undoApp, updateApp } from './container-apps';
+import { checkApp, observeApp, undoApp, updateApp } from './container-apps';
 import { describeWeights, front, readWeights } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { resolveKeyVaultSecret } from './secrets';
-import { backupServer, checkServer, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
-import { analyseTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
+import { backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
+import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 export type { AzureProviderOptions } from './common';
 
@@ -42,7 +43,7 @@ async function backupBlobs(az: AzureContext, input: StepInput<BackupStep>, resou
   const { step } = input;
   const name = resource.name;
   const destination = resourceOf(input.resources, step.destination, 'blob', `destination of backup step ${step.id}`);
-  const prefix = `${input.migrationId}/${step.id}/${resource.container}/`;
+  const prefix = `${backupPrefix(input)}${resource.container}/`;
   const { progress: c, url } = await backupContainer(az, resource, destination, prefix, journalOf(input));
   return {
     summary: `Copied ${c.copied} blobs of ${name} (${c.bytes} bytes) to ${url}, ${c.skipped} already there`,
@@ -59,9 +60,11 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       check: (r: AzurePostgres) => checkServer(az, r),
       backup: (input, r: AzurePostgres) => backupPostgres(az, input, r),
       prepare: (input) => prepareInfra(az, input),
+      observePrepare: (input) => observeInfra(az, input),
       undoPrepare: (input) => undoInfra(az, input),
       settingsDrift: (r: AzurePostgres, expected) => settingsDrift(az, r, expected),
       sync: (input) => syncReplica(az, input),
+      observeSync: (input) => observeReplica(az, input),
       undoSync: (input) => undoReplica(az, input),
       // A promoted replica cannot become a replica again: no reverseSync (provider.ts declares no recovery).
       cutover: (input, _from, to: AzurePostgres) => promoteReplica(az, input, to),
@@ -70,11 +73,13 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       check: (r: AzureBlob) => checkContainer(az, r),
       backup: (input, r: AzureBlob) => backupBlobs(az, input, r),
       sync: (input) => syncBlobs(az, input),
+      observeSync: (input) => observeBlobSync(az, input),
       undoSync: (input) => undoBlobSync(az, input),
     },
     traffic: {
       check: (r: AzureTraffic) => checkTraffic(az, r),
       shift: (input) => shiftTraffic(az, input),
+      observe: (input) => observeTraffic(az, input),
       analyse: (input) => analyseTraffic(az, input),
       undo: (input) => undoTraffic(az, input),
       drift: (r: AzureTraffic, percent) => trafficDrift(az, r, percent),
@@ -82,6 +87,7 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
     app: {
       check: (r: AzureApp) => checkApp(az, r),
       update: (input) => updateApp(az, input),
+      observe: (input) => observeApp(az, input),
       undo: (input) => undoApp(az, input),
     },
   };

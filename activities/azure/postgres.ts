@@ -4,10 +4,11 @@
 // the server is busy with another operation.
 import { PostgreSQLManagementFlexibleServerClient, type Server, type ServerForPatch } from '@azure/arm-postgresql-flexible';
 import { ApplicationFailure } from '@temporalio/activity';
-import type { BackupStep, DataStep, FinalizeStep } from '../../plan/types';
+import type { BackupStep, DataStep, FinalizeStep, InfraStep } from '../../plan/types';
 import type { AzurePostgres, AzureInfraStep } from './provider';
 import type { Figures } from '../../contract/status';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
+import { runKey } from '../backup-key';
 import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
 
 /** What an infra step may change, and what its compensation puts back. */
@@ -211,12 +212,19 @@ export async function prepareInfra(az: AzureContext, { step, resources }: StepIn
   };
 }
 
+/** Read-only: the server's SKU, storage, HA, retention and the step's parameters now (what undo restores). */
+export async function observeInfra(az: AzureContext, { step, resources }: StepInput<InfraStep>): Promise<Json> {
+  const t = target(az, resourceOf(resources, step.resource, 'postgres', 'infra resource'));
+  return { before: shapeOf(await getServer(t), await readSettings(t, Object.keys(step.settings))) as unknown as Json };
+}
+
 /** Back to the recorded SKU, HA, retention and parameters; storage only grows, which the summary says. */
-export async function undoInfra(az: AzureContext, { step: anyStep, resources, undo }: UndoInput): Promise<StepOutcome> {
+export async function undoInfra(az: AzureContext, { step: anyStep, resources, undo, before: observed }: UndoInput): Promise<StepOutcome> {
   if (anyStep.kind !== 'infra') throw new Error(`undoInfra got a ${anyStep.kind} step`);
   const step = anyStep as AzureInfraStep;
   const t = target(az, resourceOf(resources, step.resource, 'postgres', 'infra resource'));
-  const before = (undo as { before?: ServerShape } | undefined)?.before;
+  // Observed before the step's first attempt; the step's own record only for workflows older than that.
+  const before = (observed as { before?: ServerShape } | undefined)?.before ?? (undo as { before?: ServerShape } | undefined)?.before;
   if (!before) return { summary: `${t.server}: the infra step recorded nothing to restore`, figures: {} };
   // Only what the step touched goes back: a field the plan left alone may have been changed by someone since.
   const want: ServerShape = {
@@ -267,13 +275,16 @@ export async function checkServer(az: AzureContext, resource: AzurePostgres): Pr
   };
 }
 
-/** Azure backup names: letters, digits, dashes, underscores and dots. */
-const backupName = (migrationId: string, stepId: string, name: string) => `ts-${migrationId}-${stepId}-${name}`.replace(/[^\w.-]/g, '-').slice(0, 128);
+/** Azure backup names: letters, digits, dashes, underscores and dots, at most 128; the run's key always fits at the end. */
+function backupName(input: StepInput<BackupStep>, name: string): string {
+  const run = runKey(input) ? `-${runKey(input)}` : '';
+  return `ts-${input.migrationId}-${input.step.id}-${name}`.replace(/[^\w.-]/g, '-').slice(0, 128 - run.length) + run;
+}
 
 /** An on-demand backup before the change (`az postgres flexible-server backup create`), reused when it exists. */
 export async function backupServer(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres, journal: Journal): Promise<{ line: string; figures: Figures; kept: string }> {
   const t = target(az, resource);
-  const name = backupName(input.migrationId, input.step.id, resource.name);
+  const name = backupName(input, resource.name);
   const existing = journal.isPending(`backup:${resource.name}`)
     ? undefined
     : await azureFind(`reading backup ${name} of ${t.server}`, () => t.client.backupsAutomaticAndOnDemand.get(t.resourceGroup, t.server, name));
@@ -344,12 +355,20 @@ export async function syncReplica(az: AzureContext, { step, resources }: StepInp
   };
 }
 
+/** Read-only: whether the replica's server exists before the data step (one that did is never deleted by undo). */
+export async function observeReplica(az: AzureContext, { step, resources }: StepInput<DataStep>): Promise<Json> {
+  const replica = target(az, resourceOf(resources, step.to, 'postgres', 'data target'));
+  return { exists: (await azureFind(`reading server ${replica.server}`, () => replica.client.servers.get(replica.resourceGroup, replica.server))) !== undefined };
+}
+
 /** A replica the step created is deleted; one that was there before is left alone. The source is untouched. */
-export async function undoReplica(az: AzureContext, { step, resources, undo }: UndoInput): Promise<StepOutcome> {
+export async function undoReplica(az: AzureContext, { step, resources, undo, before }: UndoInput): Promise<StepOutcome> {
   if (step.kind !== 'data') throw new Error(`undoReplica got a ${step.kind} step`);
   const replica = target(az, resourceOf(resources, step.to, 'postgres', 'data target'));
   const journal = new Journal();
-  const created = (undo as { created?: boolean } | undefined)?.created ?? journal.state.notes.created === true;
+  // What was there before the first attempt decides: a step that created the replica and then failed left no record.
+  const existed = (before as { exists?: boolean } | undefined)?.exists;
+  const created = existed !== undefined ? !existed : ((undo as { created?: boolean } | undefined)?.created ?? journal.state.notes.created === true);
   if (!created) return { summary: `${replica.server} existed before the migration; left as it is`, figures: {} };
   const exists = journal.isPending('replica:delete') || (await azureFind(`reading server ${replica.server}`, () => replica.client.servers.get(replica.resourceGroup, replica.server)));
   if (exists) await runOperation(az, journal, 'replica:delete', `deleting replica ${replica.server}`, (o) => replica.client.servers.beginDelete(replica.resourceGroup, replica.server, o));

@@ -1,13 +1,13 @@
 // The traffic phase in Azure: Front Door origin weights, or Container App revision weights when the
 // traffic resource names a Container App. The analysis probes over HTTP what users reach (the Front
 // Door endpoint, or the canary revision's own address) and checks the origins and revision themselves.
-import { heartbeat, sleep } from '@temporalio/activity';
+import { sleep } from '@temporalio/activity';
 import type { TrafficWeight } from '@azure/arm-appcontainers';
 import type { TrafficStep } from '../../plan/types';
 import type { AzureTraffic } from './provider';
 import type { AnalysisInput, AnalysisOutcome, Json, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
-import { Journal, resourceOf, type AzureContext } from './common';
-import { canaryRevision, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
+import { Journal, progressHeartbeat, resourceOf, type AzureContext } from './common';
+import { canaryRevision, currentRevisionTraffic, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
 import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, readWeights, type FrontDoorWeights } from './front-door';
 
 const trafficResource = (input: StepInput): AzureTraffic => resourceOf(input.resources, (input.step as TrafficStep).resource, 'traffic', 'traffic resource');
@@ -41,12 +41,22 @@ export async function shiftTraffic(az: AzureContext, input: StepInput<TrafficSte
   };
 }
 
-/** Back to the origin states or revision weights recorded by the first shift (rollback undoes that one). */
+/** Read-only: the origin states (or revision weights) before the step, in the shape its undo record has. */
+export async function observeTraffic(az: AzureContext, input: StepInput<TrafficStep>): Promise<Json> {
+  const r = trafficResource(input);
+  if (r.containerApp) return { revisions: (await currentRevisionTraffic(az, r)) as unknown as Json };
+  return { origins: (await readWeights(front(az, r))) as unknown as Json };
+}
+
+/** Back to the origin states or revision weights from before the first shift (rollback undoes that one). */
 export async function undoTraffic(az: AzureContext, input: UndoInput): Promise<StepOutcome> {
   if (input.step.kind !== 'traffic') throw new Error(`undoTraffic got a ${input.step.kind} step`);
   const r = trafficResource(input);
   const journal = new Journal();
-  const undo = (input.undo ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  // Observed before the shift's first attempt, else the shift's own record.
+  const observed = (input.before ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  const recorded = (input.undo ?? {}) as { origins?: FrontDoorWeights; revisions?: TrafficWeight[] };
+  const undo = { origins: observed.origins ?? recorded.origins, revisions: observed.revisions ?? recorded.revisions };
   if (r.containerApp) {
     const previous = undo.revisions ?? [{ revisionName: r.stable, weight: 100 }];
     const changed = await restoreRevisions(az, r, journal, previous);
@@ -85,7 +95,7 @@ async function probe(url: string, count: number): Promise<Probe> {
       lastError = (err as Error).message;
     }
     total += performance.now() - start;
-    if (i % 10 === 9) heartbeat({ azure: 1, probing: url, sent: i + 1, errors });
+    if (i % 10 === 9) progressHeartbeat({ probing: url, sent: i + 1, errors });
     await sleep(50);
   }
   return { requests: count, errors, meanMs: count ? Math.round(total / count) : 0, lastError };

@@ -1,6 +1,6 @@
 // The app phase on the sandbox: start the new version of the demo app (green, by default) on the
 // database the plan names, the local twin of deploying a Container App revision.
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AppStep } from '../../plan/types';
 import type { LocalApp, LocalPostgres } from './provider';
 import { startApp, stopApp, type AppInstance, type SandboxState } from '../../sandbox';
@@ -59,12 +59,16 @@ export async function updateApp(input: StepInput<AppStep>): Promise<StepOutcome>
   // Without a database in the step the app stays where it is, or joins the stable one's.
   const database = databaseCluster(input, state, running?.database ?? state.apps.blue?.database ?? 'source');
   const version = input.step.version;
-  heartbeat({ color, version, database });
+  // What ran before the first attempt, from that attempt's heartbeat: a retry finds this step's own
+  // instance healthy and must not record it as the one to go back to.
+  const earlier = (Context.current().info.heartbeatDetails as { previous?: AppUndo['previous'] } | undefined)?.previous;
+  const previous = earlier !== undefined ? earlier : running ? { version: running.version, database: running.database } : null;
+  heartbeat({ color, version, database, previous });
   // startApp keeps a healthy instance with the same version and database, and waits for /health otherwise.
   const app = await startApp(state, color, { database, version });
   const kept = running?.pid === app.pid;
   const n = resource.name;
-  const undo: AppUndo = { color, previous: running ? { version: running.version, database: running.database } : null };
+  const undo: AppUndo = { color, previous };
   return {
     summary: `${n}: ${color} ${version} ${kept ? 'already ran' : 'started'} on the ${database} database at http://127.0.0.1:${app.port} and answers /health`,
     figures: { [`${n}.port`]: app.port, [`${n}.version`]: app.version, [`${n}.database`]: database, [`${n}.started`]: !kept },
@@ -72,10 +76,19 @@ export async function updateApp(input: StepInput<AppStep>): Promise<StepOutcome>
   };
 }
 
+/** Read-only: what the instance of the step's color runs now, the state its undo puts back. */
+export async function observeApp(input: StepInput<AppStep>): Promise<AppUndo> {
+  const color = appColor(appResource(input));
+  const running = await healthy(sandboxState().apps[color]);
+  return { color, previous: running ? { version: running.version, database: running.database } : null };
+}
+
 export async function undoApp(input: UndoInput): Promise<StepOutcome> {
   if (input.step.kind !== 'app') throw new Error(`undoApp got a ${input.step.kind} step`);
   const resource = appResource(input as StepInput<AppStep>);
-  const undo = input.undo as AppUndo | undefined;
+  // What ran before the step's first attempt: a retry after a lost result finds the step's own instance
+  // healthy and records it as "previous", which would restart the new version instead of stopping it.
+  const undo = (isAppUndo(input.before) ? input.before : input.undo) as AppUndo | undefined;
   const n = resource.name;
   if (!undo) return { summary: `${n}: no record of what the app step started; left as it is`, figures: {} };
   const state = sandboxState();
@@ -90,3 +103,5 @@ export async function undoApp(input: UndoInput): Promise<StepOutcome> {
     figures: { [`${n}.stopped`]: false, [`${n}.version`]: app.version },
   };
 }
+
+const isAppUndo = (v: unknown): v is AppUndo => typeof v === 'object' && v !== null && 'color' in v && 'previous' in v;

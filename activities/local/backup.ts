@@ -11,6 +11,7 @@ import type { BackupStep } from '../../plan/types';
 import type { LocalBlob, LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
 import type { Json, StepInput, StepOutcome } from '../types';
+import { backupPrefix } from '../backup-key';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
 import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
@@ -36,9 +37,8 @@ async function destinationOf(input: StepInput<BackupStep>): Promise<ContainerCli
 
 /** `pg_dump -Fc` into the step's destination, with its sha256, then proven by a restore. */
 export async function backupDatabase(input: StepInput<BackupStep>, resource: LocalPostgres): Promise<StepOutcome> {
-  const { step } = input;
   const name = resource.name;
-  const blob = (await destinationOf(input)).getBlockBlobClient(`${input.migrationId}/${step.id}/${name}.dump`);
+  const blob = (await destinationOf(input)).getBlockBlobClient(`${backupPrefix(input)}${name}.dump`);
   const d = await backupPostgres(input, resource, blob);
   return {
     summary:
@@ -59,7 +59,7 @@ export async function backupDatabase(input: StepInput<BackupStep>, resource: Loc
 /** A server-side copy of the container under the step's destination; blobs already there are skipped. */
 export async function backupBlobs(input: StepInput<BackupStep>, resource: LocalBlob): Promise<StepOutcome> {
   const backups = await destinationOf(input);
-  const prefix = `${input.migrationId}/${input.step.id}/${resource.container}/`;
+  const prefix = `${backupPrefix(input)}${resource.container}/`;
   const c = await backupContainer(resource, backups, prefix);
   const name = resource.name;
   return {
@@ -117,7 +117,7 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
   };
   await blob.setMetadata(metadata);
   if (step.verifyRestore) {
-    const scratch = `tiershift_verify_${createHash('sha256').update(`${input.migrationId}/${step.id}/${resource.name}`).digest('hex').slice(0, 12)}`;
+    const scratch = `tiershift_verify_${createHash('sha256').update(`${backupPrefix(input)}${resource.name}`).digest('hex').slice(0, 12)}`;
     await verifyRestore(url, blob, dump.sha256, source, scratch);
     await blob.setMetadata({ ...metadata, restoreverified: 'true' });
   }

@@ -5,7 +5,7 @@ import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type C
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { DataStep, Resource } from '../../plan/types';
 import type { LocalBlob } from './provider';
-import { blobSyncOutcome, eachLimited, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import { blobSyncOutcome, eachLimited, observeTarget, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
 import { resolveSecret } from '../secrets';
@@ -165,5 +165,12 @@ export async function undoBlobSync(input: UndoInput): Promise<StepOutcome> {
   const step = input.step as DataStep;
   const to = blobResource(input.resources, step.to, 'data target');
   const target = await containerClient(to);
-  return undoBlobSyncIn(target, step.to, input.undo);
+  const source = await containerClient(blobResource(input.resources, step.from, 'data source'));
+  return undoBlobSyncIn(target, step.to, input.undo, undefined, { before: input.before, source });
+}
+
+/** Read-only: the blobs the target holds before the sync (see observeTarget). */
+export async function observeBlobSync(input: StepInput<DataStep>): Promise<Json> {
+  const target = await containerClient(blobResource(input.resources, input.step.to, 'data target'));
+  return observeTarget(target, input.migrationId, input.step.id);
 }

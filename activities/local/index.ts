@@ -3,16 +3,16 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { restartPostgres } from '../../sandbox';
 import type { ProviderOperations } from '../types';
-import { undoApp, updateApp } from './app';
+import { observeApp, undoApp, updateApp } from './app';
 import { backupBlobs, backupDatabase } from './backup';
-import { syncBlobs, undoBlobSync } from './blob-sync';
+import { observeBlobSync, syncBlobs, undoBlobSync } from './blob-sync';
 import { checkHealth } from './health';
-import { prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
-import { cutoverPostgres, syncPostgres, undoPgSync } from './pg-sync';
+import { observeInfra, prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
+import { cutoverPostgres, observePgSync, syncPostgres, undoPgSync } from './pg-sync';
 import { finishReverseSync, measureWrites, startReverseSync } from './reverse-sync';
 import type { LocalBlob, LocalPostgres, LocalTraffic } from './provider';
 import { sandboxState } from './sandbox';
-import { analyseTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
+import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 const restartCluster: RestartCluster = async (resource) => {
   const cluster = (resource as LocalPostgres).cluster;
@@ -27,9 +27,11 @@ export const localProvider: ProviderOperations = {
     check: (r) => checkHealth(r),
     backup: backupDatabase,
     prepare: prepareInfra(restartCluster),
+    observePrepare: observeInfra,
     undoPrepare: undoInfra(restartCluster),
     settingsDrift,
     sync: syncPostgres,
+    observeSync: observePgSync,
     undoSync: undoPgSync,
     cutover: cutoverPostgres,
     reverseSync: { start: startReverseSync, finish: finishReverseSync },
@@ -39,11 +41,13 @@ export const localProvider: ProviderOperations = {
     check: (r: LocalBlob) => checkHealth(r),
     backup: backupBlobs,
     sync: (input) => syncBlobs(input),
+    observeSync: observeBlobSync,
     undoSync: undoBlobSync,
   },
   traffic: {
     check: (r) => checkHealth(r),
     shift: shiftTraffic,
+    observe: observeTraffic,
     analyse: analyseTraffic,
     undo: undoTraffic,
     drift: (r: LocalTraffic, percent) => trafficDrift({ [r.name]: r }, r.name, percent),
@@ -51,6 +55,7 @@ export const localProvider: ProviderOperations = {
   app: {
     check: (r) => checkHealth(r),
     update: updateApp,
+    observe: observeApp,
     undo: undoApp,
   },
 };

@@ -1,6 +1,6 @@
 // Infra prep on the sandbox: bring a PostgreSQL cluster to the plan's tier settings (the local twin of
 // `az postgres flexible-server parameter set` + a SKU change), restarting only when a setting needs it.
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
 import type { InfraStep } from '../../plan/types';
 import type { LocalPostgres } from './provider';
@@ -51,14 +51,18 @@ export async function applySettings(
 ): Promise<{ previous: Record<string, string>; changed: string[]; restarted: boolean }> {
   const url = await postgresConnection(resource);
   const names = Object.keys(wanted);
+  // An earlier attempt's reading, from its heartbeat: a retry after a lost result must not record the
+  // values that attempt set as the ones from before.
+  const earlier = (Context.current().info.heartbeatDetails as { previous?: Record<string, string> } | undefined)?.previous ?? {};
   const { previous, changed, needsRestart } = await withClient(url, async (client) => {
     const current = await readSettings(client, names);
     const previous: Record<string, string> = {};
+    for (const name of names) previous[name] = earlier[name] ?? current.get(name)!.shown;
+    heartbeat({ previous });
     const changed: string[] = [];
     let needsRestart = false;
     for (const name of names) {
       const s = current.get(name)!;
-      previous[name] = s.shown;
       if (normalise(wanted[name]!, s.unit) === normalise(s.setting, null) && !s.pending_restart) continue;
       await client.query(`alter system set ${client.escapeIdentifier(name)} = ${client.escapeLiteral(String(wanted[name]))}`);
       changed.push(name);
@@ -67,7 +71,7 @@ export async function applySettings(
     if (changed.length) await client.query('select pg_reload_conf()');
     return { previous, changed, needsRestart };
   });
-  heartbeat({ changed, needsRestart });
+  heartbeat({ previous, changed, needsRestart });
   if (needsRestart) await restart();
   // Verify on a fresh connection: what the server now runs with, not what we asked for.
   await withClient(url, async (client) => {
@@ -95,11 +99,21 @@ export function prepareInfra(restartCluster: RestartCluster) {
   };
 }
 
+/** Read-only: the settings the infra step names, as the server runs them now (what its undo restores). */
+export async function observeInfra({ step, resources }: StepInput<InfraStep>): Promise<Json> {
+  const names = Object.keys(step.settings);
+  if (!names.length) return { previous: {} };
+  const resource = resources[step.resource] as LocalPostgres;
+  const current = await withClient(await postgresConnection(resource), (client) => readSettings(client, names));
+  return { previous: Object.fromEntries(names.map((n) => [n, current.get(n)!.shown])) };
+}
+
 export function undoInfra(restartCluster: RestartCluster) {
-  return async ({ step, resources, undo }: UndoInput): Promise<StepOutcome> => {
+  return async ({ step, resources, undo, before }: UndoInput): Promise<StepOutcome> => {
     if (step.kind !== 'infra') throw new Error(`undoInfra got a ${step.kind} step`);
     const resource = resources[step.resource] as LocalPostgres;
-    const previous = (undo as { previous?: Record<string, string> } | undefined)?.previous;
+    // Observed before the step's first attempt, so right even when a retried attempt recorded its own values.
+    const previous = (before as { previous?: Record<string, string> } | undefined)?.previous ?? (undo as { previous?: Record<string, string> } | undefined)?.previous;
     if (!previous) return { summary: `${resource.name}: no recorded settings to restore`, figures: {} };
     const result = await applySettings(resource, previous, () => restartCluster(resource));
     return {

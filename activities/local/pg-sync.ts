@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { DataStep, FinalizeStep, Resource } from '../../plan/types';
 import type { LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
-import type { StepInput, StepOutcome, UndoInput } from '../types';
+import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
 import { withPgClient } from '../../contract/pg';
@@ -422,6 +422,25 @@ export async function dropPublication(src: string, name: string): Promise<boolea
     await c.query(`drop publication ${c.escapeIdentifier(name)}`);
     return true;
   });
+}
+
+/** Read-only: whether the target database and this migration's replication exist before the data step. */
+export async function observePgSync(input: StepInput<DataStep>): Promise<Json> {
+  const { step, migrationId } = input;
+  const src = await postgresConnection(postgresResource(input.resources, step.from));
+  const dst = await postgresConnection(postgresResource(input.resources, step.to));
+  const name = replicationName(migrationId);
+  const database = databaseOf(dst);
+  // pg_subscription and pg_database are shared catalogs: the maintenance database sees them even before the target exists.
+  const target = await withClient(onDatabase(dst, 'postgres'), async (c) => ({
+    database: Boolean((await c.query('select 1 from pg_database where datname = $1', [database])).rowCount),
+    subscription: Boolean((await c.query('select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = $2', [name, database])).rowCount),
+  }));
+  const source = await withClient(src, async (c) => ({
+    publication: Boolean((await c.query('select 1 from pg_publication where pubname = $1', [name])).rowCount),
+    slot: Boolean((await c.query('select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount),
+  }));
+  return { name, ...target, ...source };
 }
 
 /** Removes the replication (subscription, slot, publication); never touches the data on either side. */

@@ -24,7 +24,6 @@ import {
   findSubscription,
   raiseSequences,
   replicationName,
-  SEQUENCE_GAP,
   setReadOnly,
   SMALL_LAG_BYTES,
   sourceSequences,
@@ -128,13 +127,15 @@ async function recoverWrites(input: UndoInput, from: LocalPostgres, to: LocalPos
   const ahead = await postgresConnection(to);
   await dropForward(input.migrationId, back, ahead);
   const copied = await copyBack(ahead, undefined, back, to.name, 'insert-missing');
-  const raised = part === 'finish' ? await raiseSequences(back, await withClient(ahead, sourceSequences), SEQUENCE_GAP) : 0;
+  // The source hands out ids again: past the copied rows' ids (drawn from the target's sequences, far
+  // ahead). Measured on the source itself, so a rollback that copied nothing leaves its sequences alone.
+  const raised = part === 'finish' ? await raiseSequences(back, await withClient(back, sourceSequences), 1n) : 0;
   const f = from.name;
   return {
     summary:
       `copied to ${f} the ${copied.rowsOnlyOnTarget} rows only ${to.name} had (${copied.rowsCompared} compared in ${copied.tables} tables)` +
       `${copied.rowsDiffering ? `; ${copied.rowsDiffering} rows differ on both sides and keep ${f}'s version: at risk` : ''}` +
-      (part === 'finish' ? `; ${raised} of ${f}'s sequences moved past ${to.name}'s` : ''),
+      (part === 'finish' ? `; ${raised} of ${f}'s sequences moved past the copied rows' ids` : ''),
     figures: { [`${f}.rowsRecovered.${part}`]: copied.rowsCopied, [`${f}.rowsAtRisk`]: copied.rowsDiffering, ...(part === 'finish' ? { [`${f}.sequencesRaisedBack`]: raised } : {}) },
     recovery: { recovered: copied.rowsCopied, atRisk: copied.rowsDiffering },
   };

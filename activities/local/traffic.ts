@@ -182,14 +182,27 @@ export async function analyseTraffic(input: AnalysisInput): Promise<AnalysisOutc
   };
 }
 
-/** All traffic back to the stable origin, whatever the shift steps did before. */
+/** Read-only: the weights HAProxy routes with before the step (what undoing the front's first shift restores). */
+export async function observeTraffic(input: StepInput<TrafficStep>): Promise<Weights> {
+  return readWeights(route(input));
+}
+
+const isWeights = (v: unknown): v is Weights =>
+  typeof v === 'object' && v !== null && Number.isInteger((v as Weights).stable) && Number.isInteger((v as Weights).canary) && (v as Weights).stable + (v as Weights).canary > 0;
+
+/** The weights from before the front's first shift (observed then), else all traffic on the stable origin. */
 export async function undoTraffic(input: UndoInput): Promise<StepOutcome> {
   if (input.step.kind !== 'traffic') throw new Error(`undoTraffic got a ${input.step.kind} step`);
   const r = route(input);
-  const { changed } = await applyWeights(r, { stable: MAX_WEIGHT, canary: 0 });
+  const want = isWeights(input.before) ? { stable: input.before.stable, canary: input.before.canary } : { stable: MAX_WEIGHT, canary: 0 };
+  const { changed } = await applyWeights(r, want);
+  const percent = Math.round((100 * want.canary) / (want.stable + want.canary));
   return {
-    summary: `${r.name}: ${changed ? 'all traffic back on' : 'all traffic was already on'} ${r.stable} (weight ${MAX_WEIGHT}, ${r.canary} 0)`,
-    figures: { [`${r.name}.weight`]: 0, [`${r.name}.canaryWeight`]: 0, [`${r.name}.stableWeight`]: MAX_WEIGHT },
+    summary:
+      want.canary === 0
+        ? `${r.name}: ${changed ? 'all traffic back on' : 'all traffic was already on'} ${r.stable} (weight ${want.stable}, ${r.canary} 0)`
+        : `${r.name}: ${changed ? 'weights restored to' : 'weights already were'} ${r.stable} ${want.stable} / ${r.canary} ${want.canary}, as before the migration`,
+    figures: { [`${r.name}.weight`]: percent, [`${r.name}.canaryWeight`]: want.canary, [`${r.name}.stableWeight`]: want.stable },
   };
 }
 

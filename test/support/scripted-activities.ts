@@ -11,6 +11,8 @@ import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome
 interface Answers {
   step(name: string, input: StepInput): StepOutcome;
   analyse(input: AnalysisInput): AnalysisOutcome;
+  /** What a mutating step's resources look like before it acts (read-only). */
+  observe(input: StepInput): unknown;
   undo(input: UndoInput): StepOutcome;
   drift(input: DriftInput): string[];
   notify(input: NotifyInput): { status: number };
@@ -29,6 +31,7 @@ function instantActivities(a: Answers): Activities {
     finalizeMigration: step('finalizeMigration'),
     shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
     analyseTraffic: async (input) => a.analyse(input),
+    observeStep: async (input) => a.observe(input) as never,
     undoStep: async (input) => a.undo(input),
     checkDrift: async (input) => a.drift(input),
     notifyGate: async (input) => a.notify(input),
@@ -45,6 +48,7 @@ export function noopActivities(onStart: (name: string, input: StepInput, at: num
   return instantActivities({
     step: (name, input) => (started(name, input), { summary: `${name} ${input.step.id} (no-op)`, figures: {}, undo: { step: input.step.id } }),
     analyse: (input) => (started('analyseTraffic', input), { pass: true, summary: 'no-op analysis', figures: {} }),
+    observe: (input) => (started('observeStep', input), null),
     undo: (input) => (started('undoStep', input), { summary: `undone ${input.step.id}`, figures: {} }),
     drift: (input) => (started('checkDrift', input), []),
     notify: () => ({ status: 200 }),
@@ -67,6 +71,10 @@ export class ActivityScript {
   readonly targetWrites = new Map<string, { targetOnly: number; differing: number }>();
   /** `${migrationId}` -> what each recovery part reports it copied back and left at risk. */
   readonly recoveries = new Map<string, { recovered: number; atRisk: number }>();
+  /** `${migrationId}` -> the steps observed before their first attempt, in order (kept out of `calls`). */
+  readonly observed = new Map<string, string[]>();
+  /** Every undo's input, by `${migrationId}/${stepId}`. */
+  readonly undoInputs = new Map<string, UndoInput>();
   /** Gate notifications in the order they were sent. */
   readonly notifications: NotifyInput[] = [];
 
@@ -102,7 +110,12 @@ export class ActivityScript {
           figures: { [`${input.step.id}.errorRate`]: pass ? 0 : 0.5 },
         };
       },
+      observe: (input) => {
+        this.observed.set(input.migrationId, [...(this.observed.get(input.migrationId) ?? []), input.step.id]);
+        return { observed: input.step.id };
+      },
       undo: (input) => {
+        this.undoInputs.set(`${input.migrationId}/${input.step.id}`, input);
         this.record('undoStep', input, input.part);
         const recovery = input.part ? this.recoveries.get(input.migrationId) : undefined;
         return { summary: `undone ${input.step.id}`, figures: {}, ...(recovery ? { recovery } : {}) };

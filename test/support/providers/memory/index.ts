@@ -44,6 +44,7 @@ export const memoryOperations: ProviderOperations = {
       world.backups.add(key);
       return done(`backed up ${r.name}`, { kept: [key] });
     },
+    observePrepare: async ({ step, resources }) => ({ settings: { ...server(resources[step.resource] as MemoryPostgres).settings } }),
     prepare: async ({ step, resources }) => {
       const s = server(resources[step.resource] as MemoryPostgres);
       const previous = Object.fromEntries(Object.keys(step.settings).map((k) => [k, s.settings[k] ?? 'default']));
@@ -60,6 +61,7 @@ export const memoryOperations: ProviderOperations = {
       Object.entries(expected)
         .filter(([k, v]) => server(r).settings[k] !== String(v))
         .map(([k, v]) => `${r.name}: ${k} expected ${v}, found ${server(r).settings[k]}`),
+    observeSync: async ({ step, resources }) => ({ replicaOf: server(resources[step.to] as MemoryPostgres).replicaOf ?? null }),
     sync: async ({ step, resources }) => {
       const from = server(resources[step.from] as MemoryPostgres);
       const to = server(resources[step.to] as MemoryPostgres);
@@ -89,6 +91,7 @@ export const memoryOperations: ProviderOperations = {
   blob: {
     check: async (r: MemoryBlob) => done(`${r.name}: ${world.buckets.get(r.bucket)?.size ?? 0} objects`),
     backup: async (_input, r: MemoryBlob) => done(`copied ${r.name}`, { kept: [r.bucket] }),
+    observeSync: async ({ step, resources }) => ({ objects: [...(world.buckets.get((resources[step.to] as MemoryBlob).bucket) ?? [])] }),
     sync: async ({ step, resources }) => {
       const from = world.buckets.get((resources[step.from] as MemoryBlob).bucket) ?? new Set<string>();
       const to = world.buckets.get((resources[step.to] as MemoryBlob).bucket)!;
@@ -105,6 +108,7 @@ export const memoryOperations: ProviderOperations = {
   },
   traffic: {
     check: async (r: MemoryTraffic) => done(`${r.name}: ${world.routers.get(r.router) ?? 0}% on ${r.canary}`),
+    observe: async ({ step, resources }) => ({ percent: world.routers.get((resources[step.resource] as MemoryTraffic).router) ?? 0 }),
     shift: async ({ step, resources }) => {
       const r = resources[step.resource] as MemoryTraffic;
       world.routers.set(r.router, step.weight);
@@ -120,6 +124,7 @@ export const memoryOperations: ProviderOperations = {
   },
   app: {
     check: async (r: MemoryApp) => done(`${r.name} runs ${world.services.get(r.service) ?? 'v1'}`),
+    observe: async ({ step, resources }) => ({ version: world.services.get((resources[step.resource] as MemoryApp).service) ?? null }),
     update: async ({ step, resources }) => {
       world.services.set((resources[step.resource] as MemoryApp).service, step.version);
       return done(`${step.version} started`);
