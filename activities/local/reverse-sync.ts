@@ -129,7 +129,7 @@ async function recoverWrites(input: UndoInput, from: LocalPostgres, to: LocalPos
   const copied = await copyBack(ahead, undefined, back, to.name, 'insert-missing');
   // The source hands out ids again: past the copied rows' ids (drawn from the target's sequences, far
   // ahead). Measured on the source itself, so a rollback that copied nothing leaves its sequences alone.
-  const raised = part === 'finish' ? await raiseSequences(back, await withClient(back, sourceSequences), 1n) : 0;
+  const raised = part === 'finish' ? await raiseSequences(back, await withClient(back, sourceSequences), 0n) : 0;
   const f = from.name;
   return {
     summary:
