@@ -238,6 +238,7 @@ describe('plan resolution', () => {
     // The source gets what only the target has before users return to it, and once more after v2 stopped.
     expect(rollbackOrder(local.steps).map((a) => `${a.stepId}${a.part ? `/${a.part}` : ''}`)).toEqual(['1-app/start', '2-traffic-100', '1-app', '1-app/finish', '0-data']);
     expect(describePlan(local)).toMatch(/1-app .*write point: a rollback first copies back to sourceDb every row only targetDb has/s);
+    expect(describePlan(local)).toMatch(/Write point: 1-app\. From when it starts, targetDb takes writes sourceDb lacks, so a rollback first does "Recover the writes targetDb took/);
     // v2 before the sync writes to a database nobody replicates into yet: no write point.
     expect(parsePlan(HEAD + '  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', 'early.yaml').steps[0]).not.toHaveProperty('targetWrites');
 
