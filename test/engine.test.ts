@@ -432,6 +432,27 @@ describe('migration engine', () => {
       expect(status.rollback).toMatchObject({ rowsRecovered: 0, rowsAtRisk: 0 });
     });
 
+    it('with acceptWriteLoss: refuses a plain rollback that would lose rows, and a confirmed one counts them as at risk', async () => {
+      const plan = parsePlan(
+        planYaml('writes-loss')
+          .replace('  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb, acceptWriteLoss: true }\n'),
+        'writes-loss.yaml',
+      );
+      const handle = await startMigration(engine.env.client, plan, 'alice');
+      const id = handle.workflowId;
+      await waitFor(id, atGate('go'));
+      await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+      expect((await waitFor(id, atGate('final'))).targetWrites).toMatchObject({ recovery: 'none', crossed: true });
+      script.targetWrites.set(id, { targetOnly: 5, differing: 0 });
+      expect(await refusal(rollbackMigration(engine.env.client, id, 'carol', 'no'))).toMatch(
+        /^targetDb holds 5 rows sourceDb lacks and 0 rows both hold differently, written since 4-app put the new version on it, and the plan accepts losing them \(acceptWriteLoss\), so `tiershift rollback \S+ --reason "\.\.\." --confirm` rolls back and loses them$/,
+      );
+      await rollbackMigration(engine.env.client, id, 'carol', 'no', true);
+      const status = await handle.result();
+      expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(['undoStep:5-traffic-10', 'undoStep:4-app', 'undoStep:3-data', 'undoStep:2-infra', 'undoStep:0-backup']);
+      expect(status.rollback).toMatchObject({ rowsRecovered: 0, rowsAtRisk: 5 });
+    });
+
     it('recovers by itself when the analysis at 100% fails or the gate times out: nobody is there to confirm', async () => {
       const failing = await toFinalGate('writes-analysis');
       script.failingAnalysis.add(`${failing.id}/5-traffic-100`);
