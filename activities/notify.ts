@@ -17,7 +17,7 @@ export interface NotifyInput {
 export async function notifyGate({ gate, webhook, payload }: NotifyInput): Promise<{ status: number }> {
   const url = typeof webhook === 'string' ? webhook : await resolveSecret(webhook, `the webhook of gate "${gate}"`);
   // The URL itself often is the credential (a token in its path): a bad one is named by where it came from, never shown.
-  const from = typeof webhook === 'string' ? 'in the plan' : `in ${describeSecretRef(webhook)}`;
+  const from = typeof webhook === 'string' ? 'in the plan' : 'env' in webhook ? `in environment variable ${String(webhook.env)}` : `in ${describeSecretRef(webhook)}`;
   let parsed: URL | undefined;
   try {
     parsed = new URL(url);
