@@ -19,6 +19,7 @@ import type {
   StepOutcome,
   TrafficOperations,
   UndoInput,
+  WritesMeasure,
 } from './types';
 import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
 
@@ -104,6 +105,7 @@ export function createActivities(providers: Providers) {
     /** Finalize: a database an earlier data step replicated into takes over (cutover); others need nothing. */
     async finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOutcome> {
       const outcomes: [string, StepOutcome][] = [];
+      if (input.step.resources.some((n) => input.step.syncedFrom[n] && named(input, n)?.kind === 'postgres')) await requireStableIdle(input);
       for (const name of input.step.resources) {
         const to = named(input, name);
         const from = input.step.syncedFrom[name] ? named(input, input.step.syncedFrom[name]!) : undefined;
@@ -150,6 +152,8 @@ export function createActivities(providers: Providers) {
         case 'infra':
           return operations(named(input, step.resource), 'postgres').undoPrepare(input);
         case 'app':
+          // The write point's recovery, in two parts around the traffic undo; the app's own undo has no part.
+          if (input.part && step.targetWrites?.recovery) return reverseSync(input, { [step.targetWrites.database]: step.targetWrites.source }, input.part);
           return operations(named(input, step.resource), 'app').undo(input);
         case 'data': {
           const to = named(input, step.to);
@@ -158,7 +162,7 @@ export function createActivities(providers: Providers) {
         case 'traffic':
           return operations(named(input, step.resource), 'traffic').undo(input);
         case 'finalize':
-          if (step.pointOfNoReturn && input.part) return reverseSync(input, step, input.part);
+          if (step.pointOfNoReturn && input.part) return reverseSync(input, step.syncedFrom, input.part);
           // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic first).
           return { summary: `nothing to undo for ${step.id}`, figures: {} };
         case 'check':
@@ -184,13 +188,43 @@ export function createActivities(providers: Providers) {
       return found;
     },
 
+    /** What a rollback now would have to recover at the write point; reads only. */
+    async measureTargetWrites(input: StepInput<AppStep>): Promise<WritesMeasure> {
+      const writes = input.step.targetWrites;
+      const to = writes ? named(input, writes.database) : undefined;
+      const from = writes ? named(input, writes.source) : undefined;
+      if (to?.kind !== 'postgres' || from?.kind !== 'postgres') return { targetOnly: 0, differing: 0, measured: false };
+      const measure = operations(to, 'postgres').measureWrites;
+      if (!measure) return { targetOnly: 0, differing: 0, measured: false };
+      return { ...(await measure(from, to)), measured: true };
+    },
+
     notifyGate,
   });
 
+  /**
+   * The cutover ends replication: whoever the stable side still serves would write to a source nobody reads
+   * any more. Every traffic front the plan shifts must send all of its users to the canary first.
+   */
+  async function requireStableIdle(input: StepInput<FinalizeStep>): Promise<void> {
+    // Each front's provider says how far its canary's share is from 100%.
+    for (const name of input.step.fronts ?? []) {
+      const resource = named(input, name);
+      if (resource?.kind !== 'traffic') continue;
+      const drift = await operations(resource, 'traffic').drift(resource, 100);
+      if (drift) {
+        throw ApplicationFailure.nonRetryable(
+          `the cutover needs ${resource.stable} on ${resource.name} to serve 0% of the traffic, but ${drift}; send every user to ${resource.canary} (or roll back), then resume`,
+          'NonRetryable',
+        );
+      }
+    }
+  }
+
   /** Past the point of no return: every database the cutover made primary hands its writes back to its source. */
-  async function reverseSync(input: UndoInput, step: FinalizeStep, part: 'start' | 'finish'): Promise<StepOutcome> {
+  async function reverseSync(input: UndoInput, syncedFrom: Record<string, string>, part: 'start' | 'finish'): Promise<StepOutcome> {
     const outcomes: [string, StepOutcome][] = [];
-    for (const [name, fromName] of Object.entries(step.syncedFrom)) {
+    for (const [name, fromName] of Object.entries(syncedFrom)) {
       const to = named(input, name);
       const from = named(input, fromName);
       if (to?.kind !== 'postgres' || from?.kind !== 'postgres') continue;
@@ -220,6 +254,8 @@ function merge(outcomes: [string, StepOutcome][]): StepOutcome {
     summary: outcomes.map(([, o]) => o.summary).join('; '),
     figures: Object.assign({}, ...outcomes.map(([, o]) => o.figures)),
   };
+  const recoveries = outcomes.flatMap(([, o]) => (o.recovery ? [o.recovery] : []));
+  if (recoveries.length) merged.recovery = { recovered: recoveries.reduce((n, r) => n + r.recovered, 0), atRisk: recoveries.reduce((n, r) => n + r.atRisk, 0) };
   if (undos.length === 1 && outcomes.length === 1) merged.undo = undos[0]![1].undo;
   else if (undos.length) merged.undo = { byResource: Object.fromEntries(undos.map(([name, o]) => [name, o.undo!])) };
   return merged;

@@ -38,6 +38,20 @@ export interface StepOutcome {
   figures: Figures;
   /** What compensation needs to undo this step (e.g. the settings before the change). */
   undo?: Json;
+  /** A recovery of the target's writes: rows it copied back to the source, and rows left at risk. */
+  recovery?: RecoveryCount;
+}
+
+export interface RecoveryCount {
+  recovered: number;
+  atRisk: number;
+}
+
+/** What a rollback now would have to recover (`measured: false` when the provider cannot tell). */
+export interface WritesMeasure {
+  targetOnly: number;
+  differing: number;
+  measured: boolean;
 }
 
 export interface TrafficShiftOutcome extends StepOutcome {
@@ -103,7 +117,11 @@ export interface PostgresOperations {
   undoSync(input: UndoInput): Promise<StepOutcome>;
   /** Finalize: the target a data step filled from `from` takes over. */
   cutover(input: StepInput<FinalizeStep>, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
-  /** Only a provider that declares the reverse-sync recovery (its provider.ts) has this. */
+  /**
+   * Only a provider that declares the reverse-sync recovery (its provider.ts) has these. For an app step
+   * (the write point, before any cutover) the two parts recover what the new version wrote to `to`.
+   */
+  measureWrites?(from: PostgresResource, to: PostgresResource): Promise<{ targetOnly: number; differing: number }>;
   reverseSync?: {
     start(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
     finish(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;

@@ -29,6 +29,14 @@ export function formatStatus(status: MigrationStatus): string {
   }
   const ponr = formatPointOfNoReturn(status);
   if (ponr) lines.push(ponr);
+  const writes = status.targetWrites;
+  if (writes?.crossed && !TERMINAL_STATES.includes(status.state) && !status.pointOfNoReturn?.crossed) {
+    const counted = writes.measuredAt ? ` (${writes.targetOnlyRows} rows only on ${writes.database}, ${writes.differingRows} differing, at ${writes.measuredAt})` : '';
+    lines.push(
+      `Write point: crossed at ${writes.crossedAt} (${writes.stepId}); ${writes.database} takes writes ${writes.source} lacks${counted}; ` +
+        (writes.recovery === 'none' ? 'the plan accepts losing them on a rollback' : `a rollback copies them back to ${writes.source} before users return to it`),
+    );
+  }
   const gate = status.pendingGate;
   if (gate) {
     lines.push(
@@ -48,6 +56,7 @@ export function formatStatus(status: MigrationStatus): string {
     const rb = status.rollback;
     lines.push(`Rollback (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${rb.reason}`);
     for (const a of rb.actions) lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+    if (rb.rowsRecovered !== undefined) lines.push(`  rows recovered to the source: ${rb.rowsRecovered}; at risk: ${rb.rowsAtRisk ?? 0}`);
   }
   for (const d of status.decisions) {
     lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);

@@ -59,6 +59,7 @@ export interface MigrationReport {
   notifications: GateNotification[];
   traffic?: MigrationStatus['traffic'];
   pointOfNoReturn?: MigrationStatus['pointOfNoReturn'];
+  targetWrites?: MigrationStatus['targetWrites'];
 }
 
 const span = (from?: string, to?: string): number | undefined => (from && to ? Date.parse(to) - Date.parse(from) : undefined);
@@ -141,6 +142,7 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
     notifications: status.notifications ?? [],
     traffic: status.traffic,
     pointOfNoReturn: status.pointOfNoReturn,
+    targetWrites: status.targetWrites,
   };
 }
 
@@ -167,6 +169,10 @@ export function reportMarkdown(r: MigrationReport): string {
         ...(r.pointOfNoReturn
           ? [['Point of no return', r.pointOfNoReturn.crossed ? `crossed at ${when(r.pointOfNoReturn.crossedAt!)} (${r.pointOfNoReturn.stepId})` : `not crossed (${r.pointOfNoReturn.stepId})`]]
           : []),
+        ...(r.targetWrites
+          ? [['Write point', r.targetWrites.crossed ? `crossed at ${when(r.targetWrites.crossedAt!)} (${r.targetWrites.stepId}): ${r.targetWrites.database} took writes ${r.targetWrites.source} lacks` : `not crossed (${r.targetWrites.stepId})`]]
+          : []),
+        ...(r.rollback?.rowsRecovered !== undefined ? [['Rows recovered / at risk', `${r.rollback.rowsRecovered} / ${r.rollback.rowsAtRisk ?? 0}`]] : []),
         ...(r.url ? [['Temporal UI', r.url]] : []),
       ],
     ),
@@ -222,6 +228,12 @@ export function reportMarkdown(r: MigrationReport): string {
   else {
     const rb = r.rollback;
     out.push(`Triggered by ${rb.trigger}${rb.by ? ` (${rb.by})` : ''} at ${when(rb.startedAt)}: ${rb.reason}${rb.endedAt ? `; ended ${when(rb.endedAt)}` : '; still running'}.`, '');
+    out.push(
+      rb.rowsRecovered !== undefined
+        ? `Rows the target took that the source lacked: ${rb.rowsRecovered} recovered to the source, ${rb.rowsAtRisk ?? 0} at risk (not on the source as the target holds them).`
+        : 'Rows recovered: 0, at risk: 0 (the target took no writes of its own before the rollback).',
+      '',
+    );
     out.push(...(rb.actions.length ? table(['Step', 'Action', 'State', 'Error'], rb.actions.map((a) => [a.stepId, a.action, a.state, a.error ?? ''])) : ['No step needed undoing.']));
   }
 

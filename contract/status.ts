@@ -98,6 +98,13 @@ export interface RollbackStatus {
   startedAt: string;
   endedAt?: string;
   actions: RollbackAction[];
+  /**
+   * Set once the target took writes (the write point or the point of no return was crossed): rows the
+   * rollback copied back to the source, and rows it could not (both sides changed them, or the plan
+   * accepted losing them).
+   */
+  rowsRecovered?: number;
+  rowsAtRisk?: number;
 }
 
 export interface MigrationStatus {
@@ -126,6 +133,23 @@ export interface MigrationStatus {
   resumes?: { stepId: string; by: string; at: string }[];
   /** Where the plan's point of no return is, and which side of it the migration is on. */
   pointOfNoReturn?: PointOfNoReturnStatus;
+  /** Where the target first takes application writes its source lacks, and whether that happened. */
+  targetWrites?: TargetWritesStatus;
+}
+
+export interface TargetWritesStatus {
+  /** The app step that puts the new version on the replicated target. */
+  stepId: string;
+  database: string;
+  source: string;
+  /** How a rollback brings the writes back; `none` when the plan accepts losing them. */
+  recovery: Recovery | 'none';
+  crossed: boolean;
+  crossedAt?: string;
+  /** The last count (a refused rollback, or a rollback without recovery): rows only the target has, rows both hold differently. */
+  targetOnlyRows?: number;
+  differingRows?: number;
+  measuredAt?: string;
 }
 
 export interface PointOfNoReturnStatus {

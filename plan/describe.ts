@@ -1,8 +1,8 @@
 // `tiershift plan FILE`: the dry run. Shows what would run, where people decide, and how it would be undone.
 import { PHASES } from './phases';
 import { recoveryPhrase } from './phases/finalize';
-import { rollbackOrder } from './rollback';
-import type { FinalizeStep, ResolvedPlan, Step } from './types';
+import { recoveryPoint, rollbackOrder } from './rollback';
+import type { AppStep, FinalizeStep, ResolvedPlan, Step } from './types';
 
 export function describePlanJson(plan: ResolvedPlan) {
   return {
@@ -39,10 +39,21 @@ export function describePlan(plan: ResolvedPlan): string {
       `Point of no return: ${ponr.id}, once gate "${ponr.pointOfNoReturn.gate}" passes. After it, rolling back means ${recoveryPhrase(ponr.pointOfNoReturn.recovery, ponr.syncedFrom)}, and needs \`tiershift rollback --confirm\`.`,
     );
   }
+  const writes = plan.steps.find((s): s is AppStep => s.kind === 'app' && s.targetWrites !== undefined);
+  if (writes?.targetWrites) {
+    const { database, source, acceptWriteLoss } = writes.targetWrites;
+    const point = recoveryPoint([writes]);
+    lines.push(
+      '',
+      acceptWriteLoss
+        ? `Write point: ${writes.id}. From when it starts, ${database} takes writes ${source} lacks, and a rollback LOSES them (acceptWriteLoss: true); a plain \`tiershift rollback\` that would lose any is refused with their count, \`--confirm\` accepts the loss.`
+        : `Write point: ${writes.id}. From when it starts, ${database} takes writes ${source} lacks, so ${ponr ? `until ${ponr.id} ` : ''}a rollback first does "${point!.start}" (before traffic returns) and "${point!.finish}" (after ${writes.resource} ${writes.version} stops); a plain \`tiershift rollback\` that has rows to copy back is refused with their count.`,
+    );
+  }
   lines.push('', 'Rollback order (on rejection, timeout, failed analysis, operator command or cancellation):');
   const order = rollbackOrder(plan.steps);
   if (!order.length) lines.push('  nothing to undo: checks and gates change nothing.');
-  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}${a.part ? ' (only past the point of no return)' : ''}`));
+  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}${a.part ? (plan.steps.find((s) => s.id === a.stepId)?.kind === 'app' ? ' (only once the new version took writes)' : ' (only past the point of no return)') : ''}`));
   lines.push('', `Nothing was run. Start it with: tiershift start ${plan.source}`);
   return lines.join('\n');
 }

@@ -2,7 +2,7 @@
 // the stable origin first (users stop seeing the change at once), then everything else in reverse.
 // Pure and deterministic (the phase kinds are zod and words), so the workflow may import it.
 import { PHASES } from './phases';
-import type { FinalizeStep, Step } from './types';
+import type { AppStep, FinalizeStep, Step } from './types';
 
 export interface RollbackAction {
   stepId: string;
@@ -11,16 +11,21 @@ export interface RollbackAction {
   part?: 'start' | 'finish';
 }
 
-export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
+export interface RollbackOptions {
+  /**
+   * Recover the writes the target took at the write point (an app step with `targetWrites`). Off only for
+   * histories recorded before the write point existed, so they replay with the commands they had.
+   */
+  targetWrites?: boolean;
+}
+
+export function rollbackOrder(steps: readonly Step[], { targetWrites = true }: RollbackOptions = {}): RollbackAction[] {
   const actions: RollbackAction[] = [];
-  // Past the point of no return the target holds writes the source lacks: the source must receive them
-  // (and keep receiving them) before users go back to it, and only once nobody writes to the target
-  // does the replication stop.
-  const crossed = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
-  const pairs = crossed ? Object.entries(crossed.syncedFrom).map(([to, from]) => `${to} -> ${from}`).join(', ') : '';
-  if (crossed) {
-    actions.push({ stepId: crossed.id, part: 'start', action: `Start the reverse sync ${pairs}: copy back what only the target has, then replicate its new writes (logical replication)` });
-  }
+  // Once the target took writes the source lacks (past the point of no return, or from the write point
+  // on: the new version on a replicated target), the source must receive them before users go back to
+  // it, and once more after the new version stopped, when nothing writes to the target any more.
+  const recovering = recoveryPoint(steps, targetWrites);
+  if (recovering) actions.push({ stepId: recovering.step.id, part: 'start', action: recovering.start });
   // One action per traffic front: the earliest shift holds the weights from before the migration.
   const fronts = new Set<string>();
   for (const step of steps) {
@@ -33,17 +38,13 @@ export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
     const action = undoAction(step);
     if (action) undos.push({ stepId: step.id, action });
   }
-  if (crossed) {
+  if (recovering) {
     // After the new version has stopped: then nothing writes to the target any more.
     let lastApp = -1;
     undos.forEach((a, i) => {
       if (steps.find((s) => s.id === a.stepId)?.kind === 'app') lastApp = i;
     });
-    undos.splice(lastApp + 1, 0, {
-      stepId: crossed.id,
-      part: 'finish',
-      action: `Finish the reverse sync ${pairs}: pause the target's writes until the source has them all, move the source's sequences past the target's, stop replicating`,
-    });
+    undos.splice(lastApp + 1, 0, { stepId: recovering.step.id, part: 'finish', action: recovering.finish });
   }
   return [...actions, ...undos];
 }
@@ -51,4 +52,29 @@ export function rollbackOrder(steps: readonly Step[]): RollbackAction[] {
 /** Each kind's own undo wording (plan/phases/); traffic's is placed first, once per front, above. */
 function undoAction(step: Step): string | undefined {
   return step.kind === 'traffic' ? undefined : PHASES[step.kind].undo?.(step);
+}
+
+/**
+ * The step whose recovery a rollback runs in two parts: a crossed point of no return (the reverse sync
+ * replicates everything back), else the write point (what only the target has is copied back; rows both
+ * sides changed keep the source's version and are counted as at risk). One recovery, never both.
+ */
+export function recoveryPoint(steps: readonly Step[], targetWrites = true): { step: Step; start: string; finish: string } | undefined {
+  const crossed = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
+  if (crossed) {
+    const pairs = Object.entries(crossed.syncedFrom).map(([to, from]) => `${to} -> ${from}`).join(', ');
+    return {
+      step: crossed,
+      start: `Start the reverse sync ${pairs}: copy back what only the target has, then replicate its new writes (logical replication)`,
+      finish: `Finish the reverse sync ${pairs}: pause the target's writes until the source has them all, move the source's sequences past the target's, stop replicating`,
+    };
+  }
+  const app = targetWrites ? steps.find((s): s is AppStep => s.kind === 'app' && s.targetWrites?.recovery !== undefined) : undefined;
+  if (!app) return undefined;
+  const { database: to, source: from } = app.targetWrites!;
+  return {
+    step: app,
+    start: `Recover the writes ${to} took: stop replicating ${from} -> ${to}, copy to ${from} every row only ${to} has (rows both changed keep ${from}'s version and are counted as at risk)`,
+    finish: `Once ${app.resource} ${app.version} is stopped, copy to ${from} the rows ${to} took since, and move ${from}'s sequences past the ids it copied`,
+  };
 }

@@ -95,6 +95,20 @@ export interface AppStep extends StepBase {
   version: string;
   /** The database resource the new version uses. The provider's own fields (an image, replicas) sit beside it. */
   database?: string;
+  /**
+   * Set when `database` is the target of an earlier postgres data step: from this step on the target takes
+   * application writes its source lacks (the write point), and every rollback must recover them or say so.
+   */
+  targetWrites?: TargetWrites;
+}
+/** Where the target first takes application writes, and how a rollback brings them back to the source. */
+export interface TargetWrites {
+  /** The replicated target the new version writes to, and the source it was replicated from. */
+  database: string;
+  source: string;
+  /** How a rollback recovers them; absent only when the plan says `acceptWriteLoss: true`. */
+  recovery?: Recovery;
+  acceptWriteLoss?: boolean;
 }
 export interface DataStep extends StepBase {
   kind: 'data';
@@ -140,6 +154,8 @@ export interface FinalizeStep extends StepBase {
   resources: string[];
   /** For each finalized resource an earlier data step filled: where it was synced from (the cutover ends that sync). */
   syncedFrom: Record<string, string>;
+  /** The traffic fronts earlier steps shift: at run time the cutover checks each one's stable side serves 0%. */
+  fronts?: string[];
   /** Past this step rollback is no longer a simple undo: crossing it needs its own gate, undoing it a confirmed recovery. */
   pointOfNoReturn?: PointOfNoReturn;
 }

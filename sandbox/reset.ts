@@ -22,7 +22,18 @@ export async function migrationLeftovers(state: SandboxState): Promise<string[]>
     });
     if (tables) found.push(`the target database holds ${tables} tables`);
   }
+  const source = state.postgres.source;
+  if (source && (await withClient(postgresUrl(source), readOnlyDefault)).on) found.push('the source database is read-only (a cutover ran)');
   return found;
+}
+
+/** The database's own default_transaction_read_only (a cutover sets it on the source). */
+async function readOnlyDefault(c: pg.Client): Promise<{ db: string; on: boolean }> {
+  const { rows } = await c.query<{ db: string; on: boolean }>(
+    `select current_database() as db, exists (select 1 from pg_db_role_setting r cross join unnest(r.setconfig) s
+      where r.setrole = 0 and r.setdatabase = (select oid from pg_database where datname = current_database()) and s = 'default_transaction_read_only=on') as on`,
+  );
+  return rows[0]!;
 }
 
 export async function resetSandbox(state: SandboxState, log: Log = () => undefined): Promise<void> {
@@ -54,6 +65,17 @@ export async function resetSandbox(state: SandboxState, log: Log = () => undefin
   if (source) {
     const removed = await withClient(postgresUrl(source), dropReplication);
     if (removed) log(`replication removed from the source (${removed})`);
+    // A completed cutover left the source read-only (so the old version cannot write past it): before a
+    // migration it takes writes, and sessions opened read-only since then reconnect.
+    const reopened = await withClient(postgresUrl(source), async (c) => {
+      const { db, on } = await readOnlyDefault(c);
+      if (!on) return false;
+      await c.query('set default_transaction_read_only = off');
+      await c.query(`alter database ${c.escapeIdentifier(db)} reset default_transaction_read_only`);
+      await c.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`);
+      return true;
+    });
+    if (reopened) log('source database writable again');
   }
 }
 

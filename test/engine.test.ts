@@ -356,6 +356,101 @@ describe('migration engine', () => {
     expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(['undoStep:4-data', 'undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
   });
 
+  describe('past the write point (v2 on the replicated target)', () => {
+    /** The shipped runbook's order: sync, then v2 on the target, so v2's writes exist only there. */
+    const writing = (name: string, finalGate = '{ name: final }') =>
+      parsePlan(
+        planYaml(name)
+          .replace('  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n')
+          .replace('  - gate: { name: final }', `  - gate: ${finalGate}`),
+        `${name}.yaml`,
+      );
+    const RECOVERY_ORDER = ['undoStep:4-app/start', 'undoStep:5-traffic-10', 'undoStep:4-app', 'undoStep:4-app/finish', 'undoStep:3-data', 'undoStep:2-infra', 'undoStep:0-backup'];
+
+    async function toFinalGate(name: string, finalGate?: string) {
+      const handle = await startMigration(engine.env.client, writing(name, finalGate), 'alice');
+      const id = handle.workflowId;
+      await waitFor(id, atGate('go'));
+      await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+      return { handle, id };
+    }
+
+    it('refuses a plain rollback with the rows only the target has; --confirm copies them back before users return, then undoes', async () => {
+      const { handle, id } = await toFinalGate('writes-refused');
+      const atFinal = await waitFor(id, atGate('final'));
+      expect(atFinal.targetWrites).toMatchObject({ stepId: '4-app', database: 'targetDb', source: 'sourceDb', recovery: 'reverse-sync', crossed: true, crossedAt: expect.any(String) });
+      expect(formatStatus(atFinal)).toMatch(/Write point: crossed at .+ \(4-app\); targetDb takes writes sourceDb lacks; a rollback copies them back to sourceDb before users return to it/);
+
+      script.targetWrites.set(id, { targetOnly: 7, differing: 1 });
+      const refused = await refusal(rollbackMigration(engine.env.client, id, 'carol', 'v2 is slow'));
+      expect(refused).toBe(
+        `targetDb holds 7 rows sourceDb lacks and 1 rows both hold differently, written since 4-app put the new version on it; \`tiershift rollback ${id} --reason "..." --confirm\` first copies the 7 rows only targetDb has to sourceDb (rows both changed keep sourceDb's version and are reported at risk), then rolls back`,
+      );
+      const held = await migrationStatus(engine.env.client, id);
+      expect(held.state).toBe('awaiting-approval');
+      expect(held.targetWrites).toMatchObject({ targetOnlyRows: 7, differingRows: 1, measuredAt: expect.any(String) });
+      expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual([]);
+
+      script.recoveries.set(id, { recovered: 7, atRisk: 1 });
+      await rollbackMigration(engine.env.client, id, 'carol', 'v2 is slow', true);
+      const status = await handle.result();
+      expect(status.state).toBe('rolled-back');
+      expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(RECOVERY_ORDER);
+      // Both parts copied 7 (the scripted activity says so); the last part's at-risk count stands.
+      expect(status.rollback).toMatchObject({ trigger: 'operator', rowsRecovered: 14, rowsAtRisk: 1 });
+      expect(formatStatus(status)).toContain('rows recovered to the source: 14; at risk: 1');
+    });
+
+    it('rolls back without --confirm when the target took nothing the source lacks, still recovering first', async () => {
+      const { handle, id } = await toFinalGate('writes-none');
+      await waitFor(id, atGate('final'));
+      await rollbackMigration(engine.env.client, id, 'carol', 'not today');
+      const status = await handle.result();
+      expect(status.state).toBe('rolled-back');
+      expect(script.callsOf(id)).toContain('measureTargetWrites:4-app');
+      expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(RECOVERY_ORDER);
+      expect(status.rollback).toMatchObject({ rowsRecovered: 0, rowsAtRisk: 0 });
+    });
+
+    it('with acceptWriteLoss: refuses a plain rollback that would lose rows, and a confirmed one counts them as at risk', async () => {
+      const plan = parsePlan(
+        planYaml('writes-loss')
+          .replace('  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb, acceptWriteLoss: true }\n'),
+        'writes-loss.yaml',
+      );
+      const handle = await startMigration(engine.env.client, plan, 'alice');
+      const id = handle.workflowId;
+      await waitFor(id, atGate('go'));
+      await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+      expect((await waitFor(id, atGate('final'))).targetWrites).toMatchObject({ recovery: 'none', crossed: true });
+      script.targetWrites.set(id, { targetOnly: 5, differing: 0 });
+      expect(await refusal(rollbackMigration(engine.env.client, id, 'carol', 'no'))).toMatch(
+        /^targetDb holds 5 rows sourceDb lacks and 0 rows both hold differently, written since 4-app put the new version on it, and the plan accepts losing them \(acceptWriteLoss\), so `tiershift rollback \S+ --reason "\.\.\." --confirm` rolls back and loses them$/,
+      );
+      await rollbackMigration(engine.env.client, id, 'carol', 'no', true);
+      const status = await handle.result();
+      expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))).toEqual(['undoStep:5-traffic-10', 'undoStep:4-app', 'undoStep:3-data', 'undoStep:2-infra', 'undoStep:0-backup']);
+      expect(status.rollback).toMatchObject({ rowsRecovered: 0, rowsAtRisk: 5 });
+    });
+
+    it('recovers by itself when the analysis at 100% fails or the gate times out: nobody is there to confirm', async () => {
+      const failing = await toFinalGate('writes-analysis');
+      script.failingAnalysis.add(`${failing.id}/5-traffic-100`);
+      script.recoveries.set(failing.id, { recovered: 3, atRisk: 0 });
+      const analysed = await failing.handle.result();
+      expect(analysed.rollback).toMatchObject({ trigger: 'analysis', rowsRecovered: 6, rowsAtRisk: 0 });
+      expect(script.callsOf(failing.id).filter((c) => c.startsWith('undoStep'))).toEqual(RECOVERY_ORDER);
+
+      const waiting = await toFinalGate('writes-timeout', '{ name: final, timeout: 2h }');
+      await waitFor(waiting.id, atGate('final'));
+      script.recoveries.set(waiting.id, { recovered: 2, atRisk: 1 });
+      await engine.env.sleep('3h');
+      const timedOut = await waiting.handle.result();
+      expect(timedOut.rollback).toMatchObject({ trigger: 'gate-timeout', rowsRecovered: 4, rowsAtRisk: 1 });
+      expect(script.callsOf(waiting.id).filter((c) => c.startsWith('undoStep'))).toEqual(RECOVERY_ORDER);
+    });
+  });
+
   it('holds a step whose resources drifted until an operator resumes, and previews what resume will do', async () => {
     const { id, handle } = await start('drifted');
     script.drift.set(`${id}/4-data`, ['targetDb: max_connections expected 200, found 100']);

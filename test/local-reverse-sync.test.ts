@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities';
 import { localProvider } from '../activities/local';
-import type { LocalPostgres } from '../activities/local/provider';
-import { syncPostgres } from '../activities/local/pg-sync';
+import type { LocalPostgres, LocalTraffic } from '../activities/local/provider';
+import { isReadOnly, syncPostgres } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
 import { reverseName } from '../activities/local/reverse-sync';
 import type { UndoInput } from '../activities/types';
@@ -35,6 +35,22 @@ async function rowsByTable(cluster: 'source' | 'target'): Promise<Record<string,
       out[table] = new Map(rows.map((r) => [r.k, r.h]));
     }
     return out;
+  });
+}
+
+/** Whether a new session on the source may write (the cutover makes it read-only; the reverse sync lifts that). */
+async function writable(): Promise<boolean> {
+  return withClient(url('source'), async (c) => {
+    try {
+      await c.query('begin');
+      await c.query(`insert into customers (email, full_name, country) values ($1, 'Probe', 'NL')`, [`${uniqueName('probe')}@example.com`]);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === '25006') return false;
+      throw err;
+    } finally {
+      await c.query('rollback');
+    }
   });
 }
 
@@ -93,7 +109,17 @@ describe('reverse sync past the point of no return (local)', () => {
       const customer = (await c.query<{ id: string }>(`insert into customers (email, full_name, country) values ($1, 'Canary', 'DE') returning id`, [`${uniqueName('canary')}@example.com`])).rows[0]!.id;
       return (await c.query<{ id: string }>('insert into orders (customer_id, total_cents) values ($1, 500) returning id', [customer])).rows[0]!.id;
     });
+    // Blue still serves everything: cutting over now would leave its users writing to a source nobody reads.
+    const front: LocalTraffic = { name: 'front', kind: 'traffic', provider: 'local', stable: 'blue', canary: 'green', backend: 'app' };
+    await expect(run(local.finalizeMigration, { migrationId: MIGRATION, step: { ...cutover, fronts: ['front'] }, resources: { ...resources, front } })).rejects.toThrow(
+      /^the cutover needs blue on front to serve 0% of the traffic, but front: expected blue 0 .*found blue \d+ .*; send every user to green \(or roll back\), then resume$/,
+    );
+    expect(await replicationObjects()).not.toEqual([]);
+    expect(await writable()).toBe(true);
     await run(local.finalizeMigration, { migrationId: MIGRATION, step: cutover, resources });
+    // Replication has ended: the source refuses writes, from sessions opened before the cutover too.
+    expect(await writable()).toBe(false);
+    expect(await isReadOnly(url('source'))).toBe(true);
     // After the cutover: more writes, and a change to a row both sides had.
     const oldOrder = await withClient(url('target'), async (c) => {
       await c.query(`update orders set status = 'shipped' where id = $1`, [canaryOrder]);
@@ -106,7 +132,8 @@ describe('reverse sync past the point of no return (local)', () => {
     let written: number;
     try {
       const { result: started, heartbeats } = await runActivity(local.undoStep, [undo('start')]);
-      expect(started.summary).toMatch(/^reverse sync targetDb -> sourceDb running/);
+      expect(started.summary).toMatch(/^reverse sync targetDb -> sourceDb running .*sourceDb writable again/);
+      expect(await writable()).toBe(true);
       expect(started.figures['sourceDb.rowsCopiedBack']).toBeGreaterThanOrEqual(3);
       expect(started.figures['sourceDb.rowsOnlyOnSource']).toBe(0);
       expect(heartbeats.some((b) => (b as { phase?: string }).phase === 'reverse backfill')).toBe(true);

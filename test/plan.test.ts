@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadPlan, parsePlan, PlanError } from '../plan/load';
+import { describePlan } from '../plan/describe';
 import { rollbackOrder } from '../plan/rollback';
 import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
 
@@ -43,6 +44,8 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['a point of no return whose gate name is taken', '  - gate: { name: point-of-no-return }\n  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[2].finalize.pointOfNoReturn.gate', 13, /expected a gate name used once, got "point-of-no-return" again \(first at phases\[0\]\)/],
   ['a gate that would roll back past the point of no return', '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n  - gate: { name: done, timeout: 1h }\n', 'phases[2].gate.onTimeout', 13, /expected onTimeout: abort for a gate after the point of no return at phases\[1\].*got rollback \(the default\)/],
   ['a point of no return on Azure', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: reverse-sync } }\n', 'phases[1].finalize.pointOfNoReturn.recovery', 12, /expected resources whose provider can reverse-sync, got "targetDb", an azure resource; provider azure cannot recover/],
+  ['a writing v2 on a replicated target that cannot be recovered', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n', 'phases[1].app.database', 12, /expected a database whose provider can copy the new version's writes back on a rollback, got targetDb \(replicated from sourceDb\) on provider azure, which cannot; add acceptWriteLoss: true to this app phase/],
+  ['acceptWriteLoss where nothing replicates', '  - app: { resource: api, version: v2, database: targetDb, acceptWriteLoss: true }\n', 'phases[0].app.acceptWriteLoss', 11, /expected acceptWriteLoss only on an app whose database an earlier data phase replicates into, got it on database targetDb/],
   ['a sync between kinds', '  - data: { from: sourceDb, to: assets }\n', 'phases[0].data.to', 11, /expected a postgres resource like sourceDb, got "assets", a blob resource/],
   ['a sync onto itself', '  - data: { from: sourceDb, to: sourceDb }\n', 'phases[0].data.to', 11, /expected a resource other than the source, got "sourceDb" for both/],
   ['a password in the plan', HEAD.replace('cluster: source }', 'cluster: source, database: "host=db password=hunter2" }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.database', 5, /got what looks like a credential; plans never hold secrets/],
@@ -226,6 +229,24 @@ describe('plan resolution', () => {
       '3-finalize/finish',
       '0-data',
     ]);
+  });
+
+  it('knows the write point: v2 on a replicated target recovers its writes on a rollback, or says in the dry run that it loses them', () => {
+    const phases = '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n  - traffic: { resource: front, steps: [ { weight: 100, bake: 1m } ] }\n';
+    const local = parsePlan(HEAD + phases, 'writes.yaml');
+    expect(local.steps[1]).toMatchObject({ kind: 'app', targetWrites: { database: 'targetDb', source: 'sourceDb', recovery: 'reverse-sync' } });
+    // The source gets what only the target has before users return to it, and once more after v2 stopped.
+    expect(rollbackOrder(local.steps).map((a) => `${a.stepId}${a.part ? `/${a.part}` : ''}`)).toEqual(['1-app/start', '2-traffic-100', '1-app', '1-app/finish', '0-data']);
+    expect(describePlan(local)).toMatch(/1-app .*write point: a rollback first copies back to sourceDb every row only targetDb has/s);
+    expect(describePlan(local)).toMatch(/Write point: 1-app\. From when it starts, targetDb takes writes sourceDb lacks, so a rollback first does "Recover the writes targetDb took/);
+    // v2 before the sync writes to a database nobody replicates into yet: no write point.
+    expect(parsePlan(HEAD + '  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', 'early.yaml').steps[0]).not.toHaveProperty('targetWrites');
+
+    const azure = parsePlan(HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + phases.replace('database: targetDb }', 'database: targetDb, acceptWriteLoss: true }'), 'loss.yaml');
+    expect(azure.steps[1]).toMatchObject({ targetWrites: { database: 'targetDb', source: 'sourceDb', acceptWriteLoss: true } });
+    expect(azure.steps[1]).not.toHaveProperty('targetWrites.recovery');
+    expect(rollbackOrder(azure.steps).some((a) => a.part)).toBe(false);
+    expect(describePlan(azure)).toMatch(/write point: a rollback LOSES what targetDb takes \(acceptWriteLoss: true\)/);
   });
 
   it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {

@@ -70,6 +70,31 @@ describe('workflow determinism', () => {
     }
   });
 
+  it('replays a fresh history past the write point: an unconfirmed rollback counted and refused, then a recovering one', async () => {
+    const plan = parsePlan(
+      PLAN.replace('name: replayed', 'name: replayed-writes')
+        .replace('  front:', '  api: { kind: app, provider: local }\n  front:')
+        .replace('  - data: { from: sourceDb, to: targetDb }\n', '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n'),
+      'replayed-writes.yaml',
+    );
+    const handle = await startMigration(engine.env.client, plan, 'alice');
+    script.targetWrites.set(handle.workflowId, { targetOnly: 3, differing: 0 });
+    script.recoveries.set(handle.workflowId, { recovered: 3, atRisk: 0 });
+    await until(handle.workflowId, (s) => s.pendingGate?.gate === 'go');
+    await approveGate(engine.env.client, handle.workflowId, { gate: 'go', by: 'bob' });
+    await until(handle.workflowId, (s) => s.pendingGate?.gate === 'point-of-no-return');
+    await expect(rollbackMigration(engine.env.client, handle.workflowId, 'bob', 'rehearsal')).rejects.toThrow();
+    await rollbackMigration(engine.env.client, handle.workflowId, 'bob', 'rehearsal', true);
+    const status = await handle.result();
+    expect(status.rollback).toMatchObject({ rowsRecovered: 6, rowsAtRisk: 0 });
+
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+    if (process.env.RECORD_HISTORIES) {
+      writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}-write-point.json`), historyToJSON(history));
+    }
+  });
+
   it('replays every history recorded by earlier versions', async () => {
     const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
     expect(files.length).toBeGreaterThan(0);

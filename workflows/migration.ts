@@ -11,8 +11,8 @@ import type { DriftExpectation, StepOutcome } from '../activities/types';
 import { unreachableGate } from '../plan/gates';
 import { rollbackOrder } from '../plan/rollback';
 import { describeSecretRef } from '../plan/secret-ref';
-import type { GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
-import { AbortRequested, durationMs, MigrationRun, RollbackRequested } from './run';
+import type { AppStep, GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
+import { AbortRequested, durationMs, MigrationRun, RollbackRequested, TARGET_WRITES } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 import { redactUrl } from '../contract/redact';
 
@@ -23,7 +23,7 @@ const COMPENSATION_RETRY = { maximumAttempts: 10, initialInterval: 2_000, backof
 
 export async function migration({ plan, startedBy, carried, historyLimit = 4000 }: MigrationInput): Promise<MigrationStatus> {
   const run = new MigrationRun(plan, startedBy, carried);
-  run.installHandlers();
+  run.installHandlers((step) => measureTargetWrites(run, step));
   run.touch();
   // A gate nobody may pass would wait forever. `tiershift start` refuses such a plan; a start that went
   // around it (the raw Temporal CLI) ends here, before any step runs. Only such a start records the
@@ -298,7 +298,15 @@ async function rollback(run: MigrationRun): Promise<void> {
   const ponr = run.status.pointOfNoReturn;
   // A point of no return not yet crossed needs no recovery, even if a drift check held its step.
   const touched = run.plan.steps.filter((s) => ['done', 'failed', 'running'].includes(run.step(s.id).state) && !(s.id === ponr?.stepId && !ponr.crossed));
-  rb.actions = rollbackOrder(touched).map((a) => ({ ...a, state: 'pending' }));
+  // Past the write point the target holds writes the source lacks: the rollback recovers them (or, where
+  // the plan accepts losing them, counts them). Runs that crossed no write point keep their commands.
+  const writes = run.status.targetWrites;
+  const tracked = writes?.crossed ? wf.patched(TARGET_WRITES) : false;
+  rb.actions = rollbackOrder(touched, { targetWrites: tracked }).map((a) => ({ ...a, state: 'pending' }));
+  if (tracked || ponr?.crossed) {
+    rb.rowsRecovered = 0;
+    rb.rowsAtRisk = 0;
+  }
   for (const action of rb.actions) {
     const step = run.plan.steps.find((s) => s.id === action.stepId)!;
     for (;;) {
@@ -319,6 +327,11 @@ async function rollback(run: MigrationRun): Promise<void> {
         action.state = 'done';
         if (action.part !== 'start') run.step(step.id).state = 'compensated';
         run.recordFigures(step.id, outcome.figures);
+        if (outcome.recovery && rb.rowsRecovered !== undefined) {
+          rb.rowsRecovered += outcome.recovery.recovered;
+          // The last part's count is the one that stands: it saw everything the first part saw.
+          rb.rowsAtRisk = outcome.recovery.atRisk;
+        }
         if (step.kind === 'traffic') run.setTrafficWeight(0);
         break;
       } catch (err) {
@@ -328,8 +341,27 @@ async function rollback(run: MigrationRun): Promise<void> {
       }
     }
   }
+  if (tracked && writes?.recovery === 'none' && !ponr?.crossed) {
+    // Nothing was copied back: everything the target took is what the plan accepted losing.
+    const step = run.plan.steps.find((s): s is AppStep => s.kind === 'app' && s.id === writes.stepId)!;
+    try {
+      const measure = await measureTargetWrites(run, step);
+      run.recordMeasure(measure);
+      if (measure.measured) rb.rowsAtRisk = measure.targetOnly + measure.differing;
+    } catch (err) {
+      run.status.errors.push({ stepId: step.id, error: `could not count the writes ${writes.database} took: ${failureMessage(err)}`, at: new Date().toISOString() });
+    }
+  }
   rb.endedAt = new Date().toISOString();
   run.setState('rolled-back');
+}
+
+/** What a rollback now would have to recover at the write point; reads only, so a few quick retries. */
+function measureTargetWrites(run: MigrationRun, step: AppStep) {
+  return activities.measureTargetWrites.executeWithOptions(
+    { ...activityOptions(step, `Count the rows only ${step.targetWrites?.database} has`), retry: { maximumAttempts: 3, initialInterval: 1_000 } },
+    [stepInput(run, step)],
+  );
 }
 
 function stepInput<S extends Step>(run: MigrationRun, step: S) {

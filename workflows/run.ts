@@ -3,11 +3,12 @@
 import * as wf from '@temporalio/workflow';
 import type { z } from 'zod';
 import { recoveryPhrase } from '../plan/phases/finalize';
-import type { FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
+import type { AppStep, FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
+import type { WritesMeasure } from '../activities/types';
 import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';
 import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema } from '../contract/messages';
-import { REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus } from '../contract/status';
+import { REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus, type TargetWritesStatus } from '../contract/status';
 
 /** Thrown inside the forward path to leave it for the rollback path. */
 export class RollbackRequested extends Error {
@@ -41,6 +42,7 @@ export class MigrationRun {
   private rollbackRequest?: Omit<RollbackStatus, 'startedAt' | 'actions'>;
   private forwardScope?: wf.CancellationScope;
   private lastAttributes?: string;
+  private measureWrites?: (step: AppStep) => Promise<WritesMeasure>;
 
   constructor(
     readonly plan: ResolvedPlan,
@@ -64,6 +66,7 @@ export class MigrationRun {
       errors: [],
       traffic: initialTraffic(plan),
       pointOfNoReturn: initialPointOfNoReturn(plan),
+      targetWrites: initialTargetWrites(plan),
     };
   }
 
@@ -72,13 +75,14 @@ export class MigrationRun {
    * Every payload comes from outside (`temporal workflow signal` sends anything, or nothing): each
    * validator checks its shape before reading a field, so no payload can fail a workflow task.
    */
-  installHandlers(): void {
+  installHandlers(measureWrites?: (step: AppStep) => Promise<WritesMeasure>): void {
+    this.measureWrites = measureWrites;
     wf.setHandler(statusQuery, () => this.status);
     wf.setHandler(resumePreviewQuery, () => this.resumePreview());
     wf.setHandler(approveUpdate, guarded((args: ApproveArgs) => this.approve(args)), { validator: (args: unknown) => this.validateApprove(args) });
     wf.setHandler(rejectUpdate, guarded((args: RejectArgs) => this.reject(args)), { validator: (args: unknown) => this.validateReject(args) });
     wf.setHandler(resumeUpdate, guarded((args: OperatorArgs) => this.resume(args)), { validator: (args: unknown) => this.validateResume(args) });
-    wf.setHandler(rollbackUpdate, guarded((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
+    wf.setHandler(rollbackUpdate, guardedAsync((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
     // A signal is validated again when its history replays (an Update's validator is not): a signal the
     // shape check refuses may have been accepted before the check existed, so histories without the
     // marker replay without it.
@@ -123,6 +127,12 @@ export class MigrationRun {
     if (ponr && ponr.stepId === step.id && !ponr.crossed) {
       ponr.crossed = true;
       ponr.crossedAt = now();
+    }
+    // Likewise the write point: a new version starting on the target may write before it reports healthy.
+    const writes = this.status.targetWrites;
+    if (writes && writes.stepId === step.id && !writes.crossed) {
+      writes.crossed = true;
+      writes.crossedAt = now();
     }
     const s = this.step(step.id);
     s.state = 'running';
@@ -388,9 +398,44 @@ export class MigrationRun {
     return `the migration crossed its point of no return (${ponr.stepId}, at ${ponr.crossedAt}), so rolling back means ${ponr.recoveryPlan}; to do that, run \`tiershift rollback ${this.status.migrationId} --reason "..." --confirm\``;
   }
 
-  operatorRollback({ by, reason }: OperatorArgs): MigrationStatus {
+  /**
+   * Past the write point (and before the point of no return, whose validator already asks for --confirm),
+   * an unconfirmed rollback first counts what the target holds that the source lacks: with nothing there it
+   * proceeds; otherwise it is refused with the counts and what --confirm would do. Counting needs an
+   * activity, so it happens here rather than in the validator; histories from before it replay without it.
+   */
+  async operatorRollback({ by, reason, confirm }: OperatorArgs): Promise<MigrationStatus> {
+    const writes = this.status.targetWrites;
+    if (writes?.crossed && !confirm && !this.status.pointOfNoReturn?.crossed && this.measureWrites && wf.patched(TARGET_WRITES)) {
+      const step = this.plan.steps.find((s): s is AppStep => s.kind === 'app' && s.id === writes.stepId)!;
+      const measure = await this.measureWrites(step);
+      this.recordMeasure(measure);
+      // Another trigger may have started a rollback while this one counted: that one goes on.
+      if (this.rollbackRequest || this.status.state === 'rolling-back' || isTerminal(this.status.state)) throw new Error(`the migration is already ${this.status.state}`);
+      if (!measure.measured || measure.targetOnly + measure.differing > 0) throw new Error(this.writesHint(writes, measure));
+    }
     this.requestRollback({ trigger: 'operator', reason: reason ?? `requested by ${by}`, by });
     return this.status;
+  }
+
+  recordMeasure(measure: WritesMeasure): void {
+    const writes = this.status.targetWrites;
+    if (!writes || !measure.measured) return;
+    writes.targetOnlyRows = measure.targetOnly;
+    writes.differingRows = measure.differing;
+    writes.measuredAt = now();
+    this.touch();
+  }
+
+  /** Why an unconfirmed rollback past the write point is refused, with the counts and what --confirm does. */
+  private writesHint(w: TargetWritesStatus, m: WritesMeasure): string {
+    const held = m.measured
+      ? `${w.database} holds ${m.targetOnly} rows ${w.source} lacks and ${m.differing} rows both hold differently`
+      : `${w.database} may hold writes ${w.source} lacks (its provider cannot count them)`;
+    const confirmed = `\`tiershift rollback ${this.status.migrationId} --reason "..." --confirm\``;
+    return w.recovery === 'none'
+      ? `${held}, written since ${w.stepId} put the new version on it, and the plan accepts losing them (acceptWriteLoss), so ${confirmed} rolls back and loses them`
+      : `${held}, written since ${w.stepId} put the new version on it; ${confirmed} first copies ${m.measured ? `the ${m.targetOnly} rows` : 'every row'} only ${w.database} has to ${w.source} (rows both changed keep ${w.source}'s version and are reported at risk), then rolls back`;
   }
 
   /** Leaves the forward path (wherever it waits) for the rollback path. */
@@ -460,6 +505,21 @@ function requireShape<T>(schema: z.ZodType<T>, call: string, payload: unknown): 
   if (problem) throw new Error(problem);
 }
 
+/** The patch that counts and recovers the writes the target took past the write point (workflows/migration.ts too). */
+export const TARGET_WRITES = 'recover-target-writes';
+
+/** guarded, for a handler that waits (on an activity): a rejection fails that one Update. */
+function guardedAsync<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args) => {
+    try {
+      return await handler(...args);
+    } catch (err) {
+      if (err instanceof wf.TemporalFailure && !(err instanceof wf.ActivityFailure)) throw err;
+      throw wf.ApplicationFailure.nonRetryable(errorMessage(err instanceof wf.ActivityFailure && err.cause ? err.cause : err), 'HandlerFailed');
+    }
+  };
+}
+
 /**
  * An Update handler runs only after its validator accepted the payload, but an error it threw would still
  * fail the workflow task (on every replay): it fails that one Update instead.
@@ -484,6 +544,13 @@ function initialPointOfNoReturn(plan: ResolvedPlan): PointOfNoReturnStatus | und
   if (!step?.pointOfNoReturn) return undefined;
   const { gate, recovery } = step.pointOfNoReturn;
   return { stepId: step.id, gate, recovery, crossed: false, recoveryPlan: recoveryPhrase(recovery, step.syncedFrom) };
+}
+
+function initialTargetWrites(plan: ResolvedPlan): TargetWritesStatus | undefined {
+  const step = plan.steps.find((s): s is AppStep => s.kind === 'app' && s.targetWrites !== undefined);
+  if (!step?.targetWrites) return undefined;
+  const { database, source, recovery } = step.targetWrites;
+  return { stepId: step.id, database, source, recovery: recovery ?? 'none', crossed: false };
 }
 
 function initialTraffic(plan: ResolvedPlan): MigrationStatus['traffic'] {
@@ -515,6 +582,14 @@ function currentDetails(status: MigrationStatus): string {
         : `Point of no return: **not crossed** (${ponr.stepId}, after gate ${ponr.gate}). Rolling back is a simple undo.`,
     );
   }
+  const writes = status.targetWrites;
+  if (writes?.crossed && !isTerminal(status.state) && !ponr?.crossed) {
+    lines.push(
+      `Write point: **crossed** at ${writes.crossedAt} (${writes.stepId}): ${writes.database} takes writes ${writes.source} lacks; ` +
+        (writes.recovery === 'none' ? 'the plan accepts losing them on a rollback.' : `a rollback copies them back to ${writes.source} first.`),
+    );
+  }
+  if (status.rollback?.rowsRecovered !== undefined) lines.push(`Rows recovered: ${status.rollback.rowsRecovered}; at risk: ${status.rollback.rowsAtRisk ?? 0}`);
   if (status.traffic) lines.push(`Traffic: ${100 - status.traffic.weight}% ${status.traffic.stable} / ${status.traffic.weight}% ${status.traffic.canary}`);
   const gate = status.pendingGate;
   if (gate) {

@@ -9,7 +9,7 @@ import { observeBlobSync, syncBlobs, undoBlobSync } from './blob-sync';
 import { checkHealth } from './health';
 import { observeInfra, prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
 import { cutoverPostgres, observePgSync, syncPostgres, undoPgSync } from './pg-sync';
-import { finishReverseSync, startReverseSync } from './reverse-sync';
+import { finishReverseSync, measureWrites, startReverseSync } from './reverse-sync';
 import type { LocalBlob, LocalPostgres, LocalTraffic } from './provider';
 import { sandboxState } from './sandbox';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
@@ -35,6 +35,7 @@ export const localProvider: ProviderOperations = {
     undoSync: undoPgSync,
     cutover: cutoverPostgres,
     reverseSync: { start: startReverseSync, finish: finishReverseSync },
+    measureWrites: (from, to) => measureWrites(from as LocalPostgres, to as LocalPostgres),
   },
   blob: {
     check: (r: LocalBlob) => checkHealth(r),

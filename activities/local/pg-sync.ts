@@ -40,7 +40,7 @@ export const SMALL_LAG_BYTES = 256 * 1024;
  * not blocked by the table locks, so a straggler on the source may still draw a few numbers after we
  * read them; the gap keeps the target's new ids and invoice numbers clear of those.
  */
-const SEQUENCE_GAP = 1000n;
+export const SEQUENCE_GAP = 1000n;
 /**
  * While replication runs, the new version may already write to the target (a canary): its sequences
  * start this far ahead so its ids never meet the ones the source still hands out and replicates.
@@ -472,7 +472,7 @@ interface SequenceValue {
 }
 
 /** Per sequence of the public schema: its last value and the largest value in every column it feeds. */
-async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
+export async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
   const { rows: sequences } = await c.query<{ name: string; last_value: string | null }>(
     `select sequencename as name, last_value::text from pg_sequences where schemaname = 'public' and increment_by > 0 order by 1`,
   );
@@ -508,7 +508,7 @@ async function sourceSequences(c: pg.Client): Promise<SequenceValue[]> {
 }
 
 /** Moves target sequences forward only (never back: the new version may already draw from them); returns how many moved. */
-async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
+export async function raiseSequences(dst: string, source: SequenceValue[], gap = SEQUENCE_GAP): Promise<number> {
   return withClient(dst, async (c) => {
     let raised = 0;
     for (const { sequence, value } of source) {
@@ -561,12 +561,59 @@ export async function endReplication(publisher: string, subscriber: string, name
 
 /** The finalize step's cutover: the target takes over from the source it was replicated from. */
 export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
-  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(await postgresConnection(from), await postgresConnection(to), replicationName(input.migrationId));
+  const src = await postgresConnection(from);
+  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(src, await postgresConnection(to), replicationName(input.migrationId));
+  // Replication has ended: a write the old version still made to the source would exist nowhere else,
+  // and a later reverse sync could overwrite it. The source refuses writes until a reverse sync lifts this.
+  const writersEnded = await setReadOnly(src, true);
   const n = to.name;
   return {
-    summary: stopped
-      ? `${n} took over from ${from.name}: replication stopped with writes paused for ${quiesceMs} ms, ${raised} sequences moved past the source's values, subscription and publication dropped`
-      : `${n}: no replication from ${from.name} left to stop${publicationDropped ? ' (dropped a leftover publication)' : ''}; ${raised ? `${raised} sequences moved past the source's values` : "sequences already past the source's values"}`,
-    figures: { [`${n}.sequencesSynced`]: raised, [`${n}.quiesceMs`]: quiesceMs, [`${n}.subscriptionDropped`]: stopped },
+    summary:
+      (stopped
+        ? `${n} took over from ${from.name}: replication stopped with writes paused for ${quiesceMs} ms, ${raised} sequences moved past the source's values, subscription and publication dropped`
+        : `${n}: no replication from ${from.name} left to stop${publicationDropped ? ' (dropped a leftover publication)' : ''}; ${raised ? `${raised} sequences moved past the source's values` : "sequences already past the source's values"}`) +
+      `; ${from.name} is read-only (${writersEnded} open sessions ended so they reconnect read-only)`,
+    figures: { [`${n}.sequencesSynced`]: raised, [`${n}.quiesceMs`]: quiesceMs, [`${n}.subscriptionDropped`]: stopped, [`${from.name}.readOnly`]: true },
   };
+}
+
+/**
+ * Makes a database refuse (or accept again) writes from every new session, then ends its other client
+ * sessions, which keep the default they connected with: pools reconnect and get the new default.
+ * Idempotent; returns how many sessions it ended.
+ */
+export async function setReadOnly(url: string, on: boolean): Promise<number> {
+  return withClient(url, async (c) => {
+    // Once read-only, this session starts read-only too, and could not lift it.
+    await c.query('set default_transaction_read_only = off');
+    const { rows } = await c.query<{ db: string; current: string | null }>(
+      `select current_database() as db,
+              (select s from pg_db_role_setting r cross join unnest(r.setconfig) s
+                where r.setrole = 0 and r.setdatabase = (select oid from pg_database where datname = current_database())
+                  and s like 'default_transaction_read_only=%') as current`,
+    );
+    const { db, current } = rows[0]!;
+    const ident = c.escapeIdentifier(db);
+    if ((current === 'default_transaction_read_only=on') !== on) {
+      await c.query(on ? `alter database ${ident} set default_transaction_read_only = on` : `alter database ${ident} reset default_transaction_read_only`);
+    }
+    // Every time, not only on the change: an attempt that died between the two left sessions with the old default.
+    const ended = await c.query(
+      `select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+    );
+    return ended.rowCount ?? 0;
+  });
+}
+
+/** Whether new sessions on the database start read-only (the cutover's doing). */
+export async function isReadOnly(url: string): Promise<boolean> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ on: boolean }>(
+      `select exists (select 1 from pg_db_role_setting r cross join unnest(r.setconfig) s
+                       where r.setrole = 0 and r.setdatabase = (select oid from pg_database where datname = current_database())
+                         and s = 'default_transaction_read_only=on') as on`,
+    );
+    return rows[0]!.on;
+  });
 }

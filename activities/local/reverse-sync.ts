@@ -22,8 +22,11 @@ import {
   endReplication,
   ensurePublication,
   findSubscription,
+  raiseSequences,
   replicationName,
+  setReadOnly,
   SMALL_LAG_BYTES,
+  sourceSequences,
   waitForLag,
 } from './pg-sync';
 import { withClient } from './postgres';
@@ -39,22 +42,31 @@ interface Backfill {
   rowsCompared: number;
   rowsCopied: number;
   rowsOnlyOnSource: number;
+  /** Rows the target lacks on the source (copied unless counting only). */
+  rowsOnlyOnTarget: number;
+  /** Rows both sides hold with different values (overwritten when upserting, else left as they are). */
+  rowsDiffering: number;
 }
+
+/**
+ * How rows the target has are written to the source: `upsert` past the cutover (the source was read-only
+ * since, so the target's version is the newer one); `insert-missing` before it (both sides may have
+ * changed a row: the source keeps its version and the row is counted as at risk); `count` writes nothing.
+ */
+type CopyMode = 'upsert' | 'insert-missing' | 'count';
 
 /**
  * Part one: the source gets everything the target has, then keeps receiving its writes. `from` is the
  * migration's source (it receives), `to` the database that took over (it publishes).
  */
 export async function startReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
+  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'start');
   const name = reverseName(input.migrationId);
-  const forward = replicationName(input.migrationId);
   const back = await postgresConnection(from);
   const ahead = await postgresConnection(to);
-  // A cutover cut short may have left the forward replication: with it, the rows copied back would
-  // be published by the source and applied to the target a second time.
-  await dropSubscription(ahead, forward);
-  await withClient(back, (c) => dropSlot(c, forward));
-  await dropPublication(back, forward);
+  await dropForward(input.migrationId, back, ahead);
+  // The cutover made the source read-only; it takes writes again: first the target's, then the users'.
+  const reopened = await setReadOnly(back, false);
 
   let backfill: Backfill | undefined;
   const existing = await withClient(back, (c) => findSubscription(c, name));
@@ -66,7 +78,7 @@ export async function startReverseSync(input: UndoInput, from: LocalPostgres, to
       await dropSlot(c, name);
       await ensurePublication(c, name);
     });
-    backfill = await withExportedSnapshot(ahead, name, (snapshot) => copyBack(ahead, snapshot, back, to.name));
+    backfill = await withExportedSnapshot(ahead, name, (snapshot) => copyBack(ahead, snapshot, back, to.name, 'upsert'));
     await withClient(back, (c) =>
       c.query(
         `create subscription ${c.escapeIdentifier(name)} connection ${c.escapeLiteral(ahead)} publication ${c.escapeIdentifier(name)} ` +
@@ -78,7 +90,7 @@ export async function startReverseSync(input: UndoInput, from: LocalPostgres, to
   const f = from.name;
   return {
     summary:
-      `reverse sync ${to.name} -> ${f} running (subscription ${name} on ${f}, lag ${lag} bytes)` +
+      `reverse sync ${to.name} -> ${f} running (subscription ${name} on ${f}, lag ${lag} bytes; ${f} writable again, ${reopened} read-only sessions ended)` +
       (backfill
         ? `; copied back ${backfill.rowsCopied} of ${backfill.rowsCompared} rows compared in ${backfill.tables} tables, kept ${backfill.rowsOnlyOnSource} rows only ${f} has`
         : '; its backfill was done by an earlier attempt'),
@@ -88,11 +100,56 @@ export async function startReverseSync(input: UndoInput, from: LocalPostgres, to
         ? { [`${f}.rowsCopiedBack`]: backfill.rowsCopied, [`${f}.rowsComparedBack`]: backfill.rowsCompared, [`${f}.rowsOnlyOnSource`]: backfill.rowsOnlyOnSource }
         : {}),
     },
+    // Upserted: rows both sides held differently now hold the target's (newer) version, nothing is at risk.
+    recovery: { recovered: backfill?.rowsCopied ?? 0, atRisk: 0 },
   };
+}
+
+/** A cut-short cutover or a replication still running: with it, rows copied back would be applied to the target a second time. */
+async function dropForward(migrationId: string, back: string, ahead: string): Promise<void> {
+  const forward = replicationName(migrationId);
+  await dropSubscription(ahead, forward);
+  await withClient(back, (c) => dropSlot(c, forward));
+  await dropPublication(back, forward);
+}
+
+/**
+ * The write point's recovery, before any cutover: the new version wrote to the target while replication
+ * still ran, so the source lacks its rows (their ids come from sequences kept far ahead, see pg-sync.ts).
+ * `start`, before users return to the source: the replication stops (so nothing comes back twice) and
+ * every row only the target has is inserted into the source. `finish`, once the new version has stopped:
+ * the same again for the rows it wrote meanwhile, and the source's sequences move past the target's. A
+ * row both sides hold differently keeps the source's version (users may have changed it there) and is
+ * counted as at risk. Idempotent: inserts only what is missing.
+ */
+async function recoverWrites(input: UndoInput, from: LocalPostgres, to: LocalPostgres, part: 'start' | 'finish'): Promise<StepOutcome> {
+  const back = await postgresConnection(from);
+  const ahead = await postgresConnection(to);
+  await dropForward(input.migrationId, back, ahead);
+  const copied = await copyBack(ahead, undefined, back, to.name, 'insert-missing');
+  // The source hands out ids again: past the copied rows' ids (drawn from the target's sequences, far
+  // ahead). Measured on the source itself, so a rollback that copied nothing leaves its sequences alone.
+  const raised = part === 'finish' ? await raiseSequences(back, await withClient(back, sourceSequences), 0n) : 0;
+  const f = from.name;
+  return {
+    summary:
+      `copied to ${f} the ${copied.rowsOnlyOnTarget} rows only ${to.name} had (${copied.rowsCompared} compared in ${copied.tables} tables)` +
+      `${copied.rowsDiffering ? `; ${copied.rowsDiffering} rows differ on both sides and keep ${f}'s version: at risk` : ''}` +
+      (part === 'finish' ? `; ${raised} of ${f}'s sequences moved past the copied rows' ids` : ''),
+    figures: { [`${f}.rowsRecovered.${part}`]: copied.rowsCopied, [`${f}.rowsAtRisk`]: copied.rowsDiffering, ...(part === 'finish' ? { [`${f}.sequencesRaisedBack`]: raised } : {}) },
+    recovery: { recovered: copied.rowsCopied, atRisk: copied.rowsDiffering },
+  };
+}
+
+/** What a rollback now would have to recover: rows only the target has, and rows both sides hold differently. Reads only. */
+export async function measureWrites(from: LocalPostgres, to: LocalPostgres): Promise<{ targetOnly: number; differing: number }> {
+  const counted = await copyBack(await postgresConnection(to), undefined, await postgresConnection(from), to.name, 'count');
+  return { targetOnly: counted.rowsOnlyOnTarget, differing: counted.rowsDiffering };
 }
 
 /** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
 export async function finishReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
+  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'finish');
   // The source will hand out ids again: past every id the target used, rows copied back included.
   const { stopped, quiesceMs, raised } = await endReplication(await postgresConnection(to), await postgresConnection(from), reverseName(input.migrationId));
   const f = from.name;
@@ -128,17 +185,18 @@ interface Table {
 }
 
 /** Every row of the target's snapshot that the source lacks or holds differently is written to the source, parents first. */
-async function copyBack(ahead: string, snapshot: string, back: string, target: string): Promise<Backfill> {
+async function copyBack(ahead: string, snapshot: string | undefined, back: string, target: string, mode: CopyMode): Promise<Backfill> {
   return withClient(ahead, (a) =>
     withClient(back, async (b) => {
       await a.query('begin isolation level repeatable read read only');
-      await a.query(`set transaction snapshot ${a.escapeLiteral(snapshot)}`);
+      if (snapshot) await a.query(`set transaction snapshot ${a.escapeLiteral(snapshot)}`);
       // Row checksums compare text: both sides must print values the same way.
       for (const c of [a, b]) await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
-      await b.query('begin');
+      // The cutover made the source read-only for everyone else; this session writes the target's rows back.
+      await b.query(`begin read ${mode === 'count' ? 'only' : 'write'}`);
       try {
         const tables = await tablesParentsFirst(a);
-        const total: Backfill = { tables: tables.length, rowsCompared: 0, rowsCopied: 0, rowsOnlyOnSource: 0 };
+        const total: Backfill = { tables: tables.length, rowsCompared: 0, rowsCopied: 0, rowsOnlyOnSource: 0, rowsOnlyOnTarget: 0, rowsDiffering: 0 };
         for (const t of tables) {
           if (!t.key.length) {
             throw ApplicationFailure.nonRetryable(`table ${t.table} on ${target} has no primary key, so its rows cannot be matched for the reverse sync; add one, then resume`, 'NonRetryable');
@@ -148,7 +206,11 @@ async function copyBack(ahead: string, snapshot: string, back: string, target: s
           const checksums = `select ${keyText} as k, md5(t::text) as h from ${ident} t`;
           const onSource = new Map((await b.query<{ k: string; h: string }>(checksums)).rows.map((r) => [r.k, r.h]));
           const onTarget = (await a.query<{ k: string; h: string }>(checksums)).rows;
-          const missing = onTarget.filter((r) => onSource.get(r.k) !== r.h).map((r) => r.k);
+          const onlyOnTarget = onTarget.filter((r) => !onSource.has(r.k)).map((r) => r.k);
+          const differing = onTarget.filter((r) => onSource.has(r.k) && onSource.get(r.k) !== r.h).map((r) => r.k);
+          total.rowsOnlyOnTarget += onlyOnTarget.length;
+          total.rowsDiffering += differing.length;
+          const missing = mode === 'upsert' ? [...onlyOnTarget, ...differing] : mode === 'insert-missing' ? onlyOnTarget : [];
           total.rowsCompared += onTarget.length;
           total.rowsOnlyOnSource += onSource.size - onTarget.filter((r) => onSource.has(r.k)).length;
           const cols = t.columns.map((c) => a.escapeIdentifier(c)).join(', ');
@@ -157,7 +219,7 @@ async function copyBack(ahead: string, snapshot: string, back: string, target: s
             const { rows } = await a.query<{ rows: string }>(`select coalesce(json_agg(t), '[]')::text as rows from ${ident} t where ${keyText} = any($1::text[])`, [missing.slice(i, i + BATCH)]);
             await b.query(
               `insert into ${ident} (${cols}) ${t.identity ? 'overriding system value ' : ''}select ${cols} from json_populate_recordset(null::${ident}, $1::json) ` +
-                `on conflict (${t.key.map((k) => a.escapeIdentifier(k)).join(', ')}) ${update.length ? `do update set ${update.join(', ')}` : 'do nothing'}`,
+                `on conflict (${t.key.map((k) => a.escapeIdentifier(k)).join(', ')}) ${update.length && mode === 'upsert' ? `do update set ${update.join(', ')}` : 'do nothing'}`,
               [rows[0]!.rows],
             );
             total.rowsCopied += Math.min(BATCH, missing.length - i);

@@ -37,7 +37,8 @@ export const finalize = phaseKind<Body>({
   resolve(b, ctx) {
     const syncedFrom: Record<string, string> = {};
     for (const s of ctx.steps) if (s.kind === 'data' && b.resources.includes(s.to)) syncedFrom[s.to] = s.from;
-    const step: FinalizeStep = { ...ctx.base(), kind: 'finalize', title: ctx.title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom };
+    const fronts = [...new Set(ctx.steps.flatMap((s) => (s.kind === 'traffic' ? [s.resource] : [])))];
+    const step: FinalizeStep = { ...ctx.base(), kind: 'finalize', title: ctx.title(`Finalize ${list(b.resources)}`), resources: b.resources, syncedFrom, ...(fronts.length ? { fronts } : {}) };
     const ponr = b.pointOfNoReturn;
     if (!ponr) return [step];
     const gate = ponr.gate ?? 'point-of-no-return';

@@ -5,7 +5,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Activities } from '../../activities';
 import type { NotifyInput } from '../../activities/notify';
-import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome, UndoInput } from '../../activities/types';
+import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome, UndoInput, WritesMeasure } from '../../activities/types';
 
 /** How instant activities answer; `step` serves every activity that performs a step (it may throw). */
 interface Answers {
@@ -16,6 +16,7 @@ interface Answers {
   undo(input: UndoInput): StepOutcome;
   drift(input: DriftInput): string[];
   notify(input: NotifyInput): { status: number };
+  measure(input: StepInput): WritesMeasure;
 }
 
 /** Every activity the worker registers, in one place, so a new activity is added to both fixtures at once. */
@@ -34,6 +35,7 @@ function instantActivities(a: Answers): Activities {
     undoStep: async (input) => a.undo(input),
     checkDrift: async (input) => a.drift(input),
     notifyGate: async (input) => a.notify(input),
+    measureTargetWrites: async (input) => a.measure(input),
   };
 }
 
@@ -50,6 +52,7 @@ export function noopActivities(onStart: (name: string, input: StepInput, at: num
     undo: (input) => (started('undoStep', input), { summary: `undone ${input.step.id}`, figures: {} }),
     drift: (input) => (started('checkDrift', input), []),
     notify: () => ({ status: 200 }),
+    measure: (input) => (started('measureTargetWrites', input), { targetOnly: 0, differing: 0, measured: true }),
   });
 }
 
@@ -64,6 +67,10 @@ export class ActivityScript {
   readonly drift = new Map<string, string[]>();
   /** Every drift check's expectation, by `${migrationId}/${stepId}`. */
   readonly driftChecks = new Map<string, DriftInput['expect']>();
+  /** `${migrationId}` -> what the target holds that the source lacks, as measureTargetWrites reports it. */
+  readonly targetWrites = new Map<string, { targetOnly: number; differing: number }>();
+  /** `${migrationId}` -> what each recovery part reports it copied back and left at risk. */
+  readonly recoveries = new Map<string, { recovered: number; atRisk: number }>();
   /** `${migrationId}` -> the steps observed before their first attempt, in order (kept out of `calls`). */
   readonly observed = new Map<string, string[]>();
   /** Every undo's input, by `${migrationId}/${stepId}`. */
@@ -110,7 +117,12 @@ export class ActivityScript {
       undo: (input) => {
         this.undoInputs.set(`${input.migrationId}/${input.step.id}`, input);
         this.record('undoStep', input, input.part);
-        return { summary: `undone ${input.step.id}`, figures: {} };
+        const recovery = input.part ? this.recoveries.get(input.migrationId) : undefined;
+        return { summary: `undone ${input.step.id}`, figures: {}, ...(recovery ? { recovery } : {}) };
+      },
+      measure: (input) => {
+        this.record('measureTargetWrites', input);
+        return { ...(this.targetWrites.get(input.migrationId) ?? { targetOnly: 0, differing: 0 }), measured: true };
       },
       drift: (input) => {
         this.driftChecks.set(`${input.migrationId}/${input.step.id}`, input.expect);
