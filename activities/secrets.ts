@@ -27,7 +27,7 @@ export async function resolveSecret(ref: SecretRef, what: string): Promise<strin
 }
 
 /** An environment variable of the worker: the one kind every worker resolves. */
-export function envSecret(name: string, what: string): string {
+function envSecret(name: string, what: string): string {
   const value = process.env[name];
   if (!value) {
     throw ApplicationFailure.nonRetryable(`${what}: environment variable ${name} is not set in the worker; set it and resume`, 'NonRetryable');

@@ -8,7 +8,6 @@ import { person, resourceName, retry, timeouts, type SchemaParts } from './phase
 import type { ProviderPlan } from './provider';
 import type { ResourceKind } from './types';
 
-export { DURATION } from './phases/kit';
 
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['postgres', 'blob', 'traffic', 'app'];
 

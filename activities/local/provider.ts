@@ -20,7 +20,6 @@ const fields = {
 
 /** The resource a local operation receives, by kind: the plan loader checked these fields. */
 export type LocalResources = ResourcesOf<typeof fields>;
-export type LocalResource = LocalResources[keyof LocalResources];
 export type LocalPostgres = LocalResources['postgres'];
 export type LocalBlob = LocalResources['blob'];
 export type LocalTraffic = LocalResources['traffic'];
