@@ -8,7 +8,6 @@ import { person, resourceName, retry, timeouts, type SchemaParts } from './phase
 import type { ProviderPlan } from './provider';
 import type { ResourceKind } from './types';
 
-
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['postgres', 'blob', 'traffic', 'app'];
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{1,48})[a-z0-9]$/, {
