@@ -7,7 +7,7 @@ import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../contract/errors';
 import { readState, sandboxHome, type SandboxPorts } from '../contract/home';
 import { resumePreviewQuery, statusQuery } from '../workflows/shared';
-import { type MigrationState } from '../contract/status';
+import { type MigrationState, type MigrationStatus } from '../contract/status';
 import { connectClient } from './connection';
 import { workflowUrl, type ConnectionFlags } from '../contract/connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
@@ -26,6 +26,7 @@ import {
   startMigration,
 } from './migrations';
 import { buildReport, reportMarkdown } from './report';
+import { decisionFields, needsProof, proofFor, startStatement } from './identity';
 import { watchMigration } from './watch';
 
 const program = new Command('tiershift')
@@ -192,17 +193,23 @@ program
   .command('start')
   .argument('<plan>', 'plan file (YAML)')
   .option('--id <id>', 'workflow id (default migration-<plan name>)')
-  .option('--by <name>', 'who starts it (default: your OS user)')
+  .option('--by <name>', 'who starts it (default: your OS user; with a proven plan, whoever the proof names)')
+  .option('--key <file>', 'SSH key to sign with, for a plan with SSH signers (default: $TIERSHIFT_SSH_KEY, else ~/.ssh/id_ed25519)')
   .option('--watch', 'follow progress until the migration ends')
   .description('start a migration from a plan')
-  .action((file: string, opts: { id?: string; by?: string; watch?: boolean }) =>
+  .action((file: string, opts: { id?: string; by?: string; key?: string; watch?: boolean }) =>
     runAction(async () => {
       const plan = await loadPlan(file);
-      const by = me(opts.by);
+      const proven = needsProof(plan.identity);
+      // With a proven plan, who starts it is whoever the proof names; --by, if given, must be that person.
+      const by = proven ? (opts.by ?? '') : me(opts.by);
       // Before connecting: a plan that can never pass is the author's to fix, whether Temporal is up or not.
       refuseUnreachableGates(plan, by);
       const { client, resolved } = await connectClient(globals());
-      const handle = await startMigration(client, plan, by, { id: opts.id });
+      const id = opts.id ?? `migration-${plan.name}`;
+      const startProof = proven ? await proofFor(plan.identity!, startStatement(id, plan.hash), opts) : undefined;
+      const handle = await startMigration(client, plan, by, { id, startProof });
+      if (plan.identity) await startVerdict(client, handle.workflowId);
       const url = workflowUrl(resolved, handle.workflowId);
       if (opts.watch) {
         // The watch's own first lines say what started; JSON consumers get one object per line from here.
@@ -280,17 +287,19 @@ program
   .command('approve')
   .argument('<id>', 'migration id')
   .requiredOption('--gate <name>', 'the gate to approve')
-  .option('--by <name>', 'approver (default: your OS user)')
+  .option('--by <name>', 'approver (default: your OS user; with a proven plan, whoever the proof names)')
+  .option('--key <file>', 'SSH key to sign with, for a plan with SSH signers')
   .option('--comment <text>', 'recorded with the approval')
   .option('--plan <file>', 'the plan file you reviewed: refused unless the migration runs exactly this plan')
   .option('--yes', 'do not ask for confirmation (the default when not on a terminal)')
   .description('show the evidence measured so far, then approve a pending gate')
-  .action((id: string, opts: { gate: string; by?: string; comment?: string; plan?: string; yes?: boolean }) =>
+  .action((id: string, opts: { gate: string; by?: string; key?: string; comment?: string; plan?: string; yes?: boolean }) =>
     runAction(async () => {
-      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const planHash = await reviewedPlanHash(client, id, opts.plan, `approve gate "${opts.gate}" as ${by}`, opts.yes);
-      const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, by, comment: opts.comment, planHash }));
+      const { hash: planHash, status: shown } = await reviewedPlanHash(client, id, opts.plan, `approve gate "${opts.gate}"`, opts.yes);
+      const fields = await decisionFields(shown, 'approve', { gate: opts.gate, note: opts.comment }, { ...opts, me: () => me(opts.by) });
+      const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, comment: opts.comment, planHash, ...fields }));
+      const by = decidedBy(status, fields.by);
       // The update answers before the workflow closes the gate: a full count means it has passed.
       const pending = status.pendingGate?.gate === opts.gate && status.pendingGate.approvedBy.length < status.pendingGate.requiredApprovals ? status.pendingGate : undefined;
       print(status, pending
@@ -304,13 +313,15 @@ program
   .argument('<id>', 'migration id')
   .requiredOption('--gate <name>', 'the gate to reject')
   .requiredOption('--reason <text>', 'why (recorded)')
-  .option('--by <name>', 'who rejects (default: your OS user)')
+  .option('--by <name>', 'who rejects (default: your OS user; with a proven plan, whoever the proof names)')
+  .option('--key <file>', 'SSH key to sign with, for a plan with SSH signers')
   .description('reject a pending gate: the migration rolls back')
-  .action((id: string, opts: { gate: string; reason: string; by?: string }) =>
+  .action((id: string, opts: { gate: string; reason: string; by?: string; key?: string }) =>
     runAction(async () => {
-      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await decide(client, id, 'reject', () => rejectGate(client, id, { gate: opts.gate, by, reason: opts.reason }));
+      const shown = await decide(client, id, 'reject', () => migrationHandle(client, id).query(statusQuery));
+      const fields = await decisionFields(shown, 'reject', { gate: opts.gate, note: opts.reason }, { ...opts, me: () => me(opts.by) });
+      const status = await decide(client, id, 'reject', () => rejectGate(client, id, { gate: opts.gate, reason: opts.reason, ...fields }));
       print(status, `rejected gate "${opts.gate}"; ${id} is rolling back`);
     }),
   );
@@ -318,19 +329,21 @@ program
 program
   .command('resume')
   .argument('<id>', 'migration id')
-  .option('--by <name>', 'operator (default: your OS user)')
+  .option('--by <name>', 'operator (default: your OS user; with a proven plan, whoever the proof names)')
+  .option('--key <file>', 'SSH key to sign with, for a plan with SSH signers')
   .option('--preview', 'only list which steps would run again and which are skipped as done')
   .description('retry the failed step of a migration awaiting an operator')
-  .action((id: string, opts: { by?: string; preview?: boolean }) =>
+  .action((id: string, opts: { by?: string; key?: string; preview?: boolean }) =>
     runAction(async () => {
-      const by = me(opts.by);
       const { client } = await connectClient(globals());
       if (opts.preview) {
         const preview = await decide(client, id, 'preview', () => migrationHandle(client, id).query(resumePreviewQuery));
         print(preview, [`${id} is ${preview.state}; \`tiershift resume ${id}\` would:`, ...preview.steps.map((s) => `  ${s.verdict.padEnd(18)} ${s.id.padEnd(18)} ${s.title}`)].join('\n'));
         return;
       }
-      const status = await decide(client, id, 'resume', () => resumeMigration(client, id, by));
+      const shown = await decide(client, id, 'resume', () => migrationHandle(client, id).query(statusQuery));
+      const fields = await decisionFields(shown, 'resume', {}, { ...opts, me: () => me(opts.by) });
+      const status = await decide(client, id, 'resume', () => resumeMigration(client, id, fields));
       print(status, `resuming ${id} at ${status.failure?.stepId ?? status.currentStep ?? 'its failed step'}`);
     }),
   );
@@ -339,14 +352,16 @@ program
   .command('rollback')
   .argument('<id>', 'migration id')
   .requiredOption('--reason <text>', 'why (recorded)')
-  .option('--by <name>', 'operator (default: your OS user)')
+  .option('--by <name>', 'operator (default: your OS user; with a proven plan, whoever the proof names)')
+  .option('--key <file>', 'SSH key to sign with, for a plan with SSH signers')
   .option('--confirm', 'needed past the point of no return, where rolling back also moves data back (reverse sync)')
   .description('roll a migration back: traffic first, then app, then infrastructure (past the point of no return: data first, with --confirm)')
-  .action((id: string, opts: { reason: string; by?: string; confirm?: boolean }) =>
+  .action((id: string, opts: { reason: string; by?: string; key?: string; confirm?: boolean }) =>
     runAction(async () => {
-      const by = me(opts.by);
       const { client } = await connectClient(globals());
-      const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, by, opts.reason, opts.confirm));
+      const shown = await decide(client, id, 'roll back', () => migrationHandle(client, id).query(statusQuery));
+      const fields = await decisionFields(shown, 'rollback', { note: opts.reason, confirm: opts.confirm }, { ...opts, me: () => me(opts.by) });
+      const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, fields, opts.reason, opts.confirm));
       const ponr = status.pointOfNoReturn;
       print(status, ponr?.crossed ? `${id} is rolling back past its point of no return: ${ponr.recoveryPlan}` : `${id} is rolling back`);
     }),
@@ -391,16 +406,38 @@ codec
  * A decision binds to the plan it was made on: the file the approver reviewed (`--plan`) or, without
  * one, the plan the migration runs, after showing what it measured so far and asking on a terminal.
  */
-async function reviewedPlanHash(client: Client, id: string, planFile: string | undefined, action: string, yes: boolean | undefined): Promise<string> {
+async function reviewedPlanHash(client: Client, id: string, planFile: string | undefined, action: string, yes: boolean | undefined): Promise<{ hash: string; status: MigrationStatus }> {
   const status = await decide(client, id, 'decide', () => migrationHandle(client, id).query(statusQuery));
   const hash = planFile ? (await loadPlan(planFile)).hash : status.plan.hash;
   const interactive = !yes && !globals().json && process.stdin.isTTY && process.stderr.isTTY;
-  if (!interactive) return hash;
+  if (!interactive) return { hash, status };
   console.error(formatEvidence(status));
   const rl = (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr });
   const answer = await rl.question(`${action} on plan ${status.plan.name} (sha256 ${hash.slice(0, 12)})? [y/N] `).finally(() => rl.close());
   if (!/^y(es)?$/i.test(answer.trim())) throw new UserError('nothing was decided; run the command again and answer y to decide.', EXIT.refused);
-  return hash;
+  return { hash, status };
+}
+
+/** Who the workflow recorded for the decision just made: the verified subject, or the name given. */
+function decidedBy(status: MigrationStatus, named: string | undefined): string {
+  const last = status.decisionLog?.at(-1);
+  return last ? `${last.subject}${last.verified ? '' : ' (unverified)'}` : (named ?? 'unknown');
+}
+
+/**
+ * A proven plan's start is verified by the workflow before its first step: wait for that verdict, so a
+ * refused start ends here, in one sentence, like every other refused decision.
+ */
+async function startVerdict(client: Client, id: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const status = await migrationHandle(client, id).query(statusQuery).catch(() => undefined);
+    if (status?.identity?.startVerified) return;
+    const refused = status?.errors.find((e) => e.stepId === 'start' && e.error.startsWith('start refused: '));
+    if (refused) throw new UserError(`${refused.error.replace(/^start refused: /, 'refused: ').replace(/\.?$/, '.')}`, EXIT.refused);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  console.error(`tiershift: no worker has verified who started ${id} yet; it waits for one (\`tiershift worker\`).`);
 }
 
 async function decide<T>(client: Client, id: string, verb: string, send: () => Promise<T>): Promise<T> {

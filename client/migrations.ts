@@ -5,6 +5,7 @@ import { TypedSearchAttributes } from '@temporalio/common';
 import { UserError } from '../contract/errors';
 import type * as Messages from '../contract/messages';
 import { unreachableGate } from '../plan/gates';
+import type { Proof } from '../contract/identity';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
 import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
@@ -22,7 +23,7 @@ export async function startMigration(
   client: Client,
   plan: ResolvedPlan,
   startedBy: string,
-  opts: { id?: string; historyLimit?: number } = {},
+  opts: { id?: string; historyLimit?: number; startProof?: Proof } = {},
 ) {
   refuseUnreachableGates(plan, startedBy);
   const workflowId = opts.id ?? migrationId(plan.name);
@@ -32,9 +33,9 @@ export async function startMigration(
     // A second start of a running migration is refused rather than attached to: two operators must not
     // both believe they started it.
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
-    args: [{ plan, startedBy, historyLimit: opts.historyLimit }],
+    args: [{ plan, startedBy, historyLimit: opts.historyLimit, ...(opts.startProof ? { startProof: opts.startProof } : {}) }],
     staticSummary: `${plan.name}: ${plan.description ?? `${plan.steps.length} steps`}`,
-    staticDetails: `Plan ${plan.source} (sha256 ${plan.hash.slice(0, 12)}), started by ${startedBy}`,
+    staticDetails: `Plan ${plan.source} (sha256 ${plan.hash.slice(0, 12)}), started by ${startedBy || 'whoever the start proof names'}`,
     typedSearchAttributes: new TypedSearchAttributes([
       { key: MigrationState, value: 'running' },
       { key: MigrationPhase, value: plan.steps[0]?.kind ?? 'done' },
@@ -73,13 +74,16 @@ export async function rejectGate(client: Client, id: string, args: RejectArgs) {
   return migrationHandle(client, id).executeUpdate(rejectUpdate, { args: [checked] });
 }
 
-export async function resumeMigration(client: Client, id: string, by: string) {
-  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { by } satisfies OperatorArgs);
+/** Who decides, as `decisionFields` (client/identity.ts) says it: a proof, or in a rehearsal a name. */
+type Decider = Pick<OperatorArgs, 'by' | 'proof' | 'evidence'>;
+
+export async function resumeMigration(client: Client, id: string, who: Decider) {
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { ...who } satisfies OperatorArgs);
   return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [checked] });
 }
 
-export async function rollbackMigration(client: Client, id: string, by: string, reason?: string, confirm?: boolean) {
-  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { by, reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
+export async function rollbackMigration(client: Client, id: string, who: Decider, reason?: string, confirm?: boolean) {
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { ...who, reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
   return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [checked] });
 }
 

@@ -1,6 +1,7 @@
 // `tiershift report`: the record of a migration for a change ticket or a post-mortem — what ran when,
 // who decided what on which evidence, every figure measured, what failed and what was undone.
-import { REFUSALS_KEPT, type Decision, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type RollbackStatus, type StepState } from '../contract/status';
+import type { DecisionRecord } from '../contract/identity';
+import { REFUSALS_KEPT, type Decision, type IdentityStatus, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type RollbackStatus, type StepState } from '../contract/status';
 import { duration } from './format';
 
 export interface TimelineEntry {
@@ -60,6 +61,9 @@ export interface MigrationReport {
   traffic?: MigrationStatus['traffic'];
   pointOfNoReturn?: MigrationStatus['pointOfNoReturn'];
   targetWrites?: MigrationStatus['targetWrites'];
+  /** How decisions were proven, and each one with its proof: `tiershift verify report.json` checks them again. */
+  identity?: IdentityStatus;
+  decisionLog: DecisionRecord[];
 }
 
 const span = (from?: string, to?: string): number | undefined => (from && to ? Date.parse(to) - Date.parse(from) : undefined);
@@ -135,6 +139,8 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
       figures: s.figures,
     })),
     decisions: status.decisions,
+    ...(status.identity ? { identity: status.identity } : {}),
+    decisionLog: status.decisionLog ?? [],
     figures: Object.fromEntries(status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, s.figures])),
     errors: status.errors,
     refusedSignals: status.refusedSignals ?? 0,
@@ -213,6 +219,31 @@ export function reportMarkdown(r: MigrationReport): string {
       if (!evidence.length) continue;
       out.push('', `Evidence ${d.by} saw when ${d.decision === 'approve' ? 'approving' : 'rejecting'} "${d.gate}": ${evidence.map(([step, f]) => `${step} (${Object.entries(f).map(([k, v]) => `${k}=${v}`).join(', ')})`).join('; ')}`);
     }
+  }
+
+  if (r.identity) {
+    const policy = r.identity.policy;
+    out.push('', '## Who decided', '');
+    out.push(
+      policy.mode === 'oidc'
+        ? `Decisions are proven with ID tokens from ${policy.issuer} (audience ${policy.audience}); \`tiershift verify\` checks each one again offline.`
+        : policy.mode === 'ssh'
+          ? "Decisions are proven with SSH signatures by the keys in the plan's allowed signers; `ssh-keygen -Y verify` or `tiershift verify` checks each one again."
+          : '**Unverified**: the plan ran with `identity: unverified` (a rehearsal); every decision below is a name as typed.',
+      '',
+    );
+    out.push(
+      ...table(
+        ['Time (UTC)', 'Decision', 'Subject', 'Proven by', 'Proof sha256'],
+        r.decisionLog.map((d) => [
+          when(d.at),
+          `${d.statement.action}${d.statement.gate ? ` "${d.statement.gate}"` : ''}${d.statement.confirm ? ' (confirmed)' : ''}`,
+          `${d.subject}${d.identity?.name && d.identity.name !== d.subject ? ` (${d.identity.name})` : ''}`,
+          d.verified ? (d.identity?.issuer ?? d.identity?.fingerprint ?? '') : 'unverified',
+          d.identity?.proofDigest.slice(0, 16) ?? '',
+        ]),
+      ),
+    );
   }
 
   out.push('', '## Figures measured', '');

@@ -3,6 +3,7 @@
 // same ones, before anything else reads a field. zod is plain deterministic JS, so the workflow bundle
 // may import this file.
 import { z } from 'zod';
+import { proofSchema } from './identity';
 
 // The same rule as the CLI's --by and the plan's approvers: a decision's author is one of those names.
 const person = z.string({ error: 'expected a user name' }).regex(/^[^\s,]{1,100}$/, { error: 'expected a user name without spaces or commas' });
@@ -11,17 +12,25 @@ const gate = z.string({ error: 'expected a gate name' }).min(1, { error: 'expect
 // Bounded so that one call cannot push the status (and every query of it) towards Temporal's payload limit.
 const text = (what: string) => z.string({ error: `expected ${what} as text` }).max(2000, { error: `expected ${what} of at most 2000 characters` });
 const planHash = z.string({ error: 'expected a plan hash' }).regex(/^[0-9a-f]{64}$/, { error: 'expected a plan sha256 of 64 hex digits' });
+const evidence = z.string({ error: 'expected an evidence digest' }).regex(/^[0-9a-f]{64}$/, { error: 'expected an evidence sha256 of 64 hex digits' });
+/**
+ * What proves who decides (contract/identity.ts): required by a plan with an identity provider or SSH
+ * signers, where `by` is only what was typed, and checked against the proof's subject.
+ */
+const proven = { proof: proofSchema.optional(), evidence: evidence.optional() };
 
 export const approveArgsSchema = z.strictObject({
   gate,
-  by: person,
+  by: person.optional(),
   comment: text('a comment').optional(),
   /** The plan hash the approver reviewed; a different one is refused. */
   planHash: planHash.optional(),
+  ...proven,
 });
-export const rejectArgsSchema = z.strictObject({ gate, by: person, reason: text('a reason'), planHash: planHash.optional() });
+export const rejectArgsSchema = z.strictObject({ gate, by: person.optional(), reason: text('a reason'), planHash: planHash.optional(), ...proven });
 export const operatorArgsSchema = z.strictObject({
-  by: person,
+  by: person.optional(),
+  ...proven,
   reason: text('a reason').optional(),
   /** Past the point of no return, a rollback must be confirmed: it moves data back, not just traffic. */
   confirm: z.boolean({ error: 'expected true or false' }).optional(),
@@ -33,9 +42,9 @@ export type OperatorArgs = z.infer<typeof operatorArgsSchema>;
 
 /** What each call expects, for the refusal of one that does not match. */
 const EXPECTED = new Map<z.ZodType, string>([
-  [approveArgsSchema, '{ "gate": string, "by": string, "comment"?: string, "planHash"?: string }'],
-  [rejectArgsSchema, '{ "gate": string, "by": string, "reason": string, "planHash"?: string }'],
-  [operatorArgsSchema, '{ "by": string, "reason"?: string, "confirm"?: boolean }'],
+  [approveArgsSchema, '{ "gate": string, "by"?: string, "comment"?: string, "planHash"?: string, "evidence"?: string, "proof"?: {...} }'],
+  [rejectArgsSchema, '{ "gate": string, "by"?: string, "reason": string, "planHash"?: string, "evidence"?: string, "proof"?: {...} }'],
+  [operatorArgsSchema, '{ "by"?: string, "reason"?: string, "confirm"?: boolean, "evidence"?: string, "proof"?: {...} }'],
 ]);
 
 /**

@@ -1,6 +1,7 @@
 // The status of a migration and the arguments of the calls people make on it: what the workflow, the
 // activities, the worker and the CLI all speak. Types and constants only, so every layer may import it.
 import type { Recovery, ResolvedPlan, StepKind } from '../plan/types';
+import type { DecisionRecord, IdentityPolicy, Proof } from './identity';
 
 export const TASK_QUEUE = 'tiershift';
 
@@ -135,6 +136,27 @@ export interface MigrationStatus {
   pointOfNoReturn?: PointOfNoReturnStatus;
   /** Where the target first takes application writes its source lacks, and whether that happened. */
   targetWrites?: TargetWritesStatus;
+  /**
+   * How decisions are proven (absent in runs started before decisions were), the run the statements
+   * bind to, and every decision in order with its proof: what `tiershift audit` verifies again offline.
+   */
+  identity?: IdentityStatus;
+  decisionLog?: DecisionRecord[];
+}
+
+export interface IdentityStatus {
+  policy: IdentityPolicy;
+  /** The run every decision's statement names (the first execution's run id). */
+  run: string;
+  /** Who may resume and roll back: subjects, or `group:<name>`; empty when any verified person may. */
+  operators: string[];
+  /** Set once the start was verified; a refused start ends the run before its first step. */
+  startVerified?: boolean;
+}
+
+/** Every figure measured so far, by step: the evidence a decision is made on, and signs the digest of. */
+export function evidenceOf(status: Pick<MigrationStatus, 'steps'>): Record<string, Figures> {
+  return Object.fromEntries(status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, { ...s.figures }]));
 }
 
 export interface TargetWritesStatus {
@@ -165,7 +187,9 @@ export interface PointOfNoReturnStatus {
 
 export interface MigrationInput {
   plan: ResolvedPlan;
+  /** Who starts it, as typed; with an identity provider or SSH signers, `startProof` says who really did. */
   startedBy: string;
+  startProof?: Proof;
   /** History events after which the run continues as new at the next step boundary (default 4000). */
   historyLimit?: number;
   /** Carried over by continue-as-new so a long plan keeps its history small. */

@@ -19,6 +19,8 @@ export function unreachableGate(plan: Pick<ResolvedPlan, 'steps'>, startedBy: st
 function gateProblem(gate: GateStep, startedBy: string): string | undefined {
   // No approvers means anyone may approve: there are always enough people.
   if (!gate.approvers.length) return undefined;
+  // A group (`group:sre`) may hold any number of people: only the identity provider knows.
+  if (gate.approvers.some((a) => a.startsWith('group:'))) return undefined;
   // An escalation widens the list (workflows/run.ts escalateGate), so its people count too. Whether it
   // fires before a timeout is not judged here: refusing a plan that can pass would be worse.
   const escalation = gate.notify?.escalateAfter ? (gate.notify.escalateTo ?? []) : [];

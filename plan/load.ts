@@ -1,12 +1,13 @@
 // Reads a plan file: YAML -> schema -> cross-checks -> the ResolvedPlan the workflow runs. Every problem
 // is reported as one sentence naming the file, the path inside it, the line, what was expected and
 // what was found: `demo.yaml: phases[3].traffic.steps[1].weight (line 41): expected ..., got 120.`
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { PROVIDERS } from '../activities/registry';
+import { planDigest } from '../contract/digest';
+import type { IdentityPolicy } from '../contract/identity';
 import { holdsSecret } from '../contract/redact';
 import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext } from './phases/kit';
@@ -94,7 +95,9 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
     const file = parsed.data as unknown as PlanFile;
     const resources = resolveResources(file, providers);
     for (const [at, problem] of crossCheck(file, resources, providers)) issues.push(issue(where(at), problem));
-    if (!issues.length) return resolve(file, resources, providers, source, raw);
+    const identity = identityPolicy(file, source);
+    if ('problem' in identity) issues.push(issue(identity.at, identity.problem));
+    else if (!issues.length) return resolve(file, resources, providers, source, identity.policy);
   }
   throw new PlanError(source, issues);
 }
@@ -171,7 +174,29 @@ function resolveResources(file: PlanFile, providers: readonly ProviderPlan[]): R
 
 // ---- resolution ------------------------------------------------------------------------------------
 
-function resolve(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], source: string, raw: unknown): ResolvedPlan {
+/**
+ * The plan's identity policy, with an allowed-signers file read (relative to the plan) into it: the
+ * workflow verifies against what was reviewed and started, not against a file that may change later.
+ */
+function identityPolicy(file: PlanFile, source: string): { policy: IdentityPolicy } | { at: PathPart[]; problem: string } {
+  const id = file.identity;
+  if (id === 'unverified') return { policy: { mode: 'unverified' } };
+  if ('oidc' in id) return { policy: { mode: 'oidc', issuer: id.oidc.issuer.replace(/\/$/, ''), audience: id.oidc.audience ?? 'tiershift', groupsClaim: id.oidc.groupsClaim ?? 'groups' } };
+  const at: PathPart[] = ['identity', 'ssh', 'allowedSigners'];
+  const file_ = path.resolve(path.dirname(source), id.ssh.allowedSigners);
+  let text: string;
+  try {
+    text = readFileSync(file_, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { at, problem: `expected an allowed-signers file (principal, key type and public key per line, as \`ssh-keygen -Y verify\` reads), but ${file_} cannot be read (${code === 'ENOENT' ? 'no such file' : code})` };
+  }
+  const groups = [...(file.approvers ?? []), ...(file.operators ?? [])].filter((p) => p.startsWith('group:'));
+  if (groups.length) return { at: ['identity'], problem: `expected approvers and operators named by principal with SSH signers, got ${groups[0]} (groups come from an identity provider)` };
+  return { policy: { mode: 'ssh', allowedSigners: text } };
+}
+
+function resolve(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], source: string, identity: IdentityPolicy): ResolvedPlan {
   const retry = { ...DEFAULT_RETRY, ...file.defaults?.retry } as RetryPolicy;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...file.defaults?.timeouts } as StepTimeouts;
   const steps: Step[] = [];
@@ -195,7 +220,10 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
     // The provider's own fields sit beside the step's, as its operations read them.
     steps.push(...resolved.map((s) => (provider ? { ...s, ...fields } : s)));
   });
-  return { apiVersion: 'tiershift/v1', name: file.name, description: file.description, hash: planHash(raw), source, resources, steps };
+  // Resume and rollback are for the plan's operators: by default, everyone who may pass one of its gates.
+  const operators = file.operators ?? [...new Set(steps.flatMap((s) => (s.kind === 'gate' ? s.approvers : [])))];
+  const plan: Omit<ResolvedPlan, 'hash'> = { apiVersion: 'tiershift/v1', name: file.name, description: file.description, source, identity, operators, resources, steps };
+  return { ...plan, hash: planDigest(plan) };
 }
 
 /** A step body without the provider's block, and that block. */
@@ -204,13 +232,6 @@ function providerBlock(kind: PhaseKindName, body: Record<string, unknown>, provi
   if (!provider) return { body, fields: {} };
   const { [provider.name]: fields, ...rest } = body;
   return { body: rest, provider, fields: fields as Record<string, unknown> };
-}
-
-/** sha256 of the plan's content with keys sorted, so comments and key order do not change it. */
-export function planHash(data: unknown): string {
-  const canonical = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(canonical) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])])) : v;
-  return createHash('sha256').update(JSON.stringify(canonical(data))).digest('hex');
 }
 
 // ---- checks that span the plan -------------------------------------------------------------------

@@ -101,18 +101,49 @@ function build(providers: readonly ProviderPlan[]) {
     apiVersion: z.literal('tiershift/v1'),
     name,
     description: z.string().max(2000).optional(),
+    identity,
     approvers: z.array(person).optional(),
+    operators: z.array(person).optional(),
     defaults: z.strictObject({ retry: retry.optional(), timeouts: timeouts.optional() }).optional(),
     resources: z.record(resourceName, resourceSchema(providers, parts)),
     phases: z.array(phase).min(1),
   });
 }
 
+/**
+ * How the plan's decisions are proven. Required, so that a plan never accepts typed names by accident:
+ * `unverified` must be written out, and is for rehearsals only.
+ */
+const identity = z.union(
+  [
+    z.literal('unverified'),
+    z.strictObject({
+      oidc: z.strictObject({
+        // https, except an identity provider on this machine (the sandbox's).
+        issuer: z.url({ protocol: /^https?$/, error: 'expected the issuer URL of an OpenID Connect provider' }).refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?(\/|$)/.test(u), {
+          error: 'expected an https issuer URL (http only on 127.0.0.1)',
+        }),
+        /** The client id tiershift signs in as: the audience its ID tokens carry. */
+        audience: z.string().min(1).max(200).optional(),
+        /** The claim holding the groups that approver lists name as `group:<name>`. */
+        groupsClaim: z.string().min(1).max(100).optional(),
+      }),
+    }),
+    z.strictObject({ ssh: z.strictObject({ allowedSigners: z.string().min(1).max(1000) }) }),
+  ],
+  {
+    error:
+      'expected how decisions are proven: identity: { oidc: { issuer: URL } }, identity: { ssh: { allowedSigners: FILE } }, or identity: unverified (for rehearsals only)',
+  },
+);
+
 /** A plan as the schema leaves it: phases as one-key objects, resources with their provider's block. */
 export interface PlanFile {
   name: string;
   description?: string;
+  identity: 'unverified' | { oidc: { issuer: string; audience?: string; groupsClaim?: string } } | { ssh: { allowedSigners: string } };
   approvers?: string[];
+  operators?: string[];
   defaults?: { retry?: Record<string, unknown>; timeouts?: Record<string, unknown> };
   resources: Record<string, { kind: ResourceKind } & Record<string, unknown>>;
   phases: Partial<Record<PhaseKindName, Record<string, unknown> & { id?: string }>>[];

@@ -1,6 +1,8 @@
 // The resolved plan: what the workflow executes. Produced from a validated YAML plan by `resolvePlan`;
 // type-only here so workflow code can import it without pulling the validator into the workflow bundle.
 
+import type { IdentityPolicy } from '../contract/identity';
+
 export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize';
 export type ResourceKind = 'postgres' | 'blob' | 'traffic' | 'app';
 
@@ -175,10 +177,14 @@ export interface ResolvedPlan {
   apiVersion: 'tiershift/v1';
   name: string;
   description?: string;
-  /** sha256 of the plan file's canonical content, fixed at start. */
+  /** sha256 of the resolved plan's canonical form (contract/digest.ts planDigest); the workflow recomputes it. */
   hash: string;
   /** Where the plan came from, for messages only. */
   source: string;
+  /** How decisions are proven; absent only in plans started before the field existed. */
+  identity?: IdentityPolicy;
+  /** Who may resume and roll back (subjects or `group:<name>`); by default every gate's approvers. */
+  operators?: string[];
   resources: Record<string, Resource>;
   steps: Step[];
 }

@@ -21,14 +21,24 @@ const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' }
 /** Compensations must finish: retry them patiently, and past that, ask an operator. */
 const COMPENSATION_RETRY = { maximumAttempts: 10, initialInterval: 2_000, backoffCoefficient: 2, maximumInterval: 60_000 };
 
-export async function migration({ plan, startedBy, carried, historyLimit = 4000 }: MigrationInput): Promise<MigrationStatus> {
+export async function migration({ plan, startedBy, startProof, carried, historyLimit = 4000 }: MigrationInput): Promise<MigrationStatus> {
   const run = new MigrationRun(plan, startedBy, carried);
   run.installHandlers((step) => measureTargetWrites(run, step));
   run.touch();
+  // Who starts it is proven like every other decision, before anything changes. Plans without an identity
+  // are runs started before decisions were proven: their histories replay without this.
+  if (!carried && plan.identity) {
+    const refusal = await run.verifyStart(startedBy, startProof);
+    if (refusal) {
+      run.status.errors.push({ stepId: 'start', error: `start refused: ${refusal}`, at: new Date().toISOString() });
+      run.setState('aborted');
+      return run.status;
+    }
+  }
   // A gate nobody may pass would wait forever. `tiershift start` refuses such a plan; a start that went
   // around it (the raw Temporal CLI) ends here, before any step runs. Only such a start records the
   // patch marker, so every other run keeps the commands of the histories recorded before the check.
-  const unreachable = carried ? undefined : unreachableGate(plan, startedBy);
+  const unreachable = carried ? undefined : unreachableGate(plan, run.status.startedBy);
   if (unreachable && wf.patched('refuse-unreachable-gate')) {
     run.status.errors.push({ stepId: 'start', error: unreachable, at: new Date().toISOString() });
     run.setState('aborted');
@@ -45,7 +55,7 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
           await wf.condition(wf.allHandlersFinished);
           await wf.continueAsNew<typeof migration>({
             plan,
-            startedBy,
+            startedBy: run.status.startedBy,
             historyLimit,
             carried: { status: run.status, nextStep: run.nextStep, undo: run.undo, before: run.before },
           });
@@ -58,7 +68,12 @@ export async function migration({ plan, startedBy, carried, historyLimit = 4000 
       run.status.errors.push({ stepId: run.status.currentStep ?? '', error: err.reason, at: new Date().toISOString() });
       run.setState('aborted');
     } else if (err instanceof RollbackRequested || wf.isCancellation(err)) {
-      await wf.CancellationScope.nonCancellable(() => rollback(run));
+      await wf.CancellationScope.nonCancellable(async () => {
+        // Cancelled from outside (the Temporal UI) with no rollback asked for: where decisions are proven,
+        // that is only a request, and an operator decides it like any other rollback.
+        if (!run.rollbackRequested && run.cancelNeedsDecision) await run.awaitRollbackDecision();
+        await rollback(run);
+      });
     } else {
       throw err;
     }

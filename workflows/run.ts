@@ -8,7 +8,10 @@ import type { WritesMeasure } from '../activities/types';
 import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';
 import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema } from '../contract/messages';
-import { REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus, type TargetWritesStatus } from '../contract/status';
+import { evidenceDigest, planDigest } from '../contract/digest';
+import type { DecisionAction, DecisionRecord, DecisionStatement, Proof } from '../contract/identity';
+import { checkIdentityPolicy, mayDecide, personOf, samePerson, verifyProof, type Person } from './identity';
+import { evidenceOf, REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus, type TargetWritesStatus } from '../contract/status';
 
 /** Thrown inside the forward path to leave it for the rollback path. */
 export class RollbackRequested extends Error {
@@ -39,6 +42,8 @@ export class MigrationRun {
   readonly before: Record<string, unknown>;
   nextStep: number;
   private resumeRequested = false;
+  /** The workflow was cancelled: a request to roll back, which waits for a verified operator's decision. */
+  private cancelled = false;
   private rollbackRequest?: Omit<RollbackStatus, 'startedAt' | 'actions'>;
   private forwardScope?: wf.CancellationScope;
   private lastAttributes?: string;
@@ -79,24 +84,36 @@ export class MigrationRun {
     this.measureWrites = measureWrites;
     wf.setHandler(statusQuery, () => this.status);
     wf.setHandler(resumePreviewQuery, () => this.resumePreview());
-    wf.setHandler(approveUpdate, guarded((args: ApproveArgs) => this.approve(args)), { validator: (args: unknown) => this.validateApprove(args) });
-    wf.setHandler(rejectUpdate, guarded((args: RejectArgs) => this.reject(args)), { validator: (args: unknown) => this.validateReject(args) });
-    wf.setHandler(resumeUpdate, guarded((args: OperatorArgs) => this.resume(args)), { validator: (args: unknown) => this.validateResume(args) });
-    wf.setHandler(rollbackUpdate, guardedAsync((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
+    // Runs started before decisions were proven (no identity in their status) keep their synchronous handlers.
+    const proven = () => this.status.identity !== undefined;
+    wf.setHandler(approveUpdate, guarded(async (args: ApproveArgs) => (proven() ? this.approveProven(args) : this.approve(args as ApproveArgs & { by: string }))), { validator: (args: unknown) => this.validateApprove(args) });
+    wf.setHandler(rejectUpdate, guarded(async (args: RejectArgs) => (proven() ? this.rejectProven(args) : this.reject(args as RejectArgs & { by: string }))), { validator: (args: unknown) => this.validateReject(args) });
+    wf.setHandler(resumeUpdate, guarded(async (args: OperatorArgs) => (proven() ? this.resumeProven(args) : this.resume(args))), { validator: (args: unknown) => this.validateResume(args) });
+    wf.setHandler(rollbackUpdate, guarded((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
     // A signal is validated again when its history replays (an Update's validator is not): a signal the
     // shape check refuses may have been accepted before the check existed, so histories without the
     // marker replay without it.
     wf.setHandler(approveSignal, (args: unknown) =>
-      this.viaSignal(approveSignal.name, args, () => {
-        this.validateApprove(args, wf.patched(SIGNAL_SHAPES));
-        this.approve(args);
-      }),
+      proven()
+        ? this.viaSignalProven(approveSignal.name, args, async () => {
+            this.validateApprove(args);
+            await this.approveProven(args);
+          })
+        : this.viaSignal(approveSignal.name, args, () => {
+            this.validateApprove(args, wf.patched(SIGNAL_SHAPES));
+            this.approve(args as ApproveArgs & { by: string });
+          }),
     );
     wf.setHandler(rejectSignal, (args: unknown) =>
-      this.viaSignal(rejectSignal.name, args, () => {
-        this.validateReject(args, wf.patched(SIGNAL_SHAPES));
-        this.reject(args);
-      }),
+      proven()
+        ? this.viaSignalProven(rejectSignal.name, args, async () => {
+            this.validateReject(args);
+            await this.rejectProven(args);
+          })
+        : this.viaSignal(rejectSignal.name, args, () => {
+            this.validateReject(args, wf.patched(SIGNAL_SHAPES));
+            this.reject(args as RejectArgs & { by: string });
+          }),
     );
   }
 
@@ -235,12 +252,33 @@ export class MigrationRun {
     }
   }
 
-  private requireApprover(gate: GateStep, by: string): void {
+  private requireApprover(gate: GateStep, who: Person): void {
     // The pending gate's list, which an escalation may have widened, else the plan's.
     const approvers = this.status.pendingGate?.gate === gate.gate ? this.status.pendingGate.approvers : gate.approvers;
-    if (approvers.length > 0 && !approvers.includes(by)) {
-      throw new Error(`${by} may not decide gate "${gate.gate}"; its approvers are: ${approvers.join(', ')}`);
+    if (!mayDecide(approvers, who)) {
+      throw new Error(`${who.subject} may not decide gate "${gate.gate}"; its approvers are: ${approvers.join(', ')}`);
     }
+  }
+
+  /** Approver lists, four eyes and distinct approvers, on who the decision is by (verified, where the plan proves people). */
+  private requireMayApprove(gate: GateStep, who: Person): void {
+    const name = gate.gate;
+    this.requireApprover(gate, who);
+    if (gate.fourEyes && this.isStarter(who)) {
+      throw new Error(`gate "${name}" needs four eyes: ${who.subject} started this migration and cannot approve it; ask another approver`);
+    }
+    const pending = this.status.pendingGate;
+    const approvals = (this.status.decisionLog ?? []).filter((d) => d.statement.action === 'approve' && d.statement.gate === name).map(personOf);
+    if (pending?.approvedBy.includes(who.subject) || approvals.some((a) => samePerson(a, who))) {
+      throw new Error(
+        `${who.subject} already approved gate "${name}"; it needs ${gate.requiredApprovals} distinct approvers (${pending?.approvedBy.length ?? 0} so far)`,
+      );
+    }
+  }
+
+  private isStarter(who: Person): boolean {
+    const start = this.status.decisionLog?.find((d) => d.statement.action === 'start');
+    return start ? samePerson(personOf(start), who) : who.subject === this.status.startedBy;
   }
 
   /** Nobody answered in time: the escalation list is told, and may decide too. */
@@ -268,7 +306,7 @@ export class MigrationRun {
 
   /** Every figure measured so far, by step: the evidence a decision was made on. */
   evidence(): Record<string, Figures> {
-    return Object.fromEntries(this.status.steps.filter((s) => Object.keys(s.figures).length).map((s) => [s.id, { ...s.figures }]));
+    return evidenceOf(this.status);
   }
 
   validateApprove(args: unknown, checkShape = true): asserts args is ApproveArgs {
@@ -278,19 +316,22 @@ export class MigrationRun {
     this.requireSamePlan(planHash);
     this.requirePending(name);
     const gate = this.gateStep(name);
-    this.requireApprover(gate, by);
-    if (gate.fourEyes && by === this.status.startedBy) {
-      throw new Error(`gate "${name}" needs four eyes: ${by} started this migration and cannot approve it; ask another approver`);
-    }
-    const pending = this.status.pendingGate;
-    if (pending?.approvedBy.includes(by)) {
-      throw new Error(
-        `${by} already approved gate "${name}"; it needs ${gate.requiredApprovals} distinct approvers (${pending.approvedBy.length} so far)`,
-      );
-    }
+    // With proven decisions, who decides is known only once the proof is verified (approveProven).
+    if (this.requireProof(args as ApproveArgs)) return;
+    this.requireMayApprove(gate, { subject: this.named(by), groups: [] });
   }
 
-  approve({ gate, by, comment }: ApproveArgs): MigrationStatus {
+  /** Verifies who approves, checks the gate's rules on that person, then approves. */
+  async approveProven(args: ApproveArgs): Promise<MigrationStatus> {
+    const record = await this.proveDecision('approve', args, { gate: args.gate, note: args.comment });
+    // The migration may have moved on while the proof was checked: the gate must still be pending.
+    this.validateApprove(args);
+    this.requireMayApprove(this.gateStep(args.gate), personOf(record));
+    this.log(record);
+    return this.approve({ ...args, by: record.subject });
+  }
+
+  approve({ gate, by, comment }: ApproveArgs & { by: string }): MigrationStatus {
     this.status.pendingGate?.approvedBy.push(by);
     this.status.decisions.push({ gate, decision: 'approve', by, at: now(), comment, planHash: this.plan.hash, evidence: this.evidence() });
     this.touch();
@@ -305,11 +346,20 @@ export class MigrationRun {
     if (this.status.pointOfNoReturn?.crossed) {
       throw new Error(`gate "${name}" is past the point of no return, where rejecting would roll back: ${this.confirmHint()}; or approve it`);
     }
-    this.requireApprover(this.gateStep(name), by);
     if (!reason?.trim()) throw new Error('a rejection needs a reason; pass --reason');
+    if (this.requireProof(args as RejectArgs)) return;
+    this.requireApprover(this.gateStep(name), { subject: this.named(by), groups: [] });
   }
 
-  reject({ gate, by, reason }: RejectArgs): MigrationStatus {
+  async rejectProven(args: RejectArgs): Promise<MigrationStatus> {
+    const record = await this.proveDecision('reject', args, { gate: args.gate, note: args.reason });
+    this.validateReject(args);
+    this.requireApprover(this.gateStep(args.gate), personOf(record));
+    this.log(record);
+    return this.reject({ ...args, by: record.subject });
+  }
+
+  reject({ gate, by, reason }: RejectArgs & { by: string }): MigrationStatus {
     this.status.decisions.push({ gate, decision: 'reject', by, at: now(), comment: reason, planHash: this.plan.hash, evidence: this.evidence() });
     this.requestRollback({ trigger: 'gate-rejected', reason: `gate "${gate}" rejected by ${by}: ${reason}`, by });
     return this.status;
@@ -325,6 +375,103 @@ export class MigrationRun {
     } catch (err) {
       const gate = (payload as { gate?: unknown } | null | undefined)?.gate;
       this.recordRefusal(typeof gate === 'string' && gate.length <= 100 ? `gate:${gate}` : `signal:${signal}`, errorMessage(err));
+    }
+  }
+
+  /** viaSignal, for a decision whose proof is verified first (a local activity): a refusal is recorded all the same. */
+  private async viaSignalProven(signal: string, payload: unknown, handle: () => Promise<void>): Promise<void> {
+    try {
+      await handle();
+    } catch (err) {
+      if (err instanceof wf.TemporalFailure && !(err instanceof wf.ActivityFailure) && !(err instanceof wf.ApplicationFailure)) throw err;
+      const gate = (payload as { gate?: unknown } | null | undefined)?.gate;
+      this.recordRefusal(typeof gate === 'string' && gate.length <= 100 ? `gate:${gate}` : `signal:${signal}`, errorMessage(err));
+    }
+  }
+
+  // ---- proven decisions -------------------------------------------------------------------------
+
+  /** With an identity provider or SSH signers: whether a proof came (true), or the refusal of a decision without one. */
+  private requireProof(args: { proof?: Proof; evidence?: string }): boolean {
+    const identity = this.status.identity;
+    if (!identity || identity.policy.mode === 'unverified') return false;
+    if (!args.proof) {
+      const how = identity.policy.mode === 'oidc' ? `sign in to ${identity.policy.issuer} with \`tiershift login\`` : 'sign with an SSH key its plan lists (--key)';
+      throw new Error(`this migration takes verified decisions only, and this one carries no proof of who made it; ${how} and decide with tiershift`);
+    }
+    if (args.evidence !== undefined && args.evidence !== evidenceDigest(this.evidence())) {
+      throw new Error(`the evidence changed since it was shown (new figures were measured); review it with \`tiershift status ${this.status.migrationId}\` and decide again`);
+    }
+    return true;
+  }
+
+  /** Who an unproven decision is by: the name given, which a rehearsal (or a run from before proofs) takes as it is. */
+  private named(by: string | undefined): string {
+    if (by === undefined) throw new Error('the decision does not say who makes it; send "by" (the CLI sends --by, or your user name)');
+    return by;
+  }
+
+  /**
+   * The statement of a decision, as the workflow (never the caller) builds it, and who it is by: the
+   * verified subject of its proof, or, in a rehearsal, the name given.
+   */
+  private async proveDecision(action: DecisionAction, args: { by?: string; proof?: Proof }, extra: { gate?: string; note?: string; confirm?: boolean }): Promise<DecisionRecord> {
+    const identity = this.status.identity!;
+    const statement: DecisionStatement = {
+      v: 1,
+      migration: this.status.migrationId,
+      run: action === 'start' ? '' : identity.run,
+      action,
+      ...(extra.gate !== undefined ? { gate: extra.gate } : {}),
+      planHash: this.plan.hash,
+      evidence: evidenceDigest(this.evidence()),
+      ...(extra.note !== undefined ? { note: extra.note } : {}),
+      ...(extra.confirm ? { confirm: true } : {}),
+    };
+    const at = now();
+    if (identity.policy.mode === 'unverified') return { statement, at, subject: this.named(args.by), claimedBy: args.by, verified: false };
+    this.requireProof(args);
+    const verification = await verifyProof(identity.policy, statement, args.proof!, at);
+    if (!verification.ok) throw new Error(verification.refusal);
+    const who = verification.identity;
+    if (args.by !== undefined && args.by !== who.subject) {
+      throw new Error(`the decision says it is by ${args.by}, but its proof is ${who.subject}'s; decide as yourself, without --by`);
+    }
+    return { statement, at: now(), subject: who.subject, ...(args.by !== undefined ? { claimedBy: args.by } : {}), verified: true, identity: who, proof: args.proof };
+  }
+
+  private log(record: DecisionRecord): void {
+    (this.status.decisionLog ??= []).push(record);
+    this.touch();
+  }
+
+  /** Resume, rollback and start are for the plan's operators. */
+  private requireOperator(record: DecisionRecord, verb: string): void {
+    const operators = this.status.identity?.operators ?? [];
+    if (!mayDecide(operators, personOf(record))) throw new Error(`${record.subject} may not ${verb} this migration; its operators are: ${operators.join(', ')}`);
+  }
+
+  /**
+   * Before the first step: the plan is the one its hash names, this worker runs plans proven this way,
+   * and the person starting it is verified and one of its operators. The refusal, when there is one.
+   */
+  async verifyStart(startedBy: string, proof: Proof | undefined): Promise<string | undefined> {
+    const policy = this.plan.identity!;
+    this.status.identity = { policy, run: wf.workflowInfo().firstExecutionRunId, operators: this.plan.operators ?? [] };
+    this.touch();
+    const hash = planDigest(this.plan);
+    if (hash !== this.plan.hash) return `the plan's content does not match its hash (sha256 ${this.plan.hash.slice(0, 12)}); start it with \`tiershift start PLAN\``;
+    const allowed = await checkIdentityPolicy(policy);
+    if (allowed.refusal) return allowed.refusal;
+    try {
+      const record = await this.proveDecision('start', { by: startedBy || undefined, proof }, {});
+      this.requireOperator(record, 'start');
+      this.status.startedBy = record.subject;
+      this.status.identity.startVerified = true;
+      this.log(record);
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
     }
   }
 
@@ -353,6 +500,16 @@ export class MigrationRun {
     if (this.status.state !== 'awaiting-operator') {
       throw new Error(`there is nothing to resume; the migration is ${this.status.state}`);
     }
+    if (this.cancelled) throw new Error(`the workflow was cancelled, which asks for a rollback; decide it with \`tiershift rollback ${this.status.migrationId} --reason "..."\``);
+    this.requireProof(args);
+  }
+
+  async resumeProven(args: OperatorArgs): Promise<MigrationStatus> {
+    const record = await this.proveDecision('resume', args, { note: args.reason });
+    this.validateResume(args);
+    this.requireOperator(record, 'resume');
+    this.log(record);
+    return this.resume({ ...args, by: record.subject });
   }
 
   /** What `resume` would do: the failed step runs again (its activity first checks what the last attempt left), done steps are skipped. */
@@ -379,7 +536,7 @@ export class MigrationRun {
 
   resume({ by }: OperatorArgs): MigrationStatus {
     this.resumeRequested = true;
-    (this.status.resumes ??= []).push({ stepId: this.status.failure?.stepId ?? this.status.currentStep ?? '', by, at: now() });
+    (this.status.resumes ??= []).push({ stepId: this.status.failure?.stepId ?? this.status.currentStep ?? '', by: by ?? 'unknown', at: now() });
     this.touch();
     return this.status;
   }
@@ -390,6 +547,7 @@ export class MigrationRun {
     if (this.rollbackRequest || this.status.state === 'rolling-back') throw new Error('the migration is already rolling back');
     if (isTerminal(this.status.state)) throw new Error(`the migration has ended (${this.status.state}); there is nothing to roll back`);
     if (this.status.pointOfNoReturn?.crossed && !confirm) throw new Error(this.confirmHint());
+    this.requireProof(args);
   }
 
   /** Past the point of no return a rollback moves data back: say what it will do, and how to confirm it. */
@@ -404,18 +562,49 @@ export class MigrationRun {
    * proceeds; otherwise it is refused with the counts and what --confirm would do. Counting needs an
    * activity, so it happens here rather than in the validator; histories from before it replay without it.
    */
-  async operatorRollback({ by, reason, confirm }: OperatorArgs): Promise<MigrationStatus> {
+  async operatorRollback(args: OperatorArgs): Promise<MigrationStatus> {
+    let record: DecisionRecord | undefined;
+    if (this.status.identity) {
+      record = await this.proveDecision('rollback', args, { note: args.reason, confirm: args.confirm });
+      this.validateRollback(args);
+      this.requireOperator(record, 'roll back');
+    }
+    const { reason, confirm } = args;
+    const by = record?.subject ?? args.by ?? 'unknown';
     const writes = this.status.targetWrites;
     if (writes?.crossed && !confirm && !this.status.pointOfNoReturn?.crossed && this.measureWrites && wf.patched(TARGET_WRITES)) {
       const step = this.plan.steps.find((s): s is AppStep => s.kind === 'app' && s.id === writes.stepId)!;
-      const measure = await this.measureWrites(step);
+      // Not cancellable: after the workflow was cancelled, this decision is the rollback it waits for.
+      const measure = await wf.CancellationScope.nonCancellable(() => this.measureWrites!(step));
       this.recordMeasure(measure);
       // Another trigger may have started a rollback while this one counted: that one goes on.
       if (this.rollbackRequest || this.status.state === 'rolling-back' || isTerminal(this.status.state)) throw new Error(`the migration is already ${this.status.state}`);
       if (!measure.measured || measure.targetOnly + measure.differing > 0) throw new Error(this.writesHint(writes, measure));
     }
+    if (record) this.log(record);
     this.requestRollback({ trigger: 'operator', reason: reason ?? `requested by ${by}`, by });
     return this.status;
+  }
+
+  /** Whether a rollback was asked for (by a person, a gate's timeout, the canary analysis). */
+  get rollbackRequested(): boolean {
+    return this.rollbackRequest !== undefined;
+  }
+
+  /** Where decisions are proven, cancelling the workflow only asks for a rollback: a verified operator decides it. */
+  get cancelNeedsDecision(): boolean {
+    return this.status.identity !== undefined && this.status.identity.policy.mode !== 'unverified';
+  }
+
+  /** The workflow was cancelled (Temporal UI, `temporal workflow cancel`): wait for an operator's rollback. */
+  async awaitRollbackDecision(): Promise<void> {
+    this.cancelled = true;
+    const error = `the workflow was cancelled, which asks for a rollback; a verified operator decides it with \`tiershift rollback ${this.status.migrationId} --reason "..."\``;
+    const at = now();
+    this.status.failure = { stepId: this.status.currentStep ?? '', error, at };
+    this.status.errors.push({ stepId: this.status.currentStep ?? '', error, at });
+    this.setState('awaiting-operator');
+    await wf.condition(() => this.rollbackRequest !== undefined);
   }
 
   recordMeasure(measure: WritesMeasure): void {
@@ -446,6 +635,7 @@ export class MigrationRun {
 
   takeRollbackRequest(fallback: Omit<RollbackStatus, 'startedAt' | 'actions'>): RollbackStatus {
     const request = (this.rollbackRequest ??= fallback);
+    this.cancelled = false;
     this.status.rollback = { ...request, startedAt: now(), actions: [] };
     this.status.pendingGate = undefined;
     this.status.failure = undefined;
@@ -508,29 +698,17 @@ function requireShape<T>(schema: z.ZodType<T>, call: string, payload: unknown): 
 /** The patch that counts and recovers the writes the target took past the write point (workflows/migration.ts too). */
 export const TARGET_WRITES = 'recover-target-writes';
 
-/** guarded, for a handler that waits (on an activity): a rejection fails that one Update. */
-function guardedAsync<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+/**
+ * An Update handler runs only after its validator accepted the payload, but an error it threw would still
+ * fail the workflow task (on every replay): it fails that one Update instead.
+ */
+function guarded<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return async (...args) => {
     try {
       return await handler(...args);
     } catch (err) {
       if (err instanceof wf.TemporalFailure && !(err instanceof wf.ActivityFailure)) throw err;
       throw wf.ApplicationFailure.nonRetryable(errorMessage(err instanceof wf.ActivityFailure && err.cause ? err.cause : err), 'HandlerFailed');
-    }
-  };
-}
-
-/**
- * An Update handler runs only after its validator accepted the payload, but an error it threw would still
- * fail the workflow task (on every replay): it fails that one Update instead.
- */
-function guarded<A extends unknown[], R>(handler: (...args: A) => R): (...args: A) => R {
-  return (...args) => {
-    try {
-      return handler(...args);
-    } catch (err) {
-      if (err instanceof wf.TemporalFailure) throw err;
-      throw wf.ApplicationFailure.nonRetryable(errorMessage(err), 'HandlerFailed');
     }
   };
 }
