@@ -132,11 +132,15 @@ function parseAllowedSigners(text: string): SignerLine[] {
     const trimmed = raw.trim();
     if (!trimmed || trimmed.startsWith('#')) return;
     const f = fields(trimmed);
-    const principals = (f[0] ?? '').replace(/^"(.*)"$/, '$1').split(',').map((p) => p.trim()).filter(Boolean);
+    // Quotes enclose the whole field (`"ops lead,oncall@example.com"`), as ssh-keygen reads them.
+    const field = (f[0] ?? '').replace(/^"([^"]*)"$/, '$1');
+    const principals = field.split(',').map((p) => p.trim()).filter(Boolean);
     // Options come between the principals and the key type; ssh-keygen tells them apart by trying to read a key.
     const typeAt = f[1] !== undefined && !KEY_TYPES.has(f[1]) && OPTION.test(f[1]) ? 2 : 1;
     const [keyType, key] = [f[typeAt], f[typeAt + 1]];
-    if (principals.length === 0 || keyType === undefined || key === undefined) {
+    if (field.includes('"')) {
+      parsed.push({ line, principals: [], problem: `line ${line}: quote the whole list of principals, not part of it` });
+    } else if (principals.length === 0 || keyType === undefined || key === undefined) {
       parsed.push({ line, principals, problem: `line ${line}: expected a principal, a key type and a key` });
     } else if (!KEY_TYPES.has(keyType)) {
       parsed.push({ line, principals, problem: `line ${line}: unknown key type ${keyType.length > 40 ? `${keyType.slice(0, 40)}…` : keyType}` });
