@@ -64,7 +64,7 @@ function lastLine(text: string): string {
 export async function signStatement(text: string, opts: { keyFile: string }): Promise<string> {
   const keyFile = opts.keyFile;
   if (!existsSync(keyFile)) {
-    throw new UserError(`The SSH key ${keyFile} does not exist; point TIERSHIFT_SSH_KEY (or the key option) at your private key, or at its .pub with the key loaded in ssh-agent.`);
+    throw new UserError(`The SSH key ${keyFile} does not exist; point TIERSHIFT_SSH_KEY at your private key, or at its .pub with the key loaded in ssh-agent.`);
   }
   const env = { ...process.env, SSH_ASKPASS: NO_ASKPASS, SSH_ASKPASS_REQUIRE: 'force' };
   const run = await sshKeygen(['-Y', 'sign', '-n', SSH_NAMESPACE, '-f', keyFile], text, env);
@@ -209,14 +209,14 @@ export async function verifySshSignature(text: string, signature: string, allowe
     await writeFile(allowed, allowedSigners.endsWith('\n') ? allowedSigners : `${allowedSigners}\n`, { mode: 0o600 });
     await writeFile(sig, signature, { mode: 0o600 });
 
-    const found = await checked(await sshKeygen(['-Y', 'find-principals', '-s', sig, '-f', allowed], ''));
+    const found = checked(await sshKeygen(['-Y', 'find-principals', '-s', sig, '-f', allowed], ''));
     const principal = found.code === 0 ? found.stdout.split('\n').map((l) => l.trim()).find(Boolean) : undefined;
     if (!principal) {
       if (/parse signature|sshsig|armor|invalid format/i.test(found.stderr)) return refuse(malformed);
       return refuse(await unlisted(text, sig));
     }
 
-    const verified = await checked(await sshKeygen(['-Y', 'verify', '-f', allowed, '-I', principal, '-n', SSH_NAMESPACE, '-s', sig], text));
+    const verified = checked(await sshKeygen(['-Y', 'verify', '-f', allowed, '-I', principal, '-n', SSH_NAMESPACE, '-s', sig], text));
     const fingerprint = goodFingerprint(verified.stdout);
     if (verified.code === 0 && fingerprint) {
       return { ok: true, identity: { subject: principal, groups: [], method: 'ssh', fingerprint, proofDigest: sha256Hex(signature) } };
@@ -244,7 +244,7 @@ function refuse(refusal: string): Verification {
 }
 
 /** A timed-out ssh-keygen is the machine's state, not the signer's fault: retried (TransientError). */
-async function checked(run: Run): Promise<Run> {
+function checked(run: Run): Run {
   if (run.timedOut) throw new TransientError(`ssh-keygen did not verify a signature within ${TIMEOUT_MS / 1000} s; check the machine's load, it is retried.`);
   return run;
 }
@@ -252,7 +252,7 @@ async function checked(run: Run): Promise<Run> {
 /** Why a signature whose key no allowed signer lists is refused, naming the key's fingerprint when ssh-keygen can read it. */
 async function unlisted(text: string, sig: string): Promise<string> {
   // check-novalidate checks the signature against its own embedded key, without any list: it yields the fingerprint.
-  const run = await checked(await sshKeygen(['-Y', 'check-novalidate', '-n', SSH_NAMESPACE, '-s', sig], text));
+  const run = checked(await sshKeygen(['-Y', 'check-novalidate', '-n', SSH_NAMESPACE, '-s', sig], text));
   const fingerprint = goodFingerprint(run.stdout);
   if (run.code === 0 && fingerprint) {
     return `the decision is signed by key ${fingerprint}, which the plan's allowed signers do not list; sign with a listed key (or add yours to the plan)`;
