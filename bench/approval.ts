@@ -5,6 +5,7 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { parsePlan } from '../plan/load';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import type { migration } from '../workflows/migration';
 import { approveSignal, approveUpdate, statusQuery } from '../workflows/shared';
 import { completed, eventually, ms, now, percentile, stamp, startOn, table, type BenchContext, type Section } from './lib';
@@ -17,6 +18,7 @@ function approvalPlan(gates: number) {
   for (let i = 1; i <= gates; i++) phases.push(`  - gate: { name: g${i} }`, '  - check: { resources: [db] }');
   return parsePlan(
     `apiVersion: tiershift/v1
+identity: unverified
 name: bench-approval
 resources:
   db: { kind: postgres, provider: local, cluster: source }
@@ -55,7 +57,7 @@ export async function approvalLatency(ctx: BenchContext): Promise<Section> {
   const gates = ctx.sizes.gates;
   const plan = approvalPlan(gates);
   const starts = new Starts();
-  const worker = await createWorker({
+  const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }),
     connection: ctx.connection,
     taskQueue: QUEUE,
     activities: noopActivities((_name, input, at) => starts.record(`${input.migrationId}/${input.step.id}`, at)),

@@ -6,6 +6,7 @@ import { startApp, stopApp } from '../sandbox/app';
 import { MAX_WEIGHT, setServerWeight } from '../sandbox/haproxy';
 import { resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import type { LoadResult } from '../client/load';
 import { completed, int, median, now, pct, sandbox, secs, sleep, stamp, startOn, table, type BenchContext, type Section } from './lib';
 import { everySandboxResource, sandboxPlan } from '../test/support/plans';
@@ -90,7 +91,7 @@ export async function zeroDowntime(ctx: BenchContext): Promise<Section> {
   const plan = demoLikePlan(id, ctx.sizes.bake);
 
   // tiershift: the whole migration under load.
-  const worker = await createWorker({ connection: ctx.connection, taskQueue: MIGRATION_QUEUE });
+  const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), connection: ctx.connection, taskQueue: MIGRATION_QUEUE });
   const load = shoppers(ctx, { readsPerSecond: ctx.sizes.readsPerSecond, writesPerSecond: ctx.sizes.writesPerSecond });
   const t0 = now();
   let migration: Awaited<ReturnType<typeof completed>> | undefined;

@@ -2,6 +2,7 @@
 // activities on the task queue it is given; prints "ready" once polling, stops on SIGTERM.
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import { noopActivities } from '../test/support/scripted-activities';
 
 const address = process.env.BENCH_TEMPORAL_ADDRESS;
@@ -12,7 +13,7 @@ if (!address || !taskQueue) {
 }
 Runtime.install({ logger: new DefaultLogger('WARN') });
 const connection = await NativeConnection.connect({ address });
-const worker = await createWorker({ connection, taskQueue, activities: noopActivities() });
+const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), connection, taskQueue, activities: noopActivities() });
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => worker.shutdown());
 const running = worker.run();
 process.stdout.write('ready\n');

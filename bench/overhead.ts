@@ -4,6 +4,7 @@
 import type { StepInput } from '../activities/types';
 import type { Step } from '../plan/types';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import { completed, median, ms, now, stamp, startOn, table, type BenchContext, type Section } from './lib';
 import { sandboxPlan, sandboxResources } from '../test/support/plans';
 import { noopActivities } from '../test/support/scripted-activities';
@@ -36,7 +37,7 @@ export async function orchestrationOverhead(ctx: BenchContext): Promise<Section>
   const plan = sixPhases();
   const calls = new Map<string, number>();
   const activities = noopActivities((name, input) => calls.set(input.migrationId, (calls.get(input.migrationId) ?? 0) + 1));
-  const worker = await createWorker({ connection: ctx.connection, taskQueue: QUEUE, activities });
+  const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), connection: ctx.connection, taskQueue: QUEUE, activities });
   const workflowMs: number[] = [];
   let activityCalls = 0;
   let warmupMs = NaN;

@@ -6,6 +6,7 @@ import { setServerWeight, originStats } from '../sandbox/haproxy';
 import { MAX_WEIGHT } from '../sandbox/haproxy';
 import { resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import { statusQuery } from '../workflows/shared';
 import { type MigrationStatus } from '../contract/status';
 import type { LoadResult } from '../client/load';
@@ -129,7 +130,7 @@ async function haproxyAlone(ctx: BenchContext): Promise<Alone> {
 }
 
 export async function rollbackTime(ctx: BenchContext): Promise<Section> {
-  const worker = await createWorker({ connection: ctx.connection, taskQueue: MIGRATION_QUEUE });
+  const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), connection: ctx.connection, taskQueue: MIGRATION_QUEUE });
   const runs: Run[] = [];
   await worker.runUntil(async () => {
     for (let r = 0; r < ctx.sizes.rollbackRuns; r++) {

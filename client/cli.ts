@@ -367,6 +367,78 @@ program
     }),
   );
 
+// ---- identity ---------------------------------------------------------------------------------
+
+program
+  .command('login')
+  .option('--issuer <url>', "the identity provider (default: the plan's with --plan, else the sandbox's)")
+  .option('--plan <file>', 'sign in to the identity provider this plan names')
+  .option('--client-id <id>', "tiershift's client id at the provider (default: the plan's audience, else tiershift)")
+  .option('--user <name>', "sign in on the provider's form with this user (the sandbox's: alice, bob, carol; their passwords are read from the sandbox)")
+  .option('--password-stdin', 'read the password for --user from stdin')
+  .description("sign in to the identity provider that proves your decisions; the session is kept in your config (0600)")
+  .action((opts: { issuer?: string; plan?: string; clientId?: string; user?: string; passwordStdin?: boolean }) =>
+    runAction(async () => {
+      const plan = opts.plan ? await loadPlan(opts.plan) : undefined;
+      const policy = plan?.identity?.mode === 'oidc' ? plan.identity : undefined;
+      if (plan && !policy) throw new UserError(`${opts.plan} does not prove decisions with an identity provider (identity: ${plan.identity?.mode ?? 'none'}); nothing to sign in to.`, EXIT.invalid);
+      const issuer = opts.issuer ?? policy?.issuer ?? readState(sandboxHome())?.idp?.issuer;
+      if (!issuer) throw new UserError('no identity provider to sign in to; pass --issuer URL or --plan FILE, or start the sandbox with `tiershift sandbox up`.', EXIT.invalid);
+      if (opts.user !== undefined && !/^[^\s,]{1,100}$/.test(opts.user)) throw new UserError(`--user takes a user name without spaces or commas; got "${opts.user}".`, EXIT.invalid);
+      const password = opts.passwordStdin ? (await readStdin()).replace(/\r?\n$/, '') : undefined;
+      const { login } = await import('../identity/oidc-login');
+      const who = await login({ issuer, clientId: opts.clientId ?? policy?.audience ?? 'tiershift', user: opts.user, password });
+      print({ issuer, ...who }, `signed in to ${issuer} as ${who.subject}${who.name && who.name !== who.subject ? ` (${who.name})` : ''}`);
+    }),
+  );
+
+/** Every decision of a migration or report verified again offline; exit code 1 when any fails. */
+async function auditAndPrint(input: import('../identity/audit').AuditInput): Promise<void> {
+  const { auditDecisions } = await import('../identity/audit');
+  const result = await auditDecisions(input);
+  print(result, [`${input.migrationId}: ${result.lines.length} decision${result.lines.length === 1 ? '' : 's'}`, ...result.lines.map((l) => `  ${l}`)].join('\n'));
+  if (result.problems.length) {
+    throw new UserError(`${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}: ${result.problems[0]}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more above)` : ''}; the record does not prove who decided.`, EXIT.failure);
+  }
+}
+
+program
+  .command('audit')
+  .argument('<id>', 'migration id')
+  .description("verify every decision of a migration again, offline: each proof against its statement and the key pinned when it was verified")
+  .action((id: string) =>
+    runAction(async () => {
+      const { client } = await connectClient(globals());
+      await auditAndPrint(await migrationStatusAnyState(client, id));
+    }),
+  );
+
+program
+  .command('verify')
+  .argument('<report>', 'a report saved with `tiershift report ID --json > report.json`')
+  .description('verify every decision in a saved report, offline: fails if a single one was altered')
+  .action((file: string) =>
+    runAction(async () => {
+      let report: unknown;
+      try {
+        report = JSON.parse((await import('node:fs')).readFileSync(file, 'utf8'));
+      } catch (err) {
+        throw new UserError(`cannot read ${file} as a JSON report (${(err as Error).message.split('\n')[0]}); save one with \`tiershift report ID --json > report.json\`.`, EXIT.invalid);
+      }
+      const r = report as Partial<import('../identity/audit').AuditInput>;
+      if (!r || typeof r !== 'object' || typeof r.migrationId !== 'string' || typeof r.plan?.hash !== 'string' || typeof r.startedBy !== 'string') {
+        throw new UserError(`${file} is not a tiershift report; save one with \`tiershift report ID --json > report.json\`.`, EXIT.invalid);
+      }
+      await auditAndPrint(r as import('../identity/audit').AuditInput);
+    }),
+  );
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 // ---- encrypted history ------------------------------------------------------------------------
 
 const codec = program.command('codec').description('encrypted history: codec keys, and the codec endpoint the Temporal UI decodes with');

@@ -8,11 +8,14 @@ import { PROJECT_ROOT } from '../contract/home';
 import { sandboxStatus, sandboxUp } from '../sandbox';
 import { migrationLeftovers, resetSandbox } from '../sandbox/reset';
 import { createWorker } from '../worker/worker';
+import { workerIdentityPolicy } from '../activities/identity';
 import { TERMINAL_STATES, type MigrationStatus } from '../contract/status';
 import { connectClient } from './connection';
 import { workflowUrl } from '../contract/connection';
 import { runLoad, type LoadResult } from './load';
 import { approveGate, migrationStatus, startMigration } from './migrations';
+import { decisionFields, proofFor, startStatement } from './identity';
+import type { IdentityPolicy } from '../contract/identity';
 import { buildReport, reportMarkdown } from './report';
 
 export const DEMO_PLAN = path.join(PROJECT_ROOT, 'plans', 'demo.yaml');
@@ -44,6 +47,23 @@ function shoppers(frontendUrl: string) {
   };
 }
 
+/**
+ * The demo's two people, each signed in to the sandbox's identity provider through its sign-in form, with
+ * their sessions kept apart (and apart from yours) under the sandbox home.
+ */
+async function signInDemoPeople(policy: Extract<IdentityPolicy, { mode: 'oidc' }>, home: string, log: (line: string) => void) {
+  const { login } = await import('../identity/oidc-login');
+  const signIn = async (user: string) => {
+    const configDir = path.join(home, 'demo-logins', user);
+    const who = await login({ issuer: policy.issuer, clientId: policy.audience, user, configDir });
+    return { subject: who.subject, configDir };
+  };
+  const starter = await signIn('alice');
+  const approver = await signIn('bob');
+  log(`Signed in to ${policy.issuer} as ${starter.subject} (starts) and ${approver.subject} (approves)`);
+  return { starter, approver };
+}
+
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const log = opts.log ?? console.log;
   const plan = loadPlan(opts.plan ?? DEMO_PLAN);
@@ -65,10 +85,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   log(`Shoppers: 20 order lookups and 2 new orders per second through ${state.haproxy!.frontendUrl}`);
   let status: MigrationStatus;
   try {
-    const worker = await createWorker({ connection, namespace: resolved.namespace });
+    const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), connection, namespace: resolved.namespace });
     status = await worker.runUntil(async () => {
-      const handle = await startMigration(client, plan, opts.by, { id: `migration-${plan.name}-${Date.now().toString(36)}` });
-      log(`Started ${handle.workflowId} from ${path.relative(process.cwd(), plan.source) || plan.source}`);
+      const id = `migration-${plan.name}-${Date.now().toString(36)}`;
+      // With the sandbox's identity provider, alice starts and bob approves, each signed in for real.
+      const people = plan.identity?.mode === 'oidc' ? await signInDemoPeople(plan.identity, state.home, log) : undefined;
+      const startProof = people ? await proofFor(plan.identity!, startStatement(id, plan.hash), { configDir: people.starter.configDir }) : undefined;
+      const handle = await startMigration(client, plan, people ? '' : opts.by, { id, startProof });
+      log(`Started ${handle.workflowId} from ${path.relative(process.cwd(), plan.source) || plan.source}${people ? ` as ${people.starter.subject}, verified by ${(plan.identity as { issuer: string }).issuer}` : ''}`);
       const url = workflowUrl(resolved, handle.workflowId);
       if (url) log(`Temporal UI: ${url}`);
       const reported = new Set<string>();
@@ -92,11 +116,22 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           announced = gate.gate;
           log(`  ? gate "${gate.gate}": ${gate.instructions ?? 'approval needed'}`);
           if (opts.autoApprove) {
-            const approver = gate.approvers.find((a) => a !== opts.by) ?? 'demo-approver';
-            await approveGate(client, handle.workflowId, { gate: gate.gate, by: approver, comment: 'approved by tiershift demo --yes' });
-            log(`    approved as ${approver}`);
+            const comment = 'approved by tiershift demo --yes';
+            if (people) {
+              const fields = await decisionFields(status, 'approve', { gate: gate.gate, note: comment }, { configDir: people.approver.configDir, me: () => people.approver.subject });
+              const after = await approveGate(client, handle.workflowId, { gate: gate.gate, comment, ...fields });
+              log(`    approved as ${after.decisionLog?.at(-1)?.subject ?? people.approver.subject} (token verified by the worker)`);
+            } else {
+              const approver = gate.approvers.find((a) => a !== opts.by) ?? 'demo-approver';
+              await approveGate(client, handle.workflowId, { gate: gate.gate, by: approver, comment });
+              log(`    approved as ${approver} (unverified)`);
+            }
           } else {
-            log(`    waiting for you, in another terminal: npx tiershift approve ${handle.workflowId} --gate ${gate.gate} --by <name>`);
+            log(
+              people
+                ? `    waiting for you, in another terminal: npx tiershift login --user bob && npx tiershift approve ${handle.workflowId} --gate ${gate.gate}`
+                : `    waiting for you, in another terminal: npx tiershift approve ${handle.workflowId} --gate ${gate.gate} --by <name>`,
+            );
           }
         }
         if (status.state === 'awaiting-operator' && announced !== `failure:${status.failure?.stepId}`) {

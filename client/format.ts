@@ -1,5 +1,6 @@
 // Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
 // and `watch`.
+import type { IdentityPolicy } from '../contract/identity';
 import type { MigrationListing } from './migrations';
 import { REFUSALS_KEPT, TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../contract/status';
 
@@ -58,8 +59,16 @@ export function formatStatus(status: MigrationStatus): string {
     for (const a of rb.actions) lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
     if (rb.rowsRecovered !== undefined) lines.push(`  rows recovered to the source: ${rb.rowsRecovered}; at risk: ${rb.rowsAtRisk ?? 0}`);
   }
+  const identity = status.identity;
+  if (identity) lines.push(`Decisions: ${provenBy(identity.policy)}`);
+  for (const d of status.decisionLog ?? []) {
+    if (d.statement.action === 'approve' || d.statement.action === 'reject') continue;
+    lines.push(`Decision: ${d.statement.action}${d.statement.confirm ? ' (confirmed)' : ''} by ${d.subject} at ${d.at}${d.verified ? '' : ' (unverified)'}${d.statement.note ? ` — ${d.statement.note}` : ''}`);
+  }
   for (const d of status.decisions) {
-    lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);
+    // Where decisions are proven, the name is the verified subject; a rehearsal's is only what was typed.
+    const mark = identity && identity.policy.mode === 'unverified' ? ' (unverified)' : '';
+    lines.push(`Decision: ${d.decision} gate "${d.gate}" by ${d.by}${mark} at ${d.at}${d.comment ? ` — ${d.comment}` : ''}`);
   }
   if (status.refusedSignals) {
     const kept = Math.min(status.refusedSignals, REFUSALS_KEPT);
@@ -79,6 +88,13 @@ export function formatPointOfNoReturn(status: MigrationStatus): string | undefin
 
 export function rollbackCommand(status: MigrationStatus): string {
   return `tiershift rollback ${status.migrationId} --reason "..."${status.pointOfNoReturn?.crossed ? ' --confirm' : ''}`;
+}
+
+/** How a migration's decisions are proven, in a few words. */
+export function provenBy(policy: IdentityPolicy): string {
+  if (policy.mode === 'oidc') return `verified, with ID tokens from ${policy.issuer}`;
+  if (policy.mode === 'ssh') return "verified, with SSH signatures by the plan's allowed signers";
+  return 'UNVERIFIED (identity: unverified, a rehearsal): every name is as typed';
 }
 
 /** What a decision would be made on: the plan, and every figure measured so far, step by step. */

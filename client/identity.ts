@@ -9,6 +9,8 @@ import { EXIT } from './errors';
 export interface SignerFlags {
   /** SSH key (private, or public with the private key in ssh-agent) for plans with SSH signers. */
   key?: string;
+  /** Where the sign-in is kept (default identity/config.ts configDir()): the demo keeps one per person. */
+  configDir?: string;
 }
 
 /** The statement of a decision on a running migration, exactly as its workflow will build it. */
@@ -38,7 +40,7 @@ export const needsProof = (policy: IdentityPolicy | undefined): boolean => polic
 export async function proofFor(policy: IdentityPolicy, statement: DecisionStatement, flags: SignerFlags): Promise<Proof | undefined> {
   if (policy.mode === 'oidc') {
     const { idTokenFor } = await import('../identity/oidc-login');
-    return { kind: 'oidc', token: await idTokenFor({ issuer: policy.issuer, clientId: policy.audience, nonce: statementNonce(statement) }) };
+    return { kind: 'oidc', token: await idTokenFor({ issuer: policy.issuer, clientId: policy.audience, nonce: statementNonce(statement), ...(flags.configDir ? { configDir: flags.configDir } : {}) }) };
   }
   if (policy.mode === 'ssh') {
     const { defaultSigningKey, signStatement } = await import('../identity/ssh');

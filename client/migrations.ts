@@ -77,13 +77,16 @@ export async function rejectGate(client: Client, id: string, args: RejectArgs) {
 /** Who decides, as `decisionFields` (client/identity.ts) says it: a proof, or in a rehearsal a name. */
 type Decider = Pick<OperatorArgs, 'by' | 'proof' | 'evidence'>;
 
-export async function resumeMigration(client: Client, id: string, who: Decider) {
-  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { ...who } satisfies OperatorArgs);
+/** A name alone is a rehearsal's decision (or one of a run from before proofs). */
+const decider = (who: Decider | string): Decider => (typeof who === 'string' ? { by: who } : who);
+
+export async function resumeMigration(client: Client, id: string, who: Decider | string) {
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'resume', { ...decider(who) } satisfies OperatorArgs);
   return migrationHandle(client, id).executeUpdate(resumeUpdate, { args: [checked] });
 }
 
-export async function rollbackMigration(client: Client, id: string, who: Decider, reason?: string, confirm?: boolean) {
-  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { ...who, reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
+export async function rollbackMigration(client: Client, id: string, who: Decider | string, reason?: string, confirm?: boolean) {
+  const checked = await wellFormed((m) => m.operatorArgsSchema, 'rollback', { ...decider(who), reason, ...(confirm ? { confirm } : {}) } satisfies OperatorArgs);
   return migrationHandle(client, id).executeUpdate(rollbackUpdate, { args: [checked] });
 }
 

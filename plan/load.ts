@@ -7,10 +7,12 @@ import { isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { PROVIDERS } from '../activities/registry';
 import { planDigest } from '../contract/digest';
+import { DEFAULT_PORTS, readState, sandboxHome } from '../contract/home';
+import { allowedPrincipals, allowedSignersProblems } from '../identity/ssh';
 import type { IdentityPolicy } from '../contract/identity';
 import { holdsSecret } from '../contract/redact';
 import { PHASE_KINDS, PHASES, type PhaseKindName } from './phases';
-import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext } from './phases/kit';
+import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext, type GateRules } from './phases/kit';
 import type { PathPart, ProviderPlan } from './provider';
 import { isProviderStepKind, planSchemaFor, RESOURCE_KINDS, secretRefPhrase, type PlanFile } from './schema';
 import type { Recovery, ResolvedPlan, Resource, ResourceKind, RetryPolicy, Step, StepTimeouts } from './types';
@@ -181,7 +183,11 @@ function resolveResources(file: PlanFile, providers: readonly ProviderPlan[]): R
 function identityPolicy(file: PlanFile, source: string): { policy: IdentityPolicy } | { at: PathPart[]; problem: string } {
   const id = file.identity;
   if (id === 'unverified') return { policy: { mode: 'unverified' } };
-  if ('oidc' in id) return { policy: { mode: 'oidc', issuer: id.oidc.issuer.replace(/\/$/, ''), audience: id.oidc.audience ?? 'tiershift', groupsClaim: id.oidc.groupsClaim ?? 'groups' } };
+  if ('oidc' in id) {
+    // The sandbox's provider moves with its port: the running sandbox's, else where it would start.
+    const issuer = id.oidc.issuer === 'sandbox' ? (readState(sandboxHome())?.idp?.issuer ?? `http://127.0.0.1:${DEFAULT_PORTS.idp}`) : id.oidc.issuer.replace(/\/$/, '');
+    return { policy: { mode: 'oidc', issuer, audience: id.oidc.audience ?? 'tiershift', groupsClaim: id.oidc.groupsClaim ?? 'groups' } };
+  }
   const at: PathPart[] = ['identity', 'ssh', 'allowedSigners'];
   const file_ = path.resolve(path.dirname(source), id.ssh.allowedSigners);
   let text: string;
@@ -191,8 +197,16 @@ function identityPolicy(file: PlanFile, source: string): { policy: IdentityPolic
     const code = (err as NodeJS.ErrnoException).code;
     return { at, problem: `expected an allowed-signers file (principal, key type and public key per line, as \`ssh-keygen -Y verify\` reads), but ${file_} cannot be read (${code === 'ENOENT' ? 'no such file' : code})` };
   }
-  const groups = [...(file.approvers ?? []), ...(file.operators ?? [])].filter((p) => p.startsWith('group:'));
+  const broken = allowedSignersProblems(text);
+  if (broken.length) return { at, problem: `expected an allowed-signers file ssh-keygen can read, but ${file_} has ${broken.slice(0, 3).join('; ')}` };
+  // Everyone the plan names must be able to sign: a name the file lacks could never decide.
+  const principals = new Set(allowedPrincipals(text));
+  const gateApprovers = file.phases.flatMap((p) => Object.values(p).flatMap((body) => [...((body as GateRules | undefined)?.approvers ?? []), ...((body as GateRules | undefined)?.notify?.escalateTo ?? [])]));
+  const named = [...new Set([...(file.approvers ?? []), ...(file.operators ?? []), ...gateApprovers])];
+  const groups = named.filter((p) => p.startsWith('group:'));
   if (groups.length) return { at: ['identity'], problem: `expected approvers and operators named by principal with SSH signers, got ${groups[0]} (groups come from an identity provider)` };
+  const unknown = named.filter((p) => !principals.has(p));
+  if (unknown.length) return { at, problem: `expected every approver and operator among its principals (${[...principals].join(', ')}), but ${file_} does not list ${unknown.join(', ')}` };
   return { policy: { mode: 'ssh', allowedSigners: text } };
 }
 

@@ -120,9 +120,13 @@ const identity = z.union(
     z.strictObject({
       oidc: z.strictObject({
         // https, except an identity provider on this machine (the sandbox's).
-        issuer: z.url({ protocol: /^https?$/, error: 'expected the issuer URL of an OpenID Connect provider' }).refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?(\/|$)/.test(u), {
-          error: 'expected an https issuer URL (http only on 127.0.0.1)',
-        }),
+        // `sandbox`: the sandbox's own identity provider, wherever `tiershift sandbox up` put it.
+        issuer: z.union([
+          z.literal('sandbox'),
+          z.url({ protocol: /^https?$/, error: 'expected the issuer URL of an OpenID Connect provider, or sandbox' }).refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?(\/|$)/.test(u), {
+            error: 'expected an https issuer URL (http only on 127.0.0.1)',
+          }),
+        ]),
         /** The client id tiershift signs in as: the audience its ID tokens carry. */
         audience: z.string().min(1).max(200).optional(),
         /** The claim holding the groups that approver lists name as `group:<name>`. */

@@ -207,6 +207,7 @@ function phasesPlan(name: string, dr: string, phases: string) {
   return parsePlan(
     `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${name}
 defaults:
   retry: { maximumAttempts: 2, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }

@@ -42,6 +42,7 @@ function writePlan(name: string, scratchDb: string): string {
     file,
     [
       'apiVersion: tiershift/v1',
+      'identity: unverified',
       `name: ${name}`,
       'description: check the source, approve, check a scratch database on the target',
       'approvers: [alice, bob]',

@@ -84,7 +84,7 @@ describe('tiershift CLI on the sandbox', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tiershift-plan-'));
     try {
       const bad = path.join(dir, 'bad.yaml');
-      await import('node:fs').then((fs) => fs.writeFileSync(bad, 'apiVersion: tiershift/v1\nname: bad\nresources: {}\nphases:\n  - check: { resources: [nowhere] }\n'));
+      await import('node:fs').then((fs) => fs.writeFileSync(bad, 'apiVersion: tiershift/v1\nidentity: unverified\nname: bad\nresources: {}\nphases:\n  - check: { resources: [nowhere] }\n'));
       const invalid = await tiershift(['start', bad]);
       expect(invalid.code).toBe(2);
       expect(invalid.stderr).toContain('phases[0].check.resources[0]');
@@ -108,7 +108,7 @@ describe('tiershift CLI on the sandbox', () => {
       const file = path.join(dir, 'never-passes.yaml');
       writeFileSync(
         file,
-        'apiVersion: tiershift/v1\nname: never-passes\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source, database: shop }\nphases:\n' +
+        'apiVersion: tiershift/v1\nidentity: unverified\nname: never-passes\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source, database: shop }\nphases:\n' +
           '  - check: { resources: [sourceDb] }\n  - gate: { name: go, approvers: [alice, bob], requiredApprovals: 2, fourEyes: true }\n',
       );
       const refused = await tiershift(['start', file, '--by', 'alice', '--id', 'migration-never-passes']);

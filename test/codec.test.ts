@@ -33,6 +33,7 @@ const MARKERS = {
 const plan = parsePlan(
   `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${MARKERS.name}
 description: ${MARKERS.description}
 defaults: { retry: { maximumAttempts: 1 } }

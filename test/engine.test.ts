@@ -20,6 +20,7 @@ interface PlanOptions {
 function planYaml(name: string, { gate = '{ name: go }', traffic = true }: PlanOptions = {}): string {
   return `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${name}
 approvers: [alice, bob, carol]
 defaults:
@@ -222,7 +223,7 @@ describe('migration engine', () => {
   it('keeps history small on a plan with hundreds of steps by continuing as new', async () => {
     const checks = Array.from({ length: 200 }, () => '  - check: { resources: [sourceDb] }').join('\n');
     const plan = parsePlan(
-      `apiVersion: tiershift/v1\nname: many-steps\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source }\nphases:\n${checks}\n  - gate: { name: last }\n`,
+      `apiVersion: tiershift/v1\nidentity: unverified\nname: many-steps\nresources:\n  sourceDb: { kind: postgres, provider: local, cluster: source }\nphases:\n${checks}\n  - gate: { name: last }\n`,
       'many-steps.yaml',
     );
     const handle = await startMigration(engine.env.client, plan, 'alice', { historyLimit: 300 });
@@ -492,6 +493,7 @@ describe('migration engine', () => {
     const checks = Array.from({ length: 30 }, () => '  - check: { resources: [sourceDb] }').join('\n');
     const plan = parsePlan(
       `apiVersion: tiershift/v1
+identity: unverified
 name: observed
 defaults:
   retry: { maximumAttempts: 2, initialInterval: 100ms, backoffCoefficient: 1, maximumInterval: 100ms }

@@ -41,6 +41,7 @@ afterAll(async () => {
 function planYaml(name: string, go = '{ name: go, approvers: [bob] }'): string {
   return `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${name}
 approvers: [bob, carol]
 defaults:

@@ -7,6 +7,7 @@ import { rollbackOrder } from '../plan/rollback';
 import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
 
 const HEAD = `apiVersion: tiershift/v1
+identity: unverified
 name: shop-move
 approvers: [alice, bob]
 resources:
@@ -20,7 +21,7 @@ phases:
 
 /** [what is wrong, the phases (or a whole plan when it starts with apiVersion), path, line, the problem]. */
 const BAD: [string, string, string, number | undefined, RegExp][] = [
-  ['not YAML', 'apiVersion: tiershift/v1\nname: [unclosed\n', '', 3, /is not valid YAML/],
+  ['not YAML', 'apiVersion: tiershift/v1\nidentity: unverified\nname: [unclosed\n', '', 3, /is not valid YAML/],
   ['a wrong apiVersion', HEAD.replace('tiershift/v1', 'tiershift/v2') + '  - check: { resources: [sourceDb] }\n', 'apiVersion', 1, /expected "tiershift\/v1", got "tiershift\/v2"/],
   ['a bad name', HEAD.replace('shop-move', 'Shop Move') + '  - check: { resources: [sourceDb] }\n', 'name', 2, /expected 3 to 50 lowercase letters.*got "Shop Move"/],
   ['no phases', HEAD + '  []\n', 'phases', 11, /expected at least 1 item, got 0/],
@@ -114,6 +115,7 @@ describe('plan validation', () => {
 
 describe('providers in plans', () => {
   const nested = `apiVersion: tiershift/v1
+identity: unverified
 name: shop-move
 resources:
   db: { kind: postgres, database: shop, azure: { subscription: s, resourceGroup: rg, server: pg-shop } }
@@ -126,6 +128,7 @@ phases:
   - app: { resource: sandboxApp, version: v2, database: sandboxDb }
 `;
   const flat = `apiVersion: tiershift/v1
+identity: unverified
 name: shop-move
 resources:
   db: { kind: postgres, provider: azure, subscription: s, resourceGroup: rg, server: pg-shop, database: shop }

@@ -27,6 +27,7 @@ const HOOK_PATH = '/hooks/T0KEN-in-the-path';
 function planYaml(name: string): string {
   return `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${name}
 approvers: [alice, bob]
 defaults:

@@ -49,6 +49,7 @@ describe('redact', () => {
   it('the plan refuses a webhook URL with a token in its path', () => {
     const plan = `
 apiVersion: tiershift/v1
+identity: unverified
 name: hook-token
 resources:
   db: { kind: postgres, provider: local, cluster: source }

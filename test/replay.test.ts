@@ -21,6 +21,7 @@ const engine = engineSuite(script);
 
 const PLAN = `
 apiVersion: tiershift/v1
+identity: unverified
 name: replayed
 defaults:
   retry: { maximumAttempts: 1, initialInterval: 100ms, backoffCoefficient: 1, maximumInterval: 100ms }

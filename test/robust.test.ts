@@ -131,6 +131,7 @@ process.stdout.write('survived\\n');
     const plan = parsePlan(
       `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${uniqueName('terminate')}
 defaults:
   retry: { maximumAttempts: 10, initialInterval: 500ms, backoffCoefficient: 1, maximumInterval: 500ms }
@@ -195,6 +196,7 @@ describe('the write pause is bounded (scenario 7)', () => {
     const plan = parsePlan(
       `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${uniqueName('frozen')}
 defaults:
   retry: { maximumAttempts: 10, initialInterval: 500ms, backoffCoefficient: 1, maximumInterval: 500ms }
@@ -318,6 +320,7 @@ describe('secrets never reach text (scenario 6)', () => {
     const plan = parsePlan(
       `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${uniqueName('secrets')}
 resources:
   sourceDb: { kind: postgres, provider: local, cluster: source, connection: { env: ROBUST_PG } }
@@ -374,6 +377,7 @@ describe('transient failures are retried (scenario 11)', () => {
     const plan = parsePlan(
       `
 apiVersion: tiershift/v1
+identity: unverified
 name: ${uniqueName('port-taken')}
 defaults:
   retry: { maximumAttempts: 6, initialInterval: 1s, backoffCoefficient: 1, maximumInterval: 1s }

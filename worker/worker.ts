@@ -3,6 +3,8 @@ import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSo
 import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
+import { createIdentityActivities, workerIdentityPolicy, type WorkerIdentityPolicy } from '../activities/identity';
+import { readState, sandboxHome } from '../contract/home';
 import { connectionOptions, type ConnectionFlags } from '../contract/connection';
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
@@ -48,6 +50,11 @@ export interface WorkerOptions {
   faults?: FaultInjection;
   /** Defaults to the configured codec (codec/keys.ts); clients must use the same one. */
   dataConverter?: DataConverter;
+  /**
+   * Which identity providers this worker trusts and whether it runs unverified rehearsals. Defaults to
+   * the environment's (TIERSHIFT_TRUSTED_ISSUERS, TIERSHIFT_ALLOW_UNVERIFIED) with no sandbox trust.
+   */
+  identityPolicy?: WorkerIdentityPolicy;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -58,7 +65,11 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
     workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
-    activities: opts.activities ?? createActivities(opts.providers ?? (await loadProviders())),
+    activities: {
+      // Decisions are verified by this worker whatever activities it runs for the steps.
+      ...createIdentityActivities(opts.identityPolicy ?? workerIdentityPolicy({ sandbox: false })),
+      ...(opts.activities ?? createActivities(opts.providers ?? (await loadProviders()))),
+    },
     ...(opts.identity ? { identity: opts.identity } : {}),
     // Redaction outermost: it also sees what an injected fault throws.
     interceptors: { activity: [redactionInterceptor, ...(opts.faults ? [faultInterceptor(opts.faults)] : [])] },
@@ -72,7 +83,11 @@ export async function runWorker(flags: ConnectionFlags, log: (line: string) => v
   const connection = await NativeConnection.connect({ address, tls, apiKey });
   try {
     const keys = loadCodecKeys();
-    const worker = await createWorker({ connection, namespace, faults, dataConverter: tiershiftDataConverter(keys ?? null) });
+    // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
+    const sandbox = readState(sandboxHome())?.temporal?.address === address;
+    const identityPolicy = workerIdentityPolicy({ sandbox });
+    const worker = await createWorker({ connection, namespace, faults, identityPolicy, dataConverter: tiershiftDataConverter(keys ?? null) });
+    log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);

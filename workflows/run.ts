@@ -779,6 +779,16 @@ function currentDetails(status: MigrationStatus): string {
     lines.push(`Decide: \`tiershift resume ${status.migrationId}\` or \`tiershift rollback ${status.migrationId} --reason ...\``);
   }
   if (status.rollback) lines.push(`Rollback (${status.rollback.trigger}): ${status.rollback.reason}`);
+  const identity = status.identity;
+  if (identity) {
+    const policy = identity.policy;
+    const last = status.decisionLog?.at(-1);
+    lines.push(
+      policy.mode === 'unverified'
+        ? '**Unverified** decisions (identity: unverified, a rehearsal): every name is as typed.'
+        : `Decisions verified with ${policy.mode === 'oidc' ? `ID tokens from ${policy.issuer}` : 'SSH signatures'}${last ? `; last: ${last.statement.action} by ${last.subject}` : ''}.`,
+    );
+  }
   return lines.join('\n\n');
 }
 

@@ -45,6 +45,7 @@ export interface SandboxPlanSpec {
 export function sandboxPlanYaml({ name, head, resources, phases }: SandboxPlanSpec): string {
   const lines = Object.entries(resources).map(([n, r]) => `  ${n}: ${r}`);
   return `apiVersion: tiershift/v1
+identity: unverified
 name: ${name}
 ${head ? `${head.trim()}\n` : ''}resources:
 ${lines.join('\n')}

@@ -11,6 +11,7 @@ import { findBinary } from '../../sandbox/binaries';
 import { SEARCH_ATTRIBUTES } from '../../contract/search-attributes';
 import { readState, sandboxHome } from '../../contract/home';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
+import { workerIdentityPolicy } from '../../activities/identity';
 import type { ActivityScript } from './scripted-activities';
 
 let runtimeInstalled = false;
@@ -85,7 +86,8 @@ export async function sandboxTemporal(): Promise<SandboxTemporal> {
 }
 
 export async function startWorker(opts: WorkerOptions): Promise<{ worker: Worker; stop: () => Promise<void> }> {
-  const worker = await createWorker(opts);
+  // Tests run rehearsals (identity: unverified) and trust the sandbox's identity provider, as a sandbox worker does.
+  const worker = await createWorker({ identityPolicy: workerIdentityPolicy({ sandbox: true }), ...opts });
   const running = worker.run();
   return {
     worker,
