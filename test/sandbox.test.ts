@@ -43,7 +43,7 @@ describe('sandbox', () => {
 
   it('reports every service healthy', async () => {
     const status = await sandboxStatus({ home });
-    expect(status.map((s) => s.name).sort()).toEqual(['app-blue', 'azurite', 'haproxy', 'postgres-source', 'postgres-target', 'temporal']);
+    expect(status.map((s) => s.name).sort()).toEqual(['app-blue', 'azurite', 'haproxy', 'idp', 'postgres-source', 'postgres-target', 'temporal']);
     for (const s of status) expect(s, `${s.name}: ${s.detail}`).toMatchObject({ healthy: true });
     expect(status.find((s) => s.name === 'postgres-source')?.detail).toContain(`${SEED_ROWS} orders`);
     expect(state.temporal?.uiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
