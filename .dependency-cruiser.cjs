@@ -1,12 +1,12 @@
 // The layering rule, checked by `npm run lint:deps` and in `npm test`. Lower layers never import upward,
 // so each can be used (and tested) without what sits above it:
-//   contract < plan < activities, workflows < worker, client;  codec, sandbox beside, below activities.
+//   contract < plan < activities, workflows < worker, client;  codec, sandbox, identity beside, below activities.
 // Paths are relative to the project root; only the project's own folders are constrained (npm packages
 // and node built-ins are free). TypeScript is read before compilation so type-only imports are seen,
 // and told apart from value imports where a rule allows only types.
 
 /** Every folder of the project: a rule "imports only X" forbids the others among these. */
-const PROJECT = '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
+const PROJECT = '^(contract|plan|codec|identity|sandbox|activities|workflows|worker|client|app|scripts|docker|bench|test|bin)/';
 
 /** A forbidden dependency: from modules matching `from` to modules matching `to`. */
 const forbid = (name, from, to, comment) => ({ name, comment, severity: 'error', from, to });
@@ -28,9 +28,11 @@ module.exports = {
       'Loading a plan needs no worker or Temporal: only the contract and what each provider declares about its plan fields.'),
     only('codec-imports-only-contract', '^codec/', '^(contract|codec)/',
       'The codec runs in the worker, the CLI and the codec server alike.'),
-    only('sandbox-imports-only-contract-and-codec', '^sandbox/', '^(contract|codec|sandbox)/',
+    only('identity-imports-only-contract', '^identity/', '^(contract|identity)/',
+      'Signing in and verifying tokens serve the CLI, the worker and an offline audit alike.'),
+    only('sandbox-imports-only-contract-codec-identity', '^sandbox/', '^(contract|codec|identity|sandbox)/',
       'The sandbox stands up processes; it knows nothing of migrations.'),
-    only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|activities|sandbox)/',
+    only('activities-import-only-contract-plan-identity-sandbox', '^activities/', '^(contract|plan|identity|activities|sandbox)/',
       'Activities run a resolved plan step; what the workflow and they share lives in contract/.'),
     forbid('only-the-local-provider-uses-the-sandbox', { path: '^activities/', pathNot: '^activities/local/' }, { path: '^sandbox/' },
       'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.'),
@@ -40,7 +42,7 @@ module.exports = {
       'Workflows call activities through proxies and need only their signatures.'),
     forbid('worker-not-client-or-tools', { path: '^worker/' }, { path: '^(client|test|bench|scripts)/' },
       'The worker is deployed without the CLI, tests and benchmarks; what both need belongs in contract/.'),
-    forbid('product-not-tests-or-bench', { path: '^(contract|plan|codec|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' }, { path: '^(test|bench)/' },
+    forbid('product-not-tests-or-bench', { path: '^(contract|plan|codec|identity|sandbox|activities|workflows|worker|client|app|scripts|docker|bin)/' }, { path: '^(test|bench)/' },
       'Shipped code must not depend on tests or benchmarks (they may depend on it).'),
     forbid('bench-uses-only-test-support', { path: '^bench/' }, { path: '^test/', pathNot: '^test/support/' },
       'Benchmarks share fixtures (plans, shoppers, instant activities) with the tests, never test files themselves.'),

@@ -28,7 +28,7 @@ async function query<T extends pg.QueryResultRow>(cluster: PostgresCluster | und
 }
 
 function allPids(s: SandboxState): number[] {
-  return [s.temporal, s.azurite, s.postgres.source, s.postgres.target, s.haproxy, s.apps.blue, s.apps.green].flatMap((r) => (r ? [r.pid] : []));
+  return [s.temporal, s.azurite, s.postgres.source, s.postgres.target, s.haproxy, s.apps.blue, s.apps.green, s.idp].flatMap((r) => (r ? [r.pid] : []));
 }
 
 describe('sandbox', () => {
