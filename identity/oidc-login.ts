@@ -183,8 +183,11 @@ async function tokenFor(issuer: string, meta: IssuerMetadata, clientId: string, 
     const why = typeof body.error === 'string' ? `${body.error}${typeof body.error_description === 'string' ? `: ${body.error_description}` : ''}` : `HTTP ${res.status}`;
     throw new UserError(`the identity provider ${issuer} issued no ID token (${why}); run \`tiershift login\` and try again.`);
   }
-  const { keys } = await fetchIssuerKeys(issuer);
-  const verified = await verifyIdToken(body.id_token, { issuer, audience: clientId, nonce: auth.nonce, at: new Date(), groupsClaim: GROUPS_CLAIM, keys });
+  const check = async (fresh: boolean) =>
+    verifyIdToken(body.id_token as string, { issuer, audience: clientId, nonce: auth.nonce, at: new Date(), groupsClaim: GROUPS_CLAIM, keys: (await fetchIssuerKeys(issuer, { fresh })).keys });
+  // Once more with the keys fetched afresh: the provider may have rotated its key since they were cached.
+  let verified = await check(false);
+  if (!verified.ok) verified = await check(true);
   if (!verified.ok) throw new UserError(`${verified.refusal}.`);
   const { subject, name } = verified.identity;
   return { token: body.id_token, subject, ...(name !== undefined ? { name } : {}) };
@@ -264,9 +267,12 @@ async function browserSignIn(issuer: string, meta: IssuerMetadata, clientId: str
       });
     });
     process.stderr.write(`Sign in to ${issuer} in your browser:\n  ${auth.url.href}\n`);
-    const opener = spawn('xdg-open', [auth.url.href], { stdio: 'ignore', detached: true });
-    opener.on('error', () => undefined);
-    opener.unref();
+    // TIERSHIFT_NO_BROWSER: over SSH, or in tests, the URL is opened elsewhere.
+    if (!process.env.TIERSHIFT_NO_BROWSER) {
+      const opener = spawn('xdg-open', [auth.url.href], { stdio: 'ignore', detached: true });
+      opener.on('error', () => undefined);
+      opener.unref();
+    }
     const url = await callback;
     return await tokenFor(issuer, meta, clientId, codeFrom(issuer, url, auth), auth);
   } finally {

@@ -62,12 +62,13 @@ export async function discover(issuer: string): Promise<IssuerMetadata> {
 }
 
 /**
- * The issuer's signing keys: discovery, then its `jwks_uri`. Cached for five minutes per issuer; an
- * unreachable issuer throws a TransientError, for the caller to retry.
+ * The issuer's signing keys: discovery, then its `jwks_uri`. Cached for five minutes per issuer (unless
+ * `fresh`); an unreachable issuer throws a TransientError, for the caller to retry.
  */
-export async function fetchIssuerKeys(issuer: string): Promise<IssuerKeys> {
+export async function fetchIssuerKeys(issuer: string, opts: { fresh?: boolean } = {}): Promise<IssuerKeys> {
   const cached = keyCache.get(issuer);
-  if (cached && Date.now() - cached.at < CACHE_MS) return cached.value;
+  // `fresh`: a token signed with a key the cached set lacks may come from a key rotated in since.
+  if (cached && !opts.fresh && Date.now() - cached.at < CACHE_MS) return cached.value;
   const { jwks_uri } = await discover(issuer);
   const jwks = (await getJson(jwks_uri, `the signing keys of ${issuer}`)) as { keys?: unknown };
   if (!Array.isArray(jwks.keys)) throw new UserError(`the signing keys of ${issuer} at ${jwks_uri} are not a JWK set; check the issuer URL.`);

@@ -24,6 +24,8 @@ const statement = (gate: string): DecisionStatement => ({ v: 1, migration: 'test
 const nonceA = statementNonce(statement('cutover'));
 const nonceB = statementNonce(statement('rollback-window'));
 
+// A test never opens a browser; it plays the browser itself (browse below).
+process.env.TIERSHIFT_NO_BROWSER = '1';
 const dirs: string[] = [];
 /** Every test signs in afresh: a config directory of its own. */
 beforeEach(() => {
@@ -60,6 +62,38 @@ async function mint(claims: Record<string, unknown>, times: { iat: number; exp: 
     .setIssuedAt(times.iat)
     .setExpirationTime(times.exp)
     .sign(await importJWK(key, 'ES256'));
+}
+
+/** A minimal browser: follows redirects with its cookies, fills in the sign-in form, ends at the loopback callback. */
+async function browse(start: URL, user: string, password: string): Promise<void> {
+  const cookies = new Map<string, string>();
+  let url = start;
+  let init: RequestInit = {};
+  for (let hops = 0; hops < 20; hops++) {
+    if (url.origin !== new URL(issuer).origin) {
+      // The CLI's listener: the browser delivers the code there.
+      expect((await fetch(url)).status).toBe(200);
+      return;
+    }
+    const headers = new Headers(init.headers);
+    headers.set('cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair = ''] = line.split(';');
+      const eq = pair.indexOf('=');
+      cookies.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+    init = {};
+    if (res.status >= 300 && res.status < 400) {
+      url = new URL(res.headers.get('location')!, url);
+      continue;
+    }
+    const action = /<form\b[^>]*\baction="([^"]+)"/.exec(await res.text())?.[1];
+    expect(action, `a sign-in form at ${url.pathname}`).toBeDefined();
+    url = new URL(action!, url);
+    init = { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: user, password }) };
+  }
+  throw new Error('the sign-in did not reach the callback');
 }
 
 describe('OpenID Connect sign-in and verification', () => {
@@ -161,6 +195,24 @@ describe('OpenID Connect sign-in and verification', () => {
     expect(authorizations).toHaveLength(2);
     for (const params of authorizations) expect(params.get('prompt')).toBe('none');
     expect(paths.filter((p) => p === 'POST /token')).toHaveLength(2);
+  });
+
+  it('without a user name, signs in through the browser: the URL on stderr, the code on a loopback listener', async () => {
+    let printed = '';
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      printed += String(chunk);
+      return true;
+    });
+    const signedIn = login({ issuer, clientId: 'tiershift' });
+    await vi.waitFor(() => expect(printed).toMatch(/\/auth\?/));
+    const url = new URL(/(http\S+\/auth\?\S+)/.exec(printed)![1]!);
+    expect(url.searchParams.get('redirect_uri')).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+    expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+    await browse(url, 'carol', users.carol!.password);
+    expect(await signedIn).toEqual({ subject: 'carol', name: 'Carol Example' });
+    // The browser keeps the provider session; without a terminal there is no browser to ask again.
+    expect(JSON.parse(readFileSync(loginFile(), 'utf8'))[issuer]).not.toHaveProperty('cookies');
+    await expect(idTokenFor({ issuer, clientId: 'tiershift', nonce: nonceA })).rejects.toThrow(/you are not signed in/);
   });
 
   it('fetchIssuerKeys: an unreachable issuer throws a TransientError; an issuer spelt differently is refused', async () => {
