@@ -156,6 +156,8 @@ export async function verifyIdToken(token: string, opts: VerifyOptions): Promise
     return refuse(`the token is for ${holder}, not ${opts.audience}; sign in to tiershift's client with \`tiershift login\``);
   }
   const now = Math.floor(opts.at.getTime() / 1000);
+  // An invalid date would pass every time comparison below.
+  if (Number.isNaN(now)) return refuse('the decision has no valid time to check the token against; this is a bug in tiershift, please report it');
   if (typeof payload.exp !== 'number') return refuse('the token carries no expiry time, so it cannot prove a decision; check the identity provider');
   if (now > payload.exp + TOLERANCE_S) return refuse(`the token expired at ${iso(payload.exp)}; run the command again for a fresh one`);
   if (typeof payload.nbf === 'number' && now < payload.nbf - TOLERANCE_S) {
