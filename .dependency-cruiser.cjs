@@ -1,7 +1,6 @@
 // The layering rule, checked by `npm run lint:deps` and in `npm test`. Lower layers never import upward,
 // so each can be used (and tested) without what sits above it:
-//   contract < plan < activities, workflows < worker, client;  codec, sandbox beside, below activities;
-//   identity (decision signatures) on contract alone, below activities, worker and client.
+//   contract < plan < activities, workflows < worker, client;  codec, sandbox, identity beside, below activities.
 // Paths are relative to the project root; only the project's own folders are constrained (npm packages
 // and node built-ins are free). TypeScript is read before compilation so type-only imports are seen,
 // and told apart from value imports where a rule allows only types.
@@ -30,10 +29,10 @@ module.exports = {
     only('codec-imports-only-contract', '^codec/', '^(contract|codec)/',
       'The codec runs in the worker, the CLI and the codec server alike.'),
     only('identity-imports-only-contract', '^identity/', '^(contract|identity)/',
-      'Signing and verifying decisions is shared by the CLI and the worker, and runs in neither\'s context.'),
-    only('sandbox-imports-only-contract-and-codec', '^sandbox/', '^(contract|codec|sandbox)/',
+      'Signing in and verifying tokens serve the CLI, the worker and an offline audit alike.'),
+    only('sandbox-imports-only-contract-codec-identity', '^sandbox/', '^(contract|codec|identity|sandbox)/',
       'The sandbox stands up processes; it knows nothing of migrations.'),
-    only('activities-import-only-contract-plan-sandbox', '^activities/', '^(contract|plan|identity|activities|sandbox)/',
+    only('activities-import-only-contract-plan-identity-sandbox', '^activities/', '^(contract|plan|identity|activities|sandbox)/',
       'Activities run a resolved plan step; what the workflow and they share lives in contract/.'),
     forbid('only-the-local-provider-uses-the-sandbox', { path: '^activities/', pathNot: '^activities/local/' }, { path: '^sandbox/' },
       'The sandbox is the local provider\'s world; another provider reaching into it would only work on a developer\'s machine.'),

@@ -77,7 +77,7 @@ function print(json: unknown, text: string): void {
 
 const sandbox = program.command('sandbox').description('the local sandbox: Temporal, PostgreSQL, Azurite, HAProxy, demo app');
 
-const PORT_NAMES = ['temporal', 'temporalUi', 'azurite', 'pgSource', 'pgTarget', 'haproxy', 'haproxyStats', 'haproxyRuntime', 'appBlue', 'appGreen'];
+const PORT_NAMES = ['temporal', 'temporalUi', 'azurite', 'pgSource', 'pgTarget', 'haproxy', 'haproxyStats', 'haproxyRuntime', 'appBlue', 'appGreen', 'idp'];
 function parsePort(value: string, previous: Partial<SandboxPorts> = {}): Partial<SandboxPorts> {
   const match = /^([a-zA-Z]+)=(\d{1,5})$/.exec(value);
   if (!match || !PORT_NAMES.includes(match[1]!) || Number(match[2]) > 65535) {

@@ -27,6 +27,8 @@ export interface SandboxPorts {
   haproxyRuntime: number;
   appBlue: number;
   appGreen: number;
+  /** The sandbox's OpenID provider, whose tokens prove who made a decision. */
+  idp: number;
 }
 
 /** The ports a sandbox prefers; each is replaced by a free one when taken, unless configured explicitly. */
@@ -41,6 +43,7 @@ export const DEFAULT_PORTS: SandboxPorts = {
   haproxyRuntime: 9999,
   appBlue: 3001,
   appGreen: 3002,
+  idp: 5556,
 };
 
 export interface ProcessRecord {
@@ -91,6 +94,8 @@ export interface SandboxState {
     backend: string;
   };
   apps: Partial<Record<'blue' | 'green', AppInstance>>;
+  /** The OpenID provider: `issuer` is its URL; `usersFile` holds the sandbox users' passwords (mode 0600). */
+  idp?: ProcessRecord & { issuer: string; usersFile: string };
 }
 
 export function stateFile(home: string): string {

@@ -7,6 +7,7 @@ import { UserError } from '../contract/errors';
 import { appHealth, APP_PROCESS, startApp } from './app';
 import { AZURITE_PROCESS, azuriteHealth, ensureAzurite } from './azurite';
 import { ensureHaproxy, HAPROXY_PROCESS, haproxyHealth } from './haproxy';
+import { ensureIdp, IDP_PROCESS, idpHealth } from './idp';
 import { checkPortNumbers, PortPlanner } from './ports';
 import { CLUSTERS, ensurePostgres, POSTGRES_PROCESS, postgresHealth, type ClusterName } from './postgres';
 import { isAlive, isOurProcess, stopProcess, type ProcessSpec } from './process';
@@ -67,7 +68,13 @@ export async function sandboxUp(opts: SandboxUpOptions = {}): Promise<SandboxSta
     // prepare meanwhile (initdb takes seconds) but claim their ports only once it is up, in case an
     // explicitly configured port is one the kernel could hand it.
     const temporal = ensureTemporal(ctx);
-    await allSettled([temporal, ensureAzurite(ctx, temporal), ensurePostgres(ctx, 'source', temporal), ensurePostgres(ctx, 'target', temporal)]);
+    await allSettled([
+      temporal,
+      ensureAzurite(ctx, temporal),
+      ensurePostgres(ctx, 'source', temporal),
+      ensurePostgres(ctx, 'target', temporal),
+      ensureIdp(ctx, temporal),
+    ]);
     await ensureApps(ctx);
     await ensureHaproxy(ctx);
     writeState(state);
@@ -93,6 +100,7 @@ const emptyPorts: SandboxPorts = {
   haproxyRuntime: 0,
   appBlue: 0,
   appGreen: 0,
+  idp: 0,
 };
 
 /** Blue (v1 on the source) always; green only when the app phase had started it, with its version. */
@@ -132,6 +140,7 @@ function recorded(state: SandboxState): Recorded[] {
       const cluster = state.postgres[c];
       return cluster && { name: `postgres-${c}`, record: cluster, spec: POSTGRES_PROCESS };
     }),
+    state.idp && { name: 'idp', record: state.idp, spec: IDP_PROCESS },
     state.azurite && { name: 'azurite', record: state.azurite, spec: AZURITE_PROCESS },
     state.temporal && { name: 'temporal', record: state.temporal, spec: TEMPORAL_PROCESS },
   ];
@@ -171,7 +180,7 @@ export async function sandboxDown(opts: { home?: string; purge?: boolean; log?: 
 }
 
 /** What the sandbox writes into its home; a purge refuses to delete a directory holding anything else. */
-const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg']);
+const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp']);
 
 function purgeHome(home: string): void {
   const foreign = readdirSync(home).filter((e) => !HOME_ENTRIES.has(e));
@@ -206,6 +215,7 @@ export async function sandboxStatus(opts: { home?: string } = {}): Promise<Servi
     ...clusters,
     ...apps,
     check('haproxy', state.haproxy, state.haproxy?.frontendUrl, () => haproxyHealth(state)),
+    check('idp', state.idp, state.idp?.issuer, () => idpHealth(state.idp!)),
   ]);
 }
 

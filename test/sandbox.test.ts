@@ -28,7 +28,7 @@ async function query<T extends pg.QueryResultRow>(cluster: PostgresCluster | und
 }
 
 function allPids(s: SandboxState): number[] {
-  return [s.temporal, s.azurite, s.postgres.source, s.postgres.target, s.haproxy, s.apps.blue, s.apps.green].flatMap((r) => (r ? [r.pid] : []));
+  return [s.temporal, s.azurite, s.postgres.source, s.postgres.target, s.haproxy, s.apps.blue, s.apps.green, s.idp].flatMap((r) => (r ? [r.pid] : []));
 }
 
 describe('sandbox', () => {
@@ -43,7 +43,7 @@ describe('sandbox', () => {
 
   it('reports every service healthy', async () => {
     const status = await sandboxStatus({ home });
-    expect(status.map((s) => s.name).sort()).toEqual(['app-blue', 'azurite', 'haproxy', 'postgres-source', 'postgres-target', 'temporal']);
+    expect(status.map((s) => s.name).sort()).toEqual(['app-blue', 'azurite', 'haproxy', 'idp', 'postgres-source', 'postgres-target', 'temporal']);
     for (const s of status) expect(s, `${s.name}: ${s.detail}`).toMatchObject({ healthy: true });
     expect(status.find((s) => s.name === 'postgres-source')?.detail).toContain(`${SEED_ROWS} orders`);
     expect(state.temporal?.uiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
