@@ -53,8 +53,14 @@ export function createIdentityActivities(worker: WorkerIdentityPolicy) {
         if (!worker.trustedIssuers.includes(policy.issuer)) return { ok: false, refusal: `this worker does not trust the identity provider ${policy.issuer}` };
         if (proof.kind !== 'oidc') return { ok: false, refusal: `this migration takes tokens from ${policy.issuer}, not SSH signatures; sign in with \`tiershift login\`` };
         // An unreachable issuer throws: the local activity retries, and the caller then says so.
-        const keys = await fetchIssuerKeys(policy.issuer);
-        return verifyIdToken(proof.token, { issuer: policy.issuer, audience: policy.audience, nonce: statementNonce(statement), at: new Date(at), groupsClaim: policy.groupsClaim, keys });
+        const check = (keys: Record<string, unknown>[]) =>
+          verifyIdToken(proof.token, { issuer: policy.issuer, audience: policy.audience, nonce: statementNonce(statement), at: new Date(at), groupsClaim: policy.groupsClaim, keys });
+        const cached = await fetchIssuerKeys(policy.issuer);
+        const verdict = await check(cached.keys);
+        if (verdict.ok) return verdict;
+        // The issuer may have rotated its key since the keys were cached: judge once more on fresh ones.
+        const fresh = await fetchIssuerKeys(policy.issuer, { fresh: true });
+        return JSON.stringify(fresh.keys) === JSON.stringify(cached.keys) ? verdict : check(fresh.keys);
       }
       if (policy.mode === 'ssh') {
         if (proof.kind !== 'ssh') return { ok: false, refusal: 'this migration takes SSH signatures from the keys its plan lists, not tokens; sign with --key' };

@@ -64,7 +64,7 @@ async function checkRecord(input: AuditInput, identity: IdentityStatus, record: 
       nonce: statementNonce(s),
       at: new Date(record.at),
       groupsClaim: policy.groupsClaim,
-      keys: { keys: [record.identity.key] },
+      keys: [record.identity.key],
     });
     if (!verdict.ok) return verdict.refusal;
     if (verdict.identity.subject !== record.subject) return `its token is ${verdict.identity.subject}'s, not ${record.subject}'s`;

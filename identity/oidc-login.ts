@@ -29,6 +29,8 @@ export interface LoginOptions {
   user?: string;
   /** The user's password; for the running sandbox's provider it is read from the sandbox's users file. */
   password?: string;
+  /** Where the sign-in is kept (default configDir()): the demo and tests keep one per person. */
+  configDir?: string;
 }
 
 export const notSignedIn = (issuer: string): UserError =>
@@ -291,12 +293,12 @@ export async function login(opts: LoginOptions): Promise<{ subject: string; name
     const password = opts.password ?? sandboxPassword(opts.issuer, opts.user);
     const jar = new CookieJar();
     const { subject, name } = await formSignIn(opts.issuer, meta, opts.clientId, opts.user, password, jar);
-    writeLogin(opts.issuer, { clientId: opts.clientId, subject, ...(name !== undefined ? { name } : {}), signedInAt: new Date().toISOString(), cookies: jar.live() });
+    writeLogin(opts.issuer, { clientId: opts.clientId, subject, ...(name !== undefined ? { name } : {}), signedInAt: new Date().toISOString(), cookies: jar.live() }, opts.configDir);
     return { subject, ...(name !== undefined ? { name } : {}) };
   }
   const { subject, name } = await browserSignIn(opts.issuer, meta, opts.clientId, randomBytes(16).toString('base64url'));
   // The browser keeps the provider's session: later tokens come through the browser again, signed in already.
-  writeLogin(opts.issuer, { clientId: opts.clientId, subject, ...(name !== undefined ? { name } : {}), signedInAt: new Date().toISOString() });
+  writeLogin(opts.issuer, { clientId: opts.clientId, subject, ...(name !== undefined ? { name } : {}), signedInAt: new Date().toISOString() }, opts.configDir);
   return { subject, ...(name !== undefined ? { name } : {}) };
 }
 
@@ -304,8 +306,8 @@ export async function login(opts: LoginOptions): Promise<{ subject: string; name
  * A fresh ID token from `issuer` for `clientId` whose `nonce` claim is `nonce` (a decision's statementNonce).
  * Silently on the stored session; through the browser when there is none and a person is at the terminal.
  */
-export async function idTokenFor(opts: { issuer: string; clientId: string; nonce: string }): Promise<string> {
-  const stored = readLogin(opts.issuer);
+export async function idTokenFor(opts: { issuer: string; clientId: string; nonce: string; configDir?: string }): Promise<string> {
+  const stored = readLogin(opts.issuer, opts.configDir);
   if (stored?.cookies?.length) {
     const meta = await discover(opts.issuer);
     const jar = new CookieJar(stored.cookies);
@@ -317,7 +319,7 @@ export async function idTokenFor(opts: { issuer: string; clientId: string; nonce
     }
     const code = codeFrom(opts.issuer, step.callback, auth);
     // The provider may have renewed its cookies: keep the latest.
-    writeLogin(opts.issuer, { ...stored, cookies: jar.live() });
+    writeLogin(opts.issuer, { ...stored, cookies: jar.live() }, opts.configDir);
     return (await tokenFor(opts.issuer, meta, opts.clientId, code, auth)).token;
   }
   if (stored && interactive()) return (await browserSignIn(opts.issuer, await discover(opts.issuer), opts.clientId, opts.nonce)).token;
