@@ -372,6 +372,7 @@ function explain(issue: z.core.$ZodIssue, value: unknown, providers: readonly Pr
         ? `expected at most ${issue.maximum} ${issue.origin === 'array' ? 'items' : 'characters'}, got ${Array.isArray(value) || typeof value === 'string' ? value.length : show(value)}`
         : `expected ${issue.inclusive ? 'at most' : 'less than'} ${issue.maximum}, ${got}`;
     case 'invalid_union': {
+      if (issue.path.length === 1 && issue.path[0] === 'identity') return `${issue.message}, ${got}`;
       const kind = value && typeof value === 'object' && 'kind' in value;
       if ((issue as { note?: string }).note === 'No matching discriminator' || (kind && issue.path.at(-2) === 'resources')) {
         return `expected kind ${RESOURCE_KINDS.join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${show(issue.path.at(-1) === 'kind' ? value : (value as { kind?: unknown })?.kind)}`;

@@ -7,7 +7,6 @@ import { rollbackOrder } from '../plan/rollback';
 import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
 
 const HEAD = `apiVersion: tiershift/v1
-identity: unverified
 name: shop-move
 approvers: [alice, bob]
 resources:
@@ -19,9 +18,12 @@ resources:
 phases:
 `;
 
+/** HEAD with its identity, where no line number is asserted. */
+const PROVEN = HEAD.replace('phases:\n', 'identity: unverified\nphases:\n');
+
 /** [what is wrong, the phases (or a whole plan when it starts with apiVersion), path, line, the problem]. */
 const BAD: [string, string, string, number | undefined, RegExp][] = [
-  ['not YAML', 'apiVersion: tiershift/v1\nidentity: unverified\nname: [unclosed\n', '', 3, /is not valid YAML/],
+  ['not YAML', 'apiVersion: tiershift/v1\nname: [unclosed\n', '', 3, /is not valid YAML/],
   ['a wrong apiVersion', HEAD.replace('tiershift/v1', 'tiershift/v2') + '  - check: { resources: [sourceDb] }\n', 'apiVersion', 1, /expected "tiershift\/v1", got "tiershift\/v2"/],
   ['a bad name', HEAD.replace('shop-move', 'Shop Move') + '  - check: { resources: [sourceDb] }\n', 'name', 2, /expected 3 to 50 lowercase letters.*got "Shop Move"/],
   ['no phases', HEAD + '  []\n', 'phases', 11, /expected at least 1 item, got 0/],
@@ -73,7 +75,8 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
 
 describe('plan validation', () => {
   it.each(BAD)('rejects %s with one sentence naming the path', (_what, body, path, line, problem) => {
-    const text = body.startsWith('apiVersion') ? body : HEAD + body;
+    // The identity comes last, a top-level key after the phases, so the lines each case names stay put.
+    const text = `${body.startsWith('apiVersion') ? body : HEAD + body}identity: unverified\n`;
     let error: unknown;
     try {
       parsePlan(text, 'plans/bad.yaml');
@@ -89,14 +92,14 @@ describe('plan validation', () => {
   });
 
   it('lists every problem, not only the first', () => {
-    const text = HEAD + '  - check: { resources: [nowhere] }\n  - gate: { name: go, timeout: soon }\n  - infra: { resource: assets }\n';
+    const text = PROVEN + '  - check: { resources: [nowhere] }\n  - gate: { name: go, timeout: soon }\n  - infra: { resource: assets }\n';
     try {
       parsePlan(text, 'x.yaml');
       throw new Error('the plan was accepted');
     } catch (err) {
       expect((err as PlanError).issues.map((i) => i.message.split(':')[1]!.trim().split(' ')[0])).toEqual(['phases[1].gate.timeout']);
     }
-    const crossOnly = HEAD + '  - check: { resources: [nowhere] }\n  - infra: { resource: assets }\n';
+    const crossOnly = PROVEN + '  - check: { resources: [nowhere] }\n  - infra: { resource: assets }\n';
     const error = (() => {
       try {
         parsePlan(crossOnly, 'x.yaml');
@@ -170,7 +173,7 @@ phases:
 
 describe('plan resolution', () => {
   const plan = parsePlan(
-    `${HEAD}  - backup: { resources: [sourceDb] }
+    `${PROVEN}  - backup: { resources: [sourceDb] }
   - gate: { name: go, timeout: 2d, retry: { maximumAttempts: 9 } }
   - infra: { resource: targetDb, settings: { max_connections: 200 }, retry: { maximumAttempts: 5 }, timeouts: { startToClose: 1h } }
   - traffic: { resource: front, analysis: { maxErrorRate: 0.02 }, steps: [ { weight: 10, bake: 5m }, { weight: 100, bake: 10m, analysis: { minRequests: 50 } } ] }
@@ -190,9 +193,9 @@ describe('plan resolution', () => {
   });
 
   it('hashes the content, not its formatting', () => {
-    const a = parsePlan(HEAD + '  - check: { resources: [sourceDb] }\n', 'a.yaml');
-    const b = parsePlan(`# a comment\n${HEAD.replace('approvers: [alice, bob]\n', '')}  - check:\n      resources: [sourceDb]\napprovers: [alice, bob]\n`, 'b.yaml');
-    const c = parsePlan(HEAD + '  - check: { resources: [targetDb] }\n', 'c.yaml');
+    const a = parsePlan(PROVEN + '  - check: { resources: [sourceDb] }\n', 'a.yaml');
+    const b = parsePlan(`# a comment\n${PROVEN.replace('approvers: [alice, bob]\n', '')}  - check:\n      resources: [sourceDb]\napprovers: [alice, bob]\n`, 'b.yaml');
+    const c = parsePlan(PROVEN + '  - check: { resources: [targetDb] }\n', 'c.yaml');
     expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(b.hash).toBe(a.hash);
     expect(c.hash).not.toBe(a.hash);
@@ -214,7 +217,7 @@ describe('plan resolution', () => {
 
   it('puts a gate of its own before the point of no return, and recovers past it data first', () => {
     const ponr = parsePlan(
-      HEAD +
+      PROVEN +
         '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n' +
         '  - traffic: { resource: front, steps: [ { weight: 100, bake: 1m } ] }\n' +
         '  - finalize: { resources: [targetDb], pointOfNoReturn: { approvers: [bob], instructions: Users are on v2. } }\n  - gate: { name: done }\n',
@@ -236,16 +239,16 @@ describe('plan resolution', () => {
 
   it('knows the write point: v2 on a replicated target recovers its writes on a rollback, or says in the dry run that it loses them', () => {
     const phases = '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n  - traffic: { resource: front, steps: [ { weight: 100, bake: 1m } ] }\n';
-    const local = parsePlan(HEAD + phases, 'writes.yaml');
+    const local = parsePlan(PROVEN + phases, 'writes.yaml');
     expect(local.steps[1]).toMatchObject({ kind: 'app', targetWrites: { database: 'targetDb', source: 'sourceDb', recovery: 'reverse-sync' } });
     // The source gets what only the target has before users return to it, and once more after v2 stopped.
     expect(rollbackOrder(local.steps).map((a) => `${a.stepId}${a.part ? `/${a.part}` : ''}`)).toEqual(['1-app/start', '2-traffic-100', '1-app', '1-app/finish', '0-data']);
     expect(describePlan(local)).toMatch(/1-app .*write point: a rollback first copies back to sourceDb every row only targetDb has/s);
     expect(describePlan(local)).toMatch(/Write point: 1-app\. From when it starts, targetDb takes writes sourceDb lacks, so a rollback first does "Recover the writes targetDb took/);
     // v2 before the sync writes to a database nobody replicates into yet: no write point.
-    expect(parsePlan(HEAD + '  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', 'early.yaml').steps[0]).not.toHaveProperty('targetWrites');
+    expect(parsePlan(PROVEN + '  - app: { resource: api, version: v2, database: targetDb }\n  - data: { from: sourceDb, to: targetDb }\n', 'early.yaml').steps[0]).not.toHaveProperty('targetWrites');
 
-    const azure = parsePlan(HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + phases.replace('database: targetDb }', 'database: targetDb, acceptWriteLoss: true }'), 'loss.yaml');
+    const azure = parsePlan(PROVEN.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + phases.replace('database: targetDb }', 'database: targetDb, acceptWriteLoss: true }'), 'loss.yaml');
     expect(azure.steps[1]).toMatchObject({ targetWrites: { database: 'targetDb', source: 'sourceDb', acceptWriteLoss: true } });
     expect(azure.steps[1]).not.toHaveProperty('targetWrites.recovery');
     expect(rollbackOrder(azure.steps).some((a) => a.part)).toBe(false);

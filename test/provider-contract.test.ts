@@ -27,7 +27,6 @@ const HOOK_PATH = '/hooks/T0KEN-in-the-path';
 function planYaml(name: string): string {
   return `
 apiVersion: tiershift/v1
-identity: unverified
 name: ${name}
 approvers: [alice, bob]
 defaults:
@@ -51,6 +50,7 @@ phases:
   - data: { from: files, to: filesDr }
   - traffic: { resource: edge, steps: [ { weight: 50, bake: 5m }, { weight: 100, bake: 5m } ] }
   - finalize: { resources: [newDb], pointOfNoReturn: { gate: cutover } }
+identity: unverified
 `;
 }
 

@@ -84,11 +84,18 @@ export class MigrationRun {
     this.measureWrites = measureWrites;
     wf.setHandler(statusQuery, () => this.status);
     wf.setHandler(resumePreviewQuery, () => this.resumePreview());
-    // Runs started before decisions were proven (no identity in their status) keep their synchronous handlers.
+    // Runs started before decisions were proven (no identity in their status) keep their synchronous
+    // handlers: an Update answered at once completes before the workflow moves on, as their histories say.
     const proven = () => this.status.identity !== undefined;
-    wf.setHandler(approveUpdate, guarded(async (args: ApproveArgs) => (proven() ? this.approveProven(args) : this.approve(args as ApproveArgs & { by: string }))), { validator: (args: unknown) => this.validateApprove(args) });
-    wf.setHandler(rejectUpdate, guarded(async (args: RejectArgs) => (proven() ? this.rejectProven(args) : this.reject(args as RejectArgs & { by: string }))), { validator: (args: unknown) => this.validateReject(args) });
-    wf.setHandler(resumeUpdate, guarded(async (args: OperatorArgs) => (proven() ? this.resumeProven(args) : this.resume(args))), { validator: (args: unknown) => this.validateResume(args) });
+    wf.setHandler(approveUpdate, (args: ApproveArgs) => (proven() ? guarded((a: ApproveArgs) => this.approveProven(a))(args) : guardedSync((a: ApproveArgs) => this.approve(a as ApproveArgs & { by: string }))(args)), {
+      validator: (args: unknown) => this.validateApprove(args),
+    });
+    wf.setHandler(rejectUpdate, (args: RejectArgs) => (proven() ? guarded((a: RejectArgs) => this.rejectProven(a))(args) : guardedSync((a: RejectArgs) => this.reject(a as RejectArgs & { by: string }))(args)), {
+      validator: (args: unknown) => this.validateReject(args),
+    });
+    wf.setHandler(resumeUpdate, (args: OperatorArgs) => (proven() ? guarded((a: OperatorArgs) => this.resumeProven(a))(args) : guardedSync((a: OperatorArgs) => this.resume(a))(args)), {
+      validator: (args: unknown) => this.validateResume(args),
+    });
     wf.setHandler(rollbackUpdate, guarded((args: OperatorArgs) => this.operatorRollback(args)), { validator: (args: unknown) => this.validateRollback(args) });
     // A signal is validated again when its history replays (an Update's validator is not): a signal the
     // shape check refuses may have been accepted before the check existed, so histories without the
@@ -709,6 +716,18 @@ function guarded<A extends unknown[], R>(handler: (...args: A) => Promise<R>): (
     } catch (err) {
       if (err instanceof wf.TemporalFailure && !(err instanceof wf.ActivityFailure)) throw err;
       throw wf.ApplicationFailure.nonRetryable(errorMessage(err instanceof wf.ActivityFailure && err.cause ? err.cause : err), 'HandlerFailed');
+    }
+  };
+}
+
+/** guarded, for a handler that answers at once. */
+function guardedSync<A extends unknown[], R>(handler: (...args: A) => R): (...args: A) => R {
+  return (...args) => {
+    try {
+      return handler(...args);
+    } catch (err) {
+      if (err instanceof wf.TemporalFailure) throw err;
+      throw wf.ApplicationFailure.nonRetryable(errorMessage(err), 'HandlerFailed');
     }
   };
 }
