@@ -452,7 +452,7 @@ export class MigrationRun {
     this.touch();
   }
 
-  /** Resume, rollback and start are for the plan's operators. */
+  /** Resume and rollback are for the plan's operators. */
   private requireOperator(record: DecisionRecord, verb: string): void {
     const operators = this.status.identity?.operators ?? [];
     if (!mayDecide(operators, personOf(record))) throw new Error(`${record.subject} may not ${verb} this migration; its operators are: ${operators.join(', ')}`);
@@ -460,7 +460,7 @@ export class MigrationRun {
 
   /**
    * Before the first step: the plan is the one its hash names, this worker runs plans proven this way,
-   * and the person starting it is verified and one of its operators. The refusal, when there is one.
+   * and the person starting it is verified. The refusal, when there is one.
    */
   async verifyStart(startedBy: string, proof: Proof | undefined): Promise<string | undefined> {
     const policy = this.plan.identity!;
@@ -471,8 +471,8 @@ export class MigrationRun {
     const allowed = await checkIdentityPolicy(policy);
     if (allowed.refusal) return allowed.refusal;
     try {
+      // Anyone the plan's identity proves may start; four eyes then keeps them from approving it too.
       const record = await this.proveDecision('start', { by: startedBy || undefined, proof }, {});
-      this.requireOperator(record, 'start');
       this.status.startedBy = record.subject;
       this.status.identity.startVerified = true;
       this.log(record);
