@@ -17,6 +17,7 @@ const UNIT = [
   'test/handlers.test.ts',
   'test/provider-contract.test.ts',
   'test/ssh-identity.test.ts',
+  'test/decisions.test.ts',
 ];
 
 export default defineConfig({
