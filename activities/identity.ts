@@ -1,5 +1,5 @@
-// Verifying who decided, for the workflow: it runs these as local activities, so each verdict (and the
-// issuer's key that signed a token) is recorded in history and replays as it was given. The worker's
+// Verifying who decided, for the workflow: it runs these as activities, so each verdict (and the issuer's
+// key that signed a token) is recorded in history and replays as it was given. The worker's
 // own policy decides which issuers it trusts and whether it runs unverified plans at all: a plan cannot
 // bring its own identity provider to a worker that does not trust it.
 import { readState, sandboxHome } from '../contract/home';
@@ -52,7 +52,7 @@ export function createIdentityActivities(worker: WorkerIdentityPolicy) {
       if (policy.mode === 'oidc') {
         if (!worker.trustedIssuers.includes(policy.issuer)) return { ok: false, refusal: `this worker does not trust the identity provider ${policy.issuer}` };
         if (proof.kind !== 'oidc') return { ok: false, refusal: `this migration takes tokens from ${policy.issuer}, not SSH signatures; sign in with \`tiershift login\`` };
-        // An unreachable issuer throws: the local activity retries, and the caller then says so.
+        // An unreachable issuer throws: the activity retries, and the caller then says so.
         const check = (keys: Record<string, unknown>[]) =>
           verifyIdToken(proof.token, { issuer: policy.issuer, audience: policy.audience, nonce: statementNonce(statement), at: new Date(at), groupsClaim: policy.groupsClaim, keys });
         const cached = await fetchIssuerKeys(policy.issuer);

@@ -88,7 +88,7 @@ describe('proven decisions in the workflow', () => {
     await when(id, (s) => s.state === 'completed');
     // The run it continued in (the time-skipping server does not follow a first run's handle across runs).
     const latest = engine.env.client.workflow.getHandle(id);
-    const done = await latest.result();
+    const done = (await latest.result()) as MigrationStatus;
     expect(done.state).toBe('completed');
     expect(done.decisionLog?.map((d) => `${d.statement.action}:${d.subject}`)).toEqual(['start:alice', 'approve:bob', 'resume:bob']);
     // The run the statements name is the first one, whatever run the migration continued in.

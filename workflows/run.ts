@@ -385,7 +385,7 @@ export class MigrationRun {
     }
   }
 
-  /** viaSignal, for a decision whose proof is verified first (a local activity): a refusal is recorded all the same. */
+  /** viaSignal, for a decision whose proof is verified first (an activity): a refusal is recorded all the same. */
   private async viaSignalProven(signal: string, payload: unknown, handle: () => Promise<void>): Promise<void> {
     try {
       await handle();
