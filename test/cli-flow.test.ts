@@ -125,7 +125,7 @@ describe('the tiershift CLI as an operator uses it', () => {
 
     // Another terminal approves while the first one watches, bound to the file it reviewed.
     const approved = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob', '--comment', 'source looks healthy', '--plan', plan]);
-    expect(approved).toMatchObject({ code: 0, stdout: 'approved gate "go" as bob; the migration continues\n' });
+    expect(approved).toMatchObject({ code: 0, stdout: 'approved gate "go" as bob (unverified); the migration continues\n' });
 
     // The scratch database does not exist yet: the step fails past its one attempt and waits for an operator.
     const failed = await watch.waitFor(/fix the cause, then: tiershift resume .*\n/);

@@ -178,7 +178,7 @@ describe('sandbox', () => {
 
   it('down stops every recorded process and keeps the data; purge removes the home', async () => {
     const pids = allPids(readState(home)!);
-    expect(pids).toHaveLength(6);
+    expect(pids).toHaveLength(7);
     await sandboxDown({ home });
     for (const pid of pids) expect(isAlive(pid), `pid ${pid}`).toBe(false);
     expect(existsSync(stateFile(home))).toBe(false);
