@@ -201,7 +201,9 @@ function identityPolicy(file: PlanFile, source: string): { policy: IdentityPolic
   if (broken.length) return { at, problem: `expected an allowed-signers file ssh-keygen can read, but ${file_} has ${broken.slice(0, 3).join('; ')}` };
   // Everyone the plan names must be able to sign: a name the file lacks could never decide.
   const principals = new Set(allowedPrincipals(text));
-  const gateApprovers = file.phases.flatMap((p) => Object.values(p).flatMap((body) => [...((body as GateRules | undefined)?.approvers ?? []), ...((body as GateRules | undefined)?.notify?.escalateTo ?? [])]));
+  // Gates, and the gate a point of no return brings, with their escalation lists.
+  const rulesOf = (body: unknown): GateRules[] => [body as GateRules, (body as { pointOfNoReturn?: GateRules } | undefined)?.pointOfNoReturn ?? {}];
+  const gateApprovers = file.phases.flatMap((p) => Object.values(p).flatMap((body) => rulesOf(body).flatMap((r) => [...(r?.approvers ?? []), ...(r?.notify?.escalateTo ?? [])])));
   const named = [...new Set([...(file.approvers ?? []), ...(file.operators ?? []), ...gateApprovers])];
   const groups = named.filter((p) => p.startsWith('group:'));
   if (groups.length) return { at: ['identity'], problem: `expected approvers and operators named by principal with SSH signers, got ${groups[0]} (groups come from an identity provider)` };
