@@ -147,7 +147,10 @@ describe('the tiershift CLI as an operator uses it', () => {
       ['run again', '2-check'],
     ]);
     await withClient(targetAdminUrl(), (client) => client.query(`create database ${client.escapeIdentifier(scratchDb)}`));
-    const resumed = await tiershift(['resume', id, '--by', 'carol']);
+    // Resume is for the plan's operators (by default its approvers), in a rehearsal by name.
+    const notOperator = await tiershift(['resume', id, '--by', 'carol']);
+    expect(notOperator).toMatchObject({ code: 4, stderr: 'tiershift: refused: carol may not resume this migration; its operators are: alice, bob.\n' });
+    const resumed = await tiershift(['resume', id, '--by', 'bob']);
     expect(resumed).toMatchObject({ code: 0, stdout: `resuming ${id} at 2-check\n` });
 
     const ended = await watch.exited;
@@ -174,7 +177,7 @@ describe('the tiershift CLI as an operator uses it', () => {
     expect(md).toContain(`| 2-check | database "${scratchDb}" does not exist |`);
     expect(md).toContain('None: nothing was rolled back.');
     const timeline = md.slice(md.indexOf('## Timeline'), md.indexOf('## Steps'));
-    const order = ['started by alice', 'Check sourceDb healthy done', 'bob approved gate "go": source looks healthy', 'Check scratchDb healthy failed', 'carol resumed Check scratchDb healthy', 'Check scratchDb healthy done after 2 attempts', 'ended: completed'];
+    const order = ['started by alice', 'Check sourceDb healthy done', 'bob approved gate "go": source looks healthy', 'Check scratchDb healthy failed', 'bob resumed Check scratchDb healthy', 'Check scratchDb healthy done after 2 attempts', 'ended: completed'];
     expect(order.map((text) => timeline.indexOf(text))).toEqual(order.map((text) => timeline.indexOf(text)).sort((a, b) => a - b));
     expect(order.every((text) => timeline.includes(text))).toBe(true);
 

@@ -153,12 +153,16 @@ describe('decisions proven with the sandbox identity provider', () => {
     const otherGate = await tokenFor({ ...approvalStatement(s, 'go'), gate: 'finalize' });
     const otherRun = await tokenFor({ ...approvalStatement(s, 'go'), run: 'another-run' });
     const otherMigration = await tokenFor({ ...approvalStatement(s, 'go'), migration: 'migration-other' });
+    const refusedBefore = (await status(id)).refusedSignals ?? 0;
     for (const token of [otherGate, otherRun, otherMigration]) {
       const update = rawUpdate(id, 'approve', { gate: 'go', proof: { kind: 'oidc', token } });
       expect(update.code).not.toBe(0);
       expect(update.out).toMatch(/issued for another decision/);
+      expect(rawSignal(id, 'approve-signal', { gate: 'go', proof: { kind: 'oidc', token } }).code).toBe(0);
     }
-    unchanged(await status(id));
+    const after = await eventually(() => status(id), (st) => (st.refusedSignals ?? 0) >= refusedBefore + 3);
+    expect(after.errors.slice(-3).map((e) => e.error)).toEqual(Array(3).fill(expect.stringMatching(/^signal refused: the token was issued for another decision/)));
+    unchanged(after);
   });
 
   it('refuses a token from another issuer, an expired one, and one for another audience', async () => {
@@ -188,6 +192,10 @@ describe('decisions proven with the sandbox identity provider', () => {
       const update = rawUpdate(id, 'approve', { gate: 'go', proof: { kind: 'oidc', token } });
       expect(update.code).not.toBe(0);
       expect(update.out).toMatch(why);
+      const before = (await status(id)).refusedSignals ?? 0;
+      expect(rawSignal(id, 'approve-signal', { gate: 'go', proof: { kind: 'oidc', token } }).code).toBe(0);
+      const refused = await eventually(() => status(id), (st) => (st.refusedSignals ?? 0) > before);
+      expect(refused.errors.at(-1)?.error).toMatch(why);
     }
     unchanged(await status(id));
     expect(JSON.stringify(await exportJWK(other.publicKey))).not.toContain('"d"');
