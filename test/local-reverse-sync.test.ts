@@ -7,8 +7,9 @@ import { localProvider } from '../activities/local';
 import type { LocalPostgres, LocalTraffic } from '../activities/local/provider';
 import { isReadOnly, syncPostgres } from '../activities/local/pg-sync';
 import { withClient } from '../activities/local/postgres';
-import { reverseName } from '../activities/local/reverse-sync';
+import { finishReverseSync, measureWrites, reverseName, startReverseSync } from '../activities/local/reverse-sync';
 import type { UndoInput } from '../activities/types';
+import type { AppStep } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../contract/home';
 import { dataStep, finalizeStep, runActivity, sandbox, uniqueName } from './support/local-ops';
@@ -171,5 +172,115 @@ describe('reverse sync past the point of no return (local)', () => {
 
     const second = await run(local.undoStep, undo('finish'));
     expect(second.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': false });
+  });
+});
+
+// The backfill at a size several chunks long: with 7 rows per chunk, a 60-row table is compared in 9
+// chunks, with rows only the target has, rows that differ and rows only the source has at a chunk's
+// first and last key, between chunks, before the target's first key and after its last.
+describe('reverse sync backfill, chunked by key range (local)', () => {
+  const scratch = `backfill_${uniqueName('chunks').slice(-8)}`;
+  const migrationId = 'test-backfill-chunks';
+  const from: LocalPostgres = { ...sourceDb, database: scratch };
+  const to: LocalPostgres = { ...targetDb, database: scratch };
+  const scratchUrl = (cluster: 'source' | 'target') => url(cluster, scratch);
+  const key = (w: number, i: number) => [w, `s${String(i).padStart(3, '0')}`] as const;
+  // The target holds warehouses 2..4 x skus s000..s019; in key order its chunks end at (2,s006), (2,s013), (3,s000), ...
+  const onlyOnTarget = [key(2, 0), key(2, 13), key(3, 7), key(4, 19)];
+  const differing = [key(2, 6), key(3, 10), key(4, 18)];
+  const onlyOnSource: (readonly [number, string])[] = [[1, 'a'], [2, 's006a'], [3, 's007x'], [4, 's019a'], [5, 'z']];
+  /** A table with no row on the target: its one chunk is empty and its range is the whole key space. */
+  const emptyOnTarget = 3;
+
+  /** Both clusters as a rollback finds them: the target took writes, the source kept rows of its own. */
+  async function seed(): Promise<void> {
+    for (const cluster of ['source', 'target'] as const) {
+      await withClient(scratchUrl(cluster), async (c) => {
+        await c.query('drop table if exists stock, parked');
+        await c.query('create table stock (warehouse int, sku text, qty int not null, primary key (warehouse, sku))');
+        await c.query('create table parked (id bigint primary key)');
+        await c.query(`insert into stock select w, 's' || lpad(i::text, 3, '0'), w * 100 + i from generate_series(2, 4) w, generate_series(0, 19) i`);
+        if (cluster === 'target') {
+          await c.query('analyze stock');
+          return;
+        }
+        for (const [w, sku] of onlyOnTarget) await c.query('delete from stock where warehouse = $1 and sku = $2', [w, sku]);
+        for (const [w, sku] of differing) await c.query('update stock set qty = -1 where warehouse = $1 and sku = $2', [w, sku]);
+        for (const [w, sku] of onlyOnSource) await c.query('insert into stock values ($1, $2, 7)', [w, sku]);
+        await c.query('insert into parked select generate_series(1, $1)', [emptyOnTarget]);
+      });
+    }
+  }
+
+  const stock = async (cluster: 'source' | 'target') =>
+    withClient(scratchUrl(cluster), async (c) => (await c.query<{ k: string; qty: number }>(`select row(warehouse, sku)::text as k, qty from stock order by 1`)).rows);
+
+  async function dropScratch(): Promise<void> {
+    await withClient(scratchUrl('source'), async (c) => {
+      for (const { subname } of (await c.query<{ subname: string }>('select subname from pg_subscription where subdbid = (select oid from pg_database where datname = current_database())')).rows) {
+        const sub = c.escapeIdentifier(subname);
+        await c.query(`alter subscription ${sub} disable`);
+        await c.query(`alter subscription ${sub} set (slot_name = none)`);
+        await c.query(`drop subscription ${sub}`);
+      }
+    }).catch(() => undefined);
+    await withClient(url('target'), (c) => c.query('select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1', [scratch]));
+    for (const cluster of ['source', 'target'] as const) await withClient(url(cluster), (c) => c.query(`drop database if exists ${c.escapeIdentifier(scratch)} with (force)`));
+  }
+
+  beforeAll(async () => {
+    for (const cluster of ['source', 'target'] as const) await withClient(url(cluster), (c) => c.query(`create database ${c.escapeIdentifier(scratch)}`));
+    process.env.TIERSHIFT_BACKFILL_CHUNK_ROWS = '7';
+  });
+
+  afterAll(async () => {
+    delete process.env.TIERSHIFT_BACKFILL_CHUNK_ROWS;
+    await dropScratch();
+    expect(await replicationObjects()).toEqual([]);
+  });
+
+  it('counts, inserts what is missing and upserts, chunk by chunk, with every figure right', async () => {
+    await seed();
+    const before = await stock('source');
+
+    // Count only: the source is left as it is.
+    const counted = await runActivity(measureWrites, [from, to]);
+    expect(counted.result).toEqual({ targetOnly: onlyOnTarget.length, differing: differing.length });
+    expect(await stock('source')).toEqual(before);
+    // One heartbeat per chunk of `stock`, each at most 7 rows further: the table is never held whole.
+    const chunks = counted.heartbeats
+      .map((h) => h as { phase?: string; table?: string; tableRowsCompared?: number; tableRowsEstimate?: number; rowsEstimate?: number })
+      .filter((h) => h.phase === 'reverse backfill' && h.table === 'stock');
+    expect(chunks.map((h) => h.tableRowsCompared)).toEqual([7, 14, 21, 28, 35, 42, 49, 56, 60]);
+    expect(chunks.every((h) => h.tableRowsEstimate === 60 && h.rowsEstimate === 60)).toBe(true);
+
+    // Before any cutover (the write point's recovery): only the missing rows, the differing ones keep the source's version.
+    const app: AppStep = { ...cutover, id: '5-app', title: 'Deploy green', kind: 'app', resource: 'app', version: 'v2' };
+    const recovered = await run(startReverseSync, { migrationId, step: app, resources: { sourceDb: from, targetDb: to }, part: 'start' }, from, to);
+    expect(recovered.summary).toBe(`copied to sourceDb the ${onlyOnTarget.length} rows only targetDb had (60 compared in 2 tables); ${differing.length} rows differ on both sides and keep sourceDb's version: at risk`);
+    expect(recovered.figures).toEqual({ 'sourceDb.rowsRecovered.start': onlyOnTarget.length, 'sourceDb.rowsAtRisk': differing.length });
+    const targetRows = await stock('target');
+    const keyOf = ([w, sku]: readonly [number, string]) => `(${w},${sku})`;
+    const afterInsert = new Map((await stock('source')).map((r) => [r.k, r.qty]));
+    expect(afterInsert.size).toBe(60 + onlyOnSource.length);
+    for (const r of targetRows) expect([r.k, afterInsert.get(r.k)]).toEqual([r.k, differing.some((d) => keyOf(d) === r.k) ? -1 : r.qty]);
+    for (const k of onlyOnSource) expect(afterInsert.get(keyOf(k))).toBe(7);
+
+    // Past the point of no return, from the original state: the target's version of every row it has.
+    await seed();
+    const undoInput: UndoInput = { migrationId, step: cutover, resources: { sourceDb: from, targetDb: to }, part: 'start' };
+    const started = await run(startReverseSync, undoInput, from, to);
+    expect(started.figures).toMatchObject({
+      'sourceDb.rowsCopiedBack': onlyOnTarget.length + differing.length,
+      'sourceDb.rowsComparedBack': 60,
+      'sourceDb.rowsOnlyOnSource': onlyOnSource.length + emptyOnTarget,
+    });
+    const finished = await run(finishReverseSync, { ...undoInput, part: 'finish' }, from, to);
+    expect(finished.figures).toMatchObject({ 'sourceDb.reverseSyncStopped': true });
+    const upserted = new Map((await stock('source')).map((r) => [r.k, r.qty]));
+    expect(upserted.size).toBe(60 + onlyOnSource.length);
+    for (const r of targetRows) expect([r.k, upserted.get(r.k)]).toEqual([r.k, r.qty]);
+    for (const k of onlyOnSource) expect(upserted.get(keyOf(k))).toBe(7);
+    expect(await withClient(scratchUrl('source'), async (c) => (await c.query('select id from parked')).rowCount)).toBe(emptyOnTarget);
   });
 });

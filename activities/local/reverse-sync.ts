@@ -180,52 +180,131 @@ async function withExportedSnapshot<T>(url: string, slot: string, fn: (snapshot:
 interface Table {
   table: string;
   key: string[];
+  /** The key columns' types, to read a chunk's bounds back from their text. */
+  keyTypes: string[];
   columns: string[];
   identity: boolean;
+  /** The planner's row estimate (pg_class.reltuples, 0 when never analysed): progress only. */
+  estimate: number;
 }
 
-/** Every row of the target's snapshot that the source lacks or holds differently is written to the source, parents first. */
+/** Target rows compared per chunk: what the worker holds of a table at once. */
+const DEFAULT_CHUNK_ROWS = 50_000;
+
+function chunkRows(): number {
+  const raw = process.env.TIERSHIFT_BACKFILL_CHUNK_ROWS;
+  if (raw === undefined || raw === '') return DEFAULT_CHUNK_ROWS;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw ApplicationFailure.nonRetryable(`TIERSHIFT_BACKFILL_CHUNK_ROWS is "${raw}"; set it to a whole number of rows above 0 (or unset it for ${DEFAULT_CHUNK_ROWS}) and restart the worker`, 'NonRetryable');
+  }
+  return n;
+}
+
+/**
+ * A key range as SQL: `(k1, k2) > (lo) and (k1, k2) <= (hi)`, either end open when absent. Bounds travel as
+ * text and are cast to the key's types, so the comparison is PostgreSQL's own (collations included) and
+ * the primary key's index serves it.
+ */
+function keyRange(c: pg.Client, t: Table, lo: string[] | undefined, hi: string[] | undefined, params: unknown[]): string {
+  const key = `(${t.key.map((k) => c.escapeIdentifier(k)).join(', ')})`;
+  const bound = (values: string[]) =>
+    `(${values
+      .map((v, i) => {
+        params.push(v);
+        return `$${params.length}::${t.keyTypes[i]}`;
+      })
+      .join(', ')})`;
+  const parts = [...(lo ? [`${key} > ${bound(lo)}`] : []), ...(hi ? [`${key} <= ${bound(hi)}`] : [])];
+  return parts.length ? parts.join(' and ') : 'true';
+}
+
+/**
+ * Every row of the target's snapshot that the source lacks or holds differently is written to the source,
+ * parents first. Memory is bounded by the chunk size, in the worker and on both servers: the target's
+ * snapshot is walked in key order, a chunk at a time (keyset, so each chunk is an index range scan); the
+ * source's rows in the same key range are compared against that chunk by the source itself (a hash join on
+ * the chunk's keys, streaming the source's range), so only the chunk and the keys to copy reach the worker.
+ * The ranges (-inf, hi1], (hi1, hi2], ..., (hiN, +inf) cover the whole key space once: every source row
+ * is counted exactly once, those before the target's first key and after its last included.
+ */
 async function copyBack(ahead: string, snapshot: string | undefined, back: string, target: string, mode: CopyMode): Promise<Backfill> {
+  const chunk = chunkRows();
   return withClient(ahead, (a) =>
     withClient(back, async (b) => {
       await a.query('begin isolation level repeatable read read only');
       if (snapshot) await a.query(`set transaction snapshot ${a.escapeLiteral(snapshot)}`);
-      // Row checksums compare text: both sides must print values the same way.
+      // Row checksums and key texts compare text: both sides must print values the same way.
       for (const c of [a, b]) await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
       // The cutover made the source read-only for everyone else; this session writes the target's rows back.
+      // One transaction for the whole backfill, as before: the source commits all of it or nothing, and a
+      // retry (after the slot is dropped and made again) compares from scratch.
       await b.query(`begin read ${mode === 'count' ? 'only' : 'write'}`);
       try {
         const tables = await tablesParentsFirst(a);
         const total: Backfill = { tables: tables.length, rowsCompared: 0, rowsCopied: 0, rowsOnlyOnSource: 0, rowsOnlyOnTarget: 0, rowsDiffering: 0 };
+        const rowsEstimate = tables.reduce((n, t) => n + t.estimate, 0);
         for (const t of tables) {
           if (!t.key.length) {
             throw ApplicationFailure.nonRetryable(`table ${t.table} on ${target} has no primary key, so its rows cannot be matched for the reverse sync; add one, then resume`, 'NonRetryable');
           }
           const ident = a.escapeIdentifier(t.table);
-          const keyText = `row(${t.key.map((k) => a.escapeIdentifier(k)).join(', ')})::text`;
-          const checksums = `select ${keyText} as k, md5(t::text) as h from ${ident} t`;
-          const onSource = new Map((await b.query<{ k: string; h: string }>(checksums)).rows.map((r) => [r.k, r.h]));
-          const onTarget = (await a.query<{ k: string; h: string }>(checksums)).rows;
-          const onlyOnTarget = onTarget.filter((r) => !onSource.has(r.k)).map((r) => r.k);
-          const differing = onTarget.filter((r) => onSource.has(r.k) && onSource.get(r.k) !== r.h).map((r) => r.k);
-          total.rowsOnlyOnTarget += onlyOnTarget.length;
-          total.rowsDiffering += differing.length;
-          const missing = mode === 'upsert' ? [...onlyOnTarget, ...differing] : mode === 'insert-missing' ? onlyOnTarget : [];
-          total.rowsCompared += onTarget.length;
-          total.rowsOnlyOnSource += onSource.size - onTarget.filter((r) => onSource.has(r.k)).length;
+          const keyCols = t.key.map((k) => a.escapeIdentifier(k)).join(', ');
+          const keyText = `row(${keyCols})::text`;
           const cols = t.columns.map((c) => a.escapeIdentifier(c)).join(', ');
           const update = t.columns.filter((c) => !t.key.includes(c)).map((c) => `${a.escapeIdentifier(c)} = excluded.${a.escapeIdentifier(c)}`);
-          for (let i = 0; i < missing.length; i += BATCH) {
-            const { rows } = await a.query<{ rows: string }>(`select coalesce(json_agg(t), '[]')::text as rows from ${ident} t where ${keyText} = any($1::text[])`, [missing.slice(i, i + BATCH)]);
-            await b.query(
-              `insert into ${ident} (${cols}) ${t.identity ? 'overriding system value ' : ''}select ${cols} from json_populate_recordset(null::${ident}, $1::json) ` +
-                `on conflict (${t.key.map((k) => a.escapeIdentifier(k)).join(', ')}) ${update.length && mode === 'upsert' ? `do update set ${update.join(', ')}` : 'do nothing'}`,
-              [rows[0]!.rows],
+          let tableCompared = 0;
+          const progress = () =>
+            heartbeat({ phase: 'reverse backfill', table: t.table, ...total, tableRowsCompared: tableCompared, tableRowsEstimate: t.estimate, rowsEstimate });
+          let lo: string[] | undefined;
+          for (;;) {
+            const params: unknown[] = [];
+            const after = lo ? keyRange(a, t, lo, undefined, params) : 'true';
+            params.push(chunk);
+            const { rows: onTarget } = await a.query<{ k: string; b: string[]; h: string }>(
+              `select ${keyText} as k, array[${t.key.map((k) => `${a.escapeIdentifier(k)}::text`).join(', ')}] as b, md5(t::text) as h ` +
+                `from ${ident} t where ${after} order by ${keyCols} limit $${params.length}`,
+              params,
             );
-            total.rowsCopied += Math.min(BATCH, missing.length - i);
-            heartbeat({ phase: 'reverse backfill', table: t.table, ...total });
+            // The last chunk's range is open upwards: it also holds the source's rows past the target's last key.
+            const last = onTarget.length < chunk;
+            const hi = last ? undefined : onTarget[onTarget.length - 1]!.b;
+            const range: unknown[] = [JSON.stringify(onTarget.map((r) => ({ k: r.k, h: r.h })))];
+            const where = keyRange(b, t, lo, hi, range);
+            // A full join: source rows of the range without a partner are only the source's, chunk rows without one only the target's.
+            const { rows } = await b.query<{ source_rows: string; matched: string; only_target: string[]; differing: string[] }>(
+              `select count(s.k) as source_rows, count(s.k) filter (where c.k is not null) as matched,
+                      coalesce(array_agg(c.k) filter (where s.k is null), '{}') as only_target,
+                      coalesce(array_agg(c.k) filter (where s.h <> c.h), '{}') as differing
+                 from (select ${keyText} as k, md5(s::text) as h from ${ident} s where ${where}) s
+                 full join json_to_recordset($1::json) as c(k text, h text) on c.k = s.k`,
+              range,
+            );
+            const cmp = rows[0]!;
+            total.rowsCompared += onTarget.length;
+            tableCompared += onTarget.length;
+            total.rowsOnlyOnTarget += cmp.only_target.length;
+            total.rowsDiffering += cmp.differing.length;
+            total.rowsOnlyOnSource += Number(cmp.source_rows) - Number(cmp.matched);
+            const missing = mode === 'upsert' ? [...cmp.only_target, ...cmp.differing] : mode === 'insert-missing' ? cmp.only_target : [];
+            for (let i = 0; i < missing.length; i += BATCH) {
+              const fetch: unknown[] = [missing.slice(i, i + BATCH)];
+              // Within the chunk's range, so the key's index finds the rows.
+              const { rows: found } = await a.query<{ rows: string }>(
+                `select coalesce(json_agg(t), '[]')::text as rows from ${ident} t where ${keyRange(a, t, lo, hi, fetch)} and ${keyText} = any($1::text[])`,
+                fetch,
+              );
+              await b.query(
+                `insert into ${ident} (${cols}) ${t.identity ? 'overriding system value ' : ''}select ${cols} from json_populate_recordset(null::${ident}, $1::json) ` +
+                  `on conflict (${keyCols}) ${update.length && mode === 'upsert' ? `do update set ${update.join(', ')}` : 'do nothing'}`,
+                [found[0]!.rows],
+              );
+              total.rowsCopied += Math.min(BATCH, missing.length - i);
+            }
+            progress();
+            if (last) break;
+            lo = hi;
           }
-          heartbeat({ phase: 'reverse backfill', table: t.table, ...total });
         }
         await b.query('commit');
         return total;
@@ -241,12 +320,17 @@ async function copyBack(ahead: string, snapshot: string | undefined, back: strin
 
 /** Base tables with their key and writable columns, ordered so a table comes after every table it references. */
 async function tablesParentsFirst(c: pg.Client): Promise<Table[]> {
-  const { rows } = await c.query<{ table: string; key: string[] | null; columns: string[]; identity: boolean; parents: string[] | null }>(`
+  const { rows } = await c.query<{ table: string; key: string[] | null; key_types: string[] | null; estimate: number; columns: string[]; identity: boolean; parents: string[] | null }>(`
     select t.relname as table,
            (select array_agg(a.attname::text order by k.ord)
               from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
              where i.indrelid = t.oid and i.indisprimary) as key,
+           (select array_agg(format_type(a.atttypid, a.atttypmod) order by k.ord)
+              from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+              join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+             where i.indrelid = t.oid and i.indisprimary) as key_types,
+           greatest(t.reltuples, 0)::float8 as estimate,
            (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
              where a.attrelid = t.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '') as columns,
            exists (select 1 from pg_attribute a where a.attrelid = t.oid and a.attnum > 0 and a.attidentity <> '') as identity,
@@ -263,7 +347,7 @@ async function tablesParentsFirst(c: pg.Client): Promise<Table[]> {
     // A cycle of foreign keys: take the rest as they come (the transaction checks them all at commit only if deferrable).
     const next = ready.length ? ready : pending;
     for (const r of next) {
-      ordered.push({ table: r.table, key: r.key ?? [], columns: r.columns, identity: r.identity });
+      ordered.push({ table: r.table, key: r.key ?? [], keyTypes: r.key_types ?? [], columns: r.columns, identity: r.identity, estimate: Math.round(r.estimate) });
       placed.add(r.table);
     }
     pending = pending.filter((r) => !placed.has(r.table));
