@@ -203,8 +203,8 @@ function chunkRows(): number {
 
 /**
  * A key range as SQL: `(k1, k2) > (lo) and (k1, k2) <= (hi)`, either end open when absent. Bounds travel as
- * text and are cast to the key's types, so the comparison is PostgreSQL's own (collations included) and
- * the primary key's index serves it.
+ * text and are cast to the key's types, so the comparison is PostgreSQL's own and the primary key's index
+ * serves it. Both clusters must order keys alike (a text key's collation), which a copied schema does.
  */
 function keyRange(c: pg.Client, t: Table, lo: string[] | undefined, hi: string[] | undefined, params: unknown[]): string {
   const key = `(${t.key.map((k) => c.escapeIdentifier(k)).join(', ')})`;
@@ -223,8 +223,8 @@ function keyRange(c: pg.Client, t: Table, lo: string[] | undefined, hi: string[]
  * Every row of the target's snapshot that the source lacks or holds differently is written to the source,
  * parents first. Memory is bounded by the chunk size, in the worker and on both servers: the target's
  * snapshot is walked in key order, a chunk at a time (keyset, so each chunk is an index range scan); the
- * source's rows in the same key range are compared against that chunk by the source itself (a hash join on
- * the chunk's keys, streaming the source's range), so only the chunk and the keys to copy reach the worker.
+ * source's rows in the same key range are compared against that chunk by the source itself (a join of its
+ * range, streamed, with the chunk's keys), so only the chunk and the keys to copy reach the worker.
  * The ranges (-inf, hi1], (hi1, hi2], ..., (hiN, +inf) cover the whole key space once: every source row
  * is counted exactly once, those before the target's first key and after its last included.
  */
@@ -238,7 +238,7 @@ async function copyBack(ahead: string, snapshot: string | undefined, back: strin
       for (const c of [a, b]) await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
       // The cutover made the source read-only for everyone else; this session writes the target's rows back.
       // One transaction for the whole backfill, as before: the source commits all of it or nothing, and a
-      // retry (after the slot is dropped and made again) compares from scratch.
+      // retry compares from scratch (the reverse sync's after a fresh slot and snapshot).
       await b.query(`begin read ${mode === 'count' ? 'only' : 'write'}`);
       try {
         const tables = await tablesParentsFirst(a);
