@@ -13,6 +13,7 @@ import { replicationName, syncPostgres, undoPgSync, type PgSyncUndo } from '../a
 import { fingerprints, withClient } from '../activities/local/postgres';
 import { sandboxState } from '../activities/local/sandbox';
 import { runLoad } from '../client/load';
+import { PHASES } from '../plan/phases';
 import type { DataStep, FinalizeStep } from '../plan/types';
 import { postgresUrl, type SandboxState } from '../contract/home';
 
@@ -195,6 +196,10 @@ describe('local PostgreSQL sync', () => {
  */
 describe('local PostgreSQL sync: chunked verification at a consistent point', () => {
   const chunkEnv = process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
+  // Also when run alone (-t): the first block's setup is what reads the sandbox otherwise.
+  beforeAll(() => {
+    state ??= sandboxState();
+  });
   afterAll(() => {
     if (chunkEnv === undefined) delete process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
     else process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = chunkEnv;
@@ -287,6 +292,8 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
       );
       expect(await query('target', 'select 1 from pg_database where datname = $1', ['verify_keyless'], 'postgres')).toEqual([]);
       expect(await replicationLeft()).toEqual([]);
+      // `tiershift plan` says so up front, in the data step's line.
+      expect(PHASES.data.describe?.(dataStep)).toContain('tables without a primary key are refused before any copy');
     } finally {
       await s.cleanup();
     }

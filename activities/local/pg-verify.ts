@@ -2,7 +2,7 @@
 // primary-key order, after the write pause. The pause only fixes the point (an exported snapshot on each
 // side); the checksums then run while the application writes again, so the pause does not grow with the
 // data, and no query ever aggregates a whole table (PostgreSQL caps one value at 1 GB).
-import { heartbeat } from '@temporalio/activity';
+import { Context, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
 import { pgClient } from '../../contract/pg';
 
@@ -254,12 +254,16 @@ export async function verifyChunks(src: string, dst: string, snapshots: Snapshot
       checkedUpTo: Object.fromEntries(cursors.filter((c) => c.checkedUpTo !== 'start').map((c) => [c.spec.table, c.checkedUpTo ?? 'all'])),
     });
 
+  // A cancelled activity stops at the next chunk instead of checking the rest of a big database.
+  const cancelled = Context.current().cancellationSignal;
+
   const session = async () => {
     const [s, t] = await Promise.all([snapshotSession(src, snapshots.source, opened), snapshotSession(dst, snapshots.target, opened)]);
     for (const cursor of cursors) {
       const sql = new TableSql(s, cursor.spec);
       for (;;) {
         if (stop) return;
+        if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the verification was cancelled');
         const range = await cursor.next(s);
         if (!range) break;
         const [a, b] = await Promise.all([chunkSum(s, sql, range), chunkSum(t, sql, range)]);
