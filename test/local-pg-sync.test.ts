@@ -13,6 +13,7 @@ import { replicationName, syncPostgres, undoPgSync, type PgSyncUndo } from '../a
 import { fingerprints, withClient } from '../activities/local/postgres';
 import { sandboxState } from '../activities/local/sandbox';
 import { runLoad } from '../client/load';
+import { PHASES } from '../plan/phases';
 import type { DataStep, FinalizeStep } from '../plan/types';
 import { postgresUrl, type SandboxState } from '../contract/home';
 
@@ -186,5 +187,133 @@ describe('local PostgreSQL sync', () => {
     const again = await run(local.finalizeMigration, finalizeInput);
     expect(again.figures).toMatchObject({ 'shop-target.sequencesSynced': 0, 'shop-target.subscriptionDropped': false });
     expect(again.summary).toContain('no replication from shop-source left to stop');
+  });
+});
+
+/**
+ * The verification on its own databases (one per scenario, on both clusters), so the shop's tables and
+ * the other files sharing this sandbox are untouched. Small chunks make small tables span many.
+ */
+describe('local PostgreSQL sync: chunked verification at a consistent point', () => {
+  const chunkEnv = process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
+  // Also when run alone (-t): the first block's setup is what reads the sandbox otherwise.
+  beforeAll(() => {
+    state ??= sandboxState();
+  });
+  afterAll(() => {
+    if (chunkEnv === undefined) delete process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
+    else process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = chunkEnv;
+  });
+
+  /** A data step between two databases named `database` on the source and target clusters, filled by `setup`. */
+  async function scenario(database: string, setup: string) {
+    await withClient(url('source', 'postgres'), async (c) => {
+      await c.query(`drop database if exists ${c.escapeIdentifier(database)} with (force)`);
+      await c.query(`create database ${c.escapeIdentifier(database)}`);
+    });
+    await withClient(url('source', database), (c) => c.query(setup));
+    const from: LocalPostgres = { name: 'vsrc', kind: 'postgres', provider: 'local', cluster: 'source', database };
+    const to: LocalPostgres = { name: 'vdst', kind: 'postgres', provider: 'local', cluster: 'target', database };
+    const step: DataStep = { ...dataStep, from: from.name, to: to.name };
+    const input = { migrationId: `test-verify-${database}`, step, resources: { [from.name]: from, [to.name]: to } };
+    const onTarget = <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => query<T>('target', sql, params, database);
+    const cleanup = async () => {
+      await activityEnv().run(undoPgSync, { ...input }).catch(() => undefined);
+      for (const cluster of ['source', 'target'] as const) {
+        await withClient(url(cluster, 'postgres'), (c) => c.query(`drop database if exists ${c.escapeIdentifier(database)} with (force)`));
+      }
+    };
+    return { input, onTarget, cleanup };
+  }
+
+  const failureOf = async (p: Promise<unknown>): Promise<ApplicationFailure> => {
+    const failure = await p.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect((failure as ApplicationFailure).nonRetryable).toBe(true);
+    return failure as ApplicationFailure;
+  };
+
+  it('finds rows changed on the target in one chunk and names their keys', async () => {
+    process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '1000';
+    const s = await scenario('verify_diff', `create table items (id bigint primary key, v text not null);
+      insert into items select i, md5(i::text) from generate_series(1, 5000) i`);
+    try {
+      const { run, beats } = activityEnv();
+      const first = await run(syncPostgres, s.input);
+      expect(first.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 5000 });
+      expect(first.figures['vdst.chunksChecked']).toBeGreaterThanOrEqual(5);
+      const last = beats.filter((b) => b.phase === 'verifying').at(-1);
+      expect(last).toMatchObject({ rowsChecked: 5000, tablesDone: 1, tablesTotal: 1, checkedUpTo: { items: 'all' } });
+
+      // Writes straight to the target, which replication never undoes: seven keys of the chunk (2000, 3000].
+      await s.onTarget(`update items set v = 'changed' where id between 2341 and 2347`);
+      await s.onTarget('delete from items where id = 2346');
+      const failure = await failureOf(activityEnv().run(syncPostgres, s.input));
+      expect(failure.message).toMatch(/^vdst differs from vsrc at a consistent point \(items: rows differ at id 2341, 2342, 2343, 2344, 2345 \(and 2 more\)\); something else writes to the target: stop it, roll back the data step and run it again$/);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  it('pauses writes for the same short time at 50k and at 500k rows; the checksums run after the pause', async () => {
+    process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '20000';
+    const measured: Record<string, { quiesceMs: number; verifyMs: number }> = {};
+    for (const rows of [50_000, 500_000]) {
+      const s = await scenario(`verify_${rows}`, `create table orders (id bigint primary key, customer int not null, note text not null);
+        insert into orders select i, i % 997, repeat(md5(i::text), 6) from generate_series(1, ${rows}) i;
+        analyze orders`);
+      try {
+        const { run, beats } = activityEnv();
+        const outcome = await run(syncPostgres, s.input);
+        expect(outcome.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': rows });
+        measured[rows] = { quiesceMs: Number(outcome.figures['vdst.quiesceMs']), verifyMs: Number(outcome.figures['vdst.verifyMs']) };
+        // Progress against the planner's estimate, while it runs.
+        expect(beats.some((b) => b.phase === 'verifying' && Number(b.rowsChecked) < rows && Math.abs(Number(b.rowsTotal) - rows) < rows / 10)).toBe(true);
+      } finally {
+        await s.cleanup();
+      }
+    }
+    for (const { quiesceMs } of Object.values(measured)) expect(quiesceMs).toBeLessThan(2_000);
+    expect(measured[500_000]!.verifyMs).toBeGreaterThan(measured[500_000]!.quiesceMs);
+  });
+
+  it('refuses a table without a primary key before copying anything, naming it', async () => {
+    process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '1000';
+    const s = await scenario('verify_keyless', `create table events (at int not null, note text);
+      insert into events select i, 'e' || i from generate_series(1, 3000) i;
+      create table kept (id int primary key)`);
+    try {
+      const failure = await failureOf(activityEnv().run(syncPostgres, s.input));
+      expect(failure.message).toBe(
+        'vsrc has a table without a primary key (events), which the data step can neither replicate updates of nor verify; add a primary key to it and run the step again',
+      );
+      expect(await query('target', 'select 1 from pg_database where datname = $1', ['verify_keyless'], 'postgres')).toEqual([]);
+      expect(await replicationLeft()).toEqual([]);
+      // `tiershift plan` says so up front, in the data step's line.
+      expect(PHASES.data.describe?.(dataStep)).toContain('tables without a primary key are refused before any copy');
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  it('verifies a table of many chunks with a composite primary key (text and number)', async () => {
+    process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '700';
+    const s = await scenario('verify_composite', `create table lines (region text, n int, qty int not null, primary key (region, n));
+      insert into lines select r, i, i % 7 from unnest(array['eu', 'us', 'ap', 'Eu west', 'sa']) r, generate_series(1, 2000) i`);
+    try {
+      const outcome = await activityEnv().run(syncPostgres, s.input);
+      expect(outcome.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 10_000 });
+      expect(outcome.figures['vdst.chunksChecked']).toBe(Math.ceil(10_000 / 700));
+
+      // 'us' sorts last in any collation: rows 9500 and 9501 of the key order, one chunk (9100, 9800].
+      await s.onTarget(`update lines set qty = -1 where (region, n) in (('us', 1500), ('us', 1501))`);
+      const failure = await failureOf(activityEnv().run(syncPostgres, s.input));
+      expect(failure.message).toContain('(lines: rows differ at (region, n) (us, 1500), (us, 1501));');
+    } finally {
+      await s.cleanup();
+    }
   });
 });

@@ -9,7 +9,8 @@ import type { DataStep, FinalizeStep, Resource } from '../../plan/types';
 import type { LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
-import { compareFingerprints, fingerprints, userTables, withClient, type TableFingerprint } from './postgres';
+import { userTables, withClient } from './postgres';
+import { describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
 import { postgresConnection } from './sandbox';
 import { withPgClient } from '../../contract/pg';
 
@@ -100,6 +101,17 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   if (src === dst) throw ApplicationFailure.nonRetryable(`${from.name} and ${to.name} are the same database; point the data step at two databases`, 'NonRetryable');
   const name = replicationName(migrationId);
 
+  // Before anything is created: the verification compares rows by primary key, and logical replication
+  // cannot apply an update or delete to a table without one.
+  const tables = await withClient(src, userTables);
+  const keyless = tables.filter((t) => t.key.length === 0).map((t) => t.table);
+  if (keyless.length) {
+    throw ApplicationFailure.nonRetryable(
+      `${from.name} has ${keyless.length === 1 ? 'a table' : 'tables'} without a primary key (${keyless.join(', ')}), which the data step can neither replicate updates of nor verify; add a primary key to ${keyless.length === 1 ? 'it' : 'each'} and run the step again`,
+      'NonRetryable',
+    );
+  }
+
   const createdDatabase = await ensureDatabase(dst);
   const loadedSchema = await ensureSchema(src, dst, to.name);
   const reused = await ensureSubscription(src, dst, name, to.name);
@@ -108,22 +120,35 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
 
   let verified = false;
   let quiesceMs = 0;
+  let verifyMs = 0;
+  let chunks = 0;
   let rows = progress.rows;
   if (step.verify) {
-    const check = await quiesced(src, name, async () => {
-      const [expected, actual] = await Promise.all([withClient(src, fingerprints), withClient(dst, fingerprints)]);
-      return { expected, actual };
-    });
-    const differences = compareFingerprints(check.result.expected, check.result.actual);
-    if (differences.length) {
-      throw ApplicationFailure.nonRetryable(
-        `${to.name} differs from ${from.name} at a consistent point (${differences.join('; ')}); something else writes to the target: stop it, roll back the data step and run it again`,
-        'NonRetryable',
-      );
+    const exporters = new SnapshotExporters();
+    try {
+      // The pause only fixes the point: with the source's writers held and the marker applied, the
+      // target holds exactly what the source does, and a snapshot on each side keeps that view.
+      const point = await quiesced(src, name, async () => {
+        const [source, target] = await Promise.all([exporters.export(src), exporters.export(dst)]);
+        return { source, target };
+      });
+      quiesceMs = point.quiesceMs;
+      const started = Date.now();
+      const estimates = await withClient(src, (c) => rowEstimates(c, tables.map((t) => t.table)));
+      const check = await verifyChunks(src, dst, point.result, tables, estimates);
+      verifyMs = Date.now() - started;
+      if (check.differences.length) {
+        throw ApplicationFailure.nonRetryable(
+          `${to.name} differs from ${from.name} at a consistent point (${check.differences.map(describeDifference).join('; ')}); something else writes to the target: stop it, roll back the data step and run it again`,
+          'NonRetryable',
+        );
+      }
+      verified = true;
+      rows = check.rows;
+      chunks = check.chunks;
+    } finally {
+      await exporters.close();
     }
-    verified = true;
-    quiesceMs = check.quiesceMs;
-    rows = sumRows(check.result.actual);
   }
 
   const sequencesRaised = await raiseSequences(dst, await withClient(src, sourceSequences), CANARY_SEQUENCE_GAP);
@@ -133,7 +158,7 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   return {
     summary:
       `${n}: ${progress.tablesTotal} tables, ${rows} rows replicated from ${from.name} (${reused ? 'existing' : 'new'} subscription ${name}, lag ${progress.lagBytes} bytes)` +
-      (verified ? `, verified identical with writes paused for ${quiesceMs} ms` : ', not verified (the plan says verify: false)'),
+      (verified ? `, verified identical in ${chunks} chunks (${verifyMs} ms) at a point taken with writes paused for ${quiesceMs} ms` : ', not verified (the plan says verify: false)'),
     figures: {
       [`${n}.tablesCopied`]: progress.tablesTotal,
       [`${n}.rowsCopied`]: rows,
@@ -141,13 +166,13 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
       [`${n}.lagBytes`]: progress.lagBytes,
       [`${n}.quiesceMs`]: quiesceMs,
       [`${n}.verified`]: verified,
+      [`${n}.verifyMs`]: verifyMs,
+      [`${n}.chunksChecked`]: chunks,
       [`${n}.sequencesRaised`]: sequencesRaised,
     },
     undo,
   };
 }
-
-const sumRows = (fps: TableFingerprint[]) => fps.reduce((sum, f) => sum + f.rows, 0);
 
 /** Creates the target database when missing; true if this call created it. */
 async function ensureDatabase(dst: string): Promise<boolean> {

@@ -16,5 +16,8 @@ export const data = phaseKind<z.infer<typeof body>>({
     else if (from && to && from.kind !== to.kind) ctx.problem(ctx.at('to'), `expected a ${from.kind} resource like ${b.from}, got "${b.to}", a ${to.kind} resource`);
   },
   undo: (step) => (step.kind === 'data' ? `Stop syncing ${step.from} to ${step.to} and remove what the sync created; ${step.from} stays untouched` : undefined),
-  describe: retryDetail,
+  describe: (step) => `${retryDetail(step)}; ${KEYLESS}`,
 });
+
+/** What `tiershift plan` says about tables without a primary key: the sandbox's logical replication and chunked verification need one. */
+export const KEYLESS = 'local PostgreSQL: tables without a primary key are refused before any copy (add one to each first)';

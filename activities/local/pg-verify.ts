@@ -1,0 +1,321 @@
+// The data phase's verification: both databases compared at one consistent point, chunk by chunk in
+// primary-key order, after the write pause. The pause only fixes the point (an exported snapshot on each
+// side); the checksums then run while the application writes again, so the pause does not grow with the
+// data, and no query ever aggregates a whole table (PostgreSQL caps one value at 1 GB).
+import { Context, heartbeat } from '@temporalio/activity';
+import type pg from 'pg';
+import { pgClient } from '../../contract/pg';
+
+/** Rows per chunk unless TIERSHIFT_CHECKSUM_CHUNK_ROWS says otherwise (tests use small chunks). */
+export const DEFAULT_CHUNK_ROWS = 50_000;
+/** Sessions per side: the chunks of one or more tables checked at once. Small, the clusters serve the app too. */
+export const CHECKSUM_SESSIONS = 4;
+/** Keys named in an error; the rest are counted. */
+const KEYS_NAMED = 5;
+/**
+ * The row variable in the checksum queries. A table column of the same name would shadow it; this name
+ * is unlikely in an application's schema.
+ */
+const ROW = 'tiershift_row';
+
+export function chunkRows(): number {
+  const raw = process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
+  const n = raw === undefined ? DEFAULT_CHUNK_ROWS : Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`TIERSHIFT_CHECKSUM_CHUNK_ROWS is "${raw}"; set it to a whole number of rows above 0, or unset it`);
+  return n;
+}
+
+export interface KeyedTable {
+  table: string;
+  /** Primary-key columns in index order; never empty here (the data step refuses tables without one). */
+  key: string[];
+}
+
+export interface Snapshots {
+  source: string;
+  target: string;
+}
+
+/** Keys where the two sides differ in one table, in the order found. */
+export interface TableDifference {
+  table: string;
+  key: string[];
+  keys: string[][];
+}
+
+export interface VerifyResult {
+  rows: number;
+  chunks: number;
+  differences: TableDifference[];
+}
+
+/**
+ * Sessions that each export a snapshot (REPEATABLE READ, `pg_export_snapshot()`) and keep their
+ * transaction open: an exported snapshot can be imported only while its exporter's transaction lives.
+ * Closed together by `close()`, also an exporter still connecting when it is called.
+ */
+export class SnapshotExporters {
+  private readonly clients: pg.Client[] = [];
+  private closed = false;
+
+  async export(url: string): Promise<string> {
+    // Keepalives: a worker that vanished leaves no session holding back vacuum for the kernel's ~2 h.
+    const client = pgClient(url, { applicationName: 'tiershift: verification snapshot', settings: { idle_in_transaction_session_timeout: 0, tcp_keepalives_idle: 5, tcp_keepalives_interval: 2, tcp_keepalives_count: 3 } });
+    this.clients.push(client);
+    if (this.closed) throw new Error('the snapshot was no longer wanted');
+    await client.connect();
+    await client.query('begin isolation level repeatable read read only');
+    const { rows } = await client.query<{ id: string }>('select pg_export_snapshot() as id');
+    return rows[0]!.id;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.clients.map((c) => c.end().catch(() => undefined)));
+  }
+}
+
+/** A session reading exactly what `snapshot` saw: its own read-only transaction importing it. */
+async function snapshotSession(url: string, snapshot: string, opened: pg.Client[]): Promise<pg.Client> {
+  const client = pgClient(url, { applicationName: 'tiershift: verifying' });
+  opened.push(client);
+  await client.connect();
+  await client.query('begin isolation level repeatable read read only');
+  await client.query(`set transaction snapshot ${client.escapeLiteral(snapshot)}`);
+  return client;
+}
+
+/** A range of keys (lo, hi]; null is open on that side. Keys travel as text and are cast back by the server. */
+interface Range {
+  seq: number;
+  lo: string[] | null;
+  hi: string[] | null;
+}
+
+/** SQL pieces for one table: the quoted key, and the condition selecting a range with its parameters. */
+class TableSql {
+  readonly ident: string;
+  readonly keyList: string;
+  readonly keyText: string;
+
+  constructor(c: pg.Client, readonly spec: KeyedTable) {
+    this.ident = c.escapeIdentifier(spec.table);
+    const cols = spec.key.map((k) => `${ROW}.${c.escapeIdentifier(k)}`);
+    this.keyList = cols.join(', ');
+    this.keyText = `array[${cols.map((k) => `${k}::text`).join(', ')}]`;
+  }
+
+  /** Row comparison `(a, b) > ($1, $2)`: the server resolves the untyped parameters to the key's types and uses the index. */
+  where(range: { lo: string[] | null; hi: string[] | null }): { sql: string; params: string[] } {
+    const params: string[] = [];
+    const parts: string[] = [];
+    const bound = (op: string, key: string[]) => {
+      const marks = key.map((v) => {
+        params.push(v);
+        return `$${params.length}`;
+      });
+      parts.push(`(${this.keyList}) ${op} (${marks.join(', ')})`);
+    };
+    if (range.lo) bound('>', range.lo);
+    if (range.hi) bound('<=', range.hi);
+    return { sql: parts.length ? `where ${parts.join(' and ')}` : '', params };
+  }
+}
+
+/**
+ * Hands out a table's chunks in key order. Finding the next boundary needs the previous one, so it is
+ * serialised; the checksums of the chunks it hands out run in parallel. Tracks the last key up to which
+ * every chunk is checked, for the heartbeat.
+ */
+class TableCursor {
+  private lo: string[] | null = null;
+  private done = false;
+  private seq = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly finished = new Map<number, string[] | null>();
+  private contiguous = 0;
+  checkedUpTo: string[] | null | 'start' = 'start';
+  rows = 0;
+  outstanding = 0;
+  readonly keys: string[][] = [];
+
+  constructor(readonly spec: KeyedTable, private readonly size: number) {}
+
+  get exhausted(): boolean {
+    return this.done;
+  }
+
+  get complete(): boolean {
+    return this.done && this.outstanding === 0;
+  }
+
+  next(c: pg.Client): Promise<Range | null> {
+    const result = this.chain.then(() => this.advance(c));
+    this.chain = result.catch(() => undefined);
+    return result;
+  }
+
+  private async advance(c: pg.Client): Promise<Range | null> {
+    if (this.done) return null;
+    const sql = new TableSql(c, this.spec);
+    const { sql: where, params } = sql.where({ lo: this.lo, hi: null });
+    // The size-th key after lo: an index walk of one chunk, reading keys only.
+    const { rows } = await c.query<{ key: string[] }>(
+      `select ${sql.keyText} as key from ${sql.ident} ${ROW} ${where} order by ${sql.keyList} offset ${this.size - 1} limit 1`,
+      params,
+    );
+    const hi = rows[0]?.key ?? null;
+    const range = { seq: this.seq++, lo: this.lo, hi };
+    if (hi === null) this.done = true;
+    this.lo = hi;
+    this.outstanding += 1;
+    return range;
+  }
+
+  finish(range: Range, rows: number): void {
+    this.rows += rows;
+    this.outstanding -= 1;
+    this.finished.set(range.seq, range.hi);
+    while (this.finished.has(this.contiguous)) {
+      const hi = this.finished.get(this.contiguous)!;
+      this.finished.delete(this.contiguous);
+      this.contiguous += 1;
+      this.checkedUpTo = hi;
+    }
+  }
+}
+
+interface ChunkSum {
+  rows: number;
+  md5: string | null;
+}
+
+async function chunkSum(c: pg.Client, sql: TableSql, range: Range): Promise<ChunkSum> {
+  const { sql: where, params } = sql.where(range);
+  const { rows } = await c.query<{ rows: number; md5: string | null }>(
+    `select count(*)::int as rows, md5(string_agg(${ROW}::text, E'\\n' order by ${sql.keyList})) as md5 from ${sql.ident} ${ROW} ${where}`,
+    params,
+  );
+  return rows[0]!;
+}
+
+/**
+ * The keys of one differing chunk whose rows differ: missing on the target, changed, or only on the
+ * target. Per-row md5 by key, at most `limit` rows a side (a chunk holds `size` on the source; a target
+ * with many more rows in the range still names its first ones).
+ */
+async function narrow(s: pg.Client, t: pg.Client, sql: TableSql, range: Range, limit: number): Promise<string[][]> {
+  const rowsOf = async (c: pg.Client, r: { lo: string[] | null; hi: string[] | null }) => {
+    const { sql: where, params } = sql.where(r);
+    const { rows } = await c.query<{ key: string[]; h: string }>(
+      `select ${sql.keyText} as key, md5(${ROW}::text) as h from ${sql.ident} ${ROW} ${where} order by ${sql.keyList} limit ${limit}`,
+      params,
+    );
+    return rows;
+  };
+  const have = await rowsOf(t, range);
+  // A target cut off at the limit: source rows past its last key were not looked at there, not missing.
+  const compared = have.length === limit ? { lo: range.lo, hi: have[have.length - 1]!.key } : range;
+  const want = await rowsOf(s, compared);
+  const target = new Map(have.map((r) => [JSON.stringify(r.key), r.h]));
+  const differing: string[][] = [];
+  for (const r of want) {
+    const id = JSON.stringify(r.key);
+    if (target.get(id) !== r.h) differing.push(r.key);
+    target.delete(id);
+  }
+  for (const r of have) if (target.has(JSON.stringify(r.key))) differing.push(r.key);
+  return differing;
+}
+
+/**
+ * Compares `tables` on both sides as of the two snapshots, CHECKSUM_SESSIONS sessions a side, chunk by
+ * chunk (count and md5 of the rows' text in key order). Stops handing out chunks at the first
+ * difference, narrows each differing chunk down to its keys, and returns them.
+ *
+ * A retried attempt starts over at a new consistent point: the snapshots die with the sessions that
+ * exported them, and chunks checked at an older point say nothing about a write made to the target
+ * since. The heartbeat still reports how far each table is checked, for whoever watches.
+ */
+export async function verifyChunks(src: string, dst: string, snapshots: Snapshots, tables: KeyedTable[], estimates: Map<string, number>): Promise<VerifyResult> {
+  const size = chunkRows();
+  const cursors = tables.map((t) => new TableCursor(t, size));
+  const rowsTotal = [...estimates.values()].reduce((a, b) => a + b, 0);
+  const opened: pg.Client[] = [];
+  let stop = false;
+  let chunks = 0;
+  const beat = () =>
+    heartbeat({
+      phase: 'verifying',
+      rowsChecked: cursors.reduce((n, c) => n + c.rows, 0),
+      rowsTotal,
+      tablesDone: cursors.filter((c) => c.complete).length,
+      tablesTotal: cursors.length,
+      checkedUpTo: Object.fromEntries(cursors.filter((c) => c.checkedUpTo !== 'start').map((c) => [c.spec.table, c.checkedUpTo ?? 'all'])),
+    });
+
+  // A cancelled activity stops at the next chunk instead of checking the rest of a big database.
+  const cancelled = Context.current().cancellationSignal;
+
+  const session = async () => {
+    const [s, t] = await Promise.all([snapshotSession(src, snapshots.source, opened), snapshotSession(dst, snapshots.target, opened)]);
+    for (const cursor of cursors) {
+      const sql = new TableSql(s, cursor.spec);
+      for (;;) {
+        if (stop) return;
+        if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the verification was cancelled');
+        const range = await cursor.next(s);
+        if (!range) break;
+        const [a, b] = await Promise.all([chunkSum(s, sql, range), chunkSum(t, sql, range)]);
+        if (a.rows !== b.rows || a.md5 !== b.md5) {
+          stop = true;
+          cursor.keys.push(...(await narrow(s, t, sql, range, size + KEYS_NAMED)));
+        }
+        cursor.finish(range, a.rows);
+        chunks += 1;
+        beat();
+      }
+    }
+  };
+
+  try {
+    const settled = await Promise.allSettled(
+      Array.from({ length: CHECKSUM_SESSIONS }, () =>
+        session().catch((err: unknown) => {
+          stop = true;
+          throw err;
+        }),
+      ),
+    );
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  } finally {
+    await Promise.all(opened.map((c) => c.end().catch(() => undefined)));
+  }
+  beat();
+  return {
+    rows: cursors.reduce((n, c) => n + c.rows, 0),
+    chunks,
+    differences: cursors.filter((c) => c.keys.length).map((c) => ({ table: c.spec.table, key: c.spec.key, keys: c.keys })),
+  };
+}
+
+/** "orders: rows differ at id 1234, 5678 (and 3 more)"; a composite key reads "(a, b) (1, 2), (3, 4)". */
+export function describeDifference(d: TableDifference): string {
+  const value = (k: string[]) => (k.length === 1 ? k[0]! : `(${k.join(', ')})`);
+  const label = d.key.length === 1 ? d.key[0]! : `(${d.key.join(', ')})`;
+  const named = d.keys.slice(0, KEYS_NAMED).map(value).join(', ');
+  const more = d.keys.length - KEYS_NAMED;
+  return `${d.table}: rows differ at ${label} ${named}${more > 0 ? ` (and ${more} more)` : ''}`;
+}
+
+/** Row estimates from the planner's statistics (pg_class.reltuples; -1 when never analysed counts as 0). */
+export async function rowEstimates(c: pg.Client, tables: string[]): Promise<Map<string, number>> {
+  const { rows } = await c.query<{ table: string; n: number }>(
+    `select c.relname as table, greatest(c.reltuples, 0)::float8 as n
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and c.relname = any($1::text[])`,
+    [tables],
+  );
+  return new Map(rows.map((r) => [r.table, Math.round(r.n)]));
+}
