@@ -333,7 +333,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       'The shop database on the source cluster is reseeded with the sandbox\'s own seed script at each size (then `vacuum analyze`), and copied to an emptied `shop` on the ' +
       'target cluster three ways, interleaved round by round, while the blue app takes ' +
       `${ctx.sizes.pgWritesPerSecond} new orders per second on the source (\`runLoad\` POSTs). **tiershift**: the data phase's \`syncPostgres\` activity (schema, publication and ` +
-      'subscription, initial copy, catch-up, then row counts and checksums of every table compared with writes paused), run in Temporal\'s activity test environment with the plan\'s ' +
+      'subscription, initial copy, catch-up, a consistent point taken with writes paused for milliseconds, then chunked checksums of every row on both clusters after the pause), run in Temporal\'s activity test environment with the plan\'s ' +
       'retry policy, timed from start to verified; then the finalize step\'s `cutoverPostgres`. **pg_dump | pg_restore**: `pg_dump -Fc | pg_restore --no-owner` (one stream, ' +
       `so no parallel restore). **pgcopydb**: \`pgcopydb clone --table-jobs ${TABLE_JOBS} --index-jobs ${TABLE_JOBS} --no-owner --no-acl\` (Debian package). ` +
       'Size is the source\'s tables with their indexes (`pg_total_relation_size`); MB/s is that size over the seconds. Lag at cutover: for tiershift, the replication slot\'s ' +
