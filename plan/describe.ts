@@ -2,6 +2,7 @@
 import { PHASES } from './phases';
 import { recoveryPhrase } from './phases/finalize';
 import { recoveryPoint, rollbackOrder } from './rollback';
+import { allowedPrincipals } from '../identity/ssh';
 import type { AppStep, FinalizeStep, ResolvedPlan, Step } from './types';
 
 export function describePlanJson(plan: ResolvedPlan) {
@@ -13,6 +14,8 @@ export function describePlanJson(plan: ResolvedPlan) {
     resources: plan.resources,
     steps: plan.steps,
     gates: plan.steps.filter((s) => s.kind === 'gate'),
+    identity: plan.identity,
+    operators: plan.operators,
     rollback: rollbackOrder(plan.steps),
   };
 }
@@ -32,6 +35,7 @@ export function describePlan(plan: ResolvedPlan): string {
     const timeout = g.timeout ? `; after ${g.timeout} without a decision: ${g.onTimeout}` : '; waits without a time limit';
     lines.push(`  ${g.gate}: ${g.requiredApprovals} approval(s) from ${who}${g.fourEyes ? ', not the starter (four eyes)' : ''}${timeout}`);
   }
+  lines.push('', `Decisions: ${whoDecides(plan)}`);
   const ponr = plan.steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
   if (ponr?.pointOfNoReturn) {
     lines.push(
@@ -61,4 +65,14 @@ export function describePlan(plan: ResolvedPlan): string {
 function detail(step: Step): string {
   const text = PHASES[step.kind].describe?.(step) ?? '';
   return text ? `  [${text}]` : '';
+}
+
+/** How the plan's decisions are proven, and who may resume and roll back. */
+function whoDecides(plan: ResolvedPlan): string {
+  const operators = `operators (resume, rollback): ${plan.operators?.length ? plan.operators.join(', ') : 'anyone the identity proves'}`;
+  const id = plan.identity;
+  if (!id) return 'names as typed (a plan from before decisions were proven)';
+  if (id.mode === 'unverified') return `UNVERIFIED (identity: unverified): names as typed, for rehearsals only; ${operators}`;
+  if (id.mode === 'oidc') return `proven with ID tokens from ${id.issuer} (audience ${id.audience}), checked by the worker; ${operators}`;
+  return `proven with SSH signatures by the plan's allowed signers (${allowedPrincipals(id.allowedSigners).join(', ')}), checked by the worker; ${operators}`;
 }

@@ -14,6 +14,7 @@ import { decisionFields, proofFor, startStatement } from '../client/identity';
 import { approveGate, migrationHandle, resumeMigration, startMigration } from '../client/migrations';
 import { planDigest } from '../contract/digest';
 import type { MigrationStatus } from '../contract/status';
+import { describePlan } from '../plan/describe';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
 import { approveSignal, statusQuery } from '../workflows/shared';
@@ -66,6 +67,7 @@ const signedBy = (who: string) => ({ key: key(who), me: () => who });
 describe('proven decisions in the workflow', () => {
   it('verifies every decision through Updates and signals, across continue-as-new, and replays', async () => {
     const p = plan('proven-engine');
+    expect(describePlan(p)).toMatch(/Decisions: proven with SSH signatures by the plan's allowed signers \(alice, bob\)/);
     const id = 'migration-proven-engine';
     const startProof = await proofFor(p.identity!, startStatement(id, p.hash), signedBy('alice'));
     // A small history limit: the run continues as new between steps, carrying who decided what.

@@ -211,6 +211,9 @@ describe('plan resolution', () => {
 
   it('accepts the plans that ship with tiershift', () => {
     expect(loadPlan('plans/minimal.yaml').steps.map((s) => s.id)).toEqual(['0-check', '1-gate', '2-check']);
+    // The dry run says who decides, and how they prove it.
+    expect(describePlan(loadPlan('plans/minimal.yaml'))).toMatch(/\nDecisions: UNVERIFIED \(identity: unverified\): names as typed, for rehearsals only; operators \(resume, rollback\): anyone/);
+    expect(describePlan(loadPlan('plans/demo.yaml'))).toMatch(/\nDecisions: proven with ID tokens from http:\/\/127\.0\.0\.1:\d+ \(audience tiershift\), checked by the worker; operators \(resume, rollback\): alice, bob/);
     const demo = loadPlan('plans/demo.yaml');
     expect(demo.steps.filter((s) => s.kind === 'gate').map((s) => s.kind === 'gate' && s.gate)).toEqual(['start', 'cutover', 'finalize', 'complete']);
   });
