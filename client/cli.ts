@@ -7,7 +7,7 @@ import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../contract/errors';
 import { readState, sandboxHome, type SandboxPorts } from '../contract/home';
 import { resumePreviewQuery, statusQuery } from '../workflows/shared';
-import { type MigrationState, type MigrationStatus } from '../contract/status';
+import { migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
 import { connectClient } from './connection';
 import { workflowUrl, type ConnectionFlags } from '../contract/connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
@@ -206,7 +206,7 @@ program
       // Before connecting: a plan that can never pass is the author's to fix, whether Temporal is up or not.
       refuseUnreachableGates(plan, by);
       const { client, resolved } = await connectClient(globals());
-      const id = opts.id ?? `migration-${plan.name}`;
+      const id = opts.id ?? migrationId(plan.name);
       const startProof = proven ? await proofFor(plan.identity!, startStatement(id, plan.hash), opts) : undefined;
       const handle = await startMigration(client, plan, by, { id, startProof });
       if (plan.identity) await startVerdict(client, handle.workflowId);

@@ -2,7 +2,7 @@
 // migration shows, and its proof: an ID token whose nonce is the statement's digest, or an SSH signature.
 import { evidenceDigest } from '../contract/digest';
 import { UserError } from '../contract/errors';
-import { statementNonce, statementText, type DecisionAction, type DecisionStatement, type IdentityPolicy, type Proof } from '../contract/identity';
+import { decisionStatement, statementNonce, statementText, type DecisionAction, type DecisionStatement, type IdentityPolicy, type Proof } from '../contract/identity';
 import { evidenceOf, type MigrationStatus } from '../contract/status';
 import { EXIT } from './errors';
 
@@ -16,21 +16,11 @@ export interface SignerFlags {
 /** The statement of a decision on a running migration, exactly as its workflow will build it. */
 export function statementFor(status: MigrationStatus, action: Exclude<DecisionAction, 'start'>, extra: { gate?: string; note?: string; confirm?: boolean }): DecisionStatement {
   if (!status.identity) throw new Error('the migration does not prove decisions');
-  return {
-    v: 1,
-    migration: status.migrationId,
-    run: status.identity.run,
-    action,
-    ...(extra.gate !== undefined ? { gate: extra.gate } : {}),
-    planHash: status.plan.hash,
-    evidence: evidenceDigest(evidenceOf(status)),
-    ...(extra.note !== undefined ? { note: extra.note } : {}),
-    ...(extra.confirm ? { confirm: true } : {}),
-  };
+  return decisionStatement({ migration: status.migrationId, run: status.identity.run, planHash: status.plan.hash, evidence: evidenceDigest(evidenceOf(status)) }, action, extra);
 }
 
 export function startStatement(migration: string, planHash: string): DecisionStatement {
-  return { v: 1, migration, run: '', action: 'start', planHash, evidence: evidenceDigest({}) };
+  return decisionStatement({ migration, run: '', planHash, evidence: evidenceDigest({}) }, 'start');
 }
 
 /** Whether decisions under this policy need a proof (and do not take the OS user's name). */

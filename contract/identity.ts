@@ -35,6 +35,24 @@ export interface DecisionStatement {
   confirm?: boolean;
 }
 
+/**
+ * The statement of a decision, built one way for the workflow that verifies it and the CLI that signs
+ * it: a token or signature is valid only if both build exactly this. A start has no run yet.
+ */
+export function decisionStatement(on: { migration: string; run: string; planHash: string; evidence: string }, action: DecisionAction, extra: { gate?: string; note?: string; confirm?: boolean } = {}): DecisionStatement {
+  return {
+    v: 1,
+    migration: on.migration,
+    run: action === 'start' ? '' : on.run,
+    action,
+    ...(extra.gate !== undefined ? { gate: extra.gate } : {}),
+    planHash: on.planHash,
+    evidence: on.evidence,
+    ...(extra.note !== undefined ? { note: extra.note } : {}),
+    ...(extra.confirm ? { confirm: true } : {}),
+  };
+}
+
 /** The SSH signature namespace (`ssh-keygen -Y sign -n`): a tiershift signature is valid for nothing else. */
 export const SSH_NAMESPACE = 'tiershift-decision';
 

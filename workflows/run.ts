@@ -9,7 +9,7 @@ import { MigrationPhase, MigrationState as MigrationStateKey, PendingGate, PlanN
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, resumePreviewQuery, resumeUpdate, rollbackUpdate, statusQuery } from './shared';
 import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema } from '../contract/messages';
 import { evidenceDigest, planDigest } from '../contract/digest';
-import type { DecisionAction, DecisionRecord, DecisionStatement, Proof } from '../contract/identity';
+import { decisionStatement, type DecisionAction, type DecisionRecord, type Proof } from '../contract/identity';
 import { checkIdentityPolicy, mayDecide, personOf, samePerson, verifyProof, type Person } from './identity';
 import { evidenceOf, REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus, type TargetWritesStatus } from '../contract/status';
 
@@ -424,17 +424,7 @@ export class MigrationRun {
    */
   private async proveDecision(action: DecisionAction, args: { by?: string; proof?: Proof }, extra: { gate?: string; note?: string; confirm?: boolean }): Promise<DecisionRecord> {
     const identity = this.status.identity!;
-    const statement: DecisionStatement = {
-      v: 1,
-      migration: this.status.migrationId,
-      run: action === 'start' ? '' : identity.run,
-      action,
-      ...(extra.gate !== undefined ? { gate: extra.gate } : {}),
-      planHash: this.plan.hash,
-      evidence: evidenceDigest(this.evidence()),
-      ...(extra.note !== undefined ? { note: extra.note } : {}),
-      ...(extra.confirm ? { confirm: true } : {}),
-    };
+    const statement = decisionStatement({ migration: this.status.migrationId, run: identity.run, planHash: this.plan.hash, evidence: evidenceDigest(this.evidence()) }, action, extra);
     const at = now();
     if (identity.policy.mode === 'unverified') return { statement, at, subject: this.named(args.by), claimedBy: args.by, verified: false };
     this.requireProof(args);
