@@ -83,37 +83,50 @@ describe('chaos', () => {
       workers.push(worker);
     };
     const handle = await startMigration(suite.temporal.client, plan, 'alice');
-    const subscription = replicationName(handle.workflowId);
+    const slot = replicationName(handle.workflowId);
     let done = 0;
     let killedInData = false;
     let kills = 0;
+    let over = false;
+    // The kill in the data phase watches the source itself, every 25 ms: the copy's replication slot
+    // exists from the start of the copy, and a small copy can be over before a status poll (up to a
+    // second while a new worker starts) would notice it.
+    const killInData = withClient(postgresUrl(suite.state.postgres.source!), async (c) => {
+      while (!over) {
+        if ((await c.query('select 1 from pg_replication_slots where slot_name = $1', [slot])).rowCount) {
+          killedInData = true;
+          restart();
+          kills += 1;
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    });
     // A query needs a worker: while the new one starts, there may be none to answer.
     // Short deadline: a query blocked for long would let the new worker cross several boundaries unseen.
     const poll = () =>
       suite.temporal.client.withDeadline(Date.now() + 1_000, () => migrationStatus(suite.temporal.client, handle.workflowId)).catch(() => undefined);
     let status = (await eventually(poll, (s) => s !== undefined))!;
-    for (;;) {
-      const latest = await poll();
-      if (!latest) {
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      status = latest;
-      if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
-      const finished = status.steps.filter((s) => s.state === 'done').length;
-      if (finished > done) {
-        done = finished;
-        restart();
-        kills += 1;
-      } else if (!killedInData && status.currentStep === '2-data') {
-        const subscribed = await withClient(postgresUrl(suite.state.postgres.target!), async (c) => (await c.query('select 1 from pg_subscription where subname = $1', [subscription])).rowCount);
-        if (subscribed) {
-          killedInData = true;
+    try {
+      for (;;) {
+        const latest = await poll();
+        if (!latest) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        status = latest;
+        if (['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(status.state)) break;
+        const finished = status.steps.filter((s) => s.state === 'done').length;
+        if (finished > done) {
+          done = finished;
           restart();
           kills += 1;
         }
+        await new Promise((r) => setTimeout(r, 100));
       }
-      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      over = true;
+      await killInData;
     }
     expect(status.state, JSON.stringify(status.failure)).toBe('completed');
     expect(killedInData).toBe(true);

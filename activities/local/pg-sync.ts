@@ -11,6 +11,7 @@ import { findBinary } from '../../sandbox/binaries';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { userTables, withClient } from './postgres';
 import { describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
+import { copyStage, dropCopyMarker, initialCopy, type CopyOutcome } from './pg-copy';
 import { postgresConnection } from './sandbox';
 import { withPgClient } from '../../contract/pg';
 
@@ -113,9 +114,26 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   }
 
   const createdDatabase = await ensureDatabase(dst);
-  const loadedSchema = await ensureSchema(src, dst, to.name);
-  const reused = await ensureSubscription(src, dst, name, to.name);
-  await waitForCopy(src, dst, name);
+  let loadedSchema = false;
+  let copy: CopyOutcome | undefined;
+  const reused = await withClient(dst, (c) => findSubscription(c, name));
+  if (reused) {
+    // Past the copy: the subscription streams; an attempt stopped there only needs it running again.
+    await withClient(src, (s) => ensurePublication(s, name));
+    if (!reused.enabled) await withClient(dst, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+  } else {
+    if ((await copyStage(dst, name)).stage === 'none') {
+      loadedSchema = await ensureSchema(src, dst, to.name);
+      await refuseFilledTarget(dst, to.name);
+    }
+    await withClient(src, (s) => ensurePublication(s, name));
+    copy = await initialCopy(src, dst, name, tables, dropSlot);
+    await subscribeFromSlot(src, dst, name);
+  }
+  await dropCopyMarker(dst, name);
+  // A subscription created by an older tiershift copies its tables itself: they must be ready first.
+  if (reused) await waitForTableSync(src, dst, name);
+  await waitForStreaming(src, dst, name);
   const progress = await waitForLag(src, dst, name, SMALL_LAG_BYTES);
 
   let verified = false;
@@ -158,6 +176,7 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   return {
     summary:
       `${n}: ${progress.tablesTotal} tables, ${rows} rows replicated from ${from.name} (${reused ? 'existing' : 'new'} subscription ${name}, lag ${progress.lagBytes} bytes)` +
+      (copy ? `; ${copySummary(copy)}` : '') +
       (verified ? `, verified identical in ${chunks} chunks (${verifyMs} ms) at a point taken with writes paused for ${quiesceMs} ms` : ', not verified (the plan says verify: false)'),
     figures: {
       [`${n}.tablesCopied`]: progress.tablesTotal,
@@ -169,9 +188,26 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
       [`${n}.verifyMs`]: verifyMs,
       [`${n}.chunksChecked`]: chunks,
       [`${n}.sequencesRaised`]: sequencesRaised,
+      ...(copy
+        ? {
+            [`${n}.copyMs`]: copy.copyMs,
+            [`${n}.copyChunks`]: copy.chunks,
+            [`${n}.indexMs`]: copy.indexMs,
+            [`${n}.indexesBuilt`]: copy.indexesBuilt,
+          }
+        : {}),
     },
     undo,
   };
+}
+
+function copySummary(copy: CopyOutcome): string {
+  const copied =
+    copy.start === 'rows-present'
+      ? 'rows copied by an earlier attempt'
+      : `copied ${copy.rows} rows in ${copy.chunks} chunks in ${copy.copyMs} ms${copy.start === 'recopied' ? ' (again: an earlier attempt was interrupted mid-copy)' : ''}`;
+  const found = copy.indexesFound ? ` (${copy.indexesFound} already there)` : '';
+  return `${copied}, then ${copy.indexesBuilt} indexes, constraints and triggers built in ${copy.indexMs} ms${found}`;
 }
 
 /** Creates the target database when missing; true if this call created it. */
@@ -198,9 +234,13 @@ async function ensureSchema(src: string, dst: string, target: string): Promise<b
   );
 }
 
-/** pg_dump --schema-only | psql, in one transaction on the target so a failure leaves nothing behind. */
+/**
+ * The tables, sequences and types without indexes and constraints (pg_dump's pre-data section) | psql, in
+ * one transaction on the target so a failure leaves nothing behind. The copy fills bare tables; the rest
+ * is built after it (pg-copy.ts).
+ */
 async function copySchema(src: string, dst: string): Promise<void> {
-  const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
+  const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=pre-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const load = spawn(findBinary('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', dst], { stdio: ['pipe', 'ignore', 'pipe'] });
@@ -241,16 +281,9 @@ export async function findSubscription(c: pg.Client, name: string): Promise<Subs
   return rows[0] && { oid: rows[0].oid, enabled: rows[0].subenabled, slot: rows[0].subslotname };
 }
 
-/** Reuses the migration's subscription, or creates it (which copies every table); true if reused. */
-async function ensureSubscription(src: string, dst: string, name: string, target: string): Promise<boolean> {
-  return withClient(dst, async (c) => {
-    const existing = await findSubscription(c, name);
-    if (existing) {
-      await withClient(src, (s) => ensurePublication(s, name));
-      if (!existing.enabled) await c.query(`alter subscription ${c.escapeIdentifier(name)} enable`);
-      return true;
-    }
-    // The initial copy inserts every row again: into a table that has rows it fails on the first key.
+/** The initial copy inserts every row: into a table that already holds rows it would duplicate or fail. */
+async function refuseFilledTarget(dst: string, target: string): Promise<void> {
+  await withClient(dst, async (c) => {
     const filled: string[] = [];
     for (const { table } of await userTables(c)) {
       if ((await c.query(`select 1 from ${c.escapeIdentifier(table)} limit 1`)).rowCount) filled.push(table);
@@ -261,14 +294,20 @@ async function ensureSubscription(src: string, dst: string, name: string, target
         'NonRetryable',
       );
     }
-    await withClient(src, async (s) => {
-      // A slot of this name without its subscription is what a crash between the two drops leaves.
-      await dropSlot(s, name);
-      await ensurePublication(s, name);
-    });
-    await c.query(`create subscription ${c.escapeIdentifier(name)} connection ${c.escapeLiteral(src)} publication ${c.escapeIdentifier(name)} with (copy_data = true)`);
-    return false;
   });
+}
+
+/**
+ * The subscription, created on the slot the copy read its snapshot from, without a copy of its own:
+ * it streams every change committed after the copy's point, and lists every table as ready at once.
+ */
+async function subscribeFromSlot(src: string, dst: string, name: string): Promise<void> {
+  await withClient(dst, (c) =>
+    c.query(
+      `create subscription ${c.escapeIdentifier(name)} connection ${c.escapeLiteral(src)} publication ${c.escapeIdentifier(name)} ` +
+        `with (create_slot = false, slot_name = ${c.escapeLiteral(name)}, copy_data = false)`,
+    ),
+  );
 }
 
 async function lagBytes(s: pg.Client, slot: string): Promise<number> {
@@ -323,7 +362,27 @@ async function watch(src: string, dst: string, name: string, phase: string, done
   );
 }
 
-const waitForCopy = (src: string, dst: string, name: string) => watch(src, dst, name, 'initial copy', (p) => p.tablesDone === p.tablesTotal);
+/**
+ * Until the subscription's apply worker streams from the slot. A new subscription's worker starts a moment
+ * after it is created; the lag reads small before that, and the write pause must not be what waits for it.
+ */
+async function waitForStreaming(src: string, dst: string, name: string): Promise<void> {
+  await withClient(src, (s) =>
+    withClient(dst, async (t) => {
+      for (const started = Date.now(); ; ) {
+        const worker = await t.query('select 1 from pg_stat_subscription where subname = $1 and pid is not null and relid is null', [name]);
+        const slot = await s.query('select 1 from pg_replication_slots where slot_name = $1 and active', [name]);
+        if (worker.rowCount && slot.rowCount) return;
+        // PostgreSQL restarts a failed apply worker every 5 s: a minute of failures is not the weather.
+        if (Date.now() - started > 60_000) throw new Error(`the subscription ${name} did not start streaming within a minute; see the target cluster's server log`);
+        heartbeat({ phase: 'starting replication' });
+        await sleep(100);
+      }
+    }),
+  );
+}
+
+const waitForTableSync = (src: string, dst: string, name: string) => watch(src, dst, name, 'table sync', (p) => p.tablesDone === p.tablesTotal);
 /** Until the subscriber (on `dst`) is within `bytes` of the publisher (`src`); a replication error fails it. */
 export const waitForLag = (src: string, dst: string, name: string, bytes: number) => watch(src, dst, name, 'catching up', (p) => p.lagBytes <= bytes);
 
@@ -477,6 +536,8 @@ export async function undoPgSync(input: UndoInput): Promise<StepOutcome> {
   const recorded = input.undo as Partial<PgSyncUndo> | undefined;
   const name = recorded?.subscription ?? replicationName(input.migrationId);
   const src = await postgresConnection(from);
+  // An undo during the copy keeps pg-copy.ts's marker: those rows are a copy nothing else wrote to, and a
+  // later data step copies them again instead of refusing the filled tables.
   const subscription = await dropSubscription(await postgresConnection(to), name);
   const slot = await withClient(src, (s) => dropSlot(s, recorded?.slot ?? name));
   const publication = await dropPublication(src, recorded?.publication ?? name);

@@ -1,0 +1,421 @@
+// The data phase's initial copy, the way pgcopydb does it: the tables without their indexes and
+// constraints, a replication slot whose exported snapshot every copy session reads, the rows streamed
+// from the source's COPY to the target's COPY in parallel (across tables, and by key range within big
+// ones), then the indexes and constraints built in parallel, and only then the subscription, which
+// streams every change made since the slot's consistent point.
+//
+// Where a copy stands is kept in the target cluster, not in the worker: a replication origin named after
+// the migration exists from before the first row is copied until the subscription exists, and its
+// progress is the slot's consistent point once every row is copied. A retried attempt reads it:
+//   - no marker: nothing of ours in the target;
+//   - marker at 0/0: a copy was interrupted; its snapshot died with its worker, so the rows it copied
+//     are removed (truncate: they are only ever ours) and the copy starts again from a new slot;
+//   - marker at an LSN: every row is there; the index build carries on with what is still missing.
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { spawn } from 'node:child_process';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { pgClient } from '../../contract/pg';
+import { ProgressMeter } from '../../contract/progress';
+import { findBinary } from '../../sandbox/binaries';
+import { withClient } from './postgres';
+
+/** Rows per copy chunk unless TIERSHIFT_COPY_CHUNK_ROWS says otherwise: tables above it are copied by several sessions. */
+export const DEFAULT_COPY_CHUNK_ROWS = 500_000;
+/** Sessions a side copying (and building indexes) at once, unless TIERSHIFT_COPY_JOBS says otherwise. */
+export const DEFAULT_COPY_JOBS = 4;
+/** Heartbeats with progress at most this often: enough for a live bar, little for the server. */
+const BEAT_MS = 1_000;
+/**
+ * The server notices a vanished client this fast (PostgreSQL 14+), and ends its COPY or CREATE INDEX
+ * instead of finishing work nobody will commit, holding locks a retry waits for.
+ */
+const SESSION_SETTINGS = { client_connection_check_interval: 1000, tcp_keepalives_idle: 5, tcp_keepalives_interval: 2, tcp_keepalives_count: 3 };
+/** Memory for each index build on the target: several run at once. */
+const INDEX_SETTINGS = { ...SESSION_SETTINGS, maintenance_work_mem: '128MB', max_parallel_maintenance_workers: 0 };
+/** Errors that mean an index or constraint a previous attempt built is there already. */
+const ALREADY_THERE = new Set(['42P07', '42710', '42P16']);
+/** Row variable in the chunk queries, as in pg-verify.ts: unlikely as a column name. */
+const ROW = 'tiershift_row';
+
+function positiveEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} is "${raw}"; set it to a whole number above 0, or unset it`);
+  return n;
+}
+export const copyChunkRows = () => positiveEnv('TIERSHIFT_COPY_CHUNK_ROWS', DEFAULT_COPY_CHUNK_ROWS);
+export const copyJobs = () => positiveEnv('TIERSHIFT_COPY_JOBS', DEFAULT_COPY_JOBS);
+
+export interface CopyTable {
+  table: string;
+  key: string[];
+}
+
+export interface CopyOutcome {
+  /** How this attempt found the copy: started it, started it again after an interrupted one, or found the rows there. */
+  start: 'fresh' | 'recopied' | 'rows-present';
+  rows: number;
+  bytes: number;
+  chunks: number;
+  indexesBuilt: number;
+  indexesFound: number;
+  copyMs: number;
+  indexMs: number;
+}
+
+/** The marker's name: the replication name, which is unique per migration, with a suffix. */
+export const copyMarker = (name: string): string => `${name}_copy`;
+
+export type CopyStage = { stage: 'none' } | { stage: 'copying' } | { stage: 'copied'; lsn: string };
+
+export async function copyStage(dst: string, name: string): Promise<CopyStage> {
+  return withClient(dst, async (c) => {
+    const { rows } = await c.query<{ lsn: string | null }>(
+      `select pg_replication_origin_progress(roname, true)::text as lsn from pg_replication_origin where roname = $1`,
+      [copyMarker(name)],
+    );
+    if (!rows[0]) return { stage: 'none' };
+    const lsn = rows[0].lsn;
+    return lsn && lsn !== '0/0' ? { stage: 'copied', lsn } : { stage: 'copying' };
+  });
+}
+
+/** Removes the marker once the subscription exists (or on undo). Idempotent. */
+export async function dropCopyMarker(dst: string, name: string): Promise<boolean> {
+  return withClient(dst, async (c) => {
+    if (!(await c.query('select 1 from pg_replication_origin where roname = $1', [copyMarker(name)])).rowCount) return false;
+    await c.query('select pg_replication_origin_drop($1)', [copyMarker(name)]);
+    return true;
+  });
+}
+
+/**
+ * Copies every row of `tables` from `src` to `dst` at one consistent point, then builds the target's
+ * indexes and constraints. On return the slot `name` exists on the source at the copy's point, ready
+ * for a subscription created with `copy_data = false`. `dropSlot` removes a slot left by an attempt
+ * whose copy did not finish. The source must have a publication `name` already.
+ */
+export async function initialCopy(
+  src: string,
+  dst: string,
+  name: string,
+  tables: CopyTable[],
+  dropSlot: (s: pg.Client, slot: string) => Promise<boolean>,
+): Promise<CopyOutcome> {
+  let stage = await copyStage(dst, name);
+  let start: CopyOutcome['start'] = stage.stage === 'none' ? 'fresh' : stage.stage === 'copying' ? 'recopied' : 'rows-present';
+  if (stage.stage === 'copied' && !(await withClient(src, async (s) => (await s.query('select 1 from pg_replication_slots where slot_name = $1', [name])).rowCount))) {
+    // The rows are there but the slot that would stream what changed since is gone: copy again.
+    stage = { stage: 'copying' };
+    start = 'recopied';
+  }
+  let rows = 0;
+  let bytes = 0;
+  let chunks = 0;
+  let copyMs = 0;
+  if (stage.stage !== 'copied') {
+    const started = Date.now();
+    if (stage.stage === 'copying') await truncateAll(dst, tables);
+    else await withClient(dst, (c) => c.query('select pg_replication_origin_create($1)', [copyMarker(name)]));
+    await withClient(src, (s) => dropSlot(s, name));
+    const copied = await copyAtNewSlot(src, dst, name, tables);
+    await withClient(dst, (c) => c.query('select pg_replication_origin_advance($1, $2::pg_lsn)', [copyMarker(name), copied.lsn]));
+    ({ rows, bytes, chunks } = copied);
+    await slotReleased(src, name);
+    copyMs = Date.now() - started;
+  }
+  const indexStarted = Date.now();
+  const { built, found } = await buildPostData(src, dst);
+  await analyzeAll(dst, tables);
+  return { start, rows, bytes, chunks, indexesBuilt: built, indexesFound: found, copyMs, indexMs: Date.now() - indexStarted };
+}
+
+/**
+ * Waits for the walsender of the connection that created the slot to exit: a subscription whose apply
+ * worker finds the slot still active fails to start, and PostgreSQL tries it again only 5 s later.
+ */
+async function slotReleased(src: string, slot: string): Promise<void> {
+  await withClient(src, async (s) => {
+    for (let waited = 0; waited < 30_000; waited += 50) {
+      const { rows } = await s.query<{ active: boolean }>('select active from pg_replication_slots where slot_name = $1', [slot]);
+      if (!rows[0]?.active) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+}
+
+/** An attempt that died mid-copy left some chunks: only ever this migration's rows (the marker says so). */
+async function truncateAll(dst: string, tables: CopyTable[]): Promise<void> {
+  if (!tables.length) return;
+  await withClient(dst, (c) => c.query(`truncate table ${tables.map((t) => c.escapeIdentifier(t.table)).join(', ')}`));
+}
+
+interface Chunk {
+  table: string;
+  /** The copy query's source: the table itself, or a select of one key range. */
+  source: string;
+  target: string;
+  /** Source bytes this chunk is expected to move, for the bar. */
+  share: number;
+}
+
+interface Copied {
+  lsn: string;
+  rows: number;
+  bytes: number;
+  chunks: number;
+}
+
+/**
+ * Creates the slot with an exported snapshot, then copies every chunk through `copyJobs()` pairs of
+ * sessions reading that snapshot. The replication connection that exported it stays open and idle until
+ * the last chunk is read: the snapshot lives exactly as long as it does.
+ */
+async function copyAtNewSlot(src: string, dst: string, name: string, tables: CopyTable[]): Promise<Copied> {
+  const repl = pgClient(src, { applicationName: 'tiershift: copy snapshot', settings: SESSION_SETTINGS, extra: { replication: 'database' } });
+  await repl.connect();
+  const opened: pg.Client[] = [repl];
+  try {
+    // EXPORT_SNAPSHOT is the spelling every PostgreSQL from 10 on accepts.
+    const created = await repl.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${repl.escapeIdentifier(name)} LOGICAL pgoutput EXPORT_SNAPSHOT`);
+    const { consistent_point: lsn, snapshot_name: snapshot } = created.rows[0]!;
+    const plan = await withClient(src, (c) => planChunks(c, tables));
+    const total = { rows: plan.rows, bytes: plan.bytes };
+    const meter = new ProgressMeter('initial copy', 'rows', total.rows);
+    meter.setTotal(total.rows, total.bytes);
+    let rowsDone = 0;
+    let bytesDone = 0;
+    let chunksDone = 0;
+    let lastBeat = 0;
+    // Rows of chunks in flight are estimated from their bytes; finished chunks count their real rows.
+    const inFlight = new Map<Chunk, number>();
+    const beat = (force = false) => {
+      if (!force && Date.now() - lastBeat < BEAT_MS) return;
+      lastBeat = Date.now();
+      const flying = [...inFlight.entries()].reduce((n, [chunk, b]) => n + (chunk.share > 0 ? Math.min(1, b / chunk.share) * plan.rowsOf(chunk) : 0), 0);
+      heartbeat({ phase: 'initial copy', chunksDone, chunksTotal: plan.chunks.length, progress: meter.read(Math.round(rowsDone + flying), bytesDone) });
+    };
+    beat(true);
+    const queue = [...plan.chunks];
+    const cancelled = Context.current().cancellationSignal;
+    const job = async () => {
+      const s = pgClient(src, { applicationName: 'tiershift: copying', settings: SESSION_SETTINGS });
+      const t = pgClient(dst, { applicationName: 'tiershift: copying', settings: { ...SESSION_SETTINGS, synchronous_commit: 'off' } });
+      opened.push(s, t);
+      await Promise.all([s.connect(), t.connect()]);
+      await s.query('begin isolation level repeatable read read only');
+      await s.query(`set transaction snapshot ${s.escapeLiteral(snapshot)}`);
+      for (let chunk = queue.shift(); chunk; chunk = queue.shift()) {
+        if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the copy was cancelled');
+        inFlight.set(chunk, 0);
+        const counted = new Transform({
+          transform(data: Buffer, _enc, done) {
+            bytesDone += data.length;
+            inFlight.set(chunk!, (inFlight.get(chunk!) ?? 0) + data.length);
+            beat();
+            done(null, data);
+          },
+        });
+        const reader = s.query(copyTo(`copy ${chunk.source} to stdout (format binary)`));
+        const writer = t.query(copyFrom(`copy ${chunk.target} from stdin (format binary)`));
+        await pipeline(reader, counted, writer);
+        inFlight.delete(chunk);
+        rowsDone += writer.rowCount;
+        chunksDone += 1;
+        beat();
+      }
+      await s.query('commit');
+    };
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(copyJobs(), Math.max(1, plan.chunks.length)) }, job));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    beat(true);
+    return { lsn, rows: rowsDone, bytes: bytesDone, chunks: plan.chunks.length };
+  } finally {
+    await Promise.all(opened.map((c) => c.end().catch(() => undefined)));
+  }
+}
+
+/**
+ * Splits every table into chunks: a table up to `copyChunkRows()` rows is one chunk; a bigger one is cut
+ * at every `copyChunkRows()`-th key, found by walking its primary key's index (keys only, no rows). The
+ * biggest chunks go first, so the last minutes are not one session copying one big table alone.
+ */
+async function planChunks(c: pg.Client, tables: CopyTable[]) {
+  const size = copyChunkRows();
+  const { rows: stats } = await c.query<{ table: string; rows: number; bytes: number }>(
+    `select c.relname as table,
+            (case when c.reltuples > 0 then c.reltuples else pg_relation_size(c.oid) / 100 end)::float8 as rows,
+            pg_table_size(c.oid)::float8 as bytes
+       from pg_class c where c.relnamespace = 'public'::regnamespace and c.relname = any($1::text[])`,
+    [tables.map((t) => t.table)],
+  );
+  const stat = new Map(stats.map((s) => [s.table, s]));
+  const chunks: Chunk[] = [];
+  const rowsPerChunk = new Map<Chunk, number>();
+  for (const t of tables) {
+    const ident = c.escapeIdentifier(t.table);
+    const { rows: columns } = await c.query<{ name: string }>(
+      `select attname as name from pg_attribute where attrelid = $1::regclass and attnum > 0 and not attisdropped and attgenerated = '' order by attnum`,
+      [`public.${ident}`],
+    );
+    // Generated columns are computed again on the target; COPY may not write them.
+    const cols = columns.map((col) => c.escapeIdentifier(col.name)).join(', ');
+    const target = `${ident} (${cols})`;
+    const estimate = Math.round(stat.get(t.table)?.rows ?? 0);
+    const bytes = stat.get(t.table)?.bytes ?? 0;
+    const bounds = estimate > size ? await boundaries(c, t, size) : [];
+    const pieces = bounds.length + 1;
+    const keyList = t.key.map((k) => `${ROW}.${c.escapeIdentifier(k)}`).join(', ');
+    const literal = (key: string[]) => `(${key.map((v) => c.escapeLiteral(v)).join(', ')})`;
+    for (let i = 0; i < pieces; i++) {
+      const lo = i > 0 ? bounds[i - 1]! : null;
+      const hi = i < bounds.length ? bounds[i]! : null;
+      const where = [lo && `(${keyList}) > ${literal(lo)}`, hi && `(${keyList}) <= ${literal(hi)}`].filter(Boolean).join(' and ');
+      const chunk: Chunk = {
+        table: t.table,
+        source: pieces === 1 ? target : `(select ${columns.map((col) => `${ROW}.${c.escapeIdentifier(col.name)}`).join(', ')} from ${ident} ${ROW} where ${where})`,
+        target,
+        share: bytes / pieces,
+      };
+      chunks.push(chunk);
+      rowsPerChunk.set(chunk, estimate / pieces);
+    }
+  }
+  chunks.sort((a, b) => b.share - a.share);
+  return {
+    chunks,
+    rows: [...rowsPerChunk.values()].reduce((a, b) => a + b, 0),
+    bytes: chunks.reduce((a, b) => a + b.share, 0),
+    rowsOf: (chunk: Chunk) => rowsPerChunk.get(chunk) ?? 0,
+  };
+}
+
+/** Every `size`-th key of the table in key order: an index-only walk, one step per chunk. */
+async function boundaries(c: pg.Client, t: CopyTable, size: number): Promise<string[][]> {
+  const ident = c.escapeIdentifier(t.table);
+  const cols = t.key.map((k) => `${ROW}.${c.escapeIdentifier(k)}`);
+  const keyList = cols.join(', ');
+  const keyText = `array[${cols.map((k) => `${k}::text`).join(', ')}]`;
+  const found: string[][] = [];
+  for (;;) {
+    const lo = found.at(-1);
+    const params = lo ?? [];
+    const where = lo ? `where (${keyList}) > (${lo.map((_, i) => `$${i + 1}`).join(', ')})` : '';
+    const { rows } = await c.query<{ key: string[] }>(`select ${keyText} as key from ${ident} ${ROW} ${where} order by ${keyList} offset ${size - 1} limit 1`, params);
+    if (!rows[0]) return found;
+    found.push(rows[0].key);
+    heartbeat({ phase: 'planning the copy', table: t.table, boundaries: found.length });
+  }
+}
+
+interface PostDataItem {
+  name: string;
+  type: string;
+  sql: string;
+}
+
+/**
+ * The source's post-data section (indexes, constraints, foreign keys, triggers, rules, policies), from
+ * pg_dump, one item per object as pg_dump's own "-- Name: …; Type: …" headers separate them.
+ */
+async function postData(src: string): Promise<{ preamble: string; items: PostDataItem[] }> {
+  const text = await new Promise<string>((resolve, reject) => {
+    const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=post-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    dump.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    dump.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    dump.on('error', reject);
+    dump.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`reading the source's indexes and constraints failed: pg_dump said "${err.trim().split('\n')[0] ?? ''}"`))));
+  });
+  const header = /^--\n-- Name: (.*?); Type: (.*?); Schema: .*?; Owner: .*\n--\n/gm;
+  const marks = [...text.matchAll(header)];
+  // pg_dump 15.14 and later frame its output with psql's \restrict and \unrestrict, which only psql reads.
+  const sqlOnly = (part: string) => part.split('\n').filter((line) => !line.startsWith('\\')).join('\n').trim();
+  const preamble = sqlOnly(text.slice(0, marks[0]?.index ?? text.length));
+  const items = marks.map((m, i) => ({
+    name: m[1]!,
+    type: m[2]!,
+    sql: sqlOnly(text.slice(m.index! + m[0].length, marks[i + 1]?.index ?? text.length)),
+  }));
+  return { preamble, items: items.filter((i) => i.sql) };
+}
+
+/**
+ * Builds what the copy left out: indexes and primary, unique and exclusion constraints in parallel
+ * (each independent of the others), then foreign keys, triggers and the rest in pg_dump's order (they
+ * depend on those). Each item is one implicit transaction: it is there whole or not at all, so an item
+ * that reports "already exists" was built by an earlier attempt (or by whoever created the target's
+ * schema) and is kept.
+ */
+async function buildPostData(src: string, dst: string): Promise<{ built: number; found: number }> {
+  const { preamble, items } = await postData(src);
+  const parallel = items.filter((i) => i.type === 'INDEX' || i.type === 'CONSTRAINT');
+  const ordered = items.filter((i) => !parallel.includes(i));
+  const meter = new ProgressMeter('building indexes and constraints', 'objects', items.length);
+  let built = 0;
+  let found = 0;
+  const beat = () => heartbeat({ phase: 'building indexes', progress: meter.read(built + found) });
+  beat();
+  const apply = async (t: pg.Client, item: PostDataItem) => {
+    try {
+      await t.query(item.sql);
+      built += 1;
+    } catch (err) {
+      if (!ALREADY_THERE.has((err as { code?: string }).code ?? '')) {
+        throw new Error(`building ${item.type.toLowerCase()} ${item.name} on the target failed: ${(err as Error).message}`);
+      }
+      found += 1;
+    }
+    beat();
+  };
+  const session = async (fn: (t: pg.Client) => Promise<void>) => {
+    const t = pgClient(dst, { applicationName: 'tiershift: building indexes', settings: INDEX_SETTINGS });
+    try {
+      await t.connect();
+      if (preamble) await t.query(preamble);
+      await fn(t);
+    } finally {
+      await t.end().catch(() => undefined);
+    }
+  };
+  const queue = [...parallel];
+  const cancelled = Context.current().cancellationSignal;
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(copyJobs(), Math.max(1, queue.length)) }, () =>
+      session(async (t) => {
+        for (let item = queue.shift(); item; item = queue.shift()) {
+          if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the index build was cancelled');
+          await apply(t, item);
+        }
+      }),
+    ),
+  );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw ApplicationFailure.retryable((failed.reason as Error).message);
+  await session(async (t) => {
+    for (const item of ordered) await apply(t, item);
+  });
+  return { built, found };
+}
+
+/** Fresh planner statistics on the target, as after a restore: the app's first queries there need them. */
+async function analyzeAll(dst: string, tables: CopyTable[]): Promise<void> {
+  const queue = [...tables];
+  await Promise.all(
+    Array.from({ length: Math.min(copyJobs(), Math.max(1, queue.length)) }, () =>
+      withClient(dst, async (c) => {
+        for (let t = queue.shift(); t; t = queue.shift()) {
+          heartbeat({ phase: 'analyzing', table: t.table });
+          await c.query(`analyze ${c.escapeIdentifier(t.table)}`);
+        }
+      }),
+    ),
+  );
+}
