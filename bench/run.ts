@@ -21,7 +21,7 @@ import { orchestrationOverhead } from './overhead';
 import { pgSync } from './pg-sync';
 import { reverseSync } from './reverse-sync';
 import { rollbackTime } from './rollback';
-import { FULL, QUICK } from './sizes';
+import { FULL, pgBudgetMs, QUICK, withPgSizes } from './sizes';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 
@@ -46,15 +46,36 @@ const BENCHMARKS: Benchmark[] = [
   { n: 8, name: 'reverse sync', fn: reverseSync, budgetMs: 300_000 },
 ];
 
-function parseArgs(argv: string[]): { quick: boolean; only?: Set<number> } {
+interface Args {
+  quick: boolean;
+  only?: Set<number>;
+  /** Benchmark 5's datasets in rows, e.g. `--sizes 1M,10M,20M`. */
+  sizes?: number[];
+  /** Where the results go, under bench/. */
+  out?: string;
+}
+
+function option(argv: string[], name: string): string | undefined {
+  const i = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (i < 0) return undefined;
+  return argv[i]!.includes('=') ? argv[i]!.slice(name.length + 1) : argv[i + 1] ?? '';
+}
+
+function parseArgs(argv: string[]): Args {
   const quick = argv.includes('--quick');
-  const i = argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
-  let only: Set<number> | undefined;
-  if (i >= 0) {
-    const value = argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1] ?? '';
-    only = new Set(value.split(',').map(Number).filter((n) => n >= 1 && n <= 8));
+  const onlyText = option(argv, '--only');
+  const only = onlyText === undefined ? undefined : new Set(onlyText.split(',').map(Number).filter((n) => n >= 1 && n <= 8));
+  const sizesText = option(argv, '--sizes');
+  let sizes: number[] | undefined;
+  if (sizesText !== undefined) {
+    sizes = sizesText.split(',').map((t) => {
+      const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(t.trim());
+      if (!m) throw new Error(`--sizes takes rows like 1M,10M,20M; "${t}" is not one`);
+      return Math.round(Number(m[1]) * (m[2]?.toLowerCase() === 'm' ? 1e6 : m[2]?.toLowerCase() === 'k' ? 1e3 : 1));
+    });
   }
-  return { quick, only };
+  const out = option(argv, '--out');
+  return { quick, only, sizes, ...(out ? { out } : {}) };
 }
 
 function version(command: string, args: string[], pattern: RegExp): string {
@@ -107,6 +128,7 @@ const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' / ');
 
 function render(opts: {
   quick: boolean;
+  command: string;
   machine: [string, string][];
   loadBefore: string;
   loadAfter?: string;
@@ -118,7 +140,7 @@ function render(opts: {
   const lines: string[] = [
     `# tiershift benchmarks${opts.quick ? ' (quick mode: tiny sizes, for checking the harness only)' : ''}`,
     '',
-    `Produced by \`npm run bench${opts.quick ? ' -- --quick' : ''}\` (bench/run.ts) on a sandbox of its own: a temporary home, free loopback ports, ` +
+    `Produced by \`${opts.command}\` (bench/run.ts) on a sandbox of its own: a temporary home, free loopback ports, ` +
       `the shop database seeded with ${opts.seedRows.toLocaleString('en-US')} orders, torn down and purged at the end. What each benchmark measures: bench/README.md.`,
     '',
     '## Machine',
@@ -157,9 +179,11 @@ function render(opts: {
 }
 
 async function main(): Promise<number> {
-  const { quick, only } = parseArgs(process.argv.slice(2));
-  const sizes = quick ? QUICK : FULL;
-  const out = path.join(BENCH_DIR, quick ? 'RESULTS.quick.md' : 'RESULTS.md');
+  const args = parseArgs(process.argv.slice(2));
+  const { quick, only } = args;
+  const sizes = withPgSizes(quick ? QUICK : FULL, args.sizes);
+  const out = path.join(BENCH_DIR, args.out ?? (quick ? 'RESULTS.quick.md' : 'RESULTS.md'));
+  const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
   const started = Date.now();
 
@@ -187,7 +211,7 @@ async function main(): Promise<number> {
   const write = (final: boolean) =>
     writeFileSync(
       out,
-      render({ quick, machine: info, loadBefore, loadAfter: final ? loadavg() : undefined, sections, order, totalMs: final ? Date.now() - started : undefined, seedRows: sizes.seedRows }),
+      render({ quick, command, machine: info, loadBefore, loadAfter: final ? loadavg() : undefined, sections, order, totalMs: final ? Date.now() - started : undefined, seedRows: sizes.seedRows }),
     );
   let client: Client | undefined;
   let connection: NativeConnection | undefined;
@@ -201,7 +225,7 @@ async function main(): Promise<number> {
     connection = await NativeConnection.connect({ address });
     for (const b of BENCHMARKS) {
       if (!order.includes(b.n)) continue;
-      const budget = quick ? Math.max(60_000, b.budgetMs / 4) : b.budgetMs;
+      const budget = quick ? Math.max(60_000, b.budgetMs / 4) : b.n === 5 && args.sizes ? pgBudgetMs(args.sizes) : b.budgetMs;
       const ctx: BenchContext = { home, quick, sizes, client: client!, connection: connection!, address, log, deadline: Date.now() + budget };
       log(`${b.n}. ${b.name}`);
       const t0 = Date.now();

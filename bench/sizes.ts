@@ -91,3 +91,23 @@ export const QUICK: Sizes = {
   scriptFleetMaxK: 20,
   reverse: { orders: 5_000, runs: 1, writesPerSecond: 5, afterCutoverMs: 2_000 },
 };
+
+/** The seed script makes about this many rows per order across the shop's five tables. */
+const ROWS_PER_ORDER = 4.32;
+
+/**
+ * Benchmark 5 at the sizes `--sizes` asks for (rows): three runs of each method at up to 1M rows, one
+ * above; each dataset's share of the time budget follows its size.
+ */
+export function withPgSizes(sizes: Sizes, rows?: number[]): Sizes {
+  if (!rows?.length) return sizes;
+  const total = rows.reduce((a, b) => a + b, 0);
+  const label = (n: number) => `~${n >= 1e6 ? `${+(n / 1e6).toFixed(1)}M` : `${Math.round(n / 1e3)}k`} rows`;
+  return {
+    ...sizes,
+    pgDatasets: rows.map((n) => ({ label: label(n), orders: Math.round(n / ROWS_PER_ORDER), runs: n <= 1e6 ? 3 : 1, share: n / total })),
+  };
+}
+
+/** Time for benchmark 5 at those sizes: on 2 cores a round of the three methods and the seed take about 25 s per million rows. */
+export const pgBudgetMs = (rows: number[]): number => 120_000 + rows.reduce((a, n) => a + (n / 1e6) * 25_000 * (n <= 1e6 ? 3 : 1), 0);
