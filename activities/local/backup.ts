@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BackupStep } from '../../plan/types';
 import type { LocalBlob, LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
-import type { Json, StepInput, StepOutcome } from '../types';
+import type { StepInput, StepOutcome } from '../types';
 import { backupPrefix } from '../backup-key';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
 import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
