@@ -176,7 +176,8 @@ describe('a backup step run by a worker', () => {
       );
       expect(running.steps[0]).toMatchObject({ state: 'running', progress: { phase: 'dumping sourceDb', unit: 'bytes', done: 0 } });
       expect(formatStatus(running)).toMatch(/\n {8}0 B so far \(dumping sourceDb\)/);
-      await eventually(async () => lines.join(''), (text) => /1-backup: 0 B so far \(dumping sourceDb\)\n/.test(text), 10_000);
+      const stepId = running.steps[0]!.id;
+      await eventually(async () => lines.join(''), (text) => text.includes(`  ${stepId}: 0 B so far (dumping sourceDb)\n`), 10_000);
       const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
       expect(metadata.currentDetails).toContain(`Live progress: Pending Activities → Heartbeat details (or \`tiershift watch ${handle.workflowId}\`)`);
 
