@@ -5,11 +5,11 @@ import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type C
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { DataStep, Resource } from '../../plan/types';
 import type { LocalBlob } from './provider';
-import { blobSyncOutcome, eachLimited, observeTarget, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import { blobSyncOutcome, containerMeter, eachLimited, observeTarget, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
 import { resolveSecret } from '../secrets';
-import { ProgressMeter, type Progress } from '../../contract/progress';
+import type { Progress } from '../../contract/progress';
 
 /** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
 const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
@@ -127,22 +127,6 @@ export async function copyContainer(
     opts.onPage?.(progress, meter.read(progress.copied + progress.skipped, bytesSeen));
   }
   return progress;
-}
-
-/**
- * A meter whose total is the blobs (and bytes) the container holds as the copy begins: one listing of
- * names, 5000 a request, against a copy of each. An estimate, since the app may add blobs meanwhile.
- */
-async function containerMeter(source: ContainerClient, phase: string): Promise<ProgressMeter> {
-  let blobs = 0;
-  let bytes = 0;
-  for await (const page of source.listBlobsFlat({ abortSignal: Context.current().cancellationSignal }).byPage({ maxPageSize: 5000 })) {
-    blobs += page.segment.blobItems.length;
-    bytes += page.segment.blobItems.reduce((n, b) => n + (b.properties.contentLength ?? 0), 0);
-  }
-  const meter = new ProgressMeter(phase, 'blobs');
-  meter.setTotal(blobs, bytes);
-  return meter;
 }
 
 /** Heartbeat details of an earlier attempt, if they look like ours. */
