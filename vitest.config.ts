@@ -18,6 +18,7 @@ const UNIT = [
   'test/provider-contract.test.ts',
   'test/ssh-identity.test.ts',
   'test/decisions.test.ts',
+  'test/progress.test.ts',
 ];
 
 export default defineConfig({

@@ -4,6 +4,8 @@
 import type { ContainerClient } from '@azure/storage-blob';
 import type { DataStep } from '../plan/types';
 import type { Json, StepOutcome } from './types';
+import { Context } from '@temporalio/activity';
+import { ProgressMeter } from '../contract/progress';
 
 /** Above this many created blobs, undo reads its list from a manifest blob rather than the workflow history. */
 const INLINE_UNDO_LIMIT = 1000;
@@ -21,6 +23,23 @@ export interface BlobSyncCounts {
 
 /** Runs a storage call, translating its errors the provider's way (`what` says what was being done). */
 export type StorageCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * A meter whose total is the blobs (and bytes) the container holds as the copy begins: one listing of
+ * names, 5000 a request, against a copy of each. An estimate, since the app may add blobs meanwhile.
+ */
+export async function containerMeter(source: ContainerClient, phase: string, counts: (name: string) => boolean = () => true): Promise<ProgressMeter> {
+  let blobs = 0;
+  let bytes = 0;
+  for await (const page of source.listBlobsFlat({ abortSignal: Context.current().cancellationSignal }).byPage({ maxPageSize: 5000 })) {
+    const listed = page.segment.blobItems.filter((b) => counts(b.name));
+    blobs += listed.length;
+    bytes += listed.reduce((n, b) => n + (b.properties.contentLength ?? 0), 0);
+  }
+  const meter = new ProgressMeter(phase, 'blobs');
+  meter.setTotal(blobs, bytes);
+  return meter;
+}
 
 const asIs: StorageCall = (_what, fn) => fn();
 

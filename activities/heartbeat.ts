@@ -8,6 +8,7 @@
 // erase a journal's before-state, its `created` flags or the list of blobs created so far, which a
 // retry and its undo depend on.
 import { Context } from '@temporalio/activity';
+import { progressOf } from '../contract/progress';
 
 export async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
   const ctx = Context.current();
@@ -41,6 +42,9 @@ export function mergeDetails(previous: unknown, next: unknown): unknown {
   const merged: Record<string, unknown> = { ...previous, ...next };
   for (const [key, value] of Object.entries(next)) {
     const old = previous[key];
+    // A progress reading (contract/progress.ts) is whole: merged into the last one, a new phase would
+    // keep the old phase's total and ETA. Nothing resumes from it, so replacing it loses nothing.
+    if (key === 'progress' && progressOf(next)) continue;
     if (Array.isArray(old) && Array.isArray(value) && [...old, ...value].every((x) => typeof x === 'string')) {
       merged[key] = [...new Set([...(old as string[]), ...(value as string[])])];
     } else if (isRecord(old) && isRecord(value)) {

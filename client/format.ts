@@ -2,6 +2,7 @@
 // and `watch`.
 import type { IdentityPolicy } from '../contract/identity';
 import type { MigrationListing } from './migrations';
+import { HEARTBEAT_THROTTLE_MS, type Progress } from '../contract/progress';
 import { REFUSALS_KEPT, TERMINAL_STATES, type Figures, type MigrationStatus, type StepStatus } from '../contract/status';
 
 export const MARK: Record<StepStatus['state'], string> = {
@@ -22,6 +23,7 @@ export function formatStatus(status: MigrationStatus): string {
     const figures = formatFigures(step.figures);
     lines.push(`  [${MARK[step.state]}] ${step.id.padEnd(18)} ${step.title}`);
     if (step.summary) lines.push(`        ${step.summary}`);
+    if (step.progress) lines.push(`        ${formatProgress(step.progress)}`);
     if (figures) lines.push(`        ${figures}`);
     if (step.error) lines.push(`        error: ${step.error}`);
   }
@@ -56,7 +58,10 @@ export function formatStatus(status: MigrationStatus): string {
   if (status.rollback) {
     const rb = status.rollback;
     lines.push(`Rollback (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${rb.reason}`);
-    for (const a of rb.actions) lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+    for (const a of rb.actions) {
+      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+      if (a.progress) lines.push(`      ${formatProgress(a.progress)}`);
+    }
     if (rb.rowsRecovered !== undefined) lines.push(`  rows recovered to the source: ${rb.rowsRecovered}; at risk: ${rb.rowsAtRisk ?? 0}`);
   }
   const identity = status.identity;
@@ -141,4 +146,72 @@ export function duration(ms: number): string {
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
+}
+
+export interface ProgressFormat {
+  /** The clock the reading's age is measured on (tests pass one). */
+  now?: number;
+  /** A reading older than this says how old it is instead of passing for live. */
+  staleAfterMs?: number;
+  /** Characters between the bar's brackets. */
+  barWidth?: number;
+}
+
+/**
+ * How old a reading may be before it is called stale: three polls, but never less than three heartbeat
+ * throttle intervals, since Temporal only receives a heartbeat that often and a live reading is that old.
+ */
+export const staleAfter = (pollMs = 1000): number => 3 * Math.max(pollMs, HEARTBEAT_THROTTLE_MS);
+
+/**
+ * One line for a long phase:
+ * `[#########-----------] 43%  4.3M of 10.0M rows, 1.2 GB of 2.6 GB, 85k rows/s, ETA 1m 05s (initial copy)`.
+ * Without a total there is no bar, only what is done and the rate; a total passed by `done` (an estimate)
+ * shows a full bar and "finishing" rather than an ETA of nothing.
+ */
+export function formatProgress(p: Progress, opts: ProgressFormat = {}): string {
+  const amount = (n: number) => (p.unit === 'bytes' ? bytes(n) : count(n));
+  const unit = p.unit === 'bytes' ? '' : ` ${p.unit}`;
+  const parts: string[] = [];
+  let bar = '';
+  if (p.total !== undefined && p.total > 0) {
+    const fraction = Math.min(1, p.done / p.total);
+    bar = `${progressBar(fraction, opts.barWidth)} ${String(Math.floor(fraction * 100)).padStart(3)}%  `;
+    parts.push(`${amount(p.done)} of ${amount(p.total)}${unit}`);
+  } else {
+    parts.push(`${amount(p.done)}${unit} so far`);
+  }
+  if (p.bytesDone !== undefined && p.unit !== 'bytes') parts.push(p.bytesTotal ? `${bytes(p.bytesDone)} of ${bytes(p.bytesTotal)}` : bytes(p.bytesDone));
+  if (p.rate !== undefined) parts.push(p.unit === 'bytes' ? `${bytes(p.rate)}/s` : `${count(p.rate)} ${p.unit}/s`);
+  if (p.total !== undefined && p.done >= p.total) parts.push('finishing');
+  else if (p.etaSeconds !== undefined) parts.push(`ETA ${duration(p.etaSeconds * 1000)}`);
+  const age = (opts.now ?? Date.now()) - Date.parse(p.at);
+  const stale = age > (opts.staleAfterMs ?? staleAfter());
+  return `${bar}${parts.join(', ')} (${p.phase}${stale ? `; last reading ${duration(age)} ago` : ''})`;
+}
+
+/** `[#####---------------]` for a fraction between 0 and 1. */
+export function progressBar(fraction: number, width = 20): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+}
+
+/** 850, 8.5k, 85k, 4.3M, 1.2G: a count in three or four characters. */
+function count(n: number): string {
+  const scaled = (value: number, suffix: string) => `${value < 10 ? value.toFixed(1) : Math.round(value)}${suffix}`;
+  if (n >= 1e9) return scaled(n / 1e9, 'G');
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return scaled(n / 1e3, 'k');
+  return Number.isInteger(n) ? String(n) : n.toFixed(1);
+}
+
+/** Decimal units, as disks and network links count. */
+function bytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return i === 0 ? `${Math.round(n)} B` : `${n.toFixed(1)} ${units[i]}`;
 }

@@ -2,6 +2,9 @@
 // inspect and decide.
 import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
+import type { temporal } from '@temporalio/proto';
+import { progressOf, type Progress } from '../contract/progress';
 import { UserError } from '../contract/errors';
 import type * as Messages from '../contract/messages';
 import { unreachableGate } from '../plan/gates';
@@ -9,7 +12,7 @@ import type { Proof } from '../contract/identity';
 import type { ResolvedPlan } from '../plan/types';
 import type { migration } from '../workflows/migration';
 import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } from '../contract/search-attributes';
-import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery } from '../workflows/shared';
+import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery, STEP_ACTIVITIES, UNDO_ACTIVITY } from '../workflows/shared';
 import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type OperatorArgs, type RejectArgs } from '../contract/status';
 import { EXIT } from './errors';
 
@@ -99,7 +102,43 @@ export async function migrationStatusAnyState(client: Client, id: string): Promi
   const handle = migrationHandle(client, id);
   const description = await handle.describe();
   if (description.status.name === 'COMPLETED') return handle.result();
-  return handle.query(statusQuery);
+  const status = await handle.query(statusQuery);
+  return withLiveProgress(client, status, description.raw.pendingActivities ?? []);
+}
+
+/**
+ * The running step's (or rollback action's) latest progress, from its pending activity's heartbeat:
+ * Temporal keeps it there, outside the history, so it costs the workflow nothing and is as fresh as the
+ * last heartbeat. Added to the status the workflow answered, never into it.
+ */
+export async function withLiveProgress(
+  client: Client,
+  status: MigrationStatus,
+  pending: readonly temporal.api.workflow.v1.IPendingActivityInfo[],
+): Promise<MigrationStatus> {
+  const running = status.steps.find((s) => s.id === status.currentStep && s.state === 'running');
+  const action = status.rollback?.actions.find((a) => a.state === 'running');
+  const want = (types: readonly string[]) => pending.find((p) => p.activityType?.name && types.includes(p.activityType.name) && p.heartbeatDetails?.payloads?.length);
+  const stepActivity = running ? want(STEP_ACTIVITIES[running.kind]) : undefined;
+  const undoActivity = action ? want([UNDO_ACTIVITY]) : undefined;
+  if (!stepActivity && !undoActivity) return status;
+  const progressIn = async (activity: temporal.api.workflow.v1.IPendingActivityInfo): Promise<Progress | undefined> => {
+    try {
+      return progressOf(await decodeFromPayloadsAtIndex(client.options.loadedDataConverter, 0, activity.heartbeatDetails!.payloads));
+    } catch {
+      // Progress is a convenience: details this client cannot decode must not cost it the status.
+      return undefined;
+    }
+  };
+  const stepProgress = stepActivity && (await progressIn(stepActivity));
+  const actionProgress = undoActivity && (await progressIn(undoActivity));
+  return {
+    ...status,
+    steps: status.steps.map((s) => (s === running && stepProgress ? { ...s, progress: stepProgress } : s)),
+    ...(status.rollback && actionProgress
+      ? { rollback: { ...status.rollback, actions: status.rollback.actions.map((a) => (a === action ? { ...a, progress: actionProgress } : a)) } }
+      : {}),
+  };
 }
 
 export const MIGRATION_STATES: readonly MigrationStateName[] = [

@@ -3,8 +3,9 @@
 // one status object per line.
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import type { Progress } from '../contract/progress';
 import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../contract/status';
-import { duration, formatFigures, formatPointOfNoReturn, formatTraffic, MARK, rollbackCommand } from './format';
+import { duration, formatFigures, formatPointOfNoReturn, formatProgress, formatTraffic, MARK, rollbackCommand, staleAfter } from './format';
 import { migrationStatusAnyState } from './migrations';
 
 export interface WatchOutput {
@@ -28,8 +29,13 @@ export interface WatchOptions {
 /** Follows a migration until it ends and returns its final status. */
 export async function watchMigration(client: Client, id: string, opts: WatchOptions = {}): Promise<MigrationStatus> {
   const out = opts.out ?? process.stdout;
-  const mode: Renderer = opts.json ? new JsonRenderer(out) : (opts.live ?? Boolean(out.isTTY)) ? new LiveRenderer(out, opts.url) : new LineRenderer(out, opts.url);
   const intervalMs = opts.intervalMs ?? 1000;
+  const staleAfterMs = staleAfter(intervalMs);
+  const mode: Renderer = opts.json
+    ? new JsonRenderer(out)
+    : (opts.live ?? Boolean(out.isTTY))
+      ? new LiveRenderer(out, opts.url, staleAfterMs)
+      : new LineRenderer(out, opts.url, staleAfterMs);
   let lastProblem = '';
   for (;;) {
     let status: MigrationStatus | undefined;
@@ -98,9 +104,12 @@ export function outcomeLine(status: MigrationStatus): string {
 class LineRenderer implements Renderer {
   private prev?: MigrationStatus;
   private figuresShownAt = new Map<string, number>();
+  private progressShownAt = new Map<string, number>();
+  private progressAt = new Map<string, string>();
   constructor(
     private readonly out: WatchOutput,
     private readonly url?: string,
+    private readonly staleAfterMs?: number,
   ) {}
 
   private say(text: string): void {
@@ -143,6 +152,7 @@ class LineRenderer implements Renderer {
       if (before.get(`${a.stepId}:${a.action}`) !== a.state && a.state !== 'pending') {
         this.say(`  ↺ [${a.state}] ${a.stepId}: ${a.action}${a.error ? `: ${a.error}` : ''}`);
       }
+      if (a.state === 'running' && a.progress) this.progress(`rollback ${a.stepId}`, a.progress);
     }
     if (prev && prev.state !== status.state && !TERMINAL_STATES.includes(status.state)) this.say(`state: ${status.state}`);
     this.prev = status;
@@ -186,6 +196,18 @@ class LineRenderer implements Renderer {
       this.say(`  ${step.id}: ${figures}`);
       this.figuresShownAt.set(step.id, Date.now());
     }
+    if (step.state === 'running' && step.progress) this.progress(step.id, step.progress);
+  }
+
+  /** A new reading, at most every 5 s per step: often enough to follow, rare enough for a log. */
+  private progress(key: string, p: Progress): void {
+    const shownAt = this.progressShownAt.get(key);
+    if (shownAt !== undefined && Date.now() - shownAt < 5000) return;
+    // Only a new reading: a log that repeats an old one with a growing age says nothing new.
+    if (p.at === this.progressAt.get(key)) return;
+    this.say(`  ${key}: ${formatProgress(p, { staleAfterMs: this.staleAfterMs })}`);
+    this.progressShownAt.set(key, Date.now());
+    this.progressAt.set(key, p.at);
   }
 
   problem(message: string): void {
@@ -208,6 +230,7 @@ class LiveRenderer implements Renderer {
   constructor(
     private readonly out: WatchOutput,
     private readonly url?: string,
+    private readonly staleAfterMs?: number,
   ) {
     // Elapsed times keep moving between polls.
     this.ticker = setInterval(() => this.last && this.draw(this.last), 1000);
@@ -235,7 +258,7 @@ class LiveRenderer implements Renderer {
     const width = Math.max(20, (this.out.columns ?? 100) - 1);
     const height = Math.max(5, (this.out.rows ?? 40) - 1);
     // A wrapped or scrolled-off line would break the cursor arithmetic: every line fits the screen.
-    const lines = fitHeight(liveFrame(status, this.url), height).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
+    const lines = fitHeight(liveFrame(status, this.url, { staleAfterMs: this.staleAfterMs }), height).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
     if (this.problemLine) lines.push(this.problemLine.slice(0, width));
     const frame = lines.join('\n');
     if (frame === this.drawn) return;
@@ -252,7 +275,7 @@ function fitHeight(lines: string[], height: number): string[] {
 }
 
 /** What a terminal shows: the runbook with the current step, its figures, traffic, and what to do next. */
-export function liveFrame(status: MigrationStatus, url?: string): string[] {
+export function liveFrame(status: MigrationStatus, url?: string, opts: { staleAfterMs?: number } = {}): string[] {
   const id = status.migrationId;
   const lines = [
     `${id}  ${status.state.toUpperCase()}  plan ${status.plan.name} · started by ${status.startedBy} at ${clock(status.startedAt)} · ${since(status.startedAt, status.endedAt)}`,
@@ -268,6 +291,7 @@ export function liveFrame(status: MigrationStatus, url?: string): string[] {
     lines.push(`  ${MARK[step.state]} ${step.title}${timing ? `  (${timing})` : ''}`);
     if (step.id === status.currentStep || step.state === 'failed') {
       if (step.summary) lines.push(`      ${step.summary}`);
+      if (step.state === 'running' && step.progress) lines.push(`      ${formatProgress(step.progress, opts)}`);
       const figures = formatFigures(step.figures);
       if (figures) lines.push(`      ${figures}`);
       if (step.error) lines.push(`      error: ${step.error}`);
@@ -294,7 +318,10 @@ export function liveFrame(status: MigrationStatus, url?: string): string[] {
   if (ponr) lines.push(ponr);
   if (status.rollback) {
     lines.push(`Rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${status.rollback.reason}`);
-    for (const a of status.rollback.actions) lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+    for (const a of status.rollback.actions) {
+      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+      if (a.state === 'running' && a.progress) lines.push(`      ${formatProgress(a.progress, opts)}`);
+    }
   }
   if (url) lines.push(`Temporal UI: ${url}`);
   return lines;

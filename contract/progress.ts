@@ -23,6 +23,12 @@ export interface Progress {
   at: string;
 }
 
+/**
+ * How often a worker sends an activity's heartbeat to Temporal at most (worker/worker.ts): a reading
+ * the CLI or the UI shows is up to this old even while the step is live.
+ */
+export const HEARTBEAT_THROTTLE_MS = 5_000;
+
 /** A heartbeat that carries progress. */
 export const progressOf = (details: unknown): Progress | undefined => {
   if (typeof details !== 'object' || details === null) return undefined;

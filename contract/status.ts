@@ -2,6 +2,7 @@
 // activities, the worker and the CLI all speak. Types and constants only, so every layer may import it.
 import type { Recovery, ResolvedPlan, StepKind } from '../plan/types';
 import type { DecisionRecord, IdentityPolicy, Proof } from './identity';
+import type { Progress } from './progress';
 
 export const TASK_QUEUE = 'tiershift';
 
@@ -36,6 +37,12 @@ export interface StepStatus {
   summary?: string;
   figures: Figures;
   error?: string;
+  /**
+   * The running step's latest heartbeat progress, filled in by the client from Temporal's pending
+   * activity (client/migrations.ts). The workflow never sets it: it changes every few seconds and is no
+   * figure a decision or a report is made on.
+   */
+  progress?: Progress;
 }
 
 export interface Decision {
@@ -90,6 +97,8 @@ export interface RollbackAction {
   part?: 'start' | 'finish';
   state: 'pending' | 'running' | 'done' | 'failed';
   error?: string;
+  /** The running action's latest heartbeat progress (a reverse backfill), client-filled as StepStatus.progress. */
+  progress?: Progress;
 }
 
 export interface RollbackStatus {

@@ -7,6 +7,7 @@ import type { BackupStep, DataStep } from '../plan/types';
 import { FakeArm } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 import { blobMd5s, containerOf, sandbox, uniqueName } from './support/local-ops';
+import { progressOf } from '../contract/progress';
 
 const source = uniqueName('az-articles');
 const target = uniqueName('az-articles-dr');
@@ -52,6 +53,8 @@ describe('blob sync between accounts', () => {
     expect(Number(figures['articlesDr.blobsCopied']) + Number(figures['articlesDr.blobsSkipped'])).toBe(BLOBS);
     expect(figures['articlesDr.blobsVerified']).toBe(BLOBS);
     expect(second.result!.summary).toMatch(/resumed from a previous attempt/);
+    // Each page also heartbeats a reading, out of the blobs listed as the (resumed) copy began.
+    expect(progressOf(second.heartbeats.at(-1))).toMatchObject({ phase: 'copying blobs', unit: 'blobs', done: BLOBS, total: BLOBS });
     const want = await blobMd5s('primary', source);
     const got = await blobMd5s('secondary', target);
     expect(Object.keys(want)).toHaveLength(BLOBS);

@@ -50,4 +50,12 @@ describe('keepAlive', () => {
     // Nested records merge too; a value that is not a record replaces.
     expect(mergeDetails({ notes: { a: 1 }, pending: { op: 'x', poller: 'p' } }, { notes: { b: 2 }, pending: undefined })).toEqual({ notes: { a: 1, b: 2 }, pending: undefined });
   });
+
+  it('replaces a progress reading whole, so a new phase keeps no total or ETA of the last one', () => {
+    const copy = { phase: 'initial copy', unit: 'rows', done: 10, total: 10, rate: 5, etaSeconds: 0, at: '2026-01-01T00:00:00.000Z' };
+    const indexes = { phase: 'building indexes', unit: 'indexes', done: 0, at: '2026-01-01T00:00:05.000Z' };
+    expect(mergeDetails({ lastKey: 7, progress: copy }, { progress: indexes })).toEqual({ lastKey: 7, progress: indexes });
+    // A journal's note that happens to be called progress (a blob copy's position) still merges.
+    expect(mergeDetails({ notes: { progress: { created: ['a'] } } }, { notes: { progress: { created: ['b'] } } })).toEqual({ notes: { progress: { created: ['a', 'b'] } } });
+  });
 });

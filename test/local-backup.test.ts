@@ -14,6 +14,13 @@ import { ASSETS_CONTAINER, demoBlobs } from '../sandbox/azurite';
 import { findBinary } from '../sandbox/binaries';
 import { postgresUrl } from '../contract/home';
 import { backupStep, blob, containerOf, runActivity, sandbox, uniqueName } from './support/local-ops';
+import pg from 'pg';
+import { progressOf } from '../contract/progress';
+import { migrationStatusAnyState, startMigration } from '../client/migrations';
+import { watchMigration } from '../client/watch';
+import { formatStatus } from '../client/format';
+import { container, sandboxPlan, sandboxResources } from './support/plans';
+import { eventually, sandboxTemporal, startWorker } from './support/temporal';
 
 // The dispatcher over the local provider, as a worker registers it: it loops over the step's resources.
 const { backupDatabase, undoStep: undoBackup } = createActivities({ local: localProvider });
@@ -71,6 +78,12 @@ describe('local backup', () => {
     expect(metadata).toMatchObject({ tiershiftstate: 'complete', restoreverified: 'true', sha256: sha256(body), bytes: String(body.length) });
     expect(metadata?.fingerprint).toBe(createHash('sha256').update(JSON.stringify(source)).digest('hex'));
     expect(heartbeats.map((h) => (h as { phase?: string }).phase)).toEqual(expect.arrayContaining(['dump', 'restore', 'compare', 'copy blobs']));
+    // Each phase also heartbeats a progress reading: the restore out of the dump's size, the copy out of the blobs listed.
+    const readings = heartbeats.map(progressOf).filter((p) => p !== undefined);
+    expect(new Set(readings.map((p) => p.phase))).toEqual(new Set(['dumping sourceDb', 'verifying the restore', 'comparing the restore with the source', 'copying blobs of assets']));
+    expect(readings.find((p) => p.phase === 'verifying the restore')).toMatchObject({ unit: 'bytes', done: 0, total: body.length });
+    const assetBytes = demoBlobs().reduce((n, b) => n + b.size, 0);
+    expect(readings.filter((p) => p.phase === 'copying blobs of assets').at(-1)).toMatchObject({ unit: 'blobs', done: 20, total: 20, bytesDone: assetBytes, bytesTotal: assetBytes });
     expect(await scratchDatabases()).toEqual([]);
 
     const copies: string[] = [];
@@ -134,4 +147,50 @@ describe('local backup', () => {
     const retried = await runActivity(backupDatabase, [input(id, ['sourceDb'])]);
     expect(retried.result.figures).toMatchObject({ 'sourceDb.reused': false, 'sourceDb.restoreVerified': true });
   });
+});
+
+describe('a backup step run by a worker', () => {
+  it("shows the running step's live progress in status, watch and the UI's current details", async () => {
+    const temporal = await sandboxTemporal();
+    const { stop } = await startWorker({ connection: temporal.connection });
+    // pg_dump waits for a lock on every table it dumps: holding one keeps the step in its dump for as
+    // long as the test looks at it, whatever the speed of the machine.
+    const holder = new pg.Client({ connectionString: sourceUrl() });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table payments in access exclusive mode');
+      const plan = sandboxPlan({
+        name: uniqueName('progress'),
+        resources: { ...sandboxResources('sourceDb'), backups: container('primary', backupsName) },
+        phases: '  - backup: { resources: [sourceDb], destination: backups }',
+      });
+      const handle = await startMigration(temporal.client, plan, 'alice');
+      const lines: string[] = [];
+      const watched = watchMigration(temporal.client, handle.workflowId, { out: { write: (t: string) => lines.push(t) }, live: false, intervalMs: 200 });
+
+      const running = await eventually(
+        () => migrationStatusAnyState(temporal.client, handle.workflowId),
+        (s) => s.steps[0]?.progress !== undefined,
+        20_000,
+      );
+      expect(running.steps[0]).toMatchObject({ state: 'running', progress: { phase: 'dumping sourceDb', unit: 'bytes', done: 0 } });
+      expect(formatStatus(running)).toMatch(/\n {8}0 B so far \(dumping sourceDb\)/);
+      const stepId = running.steps[0]!.id;
+      await eventually(async () => lines.join(''), (text) => text.includes(`  ${stepId}: 0 B so far (dumping sourceDb)\n`), 10_000);
+      const metadata = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      expect(metadata.currentDetails).toContain(`Live progress: Pending Activities → Heartbeat details (or \`tiershift watch ${handle.workflowId}\`)`);
+
+      await holder.query('rollback');
+      const ended = await watched;
+      expect(ended.state).toBe('completed');
+      // The figures a decision signs stay the workflow's own: the final status has no progress in it.
+      expect(ended.steps[0]!.progress).toBeUndefined();
+      expect(lines.join('')).toMatch(/✓ .*Dumped sourceDb/);
+    } finally {
+      await holder.end();
+      await stop();
+      await temporal.close();
+    }
+  }, 60_000);
 });

@@ -8,6 +8,7 @@ import type { StepInput } from '../activities/types';
 import type { DataStep } from '../plan/types';
 import { ASSETS_CONTAINER, demoBlobs } from '../sandbox/azurite';
 import { blob, containerOf, dataStep, runActivity, uniqueName } from './support/local-ops';
+import { progressOf } from '../contract/progress';
 
 const created: ContainerClient[] = [];
 afterAll(async () => {
@@ -58,6 +59,8 @@ describe('local blob sync', () => {
     expect(Object.values(source).every((v) => !v.endsWith(' '))).toBe(true);
     expect((first.result.undo as { created: string[] }).created.sort()).toEqual(Object.keys(source).sort());
     expect(first.heartbeats.at(-1)).toMatchObject({ copied: assets.length, skipped: 0, bytes: assetBytes });
+    // With a reading of blobs and bytes done out of those listed as the copy began.
+    expect(progressOf(first.heartbeats.at(-1))).toMatchObject({ phase: 'copying blobs', unit: 'blobs', done: assets.length, total: assets.length, bytesDone: assetBytes, bytesTotal: assetBytes });
 
     const second = await runActivity(syncBlobs, [input]);
     expect(second.result.figures).toMatchObject({ 'assetsDr.blobsCopied': 0, 'assetsDr.blobsSkipped': assets.length, 'assetsDr.bytesCopied': 0 });
@@ -85,6 +88,7 @@ describe('local blob sync', () => {
     const resumed = await runActivity(syncBlobs, [input, { pageSize: 5 }], { info: { attempt: 2, heartbeatDetails: saved } });
     // Only the two remaining pages were listed and copied; the counters carry on from the heartbeat.
     expect(resumed.heartbeats).toHaveLength(2);
+    expect(progressOf(resumed.heartbeats.at(-1))).toMatchObject({ done: assets.length, total: assets.length });
     expect(resumed.result.figures).toMatchObject({ 'assetsDr.blobsCopied': assets.length, 'assetsDr.blobsSkipped': 0, 'assetsDr.bytesCopied': assetBytes });
     expect((resumed.result.undo as { created: string[] }).created).toHaveLength(assets.length);
     expect(await contents(target)).toEqual(await contents(containerOf('primary', ASSETS_CONTAINER)));

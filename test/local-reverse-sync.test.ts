@@ -13,6 +13,7 @@ import type { AppStep } from '../plan/types';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../contract/home';
 import { dataStep, finalizeStep, runActivity, sandbox, uniqueName } from './support/local-ops';
+import { progressOf } from '../contract/progress';
 
 const MIGRATION = 'test-reverse-sync';
 const sourceDb: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -253,6 +254,10 @@ describe('reverse sync backfill, chunked by key range (local)', () => {
       .filter((h) => h.phase === 'reverse backfill' && h.table === 'stock');
     expect(chunks.map((h) => h.tableRowsCompared)).toEqual([7, 14, 21, 28, 35, 42, 49, 56, 60]);
     expect(chunks.every((h) => h.tableRowsEstimate === 60 && h.rowsEstimate === 60)).toBe(true);
+    // Each carries a reading: rows compared in all out of the planner's estimate (passed, it grows to match).
+    for (const h of chunks as { rowsCompared?: number; rowsEstimate?: number }[]) {
+      expect(progressOf(h)).toMatchObject({ phase: 'counting the writes to recover', unit: 'rows', done: h.rowsCompared, total: Math.max(h.rowsEstimate!, h.rowsCompared!) });
+    }
 
     // Before any cutover (the write point's recovery): only the missing rows, the differing ones keep the source's version.
     const app: AppStep = { ...cutover, id: '5-app', title: 'Deploy green', kind: 'app', resource: 'app', version: 'v2' };

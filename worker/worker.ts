@@ -9,6 +9,7 @@ import { connectionOptions, type ConnectionFlags } from '../contract/connection'
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../contract/status';
+import { HEARTBEAT_THROTTLE_MS } from '../contract/progress';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
 
@@ -71,6 +72,10 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
       ...(opts.activities ?? createActivities(opts.providers ?? (await loadProviders()))),
     },
     ...(opts.identity ? { identity: opts.identity } : {}),
+    // A heartbeat carries the step's progress, which `watch` and the UI read from Temporal: sent at most
+    // every 5 s rather than every 0.8 x the heartbeat timeout (48 s for a 1m timeout), so it stays live.
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
+    defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
     // Redaction outermost: it also sees what an injected fault throws.
     interceptors: { activity: [redactionInterceptor, ...(opts.faults ? [faultInterceptor(opts.faults)] : [])] },
   });

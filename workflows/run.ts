@@ -761,6 +761,10 @@ function currentDetails(status: MigrationStatus): string {
   const lines = [`**${status.plan.name}** — ${status.state} (${done}/${status.steps.length} steps done)`];
   const current = status.steps.find((s) => s.id === status.currentStep);
   if (current) lines.push(`Step: ${current.title} (${current.state}${current.kind === 'gate' ? '' : `, attempt ${current.attempts}`})`);
+  // The live figures change every few seconds: they stay in the heartbeat, not in this history's metadata.
+  if (current?.state === 'running' && current.kind !== 'gate') {
+    lines.push(`Live progress: Pending Activities → Heartbeat details (or \`tiershift watch ${status.migrationId}\`)`);
+  }
   const ponr = status.pointOfNoReturn;
   if (ponr && !isTerminal(status.state)) {
     lines.push(

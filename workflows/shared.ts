@@ -2,6 +2,8 @@
 // Their payload types live in contract/status.ts, which every layer may import.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApproveArgs, MigrationStatus, OperatorArgs, RejectArgs, ResumePreview } from '../contract/status';
+import type { Activities } from '../activities';
+import type { StepKind } from '../plan/types';
 
 export const statusQuery = defineQuery<MigrationStatus>('status');
 export const resumePreviewQuery = defineQuery<ResumePreview>('resume-preview');
@@ -12,3 +14,22 @@ export const rollbackUpdate = defineUpdate<MigrationStatus, [OperatorArgs]>('rol
 // Signals mirror the updates for `temporal workflow signal`; a refused signal is recorded, not thrown.
 export const approveSignal = defineSignal<[ApproveArgs]>('approve-signal');
 export const rejectSignal = defineSignal<[RejectArgs]>('reject-signal');
+
+/**
+ * The activities that do a step's own work, by kind (workflows/migration.ts callStepActivity and
+ * shiftTraffic): the CLI takes the running step's live progress from the pending one of these, never
+ * from a drift check, a notification or a decision's verification running beside it.
+ */
+export const STEP_ACTIVITIES = {
+  check: ['checkHealth'],
+  backup: ['backupDatabase'],
+  infra: ['prepareInfra'],
+  app: ['updateApp'],
+  data: ['syncData'],
+  traffic: ['shiftTraffic', 'analyseTraffic'],
+  finalize: ['finalizeMigration'],
+  gate: [],
+} as const satisfies Record<StepKind, readonly (keyof Activities)[]>;
+
+/** The activity a rollback action runs (its progress is a reverse backfill's). */
+export const UNDO_ACTIVITY = 'undoStep' satisfies keyof Activities;

@@ -16,7 +16,8 @@ import {
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DataStep } from '../../plan/types';
 import type { AzureBlob } from './provider';
-import { blobSyncOutcome, observeTarget, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import { blobSyncOutcome, containerMeter, observeTarget, syncRoute, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import type { Progress } from '../../contract/progress';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { azureFailure, eachLimited, Journal, progressHeartbeat, resourceOf, type AzureContext } from './common';
 import { resolveSecret } from '../secrets';
@@ -107,7 +108,7 @@ async function copyBlob(source: Account, target: ContainerClient, blob: BlobItem
 export async function copyContainer(
   source: Account,
   target: ContainerClient,
-  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (p: CopyProgress) => void },
+  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (p: CopyProgress, reading: Progress) => void; phase?: string },
 ): Promise<CopyProgress> {
   const progress: CopyProgress = opts.progress ?? { copied: 0, skipped: 0, bytes: 0, verified: 0, created: [] };
   const abortSignal = Context.current().cancellationSignal;
@@ -118,14 +119,25 @@ export async function copyContainer(
   await target.createIfNotExists({ abortSignal });
   // A resumed listing without a token had already finished.
   if (opts.progress && !opts.progress.continuationToken) return progress;
+  const copied = (name: string) => !name.startsWith('.tiershift/');
+  const meter = await containerMeter(from, opts.phase ?? 'copying blobs', copied);
+  // Skipped blobs count as done, and their bytes too: the total holds them.
+  let bytesSeen = progress.bytes;
   const pages = from.listBlobsFlat({ abortSignal }).byPage({ maxPageSize: opts.pageSize ?? 100, continuationToken: progress.continuationToken });
   for await (const page of pages) {
-    const blobs = page.segment.blobItems.filter((b) => !b.name.startsWith('.tiershift/'));
+    const blobs = page.segment.blobItems.filter((b) => copied(b.name));
     await eachLimited(blobs, COPY_CONCURRENCY, (blob) => copyBlob(source, target, blob, `${opts.prefix ?? ''}${blob.name}`, progress, opts.verify ?? true));
     progress.continuationToken = page.continuationToken || undefined;
-    opts.onPage?.(progress);
+    bytesSeen += blobs.reduce((n, b) => n + (b.properties.contentLength ?? 0), 0);
+    opts.onPage?.(progress, meter.read(progress.copied + progress.skipped, bytesSeen));
   }
   return progress;
+}
+
+/** Records where a copy stands (what a retry resumes from) and the reading, in one heartbeat. */
+function notePage(journal: Journal, key: string, page: CopyProgress, reading: Progress): void {
+  journal.state.notes[key] = { ...page } as unknown as Json;
+  progressHeartbeat({ progress: reading as unknown as Json });
 }
 
 async function storageCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -146,7 +158,7 @@ export async function syncBlobs(az: AzureContext, input: StepInput<DataStep>, op
   const journal = new Journal();
   const resumed = journal.state.notes.progress as unknown as CopyProgress | undefined;
   const result = await storageCall(`copying ${syncRoute(from.container, to.container)}`, () =>
-    copyContainer(from, to.container, { pageSize: options.pageSize, verify: step.verify, progress: resumed ? { ...resumed, created: [...resumed.created] } : undefined, onPage: (p) => journal.note('progress', { ...p } as unknown as Json) }),
+    copyContainer(from, to.container, { pageSize: options.pageSize, verify: step.verify, progress: resumed ? { ...resumed, created: [...resumed.created] } : undefined, phase: 'copying blobs', onPage: (p, reading) => notePage(journal, 'progress', p, reading) }),
   );
   return blobSyncOutcome(from.container, to.container, { migrationId, step, counts: result, resumed: Boolean(resumed) }, storageCall);
 }
@@ -172,7 +184,7 @@ export async function backupContainer(az: AzureContext, resource: AzureBlob, des
   const key = `backup:${resource.name}`;
   const resumed = journal.state.notes[key] as unknown as CopyProgress | undefined;
   const progress = await storageCall(`backing up ${resource.account}/${resource.container}`, () =>
-    copyContainer(from, to.container, { prefix, verify: true, progress: resumed, onPage: (p) => journal.note(key, { ...p } as unknown as Json) }),
+    copyContainer(from, to.container, { prefix, verify: true, progress: resumed, phase: `copying blobs of ${resource.name}`, onPage: (p, reading) => notePage(journal, key, p, reading) }),
   );
   return { progress, url: `${to.container.url}/${prefix}` };
 }

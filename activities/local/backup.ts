@@ -10,11 +10,12 @@ import { pipeline } from 'node:stream/promises';
 import type { BackupStep } from '../../plan/types';
 import type { LocalBlob, LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
-import type { Json, StepInput, StepOutcome } from '../types';
+import type { StepInput, StepOutcome } from '../types';
 import { backupPrefix } from '../backup-key';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
 import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
 import { postgresConnection } from './sandbox';
+import { ProgressMeter } from '../../contract/progress';
 
 const HEARTBEAT_BYTES = 4 * 1024 * 1024;
 const MiB = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
@@ -125,7 +126,7 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
 }
 
 /** Passes bytes through, hashing and counting them, with a heartbeat every few MiB. */
-function meter(details: (bytes: number) => Json) {
+function meter(details: (bytes: number) => unknown) {
   const hash = createHash('sha256');
   let bytes = 0;
   const stream = new Transform({
@@ -153,13 +154,15 @@ function exitOf(child: ChildProcess, tool: string): Promise<void> {
 
 /** Streams `pg_dump --format=custom` of the exported snapshot straight into the block blob. */
 async function dumpToBlob(url: string, snapshot: string, blob: BlockBlobClient, name: string): Promise<{ sha256: string; bytes: number }> {
-  heartbeat({ phase: 'dump', resource: name, bytes: 0 });
+  // A custom-format dump is compressed: its size is unknown until it ends, so no total and no ETA.
+  const progress = new ProgressMeter(`dumping ${name}`, 'bytes');
+  heartbeat({ phase: 'dump', resource: name, bytes: 0, progress: progress.read(0) });
   const child = spawn(findBinary('pg_dump'), ['--format=custom', `--snapshot=${snapshot}`, `--dbname=${url}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
   });
   const exited = exitOf(child, 'pg_dump');
-  const m = meter((bytes) => ({ phase: 'dump', resource: name, bytes }));
+  const m = meter((bytes) => ({ phase: 'dump', resource: name, bytes, progress: progress.read(bytes) }));
   child.stdout!.pipe(m.stream);
   // The state marks the blob unfinished until the dump has exited cleanly and its digest is recorded.
   const uploaded = blob
@@ -194,14 +197,15 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
   await drop();
   await withClient(admin, (c) => c.query(`create database ${scratch} template template0`));
   try {
-    heartbeat({ phase: 'restore', blob: blob.name, bytes: 0 });
     const download = await blob.download(0, undefined, { abortSignal: Context.current().cancellationSignal });
+    const progress = new ProgressMeter('verifying the restore', 'bytes', download.contentLength);
+    heartbeat({ phase: 'restore', blob: blob.name, bytes: 0, progress: progress.read(0) });
     const child = spawn(findBinary('pg_restore'), ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${scratchUrl}`], {
       stdio: ['pipe', 'ignore', 'pipe'],
       env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
     });
     const exited = exitOf(child, 'pg_restore');
-    const m = meter((bytes) => ({ phase: 'restore', blob: blob.name, bytes }));
+    const m = meter((bytes) => ({ phase: 'restore', blob: blob.name, bytes, progress: progress.read(bytes) }));
     const [fed, exit] = await Promise.allSettled([pipeline(download.readableStreamBody!, m.stream, child.stdin!), exited]);
     if (fed.status === 'fulfilled' && m.result().sha256 !== sha256) {
       throw new Error(`backup blob ${blob.url} does not hold the bytes dumped (sha256 differs from the recorded ${sha256}); the step dumps it again on retry`);
@@ -209,7 +213,7 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
     if (exit.status === 'rejected') throw new Error(`restoring ${blob.url} into scratch database ${scratch} failed: ${(exit.reason as Error).message}`);
     if (fed.status === 'rejected') throw fed.reason;
 
-    heartbeat({ phase: 'compare', blob: blob.name });
+    heartbeat({ phase: 'compare', blob: blob.name, progress: new ProgressMeter('comparing the restore with the source', 'tables', expected.length).read(0) });
     const differences = compareFingerprints(expected, await withClient(scratchUrl, fingerprints));
     if (differences.length) {
       throw new Error(`restoring ${blob.url} does not reproduce the source: ${differences.join('; ')}`);
@@ -226,6 +230,7 @@ async function backupContainer(resource: LocalBlob, backups: ContainerClient, pr
   }
   return copyContainer(source, backups, {
     prefix,
-    onPage: (p) => heartbeat({ phase: 'copy blobs', resource: resource.name, copied: p.copied, skipped: p.skipped, bytes: p.bytes }),
+    phase: `copying blobs of ${resource.name}`,
+    onPage: (p, progress) => heartbeat({ phase: 'copy blobs', resource: resource.name, copied: p.copied, skipped: p.skipped, bytes: p.bytes, progress }),
   });
 }

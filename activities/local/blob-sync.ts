@@ -5,10 +5,11 @@ import { BlobSASPermissions, BlobServiceClient, RestError, type BlobItem, type C
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { DataStep, Resource } from '../../plan/types';
 import type { LocalBlob } from './provider';
-import { blobSyncOutcome, eachLimited, observeTarget, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
+import { blobSyncOutcome, containerMeter, eachLimited, observeTarget, undoBlobSyncIn, type BlobSyncCounts } from '../blob-outcome';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { storageAccount } from './sandbox';
 import { resolveSecret } from '../secrets';
+import type { Progress } from '../../contract/progress';
 
 /** Copy Blob From URL is synchronous only up to this size; bigger blobs use the asynchronous copy. */
 const SYNC_COPY_LIMIT = 256 * 1024 * 1024;
@@ -103,7 +104,7 @@ async function copyBlob(
 export async function copyContainer(
   source: ContainerClient,
   target: ContainerClient,
-  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (progress: CopyProgress) => void },
+  opts: { prefix?: string; pageSize?: number; verify?: boolean; progress?: CopyProgress; onPage?: (progress: CopyProgress, reading: Progress) => void; phase?: string },
 ): Promise<CopyProgress> {
   const progress: CopyProgress = opts.progress ?? { copied: 0, skipped: 0, bytes: 0, verified: 0, created: [] };
   const abortSignal = Context.current().cancellationSignal;
@@ -113,13 +114,17 @@ export async function copyContainer(
   await target.createIfNotExists({ abortSignal });
   // An empty resumed token means the listing had already finished.
   if (opts.progress && !opts.progress.continuationToken) return progress;
+  const meter = await containerMeter(source, opts.phase ?? 'copying blobs');
+  // Skipped blobs count as done, and their bytes too: the total holds them.
+  let bytesSeen = progress.bytes;
   const pages = source.listBlobsFlat({ abortSignal }).byPage({ maxPageSize: opts.pageSize ?? 100, continuationToken: progress.continuationToken });
   for await (const page of pages) {
     await eachLimited(page.segment.blobItems, COPY_CONCURRENCY, (blob) =>
       copyBlob(source, target, blob, `${opts.prefix ?? ''}${blob.name}`, progress, opts.verify ?? true),
     );
     progress.continuationToken = page.continuationToken || undefined;
-    opts.onPage?.(progress);
+    bytesSeen += page.segment.blobItems.reduce((n, b) => n + (b.properties.contentLength ?? 0), 0);
+    opts.onPage?.(progress, meter.read(progress.copied + progress.skipped, bytesSeen));
   }
   return progress;
 }
@@ -154,7 +159,8 @@ export async function syncBlobs(input: StepInput<DataStep>, options: { pageSize?
     pageSize: options.pageSize,
     verify: step.verify,
     progress: resumed,
-    onPage: (p) => heartbeat({ ...p } as unknown as Json),
+    phase: 'copying blobs',
+    onPage: (p, progress) => heartbeat({ ...p, progress } as unknown as Json),
   });
 
   return blobSyncOutcome(source, target, { migrationId, step, counts: result, resumed: Boolean(resumed) });

@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { withPgClient } from '../../contract/pg';
 import type { LocalPostgres } from './provider';
 import type { StepOutcome, UndoInput } from '../types';
+import { ProgressMeter } from '../../contract/progress';
 import {
   dropPublication,
   dropSlot,
@@ -244,6 +245,8 @@ async function copyBack(ahead: string, snapshot: string | undefined, back: strin
         const tables = await tablesParentsFirst(a);
         const total: Backfill = { tables: tables.length, rowsCompared: 0, rowsCopied: 0, rowsOnlyOnSource: 0, rowsOnlyOnTarget: 0, rowsDiffering: 0 };
         const rowsEstimate = tables.reduce((n, t) => n + t.estimate, 0);
+        // Planner statistics: an estimate the rows compared may pass (the meter then shows it finishing).
+        const meter = new ProgressMeter(mode === 'count' ? 'counting the writes to recover' : 'reverse backfill', 'rows', rowsEstimate);
         for (const t of tables) {
           if (!t.key.length) {
             throw ApplicationFailure.nonRetryable(`table ${t.table} on ${target} has no primary key, so its rows cannot be matched for the reverse sync; add one, then resume`, 'NonRetryable');
@@ -255,7 +258,15 @@ async function copyBack(ahead: string, snapshot: string | undefined, back: strin
           const update = t.columns.filter((c) => !t.key.includes(c)).map((c) => `${a.escapeIdentifier(c)} = excluded.${a.escapeIdentifier(c)}`);
           let tableCompared = 0;
           const progress = () =>
-            heartbeat({ phase: 'reverse backfill', table: t.table, ...total, tableRowsCompared: tableCompared, tableRowsEstimate: t.estimate, rowsEstimate });
+            heartbeat({
+              phase: 'reverse backfill',
+              table: t.table,
+              ...total,
+              tableRowsCompared: tableCompared,
+              tableRowsEstimate: t.estimate,
+              rowsEstimate,
+              progress: meter.read(total.rowsCompared),
+            });
           let lo: string[] | undefined;
           for (;;) {
             const params: unknown[] = [];
