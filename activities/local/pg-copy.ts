@@ -11,7 +11,7 @@
 //   - marker at 0/0: a copy was interrupted; its snapshot died with its worker, so the rows it copied
 //     are removed (truncate: they are only ever ours) and the copy starts again from a new slot;
 //   - marker at an LSN: every row is there; the index build carries on with what is still missing.
-import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { Context, heartbeat } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -116,21 +116,52 @@ export async function initialCopy(
   let bytes = 0;
   let chunks = 0;
   let copyMs = 0;
-  if (stage.stage !== 'copied') {
-    const started = Date.now();
-    if (stage.stage === 'copying') await truncateAll(dst, tables);
-    else await withClient(dst, (c) => c.query('select pg_replication_origin_create($1)', [copyMarker(name)]));
-    await withClient(src, (s) => dropSlot(s, name));
-    const copied = await copyAtNewSlot(src, dst, name, tables);
-    await withClient(dst, (c) => c.query('select pg_replication_origin_advance($1, $2::pg_lsn)', [copyMarker(name), copied.lsn]));
-    ({ rows, bytes, chunks } = copied);
-    await slotReleased(src, name);
-    copyMs = Date.now() - started;
+  const started = Date.now();
+  const { preamble, items } = await postData(src);
+  // A table's indexes and its primary, unique and exclusion constraints are built as soon as its last
+  // chunk is in, while other tables are still copied; foreign keys need both of their tables, the rest
+  // (triggers, rules, policies, comments) comes last, in pg_dump's order.
+  const own = items.filter((i) => i.type === 'INDEX' || i.type === 'CONSTRAINT');
+  const foreign = items.filter((i) => i.type === 'FK CONSTRAINT');
+  const rest = items.filter((i) => !own.includes(i) && !foreign.includes(i));
+  const counts = { built: 0, found: 0 };
+  const pool = new BuildPool(dst, preamble, counts);
+  const forTable = (table: string | null) => own.filter((i) => i.table === table);
+  try {
+    if (stage.stage !== 'copied') {
+      if (stage.stage === 'copying') await truncateAll(dst, tables);
+      else await withClient(dst, (c) => c.query('select pg_replication_origin_create($1)', [copyMarker(name)]));
+      await withClient(src, (s) => dropSlot(s, name));
+      const tableNames = await qualifiedNames(src, tables);
+      const copied = await copyAtNewSlot(src, dst, name, tables, counts, (table) => pool.add(forTable(tableNames.get(table) ?? null)));
+      await withClient(dst, (c) => c.query('select pg_replication_origin_advance($1, $2::pg_lsn)', [copyMarker(name), copied.lsn]));
+      ({ rows, bytes, chunks } = copied);
+      copyMs = Date.now() - started;
+      const fed = new Set(tables.map((t) => tableNames.get(t.table)));
+      pool.add(own.filter((i) => !fed.has(i.table ?? undefined)));
+    } else {
+      pool.add(own);
+    }
+    pool.meter(items.length);
+    pool.close();
+    await pool.done();
+    // Foreign keys at once too: each takes its two tables' locks, and a deadlock between two is retried.
+    // Statistics meanwhile: both only read the tables.
+    await Promise.all([new BuildPool(dst, preamble, counts, pool).run(foreign), analyzeAll(dst, tables)]);
+    await new BuildPool(dst, preamble, counts, pool, 1).run(rest);
+  } finally {
+    await pool.stop();
   }
-  const indexStarted = Date.now();
-  const { built, found } = await buildPostData(src, dst);
-  await analyzeAll(dst, tables);
-  return { start, rows, bytes, chunks, indexesBuilt: built, indexesFound: found, copyMs, indexMs: Date.now() - indexStarted };
+  await slotReleased(src, name);
+  return { start, rows, bytes, chunks, indexesBuilt: counts.built, indexesFound: counts.found, copyMs, indexMs: Date.now() - started - copyMs };
+}
+
+/** Each table's name as pg_dump writes it (`public.orders`, `public."Order Lines"`), to match its post-data items. */
+async function qualifiedNames(src: string, tables: CopyTable[]): Promise<Map<string, string>> {
+  return withClient(src, async (c) => {
+    const { rows } = await c.query<{ t: string; q: string }>(`select t, 'public.' || quote_ident(t) as q from unnest($1::text[]) t`, [tables.map((t) => t.table)]);
+    return new Map(rows.map((r) => [r.t, r.q]));
+  });
 }
 
 /**
@@ -174,7 +205,14 @@ interface Copied {
  * sessions reading that snapshot. The replication connection that exported it stays open and idle until
  * the last chunk is read: the snapshot lives exactly as long as it does.
  */
-async function copyAtNewSlot(src: string, dst: string, name: string, tables: CopyTable[]): Promise<Copied> {
+async function copyAtNewSlot(
+  src: string,
+  dst: string,
+  name: string,
+  tables: CopyTable[],
+  built: { built: number; found: number },
+  onTableDone: (table: string) => void,
+): Promise<Copied> {
   const repl = pgClient(src, { applicationName: 'tiershift: copy snapshot', settings: SESSION_SETTINGS, extra: { replication: 'database' } });
   await repl.connect();
   const opened: pg.Client[] = [repl];
@@ -196,10 +234,12 @@ async function copyAtNewSlot(src: string, dst: string, name: string, tables: Cop
       if (!force && Date.now() - lastBeat < BEAT_MS) return;
       lastBeat = Date.now();
       const flying = [...inFlight.entries()].reduce((n, [chunk, b]) => n + (chunk.share > 0 ? Math.min(1, b / chunk.share) * plan.rowsOf(chunk) : 0), 0);
-      heartbeat({ phase: 'initial copy', chunksDone, chunksTotal: plan.chunks.length, progress: meter.read(Math.round(rowsDone + flying), bytesDone) });
+      heartbeat({ phase: 'initial copy', chunksDone, chunksTotal: plan.chunks.length, indexesBuilt: built.built + built.found, progress: meter.read(Math.round(rowsDone + flying), bytesDone) });
     };
     beat(true);
     const queue = [...plan.chunks];
+    const chunksLeft = new Map<string, number>();
+    for (const chunk of plan.chunks) chunksLeft.set(chunk.table, (chunksLeft.get(chunk.table) ?? 0) + 1);
     const cancelled = Context.current().cancellationSignal;
     const job = async () => {
       const s = pgClient(src, { applicationName: 'tiershift: copying', settings: SESSION_SETTINGS });
@@ -225,6 +265,9 @@ async function copyAtNewSlot(src: string, dst: string, name: string, tables: Cop
         inFlight.delete(chunk);
         rowsDone += writer.rowCount;
         chunksDone += 1;
+        const left = (chunksLeft.get(chunk.table) ?? 1) - 1;
+        chunksLeft.set(chunk.table, left);
+        if (left === 0) onTableDone(chunk.table);
         beat();
       }
       await s.query('commit');
@@ -316,7 +359,12 @@ interface PostDataItem {
   name: string;
   type: string;
   sql: string;
+  /** The table it belongs to as pg_dump writes it (`public.orders`), for indexes and constraints. */
+  table: string | null;
 }
+
+/** `CREATE [UNIQUE] INDEX name ON [ONLY] public.t USING …` or `ALTER TABLE [ONLY] public.t ADD CONSTRAINT …`. */
+const ITEM_TABLE = /^(?:CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?|ALTER TABLE (?:ONLY )?)((?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\.(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+"))/;
 
 /**
  * The source's post-data section (indexes, constraints, foreign keys, triggers, rules, policies), from
@@ -339,70 +387,133 @@ async function postData(src: string): Promise<{ preamble: string; items: PostDat
   // pg_dump 15.14 and later frame its output with psql's \restrict and \unrestrict, which only psql reads.
   const sqlOnly = (part: string) => part.split('\n').filter((line) => !line.startsWith('\\')).join('\n').trim();
   const preamble = sqlOnly(text.slice(0, marks[0]?.index ?? text.length));
-  const items = marks.map((m, i) => ({
-    name: m[1]!,
-    type: m[2]!,
-    sql: sqlOnly(text.slice(m.index! + m[0].length, marks[i + 1]?.index ?? text.length)),
-  }));
+  const items = marks.map((m, i) => {
+    const sql = sqlOnly(text.slice(m.index! + m[0].length, marks[i + 1]?.index ?? text.length));
+    return { name: m[1]!, type: m[2]!, sql, table: ITEM_TABLE.exec(sql)?.[1] ?? null };
+  });
   return { preamble, items: items.filter((i) => i.sql) };
 }
 
 /**
- * Builds what the copy left out: indexes and primary, unique and exclusion constraints in parallel
- * (each independent of the others), then foreign keys, triggers and the rest in pg_dump's order (they
- * depend on those). Each item is one implicit transaction: it is there whole or not at all, so an item
- * that reports "already exists" was built by an earlier attempt (or by whoever created the target's
- * schema) and is kept.
+ * Sessions on the target that build post-data items (indexes, constraints, foreign keys, triggers) as
+ * they are added, `copyJobs()` at once. Each item is one implicit transaction: it is there whole or not
+ * at all, so an item that reports "already exists" was built by an earlier attempt (or by whoever made
+ * the target's schema) and is kept. A deadlock between two items (two foreign keys locking the same
+ * tables in opposite order) is tried again.
  */
-async function buildPostData(src: string, dst: string): Promise<{ built: number; found: number }> {
-  const { preamble, items } = await postData(src);
-  const parallel = items.filter((i) => i.type === 'INDEX' || i.type === 'CONSTRAINT');
-  const ordered = items.filter((i) => !parallel.includes(i));
-  const meter = new ProgressMeter('building indexes and constraints', 'objects', items.length);
-  let built = 0;
-  let found = 0;
-  const beat = () => heartbeat({ phase: 'building indexes', progress: meter.read(built + found) });
-  beat();
-  const apply = async (t: pg.Client, item: PostDataItem) => {
+class BuildPool {
+  private readonly queue: PostDataItem[] = [];
+  private closed = false;
+  private waiting: (() => void)[] = [];
+  private readonly sessions: pg.Client[] = [];
+  private workers?: Promise<void>;
+  private total?: number;
+  private readonly progressMeter: ProgressMeter;
+
+  constructor(
+    private readonly dst: string,
+    private readonly preamble: string,
+    private readonly counts: { built: number; found: number },
+    shared?: BuildPool,
+    private readonly width = copyJobs(),
+  ) {
+    this.progressMeter = shared?.progressMeter ?? new ProgressMeter('building indexes and constraints', 'objects');
+    this.total = shared?.total;
+  }
+
+  /** From here on heartbeats report the build's progress out of `total` items (the copy reports its own before). */
+  meter(total: number): void {
+    this.total = total;
+    this.progressMeter.setTotal(total);
+    this.beat();
+  }
+
+  add(items: PostDataItem[]): void {
+    if (!items.length) return;
+    this.queue.push(...items);
+    if (!this.workers) {
+      this.workers = this.start();
+      // Awaited by done(); a pool stopped after a failed copy must not leave an unhandled rejection.
+      this.workers.catch(() => undefined);
+    }
+    this.wakeAll();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  async done(): Promise<void> {
+    await this.workers;
+  }
+
+  /** All of `items`, one after the other, then done. */
+  async run(items: PostDataItem[]): Promise<void> {
     try {
-      await t.query(item.sql);
-      built += 1;
-    } catch (err) {
-      if (!ALREADY_THERE.has((err as { code?: string }).code ?? '')) {
+      this.add(items);
+      this.close();
+      await this.done();
+    } finally {
+      await this.stop();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.close();
+    await Promise.all(this.sessions.map((c) => c.end().catch(() => undefined)));
+  }
+
+  private beat(): void {
+    if (this.total !== undefined) heartbeat({ phase: 'building indexes', progress: this.progressMeter.read(this.counts.built + this.counts.found) });
+  }
+
+  private start(): Promise<void> {
+    const cancelled = Context.current().cancellationSignal;
+    const worker = async () => {
+      const t = pgClient(this.dst, { applicationName: 'tiershift: building indexes', settings: INDEX_SETTINGS });
+      this.sessions.push(t);
+      await t.connect();
+      if (this.preamble) await t.query(this.preamble);
+      for (;;) {
+        if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the index build was cancelled');
+        const item = this.queue.shift();
+        if (item) {
+          await this.apply(t, item);
+          continue;
+        }
+        if (this.closed) return;
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+      }
+    };
+    return Promise.allSettled(Array.from({ length: this.width }, worker)).then((settled) => {
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    });
+  }
+
+  private async apply(t: pg.Client, item: PostDataItem): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await t.query(item.sql);
+        this.counts.built += 1;
+        break;
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        if (ALREADY_THERE.has(code)) {
+          this.counts.found += 1;
+          break;
+        }
+        if (code === '40P01' && attempt < 5) continue;
         throw new Error(`building ${item.type.toLowerCase()} ${item.name} on the target failed: ${(err as Error).message}`);
       }
-      found += 1;
     }
-    beat();
-  };
-  const session = async (fn: (t: pg.Client) => Promise<void>) => {
-    const t = pgClient(dst, { applicationName: 'tiershift: building indexes', settings: INDEX_SETTINGS });
-    try {
-      await t.connect();
-      if (preamble) await t.query(preamble);
-      await fn(t);
-    } finally {
-      await t.end().catch(() => undefined);
-    }
-  };
-  const queue = [...parallel];
-  const cancelled = Context.current().cancellationSignal;
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(copyJobs(), Math.max(1, queue.length)) }, () =>
-      session(async (t) => {
-        for (let item = queue.shift(); item; item = queue.shift()) {
-          if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the index build was cancelled');
-          await apply(t, item);
-        }
-      }),
-    ),
-  );
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw ApplicationFailure.retryable((failed.reason as Error).message);
-  await session(async (t) => {
-    for (const item of ordered) await apply(t, item);
-  });
-  return { built, found };
+    this.beat();
+  }
 }
 
 /** Fresh planner statistics on the target, as after a restore: the app's first queries there need them. */

@@ -10,7 +10,7 @@ import type { LocalPostgres } from './provider';
 import { findBinary } from '../../sandbox/binaries';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { userTables, withClient } from './postgres';
-import { describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
+import { checksumModes, describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
 import { copyStage, dropCopyMarker, initialCopy, type CopyOutcome } from './pg-copy';
 import { postgresConnection } from './sandbox';
 import { withPgClient } from '../../contract/pg';
@@ -152,8 +152,8 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
       });
       quiesceMs = point.quiesceMs;
       const started = Date.now();
-      const estimates = await withClient(src, (c) => rowEstimates(c, tables.map((t) => t.table)));
-      const check = await verifyChunks(src, dst, point.result, tables, estimates);
+      const [estimates, modes] = await withClient(src, async (c) => [await rowEstimates(c, tables.map((t) => t.table)), await checksumModes(c, tables)] as const);
+      const check = await verifyChunks(src, dst, point.result, tables, estimates, modes);
       verifyMs = Date.now() - started;
       if (check.differences.length) {
         throw ApplicationFailure.nonRetryable(

@@ -187,15 +187,39 @@ class TableCursor {
 
 interface ChunkSum {
   rows: number;
-  md5: string | null;
+  digest: string | null;
 }
 
-async function chunkSum(c: pg.Client, sql: TableSql, range: Range): Promise<ChunkSum> {
+/**
+ * How a table's chunks are summed. `hash`: two 64-bit hashes of every row (PostgreSQL's own record hash
+ * with two seeds), combined with XOR: no sort, no string, about 4x faster than `md5`. Equal values hash
+ * alike, so it compares values as their types define equality. `md5`: the md5 of the rows' text in key
+ * order, for a table with a column type PostgreSQL cannot hash (json, point, xml…).
+ */
+export type ChecksumMode = 'hash' | 'md5';
+
+/** Each table's mode: `hash` unless hashing one of its rows fails for want of a hash function. */
+export async function checksumModes(c: pg.Client, tables: KeyedTable[]): Promise<Map<string, ChecksumMode>> {
+  const modes = new Map<string, ChecksumMode>();
+  for (const t of tables) {
+    try {
+      await c.query(`select hash_record_extended(${ROW}, 0) from ${c.escapeIdentifier(t.table)} ${ROW} limit 1`);
+      modes.set(t.table, 'hash');
+    } catch (err) {
+      if ((err as { code?: string }).code !== '42883') throw err;
+      modes.set(t.table, 'md5');
+    }
+  }
+  return modes;
+}
+
+async function chunkSum(c: pg.Client, sql: TableSql, range: Range, mode: ChecksumMode): Promise<ChunkSum> {
   const { sql: where, params } = sql.where(range);
-  const { rows } = await c.query<{ rows: number; md5: string | null }>(
-    `select count(*)::int as rows, md5(string_agg(${ROW}::text, E'\\n' order by ${sql.keyList})) as md5 from ${sql.ident} ${ROW} ${where}`,
-    params,
-  );
+  const digest =
+    mode === 'hash'
+      ? `bit_xor(hash_record_extended(${ROW}, 0))::text || ':' || bit_xor(hash_record_extended(${ROW}, 1))::text`
+      : `md5(string_agg(${ROW}::text, E'\\n' order by ${sql.keyList}))`;
+  const { rows } = await c.query<ChunkSum>(`select count(*)::int as rows, ${digest} as digest from ${sql.ident} ${ROW} ${where}`, params);
   return rows[0]!;
 }
 
@@ -237,7 +261,14 @@ async function narrow(s: pg.Client, t: pg.Client, sql: TableSql, range: Range, l
  * exported them, and chunks checked at an older point say nothing about a write made to the target
  * since. The heartbeat still reports how far each table is checked, for whoever watches.
  */
-export async function verifyChunks(src: string, dst: string, snapshots: Snapshots, tables: KeyedTable[], estimates: Map<string, number>): Promise<VerifyResult> {
+export async function verifyChunks(
+  src: string,
+  dst: string,
+  snapshots: Snapshots,
+  tables: KeyedTable[],
+  estimates: Map<string, number>,
+  modes: Map<string, ChecksumMode>,
+): Promise<VerifyResult> {
   const size = chunkRows();
   const cursors = tables.map((t) => new TableCursor(t, size));
   const rowsTotal = [...estimates.values()].reduce((a, b) => a + b, 0);
@@ -266,8 +297,9 @@ export async function verifyChunks(src: string, dst: string, snapshots: Snapshot
         if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the verification was cancelled');
         const range = await cursor.next(s);
         if (!range) break;
-        const [a, b] = await Promise.all([chunkSum(s, sql, range), chunkSum(t, sql, range)]);
-        if (a.rows !== b.rows || a.md5 !== b.md5) {
+        const mode = modes.get(cursor.spec.table) ?? 'md5';
+        const [a, b] = await Promise.all([chunkSum(s, sql, range, mode), chunkSum(t, sql, range, mode)]);
+        if (a.rows !== b.rows || a.digest !== b.digest) {
           stop = true;
           cursor.keys.push(...(await narrow(s, t, sql, range, size + KEYS_NAMED)));
         }
