@@ -25,7 +25,12 @@ export const CLUSTERS: Record<ClusterName, { tier: PostgresCluster['tier']; port
   source: { tier: 'small', port: 'pgSource', settings: { max_connections: 50, shared_buffers: '32MB' } },
   target: { tier: 'medium', port: 'pgTarget', settings: { max_connections: 200, shared_buffers: '128MB' } },
 };
-export const COMMON_SETTINGS: Record<string, string | number> = { wal_level: 'logical', max_replication_slots: 10, max_wal_senders: 10 };
+/**
+ * `wal_retrieve_retry_interval` also spaces out the launcher's starts of subscription workers (5 s by
+ * default, for every subscription of the cluster): a data step would wait up to that long for the
+ * subscription it just created whenever another one started shortly before.
+ */
+export const COMMON_SETTINGS: Record<string, string | number> = { wal_level: 'logical', max_replication_slots: 10, max_wal_senders: 10, wal_retrieve_retry_interval: '200ms' };
 
 /** The OS account that owns the clusters when we are root; undefined when we can run them ourselves. */
 interface ServerUser {

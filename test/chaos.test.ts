@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
+import { copyMarker } from '../activities/local/pg-copy';
 import { approveGate, migrationStatus, rejectGate, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { runtimeCommand, sandboxUp } from '../sandbox';
@@ -168,11 +169,17 @@ defaults:
     const killed: string[] = [];
     try {
       const handle = await startMigration(suite.temporal.client, plan, 'alice');
-      // Kills the worker as soon as one of its sessions on the target runs `application` (pg_stat_activity).
+      // Kills the worker as soon as one of its sessions on the target runs `application` (pg_stat_activity),
+      // once every row is in (the copy's marker says so): what this test resumes is the build, not the copy.
+      const marker = copyMarker(replicationName(handle.workflowId));
       const killWhen = (application: string) =>
         withClient(admin('target'), async (c) => {
           for (let i = 0; i < 6000; i++) {
-            const { rowCount } = await c.query(`select 1 from pg_stat_activity where datname = $1 and application_name = $2 and state = 'active'`, [database, application]);
+            const { rowCount } = await c.query(
+              `select 1 from pg_stat_activity where datname = $1 and application_name = $2 and state = 'active'
+                 and not exists (select 1 from pg_replication_origin where roname = $3 and pg_replication_origin_progress(roname, true) = '0/0')`,
+              [database, application, marker],
+            );
             if (rowCount) {
               worker.child.kill('SIGKILL');
               killed.push(application);

@@ -13,7 +13,7 @@
 //   - marker at an LSN: every row is there; the index build carries on with what is still missing.
 import { Context, heartbeat } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
-import { Transform } from 'node:stream';
+import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -23,9 +23,14 @@ import { findBinary } from '../../sandbox/binaries';
 import { withClient } from './postgres';
 
 /** Rows per copy chunk unless TIERSHIFT_COPY_CHUNK_ROWS says otherwise: tables above it are copied by several sessions. */
-export const DEFAULT_COPY_CHUNK_ROWS = 500_000;
-/** Sessions a side copying (and building indexes) at once, unless TIERSHIFT_COPY_JOBS says otherwise. */
-export const DEFAULT_COPY_JOBS = 4;
+export const DEFAULT_COPY_CHUNK_ROWS = 100_000;
+/**
+ * Sessions a side copying (building indexes, checking chunks) at once, unless TIERSHIFT_COPY_JOBS says
+ * otherwise: one per CPU of this machine, where the sandbox's clusters run (2 to 8). Measured on 2 CPUs,
+ * 4 sessions made the data phase a fifth slower than 2: the work is CPU-bound, and more sessions only
+ * take turns.
+ */
+export const DEFAULT_COPY_JOBS = Math.max(2, Math.min(8, os.availableParallelism()));
 /** Heartbeats with progress at most this often: enough for a live bar, little for the server. */
 const BEAT_MS = 1_000;
 /**
@@ -47,7 +52,7 @@ function positiveEnv(name: string, fallback: number): number {
   return n;
 }
 export const copyChunkRows = () => positiveEnv('TIERSHIFT_COPY_CHUNK_ROWS', DEFAULT_COPY_CHUNK_ROWS);
-export const copyJobs = () => positiveEnv('TIERSHIFT_COPY_JOBS', DEFAULT_COPY_JOBS);
+export const pgJobs = () => positiveEnv('TIERSHIFT_COPY_JOBS', DEFAULT_COPY_JOBS);
 
 export interface CopyTable {
   table: string;
@@ -60,10 +65,9 @@ export interface CopyOutcome {
   rows: number;
   bytes: number;
   chunks: number;
-  indexesBuilt: number;
-  indexesFound: number;
   copyMs: number;
-  indexMs: number;
+  /** From the last row copied to the last primary key built. */
+  keysMs: number;
 }
 
 /** The marker's name: the replication name, which is unique per migration, with a suffix. */
@@ -93,10 +97,11 @@ export async function dropCopyMarker(dst: string, name: string): Promise<boolean
 }
 
 /**
- * Copies every row of `tables` from `src` to `dst` at one consistent point, then builds the target's
- * indexes and constraints. On return the slot `name` exists on the source at the copy's point, ready
- * for a subscription created with `copy_data = false`. `dropSlot` removes a slot left by an attempt
- * whose copy did not finish. The source must have a publication `name` already.
+ * Copies every row of `tables` from `src` to `dst` at one consistent point, handing each table to
+ * `build` as soon as its rows are in, and returns once every primary key is built (what the
+ * subscription needs to apply updates and deletes). On return the slot `name` exists on the source at
+ * the copy's point, ready for a subscription created with `copy_data = false`. `dropSlot` removes a
+ * slot left by an attempt whose copy did not finish. The source must have a publication `name` already.
  */
 export async function initialCopy(
   src: string,
@@ -104,6 +109,7 @@ export async function initialCopy(
   name: string,
   tables: CopyTable[],
   dropSlot: (s: pg.Client, slot: string) => Promise<boolean>,
+  build: TargetBuild,
 ): Promise<CopyOutcome> {
   let stage = await copyStage(dst, name);
   let start: CopyOutcome['start'] = stage.stage === 'none' ? 'fresh' : stage.stage === 'copying' ? 'recopied' : 'rows-present';
@@ -117,44 +123,108 @@ export async function initialCopy(
   let chunks = 0;
   let copyMs = 0;
   const started = Date.now();
-  const { preamble, items } = await postData(src);
-  // A table's indexes and its primary, unique and exclusion constraints are built as soon as its last
-  // chunk is in, while other tables are still copied; foreign keys need both of their tables, the rest
-  // (triggers, rules, policies, comments) comes last, in pg_dump's order.
-  const own = items.filter((i) => i.type === 'INDEX' || i.type === 'CONSTRAINT');
-  const foreign = items.filter((i) => i.type === 'FK CONSTRAINT');
-  const rest = items.filter((i) => !own.includes(i) && !foreign.includes(i));
-  const counts = { built: 0, found: 0 };
-  const pool = new BuildPool(dst, preamble, counts);
-  const forTable = (table: string | null) => own.filter((i) => i.table === table);
-  try {
-    if (stage.stage !== 'copied') {
-      if (stage.stage === 'copying') await truncateAll(dst, tables);
-      else await withClient(dst, (c) => c.query('select pg_replication_origin_create($1)', [copyMarker(name)]));
-      await withClient(src, (s) => dropSlot(s, name));
-      const tableNames = await qualifiedNames(src, tables);
-      const copied = await copyAtNewSlot(src, dst, name, tables, counts, (table) => pool.add(forTable(tableNames.get(table) ?? null)));
-      await withClient(dst, (c) => c.query('select pg_replication_origin_advance($1, $2::pg_lsn)', [copyMarker(name), copied.lsn]));
-      ({ rows, bytes, chunks } = copied);
-      copyMs = Date.now() - started;
-      const fed = new Set(tables.map((t) => tableNames.get(t.table)));
-      pool.add(own.filter((i) => !fed.has(i.table ?? undefined)));
-    } else {
-      pool.add(own);
-    }
-    pool.meter(items.length);
+  if (stage.stage !== 'copied') {
+    if (stage.stage === 'copying') await truncateAll(dst, tables);
+    else await withClient(dst, (c) => c.query('select pg_replication_origin_create($1)', [copyMarker(name)]));
+    await withClient(src, (s) => dropSlot(s, name));
+    const copied = await copyAtNewSlot(src, dst, name, tables, build);
+    await withClient(dst, (c) => c.query('select pg_replication_origin_advance($1, $2::pg_lsn)', [copyMarker(name), copied.lsn]));
+    ({ rows, bytes, chunks } = copied);
+    copyMs = Date.now() - started;
+  }
+  await build.keysReady();
+  await slotReleased(src, name);
+  return { start, rows, bytes, chunks, copyMs, keysMs: Date.now() - started - copyMs };
+}
+
+/**
+ * What the copy leaves out, built on the target: the source's post-data section (indexes, constraints,
+ * foreign keys, triggers, rules, policies). In three stages:
+ *   - during the copy, each table's primary key then its other indexes and constraints, as soon as the
+ *     table's rows are in (`tableCopied`), `pgJobs()` at once;
+ *   - held (`hold`) while the subscription catches up and the verification's point is taken: an index
+ *     build locks its table against the subscription's writes, which the write pause must never wait for;
+ *   - released (`release`) during the verification: what is left, then the foreign keys (added NOT VALID
+ *     and validated with a lock that lets replication write), the rest in pg_dump's order, and ANALYZE.
+ * Every item is one implicit transaction, there whole or not at all: an item that reports "already
+ * exists" was built by an earlier attempt (or whoever made the target's schema) and is kept. So a retried
+ * attempt builds exactly what is missing.
+ */
+export class TargetBuild {
+  private readonly counts = { built: 0, found: 0 };
+  private pool?: BuildPool;
+  private data?: PostData;
+  private names?: Map<string, string>;
+  private readonly queued = new Set<PostDataItem>();
+
+  constructor(
+    private readonly src: string,
+    private readonly dst: string,
+    private readonly tables: CopyTable[],
+  ) {}
+
+  /** Reads the source's post-data section and opens the build (before the copy, or on a retry). */
+  async open(): Promise<void> {
+    const [data, names] = await Promise.all([postData(this.src), qualifiedNames(this.src, this.tables)]);
+    this.data = data;
+    this.names = names;
+    this.pool = new BuildPool(this.dst, data.preamble, this.counts);
+  }
+
+  private get own(): PostDataItem[] {
+    // Primary keys first: the subscription waits for them.
+    const own = (this.data?.items ?? []).filter((i) => i.type === 'INDEX' || i.type === 'CONSTRAINT');
+    return [...own.filter(isKey), ...own.filter((i) => !isKey(i))];
+  }
+
+  private queue(items: PostDataItem[]): void {
+    const fresh = items.filter((i) => !this.queued.has(i));
+    for (const i of fresh) this.queued.add(i);
+    this.pool!.add(fresh);
+  }
+
+  tableCopied(table: string): void {
+    const name = this.names!.get(table);
+    this.queue(this.own.filter((i) => i.table === name));
+  }
+
+  /** Every primary key built (all of them queued first, ahead of what waits). */
+  async keysReady(): Promise<void> {
+    this.queue(this.own.filter(isKey));
+    this.queue(this.own);
+    await this.pool!.keysDone();
+  }
+
+  /** No build starts from now on, and none runs once this resolves. */
+  async hold(): Promise<void> {
+    await this.pool!.hold();
+  }
+
+  /**
+   * Builds everything still missing and returns the counts. `beats`: whether it reports its progress in
+   * the heartbeat (not while the verification reports its own).
+   */
+  async finish(beats: () => boolean): Promise<{ built: number; found: number; foreignKeysValidated: number }> {
+    const pool = this.pool!;
+    const items = this.data!.items;
+    this.queue(this.own);
+    pool.meter(items.length, beats);
+    pool.release();
     pool.close();
     await pool.done();
-    // Foreign keys at once too: each takes its two tables' locks, and a deadlock between two is retried.
-    // Statistics meanwhile: both only read the tables.
-    await Promise.all([new BuildPool(dst, preamble, counts, pool).run(foreign), analyzeAll(dst, tables)]);
-    await new BuildPool(dst, preamble, counts, pool, 1).run(rest);
-  } finally {
-    await pool.stop();
+    const foreign = items.filter((i) => i.type === 'FK CONSTRAINT').map((i) => ({ ...i, sql: notValid(i.sql) }));
+    const rest = items.filter((i) => i.type !== 'FK CONSTRAINT' && !this.own.includes(i));
+    await new BuildPool(this.dst, this.data!.preamble, this.counts, pool, 1).run([...foreign, ...rest]);
+    const foreignKeysValidated = await validateAndAnalyze(this.src, this.dst, this.tables);
+    return { ...this.counts, foreignKeysValidated };
   }
-  await slotReleased(src, name);
-  return { start, rows, bytes, chunks, indexesBuilt: counts.built, indexesFound: counts.found, copyMs, indexMs: Date.now() - started - copyMs };
+
+  async stop(): Promise<void> {
+    await this.pool?.stop();
+  }
 }
+
+const isKey = (i: PostDataItem) => i.type === 'CONSTRAINT' && /\bPRIMARY KEY\b/.test(i.sql);
 
 /** Each table's name as pg_dump writes it (`public.orders`, `public."Order Lines"`), to match its post-data items. */
 async function qualifiedNames(src: string, tables: CopyTable[]): Promise<Map<string, string>> {
@@ -186,6 +256,10 @@ async function truncateAll(dst: string, tables: CopyTable[]): Promise<void> {
 
 interface Chunk {
   table: string;
+  /** The table quoted, for the truncate of a table copied whole. */
+  ident: string;
+  /** The whole table in this one chunk. */
+  whole: boolean;
   /** The copy query's source: the table itself, or a select of one key range. */
   source: string;
   target: string;
@@ -201,7 +275,7 @@ interface Copied {
 }
 
 /**
- * Creates the slot with an exported snapshot, then copies every chunk through `copyJobs()` pairs of
+ * Creates the slot with an exported snapshot, then copies every chunk through `pgJobs()` pairs of
  * sessions reading that snapshot. The replication connection that exported it stays open and idle until
  * the last chunk is read: the snapshot lives exactly as long as it does.
  */
@@ -210,17 +284,19 @@ async function copyAtNewSlot(
   dst: string,
   name: string,
   tables: CopyTable[],
-  built: { built: number; found: number },
-  onTableDone: (table: string) => void,
+  build: TargetBuild,
 ): Promise<Copied> {
   const repl = pgClient(src, { applicationName: 'tiershift: copy snapshot', settings: SESSION_SETTINGS, extra: { replication: 'database' } });
   await repl.connect();
   const opened: pg.Client[] = [repl];
   try {
+    // The chunks are planned while the slot waits for a consistent point: key ranges need no snapshot.
+    const planned = withClient(src, (c) => planChunks(c, tables));
+    planned.catch(() => undefined);
     // EXPORT_SNAPSHOT is the spelling every PostgreSQL from 10 on accepts.
     const created = await repl.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${repl.escapeIdentifier(name)} LOGICAL pgoutput EXPORT_SNAPSHOT`);
     const { consistent_point: lsn, snapshot_name: snapshot } = created.rows[0]!;
-    const plan = await withClient(src, (c) => planChunks(c, tables));
+    const plan = await planned;
     const total = { rows: plan.rows, bytes: plan.bytes };
     const meter = new ProgressMeter('initial copy', 'rows', total.rows);
     meter.setTotal(total.rows, total.bytes);
@@ -234,7 +310,7 @@ async function copyAtNewSlot(
       if (!force && Date.now() - lastBeat < BEAT_MS) return;
       lastBeat = Date.now();
       const flying = [...inFlight.entries()].reduce((n, [chunk, b]) => n + (chunk.share > 0 ? Math.min(1, b / chunk.share) * plan.rowsOf(chunk) : 0), 0);
-      heartbeat({ phase: 'initial copy', chunksDone, chunksTotal: plan.chunks.length, indexesBuilt: built.built + built.found, progress: meter.read(Math.round(rowsDone + flying), bytesDone) });
+      heartbeat({ phase: 'initial copy', chunksDone, chunksTotal: plan.chunks.length, progress: meter.read(Math.round(rowsDone + flying), bytesDone) });
     };
     beat(true);
     const queue = [...plan.chunks];
@@ -251,28 +327,31 @@ async function copyAtNewSlot(
       for (let chunk = queue.shift(); chunk; chunk = queue.shift()) {
         if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the copy was cancelled');
         inFlight.set(chunk, 0);
-        const counted = new Transform({
-          transform(data: Buffer, _enc, done) {
-            bytesDone += data.length;
-            inFlight.set(chunk!, (inFlight.get(chunk!) ?? 0) + data.length);
-            beat();
-            done(null, data);
-          },
-        });
+        const current = chunk;
+        // A table copied whole goes into a table emptied in the same transaction, with FREEZE: its rows
+        // are written frozen, so the index build and the verification do not rewrite every page to set
+        // hint bits. (A table in several chunks cannot: each chunk commits on its own.)
+        if (chunk.whole) await t.query(`begin; truncate table ${chunk.ident}`);
         const reader = s.query(copyTo(`copy ${chunk.source} to stdout (format binary)`));
-        const writer = t.query(copyFrom(`copy ${chunk.target} from stdin (format binary)`));
-        await pipeline(reader, counted, writer);
+        const writer = t.query(copyFrom(`copy ${chunk.target} from stdin (format binary${chunk.whole ? ', freeze' : ''})`));
+        reader.on('data', (data: Buffer) => {
+          bytesDone += data.length;
+          inFlight.set(current, (inFlight.get(current) ?? 0) + data.length);
+          beat();
+        });
+        await pipeline(reader, writer);
+        if (chunk.whole) await t.query('commit');
         inFlight.delete(chunk);
         rowsDone += writer.rowCount;
         chunksDone += 1;
         const left = (chunksLeft.get(chunk.table) ?? 1) - 1;
         chunksLeft.set(chunk.table, left);
-        if (left === 0) onTableDone(chunk.table);
+        if (left === 0) build.tableCopied(chunk.table);
         beat();
       }
       await s.query('commit');
     };
-    const settled = await Promise.allSettled(Array.from({ length: Math.min(copyJobs(), Math.max(1, plan.chunks.length)) }, job));
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(pgJobs(), Math.max(1, plan.chunks.length)) }, job));
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     beat(true);
@@ -320,6 +399,8 @@ async function planChunks(c: pg.Client, tables: CopyTable[]) {
       const where = [lo && `(${keyList}) > ${literal(lo)}`, hi && `(${keyList}) <= ${literal(hi)}`].filter(Boolean).join(' and ');
       const chunk: Chunk = {
         table: t.table,
+        ident,
+        whole: pieces === 1,
         source: pieces === 1 ? target : `(select ${columns.map((col) => `${ROW}.${c.escapeIdentifier(col.name)}`).join(', ')} from ${ident} ${ROW} where ${where})`,
         target,
         share: bytes / pieces,
@@ -370,7 +451,12 @@ const ITEM_TABLE = /^(?:CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?|ALTER TABLE (
  * The source's post-data section (indexes, constraints, foreign keys, triggers, rules, policies), from
  * pg_dump, one item per object as pg_dump's own "-- Name: …; Type: …" headers separate them.
  */
-async function postData(src: string): Promise<{ preamble: string; items: PostDataItem[] }> {
+interface PostData {
+  preamble: string;
+  items: PostDataItem[];
+}
+
+async function postData(src: string): Promise<PostData> {
   const text = await new Promise<string>((resolve, reject) => {
     const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=post-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -384,8 +470,14 @@ async function postData(src: string): Promise<{ preamble: string; items: PostDat
   });
   const header = /^--\n-- Name: (.*?); Type: (.*?); Schema: .*?; Owner: .*\n--\n/gm;
   const marks = [...text.matchAll(header)];
-  // pg_dump 15.14 and later frame its output with psql's \restrict and \unrestrict, which only psql reads.
-  const sqlOnly = (part: string) => part.split('\n').filter((line) => !line.startsWith('\\')).join('\n').trim();
+  // pg_dump 15.14 and later frame its output with psql's \restrict and \unrestrict, which only psql
+  // reads; its comment lines go too, so each item ends with its own semicolon (see notValid).
+  const sqlOnly = (part: string) =>
+    part
+      .split('\n')
+      .filter((line) => !line.startsWith('\\') && !line.startsWith('--'))
+      .join('\n')
+      .trim();
   const preamble = sqlOnly(text.slice(0, marks[0]?.index ?? text.length));
   const items = marks.map((m, i) => {
     const sql = sqlOnly(text.slice(m.index! + m[0].length, marks[i + 1]?.index ?? text.length));
@@ -395,19 +487,21 @@ async function postData(src: string): Promise<{ preamble: string; items: PostDat
 }
 
 /**
- * Sessions on the target that build post-data items (indexes, constraints, foreign keys, triggers) as
- * they are added, `copyJobs()` at once. Each item is one implicit transaction: it is there whole or not
- * at all, so an item that reports "already exists" was built by an earlier attempt (or by whoever made
- * the target's schema) and is kept. A deadlock between two items (two foreign keys locking the same
- * tables in opposite order) is tried again.
+ * Sessions on the target that build post-data items as they are added, `width` at once. A deadlock
+ * between two items (two foreign keys locking the same tables in opposite order) is tried again.
  */
 class BuildPool {
   private readonly queue: PostDataItem[] = [];
   private closed = false;
+  private held = false;
+  private running = 0;
+  private keysLeft = 0;
+  private failure?: unknown;
   private waiting: (() => void)[] = [];
   private readonly sessions: pg.Client[] = [];
   private workers?: Promise<void>;
   private total?: number;
+  private beats: () => boolean = () => true;
   private readonly progressMeter: ProgressMeter;
 
   constructor(
@@ -415,15 +509,19 @@ class BuildPool {
     private readonly preamble: string,
     private readonly counts: { built: number; found: number },
     shared?: BuildPool,
-    private readonly width = copyJobs(),
+    private readonly width = pgJobs(),
   ) {
     this.progressMeter = shared?.progressMeter ?? new ProgressMeter('building indexes and constraints', 'objects');
-    this.total = shared?.total;
+    if (shared) {
+      this.total = shared.total;
+      this.beats = shared.beats;
+    }
   }
 
-  /** From here on heartbeats report the build's progress out of `total` items (the copy reports its own before). */
-  meter(total: number): void {
+  /** From here on heartbeats report the build's progress out of `total` items, whenever `beats()` says so. */
+  meter(total: number, beats: () => boolean): void {
     this.total = total;
+    this.beats = beats;
     this.progressMeter.setTotal(total);
     this.beat();
   }
@@ -431,6 +529,7 @@ class BuildPool {
   add(items: PostDataItem[]): void {
     if (!items.length) return;
     this.queue.push(...items);
+    this.keysLeft += items.filter(isKey).length;
     if (!this.workers) {
       this.workers = this.start();
       // Awaited by done(); a pool stopped after a failed copy must not leave an unhandled rejection.
@@ -444,8 +543,20 @@ class BuildPool {
     this.wakeAll();
   }
 
-  private wakeAll(): void {
-    for (const wake of this.waiting.splice(0)) wake();
+  /** Until every primary key added so far is built (or a build failed). */
+  async keysDone(): Promise<void> {
+    await this.until(() => this.keysLeft === 0);
+  }
+
+  /** No item starts until `release`; resolves once none is running. */
+  async hold(): Promise<void> {
+    this.held = true;
+    await this.until(() => this.running === 0);
+  }
+
+  release(): void {
+    this.held = false;
+    this.wakeAll();
   }
 
   async done(): Promise<void> {
@@ -463,13 +574,28 @@ class BuildPool {
     }
   }
 
+  /** Ends the sessions; builds running in them are rolled back by the server. */
   async stop(): Promise<void> {
+    this.queue.length = 0;
+    this.held = false;
     this.close();
     await Promise.all(this.sessions.map((c) => c.end().catch(() => undefined)));
   }
 
+  private wakeAll(): void {
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  private async until(condition: () => boolean): Promise<void> {
+    while (!condition()) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    if (this.failure) throw this.failure;
+  }
+
   private beat(): void {
-    if (this.total !== undefined) heartbeat({ phase: 'building indexes', progress: this.progressMeter.read(this.counts.built + this.counts.found) });
+    if (this.total !== undefined && this.beats()) heartbeat({ phase: 'building indexes', progress: this.progressMeter.read(this.counts.built + this.counts.found) });
   }
 
   private start(): Promise<void> {
@@ -481,12 +607,19 @@ class BuildPool {
       if (this.preamble) await t.query(this.preamble);
       for (;;) {
         if (cancelled.aborted) throw cancelled.reason instanceof Error ? cancelled.reason : new Error('the index build was cancelled');
-        const item = this.queue.shift();
+        const item = this.held ? undefined : this.queue.shift();
         if (item) {
-          await this.apply(t, item);
+          this.running += 1;
+          try {
+            await this.apply(t, item);
+          } finally {
+            this.running -= 1;
+            if (isKey(item)) this.keysLeft -= 1;
+            this.wakeAll();
+          }
           continue;
         }
-        if (this.closed) return;
+        if (this.closed && !this.held && !this.queue.length) return;
         await new Promise<void>((resolve) => this.waiting.push(resolve));
       }
     };
@@ -497,34 +630,83 @@ class BuildPool {
   }
 
   private async apply(t: pg.Client, item: PostDataItem): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await t.query(item.sql);
-        this.counts.built += 1;
-        break;
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        if (ALREADY_THERE.has(code)) {
-          this.counts.found += 1;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await t.query(item.sql);
+          this.counts.built += 1;
           break;
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? '';
+          if (ALREADY_THERE.has(code)) {
+            this.counts.found += 1;
+            break;
+          }
+          if (code === '40P01' && attempt < 5) continue;
+          throw new Error(`building ${item.type.toLowerCase()} ${item.name} on the target failed: ${(err as Error).message}`);
         }
-        if (code === '40P01' && attempt < 5) continue;
-        throw new Error(`building ${item.type.toLowerCase()} ${item.name} on the target failed: ${(err as Error).message}`);
       }
+    } catch (err) {
+      // Whoever waits for keys or for the pool to go quiet learns of it at once.
+      this.failure ??= err;
+      this.wakeAll();
+      throw err;
     }
     this.beat();
   }
 }
 
-/** Fresh planner statistics on the target, as after a restore: the app's first queries there need them. */
+/** `… FOREIGN KEY (…) REFERENCES …;` as `… NOT VALID;` (a key the source holds NOT VALID stays as it is). */
+function notValid(sql: string): string {
+  return /\bNOT VALID;\s*$/.test(sql) ? sql : sql.replace(/;\s*$/, ' NOT VALID;');
+}
+
+/**
+ * Validates the target's foreign keys that the copy added NOT VALID and that are valid on the source: it
+ * reads their rows with a lock (SHARE UPDATE EXCLUSIVE) that lets replication write on. Idempotent: a
+ * validated key is no longer listed. Together with fresh statistics (ANALYZE, same kind of lock).
+ */
+async function validateAndAnalyze(src: string, dst: string, tables: CopyTable[]): Promise<number> {
+  const keys = (c: pg.Client, validated: boolean) =>
+    c
+      .query<{ t: string; n: string }>(
+        `select conrelid::regclass::text as t, conname as n from pg_constraint where contype = 'f' and convalidated = $1 and connamespace = 'public'::regnamespace`,
+        [validated],
+      )
+      .then((r) => r.rows);
+  const valid = new Set((await withClient(src, (c) => keys(c, true))).map((k) => `${k.t} ${k.n}`));
+  const pending = (await withClient(dst, (c) => keys(c, false))).filter((k) => valid.has(`${k.t} ${k.n}`));
+  const queue = [...pending];
+  await Promise.all([
+    ...Array.from({ length: Math.min(pgJobs(), queue.length) }, () =>
+      withClient(dst, async (c) => {
+        for (let k = queue.shift(); k; k = queue.shift()) {
+          heartbeat({ phase: 'validating foreign keys', key: k.n });
+          await c.query(`alter table ${k.t} validate constraint ${c.escapeIdentifier(k.n)}`);
+        }
+      }),
+    ),
+    analyzeAll(dst, tables),
+  ]);
+  return pending.length;
+}
+
+/** Fresh planner statistics on the target, as after a restore, for the tables that have none yet. */
 async function analyzeAll(dst: string, tables: CopyTable[]): Promise<void> {
-  const queue = [...tables];
+  const queue = await withClient(dst, async (c) =>
+    (
+      await c.query<{ t: string }>(
+        `select relname as t from pg_stat_user_tables where schemaname = 'public' and relname = any($1::text[]) and last_analyze is null and last_autoanalyze is null`,
+        [tables.map((t) => t.table)],
+      )
+    ).rows.map((r) => r.t),
+  );
   await Promise.all(
-    Array.from({ length: Math.min(copyJobs(), Math.max(1, queue.length)) }, () =>
+    Array.from({ length: Math.min(pgJobs(), queue.length) }, () =>
       withClient(dst, async (c) => {
         for (let t = queue.shift(); t; t = queue.shift()) {
-          heartbeat({ phase: 'analyzing', table: t.table });
-          await c.query(`analyze ${c.escapeIdentifier(t.table)}`);
+          heartbeat({ phase: 'analyzing', table: t });
+          await c.query(`analyze ${c.escapeIdentifier(t)}`);
         }
       }),
     ),

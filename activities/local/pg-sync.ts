@@ -11,7 +11,7 @@ import { findBinary } from '../../sandbox/binaries';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
 import { userTables, withClient } from './postgres';
 import { checksumModes, describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
-import { copyStage, dropCopyMarker, initialCopy, type CopyOutcome } from './pg-copy';
+import { copyStage, dropCopyMarker, initialCopy, TargetBuild, type CopyOutcome } from './pg-copy';
 import { postgresConnection } from './sandbox';
 import { withPgClient } from '../../contract/pg';
 
@@ -117,57 +117,81 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   let loadedSchema = false;
   let copy: CopyOutcome | undefined;
   const reused = await withClient(dst, (c) => findSubscription(c, name));
-  if (reused) {
-    // Past the copy: the subscription streams; an attempt stopped there only needs it running again.
-    await withClient(src, (s) => ensurePublication(s, name));
-    if (!reused.enabled) await withClient(dst, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
-  } else {
-    if ((await copyStage(dst, name)).stage === 'none') {
-      loadedSchema = await ensureSchema(src, dst, to.name);
-      await refuseFilledTarget(dst, to.name);
-    }
-    await withClient(src, (s) => ensurePublication(s, name));
-    copy = await initialCopy(src, dst, name, tables, dropSlot);
-    await subscribeFromSlot(src, dst, name);
-  }
-  await dropCopyMarker(dst, name);
-  // A subscription created by an older tiershift copies its tables itself: they must be ready first.
-  if (reused) await waitForTableSync(src, dst, name);
-  await waitForStreaming(src, dst, name);
-  const progress = await waitForLag(src, dst, name, SMALL_LAG_BYTES);
-
+  const build = new TargetBuild(src, dst, tables);
   let verified = false;
   let quiesceMs = 0;
   let verifyMs = 0;
   let chunks = 0;
-  let rows = progress.rows;
-  if (step.verify) {
-    const exporters = new SnapshotExporters();
-    try {
-      // The pause only fixes the point: with the source's writers held and the marker applied, the
-      // target holds exactly what the source does, and a snapshot on each side keeps that view.
-      const point = await quiesced(src, name, async () => {
-        const [source, target] = await Promise.all([exporters.export(src), exporters.export(dst)]);
-        return { source, target };
-      });
-      quiesceMs = point.quiesceMs;
-      const started = Date.now();
-      const [estimates, modes] = await withClient(src, async (c) => [await rowEstimates(c, tables.map((t) => t.table)), await checksumModes(c, tables)] as const);
-      const check = await verifyChunks(src, dst, point.result, tables, estimates, modes);
-      verifyMs = Date.now() - started;
-      if (check.differences.length) {
-        throw ApplicationFailure.nonRetryable(
-          `${to.name} differs from ${from.name} at a consistent point (${check.differences.map(describeDifference).join('; ')}); something else writes to the target: stop it, roll back the data step and run it again`,
-          'NonRetryable',
-        );
+  let built: Awaited<ReturnType<TargetBuild['finish']>>;
+  let progress: Progress;
+  try {
+    if (reused) {
+      // Past the copy: the subscription streams; an attempt stopped there only needs it running again.
+      await withClient(src, (s) => ensurePublication(s, name));
+      if (!reused.enabled) await withClient(dst, (c) => c.query(`alter subscription ${c.escapeIdentifier(name)} enable`));
+      await build.open();
+    } else {
+      if ((await copyStage(dst, name)).stage === 'none') {
+        // The post-data section is read while the tables are created: the copy needs it from its first table on.
+        const opened = build.open();
+        opened.catch(() => undefined);
+        loadedSchema = await ensureSchema(src, dst, to.name);
+        await refuseFilledTarget(dst, to.name);
+        await opened;
+      } else {
+        await build.open();
       }
-      verified = true;
-      rows = check.rows;
-      chunks = check.chunks;
-    } finally {
-      await exporters.close();
+      await withClient(src, (s) => ensurePublication(s, name));
+      copy = await initialCopy(src, dst, name, tables, dropSlot, build);
+      await subscribeFromSlot(src, dst, name);
     }
+    await dropCopyMarker(dst, name);
+    // No index build may lock a table the subscription writes to while it catches up and the point is taken.
+    await build.hold();
+    // A subscription created by an older tiershift copies its tables itself: they must be ready first.
+    if (reused) await waitForTableSync(src, dst, name);
+    await waitForStreaming(src, dst, name);
+    progress = await waitForLag(src, dst, name, SMALL_LAG_BYTES);
+
+    if (!step.verify) {
+      built = await build.finish(() => true);
+    } else {
+      const exporters = new SnapshotExporters();
+      try {
+        // The pause only fixes the point: with the source's writers held and the marker applied, the
+        // target holds exactly what the source does, and a snapshot on each side keeps that view.
+        const point = await quiesced(src, name, async () => {
+          const [source, target] = await Promise.all([exporters.export(src), exporters.export(dst)]);
+          return { source, target };
+        });
+        quiesceMs = point.quiesceMs;
+        // What the target still lacks (indexes, foreign keys, statistics) is built while the rows are checked.
+        let checking = true;
+        const finishing = build.finish(() => !checking);
+        finishing.catch(() => undefined);
+        const started = Date.now();
+        const [estimates, modes] = await withClient(src, async (c) => [await rowEstimates(c, tables.map((t) => t.table)), await checksumModes(c, tables)] as const);
+        const check = await verifyChunks(src, dst, point.result, tables, estimates, modes);
+        verifyMs = Date.now() - started;
+        checking = false;
+        if (check.differences.length) {
+          throw ApplicationFailure.nonRetryable(
+            `${to.name} differs from ${from.name} at a consistent point (${check.differences.map(describeDifference).join('; ')}); something else writes to the target: stop it, roll back the data step and run it again`,
+            'NonRetryable',
+          );
+        }
+        verified = true;
+        progress = { ...progress, rows: check.rows };
+        chunks = check.chunks;
+        built = await finishing;
+      } finally {
+        await exporters.close();
+      }
+    }
+  } finally {
+    await build.stop();
   }
+  const rows = progress.rows;
 
   const sequencesRaised = await raiseSequences(dst, await withClient(src, sourceSequences), CANARY_SEQUENCE_GAP);
 
@@ -176,7 +200,7 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   return {
     summary:
       `${n}: ${progress.tablesTotal} tables, ${rows} rows replicated from ${from.name} (${reused ? 'existing' : 'new'} subscription ${name}, lag ${progress.lagBytes} bytes)` +
-      (copy ? `; ${copySummary(copy)}` : '') +
+      `; ${copySummary(copy, built)}` +
       (verified ? `, verified identical in ${chunks} chunks (${verifyMs} ms) at a point taken with writes paused for ${quiesceMs} ms` : ', not verified (the plan says verify: false)'),
     figures: {
       [`${n}.tablesCopied`]: progress.tablesTotal,
@@ -188,26 +212,23 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
       [`${n}.verifyMs`]: verifyMs,
       [`${n}.chunksChecked`]: chunks,
       [`${n}.sequencesRaised`]: sequencesRaised,
-      ...(copy
-        ? {
-            [`${n}.copyMs`]: copy.copyMs,
-            [`${n}.copyChunks`]: copy.chunks,
-            [`${n}.indexMs`]: copy.indexMs,
-            [`${n}.indexesBuilt`]: copy.indexesBuilt,
-          }
-        : {}),
+      [`${n}.indexesBuilt`]: built.built,
+      [`${n}.foreignKeysValidated`]: built.foreignKeysValidated,
+      ...(copy ? { [`${n}.copyMs`]: copy.copyMs, [`${n}.copyChunks`]: copy.chunks } : {}),
     },
     undo,
   };
 }
 
-function copySummary(copy: CopyOutcome): string {
-  const copied =
-    copy.start === 'rows-present'
-      ? 'rows copied by an earlier attempt'
-      : `copied ${copy.rows} rows in ${copy.chunks} chunks in ${copy.copyMs} ms${copy.start === 'recopied' ? ' (again: an earlier attempt was interrupted mid-copy)' : ''}`;
-  const found = copy.indexesFound ? ` (${copy.indexesFound} already there)` : '';
-  return `${copied}, then ${copy.indexesBuilt} indexes, constraints and triggers built in ${copy.indexMs} ms${found}`;
+function copySummary(copy: CopyOutcome | undefined, built: Awaited<ReturnType<TargetBuild['finish']>>): string {
+  const copied = !copy
+    ? ''
+    : copy.start === 'rows-present'
+      ? 'rows copied by an earlier attempt; '
+      : `copied ${copy.rows} rows in ${copy.chunks} chunks in ${copy.copyMs} ms${copy.start === 'recopied' ? ' (again: an earlier attempt was interrupted mid-copy)' : ''}; `;
+  const found = built.found ? ` (${built.found} already there)` : '';
+  const keys = built.foreignKeysValidated ? `, ${built.foreignKeysValidated} foreign keys validated` : '';
+  return `${copied}${built.built} indexes, constraints and triggers built${found}${keys}`;
 }
 
 /** Creates the target database when missing; true if this call created it. */
