@@ -250,7 +250,7 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
       expect(first.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 5000 });
       expect(first.figures['vdst.chunksChecked']).toBeGreaterThanOrEqual(5);
       const last = beats.filter((b) => b.phase === 'verifying').at(-1);
-      expect(last).toMatchObject({ rowsChecked: 5000, tablesDone: 1, tablesTotal: 1, checkedUpTo: { items: 'all' } });
+      expect(last).toMatchObject({ rowsChecked: 5000, tablesDone: 1, tablesTotal: 1, checkedUpTo: { items: 'all' }, progress: { phase: 'verifying', unit: 'rows', done: 5000 } });
 
       // Writes straight to the target, which replication never undoes: seven keys of the chunk (2000, 3000].
       await s.onTarget(`update items set v = 'changed' where id between 2341 and 2347`);

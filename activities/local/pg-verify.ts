@@ -5,6 +5,7 @@
 import { Context, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
 import { pgClient } from '../../contract/pg';
+import { ProgressMeter } from '../../contract/progress';
 import { pgJobs } from './pg-copy';
 
 /** Rows per chunk unless TIERSHIFT_CHECKSUM_CHUNK_ROWS says otherwise (tests use small chunks). */
@@ -280,9 +281,11 @@ export async function verifyChunks(
   const opened: pg.Client[] = [];
   let stop = false;
   let chunks = 0;
+  const meter = new ProgressMeter('verifying', 'rows', rowsTotal);
   const beat = () =>
     heartbeat({
       phase: 'verifying',
+      progress: meter.read(cursors.reduce((n, c) => n + c.rows, 0)),
       rowsChecked: cursors.reduce((n, c) => n + c.rows, 0),
       rowsTotal,
       tablesDone: cursors.filter((c) => c.complete).length,
