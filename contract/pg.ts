@@ -5,6 +5,14 @@
 // one) rejects instead, which fails only the activity attempt, and Temporal retries it.
 import pg from 'pg';
 
+/**
+ * Settings of a session that reads a table by primary-key range (copy chunks, checksums, boundaries):
+ * the planner guesses a third of the table for a row comparison like `(a, b) > (1, 2)`, and would scan
+ * the whole table for every chunk (and in parallel workers), making a big table's work grow with its
+ * square. The key's index is always the way to read a range.
+ */
+export const KEY_RANGE_SETTINGS = { enable_seqscan: 'off', max_parallel_workers_per_gather: 0 } as const;
+
 /** application_name of tiershift's own sessions, so operators (and tests) can tell them apart in pg_stat_activity. */
 export const APPLICATION_NAME = 'tiershift';
 
