@@ -50,7 +50,7 @@ interface RunResult {
   peakRssBytes?: number;
   /** Snapshot copies: orders on the source that the target does not have once the copy finished. */
   missingOrders?: number;
-  writes: LoadResult;
+  writes: LoadResult & { reads: LoadResult };
 }
 
 const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -125,22 +125,22 @@ export async function reseed(ctx: BenchContext, label: string, orders: number): 
   return { label, orders, rows, bytes, seedMs };
 }
 
-/** Orders keep arriving through the blue app (on the source) while a copy runs. */
+/**
+ * The demo's shoppers while a copy runs, through the blue app (on the source): order lookups at 20 a
+ * second and new orders at the dataset's write rate, each bounded in count and time.
+ */
 function writer(ctx: BenchContext) {
   const abort = new AbortController();
-  const blue = sandbox(ctx).apps.blue!;
-  const load = runLoad({
-    url: `http://127.0.0.1:${blue.port}/api/orders`,
-    method: 'POST',
-    body: {},
-    ratePerSecond: ctx.sizes.pgWritesPerSecond,
-    durationMs: 60 * 60_000,
-    maxRequests: 1_000_000,
-    signal: abort.signal,
-    timeoutMs: 15_000,
-    concurrency: 8,
-  });
-  return { stop: () => (abort.abort(), load) };
+  const blue = `http://127.0.0.1:${sandbox(ctx).apps.blue!.port}`;
+  const common = { durationMs: 60 * 60_000, signal: abort.signal, timeoutMs: 15_000, concurrency: 8 };
+  const writes = runLoad({ ...common, url: `${blue}/api/orders`, method: 'POST', body: {}, ratePerSecond: ctx.sizes.pgWritesPerSecond, maxRequests: 1_000_000 });
+  const reads = runLoad({ ...common, url: (n) => `${blue}/api/orders/${((n * 7919) % 1000) + 1}`, ratePerSecond: 20, maxRequests: 2_000_000 });
+  return {
+    stop: async (): Promise<LoadResult & { reads: LoadResult }> => {
+      abort.abort();
+      return { ...(await writes), reads: await reads };
+    },
+  };
 }
 
 export function finished(child: ChildProcess, what: string): Promise<void> {
@@ -303,7 +303,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
             const writes = await w.stop();
             if (r) {
               results.set(key, [...(results.get(key) ?? []), { ...r, writes }]);
-              ctx.log(`    ${method}: ${secs(r.ms)}${r.missingOrders !== undefined ? `, ${r.missingOrders} orders missing` : `, lag ${r.lagBytes} bytes, paused ${r.quiesceMs} ms`} (${writes.ok} writes, ${writes.failed} failed)`);
+              ctx.log(`    ${method}: ${secs(r.ms)}${r.missingOrders !== undefined ? `, ${r.missingOrders} orders missing` : `, lag ${r.lagBytes} bytes, paused ${r.quiesceMs} ms`} (${writes.ok} writes, ${writes.failed} failed; ${writes.reads.ok} lookups, ${writes.reads.failed} failed)`);
             }
           }
         }
@@ -335,6 +335,11 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     };
     const lagSnap = (runs: RunResult[]) => `${int(median(runs.map((r) => r.missingOrders ?? NaN)))} orders written during the copy are missing`;
     rows.push([`${head}: lag at cutover under ${ctx.sizes.pgWritesPerSecond} writes/s`, cell('tiershift', lagTs), cell('pg_dump', lagSnap), cell('pgcopydb', lagSnap)]);
+    const shoppers = (runs: RunResult[]) => {
+      const sum = (pick: (r: RunResult) => number) => int(runs.reduce((n, r) => n + pick(r), 0));
+      return `${sum((r) => r.writes.failed)} of ${sum((r) => r.writes.sent)} orders, ${sum((r) => r.writes.reads.failed)} of ${sum((r) => r.writes.reads.sent)} lookups`;
+    };
+    rows.push([`${head}: shoppers' requests failed meanwhile`, cell('tiershift', shoppers), cell('pg_dump', shoppers), cell('pgcopydb', shoppers)]);
     const pausedTs = (runs: RunResult[]) =>
       `${ms(median(runs.map((r) => r.quiesceMs ?? NaN)), 0)} (cutover step ${secs(median(runs.map((r) => r.cutoverMs ?? NaN)))})`;
     const pausedSnap = (runs: RunResult[]) => `the whole copy, ${secs(median(runs.map((r) => r.ms)))}`;
@@ -365,6 +370,10 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       const sent = runs.reduce((n, r) => n + r.writes.sent, 0);
       const how = runs.filter((r) => r.writes.failed).map((r) => describeFailures(r.writes)).join('; ');
       if (failed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${failed} of the ${sent} orders written meanwhile through the blue app failed (${how}).`);
+      const lookupsFailed = runs.reduce((n, r) => n + r.writes.reads.failed, 0);
+      const lookups = runs.reduce((n, r) => n + r.writes.reads.sent, 0);
+      const lookupHow = runs.filter((r) => r.writes.reads.failed).map((r) => describeFailures(r.writes.reads)).join('; ');
+      if (lookupsFailed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${lookupsFailed} of the ${lookups} order lookups meanwhile failed (${lookupHow}).`);
     }
   }
   for (const [key, why] of failures) {
@@ -377,7 +386,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     method:
       'The shop database on the source cluster is reseeded with the sandbox\'s own seed script at each size (then `vacuum analyze`), and copied to an emptied `shop` on the ' +
       'target cluster three ways, interleaved round by round, while the blue app takes ' +
-      `${ctx.sizes.pgWritesPerSecond} new orders per second on the source (\`runLoad\` POSTs). **tiershift**: the data phase's \`syncPostgres\` activity (the publication, ` +
+      `${ctx.sizes.pgWritesPerSecond} new orders per second and 20 order lookups per second on the source (\`runLoad\`, the demo's shoppers). **tiershift**: the data phase's \`syncPostgres\` activity (the publication, ` +
       `the tables without indexes, a replication slot whose exported snapshot ${TABLE_JOBS} sessions copy from by key range, the indexes and constraints built after in parallel, a subscription streaming from the slot, ` +
       'catch-up, a consistent point taken with writes paused for milliseconds, then chunked checksums of every row on both clusters after the pause), run in Temporal\'s activity test environment with the plan\'s ' +
       'retry policy, timed from start to verified; then the finalize step\'s `cutoverPostgres`. **pg_dump | pg_restore**: `pg_dump -Fc | pg_restore --no-owner` (one stream, ' +

@@ -13,7 +13,7 @@ import type { StepInput, StepOutcome, UndoInput } from '../activities/types';
 import type { DataStep, FinalizeStep } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
 import { postgresUrl } from '../contract/home';
-import { int, median, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
+import { int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 import { finished, reseed, resetAll } from './pg-sync';
 
 const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -44,6 +44,8 @@ interface Run {
   /** How long the target's writers were held back. */
   pauseMs: number;
   rowsCopiedBack?: number;
+  /** tiershift: the peak RSS of the process running the reverse sync. */
+  peakRssBytes?: number;
   /** Orders the new version wrote after the cutover (before and during the rollback). */
   ordersWritten: number;
   /** Target rows the source lacks (or holds differently) afterwards. */
@@ -78,20 +80,37 @@ function newVersionWrites(ctx: BenchContext) {
   return { stop: async () => ((stop = true), await done, written) };
 }
 
-/** Target rows the source lacks or holds differently, by primary key and row checksum. */
+/**
+ * Target rows the source lacks or holds differently, by primary key and row checksum, a page of keys at
+ * a time on both sides (memory bounded by the page, whatever the tables' size).
+ */
 async function missingRows(ctx: BenchContext): Promise<number> {
   const { src, dst } = urls(ctx);
-  const rows = (url: string, table: string) =>
-    withClient(url, async (c) => {
-      await c.query("set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3");
-      return (await c.query<{ k: string; h: string }>(`select row(${KEYS[table]})::text as k, md5(t::text) as h from ${table} t`)).rows;
-    });
-  let missing = 0;
-  for (const table of Object.keys(KEYS)) {
-    const have = new Map((await rows(src, table)).map((r) => [r.k, r.h]));
-    for (const r of await rows(dst, table)) if (have.get(r.k) !== r.h) missing += 1;
-  }
-  return missing;
+  const PAGE = 50_000;
+  const setup = "set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set extra_float_digits = 3";
+  return withClient(src, (s) =>
+    withClient(dst, async (t) => {
+      await Promise.all([s.query(setup), t.query(setup)]);
+      let missing = 0;
+      for (const [table, keys] of Object.entries(KEYS)) {
+        const cols = keys.split(', ');
+        const keyText = `array[${cols.map((k) => `${k}::text`).join(', ')}]`;
+        const marks = (from: number) => `(${cols.map((_, i) => `$${from + i}`).join(', ')})`;
+        const page = (c: typeof s, where: string, params: string[], limit = '') =>
+          c.query<{ key: string[]; h: string }>(`select ${keyText} as key, md5(t::text) as h from ${table} t ${where} order by ${keys} ${limit}`, params).then((r) => r.rows);
+        for (let after: string[] | null = null; ; ) {
+          const mine = await page(t, after ? `where (${keys}) > ${marks(1)}` : '', after ?? [], `limit ${PAGE}`);
+          if (!mine.length) break;
+          const last = mine[mine.length - 1]!.key;
+          const theirs = await page(s, after ? `where (${keys}) > ${marks(1)} and (${keys}) <= ${marks(cols.length + 1)}` : `where (${keys}) <= ${marks(1)}`, after ? [...after, ...last] : last);
+          const have = new Map(theirs.map((r) => [JSON.stringify(r.key), r.h]));
+          for (const r of mine) if (have.get(JSON.stringify(r.key)) !== r.h) missing += 1;
+          after = last;
+        }
+      }
+      return missing;
+    }),
+  );
 }
 
 /** Sync, cut over, and let the new version write to the target for a while: where a rollback past the point of no return starts. */
@@ -112,6 +131,9 @@ async function viaReverseSync(ctx: BenchContext): Promise<Run> {
   let ordersWritten: number;
   const t0 = now();
   let startMs: number;
+  // The worker's memory while it copies the target's rows back: this process runs the activity.
+  let peakRssBytes = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRssBytes = Math.max(peakRssBytes, process.memoryUsage().rss)), 200);
   try {
     started = (await env().run(local.undoStep, undo('start'))) as StepOutcome;
     startMs = now() - t0;
@@ -121,8 +143,9 @@ async function viaReverseSync(ctx: BenchContext): Promise<Run> {
     ordersWritten = await writes.stop();
   }
   const t1 = now();
-  const finishedOutcome = (await env().run(local.undoStep, undo('finish'))) as StepOutcome;
+  const finishedOutcome = (await env().run(local.undoStep, undo('finish')).finally(() => clearInterval(sampler))) as StepOutcome;
   return {
+    peakRssBytes,
     ms: startMs + (now() - t1),
     pauseMs: Number(finishedOutcome.figures['sourceDb.reverseQuiesceMs']),
     rowsCopiedBack: Number(started.figures['sourceDb.rowsCopiedBack']),
@@ -172,6 +195,8 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
   const med = (side: keyof typeof runs, f: (r: Run) => number) => median(runs[side].map(f));
   const worst = (side: keyof typeof runs) => Math.max(...runs[side].map((r) => r.missingRows));
   const shortfalls = worst('tiershift') > 0 ? [`Reverse sync: ${worst('tiershift')} target rows were missing on the source after a run.`] : [];
+  const rss = Math.max(0, ...runs.tiershift.map((r) => r.peakRssBytes ?? 0));
+  if (rss >= 500 * 1024 * 1024) shortfalls.push(`Reverse sync: the worker process peaked at ${mib(rss, 0)}, above the 500 MB goal.`);
   return {
     title: '8. The way back past the point of no return',
     method:
@@ -188,6 +213,7 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
           ["target's writers held back", ms(med('tiershift', (r) => r.pauseMs), 0), `not at all, so writes during the copy are lost; ${secs(med('dump', (r) => r.pauseMs))} (the whole copy) to lose none`],
           ['target rows missing on the source afterwards (worst run)', int(worst('tiershift')), int(worst('dump'))],
           ['rows copied back by the backfill (median)', int(med('tiershift', (r) => r.rowsCopiedBack ?? 0)), 'every row (a full copy)'],
+          ['peak RSS of the worker process during the reverse sync (median)', mib(med('tiershift', (r) => r.peakRssBytes ?? NaN), 0), 'n/a (pg_dump and pg_restore processes)'],
           ['orders v2 wrote after the cutover (median)', int(med('tiershift', (r) => r.ordersWritten)), int(med('dump', (r) => r.ordersWritten))],
         ],
       ),

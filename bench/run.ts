@@ -225,7 +225,7 @@ async function main(): Promise<number> {
     connection = await NativeConnection.connect({ address });
     for (const b of BENCHMARKS) {
       if (!order.includes(b.n)) continue;
-      const budget = quick ? Math.max(60_000, b.budgetMs / 4) : b.n === 5 && args.sizes ? pgBudgetMs(args.sizes) : b.budgetMs;
+      const budget = quick ? Math.max(60_000, b.budgetMs / 4) : (b.n === 5 || b.n === 8) && args.sizes ? Math.max(b.budgetMs, pgBudgetMs(args.sizes)) : b.budgetMs;
       const ctx: BenchContext = { home, quick, sizes, client: client!, connection: connection!, address, log, deadline: Date.now() + budget };
       log(`${b.n}. ${b.name}`);
       const t0 = Date.now();

@@ -97,7 +97,7 @@ const ROWS_PER_ORDER = 4.32;
 
 /**
  * Benchmark 5 at the sizes `--sizes` asks for (rows): three runs of each method at up to 1M rows, one
- * above; each dataset's share of the time budget follows its size.
+ * above; each dataset's share of the time budget follows its size. Benchmark 8 at the largest.
  */
 export function withPgSizes(sizes: Sizes, rows?: number[]): Sizes {
   if (!rows?.length) return sizes;
@@ -107,6 +107,8 @@ export function withPgSizes(sizes: Sizes, rows?: number[]): Sizes {
   return {
     ...sizes,
     pgDatasets: rows.map((n) => ({ label: label(n), orders: Math.round(n / ROWS_PER_ORDER), runs: runs(n), share: (n * runs(n)) / work })),
+    // Benchmark 8 (the reverse sync) at the largest of them, once.
+    reverse: { ...sizes.reverse, orders: Math.round(Math.max(...rows) / ROWS_PER_ORDER), runs: 1 },
   };
 }
 
