@@ -152,7 +152,8 @@ export function finished(child: ChildProcess, what: string): Promise<void> {
       if (code === 0) resolve();
       else {
         const lines = stderr.trim().split('\n').filter((l) => /error|fatal/i.test(l));
-        reject(new Error(`${what} exited with code ${code}: ${(lines.at(-1) ?? stderr.trim().split('\n').at(-1) ?? '').slice(0, 300)}`));
+        // The first error says what went wrong; pg_restore's last line only counts them.
+        reject(new Error(`${what} exited with code ${code}: ${(lines.find((l) => /error:/i.test(l)) ?? lines.at(-1) ?? stderr.trim().split('\n').at(-1) ?? '').slice(0, 300)}`));
       }
     });
   });

@@ -178,11 +178,21 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
   const ds = await reseed(ctx, 'reverse', spec.orders);
   ctx.log(`  ${ds.rows} rows`);
   const runs: Record<'tiershift' | 'dump', Run[]> = { tiershift: [], dump: [] };
+  const failed: string[] = [];
   try {
     for (let round = 0; round < spec.runs; round++) {
       if (round > 0 && Date.now() > ctx.deadline) break;
       for (const side of ['tiershift', 'dump'] as const) {
-        const r = side === 'tiershift' ? await viaReverseSync(ctx) : await viaDumpRestore(ctx);
+        let r: Run;
+        try {
+          r = side === 'tiershift' ? await viaReverseSync(ctx) : await viaDumpRestore(ctx);
+        } catch (err) {
+          // One side failing must not lose the other's figures: it is reported as a shortfall.
+          if (side === 'tiershift') throw err;
+          failed.push(`the dump and restore alternative failed: ${(err as Error).message}`);
+          ctx.log(`    ${side} failed: ${(err as Error).message}`);
+          continue;
+        }
         runs[side].push(r);
         ctx.log(`    ${side}: ${secs(r.ms)}, writers held ${ms(r.pauseMs, 0)}, ${r.missingRows} target rows missing on the source (${r.ordersWritten} orders written by v2)`);
       }
@@ -193,8 +203,9 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
     await reseed(ctx, 'sandbox', ctx.sizes.seedRows);
   }
   const med = (side: keyof typeof runs, f: (r: Run) => number) => median(runs[side].map(f));
-  const worst = (side: keyof typeof runs) => Math.max(...runs[side].map((r) => r.missingRows));
+  const worst = (side: keyof typeof runs) => (runs[side].length ? Math.max(...runs[side].map((r) => r.missingRows)) : NaN);
   const shortfalls = worst('tiershift') > 0 ? [`Reverse sync: ${worst('tiershift')} target rows were missing on the source after a run.`] : [];
+  shortfalls.push(...failed.map((f) => `Reverse sync: ${f}`));
   const rss = Math.max(0, ...runs.tiershift.map((r) => r.peakRssBytes ?? 0));
   if (rss >= 500 * 1024 * 1024) shortfalls.push(`Reverse sync: the worker process peaked at ${mib(rss, 0)}, above the 500 MB goal.`);
   return {
