@@ -161,7 +161,11 @@ async function viaDumpRestore(ctx: BenchContext): Promise<Run> {
   let ordersWritten: number;
   try {
     const dump = spawnTracked(findBinary('pg_dump'), ['-Fc', '--no-publications', '--no-subscriptions', '-d', dst], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const restore = spawnTracked(findBinary('pg_restore'), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '-d', src], { stdio: ['pipe', 'ignore', 'pipe'] });
+    // The cutover made the source read-only for new sessions: a runbook's restore over it lifts that for itself.
+    const restore = spawnTracked(findBinary('pg_restore'), ['--clean', '--if-exists', '--no-owner', '--no-privileges', '-d', src], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { ...process.env, PGOPTIONS: '-c default_transaction_read_only=off' },
+    });
     dump.stdout!.pipe(restore.stdin!);
     await Promise.all([finished(dump, 'pg_dump'), finished(restore, 'pg_restore')]);
   } finally {

@@ -300,6 +300,18 @@ async function copyAtNewSlot(
     const created = await repl.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${repl.escapeIdentifier(name)} LOGICAL pgoutput EXPORT_SNAPSHOT`);
     const { consistent_point: lsn, snapshot_name: snapshot } = created.rows[0]!;
     const plan = await planned;
+    // A table another one's foreign key points at cannot be truncated alone (a target whose schema
+    // someone made before, with its constraints): it is copied without FREEZE.
+    const referenced = await withClient(dst, async (c) =>
+      new Set(
+        (
+          await c.query<{ t: string }>(
+            `select distinct r.relname as t from pg_constraint k join pg_class r on r.oid = k.confrelid where k.contype = 'f' and r.relnamespace = 'public'::regnamespace`,
+          )
+        ).rows.map((r) => r.t),
+      ),
+    );
+    for (const chunk of plan.chunks) if (referenced.has(chunk.table)) chunk.whole = false;
     const total = { rows: plan.rows, bytes: plan.bytes };
     const meter = new ProgressMeter('initial copy', 'rows', total.rows);
     meter.setTotal(total.rows, total.bytes);
@@ -322,7 +334,9 @@ async function copyAtNewSlot(
     const cancelled = Context.current().cancellationSignal;
     const job = async () => {
       const s = pgClient(src, { applicationName: 'tiershift: copying', settings: { ...SESSION_SETTINGS, ...KEY_RANGE_SETTINGS } });
-      const t = pgClient(dst, { applicationName: 'tiershift: copying', settings: { ...SESSION_SETTINGS, synchronous_commit: 'off' } });
+      // As the subscription's own workers do: triggers and foreign keys of a target schema made
+      // beforehand do not fire for rows that come from the source (which checked them already).
+      const t = pgClient(dst, { applicationName: 'tiershift: copying', settings: { ...SESSION_SETTINGS, synchronous_commit: 'off', session_replication_role: 'replica' } });
       opened.push(s, t);
       await Promise.all([s.connect(), t.connect()]);
       await s.query('begin isolation level repeatable read read only');
