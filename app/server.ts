@@ -21,6 +21,10 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10, connectionTimeoutMillis: 2_000, idleTimeoutMillis: 10_000, query_timeout: 10_000 });
 // A database that goes away must turn into 503s, not crash the app: idle clients report errors here.
 pool.on('error', (err) => console.error(`app: idle database client failed: ${err.message}`));
+// The pool listens to its idle clients only: a session the server ends while a request holds it (a cutover
+// ends every session of the database), or just after, would emit 'error' with nobody listening and kill the
+// app. Each client listens for itself for its whole life; its pending or next query fails instead.
+pool.on('connect', (client) => client.on('error', (err) => console.error(`app: database session ended: ${err.message}`)));
 
 /** Fraction of ordinary requests that answer 500: the traffic analysis tests set it to fail a canary. */
 let errorRate = 0;
@@ -120,6 +124,8 @@ const NewOrder = z.object({
 /** Inserts an order with its items in one transaction; the invoice number comes from the sequence. */
 async function createOrder(input: z.infer<typeof NewOrder>): Promise<unknown> {
   const client = await pool.connect();
+  // A rollback that fails means the session is gone: the client is dropped from the pool, not reused.
+  let broken: Error | undefined;
   try {
     await client.query('begin');
     const customer = input.customerId
@@ -153,10 +159,10 @@ async function createOrder(input: z.infer<typeof NewOrder>): Promise<unknown> {
     await client.query('commit');
     return { id, invoiceNumber: invoice_number, customerId: customer.rows[0]!.id, totalCents: total, items: lines.length, createdAt: created_at };
   } catch (err) {
-    await client.query('rollback').catch(() => undefined);
+    await client.query('rollback').catch((rollbackErr: Error) => (broken ??= rollbackErr));
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 

@@ -62,6 +62,34 @@ describe('sandbox', () => {
     expect(((await created.json()) as { invoiceNumber: number }).invoiceNumber).toBe(100_000 + SEED_ROWS + 1);
   });
 
+  it('the shop app keeps serving while the database ends its sessions under load, as a cutover does', async () => {
+    const blue = state.apps.blue!;
+    const admin = new pg.Client({ connectionString: postgresUrl(state.postgres.source!, 'postgres') });
+    await admin.connect();
+    let ending = true;
+    // The app's sessions ended every 20 ms for 3 s: some between two statements of an order's transaction.
+    const terminator = (async () => {
+      const until = Date.now() + 3_000;
+      while (ending && Date.now() < until) {
+        await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = 'shop' and application_name <> 'tiershift-test-admin' and pid <> pg_backend_pid() and backend_type = 'client backend'`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const post = () => fetch(`http://127.0.0.1:${blue.port}/api/orders`, { method: 'POST', signal: AbortSignal.timeout(5_000) }).then((r) => r.status, () => 0);
+    const statuses: number[] = [];
+    try {
+      for (let round = 0; round < 60; round++) statuses.push(...(await Promise.all(Array.from({ length: 8 }, post))));
+    } finally {
+      ending = false;
+      await terminator;
+      await admin.end();
+    }
+    // Some orders fail while their session is ended; the app itself lives on and serves again.
+    expect(statuses.filter((code) => code === 0)).toEqual([]);
+    expect(isAlive(blue.pid)).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${blue.port}/api/orders`, { method: 'POST' })).status).toBe(201);
+  });
+
   it('seeds the source with the shop: rows, foreign keys, the invoice sequence, the small tier', async () => {
     const [counts] = await query<{ orders: number; items: number; customers: number }>(
       state.postgres.source,

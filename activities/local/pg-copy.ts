@@ -1,8 +1,9 @@
 // The data phase's initial copy, the way pgcopydb does it: the tables without their indexes and
 // constraints, a replication slot whose exported snapshot every copy session reads, the rows streamed
 // from the source's COPY to the target's COPY in parallel (across tables, and by key range within big
-// ones), then the indexes and constraints built in parallel, and only then the subscription, which
-// streams every change made since the slot's consistent point.
+// ones), each table's primary key built as soon as its rows are in, and then the subscription, which
+// streams every change made since the slot's consistent point. The other indexes, the foreign keys and
+// the rest of the schema are built while the rows are verified (TargetBuild).
 //
 // Where a copy stands is kept in the target cluster, not in the worker: a replication origin named after
 // the migration exists from before the first row is copied until the subscription exists, and its
@@ -10,7 +11,8 @@
 //   - no marker: nothing of ours in the target;
 //   - marker at 0/0: a copy was interrupted; its snapshot died with its worker, so the rows it copied
 //     are removed (truncate: they are only ever ours) and the copy starts again from a new slot;
-//   - marker at an LSN: every row is there; the index build carries on with what is still missing.
+//   - marker at an LSN: every row is there; the build carries on with what is still missing.
+// Once the subscription exists, a retry finds it and builds only what is missing.
 import { Context, heartbeat } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
@@ -25,8 +27,8 @@ import { withClient } from './postgres';
 /** Rows per copy chunk unless TIERSHIFT_COPY_CHUNK_ROWS says otherwise: tables above it are copied by several sessions. */
 export const DEFAULT_COPY_CHUNK_ROWS = 100_000;
 /**
- * Sessions a side copying (building indexes, checking chunks) at once, unless TIERSHIFT_COPY_JOBS says
- * otherwise: one per CPU of this machine, where the sandbox's clusters run (2 to 8). Measured on 2 CPUs,
+ * Sessions a side copying and building indexes at once (twice as many check chunks, pg-verify.ts),
+ * unless TIERSHIFT_COPY_JOBS says otherwise: one per CPU of this machine, where the sandbox's clusters run (2 to 8). Measured on 2 CPUs,
  * 4 sessions made the data phase a fifth slower than 2: the work is CPU-bound, and more sessions only
  * take turns.
  */
@@ -66,8 +68,6 @@ export interface CopyOutcome {
   bytes: number;
   chunks: number;
   copyMs: number;
-  /** From the last row copied to the last primary key built. */
-  keysMs: number;
 }
 
 /** The marker's name: the replication name, which is unique per migration, with a suffix. */
@@ -134,7 +134,7 @@ export async function initialCopy(
   }
   await build.keysReady();
   await slotReleased(src, name);
-  return { start, rows, bytes, chunks, copyMs, keysMs: Date.now() - started - copyMs };
+  return { start, rows, bytes, chunks, copyMs };
 }
 
 /**
