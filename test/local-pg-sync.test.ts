@@ -335,6 +335,20 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
     }
   });
 
+  /**
+   * Ends, as a killed worker's would end, the target sessions on `database` that match `which` (SQL on
+   * pg_stat_activity), the first time any do, polling every 25 ms for up to 30 s; true if it ended some.
+   */
+  const endSessionsOnce = (database: string, which: string) =>
+    withClient(url('target', 'postgres'), async (c) => {
+      for (let i = 0; i < 1200; i++) {
+        const { rowCount } = await c.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and ${which}`, [database]);
+        if (rowCount) return true;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      return false;
+    });
+
   /** A shop-like schema with what a copy must not lose: generated and dropped columns, indexes, foreign keys, checks, a trigger. */
   const richSchema = (rows: number, customers = 500) => `
     create table customers (id bigint primary key, email text not null unique);
@@ -410,17 +424,7 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
     try {
       // The attempt's sessions end as a killed worker's do, once it builds the secondary indexes (which
       // it does while it verifies, the subscription streaming).
-      const kill = withClient(url('target', 'postgres'), async (c) => {
-        for (let i = 0; i < 1200; i++) {
-          const { rowCount } = await c.query(
-            `select pg_terminate_backend(pid) from pg_stat_activity
-              where datname = 'copy_resume' and application_name like 'tiershift%' and query ilike 'create%index%' and state = 'active'`,
-          );
-          if (rowCount) return true;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        return false;
-      });
+      const kill = endSessionsOnce('copy_resume', `application_name like 'tiershift%' and query ilike 'create%index%' and state = 'active'`);
       const first = await activityEnv().run(syncPostgres, s.input).then(() => 'completed', (err: Error) => err.message);
       expect(await kill).toBe(true);
       expect(first).not.toBe('completed');
@@ -445,16 +449,7 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
     process.env.TIERSHIFT_COPY_CHUNK_ROWS = '20000';
     const s = await scenario('copy_again', richSchema(150_000));
     try {
-      const kill = withClient(url('target', 'postgres'), async (c) => {
-        for (let i = 0; i < 1200; i++) {
-          const { rowCount } = await c.query(
-            `select pg_terminate_backend(pid) from pg_stat_activity where datname = 'copy_again' and application_name = 'tiershift: copying' and query ilike 'copy%from stdin%'`,
-          );
-          if (rowCount) return true;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        return false;
-      });
+      const kill = endSessionsOnce('copy_again', `application_name = 'tiershift: copying' and query ilike 'copy%from stdin%'`);
       const first = await activityEnv().run(syncPostgres, s.input).then(() => 'completed', (err: Error) => err.message);
       expect(await kill).toBe(true);
       expect(first).not.toBe('completed');

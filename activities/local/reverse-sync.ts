@@ -12,7 +12,7 @@
 // none`, so the forward replication (source -> target) is always dropped before the reverse one starts.
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
-import { withPgClient } from '../../contract/pg';
+import { KEY_RANGE_SETTINGS, withPgClient } from '../../contract/pg';
 import type { LocalPostgres } from './provider';
 import type { StepOutcome, UndoInput } from '../types';
 import { ProgressMeter } from '../../contract/progress';
@@ -231,8 +231,9 @@ function keyRange(c: pg.Client, t: Table, lo: string[] | undefined, hi: string[]
  */
 async function copyBack(ahead: string, snapshot: string | undefined, back: string, target: string, mode: CopyMode): Promise<Backfill> {
   const chunk = chunkRows();
-  return withClient(ahead, (a) =>
-    withClient(back, async (b) => {
+  // Both sides read by key range (KEY_RANGE_SETTINGS): the planner would scan a whole table per chunk.
+  return withPgClient(ahead, (a) =>
+    withPgClient(back, async (b) => {
       await a.query('begin isolation level repeatable read read only');
       if (snapshot) await a.query(`set transaction snapshot ${a.escapeLiteral(snapshot)}`);
       // Row checksums and key texts compare text: both sides must print values the same way.
@@ -325,8 +326,8 @@ async function copyBack(ahead: string, snapshot: string | undefined, back: strin
       } finally {
         await a.query('rollback').catch(() => undefined);
       }
-    }),
-  );
+    }, { settings: KEY_RANGE_SETTINGS }),
+  { settings: KEY_RANGE_SETTINGS });
 }
 
 /** Base tables with their key and writable columns, ordered so a table comes after every table it references. */
