@@ -13,7 +13,7 @@
 //     are removed (truncate: they are only ever ours) and the copy starts again from a new slot;
 //   - marker at an LSN: every row is there; the build carries on with what is still missing.
 // Once the subscription exists, a retry finds it and builds only what is missing.
-import { Context, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
@@ -47,14 +47,20 @@ const ALREADY_THERE = new Set(['42P07', '42710', '42P16']);
 /** Row variable in the chunk queries, as in pg-verify.ts: unlikely as a column name. */
 const ROW = 'tiershift_row';
 
-function positiveEnv(name: string, fallback: number): number {
+/**
+ * A whole-number setting of the worker's environment (chunk sizes, sessions), or its default. A bad value
+ * fails the step for good: no retry fixes the environment.
+ */
+export function positiveSetting(name: string, fallback: number): number {
   const raw = process.env[name];
-  const n = raw === undefined ? fallback : Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} is "${raw}"; set it to a whole number above 0, or unset it`);
+  const n = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw ApplicationFailure.nonRetryable(`${name} is "${raw}"; set it to a whole number above 0 (or unset it for ${fallback}) and restart the worker`, 'NonRetryable');
+  }
   return n;
 }
-export const copyChunkRows = () => positiveEnv('TIERSHIFT_COPY_CHUNK_ROWS', DEFAULT_COPY_CHUNK_ROWS);
-export const pgJobs = () => positiveEnv('TIERSHIFT_COPY_JOBS', DEFAULT_COPY_JOBS);
+export const copyChunkRows = () => positiveSetting('TIERSHIFT_COPY_CHUNK_ROWS', DEFAULT_COPY_CHUNK_ROWS);
+export const pgJobs = () => positiveSetting('TIERSHIFT_COPY_JOBS', DEFAULT_COPY_JOBS);
 
 export interface CopyTable {
   table: string;

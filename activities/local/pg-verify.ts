@@ -6,7 +6,7 @@ import { Context, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
 import { KEY_RANGE_SETTINGS, pgClient } from '../../contract/pg';
 import { ProgressMeter } from '../../contract/progress';
-import { pgJobs } from './pg-copy';
+import { pgJobs, positiveSetting } from './pg-copy';
 
 /** Rows per chunk unless TIERSHIFT_CHECKSUM_CHUNK_ROWS says otherwise (tests use small chunks). */
 export const DEFAULT_CHUNK_ROWS = 50_000;
@@ -23,12 +23,7 @@ const KEYS_NAMED = 5;
  */
 const ROW = 'tiershift_row';
 
-export function chunkRows(): number {
-  const raw = process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS;
-  const n = raw === undefined ? DEFAULT_CHUNK_ROWS : Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`TIERSHIFT_CHECKSUM_CHUNK_ROWS is "${raw}"; set it to a whole number of rows above 0, or unset it`);
-  return n;
-}
+export const chunkRows = (): number => positiveSetting('TIERSHIFT_CHECKSUM_CHUNK_ROWS', DEFAULT_CHUNK_ROWS);
 
 export interface KeyedTable {
   table: string;

@@ -31,6 +31,7 @@ import {
   waitForLag,
 } from './pg-sync';
 import { withClient } from './postgres';
+import { positiveSetting } from './pg-copy';
 import { postgresConnection } from './sandbox';
 
 /** Rows fetched from the target and written to the source per statement. */
@@ -192,15 +193,7 @@ interface Table {
 /** Target rows compared per chunk: what the worker holds of a table at once. */
 const DEFAULT_CHUNK_ROWS = 50_000;
 
-function chunkRows(): number {
-  const raw = process.env.TIERSHIFT_BACKFILL_CHUNK_ROWS;
-  if (raw === undefined || raw === '') return DEFAULT_CHUNK_ROWS;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw ApplicationFailure.nonRetryable(`TIERSHIFT_BACKFILL_CHUNK_ROWS is "${raw}"; set it to a whole number of rows above 0 (or unset it for ${DEFAULT_CHUNK_ROWS}) and restart the worker`, 'NonRetryable');
-  }
-  return n;
-}
+const chunkRows = (): number => positiveSetting('TIERSHIFT_BACKFILL_CHUNK_ROWS', DEFAULT_CHUNK_ROWS);
 
 /**
  * A key range as SQL: `(k1, k2) > (lo) and (k1, k2) <= (hi)`, either end open when absent. Bounds travel as
