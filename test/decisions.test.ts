@@ -106,7 +106,9 @@ describe('proven decisions in the workflow', () => {
         writeFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories', `${process.env.RECORD_HISTORIES}-${what}.json`), historyToJSON(history));
       }
     }
-  });
+    // A whole run in real time (continue-as-new every 20 events, a worker verifying each signature with
+    // ssh-keygen): 92 s in CI beside the integration tier, and once past the default 120 s.
+  }, 240_000);
 
   it('ends a start that proves nothing, or whose plan hash is not its content, before its first step', async () => {
     const unproven = await startMigration(engine.env.client, plan('unproven-start'), 'alice');
