@@ -93,7 +93,7 @@ export async function copyStage(dst: string, name: string): Promise<CopyStage> {
   });
 }
 
-/** Removes the marker once the subscription exists (or on undo). Idempotent. */
+/** Removes the marker once the subscription exists (an undo mid-copy keeps it, see undoPgSync). Idempotent. */
 export async function dropCopyMarker(dst: string, name: string): Promise<boolean> {
   return withClient(dst, async (c) => {
     if (!(await c.query('select 1 from pg_replication_origin where roname = $1', [copyMarker(name)])).rowCount) return false;
