@@ -283,6 +283,37 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
     expect(measured[500_000]!.verifyMs).toBeGreaterThan(measured[500_000]!.quiesceMs);
   });
 
+  it('pauses writes briefly although autovacuum holds the source table (it would for minutes on a big one)', async () => {
+    process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '20000';
+    // A real autovacuum, throttled so it would run for hours: its lock conflicts with the pause's.
+    const s = await scenario('verify_autovacuum', `create table orders (id bigint primary key, note text not null) with (
+        autovacuum_vacuum_insert_threshold = 1, autovacuum_vacuum_insert_scale_factor = 0,
+        autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1);
+      insert into orders select i, repeat(md5(i::text), 4) from generate_series(1, 50000) i`);
+    const naptime = async (value: string | null) =>
+      withClient(url('source', 'postgres'), async (c) => {
+        await c.query(value === null ? 'alter system reset autovacuum_naptime' : `alter system set autovacuum_naptime = ${value}`);
+        await c.query('select pg_reload_conf()');
+      });
+    const vacuuming = () =>
+      query<{ pid: number }>('source', `select pid from pg_stat_activity where backend_type = 'autovacuum worker' and datname = 'verify_autovacuum' and query ilike '%orders%'`);
+    try {
+      await naptime('1');
+      const deadline = Date.now() + 30_000;
+      while (!(await vacuuming()).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      const [vacuum] = await vacuuming();
+      expect(vacuum, 'an autovacuum of orders is running').toBeDefined();
+      const outcome = await activityEnv().run(syncPostgres, s.input);
+      expect(outcome.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 50_000 });
+      expect(Number(outcome.figures['vdst.quiesceMs'])).toBeLessThan(2_000);
+      // The pause ended that autovacuum rather than waiting it out (a later one may have started since).
+      expect((await vacuuming()).map((v) => v.pid)).not.toContain(vacuum!.pid);
+    } finally {
+      await naptime(null);
+      await s.cleanup();
+    }
+  });
+
   it('refuses a table without a primary key before copying anything, naming it', async () => {
     process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '1000';
     const s = await scenario('verify_keyless', `create table events (at int not null, note text);

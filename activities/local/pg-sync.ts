@@ -443,21 +443,57 @@ async function quiesced<T>(src: string, slot: string, fn: () => Promise<T>): Pro
  * while it waits for another we already hold: with a lock wait longer than deadlock_timeout (1 s),
  * PostgreSQL would break that deadlock by failing the app's transaction. So each try waits less than
  * that, gives way (releasing what it took) and tries again, until the deadline.
+ *
+ * Autovacuum is the exception. Its lock (SHARE UPDATE EXCLUSIVE) conflicts with every mode that holds
+ * writers back, and on a big table it runs for minutes: short tries would each hold the writers for
+ * nothing until the deadline. PostgreSQL cancels an autovacuum that blocks a lock request once the request
+ * has waited deadlock_timeout, so a try that finds one waits that long (writers held about a second, once);
+ * where this session may signal it (a superuser), it is cancelled at once. One that protects against
+ * wraparound is never cancelled: the deadline's error names it.
  */
 async function lockAll(c: pg.Client, tables: string[], deadline: number): Promise<void> {
+  const oids = tables.length ? (await c.query<{ oid: number }>(`select unnest($1::regclass[])::oid as oid`, [tables])).rows.map((r) => r.oid) : [];
   for (let attempt = 1; ; attempt++) {
+    const vacuums = await autovacuumsOn(c, oids);
     await c.query('begin');
     try {
-      await c.query('set local lock_timeout = 300');
+      const wait = vacuums.length ? `(current_setting('deadlock_timeout')::interval + interval '300 ms')` : `interval '300 ms'`;
+      await c.query(`select set_config('lock_timeout', (extract(epoch from ${wait}) * 1000)::int::text, true)`);
       if (tables.length) await c.query(`lock table ${tables.join(', ')} in exclusive mode`);
       return;
     } catch (err) {
       await c.query('rollback').catch(() => undefined);
-      if ((err as { code?: string }).code !== '55P03' || Date.now() > deadline) throw err;
+      if ((err as { code?: string }).code !== '55P03') throw err;
+      if (Date.now() > deadline) throw new Error(`${await blockers(c, oids)} kept the source's tables from being locked for ${QUIESCE_MS} ms; retrying`);
       heartbeat({ phase: 'pausing writes', attempt });
       await sleep(50 + Math.floor(Math.random() * 100));
     }
   }
+}
+
+/** Autovacuum workers holding a lock on one of `oids`, each cancelled where this session may (a superuser). */
+async function autovacuumsOn(c: pg.Client, oids: number[]): Promise<number[]> {
+  const { rows } = await c.query<{ pid: number }>(
+    `select distinct a.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where a.backend_type = 'autovacuum worker' and l.granted and l.relation = any($1::oid[])`,
+    [oids],
+  );
+  for (const { pid } of rows) await c.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
+  return rows.map((r) => r.pid);
+}
+
+/** Who holds locks on `oids` that writers' pauses conflict with, in a few words for the error. */
+async function blockers(c: pg.Client, oids: number[]): Promise<string> {
+  const { rows } = await c.query<{ who: string }>(
+    `select distinct coalesce(nullif(a.backend_type, 'client backend'), 'session') || ' ' || a.pid ||
+            coalesce(' (' || nullif(a.application_name, '') || ')', '') || ': ' || left(coalesce(a.query, ''), 80) as who
+       from pg_locks l join pg_stat_activity a on a.pid = l.pid
+      where l.granted and l.relation = any($1::oid[]) and l.pid <> pg_backend_pid()
+        and l.mode in ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock', 'RowExclusiveLock')
+      limit 3`,
+    [oids],
+  );
+  return rows.length ? rows.map((r) => r.who).join('; ') : 'other sessions';
 }
 
 /**
