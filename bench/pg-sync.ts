@@ -22,8 +22,10 @@ import { postgresUrl } from '../contract/home';
 import { describeFailures } from './traffic';
 import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
 
-type Method = 'tiershift' | 'pg_dump' | 'pgcopydb';
-const METHODS: Method[] = ['tiershift', 'pg_dump', 'pgcopydb'];
+type Method = 'tiershift' | 'tiershift-unverified' | 'pg_dump' | 'pgcopydb';
+/** tiershift also runs with `verify: false`: the same copy and build without the checksums, to show what the verification costs. */
+const METHODS: Method[] = ['tiershift', 'tiershift-unverified', 'pg_dump', 'pgcopydb'];
+const isTiershift = (m: Method) => m.startsWith('tiershift');
 /** pgcopydb's table and index jobs: as many as tiershift's copy sessions (TIERSHIFT_COPY_JOBS), so both use the machine alike. */
 const TABLE_JOBS = pgJobs();
 
@@ -159,9 +161,9 @@ export function finished(child: ChildProcess, what: string): Promise<void> {
   });
 }
 
-async function viaTiershift(ctx: BenchContext, migrationId: string): Promise<Omit<RunResult, 'writes'>> {
+async function viaTiershift(ctx: BenchContext, migrationId: string, verify: boolean): Promise<Omit<RunResult, 'writes'>> {
   const resources = { sourceDb: source, targetDb: target };
-  const data: DataStep = { ...stepBase, id: 'data', title: 'Replicate the shop database', kind: 'data', from: 'sourceDb', to: 'targetDb', verify: true };
+  const data: DataStep = { ...stepBase, id: 'data', title: 'Replicate the shop database', kind: 'data', from: 'sourceDb', to: 'targetDb', verify };
   const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000 }, { logger: new DefaultLogger('ERROR') });
   const t0 = now();
   // The worker's memory: this process runs the activity (and the load generator, a few MB).
@@ -292,8 +294,8 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
           let r: Omit<RunResult, 'writes'> | undefined;
           try {
             r =
-              method === 'tiershift'
-                ? await viaTiershift(ctx, `bench-pg-${stamp()}`)
+              isTiershift(method)
+                ? await viaTiershift(ctx, `bench-pg-${stamp()}`, method === 'tiershift')
                 : method === 'pg_dump'
                   ? await viaDump(ctx)
                   : await viaPgcopydb(ctx, pgcopydb.path!);
@@ -328,31 +330,33 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     const head = `${ds.label} (${int(ds.rows)} rows, ${mib(ds.bytes, 0)})`;
     const seconds = (runs: RunResult[]) => `${secs(median(runs.map((r) => r.ms)))} (${runs.length} run${runs.length > 1 ? 's' : ''})`;
     const rate = (runs: RunResult[]) => `${(ds.bytes / 1e6 / (median(runs.map((r) => r.ms)) / 1000)).toFixed(1)} MB/s`;
-    rows.push([`${head}: seconds, median`, cell('tiershift', seconds), cell('pg_dump', seconds), cell('pgcopydb', seconds)]);
-    rows.push([`${head}: throughput`, cell('tiershift', rate), cell('pg_dump', rate), cell('pgcopydb', rate)]);
+    // One formatter for tiershift's columns, another for the snapshot copies'.
+    const row = (label: string, ts: (runs: RunResult[]) => string, snap: (runs: RunResult[]) => string) =>
+      rows.push([`${head}: ${label}`, ...METHODS.map((m) => cell(m, isTiershift(m) ? ts : snap))]);
+    row('seconds, median', seconds, seconds);
+    row('throughput', rate, rate);
     const lagTs = (runs: RunResult[]) => {
       const r = runs.at(-1)!;
       return `${int(median(runs.map((x) => x.lagBytes ?? NaN)))} bytes behind${r.replayLagMs != null ? `, replay lag ${ms(median(runs.map((x) => x.replayLagMs ?? NaN)), 0)}` : ''}; 0 orders missing after the cutover`;
     };
     const lagSnap = (runs: RunResult[]) => `${int(median(runs.map((r) => r.missingOrders ?? NaN)))} orders written during the copy are missing`;
-    rows.push([`${head}: lag at cutover under ${ctx.sizes.pgWritesPerSecond} writes/s`, cell('tiershift', lagTs), cell('pg_dump', lagSnap), cell('pgcopydb', lagSnap)]);
+    row(`lag at cutover under ${ctx.sizes.pgWritesPerSecond} writes/s`, lagTs, lagSnap);
     const shoppers = (runs: RunResult[]) => {
       const sum = (pick: (r: RunResult) => number) => int(runs.reduce((n, r) => n + pick(r), 0));
       return `${sum((r) => r.writes.failed)} of ${sum((r) => r.writes.sent)} orders, ${sum((r) => r.writes.reads.failed)} of ${sum((r) => r.writes.reads.sent)} lookups`;
     };
-    rows.push([`${head}: shoppers' requests failed meanwhile`, cell('tiershift', shoppers), cell('pg_dump', shoppers), cell('pgcopydb', shoppers)]);
+    row("shoppers' requests failed meanwhile", shoppers, shoppers);
     const pausedTs = (runs: RunResult[]) =>
       `${ms(median(runs.map((r) => r.quiesceMs ?? NaN)), 0)} (cutover step ${secs(median(runs.map((r) => r.cutoverMs ?? NaN)))})`;
     const pausedSnap = (runs: RunResult[]) => `the whole copy, ${secs(median(runs.map((r) => r.ms)))}`;
-    rows.push([`${head}: writes stopped for a consistent cutover`, cell('tiershift', pausedTs), cell('pg_dump', pausedSnap), cell('pgcopydb', pausedSnap)]);
+    row('writes stopped for a consistent cutover', pausedTs, pausedSnap);
     const ts = results.get(`${ds.label}/tiershift`) ?? [];
     if (ts.length) {
       const med = (pick: (r: RunResult) => number | undefined) => median(ts.map((r) => pick(r) ?? NaN));
       rows.push([
         `${head}: tiershift's parts`,
         `copy ${secs(med((r) => r.copyMs))}, verification ${secs(med((r) => r.verifyMs))} (indexes and foreign keys built meanwhile); writes paused ${ms(med((r) => r.dataQuiesceMs), 0)} for the verification's point; peak RSS ${mib(med((r) => r.peakRssBytes), 0)}`,
-        '',
-        '',
+        ...METHODS.slice(1).map(() => ''),
       ]);
       const pause = Math.max(...ts.map((r) => r.dataQuiesceMs ?? 0), ...ts.map((r) => r.quiesceMs ?? 0));
       if (pause >= 2_000) shortfalls.push(`PostgreSQL sync (${ds.label}): writes were paused for ${ms(pause, 0)}, above the 2 s goal.`);
@@ -360,7 +364,11 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       if (rss >= 500 * 1024 * 1024) shortfalls.push(`PostgreSQL sync (${ds.label}): the worker's peak RSS was ${mib(rss, 0)}, above the 500 MB goal.`);
       const copydb = results.get(`${ds.label}/pgcopydb`);
       if (copydb?.length && median(ts.map((r) => r.ms)) > median(copydb.map((r) => r.ms))) {
-        shortfalls.push(`PostgreSQL sync (${ds.label}): the data phase, verification included, took ${secs(median(ts.map((r) => r.ms)))} against pgcopydb's ${secs(median(copydb.map((r) => r.ms)))}.`);
+        const unverified = results.get(`${ds.label}/tiershift-unverified`);
+        shortfalls.push(
+          `PostgreSQL sync (${ds.label}): the data phase, verification included, took ${secs(median(ts.map((r) => r.ms)))} against pgcopydb's ${secs(median(copydb.map((r) => r.ms)))}` +
+            (unverified?.length ? ` (${secs(median(unverified.map((r) => r.ms)))} without the verification, which pgcopydb does not do).` : '.'),
+        );
       }
     }
     const retried = results.get(`${ds.label}/tiershift`)?.filter((r) => (r.attempts ?? 1) > 1).length ?? 0;
@@ -386,17 +394,17 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     title: '5. PostgreSQL data sync',
     method:
       'The shop database on the source cluster is reseeded with the sandbox\'s own seed script at each size (then `vacuum analyze`), and copied to an emptied `shop` on the ' +
-      'target cluster three ways, interleaved round by round, while the blue app takes ' +
+      'target cluster four ways, interleaved round by round, while the blue app takes ' +
       `${ctx.sizes.pgWritesPerSecond} new orders per second and 20 order lookups per second on the source (\`runLoad\`, the demo's shoppers). **tiershift**: the data phase's \`syncPostgres\` activity (the publication, ` +
       `the tables without indexes, a replication slot whose exported snapshot ${TABLE_JOBS} sessions copy from by key range, the indexes and constraints built after in parallel, a subscription streaming from the slot, ` +
       'catch-up, a consistent point taken with writes paused for milliseconds, then chunked checksums of every row on both clusters after the pause), run in Temporal\'s activity test environment with the plan\'s ' +
-      'retry policy, timed from start to verified; then the finalize step\'s `cutoverPostgres`. **pg_dump | pg_restore**: `pg_dump -Fc | pg_restore --no-owner` (one stream, ' +
+      'retry policy, timed from start to verified; then the finalize step\'s `cutoverPostgres`. **tiershift without verification**: the same with the plan\'s `verify: false`, to show what the checksums cost. **pg_dump | pg_restore**: `pg_dump -Fc | pg_restore --no-owner` (one stream, ' +
       `so no parallel restore). **pgcopydb**: \`pgcopydb clone --table-jobs ${TABLE_JOBS} --index-jobs ${TABLE_JOBS} --no-owner --no-acl\` (Debian package). ` +
       'Size is the source\'s tables with their indexes (`pg_total_relation_size`); MB/s is that size over the seconds. Lag at cutover: for tiershift, the replication slot\'s ' +
       'distance from the source\'s WAL position and `pg_stat_replication.replay_lag` a second after the data phase ended, and the writes paused by the cutover; for the snapshot copies, the ' +
       'orders on the source that the target lacks when the copy ends.',
     body: [
-      ...table(['', 'tiershift: data phase', 'alternative: pg_dump | pg_restore', 'alternative: pgcopydb clone'], rows),
+      ...table(['', 'tiershift: data phase', 'tiershift without verification (`verify: false`)', 'alternative: pg_dump | pg_restore', 'alternative: pgcopydb clone'], rows),
       '',
       ...datasets.filter((d) => d.label !== 'sandbox').map((d) => `Seeding ${d.label}: ${int(d.orders)} orders → ${int(d.rows)} rows in ${secs(d.seedMs)}.`),
       '',
