@@ -471,14 +471,18 @@ async function lockAll(c: pg.Client, tables: string[], deadline: number): Promis
   }
 }
 
-/** Autovacuum workers holding a lock on one of `oids`, each cancelled where this session may (a superuser). */
+/**
+ * Autovacuum workers holding a lock on one of `oids`, each cancelled where this session may (a superuser),
+ * except one that protects against wraparound: PostgreSQL itself never cancels those, nor do we.
+ */
 async function autovacuumsOn(c: pg.Client, oids: number[]): Promise<number[]> {
-  const { rows } = await c.query<{ pid: number }>(
-    `select distinct a.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid
+  const { rows } = await c.query<{ pid: number; wraparound: boolean }>(
+    `select distinct a.pid, coalesce(a.query like '%(to prevent wraparound)%', false) as wraparound
+       from pg_locks l join pg_stat_activity a on a.pid = l.pid
       where a.backend_type = 'autovacuum worker' and l.granted and l.relation = any($1::oid[])`,
     [oids],
   );
-  for (const { pid } of rows) await c.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
+  for (const { pid } of rows.filter((r) => !r.wraparound)) await c.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
   return rows.map((r) => r.pid);
 }
 
