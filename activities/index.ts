@@ -2,14 +2,18 @@
 // that provider's operation for the resource's kind. What is the same for every provider happens here,
 // once: looping over a step's resources, routing undo and finalize, fanning out drift checks, merging
 // outcomes. A provider's index.ts is only a table of operations (activities/types.ts).
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { durationMs } from '../contract/duration';
+import { ProgressMeter } from '../contract/progress';
 import type { BackupStep, CheckStep, FinalizeStep, PostgresResource, Resource, ResourceKind } from '../plan/types';
 import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
 import { useSecretResolvers } from './secrets';
 import type {
   AnalysisInput,
+  AnalysisOutcome,
   AppOperations,
+  BakeInput,
   BlobOperations,
   DriftInput,
   Json,
@@ -101,6 +105,45 @@ export function createActivities(providers: Providers) {
     shiftTraffic: (input: StepInput<TrafficStep>) => operations(named(input, input.step.resource), 'traffic').shift(input),
 
     analyseTraffic: (input: AnalysisInput) => operations(named(input, input.step.resource), 'traffic').analyse(input),
+
+    /**
+     * A bake, judged as it goes: the provider's analysis every `analysis.interval` until the bake ends,
+     * returning at the first breach, so a failing canary is rolled back within an interval whatever the
+     * bake's length. A retried attempt resumes from its heartbeat (the window so far) and bakes until the
+     * same end. Each judgement's summary is in the heartbeat, which status and watch show.
+     */
+    async bakeTraffic(input: BakeInput): Promise<AnalysisOutcome> {
+      const traffic = operations(named(input, input.step.resource), 'traffic');
+      const context = Context.current();
+      const intervalMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
+      const until = Date.parse(input.until);
+      const extendUntil = Math.max(until, input.extendUntil ? Date.parse(input.extendUntil) : until);
+      const resumed = context.info.heartbeatDetails as { window?: Json; judged?: number } | undefined;
+      let window = resumed?.window;
+      let judged = resumed?.judged ?? 0;
+      const started = Date.now();
+      const meter = new ProgressMeter('baking', 'seconds', Math.max(0, Math.round((until - started) / 1000)));
+      let last = 'first judgement pending';
+      const beat = () =>
+        heartbeat({ phase: 'baking', judged, window, last, progress: { ...meter.read(Math.round((Date.now() - started) / 1000)), phase: `baking (last judgement: ${last})` } });
+      for (;;) {
+        const end = Date.now() < until ? until : extendUntil;
+        // Beats while it waits, so a long interval never outlasts the step's heartbeat timeout.
+        const judgeAt = Math.min(Date.now() + intervalMs, end);
+        while (Date.now() < judgeAt) {
+          await context.sleep(Math.min(judgeAt - Date.now(), 5_000));
+          beat();
+        }
+        const verdict = await traffic.analyse({ ...input, window });
+        judged += 1;
+        window = verdict.counters ?? window;
+        last = verdict.summary;
+        beat();
+        const breached = !verdict.pass && !verdict.inconclusive;
+        // The bake goes on while its time lasts, and past it only while a quiet canary may wait for requests.
+        if (breached || Date.now() >= extendUntil || (Date.now() >= until && !verdict.inconclusive)) return { ...verdict, figures: { ...verdict.figures, [`${input.step.resource}.judgements`]: judged } };
+      }
+    },
 
     /** Finalize: a database an earlier data step replicated into takes over (cutover); others need nothing. */
     async finalizeMigration(input: StepInput<FinalizeStep>): Promise<StepOutcome> {

@@ -60,13 +60,31 @@ export interface TrafficShiftOutcome extends StepOutcome {
 }
 
 export interface AnalysisInput extends StepInput<TrafficStep> {
+  /** Counters at the shift: the bake so far is judged from here. */
   baseline: Json;
+  /** Counters at the bake's previous judgement (`counters` of the last outcome): the last interval is also judged on its own. */
+  window?: Json;
 }
 
 export interface AnalysisOutcome extends StepOutcome {
   pass: boolean;
   /** Why the analysis failed, in one sentence. */
   reason?: string;
+  /**
+   * Not a verdict: fewer requests since the shift than the plan's `minRequests`, and nothing else wrong
+   * (`pass` is false, for workflows from before continuous analysis). The plan's `inconclusive` decides.
+   */
+  inconclusive?: boolean;
+  /** The counters now, where the next judgement's window starts. */
+  counters?: Json;
+}
+
+/** A whole bake: judged every `analysis.interval` until `until`, ending early at the first breach. */
+export interface BakeInput extends AnalysisInput {
+  /** When the bake ends, in workflow time: a retried attempt bakes until the same moment. */
+  until: string;
+  /** With `inconclusive: extend`: how long past `until` the bake may go on while too few requests came. */
+  extendUntil?: string;
 }
 
 export interface UndoInput extends StepInput {

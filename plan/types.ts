@@ -63,7 +63,18 @@ export interface TrafficAnalysis {
   maxResponseTimeMs?: number;
   /** Fewest canary requests for a verdict; fewer means "not enough traffic" and counts as a pass only if 0. */
   minRequests: number;
+  /**
+   * How often the canary is judged during the bake, on what it served since the last judgement (and since
+   * the shift): a breach rolls back then, not at the bake's end. Absent in plans resolved before it existed.
+   */
+  interval?: string;
+  /** What a bake ending with fewer than `minRequests` requests leads to: an operator decides, the bake goes on, or a rollback. */
+  inconclusive?: Inconclusive;
+  /** With `inconclusive: extend`: the longest the bake may be extended, waiting for enough requests. */
+  extendUpTo?: string;
 }
+
+export type Inconclusive = 'wait' | 'extend' | 'rollback';
 
 interface StepBase {
   /** Unique, stable within the plan: `<phaseIndex>-<kind>[-<n>]` unless the plan names it. */

@@ -67,9 +67,9 @@ describe('migration engine', () => {
       'updateApp:3-app',
       'syncData:4-data',
       'shiftTraffic:5-traffic-10',
-      'analyseTraffic:5-traffic-10',
+      'bakeTraffic:5-traffic-10',
       'shiftTraffic:5-traffic-100',
-      'analyseTraffic:5-traffic-100',
+      'bakeTraffic:5-traffic-100',
       'finalizeMigration:7-finalize',
     ]);
     expect(status.steps.every((s) => s.state === 'done')).toBe(true);
@@ -195,6 +195,40 @@ describe('migration engine', () => {
     expect(undone[0]).toMatch(/^undoStep:5-traffic-/);
     expect(undone.slice(-4)).toEqual(['undoStep:4-data', 'undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
     expect(status.traffic?.weight).toBe(0);
+  });
+
+  it('waits for an operator when the canary is too quiet for a verdict, and bakes again on resume', async () => {
+    const { id, handle } = await start('quiet-canary');
+    script.quietAnalysis.add(`${id}/5-traffic-10`);
+    await waitFor(id, atGate('go'));
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+    const waiting = await waitFor(id, (s) => s.state === 'awaiting-operator');
+    expect(waiting.rollback).toBeUndefined();
+    expect(waiting.failure).toMatchObject({ stepId: '5-traffic-10' });
+    expect(waiting.failure?.error).toBe(
+      "the canary's analysis was inconclusive after a bake of 10m: not enough traffic: 3 requests, the plan asks for at least 20. Resume to shift and bake again, or roll back",
+    );
+    script.quietAnalysis.delete(`${id}/5-traffic-10`);
+    await resumeMigration(engine.env.client, id, 'bob');
+    await waitFor(id, atGate('final'));
+    expect(script.callsOf(id).filter((c) => c.endsWith(':5-traffic-10'))).toEqual(['shiftTraffic:5-traffic-10', 'bakeTraffic:5-traffic-10', 'shiftTraffic:5-traffic-10', 'bakeTraffic:5-traffic-10']);
+    await handle.cancel();
+    expect((await handle.result()).state).toBe('rolled-back');
+  });
+
+  it('rolls back a quiet canary when the plan says inconclusive: rollback', async () => {
+    const plan = parsePlan(
+      planYaml('quiet-rollback').replace('steps: [ { weight: 10, bake: 10m }', 'analysis: { minRequests: 20, inconclusive: rollback }, steps: [ { weight: 10, bake: 10m }'),
+      'quiet-rollback.yaml',
+    );
+    const handle = await startMigration(engine.env.client, plan, 'alice');
+    const id = handle.workflowId;
+    script.quietAnalysis.add(`${id}/5-traffic-10`);
+    await waitFor(id, atGate('go'));
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+    const status = await handle.result();
+    expect(status.state).toBe('rolled-back');
+    expect(status.rollback).toMatchObject({ trigger: 'analysis', reason: 'not enough traffic: 3 requests, the plan asks for at least 20.' });
   });
 
   it('rolls back when the workflow is cancelled', async () => {

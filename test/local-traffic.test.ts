@@ -7,6 +7,8 @@ import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { observeApp, undoApp, updateApp } from '../activities/local/app';
 import { sandboxState } from '../activities/local/sandbox';
+import { createActivities } from '../activities';
+import { localProvider } from '../activities/local';
 import { analyseTraffic, shiftTraffic, undoTraffic } from '../activities/local/traffic';
 import type { StepOutcome } from '../activities/types';
 import { runLoad } from '../client/load';
@@ -108,11 +110,11 @@ describe('local app and traffic phases', () => {
     expect(verdict.figures['front-door.weight']).toBe(50);
   });
 
-  it('fails the analysis without enough traffic, unless the plan asks for none', async () => {
+  it('calls the analysis inconclusive without enough traffic, unless the plan asks for none', async () => {
     const shift = await run(shiftTraffic, input(trafficStep(50)));
     expect(shift.summary).toContain('already routed');
     const strict = await run(analyseTraffic, { ...input(trafficStep(50, { minRequests: 1000 })), baseline: shift.baseline });
-    expect(strict.pass).toBe(false);
+    expect(strict).toMatchObject({ pass: false, inconclusive: true });
     expect(strict.reason).toMatch(/^not enough traffic: \d+ requests, the plan asks for at least 1000\.$/);
     const lenient = await run(analyseTraffic, { ...input(trafficStep(50, { minRequests: 0 })), baseline: shift.baseline });
     expect(lenient.pass).toBe(true);
@@ -130,6 +132,41 @@ describe('local app and traffic phases', () => {
     );
     expect(verdict.figures['front-door.errorRate']).toBe(1);
     await setFault(0);
+  });
+
+  it('judges a long bake every interval and ends it within an interval of green starting to fail', async () => {
+    // What a worker registers: the dispatcher's bake over the local provider's analysis.
+    const { bakeTraffic } = createActivities({ local: localProvider });
+    const step = trafficStep(50, { interval: '2s' });
+    const shift = await run(shiftTraffic, input(step));
+    const bakeMs = 120_000;
+    const until = Date.now() + bakeMs;
+    // Shoppers the whole time; green turns bad a few seconds in.
+    const traffic = runLoad({ url: (n) => `${state.haproxy!.frontendUrl}/api/orders/${1 + (n % 1000)}`, ratePerSecond: 50, durationMs: 12_000, maxRequests: 600 });
+    const fault = new Promise((resolve) => setTimeout(resolve, 5_000)).then(() => setFault(1));
+    try {
+      const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline, until: new Date(until).toISOString() });
+      await fault;
+      expect(verdict).toMatchObject({ pass: false, inconclusive: false });
+      expect(verdict.reason).toMatch(/^the canary green failed \d+ of its last \d+ requests, an error rate of [\d.]+% above the plan's maximum of 5\.0%\.$/);
+      // Judged several times, and ended long before the bake would have.
+      expect(verdict.figures['front-door.judgements']).toBeGreaterThan(1);
+      expect(Date.now()).toBeLessThan(until - bakeMs / 2);
+    } finally {
+      await fault.catch(() => undefined);
+      await setFault(0);
+      await traffic;
+    }
+  });
+
+  it('calls a bake too quiet for a verdict inconclusive at its end, not a failure', async () => {
+    const { bakeTraffic } = createActivities({ local: localProvider });
+    const step = trafficStep(50, { interval: '1s', minRequests: 100_000 });
+    const shift = await run(shiftTraffic, input(step));
+    const until = Date.now() + 3_000;
+    const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline, until: new Date(until).toISOString() });
+    expect(verdict).toMatchObject({ pass: false, inconclusive: true });
+    expect(Date.now()).toBeGreaterThanOrEqual(until);
   });
 
   it('undo sends all traffic back to blue', async () => {

@@ -7,7 +7,7 @@
 // in test/replay.test.ts extended with a history recorded before the change).
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { DriftExpectation, StepOutcome } from '../activities/types';
+import type { AnalysisInput, AnalysisOutcome, BakeInput, DriftExpectation, StepOutcome } from '../activities/types';
 import { unreachableGate } from '../plan/gates';
 import { rollbackOrder } from '../plan/rollback';
 import { describeSecretRef } from '../plan/secret-ref';
@@ -269,7 +269,10 @@ async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNot
   }
 }
 
-/** Shift, bake on a durable timer, then judge the canary on what it served during the bake. */
+/** Added after the first release: histories recorded before it judged the canary once, at the bake's end. */
+const CONTINUOUS_ANALYSIS = 'continuous-canary-analysis';
+
+/** Shift, then bake while the canary is judged every interval; the first breach rolls back. */
 async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepOutcome> {
   const input = stepInput(run, step);
   const shift = await activities.shiftTraffic.executeWithOptions(activityOptions(step, step.title), [input]);
@@ -277,6 +280,10 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
   run.recordFigures(step.id, shift.figures);
   // Recorded before the bake so a rollback during it restores the weights this step changed.
   if (shift.undo !== undefined) run.undo[step.id] = shift.undo;
+  if (wf.patched(CONTINUOUS_ANALYSIS)) {
+    const verdict = await bake(run, step, { ...input, baseline: shift.baseline });
+    return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo };
+  }
   await wf.sleep(durationMs(step.bake));
   const verdict = await activities.analyseTraffic.executeWithOptions(
     activityOptions(step, `Analyse ${step.weight}% on the canary against the plan's thresholds`),
@@ -288,6 +295,34 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
     throw new RollbackRequested();
   }
   return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo };
+}
+
+/**
+ * The bake: one activity judges the canary every `analysis.interval` until the bake's end (a time fixed
+ * here, so a retried attempt bakes until the same moment) and returns at the first breach. A canary too
+ * quiet for a verdict is not a failed one: the plan says whether the bake went on (extend), it rolls back,
+ * or an operator decides (the default; resuming shifts and bakes again).
+ */
+async function bake(run: MigrationRun, step: TrafficStep, input: AnalysisInput): Promise<AnalysisOutcome> {
+  const a = step.analysis;
+  const bakeMs = durationMs(step.bake);
+  const extendMs = a.inconclusive === 'extend' ? durationMs(a.extendUpTo ?? step.bake) : 0;
+  const start = Date.now();
+  const options = activityOptions(step, `Bake ${step.weight}% on the canary for ${step.bake}, judged every ${a.interval ?? '10s'}`);
+  // It runs for the whole bake: its time limit is the bake's, plus the step's own for the judging.
+  options.startToCloseTimeout = bakeMs + extendMs + durationMs(step.timeouts.startToClose);
+  const bakeInput: BakeInput = { ...input, until: new Date(start + bakeMs).toISOString(), ...(extendMs ? { extendUntil: new Date(start + bakeMs + extendMs).toISOString() } : {}) };
+  const verdict = await activities.bakeTraffic.executeWithOptions(options, [bakeInput]);
+  run.recordFigures(step.id, verdict.figures);
+  if (verdict.pass) return verdict;
+  if (!verdict.inconclusive || a.inconclusive === 'rollback') {
+    run.requestRollback({ trigger: 'analysis', reason: verdict.reason ?? verdict.summary });
+    throw new RollbackRequested();
+  }
+  throw wf.ApplicationFailure.nonRetryable(
+    `the canary's analysis was inconclusive after a bake of ${step.bake}${extendMs ? ` and ${a.extendUpTo ?? step.bake} more` : ''}: ${verdict.reason ?? verdict.summary} Resume to shift and bake again, or roll back`,
+    'Inconclusive',
+  );
 }
 
 function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | TrafficStep>): Promise<StepOutcome> {

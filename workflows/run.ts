@@ -1,6 +1,7 @@
 // The state of one migration run: what the status query returns, what the search attributes and the
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
+import { durationMs } from '../contract/duration';
 import type { z } from 'zod';
 import { recoveryPhrase } from '../plan/phases/finalize';
 import type { AppStep, FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
@@ -747,13 +748,6 @@ function initialTraffic(plan: ResolvedPlan): MigrationStatus['traffic'] {
   return front ? { resource: front.name, stable: front.stable, canary: front.canary, weight: 0 } : undefined;
 }
 
-/** Workflow code cannot import Node's ms parser cheaply; plan durations are validated already. */
-export function durationMs(text: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-  let total = 0;
-  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(n) * (units[unit!] ?? 0);
-  return total;
-}
 
 /** Markdown for the Temporal UI's "current details": reads like the runbook line being executed. */
 function currentDetails(status: MigrationStatus): string {
@@ -805,3 +799,4 @@ function currentDetails(status: MigrationStatus): string {
   return lines.join('\n\n');
 }
 
+export { durationMs };

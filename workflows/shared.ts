@@ -26,7 +26,7 @@ export const STEP_ACTIVITIES = {
   infra: ['prepareInfra'],
   app: ['updateApp'],
   data: ['syncData'],
-  traffic: ['shiftTraffic', 'analyseTraffic'],
+  traffic: ['shiftTraffic', 'bakeTraffic', 'analyseTraffic'],
   finalize: ['finalizeMigration'],
   gate: [],
 } as const satisfies Record<StepKind, readonly (keyof Activities)[]>;

@@ -132,10 +132,14 @@ function isBaseline(value: unknown): value is TrafficBaseline {
 
 const pct = (fraction: number) => `${(fraction * 100).toFixed(1)}%`;
 
+/** Fewest requests in one interval for it to be judged on its own; below that only the bake so far counts. */
+export const WINDOW_MIN_REQUESTS = 20;
+
 /**
- * The verdict over the bake window, from HAProxy's per-origin counters since the shift's baseline.
- * Response time is HAProxy's rtime: the canary's average over its last 1024 responses, which is the
- * bake window unless the canary served more than that (then its most recent part).
+ * The verdict on the bake so far, from HAProxy's per-origin counters since the shift's baseline, and on
+ * the last interval alone (since `window`), so a canary that starts failing late in a long bake is
+ * caught within an interval. Response time is HAProxy's rtime: the canary's average over its last 1024
+ * responses. Too few requests since the shift is inconclusive, not a failure.
  */
 export async function analyseTraffic(input: AnalysisInput): Promise<AnalysisOutcome> {
   const r = route(input);
@@ -145,41 +149,55 @@ export async function analyseTraffic(input: AnalysisInput): Promise<AnalysisOutc
   const { analysis } = input.step;
   const rows = await originStats(r.state);
   const canaryRow = row(rows, r.canary);
-  const [canary, stable] = [counters(canaryRow), counters(row(rows, r.stable))];
-  // A counter below its baseline means HAProxy restarted in between: count from zero.
-  const since = (now: number, then: number) => (now >= then ? now - then : now);
-  const errors = since(canary.hrsp5xx, input.baseline.canary.hrsp5xx) + since(canary.econ, input.baseline.canary.econ) + since(canary.eresp, input.baseline.canary.eresp);
-  const requests = Math.max(since(canary.requests, input.baseline.canary.requests), errors);
-  const stableRequests = since(stable.requests, input.baseline.stable.requests);
-  const errorRate = requests ? errors / requests : 0;
-  const share = requests + stableRequests ? requests / (requests + stableRequests) : 0;
+  const now: TrafficBaseline = { at: new Date().toISOString(), stable: counters(row(rows, r.stable)), canary: counters(canaryRow) };
+  const total = served(now, input.baseline);
+  const last = isBaseline(input.window) ? served(now, input.window) : undefined;
   const rtime = canaryRow.rtime;
   const weights = await readWeights(r);
   const weightPct = weights.canary + weights.stable ? Math.round((1000 * weights.canary) / (weights.canary + weights.stable)) / 10 : 0;
 
   const failures: string[] = [];
   if (weights.canary > 0 && !canaryRow.status.startsWith('UP')) failures.push(`the canary ${r.canary} is ${canaryRow.status} in HAProxy (${canaryRow.check_status})`);
-  if (requests < analysis.minRequests) failures.push(`not enough traffic: ${requests} requests, the plan asks for at least ${analysis.minRequests}`);
-  else {
-    if (errorRate > analysis.maxErrorRate) failures.push(`the canary ${r.canary} failed ${errors} of ${requests} requests, an error rate of ${pct(errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
-    if (analysis.maxResponseTimeMs !== undefined && rtime > analysis.maxResponseTimeMs) {
-      failures.push(`the canary ${r.canary} answered in ${rtime} ms on average, above the plan's maximum of ${analysis.maxResponseTimeMs} ms`);
-    }
+  const tooFew = total.requests < analysis.minRequests;
+  if (last && last.requests >= Math.max(analysis.minRequests, WINDOW_MIN_REQUESTS) && last.errorRate > analysis.maxErrorRate) {
+    failures.push(`the canary ${r.canary} failed ${last.errors} of its last ${last.requests} requests, an error rate of ${pct(last.errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
+  } else if (!tooFew && total.errorRate > analysis.maxErrorRate) {
+    failures.push(`the canary ${r.canary} failed ${total.errors} of ${total.requests} requests, an error rate of ${pct(total.errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
   }
+  if (!tooFew && analysis.maxResponseTimeMs !== undefined && rtime > analysis.maxResponseTimeMs) {
+    failures.push(`the canary ${r.canary} answered in ${rtime} ms on average, above the plan's maximum of ${analysis.maxResponseTimeMs} ms`);
+  }
+  const inconclusive = failures.length === 0 && tooFew;
+  if (inconclusive) failures.push(`not enough traffic: ${total.requests} requests, the plan asks for at least ${analysis.minRequests}`);
   const n = r.name;
-  const observed = `${r.canary} served ${requests} requests (${pct(share)} of the traffic at weight ${weightPct}%) with ${pct(errorRate)} errors and ${rtime} ms average response time`;
+  const observed =
+    `${r.canary} served ${total.requests} requests (${pct(total.share)} of the traffic at weight ${weightPct}%) with ${pct(total.errorRate)} errors and ${rtime} ms average response time` +
+    (last ? `; ${last.requests} in the last interval with ${pct(last.errorRate)} errors` : '');
   return {
     pass: failures.length === 0,
     reason: failures.length ? `${failures.join('; ')}.` : undefined,
+    inconclusive,
+    counters: now,
     summary: `${n}: ${observed}${failures.length ? '' : ", within the plan's limits"}`,
     figures: {
-      [`${n}.errorRate`]: errorRate,
-      [`${n}.requests`]: requests,
-      [`${n}.observedCanaryShare`]: share,
+      [`${n}.errorRate`]: total.errorRate,
+      [`${n}.requests`]: total.requests,
+      [`${n}.observedCanaryShare`]: total.share,
       [`${n}.rtimeMs`]: rtime,
       [`${n}.weight`]: weightPct,
+      ...(last ? { [`${n}.lastIntervalErrorRate`]: last.errorRate, [`${n}.lastIntervalRequests`]: last.requests } : {}),
     },
   };
+}
+
+/** What the canary served between two readings of the counters. */
+function served(now: TrafficBaseline, then: TrafficBaseline) {
+  // A counter below its earlier reading means HAProxy restarted in between: count from zero.
+  const since = (a: number, b: number) => (a >= b ? a - b : a);
+  const errors = since(now.canary.hrsp5xx, then.canary.hrsp5xx) + since(now.canary.econ, then.canary.econ) + since(now.canary.eresp, then.canary.eresp);
+  const requests = Math.max(since(now.canary.requests, then.canary.requests), errors);
+  const stableRequests = since(now.stable.requests, then.stable.requests);
+  return { errors, requests, errorRate: requests ? errors / requests : 0, share: requests + stableRequests ? requests / (requests + stableRequests) : 0 };
 }
 
 /** Read-only: the weights HAProxy routes with before the step (what undoing the front's first shift restores). */

@@ -35,11 +35,14 @@ export const analysis = z.strictObject({
   maxErrorRate: z.number().min(0).max(1).optional(),
   maxResponseTimeMs: z.number().positive().optional(),
   minRequests: z.int().min(0).optional(),
+  interval: duration.optional(),
+  inconclusive: z.enum(['wait', 'extend', 'rollback']).optional(),
+  extendUpTo: duration.optional(),
 });
 
 export const DEFAULT_RETRY: RetryPolicy = { maximumAttempts: 3, initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' };
 export const DEFAULT_TIMEOUTS: StepTimeouts = { startToClose: '2h', heartbeat: '1m' };
-export const DEFAULT_ANALYSIS: TrafficAnalysis = { maxErrorRate: 0.01, minRequests: 0 };
+export const DEFAULT_ANALYSIS: TrafficAnalysis = { maxErrorRate: 0.01, minRequests: 0, interval: '10s', inconclusive: 'wait' };
 
 /** Schema pieces composed from the registered providers (see plan/schema.ts). */
 export interface SchemaParts {

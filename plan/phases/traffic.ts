@@ -29,6 +29,15 @@ export const traffic = phaseKind<z.infer<typeof body>>({
       const prev = b.steps[j - 1];
       if (prev && s.weight <= prev.weight) ctx.problem(ctx.at('steps', j, 'weight'), `expected a weight above the previous step's ${prev.weight}, got ${s.weight}`);
     });
+    // The canary is judged every interval: under a second, each judgement would see a handful of requests.
+    const judged = [
+      { at: ctx.at('analysis'), a: b.analysis, merged: b.analysis },
+      ...b.steps.map((s, j) => ({ at: ctx.at('steps', j, 'analysis'), a: s.analysis, merged: { ...b.analysis, ...s.analysis } })),
+    ];
+    for (const { at, a, merged } of judged) {
+      if (a?.interval && /^(\d+ms)+$/.test(a.interval)) ctx.problem([...at, 'interval'], `expected an interval of at least 1s, got ${a.interval}`);
+      if (a?.extendUpTo && merged?.inconclusive !== 'extend') ctx.problem([...at, 'extendUpTo'], 'extendUpTo applies only with inconclusive: extend; remove it or set inconclusive: extend');
+    }
     const last = b.steps.at(-1)!;
     ctx.seen.lastWeight.set(b.resource, { weight: last.weight, at: ctx.at('steps', b.steps.length - 1, 'weight') });
   },
@@ -37,6 +46,8 @@ export const traffic = phaseKind<z.infer<typeof body>>({
   describe(step) {
     if (step.kind !== 'traffic') return '';
     const a = step.analysis;
-    return `analysis: error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}; ${retryDetail(step)}`;
+    const limits = `error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}`;
+    const quiet = { wait: 'an operator decides', extend: `the bake goes on, up to ${a.extendUpTo ?? step.bake} more`, rollback: 'it rolls back' }[a.inconclusive ?? 'wait'];
+    return `analysis every ${a.interval ?? '10s'} during the bake (rolls back at the first breach): ${limits}${a.minRequests ? `; fewer requests by the bake's end: ${quiet}` : ''}; ${retryDetail(step)}`;
   },
 });

@@ -10,7 +10,8 @@ import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome
 /** How instant activities answer; `step` serves every activity that performs a step (it may throw). */
 interface Answers {
   step(name: string, input: StepInput): StepOutcome;
-  analyse(input: AnalysisInput): AnalysisOutcome;
+  /** A judgement of the canary: `analyseTraffic` (histories before continuous analysis) or a whole `bakeTraffic`. */
+  analyse(input: AnalysisInput, name: 'analyseTraffic' | 'bakeTraffic'): AnalysisOutcome;
   /** What a mutating step's resources look like before it acts (read-only). */
   observe(input: StepInput): unknown;
   undo(input: UndoInput): StepOutcome;
@@ -30,7 +31,8 @@ function instantActivities(a: Answers): Activities {
     syncData: step('syncData'),
     finalizeMigration: step('finalizeMigration'),
     shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
-    analyseTraffic: async (input) => a.analyse(input),
+    analyseTraffic: async (input) => a.analyse(input, 'analyseTraffic'),
+    bakeTraffic: async (input) => a.analyse(input, 'bakeTraffic'),
     observeStep: async (input) => a.observe(input) as never,
     undoStep: async (input) => a.undo(input),
     checkDrift: async (input) => a.drift(input),
@@ -47,7 +49,7 @@ export function noopActivities(onStart: (name: string, input: StepInput, at: num
   const started = (name: string, input: StepInput) => onStart(name, input, performance.now());
   return instantActivities({
     step: (name, input) => (started(name, input), { summary: `${name} ${input.step.id} (no-op)`, figures: {}, undo: { step: input.step.id } }),
-    analyse: (input) => (started('analyseTraffic', input), { pass: true, summary: 'no-op analysis', figures: {} }),
+    analyse: (input, name) => (started(name, input), { pass: true, summary: 'no-op analysis', figures: {} }),
     observe: (input) => (started('observeStep', input), null),
     undo: (input) => (started('undoStep', input), { summary: `undone ${input.step.id}`, figures: {} }),
     drift: (input) => (started('checkDrift', input), []),
@@ -63,6 +65,8 @@ export class ActivityScript {
   readonly failures = new Map<string, number>();
   /** `${migrationId}/${stepId}` of traffic steps whose analysis fails. */
   readonly failingAnalysis = new Set<string>();
+  /** `${migrationId}/${stepId}` of traffic steps whose canary is too quiet for a verdict. */
+  readonly quietAnalysis = new Set<string>();
   /** `${migrationId}/${stepId}` -> the drift its check reports until the test clears it. */
   readonly drift = new Map<string, string[]>();
   /** Every drift check's expectation, by `${migrationId}/${stepId}`. */
@@ -100,8 +104,11 @@ export class ActivityScript {
         this.record(name, input);
         return { summary: `${name} ${input.step.id}`, figures: { [`${input.step.id}.calls`]: 1 }, undo: { step: input.step.id } };
       },
-      analyse: (input) => {
-        this.record('analyseTraffic', input);
+      analyse: (input, name) => {
+        this.record(name, input);
+        if (this.quietAnalysis.has(`${input.migrationId}/${input.step.id}`)) {
+          return { pass: false, inconclusive: true, reason: 'not enough traffic: 3 requests, the plan asks for at least 20.', summary: 'too few requests', figures: {} };
+        }
         const pass = !this.failingAnalysis.has(`${input.migrationId}/${input.step.id}`);
         return {
           pass,
