@@ -35,6 +35,8 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['a bad duration', '  - gate: { name: go, timeout: 5 minutes }\n', 'phases[0].gate.timeout', 11, /expected a duration such as 30s, 10m, 1h30m or 2d, got "5 minutes"/],
   ['a weight above 100', '  - traffic: { resource: front, steps: [ { weight: 10, bake: 1m }, { weight: 120, bake: 1m } ] }\n', 'phases[0].traffic.steps[1].weight', 11, /expected at most 100, got 120/],
   ['weights that go down', '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m }, { weight: 20, bake: 1m } ] }\n', 'phases[0].traffic.steps[1].weight', 11, /expected a weight above the previous step's 50, got 20/],
+  ['an analysis interval under a second', '  - traffic: { resource: front, analysis: { interval: 500ms }, steps: [ { weight: 50, bake: 1m } ] }\n', 'phases[0].traffic.analysis.interval', 11, /expected an interval of at least 1s, got 500ms/],
+  ['extendUpTo without inconclusive: extend', '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m, analysis: { extendUpTo: 10m } } ] }\n', 'phases[0].traffic.steps[0].analysis.extendUpTo', 11, /extendUpTo applies only with inconclusive: extend; remove it or set inconclusive: extend/],
   ['a fractional weight', '  - traffic: { resource: front, steps: [ { weight: 12.5, bake: 1m } ] }\n', 'phases[0].traffic.steps[0].weight', 11, /expected an int, got 12.5/],
   ['a missing bake time', '  - traffic:\n      resource: front\n      steps:\n        - weight: 10\n', 'phases[0].traffic.steps[0].bake', 14, /expected a string, got nothing/],
   ['an error rate above 1', '  - traffic: { resource: front, analysis: { maxErrorRate: 5 }, steps: [ { weight: 10, bake: 1m } ] }\n', 'phases[0].traffic.analysis.maxErrorRate', 11, /expected at most 1, got 5/],
