@@ -27,6 +27,9 @@ import type {
 } from './types';
 import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
 
+/** How often a bake judges its canary (over the plan's `analysis.interval`, its sliding window): a breach is acted on within this. */
+export const JUDGE_EVERY_MS = 2_000;
+
 /** The operations of every provider this worker has, by provider name (see activities/registry.ts). */
 export type Providers = Record<string, ProviderOperations>;
 
@@ -107,41 +110,41 @@ export function createActivities(providers: Providers) {
     analyseTraffic: (input: AnalysisInput) => operations(named(input, input.step.resource), 'traffic').analyse(input),
 
     /**
-     * A bake, judged as it goes: the provider's analysis every `analysis.interval` until the bake ends,
-     * returning at the first breach, so a failing canary is rolled back within an interval whatever the
-     * bake's length. A retried attempt resumes from its heartbeat (the window so far) and bakes until the
-     * same end. Each judgement's summary is in the heartbeat, which status and watch show.
+     * A bake, judged as it goes: every JUDGE_EVERY_MS, the provider's analysis of the bake so far and of
+     * the sliding window of the last `analysis.interval`, until the bake ends. It returns at the first
+     * breach, so a failing canary is rolled back within seconds whatever the bake's length. A retried
+     * attempt resumes from its heartbeat (the window's readings) and bakes until the same end, which the
+     * workflow fixed. The last judgement's summary is in the heartbeat, which status and watch show.
      */
     async bakeTraffic(input: BakeInput): Promise<AnalysisOutcome> {
       const traffic = operations(named(input, input.step.resource), 'traffic');
       const context = Context.current();
-      const intervalMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
+      const windowMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
+      const everyMs = Math.min(windowMs, JUDGE_EVERY_MS);
       const until = Date.parse(input.until);
       const extendUntil = Math.max(until, input.extendUntil ? Date.parse(input.extendUntil) : until);
-      const resumed = context.info.heartbeatDetails as { window?: Json; judged?: number } | undefined;
-      let window = resumed?.window;
+      const resumed = context.info.heartbeatDetails as { readings?: { at: number; counters: Json }[]; judged?: number } | undefined;
+      // Counters read at each judgement within the window: the oldest is where the window starts.
+      let readings = Array.isArray(resumed?.readings) ? resumed.readings : [];
       let judged = resumed?.judged ?? 0;
       const started = Date.now();
       const meter = new ProgressMeter('baking', 'seconds', Math.max(0, Math.round((until - started) / 1000)));
       let last = 'first judgement pending';
       const beat = () =>
-        heartbeat({ phase: 'baking', judged, window, last, progress: { ...meter.read(Math.round((Date.now() - started) / 1000)), phase: `baking (last judgement: ${last})` } });
+        heartbeat({ phase: 'baking', judged, readings, last, progress: { ...meter.read(Math.round((Date.now() - started) / 1000)), phase: `baking (last judgement: ${last})` } });
       for (;;) {
         const end = Date.now() < until ? until : extendUntil;
-        // Beats while it waits, so a long interval never outlasts the step's heartbeat timeout.
-        const judgeAt = Math.min(Date.now() + intervalMs, end);
-        while (Date.now() < judgeAt) {
-          await context.sleep(Math.min(judgeAt - Date.now(), 5_000));
-          beat();
-        }
-        const verdict = await traffic.analyse({ ...input, window });
+        const judgeAt = Math.min(Date.now() + everyMs, end);
+        if (judgeAt > Date.now()) await context.sleep(judgeAt - Date.now());
+        const verdict = await traffic.analyse({ ...input, window: readings[0]?.counters });
+        const at = Date.now();
         judged += 1;
-        window = verdict.counters ?? window;
+        if (verdict.counters !== undefined) readings = [...readings.filter((r) => r.at > at - windowMs), { at, counters: verdict.counters }];
         last = verdict.summary;
         beat();
         const breached = !verdict.pass && !verdict.inconclusive;
         // The bake goes on while its time lasts, and past it only while a quiet canary may wait for requests.
-        if (breached || Date.now() >= extendUntil || (Date.now() >= until && !verdict.inconclusive)) return { ...verdict, figures: { ...verdict.figures, [`${input.step.resource}.judgements`]: judged } };
+        if (breached || at >= extendUntil || (at >= until && !verdict.inconclusive)) return { ...verdict, figures: { ...verdict.figures, [`${input.step.resource}.judgements`]: judged } };
       }
     },
 

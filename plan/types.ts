@@ -64,8 +64,8 @@ export interface TrafficAnalysis {
   /** Fewest canary requests for a verdict; fewer means "not enough traffic" and counts as a pass only if 0. */
   minRequests: number;
   /**
-   * How often the canary is judged during the bake, on what it served since the last judgement (and since
-   * the shift): a breach rolls back then, not at the bake's end. Absent in plans resolved before it existed.
+   * The sliding window the canary is judged on during the bake (every few seconds, beside the bake so far):
+   * a breach rolls back then, not at the bake's end. Absent in plans resolved before it existed.
    */
   interval?: string;
   /** What a bake ending with fewer than `minRequests` requests leads to: an operator decides, the bake goes on, or a rollback. */

@@ -272,7 +272,7 @@ async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNot
 /** Added after the first release: histories recorded before it judged the canary once, at the bake's end. */
 const CONTINUOUS_ANALYSIS = 'continuous-canary-analysis';
 
-/** Shift, then bake while the canary is judged every interval; the first breach rolls back. */
+/** Shift, then bake while the canary is judged every few seconds; the first breach rolls back. */
 async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepOutcome> {
   const input = stepInput(run, step);
   const shift = await activities.shiftTraffic.executeWithOptions(activityOptions(step, step.title), [input]);
@@ -298,7 +298,7 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
 }
 
 /**
- * The bake: one activity judges the canary every `analysis.interval` until the bake's end (a time fixed
+ * The bake: one activity judges the canary every few seconds, over the last `analysis.interval`, until the bake's end (a time fixed
  * here, so a retried attempt bakes until the same moment) and returns at the first breach. A canary too
  * quiet for a verdict is not a failed one: the plan says whether the bake went on (extend), it rolls back,
  * or an operator decides (the default; resuming shifts and bakes again).
@@ -308,7 +308,7 @@ async function bake(run: MigrationRun, step: TrafficStep, input: AnalysisInput):
   const bakeMs = durationMs(step.bake);
   const extendMs = a.inconclusive === 'extend' ? durationMs(a.extendUpTo ?? step.bake) : 0;
   const start = Date.now();
-  const options = activityOptions(step, `Bake ${step.weight}% on the canary for ${step.bake}, judged every ${a.interval ?? '10s'}`);
+  const options = activityOptions(step, `Bake ${step.weight}% on the canary for ${step.bake}, judged over each last ${a.interval ?? '10s'}`);
   // It runs for the whole bake: its time limit is the bake's, plus the step's own for the judging.
   options.startToCloseTimeout = bakeMs + extendMs + durationMs(step.timeouts.startToClose);
   const bakeInput: BakeInput = { ...input, until: new Date(start + bakeMs).toISOString(), ...(extendMs ? { extendUntil: new Date(start + bakeMs + extendMs).toISOString() } : {}) };

@@ -132,12 +132,12 @@ function isBaseline(value: unknown): value is TrafficBaseline {
 
 const pct = (fraction: number) => `${(fraction * 100).toFixed(1)}%`;
 
-/** Fewest requests in one interval for it to be judged on its own; below that only the bake so far counts. */
+/** Fewest requests in the sliding window for it to be judged on its own; below that only the bake so far counts. */
 export const WINDOW_MIN_REQUESTS = 20;
 
 /**
  * The verdict on the bake so far, from HAProxy's per-origin counters since the shift's baseline, and on
- * the last interval alone (since `window`), so a canary that starts failing late in a long bake is
+ * the sliding window alone (since `window`, the counters one `analysis.interval` ago), so a canary that starts failing late in a long bake is
  * caught within an interval. Response time is HAProxy's rtime: the canary's average over its last 1024
  * responses. Too few requests since the shift is inconclusive, not a failure.
  */
@@ -160,7 +160,7 @@ export async function analyseTraffic(input: AnalysisInput): Promise<AnalysisOutc
   if (weights.canary > 0 && !canaryRow.status.startsWith('UP')) failures.push(`the canary ${r.canary} is ${canaryRow.status} in HAProxy (${canaryRow.check_status})`);
   const tooFew = total.requests < analysis.minRequests;
   if (last && last.requests >= Math.max(analysis.minRequests, WINDOW_MIN_REQUESTS) && last.errorRate > analysis.maxErrorRate) {
-    failures.push(`the canary ${r.canary} failed ${last.errors} of its last ${last.requests} requests, an error rate of ${pct(last.errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
+    failures.push(`the canary ${r.canary} failed ${last.errors} of its last ${last.requests} requests (${analysis.interval ?? '10s'}), an error rate of ${pct(last.errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
   } else if (!tooFew && total.errorRate > analysis.maxErrorRate) {
     failures.push(`the canary ${r.canary} failed ${total.errors} of ${total.requests} requests, an error rate of ${pct(total.errorRate)} above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
   }
@@ -172,7 +172,7 @@ export async function analyseTraffic(input: AnalysisInput): Promise<AnalysisOutc
   const n = r.name;
   const observed =
     `${r.canary} served ${total.requests} requests (${pct(total.share)} of the traffic at weight ${weightPct}%) with ${pct(total.errorRate)} errors and ${rtime} ms average response time` +
-    (last ? `; ${last.requests} in the last interval with ${pct(last.errorRate)} errors` : '');
+    (last ? `; ${last.requests} in the last ${analysis.interval ?? '10s'} with ${pct(last.errorRate)} errors` : '');
   return {
     pass: failures.length === 0,
     reason: failures.length ? `${failures.join('; ')}.` : undefined,

@@ -29,7 +29,7 @@ export const traffic = phaseKind<z.infer<typeof body>>({
       const prev = b.steps[j - 1];
       if (prev && s.weight <= prev.weight) ctx.problem(ctx.at('steps', j, 'weight'), `expected a weight above the previous step's ${prev.weight}, got ${s.weight}`);
     });
-    // The canary is judged every interval: under a second, each judgement would see a handful of requests.
+    // The canary is judged over the last interval: under a second, a window holds a handful of requests.
     const judged = [
       { at: ctx.at('analysis'), a: b.analysis, merged: b.analysis },
       ...b.steps.map((s, j) => ({ at: ctx.at('steps', j, 'analysis'), a: s.analysis, merged: { ...b.analysis, ...s.analysis } })),
@@ -48,6 +48,6 @@ export const traffic = phaseKind<z.infer<typeof body>>({
     const a = step.analysis;
     const limits = `error rate <= ${a.maxErrorRate}${a.maxResponseTimeMs ? `, response <= ${a.maxResponseTimeMs} ms` : ''}${a.minRequests ? `, >= ${a.minRequests} requests` : ''}`;
     const quiet = { wait: 'an operator decides', extend: `the bake goes on, up to ${a.extendUpTo ?? step.bake} more`, rollback: 'it rolls back' }[a.inconclusive ?? 'wait'];
-    return `analysis every ${a.interval ?? '10s'} during the bake (rolls back at the first breach): ${limits}${a.minRequests ? `; fewer requests by the bake's end: ${quiet}` : ''}; ${retryDetail(step)}`;
+    return `analysis during the bake over the last ${a.interval ?? '10s'} and the bake so far (rolls back at the first breach): ${limits}${a.minRequests ? `; fewer requests by the bake's end: ${quiet}` : ''}; ${retryDetail(step)}`;
   },
 });
