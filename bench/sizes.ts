@@ -15,8 +15,8 @@ export interface Sizes {
   /** 3: seconds of load around the big-bang switch (before it, and after green is up). */
   bigBangSettleMs: number;
   bigBangRuns: number;
-  /** 4: bake of the traffic step the fault hits; runs; how long HAProxy alone is watched. */
-  rollbackBake: string;
+  /** 4: bakes of the traffic step the fault hits (the reaction must not depend on them); runs of each; how long HAProxy alone is watched. */
+  rollbackBakes: string[];
   rollbackRuns: number;
   haproxyAloneMs: number;
   /** 5: datasets (orders seeded; ~4.3 rows per order across the five tables), runs of each method, and the share of the benchmark's time budget. */
@@ -43,8 +43,8 @@ export const FULL: Sizes = {
   writesPerSecond: 2,
   bigBangSettleMs: 5_000,
   bigBangRuns: 3,
-  rollbackBake: '10s',
-  rollbackRuns: 3,
+  rollbackBakes: ['10s', '60s', '1h'],
+  rollbackRuns: 2,
   haproxyAloneMs: 30_000,
   pgDatasets: [
     { label: '~1M rows', orders: 250_000, runs: 3, share: 0.65 },
@@ -72,7 +72,7 @@ export const QUICK: Sizes = {
   writesPerSecond: 2,
   bigBangSettleMs: 2_000,
   bigBangRuns: 1,
-  rollbackBake: '4s',
+  rollbackBakes: ['4s', '1h'],
   rollbackRuns: 1,
   haproxyAloneMs: 5_000,
   pgDatasets: [
