@@ -1,9 +1,10 @@
 // The Azure provider's PostgreSQL Flexible Server operations, through the real SDK against a fake ARM:
 // the requests it sends, ARM's long-running-operation protocol, faults, and a worker killed mid-poll.
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AzureInfraStep, AzureResource } from '../activities/azure/provider';
 import type { BackupStep, DataStep, FinalizeStep } from '../plan/types';
-import { FakeArm, pgId, seedServer } from './support/fake-arm';
+import { validateAgainstSpec } from './support/azure-specs/validate';
+import { FakeArm, fakeCredential, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
 const resources: Record<string, AzureResource> = {
@@ -31,6 +32,8 @@ beforeEach(() => {
   seedServer(arm, 'pg-compliance-westeurope');
   activities = azureActivities(arm);
 });
+// Every body the provider sent in these tests conforms to the PostgreSQL spec of api-version 2025-08-01.
+afterEach(() => expect(arm.specViolations).toEqual([]));
 
 describe('infra prep on a Flexible Server', () => {
   it('scales up, then turns HA on, sets parameters and restarts for the static one, each as a long-running operation', async () => {
@@ -203,6 +206,7 @@ describe('backups, read replicas and promotion', () => {
   });
 
   it('creates a read replica in the other region, promotes it at finalize, and deletes it on rollback', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
     const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
     const sync = await attempt(activities.syncData, input(data, resources));
     expect(sync.error).toBeUndefined();
@@ -223,6 +227,7 @@ describe('backups, read replicas and promotion', () => {
   });
 
   it('deletes on rollback the replica of a data step that failed after creating it, and a retry keeps its created flag', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
     const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
     const before = await attempt(activities.observeStep, input(data, resources));
     expect(before.result).toEqual({ exists: false });
@@ -283,5 +288,74 @@ describe('drift', () => {
       expect: { settings: { db: { max_connections: 200 } } },
     } as never);
     expect(drift.result).toEqual(['db: max_connections expected 200, found 150']);
+  });
+});
+
+describe('the fake ARM behaves as ARM does, and the provider with it', () => {
+  const retention = (days: number) => step<AzureInfraStep>({ id: 'ret', kind: 'infra', resource: 'db', backupRetentionDays: days, settings: {} });
+
+  it("waits between polls as long as Azure's Retry-After says, not its own shorter interval", async () => {
+    arm.retryAfterSeconds = 1;
+    arm.pollsToComplete = 4;
+    const started = Date.now();
+    const { error } = await attempt(activities.prepareInfra, input(retention(14), resources));
+    expect(error).toBeUndefined();
+    // The provider's own interval is 10 ms. The SDK polls once as it starts the operation and once more
+    // at once (core-lro's way); every later poll waits the Retry-After of the one before.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(arm.requests.filter((r) => r.path.includes('/azureAsyncOperation/')).length).toBe(4);
+  });
+
+  it('an operation takes the time it takes: the server stays Updating until it ends', async () => {
+    arm.operationMs = 300;
+    const states: string[] = [];
+    const { error } = await attempt(activities.prepareInfra, input(retention(21), resources), {
+      onHeartbeat: () => void states.push(arm.get(server)!.properties.state),
+    });
+    expect(error).toBeUndefined();
+    expect(states).toContain('Updating');
+    expect(arm.requests.filter((r) => r.path.includes('/azureAsyncOperation/')).length).toBeGreaterThan(2);
+    expect(arm.get(server)!.properties.backup.backupRetentionDays).toBe(21);
+  });
+
+  it('an operation cancelled in Azure fails the step in one sentence, and resuming sends it again instead of re-reading "Canceled"', async () => {
+    arm.cancelNextOperation = true;
+    const first = await attempt(activities.prepareInfra, input(retention(14), resources));
+    expect(first.error?.message).toBe(
+      'updating backup retention of server pg-compliance-westeurope: the operation was canceled in Azure before it finished and nothing changed; resume to send it again',
+    );
+    expect(first.error?.nonRetryable).toBe(true);
+    expect(arm.get(server)!.properties).toMatchObject({ state: 'Ready', backup: { backupRetentionDays: 7 } });
+    const second = await attempt(activities.prepareInfra, input(retention(14), resources), { resumeFrom: lastJournal(first.heartbeats) });
+    expect(second.error).toBeUndefined();
+    expect(arm.writes()).toEqual([`PATCH ${server}`, `PATCH ${server}`]);
+    expect(arm.get(server)!.properties.backup.backupRetentionDays).toBe(14);
+  });
+
+  it('validates request bodies against the spec: unknown and read-only properties, types, enums and required fields', () => {
+    const patch = (b: unknown) => validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PATCH', server, '2025-08-01', b);
+    expect(patch({ sku: { name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' }, properties: { highAvailability: { mode: 'SameZone', standbyAvailabilityZone: '1' } } })).toEqual([]);
+    expect(patch({ properties: { highAvailability: { mode: 'ZoneRedundant', standbyZone: '2' } } })).toEqual(['body.properties.highAvailability.standbyZone is not a property of the model']);
+    expect(patch({ properties: { highAvailability: { mode: 'Enabled' } } })).toEqual(['body.properties.highAvailability.mode must be one of "Disabled", "ZoneRedundant", "SameZone", got "Enabled"']);
+    expect(patch({ properties: { backup: { geoRedundantBackup: 'Enabled' } } })).toEqual(['body.properties.backup.geoRedundantBackup is read-only and must not be sent']);
+    expect(patch({ properties: { storage: { storageSizeGB: '256' } } })).toEqual(['body.properties.storage.storageSizeGB must be an integer, got "256"']);
+    const put = validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PUT', pgId('x'), '2025-08-01', { properties: { createMode: 'Replica' } });
+    expect(put).toEqual(['body.location is required']);
+    // Another api-version's spec is not stored: nothing is claimed about it.
+    expect(validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PATCH', server, '2022-12-01', { bogus: 1 })).toEqual([]);
+  });
+
+  it('answers a body the spec refuses with 400, as ARM does, before the resource provider sees it', async () => {
+    const res = await arm.sendRequest({
+      url: `https://management.azure.com${server}?api-version=2025-08-01`,
+      method: 'PATCH',
+      body: JSON.stringify({ properties: { highAvailability: { mode: 'ZoneRedundant', standbyZone: '2' } } }),
+      headers: { get: () => undefined },
+    } as never);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.bodyAsText!).error.code).toBe('InvalidRequestContent');
+    expect(arm.get(server)!.properties.state).toBe('Ready');
+    arm.specViolations.length = 0;
+    void fakeCredential;
   });
 });

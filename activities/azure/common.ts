@@ -150,6 +150,7 @@ export interface ResumablePoller<T> {
   pollUntilDone(options?: { abortSignal?: AbortSignalLike }): Promise<T>;
   onProgress(callback: (state: { status: string }) => void): unknown;
   isDone(): boolean;
+  getOperationState(): { status: string };
   toString(): string;
 }
 type AbortSignalLike = AbortSignal;
@@ -174,6 +175,7 @@ export async function runOperation<T>(
   if (journal.isDone(op)) return { skipped: true, resumed: false };
   const resumeFrom = journal.isPending(op) ? journal.state.pending!.poller : undefined;
   const abortSignal = Context.current().cancellationSignal;
+  // Azure's Retry-After (on the 202 and on each poll) overrides updateIntervalInMs: core-lro waits as told.
   const run = async (from: string | undefined) => {
     const poller = await azureCall(what, () => begin({ updateIntervalInMs: az.pollIntervalMs, ...(from ? { resumeFrom: from } : {}) }));
     const checkpoint = () => {
@@ -182,7 +184,18 @@ export async function runOperation<T>(
     };
     checkpoint();
     poller.onProgress(checkpoint);
-    return azureCall(what, () => poller.pollUntilDone({ abortSignal }));
+    try {
+      return await poller.pollUntilDone({ abortSignal });
+    } catch (err) {
+      if (poller.getOperationState().status === 'canceled') {
+        // Cancelled in Azure (the portal, `az ... operation cancel`): nothing changed, and resuming the
+        // poller would only read "Canceled" again, so the next attempt must send the request afresh.
+        journal.state.pending = undefined;
+        journal.save();
+        throw ApplicationFailure.nonRetryable(`${what}: the operation was canceled in Azure before it finished and nothing changed; resume to send it again`, 'AzureCanceled');
+      }
+      throw azureFailure(what, err);
+    }
   };
   let result: T;
   try {
@@ -201,7 +214,10 @@ export async function runOperation<T>(
   return { result, skipped: false, resumed: resumeFrom !== undefined };
 }
 
-/** Polls `read` until `settled` says the resource is ready; `stuck` names a state that will not resolve by waiting. */
+/**
+ * Polls `read` until `settled` says the resource is ready; `stuck` names a state that will not resolve by
+ * waiting. With `withinMs`, a wait that lasts longer fails the attempt (retryable) with `tooLong`'s sentence.
+ */
 export async function waitFor<T>(
   az: AzureContext,
   what: string,
@@ -209,12 +225,15 @@ export async function waitFor<T>(
   settled: (value: T) => boolean,
   stuck: (value: T) => string | undefined,
   progress: (value: T) => Json,
+  bound?: { withinMs: number; tooLong: (value: T) => string },
 ): Promise<T> {
+  const started = Date.now();
   for (;;) {
     const value = await azureCall(what, read);
     if (settled(value)) return value;
     const reason = stuck(value);
     if (reason) throw ApplicationFailure.nonRetryable(reason, 'NonRetryable');
+    if (bound && Date.now() - started >= bound.withinMs) throw ApplicationFailure.retryable(bound.tooLong(value), 'AzureTransient');
     progressHeartbeat({ waiting: what, ...(progress(value) as Record<string, Json>) });
     await sleep(az.pollIntervalMs);
   }
@@ -226,6 +245,30 @@ export async function waitFor<T>(
 // what Azure refused as invalid fails the step at once with Azure's own message.
 
 const TRANSIENT_CODES = /internal|timeout|timedout|busy|unavailable|throttl|toomany|conflict|inprogress|retry|transient/i;
+
+/**
+ * What a 409 means, by Azure's error code. ARM answers 409 both while another operation holds the
+ * resource (waiting is the fix) and when the request can never succeed as sent (retrying only burns
+ * attempts): the second kind fails for good with the fix in one phrase. A code not listed here is treated
+ * as an operation in progress, bounded by the step's retry policy. Other Azure services' codes (Blob
+ * Storage's, for instance) belong in this same table.
+ */
+export const CONFLICT_CODES: Record<string, { retry: true } | { retry: false; fix: string }> = {
+  // PostgreSQL Flexible Server
+  ServerBusy: { retry: true },
+  ServerIsBusy: { retry: true },
+  OperationInProgress: { retry: true },
+  AnotherOperationInProgress: { retry: true },
+  ConflictingServerOperation: { retry: true },
+  ServerAlreadyExists: { retry: false, fix: 'server names are unique across Azure: name another server in the plan, or delete the existing one' },
+  ServerNameAlreadyExists: { retry: false, fix: 'server names are unique across Azure: name another server in the plan, or delete the existing one' },
+  VirtualEndpointAlreadyExists: { retry: false, fix: 'a server has one pair of virtual endpoints: name the existing one in the plan, or delete it' },
+};
+
+/** Whether a 409 with this code is worth retrying, and if not, what to do about it. */
+export function classifyConflict(code: string | undefined): { retry: true } | { retry: false; fix: string } {
+  return (code && CONFLICT_CODES[code]) || { retry: true };
+}
 
 export function azureFailure(what: string, err: unknown): Error {
   if (err instanceof ApplicationFailure) return err;
@@ -245,6 +288,8 @@ export function azureFailure(what: string, err: unknown): Error {
       return ApplicationFailure.retryable(`${what}: Azure answered ${status ?? 'nothing'} (${code}${azureSays}); retrying`, 'AzureTransient');
     }
     if (status === 409) {
+      const conflict = classifyConflict(e.code);
+      if (!conflict.retry) return ApplicationFailure.nonRetryable(`${what}: Azure refused it (${code}${azureSays}); ${conflict.fix}, then resume`, 'NonRetryable');
       // ARM answers 409 while another operation holds the resource: waiting is the fix.
       return ApplicationFailure.retryable(`${what}: Azure reports a conflicting operation in progress (${code}${azureSays}); retrying`, 'AzureConflict');
     }
