@@ -6,6 +6,12 @@ import type { BackupStep, DataStep, FinalizeStep } from '../plan/types';
 import { validateAgainstSpec } from './support/azure-specs/validate';
 import { FakeArm, fakeCredential, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
+import { createActivities } from '../activities';
+import { createAzureProvider } from '../activities/azure';
+
+/** The provider with a short bound on the wait for a Healthy standby. */
+const createBounded = (arm: FakeArm) =>
+  createActivities({ azure: createAzureProvider({ credential: fakeCredential, httpClient: arm, retryOptions: { maxRetries: 0 }, pollIntervalMs: 10, haHealthyWithinMs: 200 }) });
 
 const resources: Record<string, AzureResource> = {
   db: { name: 'db', kind: 'postgres', server: 'pg-compliance-westeurope', ...scope },
@@ -57,9 +63,9 @@ describe('infra prep on a Flexible Server', () => {
     const s = arm.get(server)!;
     expect(s.sku).toEqual({ name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' });
     expect(s.properties.highAvailability.mode).toBe('ZoneRedundant');
-    expect(result!.summary).toMatch(/now runs with GeneralPurpose Standard_D2ds_v4, 256 GB storage, high availability on, 30-day backups, max_connections=200/);
+    expect(result!.summary).toMatch(/now runs with GeneralPurpose Standard_D2ds_v4, 256 GB storage, ZoneRedundant high availability, 30-day backups, max_connections=200/);
     expect(result!.undo).toEqual({
-      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: 'Disabled', backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
     });
 
     // Run again: the server already matches, so nothing is sent.
@@ -96,9 +102,16 @@ describe('infra prep on a Flexible Server', () => {
     expect(error?.message).toBe(
       "updating SKU of server pg-compliance-westeurope: Azure refused the request (InvalidSkuName: The SKU 'D2ds-v4' is invalid for tier 'GeneralPurpose'); fix the plan or the resource and resume",
     );
-    const haOnBurstable = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: true, settings: {} });
+  });
+
+  it('refuses HA on a Burstable server in one sentence before sending anything, not with an Azure 400 halfway', async () => {
+    const haOnBurstable = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'SameZone', backupRetentionDays: 14, settings: {} });
     const ha = await attempt(activities.prepareInfra, input(haOnBurstable, resources));
-    expect(ha.error?.message).toMatch(/HANotSupportedForBurstableSkus: High availability is not supported for Burstable tier/);
+    expect(ha.error?.message).toBe(
+      'server pg-compliance-westeurope would be Burstable with SameZone high availability, which Azure does not offer; set highAvailability: Disabled or a GeneralPurpose or MemoryOptimized tier in the plan',
+    );
+    expect(ha.error?.nonRetryable).toBe(true);
+    expect(arm.writes()).toEqual([]);
   });
 
   it('a 409 conflict is retryable, and the retried attempt completes the change', async () => {
@@ -125,6 +138,62 @@ describe('infra prep on a Flexible Server', () => {
     const { error } = await attempt(activities.prepareInfra, input(step<AzureInfraStep>({ id: 'i', kind: 'infra', resource: 'db', storageGb: 512, settings: {} }), resources));
     expect(error?.type).toBe('NonRetryable');
     expect(error?.message).toMatch(/The storage tier P30 is not valid for 512 GB/);
+  });
+});
+
+describe('high availability: a mode, a standby zone, and a Healthy standby', () => {
+  const gp = { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' };
+
+  it('turns on SameZone HA where the plan says so (a region without zones), and undo puts back exactly what was there', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    const sameZone = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'SameZone', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(sameZone, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { highAvailability: { mode: 'SameZone' } } }]);
+    expect(arm.get(server)!.properties.highAvailability).toEqual({ mode: 'SameZone', state: 'Healthy', standbyAvailabilityZone: '1' });
+    expect(done.result!.undo).toMatchObject({ before: { highAvailability: 'Disabled' } });
+    await attempt(activities.undoStep, input(sameZone, resources, done.result!.undo));
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('Disabled');
+  });
+
+  it('undoing a ZoneRedundant step on a SameZone server puts SameZone back, not ZoneRedundant', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { ...gp, highAvailability: 'SameZone' });
+    const zr = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'ZoneRedundant', standbyZone: '3', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(zr, resources));
+    expect(done.error).toBeUndefined();
+    // Azure changes a mode only through Disabled.
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([
+      { properties: { highAvailability: { mode: 'Disabled' } } },
+      { properties: { highAvailability: { mode: 'ZoneRedundant', standbyAvailabilityZone: '3' } } },
+    ]);
+    expect(arm.get(server)!.properties.highAvailability).toMatchObject({ mode: 'ZoneRedundant', standbyAvailabilityZone: '3' });
+    expect(done.result!.undo).toMatchObject({ before: { highAvailability: 'SameZone' } });
+    const undone = await attempt(activities.undoStep, input(zr, resources, done.result!.undo));
+    expect(undone.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability).toEqual({ mode: 'SameZone', state: 'Healthy', standbyAvailabilityZone: '1' });
+    // A record from before modes (a boolean) still undoes: true was ZoneRedundant.
+    const legacy = await attempt(activities.undoStep, input(zr, resources, { before: { highAvailability: true, settings: {} } }));
+    expect(legacy.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('ZoneRedundant');
+  });
+
+  it('waits, heartbeating, until the standby is Healthy, and fails the attempt (retryable) when it takes longer than the bound', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    arm.haHealthyAfterMs = 300;
+    const zr = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'ZoneRedundant', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(zr, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability.state).toBe('Healthy');
+    expect(done.result!.figures['db.standby']).toBe('Healthy');
+    expect(done.heartbeats.some((h) => (h as { standby?: string }).standby === 'ReplicatingData')).toBe(true);
+
+    const slow = new FakeArm();
+    seedServer(slow, 'pg-compliance-westeurope', gp);
+    slow.haHealthyAfterMs = 60_000;
+    const bounded = createBounded(slow);
+    const late = await attempt(bounded.prepareInfra, input(zr, resources));
+    expect(late.error?.message).toBe('the standby of server pg-compliance-westeurope is still ReplicatingData after 0 minutes; retrying waits again');
+    expect(late.error?.nonRetryable).toBeFalsy();
   });
 });
 
@@ -161,7 +230,7 @@ describe('compensation', () => {
   it('restores what was observed before the first attempt of an infra step that failed after acting', async () => {
     const before = await attempt(activities.observeStep, input(mediumTier, resources));
     expect(before.result).toEqual({
-      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: 'Disabled', backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
     });
     expect(arm.writes()).toEqual([]);
     await attempt(activities.prepareInfra, input(mediumTier, resources));
@@ -356,6 +425,5 @@ describe('the fake ARM behaves as ARM does, and the provider with it', () => {
     expect(JSON.parse(res.bodyAsText!).error.code).toBe('InvalidRequestContent');
     expect(arm.get(server)!.properties.state).toBe('Ready');
     arm.specViolations.length = 0;
-    void fakeCredential;
   });
 });

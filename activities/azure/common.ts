@@ -19,6 +19,8 @@ export interface AzureProviderOptions {
   pollIntervalMs?: number;
   /** Azure Resource Manager endpoint, for sovereign clouds. */
   endpoint?: string;
+  /** How long an HA change may take to reach a Healthy standby before the attempt fails and is retried (2 h). */
+  haHealthyWithinMs?: number;
   /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
   probeScheme?: 'https' | 'http';
 }
