@@ -274,25 +274,72 @@ describe('backups, read replicas and promotion', () => {
     expect(arm.writes()).toHaveLength(1);
   });
 
-  it('creates a read replica in the other region, promotes it at finalize, and deletes it on rollback', async () => {
+  it('creates a read replica in the other region, switches over to it at finalize through a virtual endpoint, and a second switchover reverses it', async () => {
     seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    const replicaId = pgId('pg-compliance-northeurope-replica');
     const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
     const sync = await attempt(activities.syncData, input(data, resources));
     expect(sync.error).toBeUndefined();
     const put = arm.requests.find((r) => r.method === 'PUT')!;
-    expect(put.path).toBe(pgId('pg-compliance-northeurope-replica'));
+    expect(put.path).toBe(replicaId);
     expect(put.body).toEqual({ location: 'northeurope', properties: { createMode: 'Replica', sourceServerResourceId: server } });
     expect(sync.result!.summary).toMatch(/Created read replica pg-compliance-northeurope-replica of pg-compliance-westeurope in northeurope; replication Active/);
 
+    arm.requests.length = 0;
     const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' } });
     const promoted = await attempt(activities.finalizeMigration, input(fin, resources));
     expect(promoted.error).toBeUndefined();
-    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } } }]);
+    expect(arm.requests.filter((r) => r.method !== 'GET').map((r) => [r.method, r.path, r.body])).toEqual([
+      ['PUT', `${server}/virtualendpoints/pg-compliance-westeurope-vep`, { properties: { endpointType: 'ReadWrite', members: ['pg-compliance-northeurope-replica'] } }],
+      ['PATCH', replicaId, { properties: { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } } }],
+    ]);
+    expect(arm.get(replicaId)!.properties.replicationRole).toBe('Primary');
+    expect(arm.get(server)!.properties).toMatchObject({ replicationRole: 'AsyncReplica', sourceServerResourceId: replicaId });
+    expect(promoted.result!.summary).toMatch(
+      /^Switched over: pg-compliance-northeurope-replica is now the primary and pg-compliance-westeurope replicates from it; the writer endpoint pg-compliance-westeurope-vep.writer.postgres.database.azure.com follows the primary\. To reverse it, switch over again/,
+    );
+    expect(promoted.result!.figures['replica.promoteMode']).toBe('Switchover');
+    // Run again (a retry after the operation ended): nothing is sent.
+    const writes = arm.writes().length;
+    expect((await attempt(activities.finalizeMigration, input(fin, resources))).result!.summary).toMatch(/^Already switched over/);
+    expect(arm.writes()).toHaveLength(writes);
+
+    // Rolling the data step back now would delete the primary: refused in one sentence.
+    const early = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
+    expect(early.error?.message).toMatch(/^server pg-compliance-northeurope-replica has been the primary since the switchover and pg-compliance-westeurope replicates from it, so deleting it would delete the primary; switch back first/);
+    expect(arm.get(replicaId)).toBeDefined();
+
+    // The way back: a switchover the other way, through the same endpoint.
+    const back = await attempt(activities.finalizeMigration, input(step<FinalizeStep>({ id: 'back', kind: 'finalize', resources: ['db'], syncedFrom: { db: 'replica' } }), resources));
+    expect(back.error).toBeUndefined();
+    expect(arm.writes().slice(writes)).toEqual([`PATCH ${server}`]);
+    expect(arm.get(server)!.properties.replicationRole).toBe('Primary');
+    expect(arm.get(replicaId)!.properties).toMatchObject({ replicationRole: 'AsyncReplica', sourceServerResourceId: server });
 
     const undo = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
     expect(undo.error).toBeUndefined();
-    expect(arm.writes().at(-1)).toBe(`DELETE ${pgId('pg-compliance-northeurope-replica')}`);
-    expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
+    expect(arm.writes().at(-1)).toBe(`DELETE ${replicaId}`);
+    expect(arm.get(replicaId)).toBeUndefined();
+  });
+
+  it('promotes to a standalone server only where the plan asks, and says that it is final', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    seedServer(arm, 'pg-compliance-northeurope-replica', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4', replicaOf: 'pg-compliance-westeurope' });
+    const standalone = { ...resources, replica: { ...resources.replica!, promote: 'standalone' as const } };
+    const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' } });
+    const promoted = await attempt(activities.finalizeMigration, input(fin, standalone));
+    expect(promoted.error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method !== 'GET').map((r) => r.body)).toEqual([{ properties: { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } } }]);
+    expect(promoted.result!.summary).toMatch(/replication from pg-compliance-westeurope has ended, and this cannot be undone/);
+  });
+
+  it('refuses a read replica of a Burstable server in one sentence before creating anything', async () => {
+    const { error } = await attempt(activities.syncData, input(step<DataStep>({ id: 'r', kind: 'data', from: 'db', to: 'replica', verify: true }), resources));
+    expect(error?.message).toBe(
+      'server pg-compliance-westeurope is Burstable, and Azure has no read replicas of Burstable servers; scale it to GeneralPurpose or MemoryOptimized in an infra step before this data step',
+    );
+    expect(error?.nonRetryable).toBe(true);
+    expect(arm.writes()).toEqual([]);
   });
 
   it('deletes on rollback the replica of a data step that failed after creating it, and a retry keeps its created flag', async () => {

@@ -66,8 +66,9 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       sync: (input) => syncReplica(az, input),
       observeSync: (input) => observeReplica(az, input),
       undoSync: (input) => undoReplica(az, input),
-      // A promoted replica cannot become a replica again: no reverseSync (provider.ts declares no recovery).
-      cutover: (input, _from, to: AzurePostgres) => promoteReplica(az, input, to),
+      // A switchover is reversed by another (its summary says how); a standalone promotion is final.
+      // Neither copies writes back: no reverseSync (provider.ts declares no recovery).
+      cutover: (input, from: AzurePostgres, to: AzurePostgres) => promoteReplica(az, input, from, to),
     },
     blob: {
       check: (r: AzureBlob) => checkContainer(az, r),

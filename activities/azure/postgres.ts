@@ -442,6 +442,12 @@ export async function syncReplica(az: AzureContext, { step, resources }: StepInp
   const sourceServer = await ready(az, source);
   const existing = journal.isPending('replica:create') ? undefined : await azureFind(`reading server ${replica.server}`, () => replica.client.servers.get(replica.resourceGroup, replica.server));
   let created = journal.state.notes.created === true;
+  if (!existing && !journal.isPending('replica:create') && sourceServer.sku?.tier === 'Burstable') {
+    throw ApplicationFailure.nonRetryable(
+      `server ${source.server} is Burstable, and Azure has no read replicas of Burstable servers; scale it to GeneralPurpose or MemoryOptimized in an infra step before this data step`,
+      'NonRetryable',
+    );
+  }
   if (existing) {
     if ((existing.sourceServerResourceId ?? '').toLowerCase() !== serverId(source).toLowerCase()) {
       throw ApplicationFailure.nonRetryable(
@@ -497,25 +503,106 @@ export async function undoReplica(az: AzureContext, { step, resources, undo, bef
   const created = existed !== undefined ? !existed : ((undo as { created?: boolean } | undefined)?.created ?? journal.state.notes.created === true);
   if (!created) return { summary: `${replica.server} existed before the migration; left as it is`, figures: {} };
   const exists = journal.isPending('replica:delete') || (await azureFind(`reading server ${replica.server}`, () => replica.client.servers.get(replica.resourceGroup, replica.server)));
+  const source = target(az, resourceOf(resources, step.from, 'postgres', 'data source'));
+  if (exists && exists !== true && exists.replicationRole === 'Primary') {
+    // Switched over: deleting it would delete the primary; the old primary replicates from it now.
+    const old = await azureFind(`reading server ${source.server}`, () => source.client.servers.get(source.resourceGroup, source.server));
+    if ((old?.sourceServerResourceId ?? '').toLowerCase() === serverId(replica).toLowerCase()) {
+      throw ApplicationFailure.nonRetryable(
+        `server ${replica.server} has been the primary since the switchover and ${source.server} replicates from it, so deleting it would delete the primary; switch back first (\`az postgres flexible-server replica promote -g ${source.resourceGroup} -n ${source.server} --promote-mode switchover --promote-option planned\`), then resume the rollback`,
+        'NonRetryable',
+      );
+    }
+  }
   if (exists) await runOperation(az, journal, 'replica:delete', `deleting replica ${replica.server}`, (o) => replica.client.servers.beginDelete(replica.resourceGroup, replica.server, o));
   return { summary: `Deleted read replica ${replica.server}; the source server is untouched`, figures: { [`${step.to}.replicaDeleted`]: true } };
 }
 
-/** Promotes a replica to a standalone server (planned: waits for it to catch up first). */
-export async function promoteReplica(az: AzureContext, input: StepInput<FinalizeStep>, to: AzurePostgres): Promise<StepOutcome> {
+/**
+ * The cutover of a read replica. `switchover` (the plan's default): the replica and its primary swap roles
+ * (Azure's promoteMode Switchover, Planned: it waits for the replica to catch up), through a virtual
+ * endpoint whose writer host name follows the primary, so applications need no new connection string, and
+ * a second switchover reverses it. `standalone` (only where the plan asks): the replica leaves the
+ * replication set, which is final.
+ */
+export async function promoteReplica(az: AzureContext, input: StepInput<FinalizeStep>, from: AzurePostgres, to: AzurePostgres): Promise<StepOutcome> {
   const replica = target(az, to);
+  const primary = target(az, from);
   const journal = new Journal();
+  const mode = to.promote ?? 'switchover';
   const s = journal.isPending('promote') ? await getServer(replica) : await ready(az, replica);
   const isReplica = s.replicationRole !== undefined && s.replicationRole !== 'Primary' && s.replicationRole !== 'None';
-  if (!isReplica && !journal.isPending('promote')) {
-    return { summary: `${replica.server} is already a standalone server (${s.replicationRole ?? 'no replication'})`, figures: { [`${to.name}.promoted`]: true } };
+
+  if (mode === 'standalone') {
+    if (!isReplica && !journal.isPending('promote')) {
+      return { summary: `${replica.server} is already a standalone server (${s.replicationRole ?? 'no replication'})`, figures: { [`${to.name}.promoted`]: true, [`${to.name}.promoteMode`]: 'Standalone' } };
+    }
+    await runOperation(az, journal, 'promote', `promoting replica ${replica.server}`, (o) =>
+      replica.client.servers.beginUpdate(replica.resourceGroup, replica.server, { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } }, o),
+    );
+    const after = await ready(az, replica);
+    return {
+      summary: `Promoted read replica ${replica.server} to a standalone server (role ${after.replicationRole ?? 'None'}); replication from ${primary.server} has ended, and this cannot be undone: a standalone server never becomes a replica again`,
+      figures: { [`${to.name}.promoted`]: true, [`${to.name}.promoteMode`]: 'Standalone' },
+    };
   }
-  await runOperation(az, journal, 'promote', `promoting replica ${replica.server}`, (o) =>
-    replica.client.servers.beginUpdate(replica.resourceGroup, replica.server, { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } }, o),
+
+  // Switched over already (a retry after the operation ended): the old primary replicates from this one.
+  const old = await getServer(primary);
+  if (!isReplica && !journal.isPending('promote') && (old.sourceServerResourceId ?? '').toLowerCase() === serverId(replica).toLowerCase()) {
+    return switchedOver(to, replica, primary, true);
+  }
+  if (!isReplica && !journal.isPending('promote')) {
+    throw ApplicationFailure.nonRetryable(
+      `server ${replica.server} is not a read replica of ${primary.server} (role ${s.replicationRole ?? 'none'}), so there is nothing to switch over; check the plan's data step and the servers in the portal, then resume`,
+      'NonRetryable',
+    );
+  }
+  await virtualEndpoint(az, primary, replica, to, journal);
+  await runOperation(az, journal, 'promote', `switching over to replica ${replica.server}`, (o) =>
+    replica.client.servers.beginUpdate(replica.resourceGroup, replica.server, { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } }, o),
   );
-  const after = await ready(az, replica);
+  await ready(az, replica);
+  return switchedOver(to, replica, primary, false);
+}
+
+/** The primary's pair of virtual endpoints, created (or pointed at this replica) if need be; a switchover needs one. */
+async function virtualEndpoint(az: AzureContext, primary: Target, replica: Target, to: AzurePostgres, journal: Journal): Promise<string> {
+  const existing: { name?: string; members?: string[] }[] = [];
+  if (!journal.isPending('vep:create') && !journal.isPending('vep:update')) {
+    await azureCall(`reading the virtual endpoints of ${primary.server}`, async () => {
+      for await (const v of primary.client.virtualEndpoints.listByServer(primary.resourceGroup, primary.server)) existing.push(v);
+    });
+  }
+  // A server has one pair of virtual endpoints: use the one there is, whatever its name.
+  const found = existing[0];
+  const name = found?.name ?? (journal.state.notes.virtualEndpoint as string | undefined) ?? to.virtualEndpoint ?? `${primary.server}-vep`;
+  if (!found) {
+    journal.note('virtualEndpoint', name);
+    await ready(az, primary);
+    await runOperation(az, journal, 'vep:create', `creating virtual endpoint ${name} on ${primary.server}`, (o) =>
+      primary.client.virtualEndpoints.beginCreate(primary.resourceGroup, primary.server, name, { endpointType: 'ReadWrite', members: [replica.server] }, o),
+    );
+  } else if (!(found.members ?? []).some((m) => m.toLowerCase() === replica.server.toLowerCase())) {
+    await ready(az, primary);
+    await runOperation(az, journal, 'vep:update', `pointing virtual endpoint ${name} at ${replica.server}`, (o) =>
+      primary.client.virtualEndpoints.beginUpdate(primary.resourceGroup, primary.server, name, { endpointType: 'ReadWrite', members: [replica.server] }, o),
+    );
+  }
+  return name;
+}
+
+async function switchedOver(to: AzurePostgres, replica: Target, primary: Target, already: boolean): Promise<StepOutcome> {
+  const endpoints: { name?: string; virtualEndpoints?: string[] }[] = [];
+  await azureCall(`reading the virtual endpoints of ${replica.server}`, async () => {
+    for await (const v of replica.client.virtualEndpoints.listByServer(replica.resourceGroup, replica.server)) endpoints.push(v);
+  });
+  const writer = endpoints[0]?.virtualEndpoints?.find((h) => h.includes('.writer.'));
   return {
-    summary: `Promoted read replica ${replica.server} to a standalone server (role ${after.replicationRole ?? 'None'}); replication from its source has ended`,
-    figures: { [`${to.name}.promoted`]: true },
+    summary:
+      `${already ? 'Already switched over' : 'Switched over'}: ${replica.server} is now the primary and ${primary.server} replicates from it` +
+      (writer ? `; the writer endpoint ${writer} follows the primary` : '') +
+      `. To reverse it, switch over again (\`az postgres flexible-server replica promote -g ${primary.resourceGroup} -n ${primary.server} --promote-mode switchover --promote-option planned\`)`,
+    figures: { [`${to.name}.promoted`]: true, [`${to.name}.promoteMode`]: 'Switchover', ...(writer ? { [`${to.name}.writerEndpoint`]: writer } : {}) },
   };
 }
