@@ -197,6 +197,87 @@ describe('high availability: a mode, a standby zone, and a Healthy standby', () 
   });
 });
 
+describe('a primary with read replicas', () => {
+  const gp = { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' };
+  const replicaId = pgId('pg-compliance-northeurope-replica');
+  const cfg = (id: string, name: string) => arm.get(`${id}/configurations/${name}`)!.properties.value;
+  beforeEach(() => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    seedServer(arm, 'pg-compliance-northeurope-replica', { ...gp, replicaOf: 'pg-compliance-westeurope' });
+  });
+
+  it('raises a replica-bound parameter on the replicas before the primary, and undo lowers the primary before the replicas', async () => {
+    const up = step<AzureInfraStep>({ id: 'up', kind: 'infra', resource: 'db', settings: { max_connections: 200, work_mem: 8192 } });
+    const done = await attempt(activities.prepareInfra, input(up, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.writes()).toEqual([
+      `PUT ${replicaId}/configurations/max_connections`,
+      `PUT ${server}/configurations/max_connections`,
+      `PUT ${server}/configurations/work_mem`,
+      `POST ${server}/restart`,
+      `POST ${replicaId}/restart`,
+    ]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['200', '200']);
+    expect(done.result!.undo).toMatchObject({ before: { settings: { max_connections: '50' }, replicas: { 'pg-compliance-northeurope-replica': { max_connections: '50' } } } });
+
+    arm.requests.length = 0;
+    const undone = await attempt(activities.undoStep, input(up, resources, done.result!.undo));
+    expect(undone.error).toBeUndefined();
+    expect(arm.writes().filter((w) => w.startsWith('PUT'))).toEqual([
+      `PUT ${server}/configurations/max_connections`,
+      `PUT ${server}/configurations/work_mem`,
+      `PUT ${replicaId}/configurations/max_connections`,
+    ]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['50', '50']);
+  });
+
+  it('lowers a replica-bound parameter on the primary only: a replica may hold more than its primary', async () => {
+    const down = step<AzureInfraStep>({ id: 'down', kind: 'infra', resource: 'db', settings: { max_connections: 30 } });
+    const done = await attempt(activities.prepareInfra, input(down, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.writes().filter((w) => w.startsWith('PUT'))).toEqual([`PUT ${server}/configurations/max_connections`]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['30', '50']);
+  });
+
+  it('refuses to scale a primary with replicas to Burstable, in one sentence, before sending anything', async () => {
+    const burst = step<AzureInfraStep>({ id: 'b', kind: 'infra', resource: 'db', sku: 'Standard_B2s', tier: 'Burstable', settings: {} });
+    const { error } = await attempt(activities.prepareInfra, input(burst, resources));
+    expect(error?.message).toBe(
+      'server pg-compliance-westeurope has read replicas and Azure has none on the Burstable tier; keep a GeneralPurpose or MemoryOptimized tier in the plan, or delete the replicas first',
+    );
+    expect(arm.writes()).toEqual([]);
+  });
+});
+
+describe('storage autogrow', () => {
+  it('leaves storage that autogrow grew past the plan alone, says so, and neither refuses nor shrinks it', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4', storageGb: 512, autoGrow: 'Enabled' });
+    const s = step<AzureInfraStep>({ id: 'st', kind: 'infra', resource: 'db', storageGb: 256, backupRetentionDays: 14, settings: {} });
+    const { result, error } = await attempt(activities.prepareInfra, input(s, resources));
+    expect(error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { backup: { backupRetentionDays: 14 } } }]);
+    expect(arm.get(server)!.properties.storage.storageSizeGB).toBe(512);
+    expect(result!.summary).toMatch(/; storage autogrow has it at 512 GB already, more than the plan's 256 GB, so it stays$/);
+  });
+});
+
+describe('409s by error code', () => {
+  it('a 409 for an operation in progress is retried; ServerAlreadyExists fails for good in one sentence', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    arm.fault({ method: 'PUT', path: /northeurope-replica$/, status: 409, body: { error: { code: 'ServerAlreadyExists', message: "Specified server name 'pg-compliance-northeurope-replica' is already used." } } });
+    const data = step<DataStep>({ id: 'r', kind: 'data', from: 'db', to: 'replica', verify: true });
+    const { error } = await attempt(activities.syncData, input(data, resources));
+    expect(error?.nonRetryable).toBe(true);
+    expect(error?.message).toBe(
+      "creating read replica pg-compliance-northeurope-replica of pg-compliance-westeurope: Azure refused it (ServerAlreadyExists: Specified server name 'pg-compliance-northeurope-replica' is already used); server names are unique across Azure: name another server in the plan, or delete the existing one, then resume",
+    );
+    arm.fault({ method: 'PUT', path: /northeurope-replica$/, status: 409, body: { error: { code: 'OperationInProgress', message: 'An operation is in progress on the server.' } } });
+    const busy = await attempt(activities.syncData, input(data, resources));
+    expect(busy.error?.type).toBe('AzureConflict');
+    expect(busy.error?.nonRetryable).toBeFalsy();
+  });
+});
+
 describe('a worker killed while it polls a long-running operation', () => {
   it('the next attempt resumes the same operation from the heartbeat, without sending the PATCH again', async () => {
     arm.pollsToComplete = 6;
