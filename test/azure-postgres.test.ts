@@ -350,6 +350,10 @@ describe('backups, read replicas and promotion', () => {
     expect(first.error).toBeUndefined();
     expect(arm.writes()).toEqual([`PUT ${server}/backups/ts-migration-test-backup-db`]);
     expect(first.result!.summary).toMatch(/Took on-demand backup ts-migration-test-backup-db/);
+    // Not "never deleted": Azure deletes an on-demand backup when the retention period ends, and says so.
+    expect(first.result!.summary).toMatch(/; Azure keeps it for the server's 7-day backup retention period \(until about \d{4}-\d\d-\d\d\) and then deletes it$/);
+    const kept = await attempt(activities.undoStep, input(b, resources, first.result!.undo));
+    expect(kept.result!.summary).toBe(`Kept backup ${server}/backups/ts-migration-test-backup-db (a rollback does not delete backups)`);
     const again = await attempt(activities.backupDatabase, input(b, resources));
     expect(again.result!.summary).toMatch(/Kept existing on-demand backup/);
     expect(arm.writes()).toHaveLength(1);

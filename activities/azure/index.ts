@@ -32,7 +32,7 @@ const journalOf = (input: object): Journal => {
   return journal;
 };
 
-/** An on-demand server backup; backups are never deleted by a rollback. */
+/** An on-demand server backup: a rollback keeps it; Azure deletes it when the server's backup retention period ends. */
 async function backupPostgres(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres): Promise<StepOutcome> {
   const b = await backupServer(az, input, resource, journalOf(input));
   return { summary: b.line, figures: b.figures, undo: { kept: [b.kept] } };

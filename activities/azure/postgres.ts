@@ -423,8 +423,13 @@ export async function backupServer(az: AzureContext, input: StepInput<BackupStep
     reused = r.skipped;
   }
   const b = await azureCall(`reading backup ${name} of ${t.server}`, () => t.client.backupsAutomaticAndOnDemand.get(t.resourceGroup, t.server, name));
+  // An on-demand backup is not kept forever: Azure deletes it with the automatic ones when the retention period ends.
+  const days = (await getServer(t)).backup?.backupRetentionDays;
+  const expires = days !== undefined && b.completedTime ? new Date(b.completedTime.getTime() + days * 86_400_000).toISOString().slice(0, 10) : undefined;
   return {
-    line: `${reused ? 'Kept existing' : 'Took'} on-demand backup ${name} of ${t.server}${b.completedTime ? ` (completed ${b.completedTime.toISOString()})` : ''}; restore it with \`az postgres flexible-server restore\``,
+    line:
+      `${reused ? 'Kept existing' : 'Took'} on-demand backup ${name} of ${t.server}${b.completedTime ? ` (completed ${b.completedTime.toISOString()})` : ''}; restore it with \`az postgres flexible-server restore\`` +
+      `; Azure keeps it for the server's ${days ?? 'configured'}-day backup retention period${expires ? ` (until about ${expires})` : ''} and then deletes it`,
     figures: { [`${resource.name}.backup`]: name, [`${resource.name}.reused`]: reused, [`${resource.name}.restoreVerified`]: false },
     kept: `${serverId(t)}/backups/${name}`,
   };
