@@ -59,10 +59,10 @@ phases:
   });
 
   it.each([
-    ['a SKU of another tier', '{ tier: GeneralPurpose, sku: Standard_B2s }', /phases\[0\]\.infra\.azure\.sku.*expected a GeneralPurpose SKU \(Standard_D…\), got Standard_B2s, a Burstable one/],
-    ['a storage size Premium SSD does not offer', '{ storageGb: 300 }', /azure\.storageGb.*expected a Premium SSD size in GiB \(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767\), got 300/],
-    ['HA on Burstable', '{ sku: Standard_B2ms, highAvailability: SameZone }', /azure\.highAvailability.*expected no high availability on the Burstable tier .*got SameZone/],
-    ['a standby zone with SameZone', '{ tier: GeneralPurpose, highAvailability: SameZone, standbyZone: "2" }', /azure\.standbyZone.*expected standbyZone only with highAvailability: ZoneRedundant .*got it with SameZone/],
+    ['a SKU of another tier', '{ tier: GeneralPurpose, sku: Standard_B2s }', /phases\[0\]\.infra\.azure\.sku \(line 7\): expected a GeneralPurpose SKU \(Standard_D…\), not a Burstable one, got "Standard_B2s"\.$/],
+    ['a storage size Premium SSD does not offer', '{ storageGb: 300 }', /azure\.storageGb \(line 7\): expected a Premium SSD size in GiB \(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767\), got 300\.$/],
+    ['HA on Burstable', '{ sku: Standard_B2ms, highAvailability: SameZone }', /azure\.highAvailability \(line 7\): expected no high availability on the Burstable tier \(Azure has none there; choose GeneralPurpose or MemoryOptimized\), got "SameZone"\.$/],
+    ['a standby zone with SameZone', '{ tier: GeneralPurpose, highAvailability: SameZone, standbyZone: "2" }', /azure\.standbyZone \(line 7\): expected standbyZone only with highAvailability: ZoneRedundant \(a SameZone standby is in the primary's zone; this step has SameZone\), got "2"\.$/],
     ['a mode Azure does not have', '{ tier: GeneralPurpose, highAvailability: CrossRegion }', /azure\.highAvailability/],
   ])('refuses %s in one sentence', (_what, infra, problem) => {
     expect(refusal(infra)).toMatch(problem);

@@ -73,17 +73,17 @@ const steps = {
       // Azure's rules, so a plan Azure would refuse mid-migration is refused when it loads.
       const tier = f.tier ?? (f.sku ? tierOfSku(f.sku) : undefined);
       if (f.sku && f.tier && tierOfSku(f.sku) !== f.tier) {
-        ctx.addIssue({ code: 'custom', path: ['sku'], message: `expected a ${f.tier} SKU (${f.tier === 'Burstable' ? 'Standard_B…' : f.tier === 'MemoryOptimized' ? 'Standard_E…' : 'Standard_D…'}), got ${f.sku}, a ${tierOfSku(f.sku)} one` });
+        ctx.addIssue({ code: 'custom', path: ['sku'], message: `expected a ${f.tier} SKU (${f.tier === 'Burstable' ? 'Standard_B…' : f.tier === 'MemoryOptimized' ? 'Standard_E…' : 'Standard_D…'}), not a ${tierOfSku(f.sku)} one` });
       }
       if (f.storageGb !== undefined && !(PREMIUM_SSD_GB as readonly number[]).includes(f.storageGb)) {
-        ctx.addIssue({ code: 'custom', path: ['storageGb'], message: `expected a Premium SSD size in GiB (${PREMIUM_SSD_GB.join(', ')}), got ${f.storageGb}` });
+        ctx.addIssue({ code: 'custom', path: ['storageGb'], message: `expected a Premium SSD size in GiB (${PREMIUM_SSD_GB.join(', ')})` });
       }
       const ha = f.highAvailability === undefined ? undefined : haModeOf(f.highAvailability);
       if (tier === 'Burstable' && ha && ha !== 'Disabled') {
-        ctx.addIssue({ code: 'custom', path: ['highAvailability'], message: `expected no high availability on the Burstable tier (Azure has none there; choose GeneralPurpose or MemoryOptimized), got ${ha}` });
+        ctx.addIssue({ code: 'custom', path: ['highAvailability'], message: 'expected no high availability on the Burstable tier (Azure has none there; choose GeneralPurpose or MemoryOptimized)' });
       }
       if (f.standbyZone !== undefined && ha !== 'ZoneRedundant') {
-        ctx.addIssue({ code: 'custom', path: ['standbyZone'], message: `expected standbyZone only with highAvailability: ZoneRedundant (a SameZone standby is in the primary's zone), got it with ${ha ?? 'no highAvailability'}` });
+        ctx.addIssue({ code: 'custom', path: ['standbyZone'], message: `expected standbyZone only with highAvailability: ZoneRedundant (a SameZone standby is in the primary's zone; this step has ${ha ?? 'no highAvailability'})` });
       }
     }),
   app: z.strictObject({
