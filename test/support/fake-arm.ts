@@ -136,8 +136,10 @@ export class FakeArm implements HttpClient {
     if (request.method !== 'GET') {
       const namespace = /\/providers\/([^/]+)\//i.exec(path)![1]!;
       const problems = validateAgainstSpec(namespace, request.method, path, apiVersion!, body);
-      if (problems.length) this.specViolations.push(`${request.method} ${path}: ${problems.join('; ')}`);
-      if (problems.length) return error(400, 'InvalidRequestContent', `The request content was invalid and could not be deserialized: ${problems.join('; ')}.`);
+      if (problems.length) {
+        this.specViolations.push(`${request.method} ${path}: ${problems.join('; ')}`);
+        return error(400, 'InvalidRequestContent', `The request content was invalid and could not be deserialized: ${problems.join('; ')}.`);
+      }
     }
 
     // Operation status and result URLs.
