@@ -1,7 +1,7 @@
 // What every Azure operation shares: credentials and transport (injectable, so tests drive the real SDKs
 // through a fake ARM), the step journal carried in heartbeats, long-running operations that survive a
 // worker crash, and the translation of Azure's errors into retryable or non-retryable failures.
-import { isRestError, type HttpClient } from '@azure/core-rest-pipeline';
+import { isRestError, type HttpClient, type PipelinePolicy } from '@azure/core-rest-pipeline';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type { Resource } from '../../plan/types';
@@ -29,12 +29,45 @@ export interface AzureContext {
   options: AzureProviderOptions;
   credential(): TokenCredential;
   /** Options every ARM client of the SDKs takes. */
-  clientOptions(): { httpClient?: HttpClient; retryOptions?: AzureProviderOptions['retryOptions']; endpoint?: string };
+  clientOptions(): {
+    httpClient?: HttpClient;
+    retryOptions?: AzureProviderOptions['retryOptions'];
+    endpoint?: string;
+    additionalPolicies: { policy: PipelinePolicy; position: 'perCall' }[];
+  };
   pollIntervalMs: number;
+  /** The wait Azure last asked for (Retry-After) before polling this operation status URL again. */
+  retryAfterMs(operationUrl: string | undefined): number | undefined;
+}
+
+const urlKey = (url: string) => url.split('?')[0]!.toLowerCase();
+
+/**
+ * Records the Retry-After of every answer about a long-running operation (the 202 that starts it, each
+ * poll of its status URL), keyed by that status URL, so runOperation waits as long as Azure asked.
+ * (core-lro alone would poll once more at once after the SDK's first poll.)
+ */
+function retryAfterPolicy(waits: Map<string, number>): PipelinePolicy {
+  return {
+    name: 'tiershiftRetryAfter',
+    async sendRequest(request, next) {
+      const response = await next(request);
+      const header = response.headers.get('retry-after');
+      if (header !== undefined) {
+        const seconds = Number(header);
+        const ms = Number.isFinite(seconds) ? seconds * 1000 : Math.max(0, new Date(header).getTime() - Date.now());
+        const status = response.headers.get('azure-asyncoperation') ?? response.headers.get('operation-location') ?? response.headers.get('location') ?? request.url;
+        if (Number.isFinite(ms)) waits.set(urlKey(status), ms);
+      }
+      return response;
+    },
+  };
 }
 
 export function azureContext(options: AzureProviderOptions = {}): AzureContext {
   let credential = options.credential;
+  const waits = new Map<string, number>();
+  const policy = retryAfterPolicy(waits);
   return {
     options,
     // Created on first use: a worker that never touches Azure must not need Azure credentials.
@@ -43,8 +76,10 @@ export function azureContext(options: AzureProviderOptions = {}): AzureContext {
       ...(options.httpClient ? { httpClient: options.httpClient } : {}),
       ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      additionalPolicies: [{ policy, position: 'perCall' as const }],
     }),
     pollIntervalMs: options.pollIntervalMs ?? 10_000,
+    retryAfterMs: (url) => (url ? waits.get(urlKey(url)) : undefined),
   };
 }
 
@@ -152,7 +187,9 @@ export interface ResumablePoller<T> {
   pollUntilDone(options?: { abortSignal?: AbortSignalLike }): Promise<T>;
   onProgress(callback: (state: { status: string }) => void): unknown;
   isDone(): boolean;
-  getOperationState(): { status: string };
+  poll(options?: { abortSignal?: AbortSignalLike }): Promise<void>;
+  getResult(): T | undefined;
+  getOperationState(): { status: string; config?: { operationLocation?: string } };
   toString(): string;
 }
 type AbortSignalLike = AbortSignal;
@@ -177,7 +214,8 @@ export async function runOperation<T>(
   if (journal.isDone(op)) return { skipped: true, resumed: false };
   const resumeFrom = journal.isPending(op) ? journal.state.pending!.poller : undefined;
   const abortSignal = Context.current().cancellationSignal;
-  // Azure's Retry-After (on the 202 and on each poll) overrides updateIntervalInMs: core-lro waits as told.
+  // Polled here rather than by pollUntilDone: each wait is the Retry-After Azure gave with its last answer
+  // about this operation (the 202, then each poll), else the provider's interval.
   const run = async (from: string | undefined) => {
     const poller = await azureCall(what, () => begin({ updateIntervalInMs: az.pollIntervalMs, ...(from ? { resumeFrom: from } : {}) }));
     const checkpoint = () => {
@@ -187,7 +225,12 @@ export async function runOperation<T>(
     checkpoint();
     poller.onProgress(checkpoint);
     try {
-      return await poller.pollUntilDone({ abortSignal });
+      while (!poller.isDone()) {
+        await sleep(az.retryAfterMs(poller.getOperationState().config?.operationLocation) ?? az.pollIntervalMs);
+        await poller.poll({ abortSignal });
+      }
+      if (poller.getOperationState().status !== 'succeeded') await poller.pollUntilDone({ abortSignal });
+      return poller.getResult() as T;
     } catch (err) {
       if (poller.getOperationState().status === 'canceled') {
         // Cancelled in Azure (the portal, `az ... operation cancel`): nothing changed, and resuming the
