@@ -284,10 +284,14 @@ export function createActivities(providers: Providers) {
   }
 }
 
-/** Backups outlive a rollback: they are what an operator restores from when the rollback is not enough. */
+/**
+ * Backups outlive a rollback: they are what an operator restores from when the rollback is not enough.
+ * A rollback does not delete them; their own store may (Azure deletes an on-demand backup when the
+ * server's backup retention period ends), which the backup step's summary says.
+ */
 function keptBackups({ step, undo }: UndoInput): StepOutcome {
   const kept = undoRecords(undo).flatMap((u) => (u as { kept?: string[] } | null)?.kept ?? []);
-  return { summary: `Kept backup ${kept.length ? kept.join(', ') : `of step ${step.id}`} (backups are never deleted)`, figures: {} };
+  return { summary: `Kept backup ${kept.length ? kept.join(', ') : `of step ${step.id}`} (a rollback does not delete backups)`, figures: {} };
 }
 
 /**

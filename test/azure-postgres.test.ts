@@ -1,10 +1,17 @@
 // The Azure provider's PostgreSQL Flexible Server operations, through the real SDK against a fake ARM:
 // the requests it sends, ARM's long-running-operation protocol, faults, and a worker killed mid-poll.
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AzureInfraStep, AzureResource } from '../activities/azure/provider';
 import type { BackupStep, DataStep, FinalizeStep } from '../plan/types';
-import { FakeArm, pgId, seedServer } from './support/fake-arm';
+import { validateAgainstSpec } from './support/azure-specs/validate';
+import { FakeArm, fakeCredential, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
+import { createActivities } from '../activities';
+import { createAzureProvider } from '../activities/azure';
+
+/** The provider with a short bound on the wait for a Healthy standby. */
+const createBounded = (arm: FakeArm) =>
+  createActivities({ azure: createAzureProvider({ credential: fakeCredential, httpClient: arm, retryOptions: { maxRetries: 0 }, pollIntervalMs: 10, haHealthyWithinMs: 200 }) });
 
 const resources: Record<string, AzureResource> = {
   db: { name: 'db', kind: 'postgres', server: 'pg-compliance-westeurope', ...scope },
@@ -31,6 +38,8 @@ beforeEach(() => {
   seedServer(arm, 'pg-compliance-westeurope');
   activities = azureActivities(arm);
 });
+// Every body the provider sent in these tests conforms to the PostgreSQL spec of api-version 2025-08-01.
+afterEach(() => expect(arm.specViolations).toEqual([]));
 
 describe('infra prep on a Flexible Server', () => {
   it('scales up, then turns HA on, sets parameters and restarts for the static one, each as a long-running operation', async () => {
@@ -54,9 +63,9 @@ describe('infra prep on a Flexible Server', () => {
     const s = arm.get(server)!;
     expect(s.sku).toEqual({ name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' });
     expect(s.properties.highAvailability.mode).toBe('ZoneRedundant');
-    expect(result!.summary).toMatch(/now runs with GeneralPurpose Standard_D2ds_v4, 256 GB storage, high availability on, 30-day backups, max_connections=200/);
+    expect(result!.summary).toMatch(/now runs with GeneralPurpose Standard_D2ds_v4, 256 GB storage, ZoneRedundant high availability, 30-day backups, max_connections=200/);
     expect(result!.undo).toEqual({
-      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: 'Disabled', backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
     });
 
     // Run again: the server already matches, so nothing is sent.
@@ -93,9 +102,16 @@ describe('infra prep on a Flexible Server', () => {
     expect(error?.message).toBe(
       "updating SKU of server pg-compliance-westeurope: Azure refused the request (InvalidSkuName: The SKU 'D2ds-v4' is invalid for tier 'GeneralPurpose'); fix the plan or the resource and resume",
     );
-    const haOnBurstable = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: true, settings: {} });
+  });
+
+  it('refuses HA on a Burstable server in one sentence before sending anything, not with an Azure 400 halfway', async () => {
+    const haOnBurstable = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'SameZone', backupRetentionDays: 14, settings: {} });
     const ha = await attempt(activities.prepareInfra, input(haOnBurstable, resources));
-    expect(ha.error?.message).toMatch(/HANotSupportedForBurstableSkus: High availability is not supported for Burstable tier/);
+    expect(ha.error?.message).toBe(
+      'server pg-compliance-westeurope would be Burstable with SameZone high availability, which Azure does not offer; set highAvailability: Disabled or a GeneralPurpose or MemoryOptimized tier in the plan',
+    );
+    expect(ha.error?.nonRetryable).toBe(true);
+    expect(arm.writes()).toEqual([]);
   });
 
   it('a 409 conflict is retryable, and the retried attempt completes the change', async () => {
@@ -122,6 +138,143 @@ describe('infra prep on a Flexible Server', () => {
     const { error } = await attempt(activities.prepareInfra, input(step<AzureInfraStep>({ id: 'i', kind: 'infra', resource: 'db', storageGb: 512, settings: {} }), resources));
     expect(error?.type).toBe('NonRetryable');
     expect(error?.message).toMatch(/The storage tier P30 is not valid for 512 GB/);
+  });
+});
+
+describe('high availability: a mode, a standby zone, and a Healthy standby', () => {
+  const gp = { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' };
+
+  it('turns on SameZone HA where the plan says so (a region without zones), and undo puts back exactly what was there', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    const sameZone = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'SameZone', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(sameZone, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { highAvailability: { mode: 'SameZone' } } }]);
+    expect(arm.get(server)!.properties.highAvailability).toEqual({ mode: 'SameZone', state: 'Healthy', standbyAvailabilityZone: '1' });
+    expect(done.result!.undo).toMatchObject({ before: { highAvailability: 'Disabled' } });
+    await attempt(activities.undoStep, input(sameZone, resources, done.result!.undo));
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('Disabled');
+  });
+
+  it('undoing a ZoneRedundant step on a SameZone server puts SameZone back, not ZoneRedundant', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { ...gp, highAvailability: 'SameZone' });
+    const zr = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'ZoneRedundant', standbyZone: '3', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(zr, resources));
+    expect(done.error).toBeUndefined();
+    // Azure changes a mode only through Disabled.
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([
+      { properties: { highAvailability: { mode: 'Disabled' } } },
+      { properties: { highAvailability: { mode: 'ZoneRedundant', standbyAvailabilityZone: '3' } } },
+    ]);
+    expect(arm.get(server)!.properties.highAvailability).toMatchObject({ mode: 'ZoneRedundant', standbyAvailabilityZone: '3' });
+    expect(done.result!.undo).toMatchObject({ before: { highAvailability: 'SameZone' } });
+    const undone = await attempt(activities.undoStep, input(zr, resources, done.result!.undo));
+    expect(undone.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability).toEqual({ mode: 'SameZone', state: 'Healthy', standbyAvailabilityZone: '1' });
+    // A record from before modes (a boolean) still undoes: true was ZoneRedundant.
+    const legacy = await attempt(activities.undoStep, input(zr, resources, { before: { highAvailability: true, settings: {} } }));
+    expect(legacy.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability.mode).toBe('ZoneRedundant');
+  });
+
+  it('waits, heartbeating, until the standby is Healthy, and fails the attempt (retryable) when it takes longer than the bound', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    arm.haHealthyAfterMs = 300;
+    const zr = step<AzureInfraStep>({ id: 'ha', kind: 'infra', resource: 'db', highAvailability: 'ZoneRedundant', settings: {} });
+    const done = await attempt(activities.prepareInfra, input(zr, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.get(server)!.properties.highAvailability.state).toBe('Healthy');
+    expect(done.result!.figures['db.standby']).toBe('Healthy');
+    expect(done.heartbeats.some((h) => (h as { standby?: string }).standby === 'ReplicatingData')).toBe(true);
+
+    const slow = new FakeArm();
+    seedServer(slow, 'pg-compliance-westeurope', gp);
+    slow.haHealthyAfterMs = 60_000;
+    const bounded = createBounded(slow);
+    const late = await attempt(bounded.prepareInfra, input(zr, resources));
+    expect(late.error?.message).toBe('the standby of server pg-compliance-westeurope is still ReplicatingData after 0 minutes; retrying waits again');
+    expect(late.error?.nonRetryable).toBeFalsy();
+  });
+});
+
+describe('a primary with read replicas', () => {
+  const gp = { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' };
+  const replicaId = pgId('pg-compliance-northeurope-replica');
+  const cfg = (id: string, name: string) => arm.get(`${id}/configurations/${name}`)!.properties.value;
+  beforeEach(() => {
+    seedServer(arm, 'pg-compliance-westeurope', gp);
+    seedServer(arm, 'pg-compliance-northeurope-replica', { ...gp, replicaOf: 'pg-compliance-westeurope' });
+  });
+
+  it('raises a replica-bound parameter on the replicas before the primary, and undo lowers the primary before the replicas', async () => {
+    const up = step<AzureInfraStep>({ id: 'up', kind: 'infra', resource: 'db', settings: { max_connections: 200, work_mem: 8192 } });
+    const done = await attempt(activities.prepareInfra, input(up, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.writes()).toEqual([
+      `PUT ${replicaId}/configurations/max_connections`,
+      `PUT ${server}/configurations/max_connections`,
+      `PUT ${server}/configurations/work_mem`,
+      `POST ${server}/restart`,
+      `POST ${replicaId}/restart`,
+    ]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['200', '200']);
+    expect(done.result!.undo).toMatchObject({ before: { settings: { max_connections: '50' }, replicas: { 'pg-compliance-northeurope-replica': { max_connections: '50' } } } });
+
+    arm.requests.length = 0;
+    const undone = await attempt(activities.undoStep, input(up, resources, done.result!.undo));
+    expect(undone.error).toBeUndefined();
+    expect(arm.writes().filter((w) => w.startsWith('PUT'))).toEqual([
+      `PUT ${server}/configurations/max_connections`,
+      `PUT ${server}/configurations/work_mem`,
+      `PUT ${replicaId}/configurations/max_connections`,
+    ]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['50', '50']);
+  });
+
+  it('lowers a replica-bound parameter on the primary only: a replica may hold more than its primary', async () => {
+    const down = step<AzureInfraStep>({ id: 'down', kind: 'infra', resource: 'db', settings: { max_connections: 30 } });
+    const done = await attempt(activities.prepareInfra, input(down, resources));
+    expect(done.error).toBeUndefined();
+    expect(arm.writes().filter((w) => w.startsWith('PUT'))).toEqual([`PUT ${server}/configurations/max_connections`]);
+    expect([cfg(server, 'max_connections'), cfg(replicaId, 'max_connections')]).toEqual(['30', '50']);
+  });
+
+  it('refuses to scale a primary with replicas to Burstable, in one sentence, before sending anything', async () => {
+    const burst = step<AzureInfraStep>({ id: 'b', kind: 'infra', resource: 'db', sku: 'Standard_B2s', tier: 'Burstable', settings: {} });
+    const { error } = await attempt(activities.prepareInfra, input(burst, resources));
+    expect(error?.message).toBe(
+      'server pg-compliance-westeurope has read replicas and Azure has none on the Burstable tier; keep a GeneralPurpose or MemoryOptimized tier in the plan, or delete the replicas first',
+    );
+    expect(arm.writes()).toEqual([]);
+  });
+});
+
+describe('storage autogrow', () => {
+  it('leaves storage that autogrow grew past the plan alone, says so, and neither refuses nor shrinks it', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4', storageGb: 512, autoGrow: 'Enabled' });
+    const s = step<AzureInfraStep>({ id: 'st', kind: 'infra', resource: 'db', storageGb: 256, backupRetentionDays: 14, settings: {} });
+    const { result, error } = await attempt(activities.prepareInfra, input(s, resources));
+    expect(error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { backup: { backupRetentionDays: 14 } } }]);
+    expect(arm.get(server)!.properties.storage.storageSizeGB).toBe(512);
+    expect(result!.summary).toMatch(/; storage autogrow has it at 512 GB already, more than the plan's 256 GB, so it stays$/);
+  });
+});
+
+describe('409s by error code', () => {
+  it('a 409 for an operation in progress is retried; ServerAlreadyExists fails for good in one sentence', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    arm.fault({ method: 'PUT', path: /northeurope-replica$/, status: 409, body: { error: { code: 'ServerAlreadyExists', message: "Specified server name 'pg-compliance-northeurope-replica' is already used." } } });
+    const data = step<DataStep>({ id: 'r', kind: 'data', from: 'db', to: 'replica', verify: true });
+    const { error } = await attempt(activities.syncData, input(data, resources));
+    expect(error?.nonRetryable).toBe(true);
+    expect(error?.message).toBe(
+      "creating read replica pg-compliance-northeurope-replica of pg-compliance-westeurope: Azure refused it (ServerAlreadyExists: Specified server name 'pg-compliance-northeurope-replica' is already used); server names are unique across Azure: name another server in the plan, or delete the existing one, then resume",
+    );
+    arm.fault({ method: 'PUT', path: /northeurope-replica$/, status: 409, body: { error: { code: 'OperationInProgress', message: 'An operation is in progress on the server.' } } });
+    const busy = await attempt(activities.syncData, input(data, resources));
+    expect(busy.error?.type).toBe('AzureConflict');
+    expect(busy.error?.nonRetryable).toBeFalsy();
   });
 });
 
@@ -158,7 +311,7 @@ describe('compensation', () => {
   it('restores what was observed before the first attempt of an infra step that failed after acting', async () => {
     const before = await attempt(activities.observeStep, input(mediumTier, resources));
     expect(before.result).toEqual({
-      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: false, backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
+      before: { sku: { name: 'Standard_B2s', tier: 'Burstable' }, storageGb: 128, highAvailability: 'Disabled', backupRetentionDays: 7, settings: { max_connections: '50', 'pgbouncer.enabled': 'false' } },
     });
     expect(arm.writes()).toEqual([]);
     await attempt(activities.prepareInfra, input(mediumTier, resources));
@@ -197,32 +350,85 @@ describe('backups, read replicas and promotion', () => {
     expect(first.error).toBeUndefined();
     expect(arm.writes()).toEqual([`PUT ${server}/backups/ts-migration-test-backup-db`]);
     expect(first.result!.summary).toMatch(/Took on-demand backup ts-migration-test-backup-db/);
+    // Not "never deleted": Azure deletes an on-demand backup when the retention period ends, and says so.
+    expect(first.result!.summary).toMatch(/; Azure keeps it for the server's 7-day backup retention period \(until about \d{4}-\d\d-\d\d\) and then deletes it$/);
+    const kept = await attempt(activities.undoStep, input(b, resources, first.result!.undo));
+    expect(kept.result!.summary).toBe(`Kept backup ${server}/backups/ts-migration-test-backup-db (a rollback does not delete backups)`);
     const again = await attempt(activities.backupDatabase, input(b, resources));
     expect(again.result!.summary).toMatch(/Kept existing on-demand backup/);
     expect(arm.writes()).toHaveLength(1);
   });
 
-  it('creates a read replica in the other region, promotes it at finalize, and deletes it on rollback', async () => {
+  it('creates a read replica in the other region, switches over to it at finalize through a virtual endpoint, and a second switchover reverses it', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    const replicaId = pgId('pg-compliance-northeurope-replica');
     const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
     const sync = await attempt(activities.syncData, input(data, resources));
     expect(sync.error).toBeUndefined();
     const put = arm.requests.find((r) => r.method === 'PUT')!;
-    expect(put.path).toBe(pgId('pg-compliance-northeurope-replica'));
+    expect(put.path).toBe(replicaId);
     expect(put.body).toEqual({ location: 'northeurope', properties: { createMode: 'Replica', sourceServerResourceId: server } });
     expect(sync.result!.summary).toMatch(/Created read replica pg-compliance-northeurope-replica of pg-compliance-westeurope in northeurope; replication Active/);
 
+    arm.requests.length = 0;
     const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' } });
     const promoted = await attempt(activities.finalizeMigration, input(fin, resources));
     expect(promoted.error).toBeUndefined();
-    expect(arm.requests.filter((r) => r.method === 'PATCH').map((r) => r.body)).toEqual([{ properties: { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } } }]);
+    expect(arm.requests.filter((r) => r.method !== 'GET').map((r) => [r.method, r.path, r.body])).toEqual([
+      ['PUT', `${server}/virtualendpoints/pg-compliance-westeurope-vep`, { properties: { endpointType: 'ReadWrite', members: ['pg-compliance-northeurope-replica'] } }],
+      ['PATCH', replicaId, { properties: { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } } }],
+    ]);
+    expect(arm.get(replicaId)!.properties.replicationRole).toBe('Primary');
+    expect(arm.get(server)!.properties).toMatchObject({ replicationRole: 'AsyncReplica', sourceServerResourceId: replicaId });
+    expect(promoted.result!.summary).toMatch(
+      /^Switched over: pg-compliance-northeurope-replica is now the primary and pg-compliance-westeurope replicates from it; the writer endpoint pg-compliance-westeurope-vep.writer.postgres.database.azure.com follows the primary\. To reverse it, switch over again/,
+    );
+    expect(promoted.result!.figures['replica.promoteMode']).toBe('Switchover');
+    // Run again (a retry after the operation ended): nothing is sent.
+    const writes = arm.writes().length;
+    expect((await attempt(activities.finalizeMigration, input(fin, resources))).result!.summary).toMatch(/^Already switched over/);
+    expect(arm.writes()).toHaveLength(writes);
+
+    // Rolling the data step back now would delete the primary: refused in one sentence.
+    const early = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
+    expect(early.error?.message).toMatch(/^server pg-compliance-northeurope-replica has been the primary since the switchover and pg-compliance-westeurope replicates from it, so deleting it would delete the primary; switch back first/);
+    expect(arm.get(replicaId)).toBeDefined();
+
+    // The way back: a switchover the other way, through the same endpoint.
+    const back = await attempt(activities.finalizeMigration, input(step<FinalizeStep>({ id: 'back', kind: 'finalize', resources: ['db'], syncedFrom: { db: 'replica' } }), resources));
+    expect(back.error).toBeUndefined();
+    expect(arm.writes().slice(writes)).toEqual([`PATCH ${server}`]);
+    expect(arm.get(server)!.properties.replicationRole).toBe('Primary');
+    expect(arm.get(replicaId)!.properties).toMatchObject({ replicationRole: 'AsyncReplica', sourceServerResourceId: server });
 
     const undo = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
     expect(undo.error).toBeUndefined();
-    expect(arm.writes().at(-1)).toBe(`DELETE ${pgId('pg-compliance-northeurope-replica')}`);
-    expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
+    expect(arm.writes().at(-1)).toBe(`DELETE ${replicaId}`);
+    expect(arm.get(replicaId)).toBeUndefined();
+  });
+
+  it('promotes to a standalone server only where the plan asks, and says that it is final', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    seedServer(arm, 'pg-compliance-northeurope-replica', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4', replicaOf: 'pg-compliance-westeurope' });
+    const standalone = { ...resources, replica: { ...resources.replica!, promote: 'standalone' as const } };
+    const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' } });
+    const promoted = await attempt(activities.finalizeMigration, input(fin, standalone));
+    expect(promoted.error).toBeUndefined();
+    expect(arm.requests.filter((r) => r.method !== 'GET').map((r) => r.body)).toEqual([{ properties: { replica: { promoteMode: 'Standalone', promoteOption: 'Planned' } } }]);
+    expect(promoted.result!.summary).toMatch(/replication from pg-compliance-westeurope has ended, and this cannot be undone/);
+  });
+
+  it('refuses a read replica of a Burstable server in one sentence before creating anything', async () => {
+    const { error } = await attempt(activities.syncData, input(step<DataStep>({ id: 'r', kind: 'data', from: 'db', to: 'replica', verify: true }), resources));
+    expect(error?.message).toBe(
+      'server pg-compliance-westeurope is Burstable, and Azure has no read replicas of Burstable servers; scale it to GeneralPurpose or MemoryOptimized in an infra step before this data step',
+    );
+    expect(error?.nonRetryable).toBe(true);
+    expect(arm.writes()).toEqual([]);
   });
 
   it('deletes on rollback the replica of a data step that failed after creating it, and a retry keeps its created flag', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
     const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
     const before = await attempt(activities.observeStep, input(data, resources));
     expect(before.result).toEqual({ exists: false });
@@ -283,5 +489,73 @@ describe('drift', () => {
       expect: { settings: { db: { max_connections: 200 } } },
     } as never);
     expect(drift.result).toEqual(['db: max_connections expected 200, found 150']);
+  });
+});
+
+describe('the fake ARM behaves as ARM does, and the provider with it', () => {
+  const retention = (days: number) => step<AzureInfraStep>({ id: 'ret', kind: 'infra', resource: 'db', backupRetentionDays: days, settings: {} });
+
+  it("waits before every poll as long as Azure's last Retry-After says, not its own shorter interval", async () => {
+    arm.retryAfterSeconds = 1;
+    arm.pollsToComplete = 3;
+    const started = Date.now();
+    const { error } = await attempt(activities.prepareInfra, input(retention(14), resources));
+    expect(error).toBeUndefined();
+    // The provider's own interval is 10 ms. The SDK polls once as it starts the operation; each later poll
+    // waits the Retry-After of the answer before it (core-lro's pollUntilDone would poll the second at once).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(arm.requests.filter((r) => r.path.includes('/azureAsyncOperation/')).length).toBe(3);
+  });
+
+  it('an operation takes the time it takes: the server stays Updating until it ends', async () => {
+    arm.operationMs = 300;
+    const states: string[] = [];
+    const { error } = await attempt(activities.prepareInfra, input(retention(21), resources), {
+      onHeartbeat: () => void states.push(arm.get(server)!.properties.state),
+    });
+    expect(error).toBeUndefined();
+    expect(states).toContain('Updating');
+    expect(arm.requests.filter((r) => r.path.includes('/azureAsyncOperation/')).length).toBeGreaterThan(2);
+    expect(arm.get(server)!.properties.backup.backupRetentionDays).toBe(21);
+  });
+
+  it('an operation cancelled in Azure fails the step in one sentence, and resuming sends it again instead of re-reading "Canceled"', async () => {
+    arm.cancelNextOperation = true;
+    const first = await attempt(activities.prepareInfra, input(retention(14), resources));
+    expect(first.error?.message).toBe(
+      'updating backup retention of server pg-compliance-westeurope: the operation was canceled in Azure before it finished and nothing changed; resume to send it again',
+    );
+    expect(first.error?.nonRetryable).toBe(true);
+    expect(arm.get(server)!.properties).toMatchObject({ state: 'Ready', backup: { backupRetentionDays: 7 } });
+    const second = await attempt(activities.prepareInfra, input(retention(14), resources), { resumeFrom: lastJournal(first.heartbeats) });
+    expect(second.error).toBeUndefined();
+    expect(arm.writes()).toEqual([`PATCH ${server}`, `PATCH ${server}`]);
+    expect(arm.get(server)!.properties.backup.backupRetentionDays).toBe(14);
+  });
+
+  it('validates request bodies against the spec: unknown and read-only properties, types, enums and required fields', () => {
+    const patch = (b: unknown) => validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PATCH', server, '2025-08-01', b);
+    expect(patch({ sku: { name: 'Standard_D2ds_v4', tier: 'GeneralPurpose' }, properties: { highAvailability: { mode: 'SameZone', standbyAvailabilityZone: '1' } } })).toEqual([]);
+    expect(patch({ properties: { highAvailability: { mode: 'ZoneRedundant', standbyZone: '2' } } })).toEqual(['body.properties.highAvailability.standbyZone is not a property of the model']);
+    expect(patch({ properties: { highAvailability: { mode: 'Enabled' } } })).toEqual(['body.properties.highAvailability.mode must be one of "Disabled", "ZoneRedundant", "SameZone", got "Enabled"']);
+    expect(patch({ properties: { backup: { geoRedundantBackup: 'Enabled' } } })).toEqual(['body.properties.backup.geoRedundantBackup is read-only and must not be sent']);
+    expect(patch({ properties: { storage: { storageSizeGB: '256' } } })).toEqual(['body.properties.storage.storageSizeGB must be an integer, got "256"']);
+    const put = validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PUT', pgId('x'), '2025-08-01', { properties: { createMode: 'Replica' } });
+    expect(put).toEqual(['body.location is required']);
+    // Another api-version's spec is not stored: nothing is claimed about it.
+    expect(validateAgainstSpec('Microsoft.DBforPostgreSQL', 'PATCH', server, '2022-12-01', { bogus: 1 })).toEqual([]);
+  });
+
+  it('answers a body the spec refuses with 400, as ARM does, before the resource provider sees it', async () => {
+    const res = await arm.sendRequest({
+      url: `https://management.azure.com${server}?api-version=2025-08-01`,
+      method: 'PATCH',
+      body: JSON.stringify({ properties: { highAvailability: { mode: 'ZoneRedundant', standbyZone: '2' } } }),
+      headers: { get: () => undefined },
+    } as never);
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.bodyAsText!).error.code).toBe('InvalidRequestContent');
+    expect(arm.get(server)!.properties.state).toBe('Ready');
+    arm.specViolations.length = 0;
   });
 });

@@ -101,7 +101,7 @@ describe('local backup', () => {
     expect(heartbeats.some((h) => ['dump', 'restore'].includes((h as { phase?: string }).phase ?? ''))).toBe(false);
 
     const undo = await runActivity(undoBackup, [{ ...input(migrationId), undo: result.undo }]);
-    expect(undo.result.summary).toBe(`Kept backup ${dumpBlob(migrationId).url}, ${backups.url}/${migrationId}/1-backup/assets/ (backups are never deleted)`);
+    expect(undo.result.summary).toBe(`Kept backup ${dumpBlob(migrationId).url}, ${backups.url}/${migrationId}/1-backup/assets/ (a rollback does not delete backups)`);
     expect(await dumpBlob(migrationId).exists()).toBe(true);
   });
 

@@ -207,7 +207,7 @@ describe('plan resolution', () => {
     expect(rollbackOrder(plan.steps)).toEqual([
       { stepId: '3-traffic-10', action: 'Send 100% of front back to the stable origin' },
       { stepId: '2-infra', action: 'Restore the previous settings of targetDb' },
-      { stepId: '0-backup', action: 'Keep the backup of sourceDb (never deleted)' },
+      { stepId: '0-backup', action: 'Keep the backup of sourceDb (a rollback does not delete it)' },
     ]);
   });
 

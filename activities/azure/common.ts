@@ -1,7 +1,7 @@
 // What every Azure operation shares: credentials and transport (injectable, so tests drive the real SDKs
 // through a fake ARM), the step journal carried in heartbeats, long-running operations that survive a
 // worker crash, and the translation of Azure's errors into retryable or non-retryable failures.
-import { isRestError, type HttpClient } from '@azure/core-rest-pipeline';
+import { isRestError, type HttpClient, type PipelinePolicy } from '@azure/core-rest-pipeline';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type { Resource } from '../../plan/types';
@@ -19,6 +19,8 @@ export interface AzureProviderOptions {
   pollIntervalMs?: number;
   /** Azure Resource Manager endpoint, for sovereign clouds. */
   endpoint?: string;
+  /** How long an HA change may take to reach a Healthy standby before the attempt fails and is retried (2 h). */
+  haHealthyWithinMs?: number;
   /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
   probeScheme?: 'https' | 'http';
 }
@@ -27,12 +29,45 @@ export interface AzureContext {
   options: AzureProviderOptions;
   credential(): TokenCredential;
   /** Options every ARM client of the SDKs takes. */
-  clientOptions(): { httpClient?: HttpClient; retryOptions?: AzureProviderOptions['retryOptions']; endpoint?: string };
+  clientOptions(): {
+    httpClient?: HttpClient;
+    retryOptions?: AzureProviderOptions['retryOptions'];
+    endpoint?: string;
+    additionalPolicies: { policy: PipelinePolicy; position: 'perCall' }[];
+  };
   pollIntervalMs: number;
+  /** The wait Azure last asked for (Retry-After) before polling this operation status URL again. */
+  retryAfterMs(operationUrl: string | undefined): number | undefined;
+}
+
+const urlKey = (url: string) => url.split('?')[0]!.toLowerCase();
+
+/**
+ * Records the Retry-After of every answer about a long-running operation (the 202 that starts it, each
+ * poll of its status URL), keyed by that status URL, so runOperation waits as long as Azure asked.
+ * (core-lro alone would poll once more at once after the SDK's first poll.)
+ */
+function retryAfterPolicy(waits: Map<string, number>): PipelinePolicy {
+  return {
+    name: 'tiershiftRetryAfter',
+    async sendRequest(request, next) {
+      const response = await next(request);
+      const header = response.headers.get('retry-after');
+      if (header !== undefined) {
+        const seconds = Number(header);
+        const ms = Number.isFinite(seconds) ? seconds * 1000 : Math.max(0, new Date(header).getTime() - Date.now());
+        const status = response.headers.get('azure-asyncoperation') ?? response.headers.get('operation-location') ?? response.headers.get('location') ?? request.url;
+        if (Number.isFinite(ms)) waits.set(urlKey(status), ms);
+      }
+      return response;
+    },
+  };
 }
 
 export function azureContext(options: AzureProviderOptions = {}): AzureContext {
   let credential = options.credential;
+  const waits = new Map<string, number>();
+  const policy = retryAfterPolicy(waits);
   return {
     options,
     // Created on first use: a worker that never touches Azure must not need Azure credentials.
@@ -41,8 +76,10 @@ export function azureContext(options: AzureProviderOptions = {}): AzureContext {
       ...(options.httpClient ? { httpClient: options.httpClient } : {}),
       ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      additionalPolicies: [{ policy, position: 'perCall' as const }],
     }),
     pollIntervalMs: options.pollIntervalMs ?? 10_000,
+    retryAfterMs: (url) => (url ? waits.get(urlKey(url)) : undefined),
   };
 }
 
@@ -150,6 +187,9 @@ export interface ResumablePoller<T> {
   pollUntilDone(options?: { abortSignal?: AbortSignalLike }): Promise<T>;
   onProgress(callback: (state: { status: string }) => void): unknown;
   isDone(): boolean;
+  poll(options?: { abortSignal?: AbortSignalLike }): Promise<void>;
+  getResult(): T | undefined;
+  getOperationState(): { status: string; config?: { operationLocation?: string } };
   toString(): string;
 }
 type AbortSignalLike = AbortSignal;
@@ -174,6 +214,8 @@ export async function runOperation<T>(
   if (journal.isDone(op)) return { skipped: true, resumed: false };
   const resumeFrom = journal.isPending(op) ? journal.state.pending!.poller : undefined;
   const abortSignal = Context.current().cancellationSignal;
+  // Polled here rather than by pollUntilDone: each wait is the Retry-After Azure gave with its last answer
+  // about this operation (the 202, then each poll), else the provider's interval.
   const run = async (from: string | undefined) => {
     const poller = await azureCall(what, () => begin({ updateIntervalInMs: az.pollIntervalMs, ...(from ? { resumeFrom: from } : {}) }));
     const checkpoint = () => {
@@ -182,7 +224,23 @@ export async function runOperation<T>(
     };
     checkpoint();
     poller.onProgress(checkpoint);
-    return azureCall(what, () => poller.pollUntilDone({ abortSignal }));
+    try {
+      while (!poller.isDone()) {
+        await sleep(az.retryAfterMs(poller.getOperationState().config?.operationLocation) ?? az.pollIntervalMs);
+        await poller.poll({ abortSignal });
+      }
+      if (poller.getOperationState().status !== 'succeeded') await poller.pollUntilDone({ abortSignal });
+      return poller.getResult() as T;
+    } catch (err) {
+      if (poller.getOperationState().status === 'canceled') {
+        // Cancelled in Azure (the portal, `az ... operation cancel`): nothing changed, and resuming the
+        // poller would only read "Canceled" again, so the next attempt must send the request afresh.
+        journal.state.pending = undefined;
+        journal.save();
+        throw ApplicationFailure.nonRetryable(`${what}: the operation was canceled in Azure before it finished and nothing changed; resume to send it again`, 'AzureCanceled');
+      }
+      throw azureFailure(what, err);
+    }
   };
   let result: T;
   try {
@@ -201,7 +259,10 @@ export async function runOperation<T>(
   return { result, skipped: false, resumed: resumeFrom !== undefined };
 }
 
-/** Polls `read` until `settled` says the resource is ready; `stuck` names a state that will not resolve by waiting. */
+/**
+ * Polls `read` until `settled` says the resource is ready; `stuck` names a state that will not resolve by
+ * waiting. With `withinMs`, a wait that lasts longer fails the attempt (retryable) with `tooLong`'s sentence.
+ */
 export async function waitFor<T>(
   az: AzureContext,
   what: string,
@@ -209,12 +270,15 @@ export async function waitFor<T>(
   settled: (value: T) => boolean,
   stuck: (value: T) => string | undefined,
   progress: (value: T) => Json,
+  bound?: { withinMs: number; tooLong: (value: T) => string },
 ): Promise<T> {
+  const started = Date.now();
   for (;;) {
     const value = await azureCall(what, read);
     if (settled(value)) return value;
     const reason = stuck(value);
     if (reason) throw ApplicationFailure.nonRetryable(reason, 'NonRetryable');
+    if (bound && Date.now() - started >= bound.withinMs) throw ApplicationFailure.retryable(bound.tooLong(value), 'AzureTransient');
     progressHeartbeat({ waiting: what, ...(progress(value) as Record<string, Json>) });
     await sleep(az.pollIntervalMs);
   }
@@ -226,6 +290,30 @@ export async function waitFor<T>(
 // what Azure refused as invalid fails the step at once with Azure's own message.
 
 const TRANSIENT_CODES = /internal|timeout|timedout|busy|unavailable|throttl|toomany|conflict|inprogress|retry|transient/i;
+
+/**
+ * What a 409 means, by Azure's error code. ARM answers 409 both while another operation holds the
+ * resource (waiting is the fix) and when the request can never succeed as sent (retrying only burns
+ * attempts): the second kind fails for good with the fix in one phrase. A code not listed here is treated
+ * as an operation in progress, bounded by the step's retry policy. Other Azure services' codes (Blob
+ * Storage's, for instance) belong in this same table.
+ */
+export const CONFLICT_CODES: Record<string, { retry: true } | { retry: false; fix: string }> = {
+  // PostgreSQL Flexible Server
+  ServerBusy: { retry: true },
+  ServerIsBusy: { retry: true },
+  OperationInProgress: { retry: true },
+  AnotherOperationInProgress: { retry: true },
+  ConflictingServerOperation: { retry: true },
+  ServerAlreadyExists: { retry: false, fix: 'server names are unique across Azure: name another server in the plan, or delete the existing one' },
+  ServerNameAlreadyExists: { retry: false, fix: 'server names are unique across Azure: name another server in the plan, or delete the existing one' },
+  VirtualEndpointAlreadyExists: { retry: false, fix: 'a server has one pair of virtual endpoints: name the existing one in the plan, or delete it' },
+};
+
+/** Whether a 409 with this code is worth retrying, and if not, what to do about it. */
+export function classifyConflict(code: string | undefined): { retry: true } | { retry: false; fix: string } {
+  return (code && CONFLICT_CODES[code]) || { retry: true };
+}
 
 export function azureFailure(what: string, err: unknown): Error {
   if (err instanceof ApplicationFailure) return err;
@@ -245,6 +333,8 @@ export function azureFailure(what: string, err: unknown): Error {
       return ApplicationFailure.retryable(`${what}: Azure answered ${status ?? 'nothing'} (${code}${azureSays}); retrying`, 'AzureTransient');
     }
     if (status === 409) {
+      const conflict = classifyConflict(e.code);
+      if (!conflict.retry) return ApplicationFailure.nonRetryable(`${what}: Azure refused it (${code}${azureSays}); ${conflict.fix}, then resume`, 'NonRetryable');
       // ARM answers 409 while another operation holds the resource: waiting is the fix.
       return ApplicationFailure.retryable(`${what}: Azure reports a conflicting operation in progress (${code}${azureSays}); retrying`, 'AzureConflict');
     }

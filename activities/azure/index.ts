@@ -32,7 +32,7 @@ const journalOf = (input: object): Journal => {
   return journal;
 };
 
-/** An on-demand server backup; backups are never deleted by a rollback. */
+/** An on-demand server backup: a rollback keeps it; Azure deletes it when the server's backup retention period ends. */
 async function backupPostgres(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres): Promise<StepOutcome> {
   const b = await backupServer(az, input, resource, journalOf(input));
   return { summary: b.line, figures: b.figures, undo: { kept: [b.kept] } };
@@ -66,8 +66,9 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       sync: (input) => syncReplica(az, input),
       observeSync: (input) => observeReplica(az, input),
       undoSync: (input) => undoReplica(az, input),
-      // A promoted replica cannot become a replica again: no reverseSync (provider.ts declares no recovery).
-      cutover: (input, _from, to: AzurePostgres) => promoteReplica(az, input, to),
+      // A switchover is reversed by another (its summary says how); a standalone promotion is final.
+      // Neither copies writes back: no reverseSync (provider.ts declares no recovery).
+      cutover: (input, from: AzurePostgres, to: AzurePostgres) => promoteReplica(az, input, from, to),
     },
     blob: {
       check: (r: AzureBlob) => checkContainer(az, r),

@@ -25,6 +25,14 @@ const fields = {
     server: serverName,
     /** The region of a read replica a data step creates (defaults to its source's). */
     location: z.string().min(1).optional(),
+    /**
+     * How the finalize step promotes this read replica. `switchover` (the default): it and its primary swap
+     * roles through a virtual endpoint, and a second switchover reverses it. `standalone`: it leaves the
+     * replication set for good; there is no way back.
+     */
+    promote: z.enum(['switchover', 'standalone']).optional(),
+    /** The virtual endpoint (a writer and a reader host name) a switchover moves; defaults to `<primary server>-vep`. */
+    virtualEndpoint: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, { error: 'expected a virtual endpoint name: 3 to 63 lowercase letters, digits and dashes' }).optional(),
   }),
   blob: z.strictObject({ account: storageAccount, subscription: z.string().min(1).optional(), resourceGroup: z.string().min(1).optional() }),
   traffic: z.strictObject({
@@ -39,15 +47,45 @@ const fields = {
   app: z.strictObject({ ...scope, containerApp: containerAppName }),
 };
 
+/** Premium SSD (Premium_LRS), a Flexible Server's storage: these sizes only, in GiB, 32 GiB to 32 TiB. */
+export const PREMIUM_SSD_GB = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767] as const;
+/** The compute tier a SKU belongs to: Standard_B* Burstable, Standard_E* MemoryOptimized, the D series GeneralPurpose. */
+export const tierOfSku = (sku: string): 'Burstable' | 'GeneralPurpose' | 'MemoryOptimized' =>
+  /^Standard_B/i.test(sku) ? 'Burstable' : /^Standard_E/i.test(sku) ? 'MemoryOptimized' : 'GeneralPurpose';
+export type HaMode = 'Disabled' | 'SameZone' | 'ZoneRedundant';
+/** The plan's `highAvailability`: a mode, or true (zone-redundant, as plans said before modes) and false. */
+export const haModeOf = (v: boolean | HaMode): HaMode => (v === true ? 'ZoneRedundant' : v === false ? 'Disabled' : v);
+
 /** What an Azure infra or app step adds: the server's tier and the revision's container. */
 const steps = {
-  infra: z.strictObject({
-    sku: z.string().min(1).optional(),
-    tier: z.enum(['Burstable', 'GeneralPurpose', 'MemoryOptimized']).optional(),
-    storageGb: z.int().min(32).max(65536).optional(),
-    highAvailability: z.boolean().optional(),
-    backupRetentionDays: z.int().min(7).max(35).optional(),
-  }),
+  infra: z
+    .strictObject({
+      sku: z.string().regex(/^Standard_[A-Za-z0-9_]+$/, { error: 'expected an Azure compute SKU such as Standard_D4ds_v5' }).optional(),
+      tier: z.enum(['Burstable', 'GeneralPurpose', 'MemoryOptimized']).optional(),
+      storageGb: z.int().min(32).max(32767).optional(),
+      /** SameZone (the standby in the primary's zone, for regions without zones) or ZoneRedundant; true means ZoneRedundant. */
+      highAvailability: z.union([z.boolean(), z.enum(['Disabled', 'SameZone', 'ZoneRedundant'])]).optional(),
+      /** The zone of a ZoneRedundant standby; Azure picks one when left out. */
+      standbyZone: z.enum(['1', '2', '3']).optional(),
+      backupRetentionDays: z.int().min(7).max(35).optional(),
+    })
+    .superRefine((f, ctx) => {
+      // Azure's rules, so a plan Azure would refuse mid-migration is refused when it loads.
+      const tier = f.tier ?? (f.sku ? tierOfSku(f.sku) : undefined);
+      if (f.sku && f.tier && tierOfSku(f.sku) !== f.tier) {
+        ctx.addIssue({ code: 'custom', path: ['sku'], message: `expected a ${f.tier} SKU (${f.tier === 'Burstable' ? 'Standard_B…' : f.tier === 'MemoryOptimized' ? 'Standard_E…' : 'Standard_D…'}), not a ${tierOfSku(f.sku)} one` });
+      }
+      if (f.storageGb !== undefined && !(PREMIUM_SSD_GB as readonly number[]).includes(f.storageGb)) {
+        ctx.addIssue({ code: 'custom', path: ['storageGb'], message: `expected a Premium SSD size in GiB (${PREMIUM_SSD_GB.join(', ')})` });
+      }
+      const ha = f.highAvailability === undefined ? undefined : haModeOf(f.highAvailability);
+      if (tier === 'Burstable' && ha && ha !== 'Disabled') {
+        ctx.addIssue({ code: 'custom', path: ['highAvailability'], message: 'expected no high availability on the Burstable tier (Azure has none there; choose GeneralPurpose or MemoryOptimized)' });
+      }
+      if (f.standbyZone !== undefined && ha !== 'ZoneRedundant') {
+        ctx.addIssue({ code: 'custom', path: ['standbyZone'], message: `expected standbyZone only with highAvailability: ZoneRedundant (a SameZone standby is in the primary's zone; this step has ${ha ?? 'no highAvailability'})` });
+      }
+    }),
   app: z.strictObject({
     image: z.string().min(1).optional(),
     cpu: z.number().positive().max(16).optional(),
@@ -78,7 +116,10 @@ export const azure: ProviderDefinition = {
   steps,
   describeStep(kind, f) {
     if (kind !== 'infra') return [];
-    return [f.tier, f.sku, f.storageGb !== undefined && `${f.storageGb} GB storage`, f.highAvailability !== undefined && `HA ${f.highAvailability ? 'on' : 'off'}`].filter((w): w is string => Boolean(w));
+    const ha = f.highAvailability === undefined ? undefined : haModeOf(f.highAvailability as boolean | HaMode);
+    return [f.tier, f.sku, f.storageGb !== undefined && `${f.storageGb} GB storage`, ha && (ha === 'Disabled' ? 'HA off' : `HA ${ha}${f.standbyZone ? ` (standby in zone ${f.standbyZone})` : ''}`)].filter(
+      (w): w is string => Boolean(w),
+    );
   },
   check(resource) {
     const r = resource as AzureTraffic;
@@ -88,7 +129,8 @@ export const azure: ProviderDefinition = {
       .map((f) => [[f], `expected ${f === 'profile' ? 'the Front Door profile' : 'the origin group'} (or containerApp, to shift between revisions), got nothing`]);
   },
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
-  // A promoted replica cannot replicate back: Azure plans declare no point of no return (yet).
+  // A switched-over replica is reversed by a second switchover (the cutover's summary says how); a
+  // standalone one cannot replicate back. Neither copies writes back: no reverse-sync recovery.
   recovery: [],
   operations: async () => (await import('./index')).createAzureProvider(),
 };

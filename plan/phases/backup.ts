@@ -26,6 +26,6 @@ export const backup = phaseKind<z.infer<typeof body>>({
     b.resources.forEach((n, j) => ctx.ref(ctx.at('resources', j), n, ['postgres', 'blob']));
     if (b.destination) ctx.ref(ctx.at('destination'), b.destination, ['blob']);
   },
-  undo: (step) => (step.kind === 'backup' ? `Keep the backup of ${list(step.resources)} (never deleted)` : undefined),
+  undo: (step) => (step.kind === 'backup' ? `Keep the backup of ${list(step.resources)} (a rollback does not delete it)` : undefined),
   describe: retryDetail,
 });

@@ -1,10 +1,14 @@
 // An in-process Azure Resource Manager for the SDKs' own transport (an HttpClient): it serves the ARM
 // paths and api-versions the management SDKs call, runs changes as long-running operations with ARM's
 // protocol (202 + Azure-AsyncOperation and Location, InProgress polls, then Succeeded or Failed, the
-// result at the resource or Location URL), validates like Azure where tiershift relies on it, and
-// injects faults (429 with Retry-After, 5xx, 409). Every request is recorded for assertions.
+// result at the resource or Location URL, Retry-After on the 202 and on polls, operations that take
+// time and that end Succeeded, Failed or Canceled), validates every request body against the Azure REST
+// API spec of its api-version (./azure-specs), enforces Azure's own rules where tiershift relies on them
+// (see the PostgreSQL section), and injects faults (429 with Retry-After, 5xx, 409). Every request is
+// recorded for assertions.
 import { createHttpHeaders, type HttpClient, type PipelineRequest, type PipelineResponse } from '@azure/core-rest-pipeline';
 import type { TokenCredential } from '@azure/identity';
+import { validateAgainstSpec } from './azure-specs/validate';
 
 export const ARM = 'https://management.azure.com';
 /** The api-version each SDK pins; a request with another one is refused as ARM would. */
@@ -24,11 +28,16 @@ export interface RecordedRequest {
 interface Operation {
   id: string;
   polls: number;
-  status: 'InProgress' | 'Succeeded' | 'Failed';
+  status: 'InProgress' | 'Succeeded' | 'Failed' | 'Canceled';
   complete: () => any;
+  /** Puts back what starting the operation changed (a server's state), when it ends Canceled or Failed. */
+  abandon?: () => void;
   error?: { code: string; message: string };
   result?: any;
   namespace: string;
+  startedAt: number;
+  durationMs: number;
+  cancel?: boolean;
 }
 
 interface Fault {
@@ -50,10 +59,18 @@ function merge(target: Json, patch: Json): Json {
 }
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 
+/** Premium SSD sizes a Flexible Server accepts, in GiB (32 GiB to 32 TiB; the last is 32,767). */
+const PREMIUM_SSD_GB = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767];
+const skuTier = (name: string) => (/^Standard_B/i.test(name) ? 'Burstable' : /^Standard_E/i.test(name) ? 'MemoryOptimized' : 'GeneralPurpose');
+/** Parameters whose value on a read replica must be at least the primary's. */
+const REPLICA_PARAMETERS = new Set(['max_connections', 'max_worker_processes', 'max_prepared_transactions', 'max_locks_per_transaction', 'max_wal_senders']);
+
 export const fakeCredential: TokenCredential = { getToken: async () => ({ token: 'fake-arm-token', expiresOnTimestamp: Date.now() + 3_600_000 }) };
 
 export class FakeArm implements HttpClient {
   readonly requests: RecordedRequest[] = [];
+  /** Every request body the spec refused ("METHOD path: problems"); tests assert it stays empty. */
+  readonly specViolations: string[] = [];
   /** Resources by lowercased ARM id. */
   readonly resources = new Map<string, Json>();
   readonly operations = new Map<string, Operation>();
@@ -62,6 +79,16 @@ export class FakeArm implements HttpClient {
   pollsToComplete = 2;
   /** Set to make the next operation that starts end as Failed with this error. */
   failNextOperation?: { code: string; message: string };
+  /** Set to make the next operation that starts end as Canceled (someone cancelled it in the portal): nothing changes. */
+  cancelNextOperation = false;
+  /** How long an operation runs at least (besides `pollsToComplete`), as Azure's take minutes. */
+  operationMs = 0;
+  /** Sent as Retry-After (seconds) on every 202 and every InProgress poll, as ARM does; clients must wait that long. */
+  retryAfterSeconds?: number;
+  /** How long a standby keeps ReplicatingData after the HA operation itself Succeeded, before it is Healthy. */
+  haHealthyAfterMs = 0;
+  /** When each server's standby turns Healthy (by lowercased server id). */
+  private haHealthyAt = new Map<string, number>();
   private nextOp = 1;
 
   put(id: string, resource: Json): void {
@@ -105,6 +132,16 @@ export class FakeArm implements HttpClient {
     if (!expected) return error(404, 'NoRegisteredProviderFound', `no fake for ${path}`);
     if (apiVersion !== expected) return error(400, 'InvalidApiVersionParameter', `The api-version '${apiVersion}' is invalid for ${ns}; the fake serves ${expected}.`);
 
+    // ARM validates a body against the api-version's spec before the resource provider sees it.
+    if (request.method !== 'GET') {
+      const namespace = /\/providers\/([^/]+)\//i.exec(path)![1]!;
+      const problems = validateAgainstSpec(namespace, request.method, path, apiVersion!, body);
+      if (problems.length) {
+        this.specViolations.push(`${request.method} ${path}: ${problems.join('; ')}`);
+        return error(400, 'InvalidRequestContent', `The request content was invalid and could not be deserialized: ${problems.join('; ')}.`);
+      }
+    }
+
     // Operation status and result URLs.
     const opMatch = /\/(azureAsyncOperation|operationResults)\/([^/]+)$/i.exec(path);
     if (opMatch && request.method === 'GET') return this.pollOperation(opMatch[1]!, opMatch[2]!, reply, error);
@@ -112,6 +149,11 @@ export class FakeArm implements HttpClient {
     const id = path.replace(/\/$/, '');
     const lower = id.toLowerCase();
     if (request.method === 'GET') {
+      if (ns === 'microsoft.dbforpostgresql') {
+        const list = this.postgresList(id);
+        if (list) return reply(200, list);
+        this.settleHa(id);
+      }
       const found = this.resources.get(lower);
       return found ? reply(200, found) : error(404, 'ResourceNotFound', `The Resource '${id.split('/providers/')[1]}' under resource group was not found.`);
     }
@@ -148,16 +190,28 @@ export class FakeArm implements HttpClient {
     return reply(200, { value, id: `https://${vault}.vault.azure.net/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
   }
 
-  private startOperation(namespace: string, complete: () => any, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, status = 202): PipelineResponse {
+  private retryAfter(): Record<string, string> {
+    return this.retryAfterSeconds !== undefined ? { 'retry-after': String(this.retryAfterSeconds) } : {};
+  }
+
+  private startOperation(
+    namespace: string,
+    complete: () => any,
+    reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse,
+    status = 202,
+    abandon?: () => void,
+  ): PipelineResponse {
     const id = `op-${this.nextOp++}`;
-    const op: Operation = { id, polls: 0, status: 'InProgress', complete, namespace };
+    const op: Operation = { id, polls: 0, status: 'InProgress', complete, abandon, namespace, startedAt: Date.now(), durationMs: this.operationMs };
     if (this.failNextOperation) (op.error = this.failNextOperation), (this.failNextOperation = undefined);
+    if (this.cancelNextOperation) (op.cancel = true), (this.cancelNextOperation = false);
     this.operations.set(id, op);
     const base = `${ARM}/subscriptions/${SUB}/providers/${namespace}/locations/westeurope`;
     const v = `api-version=${API_VERSIONS[namespace.toLowerCase()]}`;
     return reply(status, undefined, {
       'azure-asyncoperation': `${base}/azureAsyncOperation/${id}?${v}`,
       location: `${base}/operationResults/${id}?${v}`,
+      ...this.retryAfter(),
     });
   }
 
@@ -165,30 +219,80 @@ export class FakeArm implements HttpClient {
     const op = this.operations.get(id);
     if (!op) return error(404, 'OperationNotFound', `operation ${id} not found`);
     if (kind.toLowerCase() === 'azureasyncoperation') {
-      if (op.status === 'InProgress' && ++op.polls >= this.pollsToComplete) {
-        if (op.error) op.status = 'Failed';
+      if (op.status === 'InProgress' && ++op.polls >= this.pollsToComplete && Date.now() - op.startedAt >= op.durationMs) {
+        if (op.error) (op.status = 'Failed'), op.abandon?.();
+        else if (op.cancel) (op.status = 'Canceled'), op.abandon?.();
         else (op.result = op.complete()), (op.status = 'Succeeded');
       }
-      return reply(200, { id, name: id, status: op.status, ...(op.error && op.status === 'Failed' ? { error: op.error } : {}) });
+      const body = { id, name: id, status: op.status, ...(op.error && op.status === 'Failed' ? { error: op.error } : {}) };
+      return reply(200, body, op.status === 'InProgress' ? this.retryAfter() : {});
     }
-    if (op.status === 'InProgress') return reply(202, undefined, {});
+    if (op.status === 'InProgress') return reply(202, undefined, this.retryAfter());
     return op.result === undefined ? reply(204) : reply(200, op.result);
   }
 
   // --- PostgreSQL Flexible Server ---------------------------------------------------------------
+  // Azure's rules, as documented, that tiershift must check before it sends anything:
+  // - a SKU belongs to one tier (Standard_B* Burstable, Standard_D* GeneralPurpose, Standard_E* MemoryOptimized);
+  // - Premium SSD storage comes in discrete sizes and never shrinks;
+  // - Burstable servers have no high availability and no read replicas;
+  // - a replica's max_connections, max_worker_processes, max_prepared_transactions,
+  //   max_locks_per_transaction and max_wal_senders are at least its primary's;
+  // - a switchover (promoteMode Switchover) needs a virtual endpoint, whose writer follows the new primary.
+
+  private replicasOf(serverId: string): Json[] {
+    return [...this.resources.values()].filter(
+      (r) => /\/flexibleServers\/[^/]+$/i.test(r.id) && (r.properties?.sourceServerResourceId ?? '').toLowerCase() === serverId.toLowerCase(),
+    );
+  }
+
+  private virtualEndpointsOf(serverId: string): Json[] {
+    const prefix = `${serverId.toLowerCase()}/virtualendpoints/`;
+    return [...this.resources.entries()].filter(([k]) => k.startsWith(prefix) && !k.slice(prefix.length).includes('/')).map(([, v]) => v);
+  }
+
+  /** GET of a server's collections the provider lists: its replicas and its virtual endpoints. */
+  private postgresList(id: string): Json | undefined {
+    const m = /^(.*\/flexibleServers\/[^/]+)\/(replicas|virtualendpoints)$/i.exec(id);
+    if (!m || !this.get(m[1]!)) return undefined;
+    return { value: m[2]!.toLowerCase() === 'replicas' ? this.replicasOf(m[1]!) : this.virtualEndpointsOf(m[1]!) };
+  }
+
+  /** A standby that finished replicating its data is Healthy by now. */
+  private settleHa(id: string): void {
+    const at = this.haHealthyAt.get(id.toLowerCase());
+    const ha = this.get(id)?.properties?.highAvailability;
+    if (at !== undefined && ha?.state === 'ReplicatingData' && Date.now() >= at) {
+      ha.state = 'Healthy';
+      this.haHealthyAt.delete(id.toLowerCase());
+    }
+  }
 
   private postgres(method: string, id: string, body: Json | undefined, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string) => PipelineResponse): PipelineResponse {
     const ns = 'Microsoft.DBforPostgreSQL';
     const serverId = /^(.*\/flexibleServers\/[^/]+)/i.exec(id)![1]!;
     const server = this.get(serverId);
-    const busy = () => error(409, 'ServerBusy', `Server '${serverId.split('/').pop()}' is busy with another operation. Please try your operation later.`);
+    const serverName = serverId.split('/').pop()!;
+    const busy = () => error(409, 'ServerBusy', `Server '${serverName}' is busy with another operation. Please try your operation later.`);
+    const notFound = () => error(404, 'ResourceNotFound', 'The requested resource was not found.');
 
-    if (/\/configurations\/[^/]+$/i.test(id) && method === 'PUT') {
+    const configName = /\/configurations\/([^/]+)$/i.exec(id)?.[1];
+    if (configName && method === 'PUT') {
       const config = this.get(id);
-      if (!server || !config) return error(404, 'ResourceNotFound', 'The requested resource was not found.');
+      if (!server || !config) return notFound();
       if (server.properties.state !== 'Ready') return busy();
       if (!/^\d+$/.test(String(body?.properties?.value)) && config.properties.dataType === 'Integer') {
         return error(400, 'InvalidParameterValue', `Invalid value given for parameter ${config.name}. Specify a valid parameter value.`);
+      }
+      if (REPLICA_PARAMETERS.has(configName.toLowerCase())) {
+        const value = Number(body!.properties.value);
+        const valueOn = (sid: string) => Number(this.get(`${sid}/configurations/${configName}`)?.properties.value ?? NaN);
+        const primaryId: string | undefined = server.properties.sourceServerResourceId;
+        if (primaryId && value < valueOn(primaryId)) {
+          return error(400, 'InvalidParameterValue', `The value of ${configName} on a read replica must be greater than or equal to its value on the primary server (${valueOn(primaryId)}).`);
+        }
+        const lower = this.replicasOf(serverId).find((r) => value > valueOn(r.id));
+        if (lower) return error(400, 'InvalidParameterValue', `The value of ${configName} on the primary server cannot exceed its value on read replica '${lower.name}' (${valueOn(lower.id)}); increase it on the replica first.`);
       }
       return this.startOperation(ns, () => {
         const updated = merge(this.get(id)!, { properties: { value: String(body!.properties.value), source: 'user-override' } });
@@ -197,57 +301,117 @@ export class FakeArm implements HttpClient {
       }, reply);
     }
     if (/\/backups\/[^/]+$/i.test(id) && method === 'PUT') {
-      if (!server) return error(404, 'ResourceNotFound', 'The requested resource was not found.');
+      if (!server) return notFound();
       if (server.properties.state !== 'Ready') return busy();
       return this.startOperation(ns, () => {
-        this.put(id, { type: 'Microsoft.DBforPostgreSQL/flexibleServers/backups', properties: { backupType: 'Customer', completedTime: new Date().toISOString(), source: 'Automatic' } });
+        // As the spec's example: an on-demand backup is kept for the server's backup retention period.
+        this.put(id, { type: 'Microsoft.DBforPostgreSQL/flexibleServers/backups', properties: { backupType: 'Customer On-Demand', completedTime: new Date().toISOString(), source: 'Automatic' } });
         return this.get(id);
       }, reply);
     }
     if (/\/restart$/i.test(id) && method === 'POST') {
-      if (!server) return error(404, 'ResourceNotFound', 'The requested resource was not found.');
+      if (!server) return notFound();
       if (server.properties.state !== 'Ready') return busy();
       server.properties.state = 'Restarting';
       return this.startOperation(ns, () => {
         server.properties.state = 'Ready';
         return undefined;
+      }, reply, 202, () => (server.properties.state = 'Ready'));
+    }
+    const endpoint = /\/virtualendpoints\/([^/]+)$/i.exec(id)?.[1];
+    if (endpoint && method === 'PUT') {
+      if (!server) return notFound();
+      if (server.properties.state !== 'Ready') return busy();
+      const others = this.virtualEndpointsOf(serverId).filter((v) => v.name.toLowerCase() !== endpoint.toLowerCase());
+      if (others.length) return error(400, 'VirtualEndpointAlreadyExists', `Server '${serverName}' already has the virtual endpoint '${others[0]!.name}'; a server has one pair of virtual endpoints.`);
+      const members: string[] = body!.properties.members ?? [];
+      const replicaNames = new Set(this.replicasOf(serverId).map((r) => r.name.toLowerCase()));
+      const stranger = members.find((m) => !replicaNames.has(m.toLowerCase()));
+      if (stranger) return error(400, 'InvalidVirtualEndpointMember', `Server '${stranger}' is not a read replica of '${serverName}'.`);
+      return this.startOperation(ns, () => {
+        this.put(id, {
+          type: 'Microsoft.DBforPostgreSQL/flexibleServers/virtualEndpoints',
+          properties: { endpointType: 'ReadWrite', members, virtualEndpoints: [`${endpoint}.writer.postgres.database.azure.com`, `${endpoint}.reader.postgres.database.azure.com`] },
+        });
+        return this.get(id);
       }, reply);
     }
+    if (endpoint && method === 'DELETE') {
+      if (!this.get(id)) return reply(204);
+      return this.startOperation(ns, () => void this.resources.delete(id.toLowerCase()), reply);
+    }
     if (id === serverId && method === 'PATCH') {
-      if (!server) return error(404, 'ResourceNotFound', 'The requested resource was not found.');
+      if (!server) return notFound();
       if (server.properties.state !== 'Ready') return busy();
-      const wantGb = body?.properties?.storage?.storageSizeGB;
+      const props = body?.properties ?? {};
+      if (props.replica?.promoteMode) return this.promote(serverId, server, props.replica.promoteMode, reply, error);
+      const wantGb = props.storage?.storageSizeGB;
       if (wantGb !== undefined && wantGb < server.properties.storage.storageSizeGB) {
         return error(400, 'InvalidStorageSizeForUpdate', 'Decreasing the storage size is not supported.');
+      }
+      if (wantGb !== undefined && (props.storage.type ?? server.properties.storage.type ?? 'Premium_LRS') === 'Premium_LRS' && !PREMIUM_SSD_GB.includes(wantGb)) {
+        return error(400, 'InvalidStorageSize', `The storage size ${wantGb} GiB is not supported for Premium SSD; choose one of ${PREMIUM_SSD_GB.join(', ')} GiB.`);
       }
       if (body?.sku?.name !== undefined && !/^Standard_[A-Za-z0-9_]+$/.test(body.sku.name)) {
         return error(400, 'InvalidSkuName', `The SKU '${body.sku.name}' is invalid for tier '${body.sku.tier}'.`);
       }
-      const tier = body?.sku?.tier ?? server.sku.tier;
-      if (body?.properties?.highAvailability?.mode === 'ZoneRedundant' && tier === 'Burstable') {
+      const sku = { ...server.sku, ...(body?.sku ?? {}) };
+      if (body?.sku && skuTier(sku.name) !== sku.tier) {
+        return error(400, 'InvalidSkuTierCombination', `The SKU '${sku.name}' does not belong to the '${sku.tier}' tier.`);
+      }
+      const ha = props.highAvailability;
+      const haOn = ha?.mode !== undefined && ha.mode !== 'Disabled';
+      if (haOn && sku.tier === 'Burstable') {
         return error(400, 'HANotSupportedForBurstableSkus', 'High availability is not supported for Burstable tier.');
       }
+      if (ha?.mode === 'SameZone' && ha.standbyAvailabilityZone && ha.standbyAvailabilityZone !== server.properties.availabilityZone) {
+        return error(400, 'InvalidStandbyAvailabilityZone', `With SameZone high availability the standby is in the primary's zone (${server.properties.availabilityZone}).`);
+      }
+      if (this.replicasOf(serverId).length && sku.tier === 'Burstable' && server.sku.tier !== 'Burstable') {
+        return error(400, 'BurstableSkuNotSupportedForReplication', 'A server with read replicas cannot be scaled to the Burstable tier.');
+      }
+      const before = clone(server.properties);
       server.properties.state = 'Updating';
+      if (ha?.mode) server.properties.highAvailability.state = haOn ? 'CreatingStandby' : 'RemovingStandby';
       return this.startOperation(ns, () => {
-        const { replica, ...rest } = body?.properties ?? {};
-        let next = merge(this.get(serverId)!, { ...(body?.sku ? { sku: body.sku } : {}), properties: { ...rest, state: 'Ready' } });
-        if (rest.highAvailability) next.properties.highAvailability.state = rest.highAvailability.mode === 'Disabled' ? 'NotEnabled' : 'Healthy';
-        if (replica?.promoteMode) next = merge(next, { properties: { replicationRole: 'Primary', replica: { role: 'Primary', replicationState: undefined }, sourceServerResourceId: undefined } });
+        const next = merge(this.get(serverId)!, { ...(body?.sku ? { sku: body.sku } : {}), properties: { ...props, state: 'Ready' } });
+        if (ha?.mode) {
+          const zone = server.properties.availabilityZone ?? '1';
+          next.properties.highAvailability = {
+            mode: ha.mode,
+            standbyAvailabilityZone: !haOn ? '' : ha.mode === 'SameZone' ? zone : (ha.standbyAvailabilityZone ?? (zone === '2' ? '3' : '2')),
+            // The standby still copies its data after the operation ends; only then is it Healthy.
+            state: !haOn ? 'NotEnabled' : this.haHealthyAfterMs > 0 ? 'ReplicatingData' : 'Healthy',
+          };
+          if (haOn && this.haHealthyAfterMs > 0) this.haHealthyAt.set(serverId.toLowerCase(), Date.now() + this.haHealthyAfterMs);
+        }
         this.resources.set(serverId.toLowerCase(), next);
         return next;
-      }, reply);
+      }, reply, 202, () => (this.get(serverId)!.properties = before));
     }
     if (id === serverId && method === 'PUT') {
-      if (server) return error(409, 'ServerAlreadyExists', 'A server with this name already exists.');
+      if (server) return error(409, 'ServerAlreadyExists', `Specified server name '${serverName}' is already used. Please use a different name and try again.`);
       const sourceId: string | undefined = body?.properties?.sourceServerResourceId;
       const source = sourceId ? this.get(sourceId) : undefined;
       if (body?.properties?.createMode !== 'Replica' || !source) return error(400, 'InvalidParameterValue', 'The fake creates read replicas only, of an existing source.');
+      if (source.sku.tier === 'Burstable') return error(400, 'BurstableSkuNotSupportedForReplica', 'Read replicas are not supported for servers in the Burstable tier.');
       this.put(serverId, {
         location: body.location,
         type: 'Microsoft.DBforPostgreSQL/flexibleServers',
         sku: source.sku,
-        properties: { ...clone(source.properties), state: 'Provisioning', replicationRole: 'AsyncReplica', sourceServerResourceId: sourceId, replica: { role: 'AsyncReplica', replicationState: 'Provisioning' } },
+        properties: {
+          ...clone(source.properties),
+          state: 'Provisioning',
+          highAvailability: { mode: 'Disabled', state: 'NotEnabled', standbyAvailabilityZone: '' },
+          replicationRole: 'AsyncReplica',
+          sourceServerResourceId: sourceId,
+          replica: { role: 'AsyncReplica', capacity: 0, replicationState: 'Provisioning' },
+        },
       });
+      // A replica starts with its source's server parameters.
+      for (const [k, v] of [...this.resources.entries()]) {
+        if (k.startsWith(`${sourceId!.toLowerCase()}/configurations/`)) this.put(`${serverId}/configurations/${v.name}`, clone(v));
+      }
       return this.startOperation(ns, () => {
         const s = this.get(serverId)!;
         s.properties.state = 'Ready';
@@ -263,6 +427,31 @@ export class FakeArm implements HttpClient {
       }, reply);
     }
     return error(405, 'MethodNotAllowed', `${method} ${id} is not served by the fake`);
+  }
+
+  /** Standalone: the replica leaves the replication set. Switchover: it and its primary swap roles, the writer endpoint follows. */
+  private promote(replicaId: string, replica: Json, mode: string, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string) => PipelineResponse): PipelineResponse {
+    const primaryId: string | undefined = replica.properties.sourceServerResourceId;
+    if (!primaryId) return error(400, 'ServerIsNotReplica', `Server '${replica.name}' is not a read replica.`);
+    const endpoints = this.virtualEndpointsOf(primaryId);
+    if (mode === 'Switchover' && !endpoints.length) {
+      return error(400, 'VirtualEndpointNotFound', `Switchover requires a virtual endpoint on '${primaryId.split('/').pop()}'; create one first.`);
+    }
+    replica.properties.state = 'Updating';
+    return this.startOperation('Microsoft.DBforPostgreSQL', () => {
+      const r = this.get(replicaId)!;
+      r.properties = { ...r.properties, state: 'Ready', replicationRole: 'Primary', replica: { role: 'Primary', capacity: 5 } };
+      delete r.properties.sourceServerResourceId;
+      if (mode === 'Switchover') {
+        const p = this.get(primaryId)!;
+        p.properties = { ...p.properties, replicationRole: 'AsyncReplica', sourceServerResourceId: replicaId, replica: { role: 'AsyncReplica', capacity: 0, replicationState: 'Active' } };
+        for (const ve of endpoints) {
+          this.resources.delete(ve.id.toLowerCase());
+          this.put(`${replicaId}/virtualendpoints/${ve.name}`, { type: ve.type, properties: { ...ve.properties, members: [p.name] } });
+        }
+      }
+      return r;
+    }, reply, 202, () => (this.get(replicaId)!.properties.state = 'Ready'));
   }
 
   // --- Front Door ---------------------------------------------------------------------------------
@@ -336,7 +525,21 @@ export const afdId = (profile: string, group: string, origin?: string) =>
   `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Cdn/profiles/${profile}/originGroups/${group}${origin ? `/origins/${origin}` : ''}`;
 export const appId = (app: string) => `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.App/containerApps/${app}`;
 
-export function seedServer(arm: FakeArm, server: string, opts: { tier?: string; sku?: string; storageGb?: number; settings?: Record<string, { value: string; dynamic: boolean }> } = {}): void {
+/** A Flexible Server as ARM returns it (as the spec's ServersGet example), optionally a read replica of `replicaOf`. */
+export function seedServer(
+  arm: FakeArm,
+  server: string,
+  opts: {
+    tier?: string;
+    sku?: string;
+    storageGb?: number;
+    autoGrow?: 'Enabled' | 'Disabled';
+    highAvailability?: 'SameZone' | 'ZoneRedundant';
+    replicaOf?: string;
+    settings?: Record<string, { value: string; dynamic: boolean }>;
+  } = {},
+): void {
+  const zone = '1';
   arm.put(pgId(server), {
     type: 'Microsoft.DBforPostgreSQL/flexibleServers',
     location: 'westeurope',
@@ -346,11 +549,15 @@ export function seedServer(arm: FakeArm, server: string, opts: { tier?: string; 
       version: '16',
       minorVersion: '16.4',
       fullyQualifiedDomainName: `${server}.postgres.database.azure.com`,
-      storage: { storageSizeGB: opts.storageGb ?? 128, autoGrow: 'Disabled' },
+      availabilityZone: zone,
+      storage: { storageSizeGB: opts.storageGb ?? 128, autoGrow: opts.autoGrow ?? 'Disabled', type: 'Premium_LRS', tier: 'P10' },
       backup: { backupRetentionDays: 7, geoRedundantBackup: 'Disabled' },
-      highAvailability: { mode: 'Disabled', state: 'NotEnabled' },
-      replicationRole: 'Primary',
-      replica: { role: 'Primary', capacity: 5 },
+      highAvailability: opts.highAvailability
+        ? { mode: opts.highAvailability, state: 'Healthy', standbyAvailabilityZone: opts.highAvailability === 'SameZone' ? zone : '2' }
+        : { mode: 'Disabled', state: 'NotEnabled', standbyAvailabilityZone: '' },
+      ...(opts.replicaOf
+        ? { replicationRole: 'AsyncReplica', sourceServerResourceId: pgId(opts.replicaOf), replica: { role: 'AsyncReplica', capacity: 0, replicationState: 'Active' } }
+        : { replicationRole: 'Primary', replica: { role: 'Primary', capacity: 5 } }),
     },
   });
   const settings = opts.settings ?? { max_connections: { value: '50', dynamic: false }, work_mem: { value: '4096', dynamic: true }, 'pgbouncer.enabled': { value: 'false', dynamic: true } };
