@@ -28,7 +28,7 @@ import type {
 import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
 
 /** How often a bake judges its canary (over the plan's `analysis.interval`, its sliding window): a breach is acted on within this. */
-export const JUDGE_EVERY_MS = 2_000;
+export const JUDGE_EVERY_MS = 1_000;
 
 /** The operations of every provider this worker has, by provider name (see activities/registry.ts). */
 export type Providers = Record<string, ProviderOperations>;
