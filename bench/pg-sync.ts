@@ -52,7 +52,9 @@ interface RunResult {
   peakRssBytes?: number;
   /** Snapshot copies: orders on the source that the target does not have once the copy finished. */
   missingOrders?: number;
-  writes: LoadResult & { reads: LoadResult };
+  writes: LoadResult & { reads: LoadResult; failedAt: number[] };
+  /** tiershift: when the data phase ended and the cutover began (epoch ms). */
+  cutoverAt?: number;
 }
 
 const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -134,13 +136,15 @@ export async function reseed(ctx: BenchContext, label: string, orders: number): 
 function writer(ctx: BenchContext) {
   const abort = new AbortController();
   const blue = `http://127.0.0.1:${sandbox(ctx).apps.blue!.port}`;
-  const common = { durationMs: 60 * 60_000, signal: abort.signal, timeoutMs: 15_000, concurrency: 8 };
+  // When each failed request was sent, to tell the data phase's failures from the cutover's.
+  const failedAt: number[] = [];
+  const common = { durationMs: 60 * 60_000, signal: abort.signal, timeoutMs: 15_000, concurrency: 8, onFailure: (at: number) => failedAt.push(at) };
   const writes = runLoad({ ...common, url: `${blue}/api/orders`, method: 'POST', body: {}, ratePerSecond: ctx.sizes.pgWritesPerSecond, maxRequests: 1_000_000 });
   const reads = runLoad({ ...common, url: (n) => `${blue}/api/orders/${((n * 7919) % 1000) + 1}`, ratePerSecond: 20, maxRequests: 2_000_000 });
   return {
-    stop: async (): Promise<LoadResult & { reads: LoadResult }> => {
+    stop: async (): Promise<LoadResult & { reads: LoadResult; failedAt: number[] }> => {
       abort.abort();
-      return { ...(await writes), reads: await reads };
+      return { ...(await writes), reads: await reads, failedAt };
     },
   };
 }
@@ -198,11 +202,13 @@ async function viaTiershift(ctx: BenchContext, migrationId: string, verify: bool
   });
   const finalize = { ...stepBase, id: 'finalize', title: 'Cut over', kind: 'finalize', resources: ['targetDb'], syncedFrom: { targetDb: 'sourceDb' } } as FinalizeStep;
   const c0 = now();
+  const cutoverAt = Date.now();
   const cut = (await env.run((i: StepInput<FinalizeStep>) => cutoverPostgres(i, source, target), { migrationId, step: finalize, resources } as StepInput<FinalizeStep>)) as StepOutcome;
   const cutoverMs = now() - c0;
   const f = outcome.figures;
   return {
     ms: elapsed,
+    cutoverAt,
     lagBytes,
     replayLagMs,
     cutoverMs,
@@ -343,7 +349,11 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
     row(`lag at cutover under ${ctx.sizes.pgWritesPerSecond} writes/s`, lagTs, lagSnap);
     const shoppers = (runs: RunResult[]) => {
       const sum = (pick: (r: RunResult) => number) => int(runs.reduce((n, r) => n + pick(r), 0));
-      return `${sum((r) => r.writes.failed)} of ${sum((r) => r.writes.sent)} orders, ${sum((r) => r.writes.reads.failed)} of ${sum((r) => r.writes.reads.sent)} lookups`;
+      const inCutover = runs.reduce((n, r) => n + (r.cutoverAt === undefined ? 0 : r.writes.failedAt.filter((t) => t >= r.cutoverAt!).length), 0);
+      return (
+        `${sum((r) => r.writes.failed)} of ${sum((r) => r.writes.sent)} orders, ${sum((r) => r.writes.reads.failed)} of ${sum((r) => r.writes.reads.sent)} lookups` +
+        (inCutover ? ` (${int(inCutover)} of the failed sent during the cutover, which ends the source's sessions)` : '')
+      );
     };
     row("shoppers' requests failed meanwhile", shoppers, shoppers);
     const pausedTs = (runs: RunResult[]) =>
@@ -378,7 +388,9 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       const failed = runs.reduce((n, r) => n + r.writes.failed, 0);
       const sent = runs.reduce((n, r) => n + r.writes.sent, 0);
       const how = runs.filter((r) => r.writes.failed).map((r) => describeFailures(r.writes)).join('; ');
-      if (failed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${failed} of the ${sent} orders written meanwhile through the blue app failed (${how}).`);
+      const inCutover = runs.reduce((n, r) => n + (r.cutoverAt === undefined ? 0 : r.writes.failedAt.filter((t) => t >= r.cutoverAt!).length), 0);
+      const when = isTiershift(m) ? (inCutover ? `; ${inCutover} of all failed requests were sent during the cutover, the rest during the data phase` : '; all during the data phase') : '';
+      if (failed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${failed} of the ${sent} orders written meanwhile through the blue app failed (${how}${when}).`);
       const lookupsFailed = runs.reduce((n, r) => n + r.writes.reads.failed, 0);
       const lookups = runs.reduce((n, r) => n + r.writes.reads.sent, 0);
       const lookupHow = runs.filter((r) => r.writes.reads.failed).map((r) => describeFailures(r.writes.reads)).join('; ');

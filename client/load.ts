@@ -16,6 +16,8 @@ export interface LoadOptions {
   timeoutMs?: number;
   /** Requests in flight at most; when reached, sending waits (the rate drops rather than piling up). Default 32. */
   concurrency?: number;
+  /** Told of each failed request: when it was sent (epoch ms) and its status or cause, e.g. to say which phase it fell in. */
+  onFailure?: (sentAt: number, status: string) => void;
 }
 
 export interface LoadResult {
@@ -42,6 +44,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
 
   const one = async (n: number): Promise<void> => {
     const url = typeof opts.url === 'function' ? opts.url(n) : opts.url;
+    const sentAt = Date.now();
     try {
       const res = await fetch(url, {
         method: opts.method ?? 'GET',
@@ -53,11 +56,15 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       count(result.byStatus, String(res.status));
       count(result.byColor, res.headers.get('x-app-color') ?? 'none');
       if (res.status < 500) result.ok += 1;
-      else result.failed += 1;
+      else {
+        result.failed += 1;
+        opts.onFailure?.(sentAt, String(res.status));
+      }
     } catch (err) {
       // No answer at all: say why (a timeout, a reset, a refused connection), so a failure can be traced.
       count(result.byStatus, `error:${failureCause(err)}`);
       result.failed += 1;
+      opts.onFailure?.(sentAt, `error:${failureCause(err)}`);
     }
   };
 
