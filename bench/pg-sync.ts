@@ -20,7 +20,7 @@ import { SEED_FILE } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../contract/home';
 import { describeFailures } from './traffic';
-import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
+import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, failedComparison, type BenchContext, type FailedComparison, type Section } from './lib';
 
 type Method = 'tiershift' | 'pg_dump' | 'pgcopydb';
 const METHODS: Method[] = ['tiershift', 'pg_dump', 'pgcopydb'];
@@ -266,6 +266,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
   const datasets: Dataset[] = [];
   const results = new Map<string, RunResult[]>(); // `${dataset}/${method}`
   const failures = new Map<string, string>();
+  const failed: FailedComparison[] = [];
   const started = Date.now();
   const budget = ctx.deadline - started;
   try {
@@ -290,6 +291,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
           await resetAll(ctx);
           const w = writer(ctx);
           let r: Omit<RunResult, 'writes'> | undefined;
+          const runStarted = Date.now();
           try {
             r =
               method === 'tiershift'
@@ -299,6 +301,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
                   : await viaPgcopydb(ctx, pgcopydb.path!);
           } catch (err) {
             failures.set(key, (err as Error).message);
+            failed.push(failedComparison(`${ds.label}, ${method} (round ${round + 1})`, Date.now() - runStarted, err));
             ctx.log(`    ${method} failed: ${(err as Error).message}`);
           } finally {
             const writes = await w.stop();
@@ -377,10 +380,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       if (lookupsFailed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${lookupsFailed} of the ${lookups} order lookups meanwhile failed (${lookupHow}).`);
     }
   }
-  for (const [key, why] of failures) {
-    if (key.endsWith('/pgcopydb') && why.startsWith('unavailable')) continue;
-    shortfalls.push(`PostgreSQL sync: ${key.replace('/', ', ')} failed: ${why}`);
-  }
+  // The failed runs themselves are rows of the failures table (bench/run.ts), which lists them among the shortfalls too.
   if (!pgcopydb.path) shortfalls.push(`PostgreSQL sync: the pgcopydb column is empty: ${pgcopydb.why}.`);
   return {
     title: '5. PostgreSQL data sync',
@@ -404,5 +404,6 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
         'writes made meanwhile. The snapshot copies leave a target that is behind by every write made since they started, so a cutover with them means stopping writes for the whole copy.',
     ],
     shortfalls,
+    failed,
   };
 }
