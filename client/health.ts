@@ -53,40 +53,47 @@ export async function workflowPollers(client: Client, taskQueue: string, now = D
     .filter((p) => p.lastSeenMsAgo <= POLLER_FRESH_MS);
 }
 
+/**
+ * The pollers, waiting up to `graceMs` for a first one: a worker started a moment ago (a test, a
+ * `tiershift worker` just launched) may not have reached the server with its first poll yet.
+ */
+export async function workflowPollersAfterGrace(client: Client, taskQueue: string, graceMs = 3_000): Promise<Poller[]> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    const pollers = await workflowPollers(client, taskQueue);
+    if (pollers.length || Date.now() >= deadline) return pollers;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 const historyCommand = (id: string) => `temporal workflow show -w ${id}`;
 
 /**
  * The failure of the migration's workflow task, when it is being retried: the describe's pending
- * workflow task says that it is (attempt > 1), the history's last WorkflowTaskFailed (or TimedOut) event
- * says why. Temporal records only the first failure of a run of retries in the history, and the retries
- * fail the same way until the code or the input changes, so that event is the message to show.
+ * workflow task says that it is (attempt > 1), the history's last WorkflowTaskFailed event says why.
+ * Temporal records only the first failure of a run of retries in the history, and the retries fail the
+ * same way until the code or the input changes, so that event is the message to show. A task that timed
+ * out instead (a worker stopped while it held it, a sticky worker gone) is no failure of the code: the
+ * next worker usually completes it, and if none answers, the query's timeout says so.
  */
 export async function workflowTaskProblem(client: Client, description: WorkflowExecutionDescription): Promise<MigrationProblem | undefined> {
   const pending = description.raw.pendingWorkflowTask;
   if (!pending || (pending.attempt ?? 0) <= 1) return undefined;
   const id = description.workflowId;
   const { EventType } = temporal.api.enums.v1;
+  const ended = [EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED];
   const response = await client.workflowService.getWorkflowExecutionHistoryReverse({
     namespace: client.options.namespace,
     execution: { workflowId: id, runId: description.runId },
     maximumPageSize: 50,
   });
-  const last = (response.history?.events ?? []).find(
-    (e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED || e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
-  );
-  const attempts = `attempt ${pending.attempt}`;
-  if (last?.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT) {
-    return {
-      kind: 'workflow-task-failing',
-      same: 'timed out',
-      message: `a worker takes ${id}'s workflow task but does not complete it in time (${attempts}, timed out); check the worker's log, and see the history with \`${historyCommand(id)}\`.`,
-    };
-  }
-  const why = last?.workflowTaskFailedEventAttributes?.failure?.message?.split('\n')[0]?.trim() || 'no message recorded';
+  const last = (response.history?.events ?? []).find((e) => e.eventType != null && ended.includes(e.eventType));
+  if (last?.eventType !== EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED) return undefined;
+  const why = last.workflowTaskFailedEventAttributes?.failure?.message?.split('\n')[0]?.trim() || 'no message recorded';
   return {
     kind: 'workflow-task-failing',
     same: why,
-    message: `a worker polls, but ${id}'s workflow task keeps failing (${attempts}): "${why.replace(/\.$/, '')}"; see the history with \`${historyCommand(id)}\`.`,
+    message: `a worker polls, but ${id}'s workflow task keeps failing (attempt ${pending.attempt}): "${why.replace(/\.$/, '')}"; see the history with \`${historyCommand(id)}\`.`,
   };
 }
 
@@ -118,10 +125,14 @@ export function isUnanswered(err: unknown): boolean {
   return /DEADLINE_EXCEEDED|deadline exceeded|no poller seen|Deadline/i.test(text) || (err as { code?: number }).code === 4;
 }
 
-/** How long `status` and `watch` wait for a query's answer: TIERSHIFT_QUERY_TIMEOUT (seconds), else 10 s. */
+/**
+ * How long `status` and `watch` wait for a query's answer: TIERSHIFT_QUERY_TIMEOUT (seconds), else 30 s,
+ * about when Temporal itself gives up on an unanswered query: a worker replaying a long history on a
+ * loaded machine may need that long.
+ */
 export function queryTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   const text = env.TIERSHIFT_QUERY_TIMEOUT;
-  if (text === undefined || text === '') return 10_000;
+  if (text === undefined || text === '') return 30_000;
   const seconds = Number(text);
   if (!(Number.isFinite(seconds) && seconds > 0 && seconds <= 600)) {
     throw new UserError(`TIERSHIFT_QUERY_TIMEOUT takes a number of seconds between 0 and 600; got "${text}".`, EXIT.invalid);

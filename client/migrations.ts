@@ -15,7 +15,7 @@ import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } 
 import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery, STEP_ACTIVITIES, UNDO_ACTIVITY } from '../workflows/shared';
 import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type OperatorArgs, type RejectArgs } from '../contract/status';
 import { EXIT } from './errors';
-import { isUnanswered, MigrationProblemError, type MigrationProblem, noWorkerProblem, queryTimedOutProblem, queryTimeoutMs, workflowPollers, workflowTaskProblem } from './health';
+import { isUnanswered, MigrationProblemError, type MigrationProblem, noWorkerProblem, queryTimedOutProblem, queryTimeoutMs, workflowPollers, workflowPollersAfterGrace, workflowTaskProblem } from './health';
 
 /** A plan with a gate that can never pass, given four eyes and who starts it, is refused before Temporal sees it. */
 export function refuseUnreachableGates(plan: ResolvedPlan, startedBy: string): void {
@@ -107,7 +107,7 @@ export async function migrationStatusAnyState(client: Client, id: string, opts: 
   // A query needs a worker that can run the workflow: when Temporal already shows that none can, say
   // which of the two it is at once rather than after the query's timeout.
   if (running) {
-    const problem = (await workflowPollers(client, description.taskQueue)).length
+    const problem = (await workflowPollersAfterGrace(client, description.taskQueue)).length
       ? await workflowTaskProblem(client, description)
       : noWorkerProblem(id, description.taskQueue);
     if (problem) throw new MigrationProblemError(problem);
