@@ -118,11 +118,17 @@ export function queryTimedOutProblem(id: string, taskQueue: string, timeoutMs: n
   };
 }
 
-/** A query failed because nothing answered it (as opposed to the workflow refusing it). */
+/**
+ * A query failed because nothing answered it in time, as opposed to the workflow refusing it: the
+ * client's deadline or the server's ("query timed out before a worker could process it"), both
+ * DEADLINE_EXCEEDED, or the call given up (CANCELLED) or left without a route (UNAVAILABLE) meanwhile.
+ */
+const UNANSWERED_CODES = new Set([1, 4, 14]);
 export function isUnanswered(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  const text = `${err.message} ${String((err.cause as Error | undefined)?.message ?? '')} ${(err as { code?: unknown }).code ?? ''}`;
-  return /DEADLINE_EXCEEDED|deadline exceeded|no poller seen|Deadline/i.test(text) || (err as { code?: number }).code === 4;
+  const code = (err.cause as { code?: unknown } | undefined)?.code ?? (err as { code?: unknown }).code;
+  const text = `${err.message} ${String((err.cause as Error | undefined)?.message ?? '')}`;
+  return (typeof code === 'number' && UNANSWERED_CODES.has(code)) || /deadline exceeded|timed out|no poller seen/i.test(text);
 }
 
 /**

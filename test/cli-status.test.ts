@@ -138,7 +138,7 @@ describe('a migration that does not answer', () => {
       process.kill(worker.child.pid!, 'SIGSTOP');
       try {
         const status = await tiershift(['status', id], { TIERSHIFT_QUERY_TIMEOUT: '3' });
-        expect(status.code).toBe(5);
+        expect(status.code, status.stderr).toBe(5);
         expect(status.stderr).toMatch(
           new RegExp(
             `^tiershift: ${id} did not answer its status query within 3 s, although a worker polled task queue "tiershift" \\d+ s ago and its workflow task is not failing; ` +
