@@ -19,6 +19,7 @@ const UNIT = [
   'test/ssh-identity.test.ts',
   'test/decisions.test.ts',
   'test/progress.test.ts',
+  'test/machine-load.test.ts',
 ];
 
 export default defineConfig({

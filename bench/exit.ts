@@ -3,8 +3,11 @@
 // every way out: the normal end (the caller's finally), SIGINT, SIGTERM, and a crash (an uncaught
 // exception or unhandled rejection, e.g. an 'error' event nobody listened to).
 
-/** Registers the handlers; `teardown` must be idempotent (it may be reached from two paths at once). */
-export function teardownOnExit(teardown: () => Promise<void>, log: (line: string) => void): void {
+/**
+ * Registers the handlers; `teardown` must be idempotent (it may be reached from two paths at once).
+ * `absorb` is asked first about a crash: when it takes the error (a benchmark that failed), the run goes on.
+ */
+export function teardownOnExit(teardown: () => Promise<void>, log: (line: string) => void, absorb: (err: Error) => boolean = () => false): void {
   let exiting = false;
   const leave = (code: number, why: string) => {
     if (exiting) return;
@@ -18,6 +21,10 @@ export function teardownOnExit(teardown: () => Promise<void>, log: (line: string
       .finally(() => process.exit(code));
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => leave(130, `${signal}: stopping`));
-  process.on('uncaughtException', (err) => leave(1, `crashed: ${err.stack ?? err.message}`));
-  process.on('unhandledRejection', (reason) => leave(1, `crashed: ${(reason as Error)?.stack ?? String(reason)}`));
+  const crashed = (err: Error) => {
+    if (!exiting && absorb(err)) return;
+    leave(1, `crashed: ${err.stack ?? err.message}`);
+  };
+  process.on('uncaughtException', crashed);
+  process.on('unhandledRejection', (reason) => crashed(reason instanceof Error ? reason : new Error(String(reason))));
 }

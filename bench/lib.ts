@@ -33,6 +33,23 @@ export interface Section {
   body: string[];
   /** Where the figures fall short of the goals, one sentence each. */
   shortfalls: string[];
+  /** Comparisons (one side, one size) that failed while the rest of the benchmark ran: rows of RESULTS.md's failures. */
+  failed?: FailedComparison[];
+}
+
+/** A comparison that failed: what, after how long, with what error. */
+export interface FailedComparison {
+  /** What failed, e.g. "~2.2M rows, tiershift". */
+  what: string;
+  afterMs: number;
+  /** The error's first line. */
+  error: string;
+}
+
+/** The row for a failure: the error's first line (a stack or a long cause adds nothing to a table). */
+export function failedComparison(what: string, afterMs: number, err: unknown): FailedComparison {
+  const message = err instanceof Error ? err.message : String(err);
+  return { what, afterMs, error: (message.split('\n')[0] ?? '').trim() || (err instanceof Error ? err.name : 'unknown error') };
 }
 
 /** The sandbox as its state file says now: activities and sandbox functions rewrite it as they go. */

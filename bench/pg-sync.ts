@@ -20,7 +20,7 @@ import { SEED_FILE } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl } from '../contract/home';
 import { describeFailures } from './traffic';
-import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
+import { eventually, int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, failedComparison, type BenchContext, type FailedComparison, type Section } from './lib';
 
 type Method = 'tiershift' | 'tiershift-unverified' | 'pg_dump' | 'pgcopydb';
 /** tiershift also runs with `verify: false`: the same copy and build without the checksums, to show what the verification costs. */
@@ -274,6 +274,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
   const datasets: Dataset[] = [];
   const results = new Map<string, RunResult[]>(); // `${dataset}/${method}`
   const failures = new Map<string, string>();
+  const failed: FailedComparison[] = [];
   const started = Date.now();
   const budget = ctx.deadline - started;
   try {
@@ -298,6 +299,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
           await resetAll(ctx);
           const w = writer(ctx);
           let r: Omit<RunResult, 'writes'> | undefined;
+          const runStarted = Date.now();
           try {
             r =
               isTiershift(method)
@@ -307,6 +309,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
                   : await viaPgcopydb(ctx, pgcopydb.path!);
           } catch (err) {
             failures.set(key, (err as Error).message);
+            failed.push(failedComparison(`${ds.label}, ${method} (round ${round + 1})`, Date.now() - runStarted, err));
             ctx.log(`    ${method} failed: ${(err as Error).message}`);
           } finally {
             const writes = await w.stop();
@@ -397,10 +400,7 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       if (lookupsFailed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${lookupsFailed} of the ${lookups} order lookups meanwhile failed (${lookupHow}).`);
     }
   }
-  for (const [key, why] of failures) {
-    if (key.endsWith('/pgcopydb') && why.startsWith('unavailable')) continue;
-    shortfalls.push(`PostgreSQL sync: ${key.replace('/', ', ')} failed: ${why}`);
-  }
+  // The failed runs themselves are rows of the failures table (bench/run.ts), which lists them among the shortfalls too.
   if (!pgcopydb.path) shortfalls.push(`PostgreSQL sync: the pgcopydb column is empty: ${pgcopydb.why}.`);
   return {
     title: '5. PostgreSQL data sync',
@@ -424,5 +424,6 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
         'writes made meanwhile. The snapshot copies leave a target that is behind by every write made since they started, so a cutover with them means stopping writes for the whole copy.',
     ],
     shortfalls,
+    failed,
   };
 }

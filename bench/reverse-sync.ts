@@ -13,7 +13,7 @@ import type { StepInput, StepOutcome, UndoInput } from '../activities/types';
 import type { DataStep, FinalizeStep } from '../plan/types';
 import { findBinary } from '../sandbox/binaries';
 import { postgresUrl } from '../contract/home';
-import { int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, type BenchContext, type Section } from './lib';
+import { int, median, mib, ms, now, sandbox, secs, sleep, spawnTracked, stamp, table, failedComparison, type BenchContext, type FailedComparison, type Section } from './lib';
 import { finished, reseed, resetAll } from './pg-sync';
 
 const source: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 'local', cluster: 'source' };
@@ -182,18 +182,19 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
   const ds = await reseed(ctx, 'reverse', spec.orders);
   ctx.log(`  ${ds.rows} rows`);
   const runs: Record<'tiershift' | 'dump', Run[]> = { tiershift: [], dump: [] };
-  const failed: string[] = [];
+  const failedRuns: FailedComparison[] = [];
   try {
     for (let round = 0; round < spec.runs; round++) {
       if (round > 0 && Date.now() > ctx.deadline) break;
       for (const side of ['tiershift', 'dump'] as const) {
         let r: Run;
+        const runStarted = Date.now();
         try {
           r = side === 'tiershift' ? await viaReverseSync(ctx) : await viaDumpRestore(ctx);
         } catch (err) {
-          // One side failing must not lose the other's figures: it is reported as a shortfall.
+          // One side failing must not lose the other's figures: it is a row of the failures table.
           if (side === 'tiershift') throw err;
-          failed.push(`the dump and restore alternative failed: ${(err as Error).message}`);
+          failedRuns.push(failedComparison(`dump and restore over the source (round ${round + 1})`, Date.now() - runStarted, err));
           ctx.log(`    ${side} failed: ${(err as Error).message}`);
           continue;
         }
@@ -209,7 +210,6 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
   const med = (side: keyof typeof runs, f: (r: Run) => number) => median(runs[side].map(f));
   const worst = (side: keyof typeof runs) => (runs[side].length ? Math.max(...runs[side].map((r) => r.missingRows)) : NaN);
   const shortfalls = worst('tiershift') > 0 ? [`Reverse sync: ${worst('tiershift')} target rows were missing on the source after a run.`] : [];
-  shortfalls.push(...failed.map((f) => `Reverse sync: ${f}`));
   const rss = Math.max(0, ...runs.tiershift.map((r) => r.peakRssBytes ?? 0));
   if (rss >= 500 * 1024 * 1024) shortfalls.push(`Reverse sync: the worker process peaked at ${mib(rss, 0)}, above the 500 MB goal.`);
   return {
@@ -236,5 +236,6 @@ export async function reverseSync(ctx: BenchContext): Promise<Section> {
       'The dump and restore also replaces the source wholesale: a row only the source had (written by v1 after the cutover) would be gone; the reverse sync keeps it.',
     ],
     shortfalls,
+    failed: failedRuns,
   };
 }

@@ -16,7 +16,8 @@ import { approvalLatency } from './approval';
 import { blobSync } from './blob-sync';
 import { zeroDowntime } from './downtime';
 import { fleet } from './fleet';
-import { stopChildren, withDeadline, type BenchContext, type Section } from './lib';
+import { failedComparison, stopChildren, withDeadline, type BenchContext, type FailedComparison, type Section } from './lib';
+import { LoadMonitor, summarize } from './machine-load';
 import { orchestrationOverhead } from './overhead';
 import { pgSync } from './pg-sync';
 import { reverseSync } from './reverse-sync';
@@ -124,15 +125,38 @@ function machine(): [string, string][] {
 
 const short = (text: string, max = 400) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
-const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' / ');
+/** A failure row with the benchmark it belongs to. */
+interface FailureRow extends FailedComparison {
+  benchmark: number;
+}
+
+/**
+ * TIERSHIFT_BENCH_FAIL=1,5: those benchmarks fail as soon as they start, through the same path as a real
+ * failure, so that the failures table, the runs after it and the exit code can be tested cheaply.
+ */
+function forcedFailures(env: NodeJS.ProcessEnv = process.env): Set<number> {
+  const text = env.TIERSHIFT_BENCH_FAIL?.trim();
+  if (!text) return new Set();
+  const numbers = text.split(',').map((t) => Number(t.trim()));
+  if (numbers.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) {
+    throw new Error(`TIERSHIFT_BENCH_FAIL takes benchmark numbers 1 to 8, comma-separated; got "${text}"`);
+  }
+  return new Set(numbers);
+}
+
+const afterText = (ms: number) => (ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${(ms / 60_000).toFixed(1)} min`);
+
+const cell = (v: string) => v.replaceAll('|', '\\|').replaceAll('\n', ' ');
+const nameOf = (n: number) => BENCHMARKS.find((b) => b.n === n)?.name ?? '';
 
 function render(opts: {
   quick: boolean;
   command: string;
   machine: [string, string][];
-  loadBefore: string;
-  loadAfter?: string;
+  /** What else the machine did, measured (bench/machine-load.ts). */
+  load: ReturnType<typeof summarize>;
   sections: Map<number, Section | Error>;
+  failures: FailureRow[];
   order: number[];
   totalMs?: number;
   seedRows: number;
@@ -147,25 +171,31 @@ function render(opts: {
     '',
     '| | |',
     '|---|---|',
-    ...opts.machine.map(([k, v]) => `| ${k} | ${v} |`),
-    `| load average (1/5/15 min) at start | ${opts.loadBefore} |`,
-    ...(opts.loadAfter ? [`| load average (1/5/15 min) at end | ${opts.loadAfter} |`] : []),
+    ...[...opts.machine, ...opts.load.rows].map(([k, v]) => `| ${cell(k)} | ${cell(v)} |`),
     ...(opts.totalMs ? [`| whole run | ${(opts.totalMs / 60_000).toFixed(1)} min |`] : []),
     '',
-    '**Note:** this run shared its 2 CPUs with other work (other people\'s test suites were running on the same machine at the same time), ' +
-      'as the load averages above show. Absolute times are therefore pessimistic and noisier than on an idle machine; each comparison ran its two sides ' +
-      'in the same conditions (interleaved where the benchmark allows), so the ratios are the meaningful part.',
+    opts.load.conditions,
     '',
   ];
   const shortfalls: string[] = [];
+  if (opts.failures.length) {
+    lines.push(
+      '## Failed',
+      '',
+      'Each comparison that failed, and how far it got; the benchmarks after it still ran.',
+      '',
+      '| benchmark | what failed | after | error (first line) |',
+      '|---|---|---:|---|',
+      ...opts.failures.map((f) => `| ${f.benchmark}. ${cell(nameOf(f.benchmark))} | ${cell(f.what)} | ${afterText(f.afterMs)} | ${cell(short(f.error))} |`),
+      '',
+    );
+    shortfalls.push(...opts.failures.map((f) => `Benchmark ${f.benchmark} (${nameOf(f.benchmark)}): ${f.what} failed after ${afterText(f.afterMs)}: ${short(f.error)}`));
+  }
   for (const n of opts.order) {
     const s = opts.sections.get(n);
     if (!s) continue;
     if (s instanceof Error) {
-      const name = BENCHMARKS.find((b) => b.n === n)?.name ?? '';
-      const why = short(s.message.split('\n')[0] ?? '');
-      lines.push(`## ${n}. ${name}`, '', `**Failed:** ${why}`, '');
-      shortfalls.push(`Benchmark ${n} (${name}) failed: ${why}`);
+      lines.push(`## ${n}. ${nameOf(n)}`, '', `**Failed:** ${short(s.message.split('\n')[0] ?? '')} (a row of the table above).`, '');
       continue;
     }
     lines.push(`## ${s.title}`, '', s.method, '', ...s.body, '');
@@ -181,8 +211,10 @@ function render(opts: {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const { quick, only } = args;
+  const forced = forcedFailures();
   const sizes = withPgSizes(quick ? QUICK : FULL, args.sizes);
-  const out = path.join(BENCH_DIR, args.out ?? (quick ? 'RESULTS.quick.md' : 'RESULTS.md'));
+  // --out is under bench/ unless it is an absolute path (the bench's own test writes to a temporary directory).
+  const out = path.resolve(BENCH_DIR, args.out ?? (quick ? 'RESULTS.quick.md' : 'RESULTS.md'));
   const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
   const started = Date.now();
@@ -195,24 +227,41 @@ async function main(): Promise<number> {
   const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-bench-'));
   // Activities, the sandbox app functions and the CLI all find the sandbox through this variable.
   process.env.TIERSHIFT_HOME = home;
-  let tornDown: Promise<void> | undefined;
-  const teardown = () =>
-    (tornDown ??= (async () => {
-      await stopChildren();
-      log(`tearing the sandbox down (${home})`);
-      await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
-    })());
-  teardownOnExit(teardown, log);
 
   const info = machine();
-  const loadBefore = loadavg();
+  // Every sandbox process names the home on its command line: the monitor counts them as the bench's own.
+  const monitor = new LoadMonitor(home, quick ? 5_000 : 10_000);
+  log('measuring the machine before the run (3 s)');
+  await monitor.measure('before');
   const order = [1, 2, 3, 4, 5, 6, 7, 8].filter((n) => !only || only.has(n));
   const sections = new Map<number, Section | Error>();
+  const failures: FailureRow[] = [];
   const write = (final: boolean) =>
     writeFileSync(
       out,
-      render({ quick, command, machine: info, loadBefore, loadAfter: final ? loadavg() : undefined, sections, order, totalMs: final ? Date.now() - started : undefined, seedRows: sizes.seedRows }),
+      render({ quick, command, machine: info, load: summarize(monitor.windows), sections, failures, order, totalMs: final ? Date.now() - started : undefined, seedRows: sizes.seedRows }),
     );
+  /** The benchmark running now, so that a crash inside it fails it instead of the whole run. */
+  let running: { n: number; t0: number; fail: (err: Error) => void } | undefined;
+  let tornDown: Promise<void> | undefined;
+  const teardown = () =>
+    (tornDown ??= (async () => {
+      monitor.stop();
+      await stopChildren();
+      log(`tearing the sandbox down (${home})`);
+      await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
+      // Whatever ended the run, the results say how far it got.
+      if (running) failures.push({ benchmark: running.n, ...failedComparison('the whole benchmark (the run was stopped)', Date.now() - running.t0, new Error('interrupted before it finished')) });
+      write(false);
+    })());
+  teardownOnExit(teardown, log, (err) => {
+    // An error nobody caught (an 'error' event, a rejection of abandoned work) inside a benchmark is that benchmark's failure.
+    if (!running) return false;
+    log(`${running.n}: an uncaught error inside the benchmark fails it: ${err.message}`);
+    running.fail(err);
+    return true;
+  });
+
   let client: Client | undefined;
   let connection: NativeConnection | undefined;
   try {
@@ -223,6 +272,7 @@ async function main(): Promise<number> {
     // The client the CLI uses (same data converter as the workers createWorker makes).
     client = (await connectClient({ address, namespace: 'default' })).client;
     connection = await NativeConnection.connect({ address });
+    monitor.start();
     for (const b of BENCHMARKS) {
       if (!order.includes(b.n)) continue;
       const budget = quick ? Math.max(60_000, b.budgetMs / 4) : (b.n === 5 || b.n === 8) && args.sizes ? Math.max(b.budgetMs, pgBudgetMs(args.sizes)) : b.budgetMs;
@@ -230,23 +280,36 @@ async function main(): Promise<number> {
       log(`${b.n}. ${b.name}`);
       const t0 = Date.now();
       try {
-        sections.set(b.n, await withDeadline(b.fn(ctx), budget * 2 + 120_000, `benchmark ${b.n}`));
-        log(`${b.n}. ${b.name}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+        const crashed = new Promise<never>((_, reject) => (running = { n: b.n, t0, fail: reject }));
+        const work = forced.has(b.n)
+          ? Promise.reject(new Error(`forced failure: TIERSHIFT_BENCH_FAIL=${[...forced].join(',')} names benchmark ${b.n}`))
+          : b.fn(ctx);
+        const section = await Promise.race([withDeadline(work, budget * 2 + 120_000, `benchmark ${b.n}`), crashed]);
+        sections.set(b.n, section);
+        failures.push(...(section.failed ?? []).map((f) => ({ benchmark: b.n, ...f })));
+        log(`${b.n}. ${b.name}: done in ${((Date.now() - t0) / 1000).toFixed(0)} s${section.failed?.length ? ` (${section.failed.length} comparison(s) failed)` : ''}`);
       } catch (err) {
-        sections.set(b.n, err as Error);
-        log(`${b.n}. ${b.name}: FAILED after ${((Date.now() - t0) / 1000).toFixed(0)} s: ${(err as Error).stack ?? err}`);
+        const error = err instanceof Error ? err : new Error(String(err));
+        sections.set(b.n, error);
+        failures.push({ benchmark: b.n, ...failedComparison('the whole benchmark', Date.now() - t0, error) });
+        log(`${b.n}. ${b.name}: FAILED after ${((Date.now() - t0) / 1000).toFixed(0)} s: ${error.stack ?? error.message}`);
+      } finally {
+        running = undefined;
       }
       await stopChildren();
       write(false);
     }
   } finally {
+    monitor.stop();
     await client?.connection.close().catch(() => undefined);
     await connection?.close().catch(() => undefined);
     await teardown();
   }
+  log('measuring the machine after the run (3 s)');
+  await monitor.measure('after');
   write(true);
-  log(`wrote ${path.relative(process.cwd(), out)} in ${((Date.now() - started) / 60_000).toFixed(1)} min`);
-  return [...sections.values()].some((s) => s instanceof Error) ? 1 : 0;
+  log(`wrote ${path.relative(process.cwd(), out)} in ${((Date.now() - started) / 60_000).toFixed(1)} min${failures.length ? `; ${failures.length} failed (see its Failed table)` : ''}`);
+  return failures.length ? 1 : 0;
 }
 
 // The worker, the sandbox and the connections keep handles open; the exit code is decided here.

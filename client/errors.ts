@@ -30,11 +30,12 @@ export function asUserError(err: unknown): UserError | undefined {
     const cause = err.cause instanceof Error ? err.cause.message : err.message;
     return new UserError(`refused: ${cause}.`.replace(/\.\.$/, '.'), EXIT.refused);
   }
-  // Queries and updates are answered by a worker: with none running, Temporal gives up after half a
-  // minute with "no poller seen" or a bare deadline, which does not say what to do.
+  // Queries and updates are answered by a worker: with none running, a failing workflow task or a busy
+  // worker, Temporal gives up after half a minute with "no poller seen" or a bare deadline, which does not
+  // say what to do; `status` asks Temporal which it is (client/health.ts).
   const cause = err instanceof ServiceError ? String((err.cause as Error | undefined)?.message) : '';
   if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /DEADLINE_EXCEEDED|no poller seen/.test(cause)) {
-    return new UserError('the migration did not answer, because no worker is running (or none answered in time); start one with `tiershift worker` and try again.', EXIT.unavailable);
+    return new UserError('the migration did not answer in time; `tiershift status` on it says whether no worker is running, its workflow task is failing, or the worker is busy.', EXIT.unavailable);
   }
   return undefined;
 }

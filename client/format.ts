@@ -137,7 +137,8 @@ export function formatList(rows: MigrationListing[]): string {
     ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-  return table.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  const problems = rows.filter((r) => r.problem).map((r) => `! ${r.id}: ${r.problem!.message}`);
+  return [...table.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()), ...(problems.length ? ['', ...problems] : [])].join('\n');
 }
 
 export function duration(ms: number): string {

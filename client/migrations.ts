@@ -15,6 +15,7 @@ import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } 
 import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery, STEP_ACTIVITIES, UNDO_ACTIVITY } from '../workflows/shared';
 import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type OperatorArgs, type RejectArgs } from '../contract/status';
 import { EXIT } from './errors';
+import { isUnanswered, MigrationProblemError, type MigrationProblem, noWorkerProblem, queryTimedOutProblem, queryTimeoutMs, workflowPollers, workflowPollersAfterGrace, workflowTaskProblem } from './health';
 
 /** A plan with a gate that can never pass, given four eyes and who starts it, is refused before Temporal sees it. */
 export function refuseUnreachableGates(plan: ResolvedPlan, startedBy: string): void {
@@ -98,11 +99,32 @@ export async function rollbackMigration(client: Client, id: string, who: Decider
  * A migration's status whether it runs or has ended. An ended migration answers from its result, so
  * `status`, `watch` and `report` work after the last worker has gone.
  */
-export async function migrationStatusAnyState(client: Client, id: string): Promise<MigrationStatus> {
+export async function migrationStatusAnyState(client: Client, id: string, opts: { queryTimeoutMs?: number } = {}): Promise<MigrationStatus> {
   const handle = migrationHandle(client, id);
   const description = await handle.describe();
   if (description.status.name === 'COMPLETED') return handle.result();
-  const status = await handle.query(statusQuery);
+  const running = description.status.name === 'RUNNING';
+  // A query needs a worker that can run the workflow: when Temporal already shows that none can, say
+  // which of the two it is at once rather than after the query's timeout.
+  if (running) {
+    const problem = (await workflowPollersAfterGrace(client, description.taskQueue)).length
+      ? await workflowTaskProblem(client, description)
+      : noWorkerProblem(id, description.taskQueue);
+    if (problem) throw new MigrationProblemError(problem);
+  }
+  const timeoutMs = opts.queryTimeoutMs ?? queryTimeoutMs();
+  let status: MigrationStatus;
+  try {
+    status = await client.withDeadline(Date.now() + timeoutMs, () => handle.query(statusQuery));
+  } catch (err) {
+    if (!running || !isUnanswered(err)) throw err;
+    // Asked again: the worker may have gone, or the workflow task started failing, while the query waited.
+    const pollers = await workflowPollers(client, description.taskQueue);
+    const problem = !pollers.length
+      ? noWorkerProblem(id, description.taskQueue)
+      : ((await workflowTaskProblem(client, await handle.describe())) ?? queryTimedOutProblem(id, description.taskQueue, timeoutMs, pollers));
+    throw new MigrationProblemError(problem);
+  }
   return withLiveProgress(client, status, description.raw.pendingActivities ?? []);
 }
 
@@ -163,6 +185,8 @@ export interface MigrationListing {
   temporalStatus: WorkflowExecutionStatusName;
   startedAt: string;
   closedAt?: string;
+  /** A running migration that cannot make progress: no worker polls its task queue, or its workflow task keeps failing. */
+  problem?: MigrationProblem;
 }
 
 /** The visibility query `list` sends: the same filters an operator types into the Temporal UI. */
@@ -207,5 +231,30 @@ export async function listMigrations(
     });
     if (found.length >= limit) break;
   }
+  await diagnose(client, found);
   return found;
+}
+
+/**
+ * Marks the running migrations that cannot move: one DescribeTaskQueue per task queue, and a describe
+ * of each running migration whose queue has a worker (a failing workflow task shows only there).
+ * Visibility does not say it, and `list` sends no queries, so there is no query timeout to report.
+ */
+async function diagnose(client: Client, rows: MigrationListing[]): Promise<void> {
+  const running = rows.filter((r) => r.temporalStatus === 'RUNNING');
+  const described = await Promise.all(running.map((r) => client.workflow.getHandle(r.id, r.runId).describe().catch(() => undefined)));
+  const pollers = new Map<string, Promise<number>>();
+  const polled = (queue: string) => {
+    if (!pollers.has(queue)) pollers.set(queue, workflowPollers(client, queue).then((p) => p.length, () => 1));
+    return pollers.get(queue)!;
+  };
+  await Promise.all(
+    running.map(async (row, i) => {
+      const description = described[i];
+      if (!description) return;
+      row.problem = (await polled(description.taskQueue))
+        ? await workflowTaskProblem(client, description).catch(() => undefined)
+        : noWorkerProblem(row.id, description.taskQueue);
+    }),
+  );
 }

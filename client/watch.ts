@@ -6,6 +6,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Progress } from '../contract/progress';
 import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../contract/status';
 import { duration, formatFigures, formatPointOfNoReturn, formatProgress, formatTraffic, MARK, rollbackCommand, staleAfter } from './format';
+import { MigrationProblemError } from './health';
 import { migrationStatusAnyState } from './migrations';
 
 export interface WatchOutput {
@@ -43,12 +44,14 @@ export async function watchMigration(client: Client, id: string, opts: WatchOpti
       status = await migrationStatusAnyState(client, id);
       lastProblem = '';
     } catch (err) {
-      // A migration that does not exist is the user's mistake; anything else (no worker yet, a worker
-      // restarting, Temporal briefly away) is weather, and the watch waits it out.
+      // A migration that does not exist is the user's mistake; anything else (no worker yet, a workflow
+      // task failing until a fixed worker is deployed, a busy worker, Temporal briefly away) may pass,
+      // and the watch waits it out, saying which of them it is (client/health.ts) when Temporal can tell.
       if (err instanceof WorkflowNotFoundError) throw err;
-      const problem = err instanceof Error ? err.message : String(err);
-      if (problem !== lastProblem) mode.problem(`no answer from the migration (${problem}); is a \`tiershift worker\` running? still watching`);
-      lastProblem = problem;
+      const problem = err instanceof MigrationProblemError ? err.message : `no answer from the migration (${err instanceof Error ? err.message : String(err)})`;
+      const same = err instanceof MigrationProblemError ? `${err.problem.kind}:${err.problem.same}` : problem;
+      if (same !== lastProblem) mode.problem(`${problem.replace(/\.$/, '')}; still watching`);
+      lastProblem = same;
     }
     if (status) {
       mode.show(status);
