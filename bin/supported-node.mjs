@@ -30,7 +30,7 @@ export function supportedNode() {
   if (nodeMajor() >= MIN_NODE_MAJOR) return process.execPath;
   if (existsSync(TOOLS_NODE)) return TOOLS_NODE;
   process.stderr.write(
-    `tiershift needs Node.js ${MIN_NODE_MAJOR} or newer and this is ${process.version}: run \`npm run setup\` (it installs Node 24 into .tools/) or install Node.js ${MIN_NODE_MAJOR}+.\n`,
+    `tiershift: this is Node.js ${process.version} and tiershift needs ${MIN_NODE_MAJOR} or newer; run \`npm run setup\` (it installs Node 24 into .tools/) or install Node.js ${MIN_NODE_MAJOR} or newer.\n`,
   );
   process.exit(1);
 }
@@ -48,7 +48,7 @@ export function runOn(node, args) {
   const forward = (signal) => () => child.kill(signal);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, forward(signal));
   child.on('error', (error) => {
-    process.stderr.write(`could not start ${node}: ${error.message}; run \`npm run setup\` again.\n`);
+    process.stderr.write(`tiershift: could not start ${node} (${error.message}); run \`npm run setup\` again.\n`);
     process.exit(1);
   });
   child.on('exit', (code, signal) => {
