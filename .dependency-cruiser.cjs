@@ -50,7 +50,7 @@ module.exports = {
       'The demo shop is a separate process (its own container): it shares nothing with tiershift but npm packages.'),
     only('docker-imports-only-contract-and-sandbox', '^docker/', '^(contract|codec|sandbox|docker)/',
       'Container helpers seed services as the sandbox does, from its state.'),
-    only('bin-imports-only-client', '^bin/', '^client/', 'The executable only starts the CLI.'),
+    only('bin-imports-only-client', '^bin/', '^(bin|client)/', 'The executable only picks a supported Node (bin/supported-node.mjs) and starts the CLI.'),
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -20,7 +20,14 @@ const UNIT = [
   'test/decisions.test.ts',
   'test/progress.test.ts',
   'test/machine-load.test.ts',
+  'test/node-runtime.test.ts',
 ];
+
+// The Azure SDKs need Node 22+. `npm test` (bin/supported-node.mjs) picks the Node that setup installed where
+// the machine's is older; `npx vitest` would run on the machine's own, so it stops here saying what to run.
+if (Number(process.versions.node.split('.')[0]) < 22) {
+  throw new Error(`tiershift's tests need Node.js 22 or newer and vitest is running on ${process.version}: run them with \`npm test\` or \`npm run vitest -- run test/<file>.test.ts\` (both use the Node \`npm run setup\` installed).`);
+}
 
 export default defineConfig({
   test: {

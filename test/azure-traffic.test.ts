@@ -130,7 +130,7 @@ describe('Container Apps blue-green', () => {
     const app = await attempt(activities.updateApp, input(deploy, resources));
     expect(app.error).toBeUndefined();
     const patch = arm.requests.find((r) => r.method === 'PATCH')!;
-    expect(patch.apiVersion).toBe('2025-07-01');
+    expect(patch.apiVersion).toBe('2026-07-01');
     expect(patch.body.properties.configuration).toMatchObject({ activeRevisionsMode: 'Multiple', ingress: { traffic: [{ revisionName: 'ca-compliance-api--v1', weight: 100 }] } });
     expect(patch.body.properties.template).toMatchObject({
       revisionSuffix: 'v2-0-0',
@@ -159,6 +159,28 @@ describe('Container Apps blue-green', () => {
     expect(undoApp.error).toBeUndefined();
     expect(arm.writes().at(-1)).toBe(`POST ${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0/deactivate`);
     expect(undoApp.result!.summary).toMatch(/traffic back on ca-compliance-api--v1, revision ca-compliance-api--v2-0-0 deactivated; revision mode left Multiple/);
+  });
+
+  it('a revision-weight shift killed mid-poll resumes the app update without sending it again', async () => {
+    const deployed = await attempt(activities.updateApp, input(deploy, resources));
+    expect(deployed.error).toBeUndefined();
+    const t10 = step<TrafficStep>({ id: 't10', kind: 'traffic', resource: 'revisions', weight: 10, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    arm.pollsToComplete = 5;
+    const first = await attempt(activities.shiftTraffic, input(t10, resources), {
+      onHeartbeat: (d, env) => {
+        if ((d as { pending?: unknown })?.pending && [...arm.operations.values()].at(-1)!.polls >= 2) env.cancel();
+      },
+    });
+    expect(first.error).toBeDefined();
+    const second = await attempt(activities.shiftTraffic, input(t10, resources), { resumeFrom: lastJournal(first.heartbeats) });
+    expect(second.error).toBeUndefined();
+    // One PATCH deployed the revision, one set the weights: the retry polled the second's operation to its end.
+    expect(arm.writes()).toEqual([`PATCH ${appId('ca-compliance-api')}`, `PATCH ${appId('ca-compliance-api')}`]);
+    expect(second.result!.summary).toMatch(/now routes 90% to revision ca-compliance-api--v1 and 10% to ca-compliance-api--v2-0-0 \(resumed the update a previous attempt started\)/);
+    expect(arm.get(appId('ca-compliance-api'))!.properties.configuration.ingress.traffic).toEqual([
+      { revisionName: 'ca-compliance-api--v1', weight: 90 },
+      { revisionName: 'ca-compliance-api--v2-0-0', weight: 10 },
+    ]);
   });
 
   it('undoes a deployment that failed after creating its revision, and a retry keeps the journal a waiting heartbeat followed', async () => {

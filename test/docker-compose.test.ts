@@ -59,6 +59,13 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('runs the worker and the app on a Node that package.json\'s engines allow', () => {
+    const from = read('docker/Dockerfile').split('\n').find((l) => /^FROM\s+node:/i.test(l))!.split(/\s+/)[1]!;
+    const minimum = /^>=(\d+)$/.exec(JSON.parse(read('package.json')).engines.node)?.[1];
+    expect(minimum, 'engines.node is ">=N"').toBeDefined();
+    expect(Number(/^node:(\d+)\./.exec(from)?.[1]), from).toBeGreaterThanOrEqual(Number(minimum));
+  });
+
   it('has the sandbox services, under the names `tiershift sandbox status` uses', () => {
     expect(Object.keys(services).sort()).toEqual(Object.keys(PUBLISHED).sort());
     expect(services['app-green']?.profiles).toEqual(['green']);

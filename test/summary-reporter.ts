@@ -54,6 +54,7 @@ export default class SummaryReporter implements Reporter {
       failures.push('FAIL the run failed outside every test (a global setup such as the sandbox\'s, or vitest itself): see the error vitest prints');
     }
     const summary = failures.length ? `\n${failures.join('\n')}\n` : '';
-    process.stdout.write(`${summary}\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
+    // The Node the run used (the test processes are forks of this one), for a CI log that shows which it was.
+    process.stdout.write(`${summary}\nnode: ${process.version}\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
   }
 }

@@ -2,12 +2,12 @@
 // new image and size, then `ingress traffic set --revision-weight`). The new revision is named after the
 // plan's version, so a retried step finds the revision it already created instead of making another,
 // and it takes no traffic until a traffic step gives it some.
-import { ContainerAppsAPIClient, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
+import { ContainerAppsAPIClient, restorePoller, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { AzureApp, AzureTraffic, AzureAppStep } from './provider';
 import type { AppStep } from '../../plan/types';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
-import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext } from './common';
+import { armScope, azureCall, azureFind, Journal, resourceOf, runOperation, waitFor, type AzureContext, type LroOptions, type ResumablePoller } from './common';
 
 interface App {
   client: ContainerAppsAPIClient;
@@ -19,6 +19,25 @@ function app(az: AzureContext, resource: AzureApp | AzureTraffic): App {
   const { subscription, resourceGroup } = armScope(resource);
   if (!resource.containerApp) throw ApplicationFailure.nonRetryable(`${resource.name} names no Container App; add containerApp: to it in the plan`, 'NonRetryable');
   return { client: new ContainerAppsAPIClient(az.credential(), subscription, az.clientOptions()), resourceGroup, name: resource.containerApp };
+}
+
+/**
+ * Starts a PATCH of the Container App, or, given a previous attempt's serialized poller, polls that one on.
+ * arm-appcontainers 4 (generated from TypeSpec, with core-lro 3) has no `resumeFrom` option: its update would
+ * send the PATCH again, so a resumed attempt restores the poller with restorePoller instead.
+ */
+async function patchApp(a: App, patch: ContainerApp, o: LroOptions): Promise<ResumablePoller<ContainerApp>> {
+  const options = { updateIntervalInMs: o.updateIntervalInMs };
+  const poller = o.resumeFrom ? restorePoller(a.client, o.resumeFrom, a.client.containerApps.update, options) : a.client.containerApps.update(a.resourceGroup, a.name, patch, options);
+  await poller.submitted();
+  return {
+    pollUntilDone: (p) => poller.pollUntilDone(p),
+    onProgress: (callback) => poller.onProgress(callback),
+    isDone: () => poller.isDone,
+    // What poller.serialize() resolves to, synchronously (the SDK's own deprecated beginUpdate poller does the
+    // same), so every progress checkpoint is saved before the next poll; restorePoller reads it back.
+    toString: () => JSON.stringify({ state: poller.operationState }),
+  };
 }
 
 const getApp = (a: App) => azureCall(`reading Container App ${a.name}`, () => a.client.containerApps.get(a.resourceGroup, a.name));
@@ -102,7 +121,7 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
         },
       },
     };
-    const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => a.client.containerApps.beginUpdate(a.resourceGroup, a.name, patch, o));
+    const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => patchApp(a, patch, o));
     resumed = r.resumed;
     journal.note('created', true);
   }
@@ -147,7 +166,7 @@ export async function undoApp(az: AzureContext, { step, resources, undo, before 
   const previous = u.before ? pinned(u.before.traffic, u.before.revision) : undefined;
   if (previous && current.configuration?.ingress && !sameTraffic(pinned(current.configuration.ingress.traffic, current.latestRevisionName), previous)) {
     await runOperation(az, journal, 'undo:traffic', `restoring the traffic of ${a.name}`, (o) =>
-      a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: current.location, configuration: { ingress: { ...current.configuration!.ingress, traffic: previous } } }, o),
+      patchApp(a, { location: current.location, configuration: { ingress: { ...current.configuration!.ingress, traffic: previous } } }, o),
     );
   }
   let deactivated = false;
@@ -225,7 +244,7 @@ export async function shiftRevisions(
   let resumed = false;
   if (!sameTraffic(now, want) || journal.isPending(op)) {
     const res = await runOperation(az, journal, op, `setting the revision weights of ${a.name}`, (o) =>
-      a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: want } } }, o),
+      patchApp(a, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: want } } }, o),
     );
     changed = !res.skipped;
     resumed = res.resumed;
@@ -250,7 +269,7 @@ export async function restoreRevisions(az: AzureContext, r: AzureTraffic, journa
   const c = await getApp(a);
   if (sameTraffic(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), previous) && !journal.isPending('undo:revisions')) return false;
   await runOperation(az, journal, 'undo:revisions', `restoring the revision weights of ${a.name}`, (o) =>
-    a.client.containerApps.beginUpdate(a.resourceGroup, a.name, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: previous } } }, o),
+    patchApp(a, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: previous } } }, o),
   );
   return true;
 }

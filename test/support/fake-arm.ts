@@ -15,7 +15,7 @@ export const ARM = 'https://management.azure.com';
 export const API_VERSIONS: Record<string, string> = {
   'microsoft.dbforpostgresql': '2025-08-01',
   'microsoft.cdn': '2024-02-01',
-  'microsoft.app': '2025-07-01',
+  'microsoft.app': '2026-07-01',
 };
 
 export interface RecordedRequest {
