@@ -255,10 +255,12 @@ export async function restoreRevisions(az: AzureContext, r: AzureTraffic, journa
   return true;
 }
 
-export async function canaryRevision(az: AzureContext, r: AzureTraffic): Promise<{ revision?: Revision; probePath: string }> {
+export async function canaryRevision(az: AzureContext, r: AzureTraffic): Promise<{ revision?: Revision; probePath: string; app: { id: string; location?: string } }> {
   const a = app(az, r);
   const c = await getApp(a);
   const revision = await azureFind(`reading revision ${r.canary}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.canary));
   const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
-  return { revision, probePath: probe ?? '/' };
+  const { subscription, resourceGroup } = armScope(r);
+  const id = c.id ?? `/subscriptions/${subscription}/resourceGroups/${resourceGroup}/providers/Microsoft.App/containerApps/${a.name}`;
+  return { revision, probePath: probe ?? '/', app: { id, location: c.location } };
 }

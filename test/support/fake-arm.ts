@@ -42,6 +42,16 @@ interface Fault {
 
 type Json = Record<string, any>;
 
+/**
+ * Behaviour kept in test/support/fake-arm-*.ts (Azure Monitor, Front Door propagation, Container Apps
+ * secrets): `handle` answers a request before the fake ARM does, or returns undefined to pass it on
+ * (it may change stored resources first); `rewrite` turns what was sent into what the fake applies.
+ */
+export interface FakeExtension {
+  handle?(req: { method: string; url: URL; path: string; body: any }, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string, h?: Record<string, string>) => PipelineResponse): PipelineResponse | undefined;
+  rewrite?(method: string, path: string, body: any): any;
+}
+
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 function merge(target: Json, patch: Json): Json {
   const out: Json = { ...target };
@@ -63,6 +73,7 @@ export class FakeArm implements HttpClient {
   /** Set to make the next operation that starts end as Failed with this error. */
   failNextOperation?: { code: string; message: string };
   private nextOp = 1;
+  readonly extensions: FakeExtension[] = [];
 
   put(id: string, resource: Json): void {
     this.resources.set(id.toLowerCase(), { id, name: id.split('/').pop(), ...clone(resource) });
@@ -82,8 +93,9 @@ export class FakeArm implements HttpClient {
     const url = new URL(request.url);
     const path = decodeURIComponent(url.pathname);
     const apiVersion = url.searchParams.get('api-version');
-    const body = typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined;
-    this.requests.push({ method: request.method, path, apiVersion, body });
+    const sent = typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined;
+    this.requests.push({ method: request.method, path, apiVersion, body: sent });
+    const body = this.extensions.reduce((b, x) => (x.rewrite ? x.rewrite(request.method, path, b === undefined ? b : clone(b)) : b), sent);
     const reply = (status: number, json?: unknown, headers: Record<string, string> = {}): PipelineResponse => ({
       request,
       status,
@@ -98,6 +110,10 @@ export class FakeArm implements HttpClient {
     if (fault) {
       fault.times -= 1;
       return reply(fault.status, fault.body ?? { error: { code: `Fault${fault.status}`, message: `injected ${fault.status}` } }, fault.headers);
+    }
+    for (const x of this.extensions) {
+      const answered = x.handle?.({ method: request.method, url, path, body }, reply, error);
+      if (answered) return answered;
     }
 
     const ns = /\/providers\/([^/]+)\//i.exec(path)?.[1]?.toLowerCase() ?? '';
