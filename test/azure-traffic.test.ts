@@ -3,10 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AzureAppStep, AzureResource } from '../activities/azure/provider';
-import type { CheckStep, TrafficStep } from '../plan/types';
+import type { CheckStep, FinalizeStep, TrafficStep } from '../plan/types';
 import { afdId, appId, FakeArm, RG, seedContainerApp, seedFrontDoor, SUB } from './support/fake-arm';
 import { FakeFrontDoorEdges, setOriginGroup } from './support/fake-arm-frontdoor';
 import { FakeMonitor } from './support/fake-arm-monitor';
+import { FakeContainerApps } from './support/fake-arm-apps';
+import { revisionSuffix } from '../activities/azure/container-apps';
+import { parsePlan } from '../plan/load';
+import { readFileSync } from 'node:fs';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
 let server: http.Server;
@@ -303,5 +307,97 @@ describe('Container Apps blue-green', () => {
     const ok = (await run()).result as { pass: boolean; figures: Record<string, number> };
     expect(ok).toMatchObject({ pass: true, figures: { 'revisions.requests': 1000, 'revisions.errorRate': 0, 'revisions.rtimeMs': 120, 'revisions.stableRequests': 9009 } });
     expect(shifted.error).toBeUndefined();
+  });
+
+  it('sends the secrets and registries back on every update, so Azure keeps them, and never lets a value out', async () => {
+    const apps = new FakeContainerApps(arm);
+    const id = appId('ca-compliance-api');
+    const secrets = [
+      { name: 'registry-password', value: 'pa55-w0rd-for-acr' },
+      { name: 'db-url', keyVaultUrl: 'https://kv-compliance.vault.azure.net/secrets/db-url', identity: 'system' },
+    ];
+    apps.seed(id, secrets, [{ server: 'acr.azurecr.io', username: 'acr', passwordSecretRef: 'registry-password' }]);
+    const app = await attempt(activities.updateApp, input(deploy, resources));
+    expect(app.error).toBeUndefined();
+    const t10 = step<TrafficStep>({ id: 't10', kind: 'traffic', resource: 'revisions', weight: 10, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t10, resources));
+    expect(shifted.error).toBeUndefined();
+    const back = await attempt(activities.undoStep, input(t10, resources, shifted.result!.undo));
+    expect(back.error).toBeUndefined();
+    const patches = arm.requests.filter((r) => r.method === 'PATCH');
+    expect(patches).toHaveLength(3);
+    for (const p of patches) {
+      expect(p.body.properties.configuration.secrets).toEqual([secrets[0], secrets[1]]);
+      expect(p.body.properties.configuration.registries).toEqual([{ server: 'acr.azurecr.io', username: 'acr', passwordSecretRef: 'registry-password' }]);
+    }
+    expect(apps.secretsOf(id)).toEqual(secrets);
+    expect(arm.get(id)!.properties.configuration.registries).toHaveLength(1);
+    // The value travels in the PATCH only: not in a heartbeat, result or summary.
+    expect(JSON.stringify([app, shifted, back])).not.toContain('pa55-w0rd-for-acr');
+  });
+
+  it('names a revision as Azure allows: no "--" in the suffix, at most 54 characters with the app name', async () => {
+    const long = step<AzureAppStep>({ ...deploy, id: 'app-rc', version: 'v2.0.0--release-candidate.1+build.20261201.abcdef' } as AzureAppStep);
+    const app = await attempt(activities.updateApp, input(long, resources));
+    expect(app.error).toBeUndefined();
+    const name = String(app.result!.figures['api.revision']);
+    expect(name).toMatch(/^ca-compliance-api--v2-0-0-release-candidate-1-b-[0-9a-f]{6}$/);
+    expect(name.length).toBeLessThanOrEqual(54);
+    expect(revisionSuffix('v2.0.0--rc.1', 'ca-compliance-api')).toBe('v2-0-0-rc-1');
+
+    // A plan naming a revision Azure would refuse is refused when it loads.
+    const text = readFileSync('plans/azure-small-to-medium.yaml', 'utf8').replace('canary: ca-compliance-api-westeurope--v2-0-0-medium', 'canary: ca-compliance-api-westeurope--v2--rc');
+    expect(() => parsePlan(text, 'plan.yaml')).toThrow(/expected a revision suffix of lowercase letters, digits and single dashes, starting with a letter and ending with a letter or digit, got "v2--rc"/);
+  });
+
+  it('waits out a Degraded revision up to the bound, then fails with what to do', async () => {
+    const slow = azureActivities(arm, { probeScheme: 'http', degradedWaitMs: 400 });
+    const revision = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties;
+    let polls = 0;
+    const ok = await attempt(slow.updateApp, input(deploy, resources), {
+      onHeartbeat: (d) => {
+        // Degraded once created (replicas still starting) for a few polls, then Running.
+        if (!arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)) return;
+        if ((d as { waiting?: string }).waiting) polls += 1;
+        revision().runningState = polls < 5 ? 'Degraded' : 'Running';
+      },
+    });
+    expect(ok.error).toBeUndefined();
+    expect(polls).toBeGreaterThanOrEqual(5);
+
+    const stuck = step<AzureAppStep>({ ...deploy, id: 'app-3', version: 'v3.0.0' } as AzureAppStep);
+    const r3 = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v3-0-0`);
+    const bad = await attempt(slow.updateApp, input(stuck, resources), {
+      onHeartbeat: () => {
+        if (r3()) r3()!.properties.runningState = 'Degraded';
+      },
+    });
+    expect(bad.error?.type).toBe('NonRetryable');
+    expect(bad.error?.message).toMatch(/^revision ca-compliance-api--v3-0-0 of ca-compliance-api stayed Degraded for 0 s \(some replicas are not ready\); look at its replicas' logs, fix the image or its settings and resume$/);
+  });
+
+  it('deactivates blue at finalize once green has everything, and the rollback reactivates it before traffic goes back', async () => {
+    new FakeContainerApps(arm);
+    await attempt(activities.updateApp, input(deploy, resources));
+    const fin = step<FinalizeStep>({ id: 'finalize', kind: 'finalize', resources: ['revisions'], syncedFrom: {} });
+    const early = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(early.error?.message).toBe('revisions: revision ca-compliance-api--v1 still gets 100% of the traffic, so finalize cannot deactivate it; shift everything to ca-compliance-api--v2-0-0 (a traffic step at 100) or roll back, then resume');
+
+    const t100 = step<TrafficStep>({ id: 't100', kind: 'traffic', resource: 'revisions', weight: 100, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t100, resources));
+    const done = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(done.error).toBeUndefined();
+    const blue = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v1`)!.properties;
+    expect(blue().active).toBe(false);
+    expect(done.result!.summary).toMatch(/revision ca-compliance-api--v1 deactivated; ca-compliance-api--v2-0-0 serves everything/);
+    const again = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(again.result!.summary).toMatch(/already inactive/);
+
+    const undo = await attempt(activities.undoStep, input(fin, resources, done.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(blue()).toMatchObject({ active: true, runningState: 'Running' });
+    expect(arm.writes()).toContain(`POST ${appId('ca-compliance-api')}/revisions/ca-compliance-api--v1/activate`);
+    const back = await attempt(activities.undoStep, input(t100, resources, shifted.result!.undo));
+    expect(back.error).toBeUndefined();
   });
 });

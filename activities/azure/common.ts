@@ -22,6 +22,8 @@ export interface AzureProviderOptions {
   endpoint?: string;
   /** The Azure cloud (public, US Government, China); defaults to TIERSHIFT_AZURE_CLOUD, else public Azure. */
   cloud?: AzureCloud['name'];
+  /** How long a Container App revision may stay Degraded before its step fails (default 10 minutes). */
+  degradedWaitMs?: number;
   /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
   probeScheme?: 'https' | 'http';
 }

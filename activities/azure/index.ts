@@ -7,7 +7,7 @@ import { backupPrefix } from '../backup-key';
 import type { ProviderOperations, StepInput, StepOutcome } from '../types';
 import { backupContainer, checkContainer, observeBlobSync, syncBlobs, undoBlobSync } from './blob';
 import { azureContext, Journal, resourceOf, type AzureContext, type AzureProviderOptions } from './common';
-import { checkApp, observeApp, undoApp, updateApp } from './container-apps';
+import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, undoApp, updateApp } from './container-apps';
 import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { resolveKeyVaultSecret } from './secrets';
@@ -86,6 +86,9 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       analyse: (input) => analyseTraffic(az, input),
       undo: (input) => undoTraffic(az, input),
       drift: (r: AzureTraffic, percent) => trafficDrift(az, r, percent),
+      // Blue-green on Container Apps: finalize retires the blue revision; Front Door keeps the demoted origin as failover.
+      finalize: async (_input, r: AzureTraffic) => (r.containerApp ? retireStableRevision(az, r) : { summary: `${r.name}: ${r.stable} stays as Front Door's failover at a lower priority`, figures: {} }),
+      undoFinalize: async (input, r: AzureTraffic) => (r.containerApp ? reactivateStableRevision(az, input, r) : { summary: `nothing to undo for ${r.name}`, figures: {} }),
     },
     app: {
       check: (r: AzureApp) => checkApp(az, r),
