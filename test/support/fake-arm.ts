@@ -50,6 +50,8 @@ type Json = Record<string, any>;
 export interface FakeExtension {
   handle?(req: { method: string; url: URL; path: string; body: any }, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string, h?: Record<string, string>) => PipelineResponse): PipelineResponse | undefined;
   rewrite?(method: string, path: string, body: any): any;
+  /** Takes a request that is not for ARM (a storage account's data plane) before the fake reads its body. */
+  forward?(request: PipelineRequest): Promise<PipelineResponse> | undefined;
 }
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -90,6 +92,10 @@ export class FakeArm implements HttpClient {
   }
 
   async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
+    for (const x of this.extensions) {
+      const forwarded = x.forward?.(request);
+      if (forwarded) return forwarded;
+    }
     const url = new URL(request.url);
     const path = decodeURIComponent(url.pathname);
     const apiVersion = url.searchParams.get('api-version');
