@@ -110,7 +110,7 @@ export class FakeArm implements HttpClient {
     });
     const error = (status: number, code: string, message: string, headers?: Record<string, string>) => reply(status, { error: { code, message } }, headers);
 
-    if (url.hostname.endsWith('.vault.azure.net')) return this.keyVault(request, url, reply, error);
+    if (/\.vault\.(azure\.net|usgovcloudapi\.net|azure\.cn)$/.test(url.hostname)) return this.keyVault(request, url, reply, error);
 
     const fault = this.faults.find((f) => f.times > 0 && f.path.test(path) && (!f.method || f.method === request.method));
     if (fault) {
@@ -158,7 +158,7 @@ export class FakeArm implements HttpClient {
   ): PipelineResponse {
     if (request.headers.get('authorization') !== 'Bearer fake-arm-token') {
       return error(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer or PoP token.', {
-        'www-authenticate': 'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"',
+        'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://${url.hostname.split('.').slice(1).join('.')}"`,
       });
     }
     const vault = url.hostname.split('.')[0]!;
@@ -167,7 +167,7 @@ export class FakeArm implements HttpClient {
     if (!/^[0-9a-zA-Z-]{1,127}$/.test(m[1]!)) return error(400, 'BadParameter', `The secret name '${m[1]}' is invalid.`);
     const value = this.vaultSecrets.get(`${vault}/${m[1]}`);
     if (value === undefined) return error(404, 'SecretNotFound', `A secret with (name/id) ${m[1]} was not found in this key vault.`);
-    return reply(200, { value, id: `https://${vault}.vault.azure.net/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
+    return reply(200, { value, id: `https://${url.hostname}/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
   }
 
   private startOperation(namespace: string, complete: () => any, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, status = 202): PipelineResponse {
