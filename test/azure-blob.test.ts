@@ -198,9 +198,13 @@ describe('blob sync between accounts', () => {
     expect(firewalled.error?.message).toMatch(/^storage account tssecondary could not read one\.json from tsprimary\/az-src-[0-9a-f]+ \(CannotVerifyCopySource\): .*firewall or private endpoint must let the target account in; add a resource instance rule for tssecondary/);
     expect(firewalled.error?.message).not.toMatch(/role/);
 
-    storage.fail({ method: 'PUT', path: target('one.json'), status: 409, code: 'PendingCopyOperation', message: 'There is currently a pending copy operation.' });
+    // A copy an earlier attempt started is still running into one.json: it is waited for (three reads), then the blob copied.
+    storage.fail({ method: 'PUT', path: target('one.json'), status: 409, code: 'PendingCopyOperation', message: 'There is currently a pending copy operation.', pendingReads: 3 });
     const waited = await attempt(activities.syncData, input(sync, res));
     expect(waited.error).toBeUndefined();
+    const waits = waited.heartbeats.filter((h) => /the copy already running into tssecondary\/az-dst-[0-9a-f]+\/one\.json/.test(String((h as { waiting?: string }).waiting)));
+    // (A keepalive may repeat a heartbeat: the three reads are told apart by the progress each reported.)
+    expect(new Set(waits.map((h) => (h as { copyProgress?: string }).copyProgress))).toEqual(new Set(['512/2048', '1024/2048', '1536/2048']));
     expect(Number(waited.result!.figures['articlesDr.blobsCopied']) + Number(waited.result!.figures['articlesDr.blobsSkipped'])).toBe(2);
   });
 

@@ -85,7 +85,7 @@ async function revisionReady(az: AzureContext, a: App, revision: string): Promis
       if (r.runningState !== 'Degraded') return (degradedSince = undefined);
       degradedSince ??= Date.now();
       return Date.now() - degradedSince >= bound
-        ? `revision ${revision} of ${a.name} stayed Degraded for ${Math.round(bound / 1000)} s (some replicas are not ready); look at its replicas' logs, fix the image or its settings and resume`
+        ? `revision ${revision} of ${a.name} stayed Degraded for ${bound >= 1000 ? `${Math.round(bound / 1000)} s` : `${bound} ms`} (some replicas are not ready); look at its replicas' logs, fix the image or its settings and resume`
         : undefined;
     },
     (r) => ({ provisioning: r.provisioningState ?? 'unknown', health: r.healthState ?? 'unknown', running: r.runningState ?? 'unknown' }),

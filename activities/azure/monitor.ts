@@ -7,6 +7,7 @@
 // so the latency figure is the worst one-minute average over the window (the closest to a p95 the
 // metrics allow).
 import { MetricsClient, type Metric } from '@azure/monitor-query-metrics';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { AzureContext } from './common';
 import { azureCall } from './common';
 import { metricsRegion } from './cloud';
@@ -60,6 +61,19 @@ async function query(az: AzureContext, location: string | undefined, resourceId:
   }));
 }
 
+/**
+ * A latency metric is a bonus: where Azure refuses it (a resource type or region without it answers
+ * 400), the verdict goes on without latency rather than failing the canary for a missing metric.
+ */
+async function optional(series: Promise<Series[]>): Promise<Series[]> {
+  try {
+    return await series;
+  } catch (err) {
+    if (err instanceof ApplicationFailure && err.nonRetryable && /Azure refused the request/.test(err.message)) return [];
+    throw err;
+  }
+}
+
 const sum = (xs: number[]) => xs.reduce((n, x) => n + x, 0);
 const max = (xs: number[]) => (xs.length ? Math.max(...xs) : undefined);
 const min = (xs: number[]) => (xs.length ? Math.min(...xs) : undefined);
@@ -73,7 +87,7 @@ export async function frontDoorWindow(az: AzureContext, profileId: string, origi
   const [requests, health, latency] = await Promise.all([
     query(az, 'global', profileId, ns, 'OriginRequestCount', 'Total', ['Origin', 'HttpStatusGroup'], w),
     query(az, 'global', profileId, ns, 'OriginHealthPercentage', 'Average', ['Origin'], w),
-    query(az, 'global', profileId, ns, 'OriginLatency', 'Average', ['Origin'], w),
+    optional(query(az, 'global', profileId, ns, 'OriginLatency', 'Average', ['Origin'], w)),
   ]);
   const out: Record<string, WindowMetrics> = {};
   for (const [role, names] of Object.entries(origins)) {
@@ -94,7 +108,7 @@ export async function revisionWindow(az: AzureContext, appId: string, location: 
   const ns = 'Microsoft.App/containerApps';
   const [requests, latency] = await Promise.all([
     query(az, location, appId, ns, 'Requests', 'Total', ['revisionName', 'statusCodeCategory'], w),
-    query(az, location, appId, ns, 'ResponseTime', 'Average', ['revisionName'], w),
+    optional(query(az, location, appId, ns, 'ResponseTime', 'Average', ['revisionName'], w)),
   ]);
   const out: Record<string, WindowMetrics> = {};
   for (const [role, revision] of Object.entries(revisions)) {

@@ -14,13 +14,20 @@ export interface MetricRow {
 }
 
 const UNITS: Record<string, string> = { OriginRequestCount: 'Count', OriginHealthPercentage: 'Percent', OriginLatency: 'MilliSeconds', Requests: 'Count', ResponseTime: 'MilliSeconds' };
-const NAMESPACES = new Set(['microsoft.cdn/profiles', 'microsoft.app/containerapps']);
+/** The metrics each namespace has (those tiershift reads), by lowercased namespace. */
+const METRICS: Record<string, string[]> = {
+  'microsoft.cdn/profiles': ['OriginRequestCount', 'OriginHealthPercentage', 'OriginLatency'],
+  'microsoft.app/containerapps': ['Requests', 'ResponseTime'],
+};
 
 export class FakeMonitor implements FakeExtension {
   /** Rows by lowercased resource id, then metric name. */
   private readonly rows = new Map<string, Map<string, MetricRow[]>>();
   /** The metric queries received, for assertions. */
   readonly queries: { host: string; metric: string; namespace: string; filter?: string; aggregation?: string; start: string; end: string; resources: string[] }[] = [];
+
+  /** Metrics to answer as missing (a region or resource without them). */
+  readonly unsupported = new Set<string>();
 
   constructor(arm: FakeArm) {
     arm.extensions.push(this);
@@ -38,13 +45,16 @@ export class FakeMonitor implements FakeExtension {
     if (req.method !== 'POST' || !/^\/subscriptions\/[^/]+\/metrics:getBatch$/.test(req.path)) return error(404, 'NotFound', `the fake metrics API serves POST /subscriptions/{id}/metrics:getBatch, got ${req.method} ${req.path}`);
     if (q.get('api-version') !== '2024-02-01') return error(400, 'InvalidApiVersion', `api-version ${q.get('api-version')} is not served`);
     const namespace = q.get('metricnamespace') ?? '';
-    if (!NAMESPACES.has(namespace.toLowerCase())) return error(400, 'BadRequest', `Metric namespace ${namespace} is not served by the fake`);
+    if (!METRICS[namespace.toLowerCase()]) return error(400, 'BadRequest', `Metric namespace ${namespace} is not served by the fake`);
     const start = q.get('starttime');
     const end = q.get('endtime');
     if (!start || !end || !(Date.parse(start) < Date.parse(end))) return error(400, 'BadRequest', 'starttime and endtime are required, starttime before endtime');
     const ids: string[] = req.body?.resourceids ?? [];
     if (!ids.length || ids.length > 50) return error(400, 'BadRequest', 'resourceids must name 1 to 50 resources');
     const names = (q.get('metricnames') ?? '').split(',').filter(Boolean);
+    // As Azure answers a metric the resource type does not have (or a test says this one lacks).
+    const unknown = names.find((n) => !METRICS[namespace.toLowerCase()]!.includes(n) || this.unsupported.has(n));
+    if (unknown) return error(400, 'BadRequest', `Failed to find metric configuration for provider: ${namespace.split('/')[0]}, resource Type: ${namespace.split('/')[1]}, metric: ${unknown}, Valid metrics: ${METRICS[namespace.toLowerCase()]!.join(',')}`);
     const filter = q.get('filter') ?? undefined;
     const aggregation = (q.get('aggregation') ?? 'Average').split(',')[0]!.toLowerCase();
     const interval = q.get('interval') ?? 'PT1M';

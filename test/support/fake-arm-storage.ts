@@ -13,11 +13,14 @@ interface StorageFault {
   code: string;
   message: string;
   times: number;
+  /** After this fault, the blob reads as a copy still pending (x-ms-copy-status) this many times. */
+  pendingReads?: number;
 }
 
 export class FakeStorage implements FakeExtension {
   private readonly azurite: HttpClient = createDefaultHttpClient();
   private readonly faults: StorageFault[] = [];
+  private pending?: { path: RegExp; left: number };
   /** Hosts of storage requests that did not go to Azurite. */
   readonly otherHosts: string[] = [];
 
@@ -45,9 +48,18 @@ export class FakeStorage implements FakeExtension {
       return Promise.resolve(reply(403, 'AuthorizationFailure', 'This request is not authorized to perform this operation.'));
     }
     const path = decodeURIComponent(url.pathname);
+    if (request.method === 'HEAD' && this.pending && this.pending.left > 0 && this.pending.path.test(path)) {
+      this.pending.left -= 1;
+      return Promise.resolve({
+        request,
+        status: 200,
+        headers: createHttpHeaders({ 'x-ms-copy-status': 'pending', 'x-ms-copy-progress': `${512 * (3 - this.pending.left)}/2048`, 'x-ms-blob-type': 'BlockBlob', 'content-length': '0', 'x-ms-request-id': 'fake-storage' }),
+      });
+    }
     const fault = this.faults.find((f) => f.times > 0 && f.path.test(path) && (!f.method || f.method === request.method));
     if (fault) {
       fault.times -= 1;
+      if (fault.pendingReads) this.pending = { path: fault.path, left: fault.pendingReads };
       return Promise.resolve(reply(fault.status, fault.code, fault.message));
     }
     return this.azurite.sendRequest(request);
