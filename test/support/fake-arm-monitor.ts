@@ -4,6 +4,7 @@
 // { resourceids } in the body. The answer has the shape of the API's own example
 // (MetricResultsResponse): one item per resource, one metric per name, one time series per combination
 // of the dimensions the filter splits by ("Origin eq '*'"), one data point per interval.
+import { createHttpHeaders, type PipelineRequest, type PipelineResponse } from '@azure/core-rest-pipeline';
 import type { FakeArm, FakeExtension } from './fake-arm';
 
 export interface MetricRow {
@@ -39,8 +40,22 @@ export class FakeMonitor implements FakeExtension {
     this.rows.set(resourceId.toLowerCase(), byMetric);
   }
 
-  handle(req: { method: string; url: URL; path: string; body: any }, reply: (s: number, j?: unknown) => any, error: (s: number, c: string, m: string) => any) {
-    if (!/\.metrics\.monitor\.azure\.(com|us|cn)$/.test(req.url.hostname)) return undefined;
+  /** Taken before the fake ARM records anything: the metrics API is not Resource Manager, and its requests are kept in `queries`. */
+  forward(request: PipelineRequest): Promise<PipelineResponse> | undefined {
+    const url = new URL(request.url);
+    if (!/\.metrics\.monitor\.azure\.(com|us|cn)$/.test(url.hostname)) return undefined;
+    const reply = (status: number, json: unknown): PipelineResponse => ({
+      request,
+      status,
+      headers: createHttpHeaders({ 'content-type': 'application/json', 'x-ms-request-id': 'fake-monitor' }),
+      bodyAsText: JSON.stringify(json),
+    });
+    const error = (status: number, code: string, message: string) => reply(status, { error: { code, message } });
+    const req = { method: request.method, url, path: decodeURIComponent(url.pathname), body: typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined };
+    return Promise.resolve(this.answer(req, reply, error));
+  }
+
+  private answer(req: { method: string; url: URL; path: string; body: any }, reply: (s: number, j: unknown) => PipelineResponse, error: (s: number, c: string, m: string) => PipelineResponse): PipelineResponse {
     const q = req.url.searchParams;
     if (req.method !== 'POST' || !/^\/subscriptions\/[^/]+\/metrics:getBatch$/.test(req.path)) return error(404, 'NotFound', `the fake metrics API serves POST /subscriptions/{id}/metrics:getBatch, got ${req.method} ${req.path}`);
     if (q.get('api-version') !== '2024-02-01') return error(400, 'InvalidApiVersion', `api-version ${q.get('api-version')} is not served`);
