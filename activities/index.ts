@@ -155,11 +155,14 @@ export function createActivities(providers: Providers) {
       for (const name of input.step.resources) {
         const to = named(input, name);
         const from = input.step.syncedFrom[name] ? named(input, input.step.syncedFrom[name]!) : undefined;
+        const retire = to?.kind === 'traffic' ? operations(to, 'traffic').finalize : undefined;
         outcomes.push([
           name,
           to?.kind === 'postgres' && from?.kind === 'postgres'
             ? await operations(to, 'postgres').cutover(input, from, to)
-            : { summary: `${name}: nothing to cut over`, figures: {} },
+            : to?.kind === 'traffic' && retire
+              ? await retire(input, to)
+              : { summary: `${name}: nothing to cut over`, figures: {} },
         ]);
       }
       return merge(outcomes);
@@ -209,8 +212,9 @@ export function createActivities(providers: Providers) {
           return operations(named(input, step.resource), 'traffic').undo(input);
         case 'finalize':
           if (step.pointOfNoReturn && input.part) return reverseSync(input, step.syncedFrom, input.part);
-          // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic first).
-          return { summary: `nothing to undo for ${step.id}`, figures: {} };
+          // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic
+          // first); what the finalize retired on a traffic front (a blue revision) comes back here.
+          return undoRetired(input);
         case 'check':
         case 'gate':
           // Reads and decisions change nothing.
@@ -265,6 +269,17 @@ export function createActivities(providers: Providers) {
         );
       }
     }
+  }
+
+  /** Brings back what finalize retired on each traffic front whose provider retires something. */
+  async function undoRetired(input: UndoInput): Promise<StepOutcome> {
+    const outcomes: [string, StepOutcome][] = [];
+    for (const name of (input.step as FinalizeStep).resources) {
+      const r = named(input, name);
+      const undo = r?.kind === 'traffic' ? operations(r, 'traffic').undoFinalize : undefined;
+      if (r?.kind === 'traffic' && undo) outcomes.push([name, await undo(input, r)]);
+    }
+    return outcomes.length ? merge(outcomes) : { summary: `nothing to undo for ${input.step.id}`, figures: {} };
   }
 
   /** Past the point of no return: every database the cutover made primary hands its writes back to its source. */

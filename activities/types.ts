@@ -165,6 +165,10 @@ export interface TrafficOperations {
   undo(input: UndoInput): Promise<StepOutcome>;
   /** How far the canary's share is from `percent`, in one phrase; undefined when it is as expected. */
   drift(resource: TrafficResource, percent: number): Promise<string | undefined>;
+  /** Finalize, where the provider has something to retire once the canary has everything (e.g. the blue revision). */
+  finalize?(input: StepInput<FinalizeStep>, resource: TrafficResource): Promise<StepOutcome>;
+  /** Undoes `finalize` (e.g. reactivates the blue revision). */
+  undoFinalize?(input: UndoInput, resource: TrafficResource): Promise<StepOutcome>;
 }
 
 export interface AppOperations {

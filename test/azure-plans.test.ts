@@ -27,7 +27,7 @@ describe('shipped Azure plans', () => {
         if (step.kind !== 'app') continue;
         const app = plan.resources[step.resource] as AzureResource;
         const revisions = (Object.values(plan.resources) as AzureResource[]).find((r) => r.kind === 'traffic' && r.containerApp);
-        if (app.kind === 'app' && revisions?.kind === 'traffic') expect(revisions.canary).toBe(`${app.containerApp}--${revisionSuffix(step.version)}`);
+        if (app.kind === 'app' && revisions?.kind === 'traffic') expect(revisions.canary).toBe(`${app.containerApp}--${revisionSuffix(step.version, app.containerApp)}`);
       }
     });
   }

@@ -3,8 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AzureAppStep, AzureResource } from '../activities/azure/provider';
-import type { TrafficStep } from '../plan/types';
-import { afdId, appId, FakeArm, seedContainerApp, seedFrontDoor } from './support/fake-arm';
+import type { CheckStep, FinalizeStep, TrafficStep } from '../plan/types';
+import { afdId, appId, FakeArm, RG, seedContainerApp, seedFrontDoor, SUB } from './support/fake-arm';
+import { FakeFrontDoorEdges, setOriginGroup } from './support/fake-arm-frontdoor';
+import { FakeMonitor } from './support/fake-arm-monitor';
+import { FakeContainerApps } from './support/fake-arm-apps';
+import { revisionSuffix } from '../activities/azure/container-apps';
+import { parsePlan } from '../plan/load';
+import { readFileSync } from 'node:fs';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 
 let server: http.Server;
@@ -26,15 +32,42 @@ const shift = (id: string, weight: number) =>
   step<TrafficStep>({ id, kind: 'traffic', resource: 'front', weight, bake: '1s', analysis: { maxErrorRate: 0.01, maxResponseTimeMs: 1000, minRequests: 20 } });
 const origin = (name: string) => afdId('afd-compliance-global', 'api-origins', name);
 
+const profile = `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.Cdn/profiles/afd-compliance-global`;
+
 let arm: FakeArm;
+let monitor: FakeMonitor;
+let edges: FakeFrontDoorEdges;
 let activities: ReturnType<typeof azureActivities>;
 beforeEach(() => {
   arm = new FakeArm();
+  monitor = new FakeMonitor(arm);
+  edges = new FakeFrontDoorEdges(arm);
   failing = false;
   seedFrontDoor(arm, 'afd-compliance-global', 'api-origins', { 'westeurope-origin': { weight: 1000, enabled: true }, 'northeurope-origin': { weight: 1, enabled: false } }, { name: 'compliance-api-global', hostName: host });
+  setOriginGroup(arm, 'afd-compliance-global', 'api-origins');
   seedContainerApp(arm, 'ca-compliance-api');
   activities = azureActivities(arm, { probeScheme: 'http' });
 });
+
+/** What Azure Monitor counted per origin over the bake: the Origin dimension carries the origin's host name. */
+function originTraffic(canary: { ok: number; errors: number; latencyMs?: number; health?: number }, stable = { ok: 4000, errors: 4 }) {
+  const rows = (origin: string, t: { ok: number; errors: number }) => [
+    { dimensions: { Origin: `${origin}.azure-api.net`, HttpStatusGroup: '2XX' }, value: t.ok },
+    ...(t.errors ? [{ dimensions: { Origin: `${origin}.azure-api.net`, HttpStatusGroup: '5XX' }, value: t.errors }] : []),
+  ];
+  monitor.set(profile, 'OriginRequestCount', [...rows('westeurope-origin', stable), ...rows('northeurope-origin', canary)]);
+  monitor.set(profile, 'OriginHealthPercentage', [
+    { dimensions: { Origin: 'westeurope-origin.azure-api.net', OriginGroup: 'api-origins' }, value: 100 },
+    { dimensions: { Origin: 'northeurope-origin.azure-api.net', OriginGroup: 'api-origins' }, value: canary.health ?? 100 },
+  ]);
+  monitor.set(profile, 'OriginLatency', [
+    { dimensions: { Origin: 'westeurope-origin.azure-api.net', Endpoint: host }, value: 80 },
+    { dimensions: { Origin: 'northeurope-origin.azure-api.net', Endpoint: host }, value: canary.latencyMs ?? 90 },
+  ]);
+}
+const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000).toISOString();
+const analyse = (weight: number, baseline: unknown = { at: minutesAgo(10) }) =>
+  attempt(activities.analyseTraffic, { ...(input(shift(`t${weight}`, weight), { front }) as object), baseline } as never);
 
 describe('Front Door weights', () => {
   it('shifts 80/20 then 50/50 with the origin gaining traffic first, and never sends weight 0', async () => {
@@ -42,34 +75,35 @@ describe('Front Door weights', () => {
     expect(first.error).toBeUndefined();
     const patches = () => arm.requests.filter((r) => r.method === 'PATCH').map((r) => [r.path.split('/').pop(), r.body.properties]);
     expect(patches()).toEqual([
-      ['northeurope-origin', { weight: 200, enabledState: 'Enabled' }],
-      ['westeurope-origin', { weight: 800, enabledState: 'Enabled' }],
+      ['northeurope-origin', { weight: 200, enabledState: 'Enabled', priority: 1 }],
+      ['westeurope-origin', { weight: 800, enabledState: 'Enabled', priority: 1 }],
     ]);
     expect(new Set(arm.requests.map((r) => r.apiVersion))).toEqual(new Set(['2024-02-01']));
-    expect(first.result!.undo).toEqual({ origins: { stable: { weight: 1000, enabled: true }, canary: { weight: 1, enabled: false } } });
+    expect(first.result!.undo).toEqual({ origins: { stable: { weight: 1000, enabled: true, priority: 1 }, canary: { weight: 1, enabled: false, priority: 1 } } });
 
     await attempt(activities.shiftTraffic, input(shift('t50', 50), { front }));
     await attempt(activities.shiftTraffic, input(shift('t100', 100), { front }));
     expect(patches().slice(2)).toEqual([
-      ['northeurope-origin', { weight: 500, enabledState: 'Enabled' }],
-      ['westeurope-origin', { weight: 500, enabledState: 'Enabled' }],
-      ['northeurope-origin', { weight: 1000, enabledState: 'Enabled' }],
-      // Draining is "Disabled", keeping the weight Front Door accepts.
-      ['westeurope-origin', { weight: 500, enabledState: 'Disabled' }],
+      ['northeurope-origin', { weight: 500, enabledState: 'Enabled', priority: 1 }],
+      ['westeurope-origin', { weight: 500, enabledState: 'Enabled', priority: 1 }],
+      ['northeurope-origin', { weight: 1000, enabledState: 'Enabled', priority: 1 }],
+      // Draining demotes the stable origin one priority, enabled, keeping the weight Front Door accepts: it stays the failover.
+      ['westeurope-origin', { weight: 500, enabledState: 'Enabled', priority: 2 }],
     ]);
     expect(arm.requests.every((r) => r.body?.properties?.weight !== 0)).toBe(true);
 
     // Rollback restores the states the first shift recorded, the stable origin first.
     const undo = await attempt(activities.undoStep, input(shift('t20', 20), { front }, first.result!.undo));
     expect(undo.error).toBeUndefined();
-    expect(arm.get(origin('westeurope-origin'))!.properties).toMatchObject({ weight: 1000, enabledState: 'Enabled' });
-    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled' });
+    expect(arm.get(origin('westeurope-origin'))!.properties).toMatchObject({ weight: 1000, enabledState: 'Enabled', priority: 1 });
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled', priority: 1 });
     expect(patches().at(-2)![0]).toBe('westeurope-origin');
+    expect(undo.result!.summary).toMatch(/origins restored to westeurope-origin weight 1000 \/ northeurope-origin disabled/);
   });
 
   it('restores the origin states observed before a shift that failed after acting', async () => {
     const before = await attempt(activities.observeStep, input(shift('t20', 20), { front }));
-    expect(before.result).toEqual({ origins: { stable: { weight: 1000, enabled: true }, canary: { weight: 1, enabled: false } } });
+    expect(before.result).toEqual({ origins: { stable: { weight: 1000, enabled: true, priority: 1 }, canary: { weight: 1, enabled: false, priority: 1 } } });
     await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
     expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 200, enabledState: 'Enabled' });
     const undo = await attempt(activities.undoStep, { ...(input(shift('t20', 20), { front }) as object), before: before.result } as never);
@@ -97,25 +131,85 @@ describe('Front Door weights', () => {
     expect(second.error).toBeUndefined();
     expect(arm.writes()).toEqual([`PATCH ${origin('northeurope-origin')}`, `PATCH ${origin('westeurope-origin')}`]);
     expect(second.result!.summary).toMatch(/resumed an update a previous attempt started/);
-    expect(second.result!.undo).toEqual(first.heartbeats.length ? { origins: { stable: { weight: 1000, enabled: true }, canary: { weight: 1, enabled: false } } } : undefined);
+    expect(second.result!.undo).toEqual(first.heartbeats.length ? { origins: { stable: { weight: 1000, enabled: true, priority: 1 }, canary: { weight: 1, enabled: false, priority: 1 } } } : undefined);
   });
 
-  it('analysis probes the endpoint at the probe path and fails on errors or weights changed by hand', async () => {
+  it('rolls back a canary origin that answers 5% 5xx in Azure Monitor, though every probe of the endpoint succeeds', async () => {
     const shifted = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
-    const ok = await attempt(activities.analyseTraffic, { ...(input(shift('t20', 20), { front }) as object), baseline: shifted.result!.baseline } as never);
-    expect(ok.result).toMatchObject({ pass: true });
-    expect((ok.result as { figures: Record<string, number> }).figures['front.requests']).toBe(20);
+    expect(shifted.error).toBeUndefined();
+    originTraffic({ ok: 950, errors: 50 });
+    const bad = await analyse(20);
+    const verdict = bad.result as { pass: boolean; reason: string; figures: Record<string, number> };
+    expect(verdict.pass).toBe(false);
+    expect(verdict.reason).toBe("origin northeurope-origin answered 50 of 1000 requests with 5xx over the bake (5.0%), above the plan's maximum of 1.0%.");
+    expect(verdict.figures).toMatchObject({ 'front.requests': 1000, 'front.errorRate': 0.05, 'front.stableRequests': 4004, 'front.smokeProbes': 5, 'front.smokeErrors': 0 });
+    // Asked of Azure Monitor for the profile, split by origin and status group, over the bake window.
+    const q = monitor.queries.find((x) => x.metric === 'OriginRequestCount')!;
+    expect(q).toMatchObject({ host: 'global.metrics.monitor.azure.com', namespace: 'Microsoft.Cdn/profiles', filter: "Origin eq '*' and HttpStatusGroup eq '*'", aggregation: 'total', resources: [profile] });
+    expect(Date.parse(q.end) - Date.parse(q.start)).toBeGreaterThanOrEqual(10 * 60_000 - 1000);
 
+    // The workflow answers a failed analysis with the rollback: the origins as they were.
+    const undo = await attempt(activities.undoStep, input(shift('t20', 20), { front }, shifted.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled' });
+  });
+
+  it('passes a healthy canary from its own numbers, though no probe of the endpoint ever reaches it', async () => {
+    await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    originTraffic({ ok: 400, errors: 1 });
+    const ok = await analyse(20);
+    expect(ok.result).toMatchObject({ pass: true, figures: { 'front.requests': 401, 'front.rtimeMs': 90, 'front.originHealth': 100 } });
+    expect((ok.result as { summary: string }).summary).toMatch(/origin northeurope-origin 401 requests, 0\.2% 5xx, slowest minute 90 ms; stable 4004 requests/);
+  });
+
+  it('fails a canary on too little traffic, failing health probes, slowness, weights changed by hand, or an endpoint that answers nothing', async () => {
+    await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    originTraffic({ ok: 12, errors: 0, health: 50, latencyMs: 2500 });
     failing = true;
     arm.get(origin('northeurope-origin'))!.properties.weight = 300;
-    const bad = await attempt(activities.analyseTraffic, { ...(input(shift('t20', 20), { front }) as object), baseline: shifted.result!.baseline } as never);
-    const verdict = bad.result as { pass: boolean; reason: string };
-    expect(verdict.pass).toBe(false);
-    expect(verdict.reason).toMatch(/the canary gets 27\.3% instead of the 20% this step set/);
-    expect(verdict.reason).toMatch(/20 of 20 probe requests to http:\/\/127\.0\.0\.1:\d+\/health failed/);
+    const bad = await analyse(20);
+    const reason = (bad.result as { reason: string }).reason;
+    expect(reason).toMatch(/the canary gets 27\.3% instead of the 20% this step set/);
+    expect(reason).toMatch(/not enough traffic reached the canary: Azure Monitor counts 12 requests to origin northeurope-origin over the 10-minute bake, the plan asks for at least 20/);
+    expect(reason).toMatch(/Front Door's health probes of origin northeurope-origin succeeded only 50\.0% of the time/);
+    expect(reason).toMatch(/origin northeurope-origin took 2500 ms on average in its slowest minute of the bake, above the plan's maximum of 1000 ms/);
+    expect(reason).toMatch(/http:\/\/127\.0\.0\.1:\d+\/health answered none of 5 smoke probes \(last: HTTP 503\)/);
 
     const drift = await attempt(activities.checkDrift, { ...(input(shift('t50', 50), { front }) as object), expect: { weights: { front: 20 } } } as never);
     expect(drift.result).toEqual(['front: expected 20% to northeurope-origin, found westeurope-origin weight 800 / northeurope-origin weight 300 (27.3%)']);
+  });
+
+  it('starts the bake only once every edge has the new weights (deploymentStatus Succeeded)', async () => {
+    edges.propagationMs = 600;
+    const sent = Date.now();
+    const shifted = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(shifted.error).toBeUndefined();
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(600);
+    expect(Date.parse((shifted.result!.baseline as { at: string }).at) - sent).toBeGreaterThanOrEqual(600);
+    // It said what it waited for, through NotStarted and InProgress.
+    const waited = shifted.heartbeats.map((h) => (h as { deploymentStatus?: string }).deploymentStatus).filter(Boolean);
+    expect(waited).toContain('NotStarted');
+    expect(waited).toContain('InProgress');
+  });
+
+  it('refuses to shift, with the fix in one sentence, when priority, latency band or session affinity would override the weights', async () => {
+    setOriginGroup(arm, 'afd-compliance-global', 'api-origins', { sessionAffinityState: 'Enabled' });
+    let r = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(r.error?.type).toBe('NonRetryable');
+    expect(r.error?.message).toBe(
+      'front: origin group afd-compliance-global/api-origins has session affinity on, so clients keep going to the origin they first reached whatever the weights; turn it off (az afd origin-group update --session-state Disabled) for the migration, or shift with Container App revisions instead.',
+    );
+    setOriginGroup(arm, 'afd-compliance-global', 'api-origins', { additionalLatencyInMilliseconds: 50 });
+    r = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(r.error?.message).toMatch(/^front: origin group afd-compliance-global\/api-origins has a latency sensitivity of 50 ms, .*; set it to 1000 ms \(az afd origin-group update --additional-latency-in-milliseconds 1000\) for the migration\.$/);
+    setOriginGroup(arm, 'afd-compliance-global', 'api-origins');
+    arm.put(origin('eastus-origin'), { type: 'Microsoft.Cdn/profiles/originGroups/origins', properties: { hostName: 'eastus-origin.azure-api.net', priority: 1, weight: 1000, enabledState: 'Enabled', provisioningState: 'Succeeded', deploymentStatus: 'Succeeded' } });
+    r = await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    expect(r.error?.message).toMatch(/also routes to origin eastus-origin at priority 1, .*; disable eastus-origin or give it a priority above 1 \(a higher number\) for the migration\.$/);
+    expect(arm.writes()).toEqual([]);
+    // The check phase says it before the migration starts.
+    const check = await attempt(activities.checkHealth, input(step<CheckStep>({ id: 'check', kind: 'check', resources: ['front'] }), { front }));
+    expect(check.error?.message).toMatch(/^front: origin group .* also routes to origin eastus-origin/);
   });
 });
 
@@ -210,5 +304,127 @@ describe('Container Apps blue-green', () => {
     expect(undo.error).toBeUndefined();
     expect(arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties.active).toBe(false);
     expect(undo.result!.summary).toMatch(/traffic back on ca-compliance-api--v1, revision ca-compliance-api--v2-0-0 deactivated/);
+  });
+
+  it('judges the canary revision from Azure Monitor requests by revision and status category', async () => {
+    await attempt(activities.updateApp, input(deploy, resources));
+    // The smoke probe goes to the revision's own address and the app's liveness path: here, the local server.
+    arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties.fqdn = host;
+    arm.get(appId('ca-compliance-api'))!.properties.template.containers[0].probes = [{ type: 'Liveness', httpGet: { path: '/health', port: 8080 } }];
+    const t10 = step<TrafficStep>({ id: 't10', kind: 'traffic', resource: 'revisions', weight: 10, bake: '1s', analysis: { maxErrorRate: 0.01, maxResponseTimeMs: 500, minRequests: 100 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t10, resources));
+    const rows = (revision: string, ok: number, errors: number) => [
+      { dimensions: { revisionName: revision, statusCodeCategory: '2xx' }, value: ok },
+      { dimensions: { revisionName: revision, statusCodeCategory: '5xx' }, value: errors },
+    ];
+    monitor.set(appId('ca-compliance-api'), 'Requests', [...rows('ca-compliance-api--v1', 9000, 9), ...rows('ca-compliance-api--v2-0-0', 950, 50)]);
+    monitor.set(appId('ca-compliance-api'), 'ResponseTime', [{ dimensions: { revisionName: 'ca-compliance-api--v2-0-0' }, value: 120 }]);
+    const run = () => attempt(activities.analyseTraffic, { ...(input(t10, resources) as object), baseline: { at: minutesAgo(5) } } as never);
+    const bad = (await run()).result as { pass: boolean; reason: string };
+    expect(bad.pass).toBe(false);
+    expect(bad.reason).toBe("revision ca-compliance-api--v2-0-0 answered 50 of 1000 requests with 5xx over the bake (5.0%), above the plan's maximum of 1.0%.");
+    expect(monitor.queries.find((q) => q.metric === 'Requests')).toMatchObject({ host: 'westeurope.metrics.monitor.azure.com', namespace: 'Microsoft.App/containerApps', filter: "revisionName eq '*' and statusCodeCategory eq '*'" });
+
+    monitor.set(appId('ca-compliance-api'), 'Requests', [...rows('ca-compliance-api--v1', 9000, 9), ...rows('ca-compliance-api--v2-0-0', 1000, 0)]);
+    const ok = (await run()).result as { pass: boolean; figures: Record<string, number> };
+    expect(ok).toMatchObject({ pass: true, figures: { 'revisions.requests': 1000, 'revisions.errorRate': 0, 'revisions.rtimeMs': 120, 'revisions.stableRequests': 9009 } });
+    // Where Azure has no latency metric, the verdict stands on the requests alone.
+    monitor.unsupported.add('ResponseTime');
+    const noLatency = (await run()).result as { pass: boolean; figures: Record<string, number> };
+    expect(noLatency.pass).toBe(true);
+    expect(noLatency.figures['revisions.rtimeMs']).toBeUndefined();
+    expect(shifted.error).toBeUndefined();
+  });
+
+  it('sends the secrets and registries back on every update, so Azure keeps them, and never lets a value out', async () => {
+    const apps = new FakeContainerApps(arm);
+    const id = appId('ca-compliance-api');
+    const secrets = [
+      { name: 'registry-password', value: 'pa55-w0rd-for-acr' },
+      { name: 'db-url', keyVaultUrl: 'https://kv-compliance.vault.azure.net/secrets/db-url', identity: 'system' },
+    ];
+    apps.seed(id, secrets, [{ server: 'acr.azurecr.io', username: 'acr', passwordSecretRef: 'registry-password' }]);
+    const app = await attempt(activities.updateApp, input(deploy, resources));
+    expect(app.error).toBeUndefined();
+    const t10 = step<TrafficStep>({ id: 't10', kind: 'traffic', resource: 'revisions', weight: 10, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t10, resources));
+    expect(shifted.error).toBeUndefined();
+    const back = await attempt(activities.undoStep, input(t10, resources, shifted.result!.undo));
+    expect(back.error).toBeUndefined();
+    const patches = arm.requests.filter((r) => r.method === 'PATCH');
+    expect(patches).toHaveLength(3);
+    for (const p of patches) {
+      expect(p.body.properties.configuration.secrets).toEqual([secrets[0], secrets[1]]);
+      expect(p.body.properties.configuration.registries).toEqual([{ server: 'acr.azurecr.io', username: 'acr', passwordSecretRef: 'registry-password' }]);
+    }
+    expect(apps.secretsOf(id)).toEqual(secrets);
+    expect(arm.get(id)!.properties.configuration.registries).toHaveLength(1);
+    // The value travels in the PATCH only: not in a heartbeat, result or summary.
+    expect(JSON.stringify([app, shifted, back])).not.toContain('pa55-w0rd-for-acr');
+  });
+
+  it('names a revision as Azure allows: no "--" in the suffix, at most 54 characters with the app name', async () => {
+    const long = step<AzureAppStep>({ ...deploy, id: 'app-rc', version: 'v2.0.0--release-candidate.1+build.20261201.abcdef' } as AzureAppStep);
+    const app = await attempt(activities.updateApp, input(long, resources));
+    expect(app.error).toBeUndefined();
+    const name = String(app.result!.figures['api.revision']);
+    expect(name).toMatch(/^ca-compliance-api--v2-0-0-release-candidate-1-b-[0-9a-f]{6}$/);
+    expect(name.length).toBeLessThanOrEqual(54);
+    expect(revisionSuffix('v2.0.0--rc.1', 'ca-compliance-api')).toBe('v2-0-0-rc-1');
+
+    // A plan naming a revision Azure would refuse is refused when it loads.
+    const text = readFileSync('plans/azure-small-to-medium.yaml', 'utf8').replace('canary: ca-compliance-api-westeurope--v2-0-0-medium', 'canary: ca-compliance-api-westeurope--v2--rc');
+    expect(() => parsePlan(text, 'plan.yaml')).toThrow(/expected a revision suffix of lowercase letters, digits and single dashes, starting with a letter and ending with a letter or digit, got "v2--rc"/);
+  });
+
+  it('waits out a Degraded revision up to the bound, then fails with what to do', async () => {
+    const slow = azureActivities(arm, { probeScheme: 'http', degradedWaitMs: 400 });
+    const revision = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)!.properties;
+    let polls = 0;
+    const ok = await attempt(slow.updateApp, input(deploy, resources), {
+      onHeartbeat: (d) => {
+        // Degraded once created (replicas still starting) for a few polls, then Running.
+        if (!arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v2-0-0`)) return;
+        if ((d as { waiting?: string }).waiting) polls += 1;
+        revision().runningState = polls < 5 ? 'Degraded' : 'Running';
+      },
+    });
+    expect(ok.error).toBeUndefined();
+    expect(polls).toBeGreaterThanOrEqual(5);
+
+    const stuck = step<AzureAppStep>({ ...deploy, id: 'app-3', version: 'v3.0.0' } as AzureAppStep);
+    const r3 = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v3-0-0`);
+    const bad = await attempt(slow.updateApp, input(stuck, resources), {
+      onHeartbeat: () => {
+        if (r3()) r3()!.properties.runningState = 'Degraded';
+      },
+    });
+    expect(bad.error?.type).toBe('NonRetryable');
+    expect(bad.error?.message).toMatch(/^revision ca-compliance-api--v3-0-0 of ca-compliance-api stayed Degraded for 400 ms \(some replicas are not ready\); look at its replicas' logs, fix the image or its settings and resume$/);
+  });
+
+  it('deactivates blue at finalize once green has everything, and the rollback reactivates it before traffic goes back', async () => {
+    new FakeContainerApps(arm);
+    await attempt(activities.updateApp, input(deploy, resources));
+    const fin = step<FinalizeStep>({ id: 'finalize', kind: 'finalize', resources: ['revisions'], syncedFrom: {} });
+    const early = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(early.error?.message).toBe('revisions: revision ca-compliance-api--v1 still gets 100% of the traffic, so finalize cannot deactivate it; shift everything to ca-compliance-api--v2-0-0 (a traffic step at 100) or roll back, then resume');
+
+    const t100 = step<TrafficStep>({ id: 't100', kind: 'traffic', resource: 'revisions', weight: 100, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t100, resources));
+    const done = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(done.error).toBeUndefined();
+    const blue = () => arm.get(`${appId('ca-compliance-api')}/revisions/ca-compliance-api--v1`)!.properties;
+    expect(blue().active).toBe(false);
+    expect(done.result!.summary).toMatch(/revision ca-compliance-api--v1 deactivated; ca-compliance-api--v2-0-0 serves everything/);
+    const again = await attempt(activities.finalizeMigration, input(fin, resources));
+    expect(again.result!.summary).toMatch(/already inactive/);
+
+    const undo = await attempt(activities.undoStep, input(fin, resources, done.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(blue()).toMatchObject({ active: true, runningState: 'Running' });
+    expect(arm.writes()).toContain(`POST ${appId('ca-compliance-api')}/revisions/ca-compliance-api--v1/activate`);
+    const back = await attempt(activities.undoStep, input(t100, resources, shifted.result!.undo));
+    expect(back.error).toBeUndefined();
   });
 });

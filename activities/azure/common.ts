@@ -7,6 +7,7 @@ import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activ
 import type { Resource } from '../../plan/types';
 import type { AzureResources } from './provider';
 import type { Json } from '../types';
+import { cloudNamed, type AzureCloud } from './cloud';
 
 export interface AzureProviderOptions {
   /** Defaults to DefaultAzureCredential: `az login`, a managed identity, workload identity or AZURE_* variables. */
@@ -17,10 +18,14 @@ export interface AzureProviderOptions {
   retryOptions?: { maxRetries?: number; retryDelayInMs?: number; maxRetryDelayInMs?: number };
   /** How often long-running operations and resource states are polled when Azure does not say (Retry-After). */
   pollIntervalMs?: number;
-  /** Azure Resource Manager endpoint, for sovereign clouds. */
+  /** Azure Resource Manager endpoint; defaults to the cloud's. */
   endpoint?: string;
   /** How long an HA change may take to reach a Healthy standby before the attempt fails and is retried (2 h). */
   haHealthyWithinMs?: number;
+  /** The Azure cloud (public, US Government, China); defaults to TIERSHIFT_AZURE_CLOUD, else public Azure. */
+  cloud?: AzureCloud['name'];
+  /** How long a Container App revision may stay Degraded before its step fails (default 10 minutes). */
+  degradedWaitMs?: number;
   /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
   probeScheme?: 'https' | 'http';
 }
@@ -32,12 +37,15 @@ export interface AzureContext {
   clientOptions(): {
     httpClient?: HttpClient;
     retryOptions?: AzureProviderOptions['retryOptions'];
-    endpoint?: string;
+    endpoint: string;
+    credentialScopes: string[];
     additionalPolicies: { policy: PipelinePolicy; position: 'perCall' }[];
   };
   pollIntervalMs: number;
   /** The wait Azure last asked for (Retry-After) before polling this operation status URL again. */
   retryAfterMs(operationUrl: string | undefined): number | undefined;
+  /** The cloud's host names: nothing else in the provider spells one. */
+  cloud: AzureCloud;
 }
 
 const urlKey = (url: string) => url.split('?')[0]!.toLowerCase();
@@ -68,14 +76,19 @@ export function azureContext(options: AzureProviderOptions = {}): AzureContext {
   let credential = options.credential;
   const waits = new Map<string, number>();
   const policy = retryAfterPolicy(waits);
+  const cloud = cloudNamed(options.cloud ?? process.env.TIERSHIFT_AZURE_CLOUD);
+  const endpoint = options.endpoint ?? cloud.resourceManager;
   return {
     options,
+    cloud,
     // Created on first use: a worker that never touches Azure must not need Azure credentials.
-    credential: () => (credential ??= new DefaultAzureCredential()),
+    credential: () => (credential ??= new DefaultAzureCredential({ authorityHost: cloud.authorityHost })),
     clientOptions: () => ({
       ...(options.httpClient ? { httpClient: options.httpClient } : {}),
       ...(options.retryOptions ? { retryOptions: options.retryOptions } : {}),
-      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      // Tokens for the cloud's own Resource Manager: a public-cloud token means nothing in US Government.
+      endpoint,
+      credentialScopes: [`${endpoint.replace(/\/$/, '')}/.default`],
       additionalPolicies: [{ policy, position: 'perCall' as const }],
     }),
     pollIntervalMs: options.pollIntervalMs ?? 10_000,

@@ -2,8 +2,10 @@
 // new image and size, then `ingress traffic set --revision-weight`). The new revision is named after the
 // plan's version, so a retried step finds the revision it already created instead of making another,
 // and it takes no traffic until a traffic step gives it some.
-import { ContainerAppsAPIClient, restorePoller, type ContainerApp, type Revision, type TrafficWeight } from '@azure/arm-appcontainers';
+import { ContainerAppsAPIClient, restorePoller, type Configuration, type ContainerApp, type Revision, type Secret, type Template, type TrafficWeight } from '@azure/arm-appcontainers';
+import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
+import { REVISION_NAME_MAX } from './provider';
 import type { AzureApp, AzureTraffic, AzureAppStep } from './provider';
 import type { AppStep } from '../../plan/types';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
@@ -42,25 +44,69 @@ async function patchApp(a: App, patch: ContainerApp, o: LroOptions): Promise<Res
 
 const getApp = (a: App) => azureCall(`reading Container App ${a.name}`, () => a.client.containerApps.get(a.resourceGroup, a.name));
 
-/** Container Apps revision suffixes: lowercase letters, digits and dashes, starting with a letter. */
-export function revisionSuffix(version: string): string {
-  const s = version.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '');
-  return (/^[a-z]/.test(s) ? s : `v${s}`).slice(0, 40).replace(/-+$/, '');
+/**
+ * The secrets and registries an update must send back: Azure drops from the app what a PATCH's
+ * configuration leaves out (azd and the Maven plugin send them on every update for that reason), and a
+ * GET shows secrets by name only, so their values come from listSecrets. Key Vault references go back
+ * as references. The values go into the request only, never into a heartbeat, result or message.
+ */
+async function keptConfiguration(a: App, current: ContainerApp): Promise<Pick<Configuration, 'secrets' | 'registries'>> {
+  const registries = current.configuration?.registries ?? [];
+  if (!current.configuration?.secrets?.length) return { secrets: [], registries };
+  const listed = await azureCall(`reading the secrets of Container App ${a.name} (to send them back with the update)`, () => a.client.containerApps.listSecrets(a.resourceGroup, a.name));
+  const secrets: Secret[] = (listed.value ?? []).map((x) =>
+    x.keyVaultUrl ? { name: x.name, keyVaultUrl: x.keyVaultUrl, ...(x.identity ? { identity: x.identity } : {}) } : { name: x.name, value: x.value },
+  );
+  return { secrets, registries };
+}
+
+/** One PATCH of the app, with its secrets and registries sent back (see keptConfiguration). */
+async function appPatch(a: App, current: ContainerApp, configuration: Configuration, template?: Template): Promise<ContainerApp> {
+  return { location: current.location, configuration: { ...configuration, ...(await keptConfiguration(a, current)) }, ...(template ? { template } : {}) };
+}
+
+/**
+ * The revision suffix for a version, as Azure accepts it: lowercase letters, digits and single dashes
+ * ("--" separates the app from the suffix, so a suffix may not hold one), starting with a letter and
+ * ending with a letter or digit, and `<app>--<suffix>` at most 54 characters. A version too long for
+ * that keeps its start and ends with a hash of the whole, so two long versions never share a revision.
+ */
+export function revisionSuffix(version: string, appName: string): string {
+  const s = version.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+  const full = /^[a-z]/.test(s) ? s : `v${s}`;
+  const room = REVISION_NAME_MAX - appName.length - 2;
+  if (full.length <= room) return full;
+  const hash = createHash('sha256').update(version).digest('hex').slice(0, 6);
+  return `${full.slice(0, room - hash.length - 1).replace(/-+$/, '')}-${hash}`;
 }
 
 const RUNNING = new Set(['Running', 'RunningAtMaxScale']);
+/** How long a Degraded revision is waited on before the step fails. */
+export const DEGRADED_WAIT_MS = 10 * 60_000;
 
-/** Waits until a revision is provisioned and healthy; a failed one needs a fix in the image or the plan. */
+/**
+ * Waits until a revision is provisioned and healthy; a failed one needs a fix in the image or the plan.
+ * `Degraded` (some replicas not ready) is often a revision still scaling or a probe still warming up,
+ * so it is waited out, up to the provider's bound (degradedWaitMs), before it counts as a failure.
+ */
 async function revisionReady(az: AzureContext, a: App, revision: string): Promise<Revision> {
+  const bound = az.options.degradedWaitMs ?? DEGRADED_WAIT_MS;
+  let degradedSince: number | undefined;
   return waitFor(
     az,
     `revision ${revision} healthy`,
     () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision),
     (r) => r.provisioningState === 'Provisioned' && r.healthState !== 'Unhealthy' && (r.runningState === undefined || RUNNING.has(r.runningState)),
-    (r) =>
-      r.provisioningState === 'Failed' || r.runningState === 'Failed' || r.runningState === 'Degraded'
-        ? `revision ${revision} of ${a.name} failed to start (${r.provisioningError ?? r.runningState ?? r.provisioningState}); fix the image or its settings and resume`
-        : undefined,
+    (r) => {
+      if (r.provisioningState === 'Failed' || r.runningState === 'Failed') {
+        return `revision ${revision} of ${a.name} failed to start (${r.provisioningError ?? r.runningState ?? r.provisioningState}); fix the image or its settings and resume`;
+      }
+      if (r.runningState !== 'Degraded') return (degradedSince = undefined);
+      degradedSince ??= Date.now();
+      return Date.now() - degradedSince >= bound
+        ? `revision ${revision} of ${a.name} stayed Degraded for ${bound >= 1000 ? `${Math.round(bound / 1000)} s` : `${bound} ms`} (some replicas are not ready); look at its replicas' logs, fix the image or its settings and resume`
+        : undefined;
+    },
     (r) => ({ provisioning: r.provisioningState ?? 'unknown', health: r.healthState ?? 'unknown', running: r.runningState ?? 'unknown' }),
   );
 }
@@ -88,7 +134,7 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     mode: current.configuration?.activeRevisionsMode,
   }) as Json)) as unknown as AppBefore;
 
-  const suffix = revisionSuffix(step.version);
+  const suffix = revisionSuffix(step.version, a.name);
   const revision = `${a.name}--${suffix}`;
   const exists = !journal.isPending('app:revision') && (await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision)));
   let resumed = false;
@@ -96,14 +142,15 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     const containers = current.template?.containers ?? [];
     if (!containers.length) throw ApplicationFailure.nonRetryable(`Container App ${a.name} has no container to update; deploy it once before migrating`, 'NonRetryable');
     const [first, ...rest] = containers;
-    const patch: ContainerApp = {
-      location: current.location,
-      configuration: {
+    const patch = await appPatch(
+      a,
+      current,
+      {
         // Two revisions serve side by side only in Multiple mode; Single would move all traffic at once.
         activeRevisionsMode: 'Multiple',
         ...(current.configuration?.ingress ? { ingress: { ...current.configuration.ingress, traffic: pinned(current.configuration.ingress.traffic, before.revision) } } : {}),
       },
-      template: {
+      {
         ...current.template,
         revisionSuffix: suffix,
         containers: [
@@ -120,7 +167,7 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
           ...(step.maxReplicas !== undefined ? { maxReplicas: step.maxReplicas } : {}),
         },
       },
-    };
+    );
     const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => patchApp(a, patch, o));
     resumed = r.resumed;
     journal.note('created', true);
@@ -140,7 +187,7 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
 export async function observeApp(az: AzureContext, { step, resources }: StepInput<AppStep>): Promise<Json> {
   const a = app(az, resourceOf(resources, step.resource, 'app', 'app resource'));
   const current = await getApp(a);
-  const revision = `${a.name}--${revisionSuffix(step.version)}`;
+  const revision = `${a.name}--${revisionSuffix(step.version, a.name)}`;
   const existing = await azureFind(`reading revision ${revision}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, revision));
   return {
     revision: current.latestRevisionName ?? null,
@@ -160,13 +207,14 @@ export async function undoApp(az: AzureContext, { step, resources, undo, before 
   const u = observed && typeof observed.revisionExisted === 'boolean'
     ? { revision: recorded.revision, created: !observed.revisionExisted, before: { revision: observed.revision ?? undefined, traffic: observed.traffic ?? [], mode: observed.mode ?? undefined } }
     : recorded;
-  const revision = u.revision ?? `${a.name}--${revisionSuffix(step.version)}`;
+  const revision = u.revision ?? `${a.name}--${revisionSuffix(step.version, a.name)}`;
   const journal = new Journal();
   const current = await getApp(a);
   const previous = u.before ? pinned(u.before.traffic, u.before.revision) : undefined;
   if (previous && current.configuration?.ingress && !sameTraffic(pinned(current.configuration.ingress.traffic, current.latestRevisionName), previous)) {
+    const patch = await appPatch(a, current, { ingress: { ...current.configuration.ingress, traffic: previous } });
     await runOperation(az, journal, 'undo:traffic', `restoring the traffic of ${a.name}`, (o) =>
-      patchApp(a, { location: current.location, configuration: { ingress: { ...current.configuration!.ingress, traffic: previous } } }, o),
+      patchApp(a, patch, o),
     );
   }
   let deactivated = false;
@@ -243,9 +291,8 @@ export async function shiftRevisions(
   let changed = false;
   let resumed = false;
   if (!sameTraffic(now, want) || journal.isPending(op)) {
-    const res = await runOperation(az, journal, op, `setting the revision weights of ${a.name}`, (o) =>
-      patchApp(a, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: want } } }, o),
-    );
+    const patch = await appPatch(a, c, { ingress: { ...c.configuration.ingress, traffic: want } });
+    const res = await runOperation(az, journal, op, `setting the revision weights of ${a.name}`, (o) => patchApp(a, patch, o));
     changed = !res.skipped;
     resumed = res.resumed;
   }
@@ -268,16 +315,49 @@ export async function restoreRevisions(az: AzureContext, r: AzureTraffic, journa
   const a = app(az, r);
   const c = await getApp(a);
   if (sameTraffic(pinned(c.configuration?.ingress?.traffic, c.latestRevisionName), previous) && !journal.isPending('undo:revisions')) return false;
-  await runOperation(az, journal, 'undo:revisions', `restoring the revision weights of ${a.name}`, (o) =>
-    patchApp(a, { location: c.location, configuration: { ingress: { ...c.configuration!.ingress, traffic: previous } } }, o),
-  );
+  const patch = await appPatch(a, c, { ingress: { ...c.configuration!.ingress, traffic: previous } });
+  await runOperation(az, journal, 'undo:revisions', `restoring the revision weights of ${a.name}`, (o) => patchApp(a, patch, o));
   return true;
 }
 
-export async function canaryRevision(az: AzureContext, r: AzureTraffic): Promise<{ revision?: Revision; probePath: string }> {
+export async function canaryRevision(az: AzureContext, r: AzureTraffic): Promise<{ revision?: Revision; probePath: string; app: { id: string; location?: string } }> {
   const a = app(az, r);
   const c = await getApp(a);
   const revision = await azureFind(`reading revision ${r.canary}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.canary));
   const probe = c.template?.containers?.[0]?.probes?.find((p) => p.type === 'Liveness' || p.type === 'Readiness')?.httpGet?.path;
-  return { revision, probePath: probe ?? '/' };
+  const { subscription, resourceGroup } = armScope(r);
+  const id = c.id ?? `/subscriptions/${subscription}/resourceGroups/${resourceGroup}/providers/Microsoft.App/containerApps/${a.name}`;
+  return { revision, probePath: probe ?? '/', app: { id, location: c.location } };
+}
+
+// --- finalize: blue retired once green has everything, brought back by the rollback ------------------
+
+/** Deactivates the stable (blue) revision, which must serve no traffic by now; a second run finds it inactive. */
+export async function retireStableRevision(az: AzureContext, r: AzureTraffic): Promise<StepOutcome> {
+  const a = app(az, r);
+  const w = await readRevisionWeights(az, r);
+  if (w.stable > 0) {
+    throw ApplicationFailure.nonRetryable(
+      `${r.name}: revision ${r.stable} still gets ${w.stable}% of the traffic, so finalize cannot deactivate it; shift everything to ${r.canary} (a traffic step at 100) or roll back, then resume`,
+      'NonRetryable',
+    );
+  }
+  const rev = await azureFind(`reading revision ${r.stable}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.stable));
+  if (!rev || rev.active === false) {
+    return { summary: `${r.name}: revision ${r.stable} ${rev ? 'already inactive' : 'no longer exists'}; ${r.canary} serves everything`, figures: { [`${r.name}.stableDeactivated`]: false }, undo: { deactivated: false } };
+  }
+  await azureCall(`deactivating revision ${r.stable}`, () => a.client.containerAppsRevisions.deactivateRevision(a.resourceGroup, a.name, r.stable));
+  return { summary: `${r.name}: revision ${r.stable} deactivated; ${r.canary} serves everything`, figures: { [`${r.name}.stableDeactivated`]: true }, undo: { deactivated: true } };
+}
+
+/** Reactivates the stable revision finalize deactivated (or, without its record, an inactive one), healthy before the traffic goes back to it. */
+export async function reactivateStableRevision(az: AzureContext, input: UndoInput, r: AzureTraffic): Promise<StepOutcome> {
+  const a = app(az, r);
+  if ((input.undo as { deactivated?: boolean } | undefined)?.deactivated === false) return { summary: `${r.name}: finalize deactivated nothing`, figures: {} };
+  const rev = await azureFind(`reading revision ${r.stable}`, () => a.client.containerAppsRevisions.getRevision(a.resourceGroup, a.name, r.stable));
+  if (!rev) throw ApplicationFailure.nonRetryable(`${r.name}: revision ${r.stable} no longer exists, so the rollback cannot send traffic back to it; deploy it again (or restore it from its image), then resume`, 'NonRetryable');
+  const was = rev.active !== false;
+  if (!was) await azureCall(`activating revision ${r.stable}`, () => a.client.containerAppsRevisions.activateRevision(a.resourceGroup, a.name, r.stable));
+  const ready = await revisionReady(az, a, r.stable);
+  return { summary: `${r.name}: revision ${r.stable} ${was ? 'already active' : 'reactivated'}, healthy with ${ready.replicas ?? 0} replicas`, figures: { [`${r.name}.stableReactivated`]: !was } };
 }

@@ -7,8 +7,8 @@ import { backupPrefix } from '../backup-key';
 import type { ProviderOperations, StepInput, StepOutcome } from '../types';
 import { backupContainer, checkContainer, observeBlobSync, syncBlobs, undoBlobSync } from './blob';
 import { azureContext, Journal, resourceOf, type AzureContext, type AzureProviderOptions } from './common';
-import { checkApp, observeApp, undoApp, updateApp } from './container-apps';
-import { describeWeights, front, readWeights } from './front-door';
+import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, undoApp, updateApp } from './container-apps';
+import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { resolveKeyVaultSecret } from './secrets';
 import { backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
@@ -19,7 +19,10 @@ export type { AzureProviderOptions } from './common';
 /** Front Door routes to the stable origin today; revisions of a Container App are checked by the app. */
 async function checkTraffic(az: AzureContext, resource: AzureTraffic): Promise<StepOutcome> {
   if (resource.containerApp) return { summary: `${resource.name}: revisions of ${resource.containerApp} (checked by the app)`, figures: {} };
-  const w = await readWeights(front(az, resource));
+  const f = front(az, resource);
+  const w = await readWeights(f);
+  const wrong = await weightPreconditions(f);
+  if (wrong) throw ApplicationFailure.nonRetryable(`${resource.name}: ${wrong}.`, 'NonRetryable');
   if (!w.stable.enabled) throw ApplicationFailure.nonRetryable(`${resource.name}: the stable origin ${resource.stable} is disabled in Front Door; enable it before migrating`, 'NonRetryable');
   return { summary: `${resource.name} healthy: Front Door ${resource.profile}/${resource.originGroup} routes ${describeWeights(resource, w)}`, figures: { [`${resource.name}.stableWeight`]: w.stable.weight } };
 }
@@ -84,6 +87,9 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       analyse: (input) => analyseTraffic(az, input),
       undo: (input) => undoTraffic(az, input),
       drift: (r: AzureTraffic, percent) => trafficDrift(az, r, percent),
+      // Blue-green on Container Apps: finalize retires the blue revision; Front Door keeps the demoted origin as failover.
+      finalize: async (_input, r: AzureTraffic) => (r.containerApp ? retireStableRevision(az, r) : { summary: `${r.name}: ${r.stable} stays as Front Door's failover at a lower priority`, figures: {} }),
+      undoFinalize: async (input, r: AzureTraffic) => (r.containerApp ? reactivateStableRevision(az, input, r) : { summary: `nothing to undo for ${r.name}`, figures: {} }),
     },
     app: {
       check: (r: AzureApp) => checkApp(az, r),

@@ -17,6 +17,18 @@ const serverName = required('the Flexible Server name').regex(/^[a-z0-9][a-z0-9-
   error: 'expected a Flexible Server name: 3 to 63 lowercase letters, digits and dashes, not starting or ending with a dash',
 });
 const storageAccount = required('the storage account name').regex(/^[a-z0-9]{3,24}$/, { error: 'expected a storage account name: 3 to 24 lowercase letters and digits' });
+/** Azure's limit on `<app>--<suffix>`, a revision's name. */
+export const REVISION_NAME_MAX = 54;
+/** Why `name` cannot be a revision of Container App `app`, or undefined. */
+export function revisionNameProblem(name: string, app: string): string | undefined {
+  const suffix = name.startsWith(`${app}--`) ? name.slice(app.length + 2) : undefined;
+  if (suffix === undefined) return `expected a revision of ${app}, named ${app}--<suffix>, got "${name}"`;
+  if (!/^[a-z]([a-z0-9-]*[a-z0-9])?$/.test(suffix) || suffix.includes('--')) {
+    return `expected a revision suffix of lowercase letters, digits and single dashes, starting with a letter and ending with a letter or digit, got "${suffix}"`;
+  }
+  if (name.length > REVISION_NAME_MAX) return `expected a revision name of at most ${REVISION_NAME_MAX} characters (Azure's limit), got ${name.length} in "${name}"`;
+  return undefined;
+}
 const containerAppName = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, { error: 'expected a Container App name: 2 to 32 lowercase letters, digits and dashes, starting with a letter' });
 
 const fields = {
@@ -123,7 +135,14 @@ export const azure: ProviderDefinition = {
   },
   check(resource) {
     const r = resource as AzureTraffic;
-    if (r.kind !== 'traffic' || r.containerApp) return [];
+    if (r.kind !== 'traffic') return [];
+    if (r.containerApp) {
+      const app = r.containerApp;
+      return (['stable', 'canary'] as const).flatMap((f) => {
+        const problem = revisionNameProblem(r[f], app);
+        return problem ? [[[f], problem] as [string[], string]] : [];
+      });
+    }
     return (['profile', 'originGroup'] as const)
       .filter((f) => !r[f])
       .map((f) => [[f], `expected ${f === 'profile' ? 'the Front Door profile' : 'the origin group'} (or containerApp, to shift between revisions), got nothing`]);

@@ -7,7 +7,8 @@ import { azureFailure, type AzureContext } from './common';
 
 export async function resolveKeyVaultSecret(az: AzureContext, ref: Json, what: string): Promise<string> {
   const { vault, secret } = ref as { vault: string; secret: string };
-  const url = /^https:\/\//.test(vault) ? vault : `https://${vault}.vault.azure.net`;
+  // A vault name is in the worker's cloud (vault.azure.net, vault.usgovcloudapi.net, vault.azure.cn).
+  const url = /^https:\/\//.test(vault) ? vault : `https://${vault}.${az.cloud.keyVaultSuffix}`;
   const client = new SecretClient(url, az.credential(), {
     ...(az.options.httpClient ? { httpClient: az.options.httpClient } : {}),
     ...(az.options.retryOptions ? { retryOptions: az.options.retryOptions } : {}),

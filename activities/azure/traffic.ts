@@ -1,14 +1,16 @@
 // The traffic phase in Azure: Front Door origin weights, or Container App revision weights when the
 // traffic resource names a Container App. The analysis probes over HTTP what users reach (the Front
-// Door endpoint, or the canary revision's own address) and checks the origins and revision themselves.
-import { sleep } from '@temporalio/activity';
+// Door endpoint, or the canary revision's own address) as a smoke test, and judges the canary from
+// Azure Monitor's metrics of its origin or revision over the bake window (monitor.ts).
+import { ApplicationFailure, sleep } from '@temporalio/activity';
 import type { TrafficWeight } from '@azure/arm-appcontainers';
 import type { TrafficStep } from '../../plan/types';
 import type { AzureTraffic } from './provider';
 import type { AnalysisInput, AnalysisOutcome, Json, StepInput, StepOutcome, TrafficShiftOutcome, UndoInput } from '../types';
 import { Journal, progressHeartbeat, resourceOf, type AzureContext } from './common';
 import { canaryRevision, currentRevisionTraffic, readRevisionWeights, restoreRevisions, shiftRevisions } from './container-apps';
-import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, readWeights, type FrontDoorWeights } from './front-door';
+import { applyFrontDoorWeights, canaryPercent, describeWeights, front, frontDoorWeightsFor, probeTarget, profileId, readWeights, waitForEdges, weightPreconditions, type FrontDoorWeights } from './front-door';
+import { frontDoorWindow, revisionWindow, type Window, type WindowMetrics } from './monitor';
 
 const trafficResource = (input: StepInput): AzureTraffic => resourceOf(input.resources, (input.step as TrafficStep).resource, 'traffic', 'traffic resource');
 
@@ -27,14 +29,18 @@ export async function shiftTraffic(az: AzureContext, input: StepInput<TrafficSte
     };
   }
   const f = front(az, r);
+  const wrong = await weightPreconditions(f);
+  if (wrong) throw ApplicationFailure.nonRetryable(`${n}: ${wrong}.`, 'NonRetryable');
   const want = frontDoorWeightsFor(percent, await readWeights(f));
   const s = await applyFrontDoorWeights(az, f, journal, want, 'shift');
+  // The bake (which starts at the baseline) measures the new weights only once the edges route by them.
+  await waitForEdges(az, f);
   return {
     summary: `${n}: ${s.changed ? 'now routes' : 'already routed'} ${100 - percent}% to ${r.stable} and ${percent}% to ${r.canary} (${describeWeights(r, want)})${s.resumed ? '; resumed an update a previous attempt started' : ''}`,
     figures: {
       [`${n}.weight`]: percent,
-      [`${n}.canaryWeight`]: want.canary.enabled ? want.canary.weight : 0,
-      [`${n}.stableWeight`]: want.stable.enabled ? want.stable.weight : 0,
+      [`${n}.canaryWeight`]: canaryPercent(want) > 0 ? want.canary.weight : 0,
+      [`${n}.stableWeight`]: canaryPercent(want) < 100 ? want.stable.weight : 0,
     },
     undo: { origins: s.before as unknown as Json },
     baseline: { at: new Date().toISOString() },
@@ -66,6 +72,7 @@ export async function undoTraffic(az: AzureContext, input: UndoInput): Promise<S
   const f = front(az, r);
   const previous = undo.origins ?? frontDoorWeightsFor(0, await readWeights(f));
   const { changed } = await applyFrontDoorWeights(az, f, journal, previous, 'undo');
+  await waitForEdges(az, f);
   return {
     summary: `${r.name}: ${changed ? 'origins restored to' : 'origins already were'} ${describeWeights(r, previous)}`,
     figures: { [`${r.name}.weight`]: canaryPercent(previous) },
@@ -75,17 +82,14 @@ export async function undoTraffic(az: AzureContext, input: UndoInput): Promise<S
 interface Probe {
   requests: number;
   errors: number;
-  meanMs: number;
   lastError?: string;
 }
 
 /** Sends `count` GETs to `url` one after another; 5xx answers and failed connections are errors. */
 async function probe(url: string, count: number): Promise<Probe> {
   let errors = 0;
-  let total = 0;
   let lastError: string | undefined;
   for (let i = 0; i < count; i++) {
-    const start = performance.now();
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(10_000), redirect: 'manual' });
       await res.arrayBuffer();
@@ -94,19 +98,29 @@ async function probe(url: string, count: number): Promise<Probe> {
       errors += 1;
       lastError = (err as Error).message;
     }
-    total += performance.now() - start;
-    if (i % 10 === 9) progressHeartbeat({ probing: url, sent: i + 1, errors });
+    progressHeartbeat({ probing: url, sent: i + 1, errors });
     await sleep(50);
   }
-  return { requests: count, errors, meanMs: count ? Math.round(total / count) : 0, lastError };
+  return { requests: count, errors, lastError };
 }
+
+/** The smoke test: a few GETs of what users reach. It says the endpoint answers, nothing about the canary. */
+const SMOKE_PROBES = 5;
 
 const pct = (fraction: number) => `${(fraction * 100).toFixed(1)}%`;
 
+/** The bake window: from the shift (its baseline) to now; without a baseline, the last five minutes. */
+function bakeWindow(baseline: Json): Window {
+  const at = Date.parse(String((baseline as { at?: string } | null)?.at ?? ''));
+  const end = new Date();
+  return { start: new Date(Number.isFinite(at) && at < end.getTime() ? at : end.getTime() - 5 * 60_000), end };
+}
+
 /**
- * The verdict after the bake: the origins (or the canary revision) must be healthy and weighted as the
- * step left them, and an HTTP probe of what users reach must stay within the plan's thresholds. Without
- * an endpoint to probe there are no requests, which passes only when the plan asks for none.
+ * The verdict after the bake, from Azure Monitor: the canary's requests, 5xx share and latency over the
+ * bake window, per origin (Front Door) or per revision (Container Apps), against the plan's thresholds,
+ * plus Front Door's own health probes of the canary origin. The weights must be as the step left them,
+ * and the endpoint must answer a smoke probe; neither probe nor weights say how the canary fares.
  */
 export async function analyseTraffic(az: AzureContext, input: AnalysisInput): Promise<AnalysisOutcome> {
   const r = trafficResource(input);
@@ -114,42 +128,70 @@ export async function analyseTraffic(az: AzureContext, input: AnalysisInput): Pr
   const failures: string[] = [];
   let url: string | undefined;
   let observedWeight: number;
+  let metrics: Record<string, WindowMetrics>;
+  let unit: string;
+  const window = bakeWindow(input.baseline);
   const scheme = az.options.probeScheme ?? 'https';
   if (r.containerApp) {
     const w = await readRevisionWeights(az, r);
     observedWeight = w.canary;
-    const { revision, probePath } = await canaryRevision(az, r);
+    const { revision, probePath, app } = await canaryRevision(az, r);
     if (!revision) failures.push(`the canary revision ${r.canary} no longer exists`);
     else if (revision.healthState === 'Unhealthy' || (revision.runningState && !['Running', 'RunningAtMaxScale'].includes(revision.runningState))) {
       failures.push(`the canary revision ${r.canary} is ${revision.healthState ?? ''} ${revision.runningState ?? ''}`.replace(/\s+/g, ' ').trim());
     }
     if (revision?.fqdn) url = `${scheme}://${revision.fqdn}${probePath}`;
+    metrics = await revisionWindow(az, app.id, app.location, { stable: r.stable, canary: r.canary }, window);
+    unit = `revision ${r.canary}`;
   } else {
     const f = front(az, r);
     observedWeight = canaryPercent(await readWeights(f));
     const t = await probeTarget(f);
     failures.push(...t.originsHealthy);
     if (t.host) url = `${scheme}://${t.host}${t.path}`;
+    metrics = await frontDoorWindow(az, profileId(f), { stable: [r.stable, ...t.hosts.stable], canary: [r.canary, ...t.hosts.canary] }, window);
+    unit = `origin ${r.canary}`;
   }
   if (Math.abs(observedWeight - weight) > 0.5) failures.push(`the canary gets ${observedWeight}% instead of the ${weight}% this step set (changed by hand?)`);
 
-  const count = url ? Math.min(200, Math.max(analysis.minRequests, 20)) : 0;
-  const p = url ? await probe(url, count) : { requests: 0, errors: 0, meanMs: 0 };
-  const errorRate = p.requests ? p.errors / p.requests : 0;
-  if (p.requests < analysis.minRequests) {
-    failures.push(`not enough traffic: ${p.requests} probe requests, the plan asks for at least ${analysis.minRequests}${url ? '' : ` (give ${r.name} an endpoint to probe)`}`);
-  } else {
-    if (errorRate > analysis.maxErrorRate) failures.push(`${p.errors} of ${p.requests} probe requests to ${url} failed (${pct(errorRate)}, last: ${p.lastError}), above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
-    if (analysis.maxResponseTimeMs !== undefined && p.meanMs > analysis.maxResponseTimeMs) {
-      failures.push(`${url} answered in ${p.meanMs} ms on average, above the plan's maximum of ${analysis.maxResponseTimeMs} ms`);
-    }
+  const c = metrics.canary!;
+  const s = metrics.stable!;
+  const errorRate = c.requests ? c.errors / c.requests : 0;
+  const minutes = Math.max(1, Math.round((window.end.getTime() - window.start.getTime()) / 60_000));
+  if (c.requests < analysis.minRequests) {
+    failures.push(`not enough traffic reached the canary: Azure Monitor counts ${c.requests} requests to ${unit} over the ${minutes}-minute bake, the plan asks for at least ${analysis.minRequests} (bake longer, or lower minRequests)`);
+  } else if (errorRate > analysis.maxErrorRate) {
+    failures.push(`${unit} answered ${c.errors} of ${c.requests} requests with 5xx over the bake (${pct(errorRate)}), above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
   }
+  if (c.healthPercent !== undefined && (100 - c.healthPercent) / 100 > analysis.maxErrorRate) {
+    failures.push(`Front Door's health probes of ${unit} succeeded only ${c.healthPercent.toFixed(1)}% of the time in the worst minute of the bake`);
+  }
+  if (analysis.maxResponseTimeMs !== undefined && c.latencyMs !== undefined && c.latencyMs > analysis.maxResponseTimeMs) {
+    failures.push(`${unit} took ${Math.round(c.latencyMs)} ms on average in its slowest minute of the bake, above the plan's maximum of ${analysis.maxResponseTimeMs} ms`);
+  }
+  // The smoke probe fails the verdict only when the endpoint answers nothing at all: any one probe may
+  // land on either origin, so its error share says nothing about the canary.
+  const p = url ? await probe(url, SMOKE_PROBES) : undefined;
+  if (p && p.errors === p.requests) failures.push(`${url} answered none of ${p.requests} smoke probes (last: ${p.lastError})`);
+
   const n = r.name;
   return {
     pass: failures.length === 0,
     reason: failures.length ? `${failures.join('; ')}.` : undefined,
-    summary: `${n}: canary at ${observedWeight}%${url ? `, ${p.requests} probes of ${url} with ${pct(errorRate)} errors in ${p.meanMs} ms on average` : ', no endpoint to probe'}${failures.length ? '' : ", within the plan's limits"}`,
-    figures: { [`${n}.errorRate`]: errorRate, [`${n}.requests`]: p.requests, [`${n}.rtimeMs`]: p.meanMs, [`${n}.weight`]: observedWeight },
+    summary:
+      `${n}: canary at ${observedWeight}%; Azure Monitor over ${minutes} min: ${unit} ${c.requests} requests, ${pct(errorRate)} 5xx` +
+      `${c.latencyMs !== undefined ? `, slowest minute ${Math.round(c.latencyMs)} ms` : ''}; stable ${s.requests} requests, ${pct(s.requests ? s.errors / s.requests : 0)} 5xx` +
+      `${p ? `; smoke probe of ${url}: ${p.requests - p.errors}/${p.requests} answered` : ''}${failures.length ? '' : "; within the plan's limits"}`,
+    figures: {
+      [`${n}.errorRate`]: errorRate,
+      [`${n}.requests`]: c.requests,
+      [`${n}.stableRequests`]: s.requests,
+      [`${n}.stableErrorRate`]: s.requests ? s.errors / s.requests : 0,
+      ...(c.latencyMs !== undefined ? { [`${n}.rtimeMs`]: Math.round(c.latencyMs) } : {}),
+      ...(c.healthPercent !== undefined ? { [`${n}.originHealth`]: c.healthPercent } : {}),
+      ...(p ? { [`${n}.smokeProbes`]: p.requests, [`${n}.smokeErrors`]: p.errors } : {}),
+      [`${n}.weight`]: observedWeight,
+    },
   };
 }
 

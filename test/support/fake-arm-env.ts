@@ -4,11 +4,11 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { createActivities } from '../../activities';
-import { createAzureProvider } from '../../activities/azure';
+import { createAzureProvider, type AzureProviderOptions } from '../../activities/azure';
 import type { Resource, Step } from '../../plan/types';
 import { FakeArm, fakeCredential, RG, SUB } from './fake-arm';
 
-export function azureActivities(arm: FakeArm, opts: { probeScheme?: 'http' | 'https' } = {}) {
+export function azureActivities(arm: FakeArm, opts: Omit<AzureProviderOptions, 'credential' | 'httpClient'> = {}) {
   return createActivities({
     azure: createAzureProvider({
       credential: fakeCredential,

@@ -51,6 +51,18 @@ interface Fault {
 
 type Json = Record<string, any>;
 
+/**
+ * Behaviour kept in test/support/fake-arm-*.ts (Azure Monitor, Front Door propagation, Container Apps
+ * secrets): `handle` answers a request before the fake ARM does, or returns undefined to pass it on
+ * (it may change stored resources first); `rewrite` turns what was sent into what the fake applies.
+ */
+export interface FakeExtension {
+  handle?(req: { method: string; url: URL; path: string; body: any }, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string, h?: Record<string, string>) => PipelineResponse): PipelineResponse | undefined;
+  rewrite?(method: string, path: string, body: any): any;
+  /** Takes a request that is not for ARM (a storage account's data plane) before the fake reads its body. */
+  forward?(request: PipelineRequest): Promise<PipelineResponse> | undefined;
+}
+
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 function merge(target: Json, patch: Json): Json {
   const out: Json = { ...target };
@@ -90,6 +102,7 @@ export class FakeArm implements HttpClient {
   /** When each server's standby turns Healthy (by lowercased server id). */
   private haHealthyAt = new Map<string, number>();
   private nextOp = 1;
+  readonly extensions: FakeExtension[] = [];
 
   put(id: string, resource: Json): void {
     this.resources.set(id.toLowerCase(), { id, name: id.split('/').pop(), ...clone(resource) });
@@ -106,11 +119,16 @@ export class FakeArm implements HttpClient {
   }
 
   async sendRequest(request: PipelineRequest): Promise<PipelineResponse> {
+    for (const x of this.extensions) {
+      const forwarded = x.forward?.(request);
+      if (forwarded) return forwarded;
+    }
     const url = new URL(request.url);
     const path = decodeURIComponent(url.pathname);
     const apiVersion = url.searchParams.get('api-version');
-    const body = typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined;
-    this.requests.push({ method: request.method, path, apiVersion, body });
+    const sent = typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined;
+    this.requests.push({ method: request.method, path, apiVersion, body: sent });
+    const body = this.extensions.reduce((b, x) => (x.rewrite ? x.rewrite(request.method, path, b === undefined ? b : clone(b)) : b), sent);
     const reply = (status: number, json?: unknown, headers: Record<string, string> = {}): PipelineResponse => ({
       request,
       status,
@@ -119,12 +137,16 @@ export class FakeArm implements HttpClient {
     });
     const error = (status: number, code: string, message: string, headers?: Record<string, string>) => reply(status, { error: { code, message } }, headers);
 
-    if (url.hostname.endsWith('.vault.azure.net')) return this.keyVault(request, url, reply, error);
+    if (/\.vault\.(azure\.net|usgovcloudapi\.net|azure\.cn)$/.test(url.hostname)) return this.keyVault(request, url, reply, error);
 
     const fault = this.faults.find((f) => f.times > 0 && f.path.test(path) && (!f.method || f.method === request.method));
     if (fault) {
       fault.times -= 1;
       return reply(fault.status, fault.body ?? { error: { code: `Fault${fault.status}`, message: `injected ${fault.status}` } }, fault.headers);
+    }
+    for (const x of this.extensions) {
+      const answered = x.handle?.({ method: request.method, url, path, body }, reply, error);
+      if (answered) return answered;
     }
 
     const ns = /\/providers\/([^/]+)\//i.exec(path)?.[1]?.toLowerCase() ?? '';
@@ -178,7 +200,7 @@ export class FakeArm implements HttpClient {
   ): PipelineResponse {
     if (request.headers.get('authorization') !== 'Bearer fake-arm-token') {
       return error(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer or PoP token.', {
-        'www-authenticate': 'Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net"',
+        'www-authenticate': `Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://${url.hostname.split('.').slice(1).join('.')}"`,
       });
     }
     const vault = url.hostname.split('.')[0]!;
@@ -187,7 +209,7 @@ export class FakeArm implements HttpClient {
     if (!/^[0-9a-zA-Z-]{1,127}$/.test(m[1]!)) return error(400, 'BadParameter', `The secret name '${m[1]}' is invalid.`);
     const value = this.vaultSecrets.get(`${vault}/${m[1]}`);
     if (value === undefined) return error(404, 'SecretNotFound', `A secret with (name/id) ${m[1]} was not found in this key vault.`);
-    return reply(200, { value, id: `https://${vault}.vault.azure.net/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
+    return reply(200, { value, id: `https://${url.hostname}/secrets/${m[1]}/0123456789abcdef`, attributes: { enabled: true } });
   }
 
   private retryAfter(): Record<string, string> {
