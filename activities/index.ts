@@ -120,7 +120,7 @@ export function createActivities(providers: Providers) {
       const traffic = operations(named(input, input.step.resource), 'traffic');
       const context = Context.current();
       const windowMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
-      const everyMs = Math.min(windowMs, JUDGE_EVERY_MS);
+      const everyMs = traffic.judgeEveryMs ?? Math.min(windowMs, JUDGE_EVERY_MS);
       const until = Date.parse(input.until);
       const extendUntil = Math.max(until, input.extendUntil ? Date.parse(input.extendUntil) : until);
       const resumed = context.info.heartbeatDetails as { readings?: { at: number; counters: Json }[]; judged?: number } | undefined;

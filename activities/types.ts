@@ -162,6 +162,11 @@ export interface TrafficOperations {
   /** Read-only: the weights the front routes with now. */
   observe(input: StepInput<TrafficStep>): Promise<Json>;
   analyse(input: AnalysisInput): Promise<AnalysisOutcome>;
+  /**
+   * How often a bake judges the canary, where the provider's figures come slower than every second (Azure
+   * Monitor's are per minute): more frequent judgements would read the same figures and cost requests.
+   */
+  judgeEveryMs?: number;
   undo(input: UndoInput): Promise<StepOutcome>;
   /** How far the canary's share is from `percent`, in one phrase; undefined when it is as expected. */
   drift(resource: TrafficResource, percent: number): Promise<string | undefined>;

@@ -162,12 +162,22 @@ describe('Front Door weights', () => {
     expect((ok.result as { summary: string }).summary).toMatch(/origin northeurope-origin 401 requests, 0\.2% 5xx, slowest minute 90 ms; stable 4004 requests/);
   });
 
+  it('calls a canary that is only too quiet inconclusive, not failed: the plan decides what follows', async () => {
+    await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
+    originTraffic({ ok: 12, errors: 0 });
+    const quiet = await analyse(20);
+    expect(quiet.result).toMatchObject({ pass: false, inconclusive: true });
+    expect((quiet.result as { reason: string }).reason).toMatch(/^not enough traffic reached the canary: Azure Monitor counts 12 requests/);
+  });
+
   it('fails a canary on too little traffic, failing health probes, slowness, weights changed by hand, or an endpoint that answers nothing', async () => {
     await attempt(activities.shiftTraffic, input(shift('t20', 20), { front }));
     originTraffic({ ok: 12, errors: 0, health: 50, latencyMs: 2500 });
     failing = true;
     arm.get(origin('northeurope-origin'))!.properties.weight = 300;
     const bad = await analyse(20);
+    // Too little traffic beside real failures is a failure.
+    expect(bad.result).toMatchObject({ pass: false, inconclusive: false });
     const reason = (bad.result as { reason: string }).reason;
     expect(reason).toMatch(/the canary gets 27\.3% instead of the 20% this step set/);
     expect(reason).toMatch(/not enough traffic reached the canary: Azure Monitor counts 12 requests to origin northeurope-origin over the 10-minute bake, the plan asks for at least 20/);

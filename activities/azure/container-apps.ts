@@ -36,6 +36,12 @@ async function patchApp(a: App, patch: ContainerApp, o: LroOptions): Promise<Res
     pollUntilDone: (p) => poller.pollUntilDone(p),
     onProgress: (callback) => poller.onProgress(callback),
     isDone: () => poller.isDone,
+    poll: async (p) => {
+      await poller.poll(p);
+    },
+    getResult: () => poller.result,
+    // core-lro 3 keeps the operation's status URL in its state's config, where runOperation looks it up.
+    getOperationState: () => poller.operationState as unknown as ReturnType<ResumablePoller<ContainerApp>['getOperationState']>,
     // What poller.serialize() resolves to, synchronously (the SDK's own deprecated beginUpdate poller does the
     // same), so every progress checkpoint is saved before the next poll; restorePoller reads it back.
     toString: () => JSON.stringify({ state: poller.operationState }),

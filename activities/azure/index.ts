@@ -85,6 +85,8 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       shift: (input) => shiftTraffic(az, input),
       observe: (input) => observeTraffic(az, input),
       analyse: (input) => analyseTraffic(az, input),
+      // Azure Monitor's platform metrics have a one-minute grain.
+      judgeEveryMs: 60_000,
       undo: (input) => undoTraffic(az, input),
       drift: (r: AzureTraffic, percent) => trafficDrift(az, r, percent),
       // Blue-green on Container Apps: finalize retires the blue revision; Front Door keeps the demoted origin as failover.

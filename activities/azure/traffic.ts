@@ -158,7 +158,8 @@ export async function analyseTraffic(az: AzureContext, input: AnalysisInput): Pr
   const s = metrics.stable!;
   const errorRate = c.requests ? c.errors / c.requests : 0;
   const minutes = Math.max(1, Math.round((window.end.getTime() - window.start.getTime()) / 60_000));
-  if (c.requests < analysis.minRequests) {
+  const tooFew = c.requests < analysis.minRequests;
+  if (tooFew) {
     failures.push(`not enough traffic reached the canary: Azure Monitor counts ${c.requests} requests to ${unit} over the ${minutes}-minute bake, the plan asks for at least ${analysis.minRequests} (bake longer, or lower minRequests)`);
   } else if (errorRate > analysis.maxErrorRate) {
     failures.push(`${unit} answered ${c.errors} of ${c.requests} requests with 5xx over the bake (${pct(errorRate)}), above the plan's maximum of ${pct(analysis.maxErrorRate)}`);
@@ -177,6 +178,8 @@ export async function analyseTraffic(az: AzureContext, input: AnalysisInput): Pr
   const n = r.name;
   return {
     pass: failures.length === 0,
+    // Too little traffic and nothing else wrong is no verdict: the plan's `inconclusive` decides.
+    inconclusive: tooFew && failures.length === 1,
     reason: failures.length ? `${failures.join('; ')}.` : undefined,
     summary:
       `${n}: canary at ${observedWeight}%; Azure Monitor over ${minutes} min: ${unit} ${c.requests} requests, ${pct(errorRate)} 5xx` +
