@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { BackupStep, CheckStep, FinalizeStep, PostgresResource, Resource, ResourceKind } from '../plan/types';
 import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
-import { useSecretResolvers } from './secrets';
+import { resolveSecret, useSecretResolvers } from './secrets';
 import type {
   AnalysisInput,
   AppOperations,
@@ -58,12 +58,17 @@ export function createActivities(providers: Providers) {
   }
   const named = (input: StepInput, name: string): Resource | undefined => input.resources[name];
 
-  /** Where a sql step's statements run: a connection from the database's provider. */
+  /**
+   * Where a sql step's statements run: a connection from the database's provider, else the connection
+   * string the resource references (any provider's database can be given one).
+   */
   function sqlConnection(input: StepInput, name: string): Promise<string> {
     const resource = named(input, name);
     const connect = operations(resource, 'postgres').connection;
-    if (!connect) throw ApplicationFailure.nonRetryable(`provider "${resource!.provider}" of ${name} cannot run sql steps; run the statements in a run step instead`, 'NonRetryable');
-    return connect(resource as PostgresResource);
+    if (connect) return connect(resource as PostgresResource);
+    const ref = (resource as PostgresResource).connection;
+    if (ref) return resolveSecret(ref, `database ${name}`);
+    throw ApplicationFailure.nonRetryable(`provider "${resource!.provider}" of ${name} cannot connect a sql step; give ${name} a connection reference`, 'NonRetryable');
   }
 
   /** A check or a backup: one call per resource, outcomes merged in the plan's order. */

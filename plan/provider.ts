@@ -40,7 +40,8 @@ export interface ProviderPlan {
   /**
    * The steps beyond cloud calls it runs on its resources: `sql` on its postgres resources (it gives the
    * worker a connection), `verify` on its traffic fronts and apps (it knows their address). A plan that
-   * asks a provider for one it does not declare is refused at load.
+   * asks a provider for one it does not declare is refused at load, except a sql step on a database with
+   * its own `connection` reference (the worker resolves that one whatever the provider).
    */
   runs?: readonly ('sql' | 'verify')[];
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */

@@ -78,8 +78,11 @@ export const sql = phaseKind<Body>({
   },
   check(b, ctx) {
     const resource = ctx.ref(ctx.at('resource'), b.resource, ['postgres']);
-    if (resource && !ctx.runs(resource.provider, 'sql')) {
-      ctx.problem(ctx.at('resource'), `expected a postgres resource whose provider runs sql steps, got "${b.resource}" on provider ${resource.provider}, which does not yet; run these statements in a run step with your own client instead`);
+    if (resource?.kind === 'postgres' && !resource.connection && !ctx.runs(resource.provider, 'sql')) {
+      ctx.problem(
+        ctx.at('resource'),
+        `expected a postgres resource whose provider connects sql steps, or one with a connection reference, got "${b.resource}" on provider ${resource.provider}, which does not connect them itself; give ${b.resource} a connection (a secret reference to its connection string)`,
+      );
     }
     const sources = (at: PathPart[], s: { statements?: string[]; file?: string }) => {
       if (!!s.statements === !!s.file) ctx.problem(at, `expected statements or a file (exactly one), got ${s.statements ? 'both' : 'neither'}`);
