@@ -130,6 +130,38 @@ describe('a run step', () => {
     await Promise.all(workers.map((w) => w.stop()));
   }, HEAVY);
 
+  it('passes only its secret references and PATH-like variables, masks secrets in its output, judges the exit code and stops it at its timeout', async () => {
+    process.env.P22_STEP_TOKEN = 'tok-5ecret-value';
+    process.env.P22_WORKER_ONLY = 'worker-secret';
+    try {
+      const script = "console.log('token=' + process.env.TOKEN); console.log('worker=' + (process.env.P22_WORKER_ONLY ?? 'absent')); process.exit(3)";
+      const plan = sandboxPlan({
+        name: uniqueName('exit'),
+        resources: sandboxResources('sourceDb'),
+        phases: `
+  - run: { command: [${JSON.stringify(process.execPath)}, -e, ${JSON.stringify(script)}], env: { TOKEN: { env: P22_STEP_TOKEN } }, rerunnable: true }
+  - run: { command: [${JSON.stringify(process.execPath)}, -e, "setTimeout(() => {}, 60000)"], timeout: 1s, rerunnable: true }`,
+      });
+      const input = (i: number) => ({ migrationId: 'migration-exit', runId: 'r', step: plan.steps[i] as never, resources: plan.resources });
+      const failed = await runActivity(activities.runCommand, [input(0)]).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(failed?.message).toMatch(/exited 3; last lines:\ntoken=\*\*\*\nworker=absent$/);
+      expect(failed?.message).not.toContain('tok-5ecret-value');
+      const started = Date.now();
+      const stopped = await runActivity(activities.runCommand, [input(1)]).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(stopped?.message).toMatch(/did not finish within 1s and was stopped/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } finally {
+      delete process.env.P22_STEP_TOKEN;
+      delete process.env.P22_WORKER_ONLY;
+    }
+  }, HEAVY);
+
   it('does not run its command a second time after the worker running it was killed', async () => {
     const file = path.join(tmpdir(), `${uniqueName('ran')}.log`);
     // Appends a line per run, then keeps working long enough for the worker to be killed under it.
