@@ -17,6 +17,9 @@ import { spawnWorker } from './support/cli';
 import { migrationSuite, runActivity, uniqueName } from './support/local-ops';
 import { sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
+import { shoppers } from './support/load';
+import { approveGate } from '../client/migrations';
+import { parsePlan } from '../plan/load';
 
 const HEAVY = 240_000;
 const suite = migrationSuite();
@@ -205,4 +208,39 @@ describe('a run step', () => {
       rmSync(file, { force: true });
     }
   }, HEAVY);
+});
+
+describe('the seed 002 twin', () => {
+  it('completes with its indexes on both clusters, the cache warm-up and the validation before go-live, failing no shopper', async () => {
+    // The shipped plan as a rehearsal: the same phases, decisions by typed name.
+    const text = readFileSync('plans/local-small-to-medium.yaml', 'utf8').replace(/identity:\n  oidc: \{ issuer: sandbox \}\n/, 'identity: unverified\n');
+    const plan = parsePlan(text.replace('name: local-small-to-medium', `name: ${uniqueName('seed-002')}`), 'plans/local-small-to-medium.yaml');
+    const { stop } = await startWorker({ connection: suite.temporal.connection });
+    const load = shoppers({ front: suite.state.haproxy!.frontendUrl, readsPerSecond: 20, lookups: 20_000, durationMs: 200_000 });
+    let status: MigrationStatus;
+    try {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      for (const gate of ['start', 'go-live']) {
+        const s = await eventually(() => migrationStatus(suite.temporal.client, handle.workflowId), (x) => x.pendingGate?.gate === gate || ['completed', 'rolled-back', 'awaiting-operator'].includes(x.state), 180_000);
+        if (s.pendingGate?.gate !== gate) throw new Error(`expected gate ${gate}, got ${s.state}: ${JSON.stringify(s.failure ?? s.rollback)}`);
+        await approveGate(suite.temporal.client, handle.workflowId, { gate, by: 'bob' });
+      }
+      status = (await handle.result()) as MigrationStatus;
+    } finally {
+      await stop();
+    }
+    const shopped = (await load.stop()).reads;
+    expect(status.state, JSON.stringify(status.failure ?? status.rollback)).toBe('completed');
+    expect(shopped.failed).toBe(0);
+    const step = (kind: string) => status.steps.find((x) => x.kind === kind)!;
+    expect(step('sql').figures['sql.do.statements']).toBe(6);
+    expect(step('run').summary).toMatch(/exit 0 .*cache warm: 200 orders read on green/s);
+    expect(step('verify').figures).toMatchObject({ 'check1.status': 200, 'check2.status': 200 });
+    for (const cluster of ['source', 'target'] as const) {
+      const valid = await withClient(postgresUrl(suite.state.postgres[cluster]!), async (c) =>
+        (await c.query(`select count(*)::int as n from pg_index i join pg_class x on x.oid = i.indexrelid where x.relname like 'idx_order%' and i.indisvalid`)).rows[0].n,
+      );
+      expect(valid).toBe(3);
+    }
+  }, 400_000);
 });
