@@ -103,10 +103,9 @@ export function isSchemaChange(statement: string): boolean {
 export function breaksReplication(statement: string): { what: string; instead: string } | undefined {
   const w = words(statement);
   if (/^alter table\b/.test(w)) {
-    if (/\brename\b/.test(w) && /\brename (column )?[^ ]+ to\b/.test(w) && !/\brename constraint\b/.test(w)) {
-      return /\brename to\b/.test(w)
-        ? { what: 'renames a replicated table', instead: 'rename it in a sql step after the finalize that ends the sync' }
-        : { what: 'renames a column of a replicated table', instead: 'add the new column, copy the values into it, and drop the old one in a sql step after the finalize that ends the sync' };
+    if (/\brename to\b/.test(w)) return { what: 'renames a replicated table', instead: 'rename it in a sql step after the finalize that ends the sync' };
+    if (/\brename (column )?[^ ]+ to\b/.test(w) && !/\brename constraint\b/.test(w)) {
+      return { what: 'renames a column of a replicated table', instead: 'add the new column, copy the values into it, and drop the old one in a sql step after the finalize that ends the sync' };
     }
     if (/\balter (column )?[^ ]+ (set data )?type\b/.test(w)) {
       return { what: 'changes the type of a column of a replicated table', instead: 'add a column of the new type, backfill it, and drop the old one in a sql step after the finalize that ends the sync' };

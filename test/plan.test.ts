@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadPlan, parsePlan, PlanError } from '../plan/load';
 import { describePlan } from '../plan/describe';
 import { rollbackOrder } from '../plan/rollback';
+import { splitStatements } from '../plan/sql';
 import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
 
 const HEAD = `apiVersion: tiershift/v1
@@ -80,6 +81,8 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['an unnamed concurrent index', '  - sql: { resource: sourceDb, statements: ["create index concurrently on orders (created_at)"] }\n', 'phases[0].sql.statements', 11, /expected a name for the index .* builds concurrently \(a resumed step finds it by name/],
   ['a dropped column mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table orders drop column note"] }\n', 'phases[1].sql.statements', 12, /expected no schema change that breaks the replication of sourceDb to targetDb mid-sync, got "alter table orders drop column note", which drops a column of a replicated table; stop using it now and drop it in a sql step after the finalize/],
   ['a renamed column mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: targetDb, statements: ["ALTER TABLE orders RENAME COLUMN note TO remark"] }\n', 'phases[1].sql.statements', 12, /which renames a column of a replicated table; add the new column, copy the values into it, and drop the old one/],
+  ['a renamed table mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table if exists orders rename to orders_old"] }\n', 'phases[1].sql.statements', 12, /which renames a replicated table; rename it in a sql step after the finalize that ends the sync/],
+  ['a dropped table mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: targetDb, statements: ["DROP TABLE payments"] }\n', 'phases[1].sql.statements', 12, /which drops a replicated table; drop it in a sql step after the finalize/],
   ['a column type change mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table orders alter column total_cents type numeric"] }\n', 'phases[1].sql.statements', 12, /which changes the type of a column of a replicated table; add a column of the new type, backfill it/],
   ['a load test with no bound', '  - verify: { resource: front, load: { url: /api/orders/1, ratePerSecond: 50, p95Ms: 500 } }\n', 'phases[0].verify.load', 11, /expected a bound on the load test \(duration, maxRequests or both\), got neither; a load test without one would never stop/],
   ['a load test longer than an hour', '  - verify: { resource: front, load: { url: /, ratePerSecond: 5, duration: 2h } }\n', 'phases[0].verify.load.duration', 11, /expected a load test of at most 1h, got 2h/],
@@ -314,6 +317,20 @@ describe('plan resolution', () => {
     expect(dry).toContain('load GET / at 20/s for 30s (at most 600 requests): p95 <= 500 ms, error rate <= 0.01');
     // Rollback: the run's undo command and the sql undo, in reverse.
     expect(rollbackOrder(plan.steps).map((a) => a.stepId)).toEqual(['2-run', '1-sql', '0-data']);
+  });
+
+  it('splits a sql script at its top-level semicolons only', () => {
+    const script = `-- header; not a statement
+create function f() returns int as $body$ select 1; $body$ language sql;
+insert into t values ('a;b', E'c\\';d', 'it''s; fine');
+/* a; comment */ select "a;b" from t;
+-- trailing; comment only
+`;
+    expect(splitStatements(script)).toEqual([
+      '-- header; not a statement\ncreate function f() returns int as $body$ select 1; $body$ language sql',
+      "insert into t values ('a;b', E'c\\';d', 'it''s; fine')",
+      '/* a; comment */ select "a;b" from t',
+    ]);
   });
 
   it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {
