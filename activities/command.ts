@@ -11,7 +11,7 @@
 import { Context, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
 import { spawn } from 'node:child_process';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { sandboxHome } from '../contract/home';
 import { showCommand } from '../plan/phases/run';
@@ -69,9 +69,17 @@ export async function runStepCommand(input: StepInput<RunStep>): Promise<StepOut
     const marker = readMarker(file) ?? (fromHeartbeat ? { startedAt: fromHeartbeat, attempt: 0 } : undefined);
     if (marker) return alreadyRan(step, marker, file);
     writeMarker(file, { startedAt: new Date().toISOString(), attempt: ctx.info.attempt });
-    heartbeat({ run: { startedAt: new Date().toISOString() } });
   }
-  const result = await spawnCommand(step.command, step.timeout, `step ${step.id}`);
+  let result: Ended;
+  try {
+    // The heartbeat carries the start too, for an attempt on a worker that cannot see this one's marker.
+    const started = step.rerunnable ? undefined : () => heartbeat({ run: { startedAt: new Date().toISOString() } });
+    result = await spawnCommand(step.command, step.timeout, `step ${step.id}`, started);
+  } catch (err) {
+    // It never started (no such program, a secret that did not resolve): nothing ran, so nothing to guard.
+    if (!step.rerunnable) rmSync(file, { force: true });
+    throw err;
+  }
   if (!step.rerunnable) writeMarker(file, { ...readMarker(file)!, endedAt: new Date().toISOString(), exitCode: result.code, signal: result.signal, tail: result.tail });
   return judge(step, result);
 }
@@ -121,7 +129,7 @@ const ending = (r: Ended, timeout: string) =>
   r.timedOut ? `did not finish within ${timeout} and was stopped` : r.code === null ? `was ended by ${r.signal ?? 'a signal'}` : `exited ${r.code}`;
 const lastLines = (tail: string) => (tail ? `; last lines:\n${tail}` : '');
 
-async function spawnCommand(command: Command, timeout: string, what: string): Promise<Ended> {
+async function spawnCommand(command: Command, timeout: string, what: string, onSpawn?: () => void): Promise<Ended> {
   const env: Record<string, string> = {};
   for (const name of PASSED) if (process.env[name] !== undefined) env[name] = process.env[name]!;
   const secrets: string[] = [];
@@ -147,6 +155,7 @@ async function spawnCommand(command: Command, timeout: string, what: string): Pr
       tail.splice(0, Math.max(0, tail.length - TAIL));
       heartbeat({ run: { tail: tail.join('\n') } });
     };
+    if (onSpawn) child.once('spawn', onSpawn);
     child.stdout!.on('data', take('out'));
     child.stderr!.on('data', take('err'));
     let timedOut = false;

@@ -2,7 +2,7 @@
 // processes: a sql step's concurrent index build cut off mid-build and resumed, a sql undo run by a
 // rollback that a verify step's breached p95 started, and a run step's command never run twice after
 // its worker was killed.
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { withClient } from '../activities/local/postgres';
 import { migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { postgresUrl } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
-import type { SqlStep } from '../plan/types';
+import type { RunStep, SqlStep } from '../plan/types';
+import { markerFile } from '../activities/command';
 import { spawnWorker } from './support/cli';
 import { migrationSuite, runActivity, uniqueName } from './support/local-ops';
 import { sandboxPlan, sandboxResources } from './support/plans';
@@ -159,6 +160,15 @@ describe('a run step', () => {
       );
       expect(stopped?.message).toMatch(/did not finish within 1s and was stopped/);
       expect(Date.now() - started).toBeLessThan(15_000);
+      // A command that never started leaves no marker behind: a resume may run it once it exists.
+      const missing = sandboxPlan({ name: uniqueName('missing'), resources: sandboxResources('sourceDb'), phases: '  - run: { command: [/nonexistent/p22-tool] }' });
+      const missingInput = { migrationId: 'migration-missing', runId: 'r', step: missing.steps[0] as RunStep, resources: missing.resources };
+      const notStarted = await runActivity(activities.runCommand, [missingInput]).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(notStarted?.message).toMatch(/could not start \/nonexistent\/p22-tool: spawn \/nonexistent\/p22-tool ENOENT; check the command's path/);
+      expect(existsSync(markerFile(missingInput))).toBe(false);
     } finally {
       delete process.env.P22_STEP_TOKEN;
       delete process.env.P22_WORKER_ONLY;
