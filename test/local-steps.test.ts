@@ -86,6 +86,29 @@ describe('a sql step', () => {
   }, HEAVY);
 });
 
+describe('a sql step in a transaction', () => {
+  it('commits its statements together or not at all, and a retry skips a group that committed', async () => {
+    const table = uniqueName('tx').replace(/-/g, '_');
+    const exists = () => withClient(sourceUrl(), async (c) => (await c.query('select to_regclass($1) as t', [table])).rows[0].t !== null);
+    const step = (statements: string[]) => {
+      const plan = sandboxPlan({ name: uniqueName('tx'), resources: sandboxResources('sourceDb'), phases: `  - sql: { resource: sourceDb, statements: ${JSON.stringify(statements)} }` });
+      return { migrationId: 'migration-tx', runId: uniqueName('run'), step: plan.steps[0] as SqlStep, resources: plan.resources };
+    };
+    const broken = await runActivity(activities.runSql, [step([`create table ${table} (id int primary key)`, 'insert into no_such_table values (1)'])]).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    expect(broken?.message).toMatch(/statement 2 of 2 on sourceDb \("insert into no_such_table values \(1\)"\) failed: relation "no_such_table" does not exist; fix the statement in the plan, or roll back/);
+    expect(await exists()).toBe(false);
+
+    const good = step([`create table ${table} (id int primary key)`, `insert into ${table} values (1)`]);
+    expect((await runActivity(activities.runSql, [good])).result.summary).toBe('sourceDb: 2 statements run');
+    // The same step again (a retry after a lost result): the journal says it committed; nothing runs twice.
+    expect((await runActivity(activities.runSql, [good])).result.summary).toBe('sourceDb: 0 statements run, 2 already applied');
+    await withClient(sourceUrl(), (c) => c.query(`drop table ${table}`));
+  }, HEAVY);
+});
+
 describe('a verify step', () => {
   it('rolls back when its load test breaches p95, and the rollback runs the sql step\'s undo', async () => {
     const table = uniqueName('undo').replace(/-/g, '_');
@@ -147,12 +170,16 @@ describe('a run step', () => {
   - run: { command: [${JSON.stringify(process.execPath)}, -e, "setTimeout(() => {}, 60000)"], timeout: 1s, rerunnable: true }`,
       });
       const input = (i: number) => ({ migrationId: 'migration-exit', runId: 'r', step: plan.steps[i] as never, resources: plan.resources });
-      const failed = await runActivity(activities.runCommand, [input(0)]).then(
+      const beats: unknown[] = [];
+      const failed = await runActivity(activities.runCommand, [input(0)], { onHeartbeat: (d) => beats.push(d) }).then(
         () => undefined,
         (err: Error) => err,
       );
       expect(failed?.message).toMatch(/exited 3; last lines:\ntoken=\*\*\*\nworker=absent$/);
       expect(failed?.message).not.toContain('tok-5ecret-value');
+      // Its output streamed into the heartbeat as it came, masked too.
+      expect(beats.some((d) => (d as { run?: { tail?: string } }).run?.tail?.includes('token=***'))).toBe(true);
+      expect(JSON.stringify(beats)).not.toContain('tok-5ecret-value');
       const started = Date.now();
       const stopped = await runActivity(activities.runCommand, [input(1)]).then(
         () => undefined,
