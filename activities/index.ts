@@ -8,7 +8,7 @@ import { ProgressMeter } from '../contract/progress';
 import type { BackupStep, CheckStep, FinalizeStep, PostgresResource, Resource, ResourceKind } from '../plan/types';
 import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
-import { useSecretResolvers } from './secrets';
+import { resolveSecret, useSecretResolvers } from './secrets';
 import type {
   AnalysisInput,
   AnalysisOutcome,
@@ -25,7 +25,10 @@ import type {
   UndoInput,
   WritesMeasure,
 } from './types';
-import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
+import type { AppStep, DataStep, InfraStep, RunStep, SqlStep, TrafficStep, VerifyStep } from '../plan/types';
+import { runStepCommand, undoStepCommand } from './command';
+import { executeSql } from './sql';
+import { verifyService, type VerifyOutcome } from './verify';
 
 /** How often a bake judges its canary (over the plan's `analysis.interval`, its sliding window): a breach is acted on within this. */
 export const JUDGE_EVERY_MS = 1_000;
@@ -61,6 +64,19 @@ export function createActivities(providers: Providers) {
     return ops;
   }
   const named = (input: StepInput, name: string): Resource | undefined => input.resources[name];
+
+  /**
+   * Where a sql step's statements run: a connection from the database's provider, else the connection
+   * string the resource references (any provider's database can be given one).
+   */
+  function sqlConnection(input: StepInput, name: string): Promise<string> {
+    const resource = named(input, name);
+    const connect = operations(resource, 'postgres').connection;
+    if (connect) return connect(resource as PostgresResource);
+    const ref = (resource as PostgresResource).connection;
+    if (ref) return resolveSecret(ref, `database ${name}`);
+    throw ApplicationFailure.nonRetryable(`provider "${resource!.provider}" of ${name} cannot connect a sql step; give ${name} a connection reference`, 'NonRetryable');
+  }
 
   /** A check or a backup: one call per resource, outcomes merged in the plan's order. */
   async function eachResource(input: StepInput<CheckStep | BackupStep>, act: (resource: Resource) => Promise<StepOutcome>): Promise<StepOutcome> {
@@ -103,6 +119,22 @@ export function createActivities(providers: Providers) {
     syncData: (input: StepInput<DataStep>) => {
       const to = named(input, input.step.to);
       return to?.kind === 'blob' ? operations(to, 'blob').sync(input) : operations(to, 'postgres').sync(input);
+    },
+
+    runSql: (input: StepInput<SqlStep>) => executeSql(input, input.step.executions, 'do', (name) => sqlConnection(input, name)),
+
+    runCommand: (input: StepInput<RunStep>) => runStepCommand(input),
+
+    /** Smoke checks and a load test; a breach is a verdict (pass: false) the workflow rolls back on. */
+    async verifyService(input: StepInput<VerifyStep>): Promise<VerifyOutcome> {
+      const resource = input.step.resource ? named(input, input.step.resource) : undefined;
+      let base: string | undefined;
+      if (resource?.kind === 'traffic' || resource?.kind === 'app') {
+        const ops = resource.kind === 'traffic' ? operations(resource, 'traffic') : operations(resource, 'app');
+        if (!ops.address) throw ApplicationFailure.nonRetryable(`provider "${resource.provider}" does not know the address of ${resource.name}; give the checks absolute URLs`, 'NonRetryable');
+        base = await (ops.address as (r: Resource) => Promise<string>)(resource);
+      }
+      return verifyService(input, base);
     },
 
     shiftTraffic: (input: StepInput<TrafficStep>) => operations(named(input, input.step.resource), 'traffic').shift(input),
@@ -215,8 +247,15 @@ export function createActivities(providers: Providers) {
           // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic
           // first); what the finalize retired on a traffic front (a blue revision) comes back here.
           return undoRetired(input);
+        case 'sql':
+          if (step.undo?.length) return executeSql(input as StepInput<SqlStep>, step.undo, 'undo', (name) => sqlConnection(input, name));
+          return { summary: `nothing to undo for ${step.id}`, figures: {} };
+        case 'run':
+          if (step.undo) return undoStepCommand(input as StepInput<RunStep>);
+          return { summary: `nothing to undo for ${step.id}`, figures: {} };
         case 'check':
         case 'gate':
+        case 'verify':
           // Reads and decisions change nothing.
           return { summary: `nothing to undo for ${step.id}`, figures: {} };
       }

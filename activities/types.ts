@@ -120,6 +120,8 @@ export type Settings = Record<string, string | number | boolean>;
 
 export interface PostgresOperations {
   check(resource: PostgresResource): Promise<StepOutcome>;
+  /** A connection string for a sql step's statements; only a provider that declares `runs: ['sql']` has it. */
+  connection?(resource: PostgresResource): Promise<string>;
   /** One database of a backup step, into the step's destination. */
   backup(input: StepInput<BackupStep>, resource: PostgresResource): Promise<StepOutcome>;
   prepare(input: StepInput<InfraStep>): Promise<StepOutcome>;
@@ -158,6 +160,8 @@ export interface BlobOperations {
 
 export interface TrafficOperations {
   check(resource: TrafficResource): Promise<StepOutcome>;
+  /** The front's base URL, for a verify step's checks; only a provider that declares `runs: ['verify']` has it. */
+  address?(resource: TrafficResource): Promise<string>;
   shift(input: StepInput<TrafficStep>): Promise<TrafficShiftOutcome>;
   /** Read-only: the weights the front routes with now. */
   observe(input: StepInput<TrafficStep>): Promise<Json>;
@@ -178,6 +182,8 @@ export interface TrafficOperations {
 
 export interface AppOperations {
   check(resource: AppResource): Promise<StepOutcome>;
+  /** The app's base URL, for a verify step's checks (as for a traffic front). */
+  address?(resource: AppResource): Promise<string>;
   update(input: StepInput<AppStep>): Promise<StepOutcome>;
   /** Read-only: what runs now (the instance or revision the step would replace or add to). */
   observe(input: StepInput<AppStep>): Promise<Json>;

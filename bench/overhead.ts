@@ -24,7 +24,7 @@ const sixPhases = () =>
   - finalize: { resources: [targetDb] }`,
   });
 
-const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic'>, 'checkHealth' | 'backupDatabase' | 'prepareInfra' | 'syncData' | 'updateApp' | 'finalizeMigration'> = {
+const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic' | 'sql' | 'run' | 'verify'>, 'checkHealth' | 'backupDatabase' | 'prepareInfra' | 'syncData' | 'updateApp' | 'finalizeMigration'> = {
   check: 'checkHealth',
   backup: 'backupDatabase',
   infra: 'prepareInfra',

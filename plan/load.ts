@@ -96,10 +96,11 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
   } else if (parsed?.success) {
     const file = parsed.data as unknown as PlanFile;
     const resources = resolveResources(file, providers);
-    for (const [at, problem] of crossCheck(file, resources, providers)) issues.push(issue(where(at), problem));
+    const files = planFiles(source);
+    for (const [at, problem] of crossCheck(file, resources, providers, files)) issues.push(issue(where(at), problem));
     const identity = identityPolicy(file, source);
     if ('problem' in identity) issues.push(issue(identity.at, identity.problem));
-    else if (!issues.length) return resolve(file, resources, providers, source, identity.policy);
+    else if (!issues.length) return resolve(file, resources, providers, source, identity.policy, files);
   }
   throw new PlanError(source, issues);
 }
@@ -177,6 +178,29 @@ function resolveResources(file: PlanFile, providers: readonly ProviderPlan[]): R
 // ---- resolution ------------------------------------------------------------------------------------
 
 /**
+ * Files a plan names (a sql step's statements), relative to the plan, read once when it loads: their text
+ * becomes part of the resolved plan and its hash, so what runs is what was reviewed.
+ */
+function planFiles(source: string): (file: string) => { text: string } | { error: string } {
+  const cache = new Map<string, { text: string } | { error: string }>();
+  return (file) => {
+    const full = path.resolve(path.dirname(source), file);
+    let found = cache.get(full);
+    if (!found) {
+      try {
+        found = { text: readFileSync(full, 'utf8') };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        found = { error: `${full} cannot be read (${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code})` };
+      }
+      cache.set(full, found);
+    }
+    return found;
+  };
+}
+type PlanFiles = ReturnType<typeof planFiles>;
+
+/**
  * The plan's identity policy, with an allowed-signers file read (relative to the plan) into it: the
  * workflow verifies against what was reviewed and started, not against a file that may change later.
  */
@@ -212,7 +236,7 @@ function identityPolicy(file: PlanFile, source: string): { policy: IdentityPolic
   return { policy: { mode: 'ssh', allowedSigners: text } };
 }
 
-function resolve(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], source: string, identity: IdentityPolicy): ResolvedPlan {
+function resolve(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], source: string, identity: IdentityPolicy, files: PlanFiles): ResolvedPlan {
   const retry = { ...DEFAULT_RETRY, ...file.defaults?.retry } as RetryPolicy;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...file.defaults?.timeouts } as StepTimeouts;
   const steps: Step[] = [];
@@ -232,6 +256,11 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
         steps,
         approvers: file.approvers,
         providerWords: provider && isProviderStepKind(kind) ? (provider.describeStep?.(kind, fields) ?? []) : [],
+        readText: (name) => {
+          const read = files(name);
+          // crossCheck refused the plan if it could not be read.
+          return 'text' in read ? read.text : '';
+        },
     });
     // The provider's own fields sit beside the step's, as its operations read them.
     steps.push(...resolved.map((s) => (provider ? { ...s, ...fields } : s)));
@@ -252,7 +281,7 @@ function providerBlock(kind: PhaseKindName, body: Record<string, unknown>, provi
 
 // ---- checks that span the plan -------------------------------------------------------------------
 
-function crossCheck(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[]): [PathPart[], string][] {
+function crossCheck(file: PlanFile, resources: Record<string, Resource>, providers: readonly ProviderPlan[], files: PlanFiles): [PathPart[], string][] {
   const problems: [PathPart[], string][] = [];
   const problem = (at: PathPart[], text: string) => void problems.push([at, text]);
 
@@ -264,7 +293,7 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
 
   const gates = new Map<string, PathPart[]>();
   const ids = new Map<string, number>();
-  const seen: CheckContext['seen'] = { finalizeAt: -1, pointOfNoReturnAt: -1, syncedInto: new Map(), lastWeight: new Map() };
+  const seen: CheckContext['seen'] = { finalizeAt: -1, pointOfNoReturnAt: -1, syncedInto: new Map(), lastWeight: new Map(), cutOver: new Set() };
   file.phases.forEach((phase, index) => {
     const kind = Object.keys(phase)[0] as PhaseKindName;
     const body = phase[kind]!;
@@ -293,6 +322,13 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
       approvers: file.approvers,
       seen,
       recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
+      runs: (name, stepKind) => providers.find((p) => p.name === name)?.runs?.includes(stepKind) ?? false,
+      readText(fileAt, name) {
+        const read = files(name);
+        if ('text' in read) return read.text;
+        problem(fileAt, `expected a file beside the plan, but ${read.error}`);
+        return undefined;
+      },
       ref(refAt, value, allowed) {
         const r = resources[value];
         const defined = Object.values(resources).filter((res) => allowed.includes(res.kind)).map((res) => res.name);

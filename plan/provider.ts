@@ -37,6 +37,13 @@ export interface ProviderPlan {
   describeStep?(kind: 'infra' | 'app', fields: Record<string, unknown>): string[];
   /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
   secrets?: Record<string, z.ZodType>;
+  /**
+   * The steps beyond cloud calls it runs on its resources: `sql` on its postgres resources (it gives the
+   * worker a connection), `verify` on its traffic fronts and apps (it knows their address). A plan that
+   * asks a provider for one it does not declare is refused at load, except a sql step on a database with
+   * its own `connection` reference (the worker resolves that one whatever the provider).
+   */
+  runs?: readonly ('sql' | 'verify')[];
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */
   recovery?: readonly Recovery[];
   /**

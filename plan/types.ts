@@ -3,7 +3,7 @@
 
 import type { IdentityPolicy } from '../contract/identity';
 
-export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize';
+export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize' | 'sql' | 'run' | 'verify';
 export type ResourceKind = 'postgres' | 'blob' | 'traffic' | 'app';
 
 /**
@@ -182,7 +182,74 @@ export interface PointOfNoReturn {
   gate: string;
   recovery: Recovery;
 }
-export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep;
+/** One statement of a sql step, on one database, in the order the step runs them. */
+export interface SqlExecution {
+  /** The postgres resource it runs on: the step's own, or (on a replicating pair) the target and then the source. */
+  on: string;
+  statement: string;
+  /**
+   * False for statements PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY, VACUUM...):
+   * each runs alone. Consecutive transactional statements on one database commit together.
+   */
+  transactional: boolean;
+  /** CREATE INDEX CONCURRENTLY: the index a resumed step finds valid (kept) or invalid (dropped and built again). */
+  index?: string;
+}
+export interface SqlStep extends StepBase {
+  kind: 'sql';
+  resource: string;
+  /** The plan's statements (or its file's, read when the plan loaded), resolved to where they run. */
+  executions: SqlExecution[];
+  /** What a rollback runs; on a replicating pair, on the source first, then the target. */
+  undo?: SqlExecution[];
+  /** Set when the resource is one side of a pair an earlier data step replicates: source -> target. */
+  replicating?: { source: string; target: string };
+}
+/** A command on the worker, as an argument list (never a shell string). */
+export interface Command {
+  argv: string[];
+  /** Environment variables from secret references, resolved on the worker only. */
+  env?: Record<string, SecretRef>;
+  /** Working directory, relative to the worker's. */
+  cwd?: string;
+}
+export interface RunStep extends StepBase {
+  kind: 'run';
+  command: Command;
+  /** Killed (its whole process group) past this. */
+  timeout: string;
+  /** Exit codes that count as success. */
+  successCodes: number[];
+  /** False: it runs at most once per migration, even across worker crashes and retries. */
+  rerunnable: boolean;
+  undo?: Command;
+}
+/** An HTTP smoke check: one request, judged on its status, its body and how long it took. */
+export interface SmokeCheck {
+  /** A path on the step's resource (`/health`), or an absolute URL. */
+  url: string;
+  status: number;
+  /** Text the body must contain. */
+  body?: string;
+  maxLatencyMs?: number;
+}
+export interface LoadTest {
+  url: string;
+  ratePerSecond: number;
+  /** Both bounds always hold; the plan gives at least one, the other follows from the rate. */
+  duration: string;
+  maxRequests: number;
+  p95Ms?: number;
+  maxErrorRate: number;
+}
+export interface VerifyStep extends StepBase {
+  kind: 'verify';
+  /** A traffic front or an app whose address the provider knows; paths are relative to it. */
+  resource?: string;
+  checks: SmokeCheck[];
+  load?: LoadTest;
+}
+export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep | SqlStep | RunStep | VerifyStep;
 
 export interface ResolvedPlan {
   apiVersion: 'tiershift/v1';

@@ -179,8 +179,11 @@ export async function sandboxDown(opts: { home?: string; purge?: boolean; log?: 
   }
 }
 
-/** What the sandbox writes into its home; a purge refuses to delete a directory holding anything else. */
-const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp']);
+/**
+ * What the sandbox writes into its home (and `runs`: the markers of run steps a worker started,
+ * activities/command.ts); a purge refuses to delete a directory holding anything else.
+ */
+const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp', 'runs']);
 
 function purgeHome(home: string): void {
   const foreign = readdirSync(home).filter((e) => !HOME_ENTRIES.has(e));

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { loadPlan, parsePlan, PlanError } from '../plan/load';
 import { describePlan } from '../plan/describe';
 import { rollbackOrder } from '../plan/rollback';
+import { splitStatements } from '../plan/sql';
 import { JSON_SCHEMA_FILE, planJsonSchema } from '../scripts/write-json-schema';
 
 const HEAD = `apiVersion: tiershift/v1
@@ -44,7 +45,7 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['more approvals than approvers', '  - gate: { name: go, requiredApprovals: 3 }\n', 'phases[0].gate.requiredApprovals', 11, /expected at most 2 \(the number of approvers\), got 3/],
   ['onTimeout without timeout', '  - gate: { name: go, onTimeout: abort }\n', 'phases[0].gate.onTimeout', 11, /expected a timeout for onTimeout to act on, got none/],
   ['an unknown onTimeout', '  - gate: { name: go, timeout: 1h, onTimeout: retry }\n', 'phases[0].gate.onTimeout', 11, /expected one of "rollback", "abort", got "retry"/],
-  ['a change after finalize', '  - finalize: { resources: [sourceDb] }\n  - infra: { resource: targetDb }\n', 'phases[1]', 12, /expected only check, gate and finalize phases after the finalize at phases\[0\], got infra/],
+  ['a change after finalize', '  - finalize: { resources: [sourceDb] }\n  - infra: { resource: targetDb }\n', 'phases[1]', 12, /expected only check, gate, sql, run, verify and finalize phases after the finalize at phases\[0\], got infra/],
   ['a point of no return with nothing to sync back', '  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[0].finalize.pointOfNoReturn', 11, /expected the finalize to cut over a postgres resource that a data phase syncs into/],
   ['a point of no return whose gate name is taken', '  - gate: { name: point-of-no-return }\n  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[2].finalize.pointOfNoReturn.gate', 13, /expected a gate name used once, got "point-of-no-return" again \(first at phases\[0\]\)/],
   ['a gate that would roll back past the point of no return', '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n  - gate: { name: done, timeout: 1h }\n', 'phases[2].gate.onTimeout', 13, /expected onTimeout: abort for a gate after the point of no return at phases\[1\].*got rollback \(the default\)/],
@@ -73,6 +74,23 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['replicas that go down', HEAD.replace('api: { kind: app, provider: local }', 'api: { kind: app, provider: azure, subscription: s, resourceGroup: rg, containerApp: ca-api }') + '  - app: { resource: api, version: v2, minReplicas: 3, maxReplicas: 2 }\n', 'phases[0].app.maxReplicas', 11, /expected at least minReplicas \(3\), got 2/],
   // Finalize ends replication: users left on the stable side would write into a database nobody reads any more.
   ['a cutover while the stable side still serves', '  - data: { from: sourceDb, to: targetDb }\n  - traffic: { resource: front, steps: [ { weight: 10, bake: 1m }, { weight: 50, bake: 1m } ] }\n  - finalize: { resources: [targetDb] }\n', 'phases[1].traffic.steps[1].weight', 12, /expected the last traffic step of front to reach 100 before the finalize at phases\[2\] cuts over targetDb .*got 50/],
+  // Runbook steps that are not cloud calls (sql, run, verify): bad input is refused before anything runs.
+  ['a run step given a shell string', '  - run: { command: "./warm-cache.sh --all && echo done" }\n', 'phases[0].run.command', 11, /expected the command as an argument list such as \[node, scripts\/warm-cache.mjs, --all\] \(a shell string is refused: nothing runs through a shell\)\.$/],
+  ['a sql step on a blob container', '  - sql: { resource: assets, statements: ["select 1"] }\n', 'phases[0].sql.resource', 11, /expected a postgres resource \(sourceDb, targetDb\), got "assets", a blob resource/],
+  ['a sql step on an Azure database', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - sql: { resource: targetDb, statements: ["select 1"] }\n', 'phases[0].sql.resource', 11, /expected a postgres resource whose provider connects sql steps, or one with a connection reference, got "targetDb" on provider azure, which does not connect them itself; give targetDb a connection/],
+  ['a sql step with statements and a file', '  - sql: { resource: sourceDb, statements: ["select 1"], file: x.sql }\n', 'phases[0].sql', 11, /expected statements or a file \(exactly one\), got both/],
+  ['a sql file that is not there', '  - sql: { resource: sourceDb, file: missing.sql }\n', 'phases[0].sql.file', 11, /expected a file beside the plan, but .*missing.sql cannot be read \(no such file\)/],
+  ['an unnamed concurrent index', '  - sql: { resource: sourceDb, statements: ["create index concurrently on orders (created_at)"] }\n', 'phases[0].sql.statements', 11, /expected a name for the index .* builds concurrently \(a resumed step finds it by name/],
+  ['a dropped column mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table orders drop column note"] }\n', 'phases[1].sql.statements', 12, /expected no schema change that breaks the replication of sourceDb to targetDb mid-sync, got "alter table orders drop column note", which drops a column of a replicated table; stop using it now and drop it in a sql step after the finalize/],
+  ['a renamed column mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: targetDb, statements: ["ALTER TABLE orders RENAME COLUMN note TO remark"] }\n', 'phases[1].sql.statements', 12, /which renames a column of a replicated table; add the new column, copy the values into it, and drop the old one/],
+  ['a renamed table mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table if exists orders rename to orders_old"] }\n', 'phases[1].sql.statements', 12, /which renames a replicated table; rename it in a sql step after the finalize that ends the sync/],
+  ['a dropped table mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: targetDb, statements: ["DROP TABLE payments"] }\n', 'phases[1].sql.statements', 12, /which drops a replicated table; drop it in a sql step after the finalize/],
+  ['a column type change mid-sync', '  - data: { from: sourceDb, to: targetDb }\n  - sql: { resource: sourceDb, statements: ["alter table orders alter column total_cents type numeric"] }\n', 'phases[1].sql.statements', 12, /which changes the type of a column of a replicated table; add a column of the new type, backfill it/],
+  ['a load test with no bound', '  - verify: { resource: front, load: { url: /api/orders/1, ratePerSecond: 50, p95Ms: 500 } }\n', 'phases[0].verify.load', 11, /expected a bound on the load test \(duration, maxRequests or both\), got neither; a load test without one would never stop/],
+  ['a load test longer than an hour', '  - verify: { resource: front, load: { url: /, ratePerSecond: 5, duration: 2h } }\n', 'phases[0].verify.load.duration', 11, /expected a load test of at most 1h, got 2h/],
+  ['a load test against another machine', '  - verify: { load: { url: "https://shop.example.com/", ratePerSecond: 5, duration: 10s } }\n', 'phases[0].verify.load.url', 11, /expected a path on the resource or a loopback URL .* for the load test, got "https:\/\/shop.example.com\/"/],
+  ['a smoke check path without a resource', '  - verify: { checks: [ { url: /health } ] }\n', 'phases[0].verify.checks[0].url', 11, /expected an absolute URL \(or a resource the path is on\), got "\/health"/],
+  ['a non-rerunnable step retried on every attempt', '  - run: { command: [./seed.sh], retry: { maximumAttempts: 3 } }\n', 'phases[0].run.retry.maximumAttempts', 11, /expected 1 attempt for a run step that is not rerunnable \(it runs at most once per migration, so a retry could never run it again\), got 3; add rerunnable: true/],
 ];
 
 describe('plan validation', () => {
@@ -258,6 +276,63 @@ describe('plan resolution', () => {
     expect(azure.steps[1]).not.toHaveProperty('targetWrites.recovery');
     expect(rollbackOrder(azure.steps).some((a) => a.part)).toBe(false);
     expect(describePlan(azure)).toMatch(/write point: a rollback LOSES what targetDb takes \(acceptWriteLoss: true\)/);
+  });
+
+  it('says where each sql statement runs on a replicating pair, shows a command exactly, and bounds a load test', () => {
+    const plan = parsePlan(
+      PROVEN +
+        `  - data: { from: sourceDb, to: targetDb }
+  - sql:
+      resource: sourceDb
+      statements:
+        - "create index concurrently idx_orders_created_at on orders (created_at); alter table orders add column note text"
+        - "update orders set note = 'migrated' where id = 1"
+      undo: { statements: ["alter table orders drop column note"] }
+  - run: { command: [node, scripts/warm-cache.mjs, "--base url"], env: { TOKEN: { env: WARM_TOKEN } }, timeout: 2m, undo: { command: [node, scripts/cold.mjs] } }
+  - verify: { resource: front, checks: [ { url: /health, body: ok, maxLatencyMs: 500 } ], load: { url: /, ratePerSecond: 20, duration: 30s, p95Ms: 500 } }
+`,
+      'steps.yaml',
+    );
+    const sql = plan.steps.find((s) => s.kind === 'sql')!;
+    if (sql.kind !== 'sql') throw new Error('no sql step');
+    // Schema changes on the target first, then everything on the source; the row change only on the source.
+    expect(sql.executions.map((e) => [e.on, e.statement.split(' ').slice(0, 3).join(' '), e.transactional])).toEqual([
+      ['targetDb', 'create index concurrently', false],
+      ['targetDb', 'alter table orders', true],
+      ['sourceDb', 'create index concurrently', false],
+      ['sourceDb', 'alter table orders', true],
+      ['sourceDb', 'update orders set', true],
+    ]);
+    expect(sql.executions[0]!.index).toBe('idx_orders_created_at');
+    // Undone source first: the source stops sending the column before the target loses it.
+    expect(sql.undo!.map((e) => e.on)).toEqual(['sourceDb', 'targetDb']);
+    const run = plan.steps.find((s) => s.kind === 'run')!;
+    expect(run.retry.maximumAttempts).toBe(1);
+    const verify = plan.steps.find((s) => s.kind === 'verify')!;
+    if (verify.kind !== 'verify') throw new Error('no verify step');
+    expect(verify.load).toMatchObject({ duration: '30s', maxRequests: 600, p95Ms: 500, maxErrorRate: 0.01 });
+    const dry = describePlan(plan);
+    expect(dry).toContain('1. on targetDb (alone, outside a transaction; resumed: an invalid idx_orders_created_at is dropped and built again, a valid one kept): create index concurrently idx_orders_created_at on orders (created_at)');
+    expect(dry).toContain('sourceDb replicates to targetDb: schema changes run on targetDb first, then everything on sourceDb');
+    expect(dry).toContain('5. on sourceDb: update orders set note = \'migrated\' where id = 1');
+    expect(dry).toContain('runs exactly: node scripts/warm-cache.mjs "--base url"; env TOKEN from {"env":"WARM_TOKEN"}; timeout 2m, success on exit 0, at most once per migration');
+    expect(dry).toContain('load GET / at 20/s for 30s (at most 600 requests): p95 <= 500 ms, error rate <= 0.01');
+    // Rollback: the run's undo command and the sql undo, in reverse.
+    expect(rollbackOrder(plan.steps).map((a) => a.stepId)).toEqual(['2-run', '1-sql', '0-data']);
+  });
+
+  it('splits a sql script at its top-level semicolons only', () => {
+    const script = `-- header; not a statement
+create function f() returns int as $body$ select 1; $body$ language sql;
+insert into t values ('a;b', E'c\\';d', 'it''s; fine');
+/* a; comment */ select "a;b" from t;
+-- trailing; comment only
+`;
+    expect(splitStatements(script)).toEqual([
+      '-- header; not a statement\ncreate function f() returns int as $body$ select 1; $body$ language sql',
+      "insert into t values ('a;b', E'c\\';d', 'it''s; fine')",
+      '/* a; comment */ select "a;b" from t',
+    ]);
   });
 
   it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {

@@ -11,7 +11,7 @@ import type { AnalysisInput, AnalysisOutcome, BakeInput, DriftExpectation, StepO
 import { unreachableGate } from '../plan/gates';
 import { rollbackOrder } from '../plan/rollback';
 import { describeSecretRef } from '../plan/secret-ref';
-import type { AppStep, GateStep, SecretRef, Step, TrafficStep } from '../plan/types';
+import type { AppStep, GateStep, SecretRef, Step, TrafficStep, VerifyStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested, TARGET_WRITES } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 import { redactUrl } from '../contract/redact';
@@ -90,6 +90,7 @@ async function perform(run: MigrationRun, step: Step): Promise<void> {
   // Added after drift-check: histories recorded before it replay without the observation.
   if (MUTATING.has(step.kind) && wf.patched('observe-before')) await observeBefore(run, step);
   if (step.kind === 'traffic') return runStep(run, step, () => shiftTraffic(run, step));
+  if (step.kind === 'verify') return runStep(run, step, () => verifyService(run, step));
   return runStep(run, step, () => callStepActivity(run, step));
 }
 
@@ -298,10 +299,10 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
 }
 
 /**
- * The bake: one activity judges the canary every few seconds, over the last `analysis.interval`, until the bake's end (a time fixed
- * here, so a retried attempt bakes until the same moment) and returns at the first breach. A canary too
- * quiet for a verdict is not a failed one: the plan says whether the bake went on (extend), it rolls back,
- * or an operator decides (the default; resuming shifts and bakes again).
+ * The bake: one activity judges the canary every few seconds, over the last `analysis.interval`, until
+ * the bake's end (a time fixed here, so a retried attempt bakes until the same moment), and returns at
+ * the first breach. A canary too quiet for a verdict is not a failed one: the plan says whether the bake
+ * goes on (extend), it rolls back, or an operator decides (the default; resuming shifts and bakes again).
  */
 async function bake(run: MigrationRun, step: TrafficStep, input: AnalysisInput): Promise<AnalysisOutcome> {
   const a = step.analysis;
@@ -325,7 +326,21 @@ async function bake(run: MigrationRun, step: TrafficStep, input: AnalysisInput):
   );
 }
 
-function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | TrafficStep>): Promise<StepOutcome> {
+/**
+ * Smoke checks and a load test. Their figures are recorded whatever the verdict (the next gate's evidence,
+ * or the reason for the rollback); a breach rolls back, as a failed canary analysis does.
+ */
+async function verifyService(run: MigrationRun, step: VerifyStep): Promise<StepOutcome> {
+  const verdict = await activities.verifyService.executeWithOptions(activityOptions(step, step.title), [stepInput(run, step)]);
+  run.recordFigures(step.id, verdict.figures);
+  if (!verdict.pass) {
+    run.requestRollback({ trigger: 'analysis', reason: verdict.reason ?? verdict.summary });
+    throw new RollbackRequested();
+  }
+  return { summary: verdict.summary, figures: verdict.figures };
+}
+
+function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | TrafficStep | VerifyStep>): Promise<StepOutcome> {
   const options = activityOptions(step, step.title);
   switch (step.kind) {
     case 'check':
@@ -340,6 +355,10 @@ function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | Traf
       return activities.syncData.executeWithOptions(options, [stepInput(run, step)]);
     case 'finalize':
       return activities.finalizeMigration.executeWithOptions(options, [stepInput(run, step)]);
+    case 'sql':
+      return activities.runSql.executeWithOptions(options, [stepInput(run, step)]);
+    case 'run':
+      return activities.runCommand.executeWithOptions(options, [stepInput(run, step)]);
   }
 }
 

@@ -28,6 +28,9 @@ export const STEP_ACTIVITIES = {
   data: ['syncData'],
   traffic: ['shiftTraffic', 'bakeTraffic', 'analyseTraffic'],
   finalize: ['finalizeMigration'],
+  sql: ['runSql'],
+  run: ['runCommand'],
+  verify: ['verifyService'],
   gate: [],
 } as const satisfies Record<StepKind, readonly (keyof Activities)[]>;
 

@@ -10,8 +10,8 @@ import { checkHealth } from './health';
 import { observeInfra, prepareInfra, settingsDrift, undoInfra, type RestartCluster } from './infra';
 import { cutoverPostgres, observePgSync, syncPostgres, undoPgSync } from './pg-sync';
 import { finishReverseSync, measureWrites, startReverseSync } from './reverse-sync';
-import type { LocalBlob, LocalPostgres, LocalTraffic } from './provider';
-import { sandboxState } from './sandbox';
+import type { LocalApp, LocalBlob, LocalPostgres, LocalTraffic } from './provider';
+import { postgresConnection, sandboxState } from './sandbox';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 const restartCluster: RestartCluster = async (resource) => {
@@ -22,9 +22,24 @@ const restartCluster: RestartCluster = async (resource) => {
   await restartPostgres(sandboxState(), cluster);
 };
 
+/** The sandbox's front door (HAProxy), for verify steps. */
+function sandboxFront(): string {
+  const front = sandboxState().haproxy;
+  if (!front) throw ApplicationFailure.nonRetryable('the sandbox has no HAProxy front; run `tiershift sandbox up`', 'NonRetryable');
+  return front.frontendUrl;
+}
+
+/** One of the sandbox app's two instances, for verify steps. */
+function sandboxApp(color: 'blue' | 'green'): string {
+  const app = sandboxState().apps[color];
+  if (!app) throw ApplicationFailure.nonRetryable(`the sandbox's ${color} app is not running; deploy it first (an app step) or run \`tiershift sandbox up\``, 'NonRetryable');
+  return `http://127.0.0.1:${app.port}`;
+}
+
 export const localProvider: ProviderOperations = {
   postgres: {
     check: (r) => checkHealth(r),
+    connection: (r) => postgresConnection(r as LocalPostgres),
     backup: backupDatabase,
     prepare: prepareInfra(restartCluster),
     observePrepare: observeInfra,
@@ -46,6 +61,7 @@ export const localProvider: ProviderOperations = {
   },
   traffic: {
     check: (r) => checkHealth(r),
+    address: async () => sandboxFront(),
     shift: shiftTraffic,
     observe: observeTraffic,
     analyse: analyseTraffic,
@@ -54,6 +70,7 @@ export const localProvider: ProviderOperations = {
   },
   app: {
     check: (r) => checkHealth(r),
+    address: async (r) => sandboxApp((r as LocalApp).color),
     update: updateApp,
     observe: observeApp,
     undo: undoApp,

@@ -34,6 +34,7 @@ export const local: ProviderDefinition = {
     if (r.kind === 'postgres' && !r.connection && !r.cluster) return [[['cluster'], 'expected cluster (the sandbox cluster: source or target), got nothing']];
     return [];
   },
+  runs: ['sql', 'verify'],
   recovery: ['reverse-sync'],
   renamed: { app: { containerApp: 'color' } },
   operations: async () => (await import('./index')).localProvider,

@@ -53,6 +53,7 @@ export const finalize = phaseKind<Body>({
     b.resources.forEach((n, j) => ctx.ref(ctx.at('resources', j), n, ['postgres', 'blob', 'traffic', 'app']));
     if (ctx.seen.finalizeAt < 0) ctx.seen.finalizeAt = ctx.index;
     const synced = b.resources.filter((n) => ctx.resources[n]?.kind === 'postgres' && ctx.seen.syncedInto.has(n));
+    for (const n of synced) ctx.seen.cutOver.add(n);
     // The cutover ends replication: whoever still writes to the source after it writes into a database nobody
     // reads any more. Every front must send all of its users to the new version first.
     if (synced.length) {

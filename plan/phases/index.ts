@@ -9,9 +9,12 @@ import { finalize } from './finalize';
 import { gate } from './gate';
 import { infra } from './infra';
 import type { PhaseKind } from './kit';
+import { run } from './run';
+import { sql } from './sql';
 import { traffic } from './traffic';
+import { verify } from './verify';
 
-export const PHASES = { check, backup, gate, infra, app, data, traffic, finalize } satisfies Record<string, PhaseKind>;
+export const PHASES = { check, backup, gate, infra, app, data, sql, run, verify, traffic, finalize } satisfies Record<string, PhaseKind>;
 
 export type PhaseKindName = keyof typeof PHASES;
 export const PHASE_KINDS = Object.keys(PHASES) as PhaseKindName[];

@@ -96,6 +96,8 @@ export interface ResolveContext {
   approvers?: string[];
   /** What the provider's own fields on this step change, as words for the generated title. */
   providerWords: string[];
+  /** A file the plan names (relative to the plan), read when the plan loads; check() reported it if unreadable. */
+  readText(file: string): string;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
@@ -119,9 +121,15 @@ export interface CheckContext {
     syncedInto: Map<string, string>;
     /** Traffic resource -> the weight its last traffic phase reached, and where. */
     lastWeight: Map<string, { weight: number; at: PathPart[] }>;
+    /** Data targets a finalize cut over: their replication has ended. */
+    cutOver: Set<string>;
   };
   /** The registered providers that can recover past a point of no return, by recovery. */
   recovers(provider: string, recovery: string): boolean;
+  /** Whether a registered provider runs a step kind beyond cloud calls on its resources (ProviderPlan.runs). */
+  runs(provider: string, kind: 'sql' | 'verify'): boolean;
+  /** A file the plan names, relative to the plan; a problem at `at` (and undefined) when it cannot be read. */
+  readText(at: PathPart[], file: string): string | undefined;
 }
 
 /** One kind of phase: its schema, its steps, its checks, its undo wording and its dry-run detail. */
