@@ -128,7 +128,6 @@ export class FakeArm implements HttpClient {
     const apiVersion = url.searchParams.get('api-version');
     const sent = typeof request.body === 'string' && request.body ? JSON.parse(request.body) : undefined;
     this.requests.push({ method: request.method, path, apiVersion, body: sent });
-    const body = this.extensions.reduce((b, x) => (x.rewrite ? x.rewrite(request.method, path, b === undefined ? b : clone(b)) : b), sent);
     const reply = (status: number, json?: unknown, headers: Record<string, string> = {}): PipelineResponse => ({
       request,
       status,
@@ -144,25 +143,26 @@ export class FakeArm implements HttpClient {
       fault.times -= 1;
       return reply(fault.status, fault.body ?? { error: { code: `Fault${fault.status}`, message: `injected ${fault.status}` } }, fault.headers);
     }
-    for (const x of this.extensions) {
-      const answered = x.handle?.({ method: request.method, url, path, body }, reply, error);
-      if (answered) return answered;
-    }
-
-    const ns = /\/providers\/([^/]+)\//i.exec(path)?.[1]?.toLowerCase() ?? '';
-    const expected = API_VERSIONS[ns];
-    if (!expected) return error(404, 'NoRegisteredProviderFound', `no fake for ${path}`);
-    if (apiVersion !== expected) return error(400, 'InvalidApiVersionParameter', `The api-version '${apiVersion}' is invalid for ${ns}; the fake serves ${expected}.`);
-
-    // ARM validates a body against the api-version's spec before the resource provider sees it.
-    if (request.method !== 'GET') {
-      const namespace = /\/providers\/([^/]+)\//i.exec(path)![1]!;
-      const problems = validateAgainstSpec(namespace, request.method, path, apiVersion!, body);
+    // ARM validates the body as sent against the api-version's spec before the resource provider (here the
+    // extensions too: a refused PATCH must not keep the secrets it carried, nor count as an origin change) sees it.
+    const namespace = /\/providers\/([^/]+)\//i.exec(path)?.[1];
+    if (request.method !== 'GET' && namespace && apiVersion) {
+      const problems = validateAgainstSpec(namespace, request.method, path, apiVersion, sent);
       if (problems.length) {
         this.specViolations.push(`${request.method} ${path}: ${problems.join('; ')}`);
         return error(400, 'InvalidRequestContent', `The request content was invalid and could not be deserialized: ${problems.join('; ')}.`);
       }
     }
+    const body = this.extensions.reduce((b, x) => (x.rewrite ? x.rewrite(request.method, path, b === undefined ? b : clone(b)) : b), sent);
+    for (const x of this.extensions) {
+      const answered = x.handle?.({ method: request.method, url, path, body }, reply, error);
+      if (answered) return answered;
+    }
+
+    const ns = namespace?.toLowerCase() ?? '';
+    const expected = API_VERSIONS[ns];
+    if (!expected) return error(404, 'NoRegisteredProviderFound', `no fake for ${path}`);
+    if (apiVersion !== expected) return error(400, 'InvalidApiVersionParameter', `The api-version '${apiVersion}' is invalid for ${ns}; the fake serves ${expected}.`);
 
     // Operation status and result URLs.
     const opMatch = /\/(azureAsyncOperation|operationResults)\/([^/]+)$/i.exec(path);

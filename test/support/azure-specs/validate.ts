@@ -19,6 +19,8 @@ type Schema = {
   items?: Schema;
   readOnly?: boolean;
   format?: string;
+  minimum?: number;
+  maximum?: number;
 };
 interface SpecFile {
   info: { version: string };
@@ -66,12 +68,14 @@ export function validateAgainstSpec(namespace: string, method: string, path: str
   if (!param?.schema) return ['the request has a body, which the operation does not take'];
 
   const problems: string[] = [];
-  // A $ref is either local (#/definitions/X) or into the common types (…/common-types/resource-management/v6/types.json#/definitions/X).
+  // A $ref is local (#/definitions/X), into a sibling file of the same api-version (./cdn.json#/definitions/X:
+  // an excerpt holds the definitions of all the files its namespace's spec is split into), or into the common
+  // types (…/common-types/resource-management/v6/types.json#/definitions/X).
   const resolve = (ref: string, from: SpecFile): { schema: Schema; file: SpecFile } | undefined => {
     const [file, pointer] = ref.split('#');
     const name = pointer?.replace(/^\/definitions\//, '') ?? '';
     const m = file ? /common-types\/resource-management\/(v\d+)\/types\.json$/.exec(file) : undefined;
-    const target = !file ? from : m ? common.get(`common-types@${m[1]}`) : undefined;
+    const target = !file || /^\.\/[^/]+\.json$/.test(file) ? from : m ? common.get(`common-types@${m[1]}`) : undefined;
     const schema = target?.definitions[name];
     return schema && target ? { schema, file: target } : undefined;
   };
@@ -126,6 +130,8 @@ export function validateAgainstSpec(namespace: string, method: string, path: str
     if (type === 'string' && actual !== 'string') return void problems.push(`${at} must be a string, got ${actual}`);
     if (type === 'integer' && !Number.isInteger(value)) return void problems.push(`${at} must be an integer, got ${JSON.stringify(value)}`);
     if (type === 'number' && actual !== 'number') return void problems.push(`${at} must be a number, got ${actual}`);
+    if (typeof value === 'number' && schema.minimum !== undefined && value < schema.minimum) problems.push(`${at} must be at least ${schema.minimum}, got ${value}`);
+    if (typeof value === 'number' && schema.maximum !== undefined && value > schema.maximum) problems.push(`${at} must be at most ${schema.maximum}, got ${value}`);
     if (type === 'boolean' && actual !== 'boolean') return void problems.push(`${at} must be a boolean, got ${actual}`);
     if (schema.enum && !schema.enum.includes(value)) problems.push(`${at} must be one of ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(value)}`);
   };
