@@ -1,7 +1,7 @@
 // Front Door origin weights and Container App revisions through the real SDKs against a fake ARM.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AzureAppStep, AzureResource } from '../activities/azure/provider';
 import type { CheckStep, FinalizeStep, TrafficStep } from '../plan/types';
 import { afdId, appId, FakeArm, RG, seedContainerApp, seedFrontDoor, SUB } from './support/fake-arm';
@@ -48,6 +48,13 @@ beforeEach(() => {
   seedContainerApp(arm, 'ca-compliance-api');
   activities = azureActivities(arm, { probeScheme: 'http' });
 });
+// Every body the provider sent in these tests conforms to the Microsoft.Cdn 2024-02-01 and Microsoft.App
+// 2026-07-01 specs (test/support/azure-specs).
+afterEach(() => expect(arm.specViolations).toEqual([]));
+
+/** One request straight to the fake ARM, as an SDK would send it. */
+const send = (method: string, path: string, apiVersion: string, body?: unknown) =>
+  arm.sendRequest({ url: `https://management.azure.com${path}?api-version=${apiVersion}`, method, body: body === undefined ? undefined : JSON.stringify(body), headers: { get: () => undefined } } as never);
 
 /** What Azure Monitor counted per origin over the bake: the Origin dimension carries the origin's host name. */
 function originTraffic(canary: { ok: number; errors: number; latencyMs?: number; health?: number }, stable = { ok: 4000, errors: 4 }) {
@@ -436,5 +443,63 @@ describe('Container Apps blue-green', () => {
     expect(arm.writes()).toContain(`POST ${appId('ca-compliance-api')}/revisions/ca-compliance-api--v1/activate`);
     const back = await attempt(activities.undoStep, input(t100, resources, shifted.result!.undo));
     expect(back.error).toBeUndefined();
+  });
+});
+
+describe('request bodies checked against the Azure REST API specs', () => {
+  it('refuses, as ARM does, an origin PATCH that does not conform to the Front Door spec, and changes nothing', async () => {
+    const res = await send('PATCH', origin('northeurope-origin'), '2024-02-01', { properties: { weight: 0, priority: 6, enabledState: 'On', originGroupName: 'api-origins', provisioningState: 'Succeeded', weigth: 10 } });
+    expect(res.status).toBe(400);
+    const err = JSON.parse(res.bodyAsText!).error;
+    expect(err.code).toBe('InvalidRequestContent');
+    for (const problem of [
+      'body.properties.weight must be at least 1, got 0',
+      'body.properties.priority must be at most 5, got 6',
+      'body.properties.enabledState must be one of "Enabled", "Disabled", got "On"',
+      'body.properties.originGroupName is read-only and must not be sent',
+      // An update's properties hold no provisioning state at all (only the origin as read has one).
+      'body.properties.provisioningState is not a property of the model',
+      'body.properties.weigth is not a property of the model',
+    ]) expect(err.message).toContain(problem);
+    expect(arm.get(origin('northeurope-origin'))!.properties).toMatchObject({ weight: 1, enabledState: 'Disabled', provisioningState: 'Succeeded' });
+    // An origin group is not written by the provider, so its operations are not in the stored excerpt: refused too.
+    expect((await send('PATCH', afdId('afd-compliance-global', 'api-origins'), '2024-02-01', { properties: {} })).status).toBe(400);
+    expect(arm.specViolations).toHaveLength(2);
+    arm.specViolations.length = 0;
+  });
+
+  it('refuses, as ARM does, a Container App PATCH or revision action that does not conform to the spec, and keeps the secrets', async () => {
+    const apps = new FakeContainerApps(arm);
+    const id = appId('ca-compliance-api');
+    apps.seed(id, [{ name: 'registry-password', value: 'pa55-w0rd-for-acr' }]);
+    const patch = await send('PATCH', id, '2026-07-01', {
+      location: 'westeurope',
+      properties: {
+        latestRevisionName: 'ca-compliance-api--v1',
+        configuration: { activeRevisionsMode: 'Several', ingress: { fqdn: 'ca.fake.azurecontainerapps.io', traffic: [{ revisionName: 'ca-compliance-api--v1', weight: '100' }] }, secrets: [] },
+        template: { containers: [{ name: 'api', image: 'acr.azurecr.io/compliance-api:v2', resources: { cpu: 0.5, memory: '1Gi', ephemeralStorage: '2Gi' } }] },
+      },
+    });
+    expect(patch.status).toBe(400);
+    const err = JSON.parse(patch.bodyAsText!).error;
+    expect(err.code).toBe('InvalidRequestContent');
+    for (const problem of [
+      'body.properties.latestRevisionName is read-only and must not be sent',
+      'body.properties.configuration.activeRevisionsMode must be one of "Multiple", "Single", got "Several"',
+      'body.properties.configuration.ingress.fqdn is read-only and must not be sent',
+      'body.properties.configuration.ingress.traffic[0].weight must be an integer, got "100"',
+      'body.properties.template.containers[0].resources.ephemeralStorage is read-only and must not be sent',
+    ]) expect(err.message).toContain(problem);
+    // The refused PATCH carried no secrets; had it reached Container Apps it would have dropped them.
+    expect(apps.secretsOf(id)).toEqual([{ name: 'registry-password', value: 'pa55-w0rd-for-acr' }]);
+    expect(arm.get(id)!.properties.provisioningState).toBe('Succeeded');
+    // A PATCH without its required location, and a revision action with a body, are refused too.
+    expect((await send('PATCH', id, '2026-07-01', { properties: {} })).status).toBe(400);
+    expect((await send('POST', `${id}/revisions/ca-compliance-api--v1/deactivate`, '2026-07-01', { force: true })).status).toBe(400);
+    expect(arm.get(`${id}/revisions/ca-compliance-api--v1`)!.properties.active).toBe(true);
+    expect(arm.specViolations.map((v) => v.replace(/:.*/, ''))).toEqual([`PATCH ${id}`, `PATCH ${id}`, `POST ${id}/revisions/ca-compliance-api--v1/deactivate`]);
+    expect(arm.specViolations[1]).toContain('body.location is required');
+    expect(arm.specViolations[2]).toContain('the request has a body, which the operation does not take');
+    arm.specViolations.length = 0;
   });
 });
