@@ -71,6 +71,7 @@ describe('Azure clouds from the worker configuration', () => {
       // Nothing of another cloud.
       const others = Object.entries(expected).filter(([name]) => name !== cloud).flatMap(([, h]) => Object.values(h));
       expect(hosts.filter((h) => others.includes(h as never))).toEqual([]);
+      expect(arm.specViolations).toEqual([]);
     });
   }
 

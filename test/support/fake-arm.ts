@@ -609,7 +609,20 @@ export function seedFrontDoor(arm: FakeArm, profile: string, group: string, orig
 }
 
 export function seedContainerApp(arm: FakeArm, app: string, revision = `${app}--v1`): void {
-  const template = { containers: [{ name: 'api', image: 'acr.azurecr.io/compliance-api:v1', resources: { cpu: 0.5, memory: '1Gi' } }], scale: { minReplicas: 1, maxReplicas: 3 } };
+  // As ARM returns it (the spec's ContainerApps_Get example): env, a probe and the read-only ephemeralStorage,
+  // which an update sends back with the template (less what the SDK knows is read-only).
+  const template = {
+    containers: [
+      {
+        name: 'api',
+        image: 'acr.azurecr.io/compliance-api:v1',
+        env: [{ name: 'LOG_LEVEL', value: 'info' }],
+        resources: { cpu: 0.5, memory: '1Gi', ephemeralStorage: '2Gi' },
+        probes: [{ type: 'Liveness', httpGet: { path: '/health', port: 8080, httpHeaders: [{ name: 'Custom-Header', value: 'Awesome' }] }, initialDelaySeconds: 3, periodSeconds: 3 }],
+      },
+    ],
+    scale: { minReplicas: 1, maxReplicas: 3 },
+  };
   arm.put(appId(app), {
     type: 'Microsoft.App/containerApps',
     location: 'westeurope',
