@@ -392,7 +392,8 @@ export async function pgSync(ctx: BenchContext): Promise<Section> {
       const sent = runs.reduce((n, r) => n + r.writes.sent, 0);
       const how = runs.filter((r) => r.writes.failed).map((r) => describeFailures(r.writes)).join('; ');
       const inCutover = runs.reduce((n, r) => n + (r.cutoverAt === undefined ? 0 : r.writes.failedAt.filter((t) => t >= r.cutoverAt!).length), 0);
-      const when = isTiershift(m) ? (inCutover ? `; ${inCutover} of all failed requests were sent during the cutover, the rest during the data phase` : '; all during the data phase') : '';
+      const allFailed = failed + runs.reduce((n, r) => n + r.writes.reads.failed, 0);
+      const when = isTiershift(m) ? `; of all ${allFailed} failed requests, orders and lookups, ${allFailed - inCutover} were sent during the data phase and ${inCutover} during the cutover` : '';
       if (failed) shortfalls.push(`PostgreSQL sync (${ds.label}, ${m}): ${failed} of the ${sent} orders written meanwhile through the blue app failed (${how}${when}).`);
       const lookupsFailed = runs.reduce((n, r) => n + r.writes.reads.failed, 0);
       const lookups = runs.reduce((n, r) => n + r.writes.reads.sent, 0);
