@@ -17,15 +17,17 @@ import type {
   BlobOperations,
   DriftInput,
   Json,
+  ArmResourceOperations,
   PostgresOperations,
   ProviderOperations,
+  ResourceInput,
   StepInput,
   StepOutcome,
   TrafficOperations,
   UndoInput,
   WritesMeasure,
 } from './types';
-import type { AppStep, DataStep, InfraStep, TrafficStep } from '../plan/types';
+import type { AppStep, DataStep, InfraStep, ResourceStep, TrafficStep } from '../plan/types';
 
 /** How often a bake judges its canary (over the plan's `analysis.interval`, its sliding window): a breach is acted on within this. */
 export const JUDGE_EVERY_MS = 2_000;
@@ -62,6 +64,13 @@ export function createActivities(providers: Providers) {
   }
   const named = (input: StepInput, name: string): Resource | undefined => input.resources[name];
 
+  /** The operations on any resource by ARM id, of the provider the resource step names. */
+  function arm(provider: string): ArmResourceOperations {
+    const ops = providers[provider]?.arm;
+    if (!ops) throw ApplicationFailure.nonRetryable(`a resource step needs provider "${provider}" with ARM resources, which this worker does not have; run a worker with that provider`, 'NonRetryable');
+    return ops;
+  }
+
   /** A check or a backup: one call per resource, outcomes merged in the plan's order. */
   async function eachResource(input: StepInput<CheckStep | BackupStep>, act: (resource: Resource) => Promise<StepOutcome>): Promise<StepOutcome> {
     const outcomes: [string, StepOutcome][] = [];
@@ -96,6 +105,9 @@ export function createActivities(providers: Providers) {
       }),
 
     prepareInfra: (input: StepInput<InfraStep>) => operations(named(input, input.step.resource), 'postgres').prepare(input),
+
+    /** A resource step: properties of any resource set, or a resource created, by its ARM id. */
+    changeResource: (input: ResourceInput) => arm(input.step.provider).apply(input),
 
     updateApp: (input: StepInput<AppStep>) => operations(named(input, input.step.resource), 'app').update(input),
 
@@ -185,6 +197,8 @@ export function createActivities(providers: Providers) {
         }
         case 'traffic':
           return operations(named(input, step.resource), 'traffic').observe(input as StepInput<TrafficStep>);
+        case 'resource':
+          return arm(step.provider).observe(input as StepInput<ResourceStep>);
         default:
           return null;
       }
@@ -207,6 +221,8 @@ export function createActivities(providers: Providers) {
         }
         case 'traffic':
           return operations(named(input, step.resource), 'traffic').undo(input);
+        case 'resource':
+          return arm(step.provider).undo(input);
         case 'finalize':
           if (step.pointOfNoReturn && input.part) return reverseSync(input, step.syncedFrom, input.part);
           // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic first).
@@ -231,6 +247,7 @@ export function createActivities(providers: Providers) {
         const resource = resources[name];
         if (resource?.kind === 'postgres') found.push(...(await operations(resource, 'postgres').settingsDrift(resource, settings)));
       }
+      for (const [provider, expected] of Object.entries(expect.arm ?? {})) found.push(...(await arm(provider).drift(expected)));
       return found;
     },
 

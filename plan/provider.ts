@@ -37,6 +37,8 @@ export interface ProviderPlan {
   describeStep?(kind: 'infra' | 'app', fields: Record<string, unknown>): string[];
   /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
   secrets?: Record<string, z.ZodType>;
+  /** Whether it changes any resource by its ARM id (the resource step); a plan using it has one of its resources. */
+  armResources?: boolean;
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */
   recovery?: readonly Recovery[];
   /**

@@ -28,6 +28,7 @@ export const STEP_ACTIVITIES = {
   data: ['syncData'],
   traffic: ['shiftTraffic', 'bakeTraffic', 'analyseTraffic'],
   finalize: ['finalizeMigration'],
+  resource: ['changeResource'],
   gate: [],
 } as const satisfies Record<StepKind, readonly (keyof Activities)[]>;
 

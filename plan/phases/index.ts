@@ -9,9 +9,10 @@ import { finalize } from './finalize';
 import { gate } from './gate';
 import { infra } from './infra';
 import type { PhaseKind } from './kit';
+import { resource } from './resource';
 import { traffic } from './traffic';
 
-export const PHASES = { check, backup, gate, infra, app, data, traffic, finalize } satisfies Record<string, PhaseKind>;
+export const PHASES = { check, backup, gate, infra, app, data, traffic, finalize, resource } satisfies Record<string, PhaseKind>;
 
 export type PhaseKindName = keyof typeof PHASES;
 export const PHASE_KINDS = Object.keys(PHASES) as PhaseKindName[];

@@ -96,6 +96,8 @@ export interface ResolveContext {
   approvers?: string[];
   /** What the provider's own fields on this step change, as words for the generated title. */
   providerWords: string[];
+  /** The plan's provider that drives any resource by its ARM id (a resource step), if it has one. */
+  armProvider?: string;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
@@ -122,6 +124,8 @@ export interface CheckContext {
   };
   /** The registered providers that can recover past a point of no return, by recovery. */
   recovers(provider: string, recovery: string): boolean;
+  /** The plan's provider that drives any resource by its ARM id (a resource step), if it has one. */
+  armProvider?: string;
 }
 
 /** One kind of phase: its schema, its steps, its checks, its undo wording and its dry-run detail. */

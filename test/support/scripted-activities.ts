@@ -30,6 +30,7 @@ function instantActivities(a: Answers): Activities {
     updateApp: step('updateApp'),
     syncData: step('syncData'),
     finalizeMigration: step('finalizeMigration'),
+    changeResource: step('changeResource'),
     shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
     analyseTraffic: async (input) => a.analyse(input, 'analyseTraffic'),
     bakeTraffic: async (input) => a.analyse(input, 'bakeTraffic'),
