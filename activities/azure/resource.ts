@@ -25,6 +25,12 @@ function client(az: AzureContext, armId: string): ResourceManagementClient {
   return c;
 }
 
+/**
+ * The id as the SDK's `*ById` operations take it: their path template is `/{resourceId}`, so an id with
+ * its leading slash would be sent as `//subscriptions/...`.
+ */
+const byId = (armId: string) => armId.replace(/^\/+/, '');
+
 type PollerLike<T> = ReturnType<ResourceManagementClient['resources']['updateById']> & { result?: T };
 
 /** The SDK's deprecated SimplePollerLike, for a poller restored from a heartbeat (restorePoller returns the new kind). */
@@ -55,7 +61,7 @@ function begin<T>(
 }
 
 const read = (az: AzureContext, step: ResourceStep) =>
-  azureFind(`reading ${armName(step.armId)}`, () => client(az, step.armId).resources.getById(step.armId, step.apiVersion)) as Promise<GenericResource | undefined>;
+  azureFind(`reading ${armName(step.armId)}`, () => client(az, step.armId).resources.getById(byId(step.armId), step.apiVersion)) as Promise<GenericResource | undefined>;
 
 /** The value at a dotted path (`sku.name`), or null when it is absent. */
 export function valueAt(resource: object | undefined, path: string): JsonValue {
@@ -119,10 +125,10 @@ async function send(az: AzureContext, journal: Journal, op: string, step: Resour
   const c = client(az, step.armId);
   if (step.method === 'PUT') {
     const body = nest(values, writable(current) as Record<string, unknown>) as GenericResource;
-    await runOperation(az, journal, op, what, begin(c, (o) => c.resources.beginCreateOrUpdateById(step.armId, step.apiVersion, body, o), c.resources.createOrUpdateById));
+    await runOperation(az, journal, op, what, begin(c, (o) => c.resources.beginCreateOrUpdateById(byId(step.armId), step.apiVersion, body, o), c.resources.createOrUpdateById));
   } else {
     const body = nest(values) as GenericResource;
-    await runOperation(az, journal, op, what, begin(c, (o) => c.resources.beginUpdateById(step.armId, step.apiVersion, body, o), c.resources.updateById));
+    await runOperation(az, journal, op, what, begin(c, (o) => c.resources.beginUpdateById(byId(step.armId), step.apiVersion, body, o), c.resources.updateById));
   }
 }
 
@@ -146,7 +152,7 @@ export async function applyResource(az: AzureContext, input: ResourceInput): Pro
       return { summary: `${what} exists as the plan creates it; nothing sent`, figures: {}, undo: { created: true } };
     }
     journal.note('created', true);
-    await runOperation(az, journal, 'resource:create', `creating ${what}`, begin(c, (o) => c.resources.beginCreateOrUpdateById(step.armId, step.apiVersion, step.create as GenericResource, o), c.resources.createOrUpdateById));
+    await runOperation(az, journal, 'resource:create', `creating ${what}`, begin(c, (o) => c.resources.beginCreateOrUpdateById(byId(step.armId), step.apiVersion, step.create as GenericResource, o), c.resources.createOrUpdateById));
     const after = await read(az, step);
     const off = differences(after, want);
     if (off.length) throw ApplicationFailure.retryable(`${what} was created but reads back otherwise: ${off.join('; ')}`, 'AzureTransient');
@@ -177,7 +183,7 @@ export async function undoResource(az: AzureContext, input: UndoInput): Promise<
     // Only what the step created: the observation says whether it was there before.
     if (observed?.exists) return { summary: `${what} existed before the step; left as it is`, figures: {} };
     if (!(await read(az, step))) return { summary: `${what} is not there (deleted already); nothing to delete`, figures: {} };
-    await runOperation(az, journal, 'undo:delete', `deleting ${what}`, begin(c, (o) => c.resources.beginDeleteById(step.armId, step.apiVersion, o), c.resources.deleteById));
+    await runOperation(az, journal, 'undo:delete', `deleting ${what}`, begin(c, (o) => c.resources.beginDeleteById(byId(step.armId), step.apiVersion, o), c.resources.deleteById));
     return { summary: `Deleted ${what}, which the step created`, figures: {} };
   }
   // The observation before the first attempt, else what the step recorded; neither means it never ran.
@@ -197,7 +203,7 @@ export async function resourceDrift(az: AzureContext, expect: ArmExpectation): P
   const found: string[] = [];
   for (const [armId, e] of Object.entries(expect)) {
     const what = armName(armId);
-    const r = (await azureFind(`reading ${what}`, () => client(az, armId).resources.getById(armId, e.apiVersion))) as GenericResource | undefined;
+    const r = (await azureFind(`reading ${what}`, () => client(az, armId).resources.getById(byId(armId), e.apiVersion))) as GenericResource | undefined;
     if (!r) found.push(`${what}, which ${e.stepId} ${e.created ? 'created' : 'changed'}, no longer exists`);
     else {
       const off = differences(r, e.values);

@@ -14,9 +14,7 @@ export const ARM_ID = /^\/subscriptions\/[0-9a-fA-F-]{36}\/resourceGroups\/[-\w.
  * start with one, as anything else would be dropped from the request body without a word.
  */
 export const SETTABLE = ['sku', 'properties', 'tags', 'kind', 'identity', 'plan'] as const;
-const propertyPath = z.string().regex(new RegExp(`^(${SETTABLE.join('|')})(\\.[^.\\s]+)+$|^kind$`), {
-  error: `expected a property path under ${SETTABLE.join(', ')}, such as sku.name or properties.retentionInDays`,
-});
+const PROPERTY_PATH = new RegExp(`^(${SETTABLE.join('|')})(\\.[^.\\s]+)+$|^kind$`);
 
 const body = z
   .strictObject({
@@ -26,15 +24,21 @@ const body = z
     }),
     apiVersion: z.string().regex(/^\d{4}-\d{2}-\d{2}(-preview)?$/, { error: 'expected an api-version of the resource type such as 2024-04-01' }),
     /** Properties to change, by path; their values before the step are what undo restores. */
-    set: z.record(propertyPath, z.json()).optional(),
+    set: z.record(z.string(), z.json()).optional(),
     /** Or: the whole body of a resource the step creates (and undo deletes). */
-    create: z.record(z.enum(['location', ...SETTABLE]), z.json()).optional(),
+    create: z.record(z.string(), z.json()).optional(),
     /** PATCH by default; PUT (the resource as read, with `set` applied) for resource types that take no PATCH. */
     method: z.enum(['PATCH', 'PUT']).optional(),
   })
   .superRefine((b, ctx) => {
     if ((b.set === undefined) === (b.create === undefined)) {
       ctx.addIssue({ code: 'custom', path: [], message: 'expected exactly one of set (properties to change) or create (a resource to create)' });
+    }
+    for (const path of Object.keys(b.set ?? {})) {
+      if (!PROPERTY_PATH.test(path)) ctx.addIssue({ code: 'custom', path: ['set', path], message: `expected a property path under ${SETTABLE.join(', ')} such as sku.name or properties.retentionInDays, not "${path}"` });
+    }
+    for (const key of Object.keys(b.create ?? {})) {
+      if (!['location', ...SETTABLE].includes(key)) ctx.addIssue({ code: 'custom', path: ['create', key], message: `expected only location, ${SETTABLE.join(', ')} in the body of a resource to create, not "${key}"` });
     }
     if (b.set && !Object.keys(b.set).length) ctx.addIssue({ code: 'custom', path: ['set'], message: 'expected at least one property to set' });
     if (b.create && b.method) ctx.addIssue({ code: 'custom', path: ['method'], message: 'expected no method with create (a create is a PUT)' });
