@@ -3,8 +3,10 @@
 // after, its undo, and the drift check that a later step runs against what it left.
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResourceStep } from '../plan/types';
+import { readdirSync } from 'node:fs';
+import { bodyLeaves } from '../plan/phases/resource';
 import { describePlan } from '../plan/describe';
-import { parsePlan } from '../plan/load';
+import { loadPlan, parsePlan } from '../plan/load';
 import { FakeArm, RG, SUB } from './support/fake-arm';
 import { seedGeneric } from './support/fake-arm-generic';
 import { attempt, azureActivities, step } from './support/fake-arm-env';
@@ -224,4 +226,46 @@ ${phase}`;
   ])('refuses %s', (_what, fields, problem, armId = planId) => {
     expect(() => parsePlan(plan('azure', `  - resource: { armId: ${armId}, apiVersion: 2024-04-01, ${fields} }\n`), 'bad.yaml')).toThrow(problem);
   });
+});
+
+describe('every resource step of the seed plans, on the fake ARM', () => {
+  /** What each type looks like before the seed plans change it (as the seeds describe the pilot or smaller tier). */
+  const BEFORE: [RegExp, Record<string, unknown>][] = [
+    [/\/resourceGroups\/[^/]+$/, { location: 'usgovvirginia', tags: { Environment: 'Pilot' } }],
+    [/\/serverfarms\//, { location: 'usgovvirginia', sku: { name: 'B3', tier: 'Basic', capacity: 1 }, properties: { reserved: true } }],
+    [/\/deployments\//, { sku: { name: 'Standard', capacity: 10 }, properties: { model: { format: 'OpenAI', name: 'gpt-4', version: '0613' } } }],
+    [/\/workspaces\//, { location: 'usgovvirginia', properties: { retentionInDays: 30, sku: { name: 'PerGB2018' } } }],
+    [/\/service\//, { location: 'westeurope', sku: { name: 'Developer', capacity: 1 }, properties: { publisherEmail: 'ops@example.com', publisherName: 'ops' } }],
+    [/\/containerApps\//, { location: 'westeurope', properties: { configuration: { ingress: { traffic: [{ latestRevision: true, weight: 100 }] } }, template: { scale: { minReplicas: 2, maxReplicas: 20 } } } }],
+    [/\/redis\//, { location: 'westeurope', properties: { sku: { name: 'Standard', family: 'C', capacity: 2 } } }],
+  ];
+  const plans = readdirSync('plans').filter((f) => /^azure-.*\.yaml$/.test(f));
+
+  for (const file of plans) {
+    it(`${file}: each resource step acts, reads back, holds for a drift check, and is undone`, async () => {
+      const steps = loadPlan(`plans/${file}`).steps.filter((s): s is ResourceStep => s.kind === 'resource');
+      expect(steps.length).toBeGreaterThan(0);
+      for (const s of steps) {
+        arm = new FakeArm();
+        activities = azureActivities(arm);
+        // What a created resource refers to (an autoscale setting's target) exists; what it creates does not.
+        const target = (s.create?.properties as { targetResourceUri?: string } | undefined)?.targetResourceUri;
+        for (const id of [...(s.create ? [] : [s.armId]), ...(target ? [target] : [])]) {
+          const [, before] = BEFORE.find(([re]) => re.test(id)) ?? [];
+          expect(before, `a before-state for ${id}`).toBeDefined();
+          seedGeneric(arm, id, before!);
+        }
+        const original = structuredClone(arm.get(s.armId));
+        const { before, result, error } = await run(s);
+        expect(error, `${file} ${s.id}`).toBeUndefined();
+        const want = s.create ? bodyLeaves(s.create) : s.set!;
+        const expectation = { [s.armId]: { stepId: s.id, apiVersion: s.apiVersion, values: want, ...(s.create ? { created: true } : {}) } };
+        expect((await drift(expectation)).result, `${file} ${s.id}`).toEqual([]);
+        const back = await undo(s, before, result!.undo);
+        expect(back.error, `${file} ${s.id}`).toBeUndefined();
+        if (s.create) expect(arm.get(s.armId)).toBeUndefined();
+        else for (const path of Object.keys(s.set!)) expect(JSON.stringify(path.split('.').reduce((o: any, k) => o?.[k], arm.get(s.armId)))).toBe(JSON.stringify(path.split('.').reduce((o: any, k) => o?.[k], original)));
+      }
+    });
+  }
 });

@@ -45,7 +45,9 @@ export const GENERIC_TYPES: Record<string, GenericType> = {
   },
   'microsoft.cache/redis': {
     apiVersion: '2024-11-01',
+    creatable: true,
     rules(next, current) {
+      if (!current && !next.location) return ['LocationRequired', 'The location property is required for this definition.'];
       const sku = next.properties?.sku ?? {};
       if (REDIS_FAMILY[sku.name] !== sku.family) return ['InvalidSkuFamily', `The ${sku.name} tier uses family ${REDIS_FAMILY[sku.name] ?? '?'}, not ${sku.family}.`];
       const was = current?.properties?.sku;
