@@ -9,7 +9,7 @@ import { describePlan } from '../plan/describe';
 import { loadPlan, parsePlan } from '../plan/load';
 import { FakeArm, RG, SUB } from './support/fake-arm';
 import { seedGeneric } from './support/fake-arm-generic';
-import { attempt, azureActivities, step } from './support/fake-arm-env';
+import { attempt, azureActivities, lastJournal, step } from './support/fake-arm-env';
 
 const rg = `/subscriptions/${SUB}/resourceGroups/${RG}`;
 const planId = `${rg}/providers/Microsoft.Web/serverfarms/plan-teams-pilot`;
@@ -100,6 +100,32 @@ describe('an App Service plan B3 -> P3v3', () => {
     const { error } = await run(bad);
     expect(error!.message).toMatch(/^setting sku.name=P9v9 on Microsoft.Web\/serverfarms plan-teams-pilot: Azure refused the request \(InvalidSku: The pricing tier 'P9v9' is not allowed in this resource group\); fix the plan or the resource and resume$/);
     expect(arm.get(planId)!.sku.name).toBe('B3');
+  });
+});
+
+describe('a worker killed while it polls the PATCH', () => {
+  it('the next attempt resumes the same operation from the heartbeat, without sending the PATCH again', async () => {
+    arm.pollsToComplete = 6;
+    const input = { migrationId: 'migration-test', step: scaleUp, resources: {} };
+    const before = (await attempt(activities.observeStep, input as never)).result;
+    const first = await attempt(activities.changeResource, { ...input, before } as never, {
+      onHeartbeat: (d, env) => {
+        const op = [...arm.operations.values()][0];
+        if ((d as { pending?: { op: string } } | undefined)?.pending?.op === 'resource:set' && op && op.polls >= 2) env.cancel();
+      },
+    });
+    expect(first.error).toBeDefined();
+    expect(arm.get(planId)!.properties.provisioningState).toBe('Updating');
+    const journal = lastJournal(first.heartbeats) as { pending: { op: string; poller: string } };
+    expect(journal.pending.op).toBe('resource:set');
+
+    const second = await attempt(activities.changeResource, { ...input, before } as never, { resumeFrom: journal });
+    expect(second.error).toBeUndefined();
+    expect(arm.writes()).toEqual([`PATCH ${planId}`]);
+    expect(arm.operations.size).toBe(1);
+    expect(arm.get(planId)!.sku.name).toBe('P3v3');
+    // What undo restores is what was there before the first attempt.
+    expect(second.result!.undo).toEqual({ before: { 'sku.name': 'B3', 'sku.capacity': 1 } });
   });
 });
 
