@@ -205,6 +205,15 @@ describe('resource types without PATCH, and resource groups', () => {
     expect(patched.error!.message).toMatch(/does not support PATCH at api-version 2024-10-01; send a PUT of the whole resource/);
   });
 
+  it("a Key Vault's soft-delete retention is refused by Azure after creation, which is why seed 000's step 6 stays manual", async () => {
+    const vault = `${rg}/providers/Microsoft.KeyVault/vaults/kv-teams-pilot`;
+    seedGeneric(arm, vault, { location: 'westeurope', properties: { tenantId: SUB, sku: { family: 'A', name: 'standard' }, softDeleteRetentionInDays: 30, enablePurgeProtection: true } });
+    const retention = resourceStep({ id: 'kv', armId: vault, apiVersion: '2023-07-01', set: { 'properties.softDeleteRetentionInDays': 90 } });
+    const { error } = await run(retention);
+    expect(error!.message).toMatch(/Azure refused the request \(BadRequest: The soft-delete retention period of a vault is set when it is created and cannot be changed\)/);
+    expect(arm.get(vault)!.properties.softDeleteRetentionInDays).toBe(30);
+  });
+
   it('resource group tags are set (a synchronous update) and an absent tag is removed again by undo', async () => {
     seedGeneric(arm, rg, { location: 'westeurope', tags: { Environment: 'Pilot' } });
     const tags = resourceStep({ id: 'tags', armId: rg, apiVersion: '2024-03-01', set: { 'tags.Environment': 'Production', 'tags.Phase': 'Production' } });
