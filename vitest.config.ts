@@ -14,6 +14,8 @@ const UNIT = [
   'test/azure-postgres.test.ts',
   'test/azure-traffic.test.ts',
   'test/azure-clouds.test.ts',
+  'test/azure-resource.test.ts',
+  'test/resource-workflow.test.ts',
   'test/docker-compose.test.ts',
   'test/handlers.test.ts',
   'test/provider-contract.test.ts',

@@ -17,15 +17,17 @@ import type {
   BlobOperations,
   DriftInput,
   Json,
+  ArmResourceOperations,
   PostgresOperations,
   ProviderOperations,
+  ResourceInput,
   StepInput,
   StepOutcome,
   TrafficOperations,
   UndoInput,
   WritesMeasure,
 } from './types';
-import type { AppStep, DataStep, InfraStep, RunStep, SqlStep, TrafficStep, VerifyStep } from '../plan/types';
+import type { AppStep, DataStep, InfraStep, ResourceStep, RunStep, SqlStep, TrafficStep, VerifyStep } from '../plan/types';
 import { runStepCommand, undoStepCommand } from './command';
 import { executeSql } from './sql';
 import { verifyService, type VerifyOutcome } from './verify';
@@ -78,6 +80,13 @@ export function createActivities(providers: Providers) {
     throw ApplicationFailure.nonRetryable(`provider "${resource!.provider}" of ${name} cannot connect a sql step; give ${name} a connection reference`, 'NonRetryable');
   }
 
+  /** The operations on any resource by ARM id, of the provider the resource step names. */
+  function arm(provider: string): ArmResourceOperations {
+    const ops = providers[provider]?.arm;
+    if (!ops) throw ApplicationFailure.nonRetryable(`a resource step needs provider "${provider}" with ARM resources, which this worker does not have; run a worker with that provider`, 'NonRetryable');
+    return ops;
+  }
+
   /** A check or a backup: one call per resource, outcomes merged in the plan's order. */
   async function eachResource(input: StepInput<CheckStep | BackupStep>, act: (resource: Resource) => Promise<StepOutcome>): Promise<StepOutcome> {
     const outcomes: [string, StepOutcome][] = [];
@@ -112,6 +121,9 @@ export function createActivities(providers: Providers) {
       }),
 
     prepareInfra: (input: StepInput<InfraStep>) => operations(named(input, input.step.resource), 'postgres').prepare(input),
+
+    /** A resource step: properties of any resource set, or a resource created, by its ARM id. */
+    changeResource: (input: ResourceInput) => arm(input.step.provider).apply(input),
 
     updateApp: (input: StepInput<AppStep>) => operations(named(input, input.step.resource), 'app').update(input),
 
@@ -153,9 +165,11 @@ export function createActivities(providers: Providers) {
       const context = Context.current();
       const windowMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
       const everyMs = traffic.judgeEveryMs ?? Math.min(windowMs, JUDGE_EVERY_MS);
-      const until = Date.parse(input.until);
-      const extendUntil = Math.max(until, input.extendUntil ? Date.parse(input.extendUntil) : until);
-      const resumed = context.info.heartbeatDetails as { readings?: { at: number; counters: Json }[]; judged?: number } | undefined;
+      const a = input.step.analysis;
+      const resumed = context.info.heartbeatDetails as { until?: number; readings?: { at: number; counters: Json }[]; judged?: number } | undefined;
+      // The end is fixed by the first attempt and kept in the heartbeat: a retried attempt bakes until the same moment.
+      const until = typeof resumed?.until === 'number' ? resumed.until : Date.now() + durationMs(input.step.bake);
+      const extendUntil = until + (a.inconclusive === 'extend' ? durationMs(a.extendUpTo ?? input.step.bake) : 0);
       // Counters read at each judgement within the window: the oldest is where the window starts.
       let readings = Array.isArray(resumed?.readings) ? resumed.readings : [];
       let judged = resumed?.judged ?? 0;
@@ -163,7 +177,8 @@ export function createActivities(providers: Providers) {
       const meter = new ProgressMeter('baking', 'seconds', Math.max(0, Math.round((until - started) / 1000)));
       let last = 'first judgement pending';
       const beat = () =>
-        heartbeat({ phase: 'baking', judged, readings, last, progress: { ...meter.read(Math.round((Date.now() - started) / 1000)), phase: `baking (last judgement: ${last})` } });
+        heartbeat({ phase: 'baking', until, judged, readings, last, progress: { ...meter.read(Math.round((Date.now() - started) / 1000)), phase: `baking (last judgement: ${last})` } });
+      beat();
       for (;;) {
         const end = Date.now() < until ? until : extendUntil;
         const judgeAt = Math.min(Date.now() + everyMs, end);
@@ -220,6 +235,8 @@ export function createActivities(providers: Providers) {
         }
         case 'traffic':
           return operations(named(input, step.resource), 'traffic').observe(input as StepInput<TrafficStep>);
+        case 'resource':
+          return arm(step.provider).observe(input as StepInput<ResourceStep>);
         default:
           return null;
       }
@@ -242,6 +259,8 @@ export function createActivities(providers: Providers) {
         }
         case 'traffic':
           return operations(named(input, step.resource), 'traffic').undo(input);
+        case 'resource':
+          return arm(step.provider).undo(input);
         case 'finalize':
           if (step.pointOfNoReturn && input.part) return reverseSync(input, step.syncedFrom, input.part);
           // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic
@@ -274,6 +293,7 @@ export function createActivities(providers: Providers) {
         const resource = resources[name];
         if (resource?.kind === 'postgres') found.push(...(await operations(resource, 'postgres').settingsDrift(resource, settings)));
       }
+      for (const [provider, expected] of Object.entries(expect.arm ?? {})) found.push(...(await arm(provider).drift(expected)));
       return found;
     },
 

@@ -10,6 +10,7 @@ import type {
   InfraStep,
   PostgresResource,
   Resource,
+  ResourceStep,
   Step,
   TrafficResource,
   TrafficStep,
@@ -79,13 +80,8 @@ export interface AnalysisOutcome extends StepOutcome {
   counters?: Json;
 }
 
-/** A whole bake: judged every `analysis.interval` until `until`, ending early at the first breach. */
-export interface BakeInput extends AnalysisInput {
-  /** When the bake ends, in workflow time: a retried attempt bakes until the same moment. */
-  until: string;
-  /** With `inconclusive: extend`: how long past `until` the bake may go on while too few requests came. */
-  extendUntil?: string;
-}
+/** A whole bake (the step's `bake`, and its `analysis.extendUpTo` where the canary is too quiet), ending early at the first breach. */
+export type BakeInput = AnalysisInput;
 
 export interface UndoInput extends StepInput {
   undo?: Json;
@@ -105,6 +101,16 @@ export interface DriftExpectation {
   weights?: Record<string, number>;
   /** Database resource -> settings an earlier infra step set. */
   settings?: Record<string, Record<string, string | number | boolean>>;
+  /** Provider -> what earlier resource steps of the plan set or created, by ARM id. */
+  arm?: Record<string, ArmExpectation>;
+}
+
+/** ARM id -> the values an earlier resource step left on it (all the leaves of the body, for one it created). */
+export type ArmExpectation = Record<string, { stepId: string; apiVersion: string; values: Record<string, Json>; created?: boolean }>;
+
+/** A resource step's input: the observation before its first attempt says whether a resource to create was already there. */
+export interface ResourceInput extends StepInput<ResourceStep> {
+  before?: Json;
 }
 
 export interface DriftInput extends StepInput {
@@ -190,6 +196,16 @@ export interface AppOperations {
   undo(input: UndoInput): Promise<StepOutcome>;
 }
 
+/** Any resource by its ARM id (the resource step), for a provider that declares `armResources`. */
+export interface ArmResourceOperations {
+  /** Read-only: whether the resource exists, and the values of the paths the step sets. */
+  observe(input: StepInput<ResourceStep>): Promise<Json>;
+  apply(input: ResourceInput): Promise<StepOutcome>;
+  undo(input: UndoInput): Promise<StepOutcome>;
+  /** One phrase per resource that no longer holds what an earlier step left. */
+  drift(expect: ArmExpectation): Promise<string[]>;
+}
+
 /** Resolves one kind of secret reference (the value under its key, e.g. `{ vault, secret }`) to the secret. */
 export type SecretResolver = (ref: Json, what: string) => Promise<string>;
 
@@ -206,4 +222,5 @@ export interface ProviderOperations {
   blob?: BlobOperations;
   traffic?: TrafficOperations;
   app?: AppOperations;
+  arm?: ArmResourceOperations;
 }

@@ -24,12 +24,13 @@ const sixPhases = () =>
   - finalize: { resources: [targetDb] }`,
   });
 
-const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic' | 'sql' | 'run' | 'verify'>, 'checkHealth' | 'backupDatabase' | 'prepareInfra' | 'syncData' | 'updateApp' | 'finalizeMigration'> = {
+const ACTIVITY_OF: Record<Exclude<Step['kind'], 'gate' | 'traffic' | 'sql' | 'run' | 'verify'>, 'checkHealth' | 'backupDatabase' | 'prepareInfra' | 'syncData' | 'updateApp' | 'finalizeMigration' | 'changeResource'> = {
   check: 'checkHealth',
   backup: 'backupDatabase',
   infra: 'prepareInfra',
   data: 'syncData',
   app: 'updateApp',
+  resource: 'changeResource',
   finalize: 'finalizeMigration',
 };
 

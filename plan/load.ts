@@ -261,6 +261,7 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
           // crossCheck refused the plan if it could not be read.
           return 'text' in read ? read.text : '';
         },
+        armProvider: armProviderOf(resources, providers),
     });
     // The provider's own fields sit beside the step's, as its operations read them.
     steps.push(...resolved.map((s) => (provider ? { ...s, ...fields } : s)));
@@ -277,6 +278,12 @@ function providerBlock(kind: PhaseKindName, body: Record<string, unknown>, provi
   if (!provider) return { body, fields: {} };
   const { [provider.name]: fields, ...rest } = body;
   return { body: rest, provider, fields: fields as Record<string, unknown> };
+}
+
+/** The provider of the plan's resources that drives any resource by its ARM id (a resource step's). */
+function armProviderOf(resources: Record<string, Resource>, providers: readonly ProviderPlan[]): string | undefined {
+  const used = new Set(Object.values(resources).map((r) => r.provider));
+  return providers.find((p) => p.armResources && used.has(p.name))?.name;
 }
 
 // ---- checks that span the plan -------------------------------------------------------------------
@@ -321,6 +328,7 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
       resources,
       approvers: file.approvers,
       seen,
+      armProvider: armProviderOf(resources, providers),
       recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
       runs: (name, stepKind) => providers.find((p) => p.name === name)?.runs?.includes(stepKind) ?? false,
       readText(fileAt, name) {

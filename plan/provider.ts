@@ -44,6 +44,8 @@ export interface ProviderPlan {
    * its own `connection` reference (the worker resolves that one whatever the provider).
    */
   runs?: readonly ('sql' | 'verify')[];
+  /** Whether it changes any resource by its ARM id (the resource step); a plan using it has one of its resources. */
+  armResources?: boolean;
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */
   recovery?: readonly Recovery[];
   /**

@@ -3,7 +3,7 @@
 
 import type { IdentityPolicy } from '../contract/identity';
 
-export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize' | 'sql' | 'run' | 'verify';
+export type StepKind = 'check' | 'backup' | 'infra' | 'app' | 'data' | 'traffic' | 'gate' | 'finalize' | 'sql' | 'run' | 'verify' | 'resource';
 export type ResourceKind = 'postgres' | 'blob' | 'traffic' | 'app';
 
 /**
@@ -11,7 +11,7 @@ export type ResourceKind = 'postgres' | 'blob' | 'traffic' | 'app';
  * One key: `env` (every worker), or a kind a registered provider declares, e.g. `{ keyVault: { vault, secret } }`.
  */
 export type SecretRef = { env: string } | { [kind: string]: JsonValue };
-type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 /**
  * What every provider's resource of a kind has. The provider's own fields (nested under its name in the
@@ -249,7 +249,23 @@ export interface VerifyStep extends StepBase {
   checks: SmokeCheck[];
   load?: LoadTest;
 }
-export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep | SqlStep | RunStep | VerifyStep;
+/**
+ * Any other resource of a provider that drives resources by ARM id (Azure), by that id: properties set
+ * (and restored by undo), or a resource created (and deleted by undo).
+ */
+export interface ResourceStep extends StepBase {
+  kind: 'resource';
+  /** The plan's provider that drives resources by ARM id. */
+  provider: string;
+  armId: string;
+  apiVersion: string;
+  /** Property path (`sku.name`) -> value. */
+  set?: Record<string, JsonValue>;
+  method?: 'PATCH' | 'PUT';
+  /** The body of the resource the step creates. */
+  create?: Record<string, JsonValue>;
+}
+export type Step = CheckStep | BackupStep | InfraStep | AppStep | DataStep | TrafficStep | GateStep | FinalizeStep | SqlStep | RunStep | VerifyStep | ResourceStep;
 
 export interface ResolvedPlan {
   apiVersion: 'tiershift/v1';

@@ -4,13 +4,14 @@ import { readdirSync } from 'node:fs';
 import type { AzureResource } from '../activities/azure/provider';
 import { describe, expect, it } from 'vitest';
 import { revisionSuffix } from '../activities/azure/container-apps';
+import { describePlan } from '../plan/describe';
 import { loadPlan, parsePlan } from '../plan/load';
 
 const azurePlans = readdirSync('plans').filter((f) => /^azure-.*\.yaml$/.test(f));
 
 describe('shipped Azure plans', () => {
-  it('are there for the seeds: small -> medium, medium -> large, pilot -> production', () => {
-    expect(azurePlans.sort()).toEqual(['azure-medium-to-large.yaml', 'azure-pilot-to-production.yaml', 'azure-small-to-medium.yaml']);
+  it('are there for the seeds: small -> medium, medium -> large, pilot -> production, the scaling runbook', () => {
+    expect(azurePlans.sort()).toEqual(['azure-medium-to-large.yaml', 'azure-pilot-to-production.yaml', 'azure-scaling-runbook.yaml', 'azure-small-to-medium.yaml']);
   });
 
   for (const file of azurePlans) {
@@ -20,7 +21,8 @@ describe('shipped Azure plans', () => {
       const twin = loadPlan(`plans/${file.replace(/^azure-/, 'local-')}`);
       expect(Object.values(twin.resources).every((r) => r.provider === 'local')).toBe(true);
       // The twin rehearses the same kinds of phase, in the same order of first appearance.
-      const kinds = (steps: { kind: string }[]) => [...new Set(steps.map((s) => s.kind))].filter((k) => k !== 'data' && k !== 'app' && k !== 'finalize');
+      // Resource steps change Azure resources the sandbox does not have.
+      const kinds = (steps: { kind: string }[]) => [...new Set(steps.map((s) => s.kind))].filter((k) => !['data', 'app', 'finalize', 'resource'].includes(k));
       expect(kinds(twin.steps)).toEqual(kinds(plan.steps));
 
       for (const step of plan.steps) {
@@ -31,6 +33,45 @@ describe('shipped Azure plans', () => {
       }
     });
   }
+});
+
+describe('the seed steps that are resource steps', () => {
+  /** Step title -> its rollback action, as `tiershift plan` prints them. */
+  const resourceSteps = (file: string) => {
+    const plan = loadPlan(`plans/${file}`);
+    const text = describePlan(plan);
+    const order = text.slice(text.indexOf('Rollback order'));
+    return plan.steps.flatMap((s) => {
+      if (s.kind !== 'resource') return [];
+      const undo = new RegExp(`\\n  \\d+\\. ${s.id}: (.*)\\n`).exec(order)?.[1];
+      return [[s.title.split(':')[0], s.create ? 'create' : `${s.method} ${Object.keys(s.set!).join(' ')}`, undo]];
+    });
+  };
+
+  it('seed 000: tags, the App Service plan, autoscale, OpenAI capacity and Log Analytics retention, each with its rollback', () => {
+    expect(resourceSteps('azure-pilot-to-production.yaml')).toEqual([
+      ['Step 1', 'PATCH tags.Environment tags.Phase', 'Put tags.Environment, tags.Phase of resource group rg-gov-pilot back to the values read before the step'],
+      ['Step 2', 'PATCH sku.name sku.capacity', 'Put sku.name, sku.capacity of Microsoft.Web/serverfarms plan-teams-pilot back to the values read before the step'],
+      ['Step 3', 'create', 'Delete Microsoft.Insights/autoscalesettings autoscale-teams-prod, which the step created'],
+      ['Step 5', 'PUT sku.capacity', 'Put sku.capacity of Microsoft.CognitiveServices/accounts/deployments openai-teams-pilot/gpt-4 back to the values read before the step'],
+      ['Step 7', 'PATCH properties.retentionInDays', 'Put properties.retentionInDays of Microsoft.OperationalInsights/workspaces law-teams-minutes back to the values read before the step'],
+    ]);
+  });
+
+  it('seed 002: the Redis caches and API Management; seed 003: the scale ranges and Redis', () => {
+    expect(resourceSteps('azure-small-to-medium.yaml').map((s) => s.slice(0, 2))).toEqual([
+      ['Step 1.1', 'create'],
+      ['Step 1.3', 'PATCH sku.name sku.capacity'],
+    ]);
+    expect(resourceSteps('azure-medium-to-large.yaml').map((s) => s.slice(0, 2))).toEqual([['Step 1.3', 'create']]);
+    expect(resourceSteps('azure-scaling-runbook.yaml').map((s) => s.slice(0, 2))).toEqual([
+      ['Section 2', 'PATCH properties.template.scale.minReplicas properties.template.scale.maxReplicas'],
+      ['Section 2', 'PATCH properties.template.scale.minReplicas properties.template.scale.maxReplicas'],
+      ['Section 4', 'PATCH properties.sku.name properties.sku.family properties.sku.capacity'],
+    ]);
+    // Every resource step of every seed plan has its rollback action.
+    for (const file of azurePlans) for (const [, , undo] of resourceSteps(file)) expect(undo).toMatch(/^(Put .* back to the values read before the step|Delete .*, which the step created)$/);
+  });
 });
 
 describe("Azure's PostgreSQL rules when a plan loads", () => {

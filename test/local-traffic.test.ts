@@ -137,7 +137,7 @@ describe('local app and traffic phases', () => {
   it('judges a long bake every few seconds over its sliding window, and ends it within seconds of green starting to fail', async () => {
     // What a worker registers: the dispatcher's bake over the local provider's analysis.
     const { bakeTraffic } = createActivities({ local: localProvider });
-    const step = trafficStep(50, { interval: '2s' });
+    const step = { ...trafficStep(50, { interval: '2s' }), bake: '2m' };
     const shift = await run(shiftTraffic, input(step));
     const bakeMs = 120_000;
     const until = Date.now() + bakeMs;
@@ -145,7 +145,7 @@ describe('local app and traffic phases', () => {
     const traffic = runLoad({ url: (n) => `${state.haproxy!.frontendUrl}/api/orders/${1 + (n % 1000)}`, ratePerSecond: 50, durationMs: 12_000, maxRequests: 600 });
     const fault = new Promise((resolve) => setTimeout(resolve, 5_000)).then(() => setFault(1));
     try {
-      const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline, until: new Date(until).toISOString() });
+      const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline });
       await fault;
       expect(verdict).toMatchObject({ pass: false, inconclusive: false });
       expect(verdict.reason).toMatch(/^the canary green failed \d+ of its last \d+ requests \(2s\), an error rate of [\d.]+% above the plan's maximum of 5\.0%\.$/);
@@ -161,10 +161,10 @@ describe('local app and traffic phases', () => {
 
   it('calls a bake too quiet for a verdict inconclusive at its end, not a failure', async () => {
     const { bakeTraffic } = createActivities({ local: localProvider });
-    const step = trafficStep(50, { interval: '1s', minRequests: 100_000 });
+    const step = { ...trafficStep(50, { interval: '1s', minRequests: 100_000 }), bake: '3s' };
     const shift = await run(shiftTraffic, input(step));
     const until = Date.now() + 3_000;
-    const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline, until: new Date(until).toISOString() });
+    const verdict = await run(bakeTraffic, { ...input(step), baseline: shift.baseline });
     expect(verdict).toMatchObject({ pass: false, inconclusive: true });
     expect(Date.now()).toBeGreaterThanOrEqual(until);
   });

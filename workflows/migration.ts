@@ -7,11 +7,12 @@
 // in test/replay.test.ts extended with a history recorded before the change).
 import * as wf from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { AnalysisInput, AnalysisOutcome, BakeInput, DriftExpectation, StepOutcome } from '../activities/types';
+import type { AnalysisInput, AnalysisOutcome, ArmExpectation, BakeInput, DriftExpectation, Json, StepOutcome } from '../activities/types';
 import { unreachableGate } from '../plan/gates';
+import { bodyLeaves } from '../plan/phases/resource';
 import { rollbackOrder } from '../plan/rollback';
 import { describeSecretRef } from '../plan/secret-ref';
-import type { AppStep, GateStep, SecretRef, Step, TrafficStep, VerifyStep } from '../plan/types';
+import type { AppStep, GateStep, ResourceStep, SecretRef, Step, TrafficStep, VerifyStep } from '../plan/types';
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested, TARGET_WRITES } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 import { redactUrl } from '../contract/redact';
@@ -125,8 +126,8 @@ async function checkDrift(run: MigrationRun, step: Step): Promise<void> {
   }
 }
 
-/** The kinds whose undo puts back what was there before them. */
-const MUTATING = new Set<Step['kind']>(['infra', 'app', 'data', 'traffic']);
+/** The kinds whose undo puts back what was there before them (resource steps came later: no history before them has one). */
+const MUTATING = new Set<Step['kind']>(['infra', 'app', 'data', 'traffic', 'resource']);
 
 /**
  * Reads, once and before the step's first attempt, what its undo must restore, and keeps it in workflow
@@ -175,9 +176,27 @@ function driftExpectation(run: MigrationRun, step: Step): DriftExpectation | und
     }
   }
   const weights = step.kind === 'traffic' && run.status.traffic ? { [step.resource]: run.status.traffic.weight } : undefined;
-  if (!weights && !Object.keys(settings).length) return undefined;
-  return { ...(weights ? { weights } : {}), ...(Object.keys(settings).length ? { settings } : {}) };
+  const arm = step.kind === 'resource' ? armExpectation(run) : undefined;
+  if (!weights && !Object.keys(settings).length && !arm) return undefined;
+  return { ...(weights ? { weights } : {}), ...(Object.keys(settings).length ? { settings } : {}), ...(arm ? { arm } : {}) };
 }
+
+/**
+ * Before a resource step: every resource an earlier resource step set or created still holds what it
+ * left (a later step of the same id wins). Only plans with resource steps have one, so no history
+ * recorded before them changes.
+ */
+function armExpectation(run: MigrationRun): Record<string, ArmExpectation> | undefined {
+  const out: Record<string, ArmExpectation> = {};
+  for (const s of run.plan.steps) {
+    if (s.kind !== 'resource' || run.step(s.id).state !== 'done') continue;
+    const byId = (out[s.provider] ??= {});
+    const values = s.create ? (bodyLeaves(s.create) as Record<string, Json>) : { ...byId[s.armId]?.values, ...(s.set as Record<string, Json>) };
+    byId[s.armId] = { stepId: s.id, apiVersion: s.apiVersion, values, ...(s.create ? { created: true } : {}) };
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
 
 /** Runs a step; when it fails past its retries, waits for an operator to resume it (or roll back). */
 async function runStep(run: MigrationRun, step: Step, action: () => Promise<StepOutcome>): Promise<void> {
@@ -300,20 +319,18 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
 
 /**
  * The bake: one activity judges the canary every few seconds, over the last `analysis.interval`, until
- * the bake's end (a time fixed here, so a retried attempt bakes until the same moment), and returns at
- * the first breach. A canary too quiet for a verdict is not a failed one: the plan says whether the bake
+ * the bake's end (fixed by its first attempt, so a retried one bakes until the same moment), and returns
+ * at the first breach. A canary too quiet for a verdict is not a failed one: the plan says whether the bake
  * goes on (extend), it rolls back, or an operator decides (the default; resuming shifts and bakes again).
  */
 async function bake(run: MigrationRun, step: TrafficStep, input: AnalysisInput): Promise<AnalysisOutcome> {
   const a = step.analysis;
   const bakeMs = durationMs(step.bake);
   const extendMs = a.inconclusive === 'extend' ? durationMs(a.extendUpTo ?? step.bake) : 0;
-  const start = Date.now();
   const options = activityOptions(step, `Bake ${step.weight}% on the canary for ${step.bake}, judged over each last ${a.interval ?? '10s'}`);
   // It runs for the whole bake: its time limit is the bake's, plus the step's own for the judging.
   options.startToCloseTimeout = bakeMs + extendMs + durationMs(step.timeouts.startToClose);
-  const bakeInput: BakeInput = { ...input, until: new Date(start + bakeMs).toISOString(), ...(extendMs ? { extendUntil: new Date(start + bakeMs + extendMs).toISOString() } : {}) };
-  const verdict = await activities.bakeTraffic.executeWithOptions(options, [bakeInput]);
+  const verdict = await activities.bakeTraffic.executeWithOptions(options, [input satisfies BakeInput]);
   run.recordFigures(step.id, verdict.figures);
   if (verdict.pass) return verdict;
   if (!verdict.inconclusive || a.inconclusive === 'rollback') {
@@ -359,6 +376,9 @@ function callStepActivity(run: MigrationRun, step: Exclude<Step, GateStep | Traf
       return activities.runSql.executeWithOptions(options, [stepInput(run, step)]);
     case 'run':
       return activities.runCommand.executeWithOptions(options, [stepInput(run, step)]);
+    case 'resource':
+      // The observation before it says whether a resource it creates was there already (then it is not its to delete).
+      return activities.changeResource.executeWithOptions(options, [{ ...stepInput(run, step as ResourceStep), before: run.before[step.id] as Json }]);
   }
 }
 

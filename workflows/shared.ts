@@ -31,6 +31,7 @@ export const STEP_ACTIVITIES = {
   sql: ['runSql'],
   run: ['runCommand'],
   verify: ['verifyService'],
+  resource: ['changeResource'],
   gate: [],
 } as const satisfies Record<StepKind, readonly (keyof Activities)[]>;
 

@@ -10,6 +10,7 @@ import { azureContext, Journal, resourceOf, type AzureContext, type AzureProvide
 import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, undoApp, updateApp } from './container-apps';
 import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
+import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
 import { resolveKeyVaultSecret } from './secrets';
 import { backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
@@ -98,6 +99,12 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       update: (input) => updateApp(az, input),
       observe: (input) => observeApp(az, input),
       undo: (input) => undoApp(az, input),
+    },
+    arm: {
+      observe: (input) => observeResource(az, input),
+      apply: (input) => applyResource(az, input),
+      undo: (input) => undoResource(az, input),
+      drift: (expect) => resourceDrift(az, expect),
     },
   };
 }

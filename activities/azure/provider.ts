@@ -147,6 +147,8 @@ export const azure: ProviderDefinition = {
       .filter((f) => !r[f])
       .map((f) => [[f], `expected ${f === 'profile' ? 'the Front Door profile' : 'the origin group'} (or containerApp, to shift between revisions), got nothing`]);
   },
+  // Any other Azure resource, by its ARM id (the resource step, activities/azure/resource.ts).
+  armResources: true,
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
   // A switched-over replica is reversed by a second switchover (the cutover's summary says how); a
   // standalone one cannot replicate back. Neither copies writes back: no reverse-sync recovery.

@@ -11,10 +11,11 @@ import { infra } from './infra';
 import type { PhaseKind } from './kit';
 import { run } from './run';
 import { sql } from './sql';
+import { resource } from './resource';
 import { traffic } from './traffic';
 import { verify } from './verify';
 
-export const PHASES = { check, backup, gate, infra, app, data, sql, run, verify, traffic, finalize } satisfies Record<string, PhaseKind>;
+export const PHASES = { check, backup, gate, infra, app, data, sql, run, verify, traffic, finalize, resource } satisfies Record<string, PhaseKind>;
 
 export type PhaseKindName = keyof typeof PHASES;
 export const PHASE_KINDS = Object.keys(PHASES) as PhaseKindName[];

@@ -98,6 +98,8 @@ export interface ResolveContext {
   providerWords: string[];
   /** A file the plan names (relative to the plan), read when the plan loads; check() reported it if unreadable. */
   readText(file: string): string;
+  /** The plan's provider that drives any resource by its ARM id (a resource step), if it has one. */
+  armProvider?: string;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
@@ -130,6 +132,8 @@ export interface CheckContext {
   runs(provider: string, kind: 'sql' | 'verify'): boolean;
   /** A file the plan names, relative to the plan; a problem at `at` (and undefined) when it cannot be read. */
   readText(at: PathPart[], file: string): string | undefined;
+  /** The plan's provider that drives any resource by its ARM id (a resource step), if it has one. */
+  armProvider?: string;
 }
 
 /** One kind of phase: its schema, its steps, its checks, its undo wording and its dry-run detail. */

@@ -9,6 +9,7 @@
 import { createHttpHeaders, type HttpClient, type PipelineRequest, type PipelineResponse } from '@azure/core-rest-pipeline';
 import type { TokenCredential } from '@azure/identity';
 import { validateAgainstSpec } from './azure-specs/validate';
+import { serveGeneric } from './fake-arm-generic';
 
 export const ARM = 'https://management.azure.com';
 /** The api-version each SDK pins; a request with another one is refused as ARM would. */
@@ -159,6 +160,10 @@ export class FakeArm implements HttpClient {
       if (answered) return answered;
     }
 
+    // App Service plans, Redis, autoscale settings and the other types a resource step changes by id.
+    const generic = serveGeneric(this, request.method, path, apiVersion, body, reply, error);
+    if (generic) return generic;
+
     const ns = namespace?.toLowerCase() ?? '';
     const expected = API_VERSIONS[ns];
     if (!expected) return error(404, 'NoRegisteredProviderFound', `no fake for ${path}`);
@@ -216,12 +221,13 @@ export class FakeArm implements HttpClient {
     return this.retryAfterSeconds !== undefined ? { 'retry-after': String(this.retryAfterSeconds) } : {};
   }
 
-  private startOperation(
+  startOperation(
     namespace: string,
     complete: () => any,
     reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse,
     status = 202,
     abandon?: () => void,
+    apiVersion = API_VERSIONS[namespace.toLowerCase()],
   ): PipelineResponse {
     const id = `op-${this.nextOp++}`;
     const op: Operation = { id, polls: 0, status: 'InProgress', complete, abandon, namespace, startedAt: Date.now(), durationMs: this.operationMs };
@@ -229,7 +235,7 @@ export class FakeArm implements HttpClient {
     if (this.cancelNextOperation) (op.cancel = true), (this.cancelNextOperation = false);
     this.operations.set(id, op);
     const base = `${ARM}/subscriptions/${SUB}/providers/${namespace}/locations/westeurope`;
-    const v = `api-version=${API_VERSIONS[namespace.toLowerCase()]}`;
+    const v = `api-version=${apiVersion}`;
     return reply(status, undefined, {
       'azure-asyncoperation': `${base}/azureAsyncOperation/${id}?${v}`,
       location: `${base}/operationResults/${id}?${v}`,
@@ -237,7 +243,7 @@ export class FakeArm implements HttpClient {
     });
   }
 
-  private pollOperation(kind: string, id: string, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string) => PipelineResponse): PipelineResponse {
+  pollOperation(kind: string, id: string, reply: (s: number, j?: unknown, h?: Record<string, string>) => PipelineResponse, error: (s: number, c: string, m: string) => PipelineResponse): PipelineResponse {
     const op = this.operations.get(id);
     if (!op) return error(404, 'OperationNotFound', `operation ${id} not found`);
     if (kind.toLowerCase() === 'azureasyncoperation') {

@@ -33,6 +33,7 @@ function instantActivities(a: Answers): Activities {
     runSql: step('runSql'),
     runCommand: step('runCommand'),
     verifyService: async (input) => ({ pass: true, ...a.step('verifyService', input) }),
+    changeResource: step('changeResource'),
     shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
     analyseTraffic: async (input) => a.analyse(input, 'analyseTraffic'),
     bakeTraffic: async (input) => a.analyse(input, 'bakeTraffic'),
