@@ -99,6 +99,7 @@ export interface RollbackAction {
   error?: string;
   /** What the undo itself reported ("100% of front back on blue"), for the rollback's lines in watch and the report. */
   summary?: string;
+  endedAt?: string;
   /** The running action's latest heartbeat progress (a reverse backfill), client-filled as StepStatus.progress. */
   progress?: Progress;
 }

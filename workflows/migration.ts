@@ -384,6 +384,7 @@ async function rollback(run: MigrationRun): Promise<void> {
         );
         action.state = 'done';
         action.summary = outcome.summary;
+        action.endedAt = new Date().toISOString();
         if (action.part !== 'start') run.step(step.id).state = 'compensated';
         run.recordFigures(step.id, outcome.figures);
         if (outcome.recovery && rb.rowsRecovered !== undefined) {
