@@ -96,6 +96,8 @@ export interface ResolveContext {
   approvers?: string[];
   /** What the provider's own fields on this step change, as words for the generated title. */
   providerWords: string[];
+  /** Whether the provider of a database resource restores its backups once to prove them. */
+  provesRestore(resource: string): boolean;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
