@@ -6,6 +6,7 @@ import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import { durationMs } from '../contract/duration';
 import { ProgressMeter } from '../contract/progress';
 import type { BackupStep, CheckStep, FinalizeStep, PostgresResource, Resource, ResourceKind } from '../plan/types';
+import { withAttempt } from './attempt';
 import { keepAlive } from './heartbeat';
 import { notifyGate } from './notify';
 import { resolveSecret, useSecretResolvers } from './secrets';
@@ -396,7 +397,7 @@ function undoRecords(undo: Json | undefined): Json[] {
 /** Every activity heartbeats while it works, whatever its provider does between progress reports. */
 function keepingAlive<T extends Record<string, (input: never) => Promise<unknown>>>(activities: T): T {
   return Object.fromEntries(
-    Object.entries(activities).map(([name, fn]) => [name, (input: never) => keepAlive(() => fn(input))]),
+    Object.entries(activities).map(([name, fn]) => [name, async (input: never) => withAttempt(await keepAlive(() => fn(input)))]),
   ) as T;
 }
 

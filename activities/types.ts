@@ -41,6 +41,8 @@ export interface StepOutcome {
   undo?: Json;
   /** A recovery of the target's writes: rows it copied back to the source, and rows left at risk. */
   recovery?: RecoveryCount;
+  /** Temporal's attempt that produced it (set by the worker when above 1): the step's attempts count retries. */
+  attempt?: number;
 }
 
 export interface RecoveryCount {

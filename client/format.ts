@@ -1,5 +1,6 @@
 // Human-readable renderings of a migration's status and of the migration list, for `status`, `list`
 // and `watch`.
+import { gateDeadline, shortTime, span, type GateMemo } from '../contract/deadline';
 import type { IdentityPolicy } from '../contract/identity';
 import type { MigrationListing } from './migrations';
 import { HEARTBEAT_THROTTLE_MS, type Progress } from '../contract/progress';
@@ -46,6 +47,7 @@ export function formatStatus(status: MigrationStatus): string {
       `Waiting at gate "${gate.gate}": ${gate.approvedBy.length}/${gate.requiredApprovals} approvals` +
         (gate.approvers.length ? ` (approvers: ${gate.approvers.join(', ')}${gate.fourEyes ? '; four eyes' : ''})` : ''),
     );
+    lines.push(`  ${gateDeadline(gate, Date.now())}`);
     if (gate.instructions) lines.push(`  ${gate.instructions}`);
     lines.push(`  approve: tiershift approve ${status.migrationId} --gate ${gate.gate}`);
     lines.push(`  reject:  tiershift reject ${status.migrationId} --gate ${gate.gate} --reason "..."`);
@@ -57,9 +59,9 @@ export function formatStatus(status: MigrationStatus): string {
   }
   if (status.rollback) {
     const rb = status.rollback;
-    lines.push(`Rollback (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${rb.reason}`);
+    lines.push(`Rollback (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${clause(rb.reason)}`);
     for (const a of rb.actions) {
-      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : a.summary ? ` — ${clause(a.summary)}` : ''}`);
       if (a.progress) lines.push(`      ${formatProgress(a.progress)}`);
     }
     if (rb.rowsRecovered !== undefined) lines.push(`  rows recovered to the source: ${rb.rowsRecovered}; at risk: ${rb.rowsAtRisk ?? 0}`);
@@ -112,6 +114,11 @@ export function formatEvidence(status: MigrationStatus): string {
   return lines.join('\n');
 }
 
+/** A text without its closing punctuation, to sit inside a sentence: "… 1.0%." → "… 1.0%". */
+export function clause(text: string): string {
+  return text.replace(/[\s.;,]+$/, '');
+}
+
 export function formatFigures(figures: Figures): string {
   return Object.entries(figures)
     .map(([k, v]) => `${k}=${v}`)
@@ -123,14 +130,14 @@ export function formatTraffic(t: NonNullable<MigrationStatus['traffic']>): strin
 }
 
 /** `tiershift list`: one row per migration, the columns the UI's list view can filter on. */
-export function formatList(rows: MigrationListing[]): string {
+export function formatList(rows: MigrationListing[], now = Date.now()): string {
   const table = [
     ['ID', 'STATE', 'PHASE', 'GATE', 'WEIGHT', 'PLAN', 'STARTED'],
     ...rows.map((r) => [
       r.id,
       r.state,
       r.phase ?? '',
-      r.pendingGate ?? '',
+      r.pendingGate ? `${r.pendingGate}${r.gateDeadline ? ` (${listDeadline(r.gateDeadline, now)})` : ''}` : '',
       r.trafficWeight === undefined ? '' : `${r.trafficWeight}%`,
       r.plan ?? '',
       r.startedAt.replace('T', ' ').slice(0, 19),
@@ -139,6 +146,13 @@ export function formatList(rows: MigrationListing[]): string {
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   const problems = rows.filter((r) => r.problem).map((r) => `! ${r.id}: ${r.problem!.message}`);
   return [...table.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()), ...(problems.length ? ['', ...problems] : [])].join('\n');
+}
+
+/** A list cell: "rollback at 2026-12-02 01:04Z, in 23h 59m", or "no deadline". */
+function listDeadline(g: GateMemo, now: number): string {
+  if (!g.deadline) return 'no deadline';
+  const at = Date.parse(g.deadline);
+  return `${g.onTimeout} at ${shortTime(g.deadline)}, ${at > now ? `in ${span(at - now)}` : `${span(now - at)} overdue`}`;
 }
 
 export function duration(ms: number): string {

@@ -5,6 +5,7 @@ import { TypedSearchAttributes } from '@temporalio/common';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import type { temporal } from '@temporalio/proto';
 import { progressOf, type Progress } from '../contract/progress';
+import { GATE_MEMO_KEY, type GateMemo } from '../contract/deadline';
 import { UserError } from '../contract/errors';
 import type * as Messages from '../contract/messages';
 import { unreachableGate } from '../plan/gates';
@@ -180,6 +181,8 @@ export interface MigrationListing {
   state: string;
   phase?: string;
   pendingGate?: string;
+  /** The waiting gate's deadline and what happens then, from the memo (runs that opened a gate since it is kept). */
+  gateDeadline?: GateMemo;
   plan?: string;
   trafficWeight?: number;
   temporalStatus: WorkflowExecutionStatusName;
@@ -207,6 +210,12 @@ export function listQuery(opts: { states?: readonly MigrationStateName[]; plan?:
   return clauses.join(' AND ');
 }
 
+/** The memo's gate, if it is the gate the search attribute says is pending. */
+function gateMemo(memo: Record<string, unknown> | undefined, pending: string | undefined): GateMemo | undefined {
+  const g = memo?.[GATE_MEMO_KEY] as Partial<GateMemo> | null | undefined;
+  return pending && g && g.gate === pending && typeof g.openedAt === 'string' && (g.onTimeout === 'rollback' || g.onTimeout === 'abort') ? (g as GateMemo) : undefined;
+}
+
 export async function listMigrations(
   client: Client,
   opts: { states?: readonly MigrationStateName[]; plan?: string; limit?: number } = {},
@@ -223,6 +232,7 @@ export async function listMigrations(
       state: endedFromOutside || !state ? wf.status.name.toLowerCase().replaceAll('_', '-') : state,
       phase: sa.get(MigrationPhase),
       pendingGate: sa.get(PendingGate) || undefined,
+      gateDeadline: gateMemo(wf.memo, sa.get(PendingGate)),
       plan: sa.get(PlanName),
       trafficWeight: sa.get(TrafficWeight),
       temporalStatus: wf.status.name,

@@ -1,8 +1,9 @@
 // `tiershift report`: the record of a migration for a change ticket or a post-mortem — what ran when,
 // who decided what on which evidence, every figure measured, what failed and what was undone.
 import type { DecisionRecord } from '../contract/identity';
-import { REFUSALS_KEPT, type Decision, type IdentityStatus, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type RollbackStatus, type StepState } from '../contract/status';
-import { duration } from './format';
+import { REFUSALS_KEPT, type Decision, type IdentityStatus, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type PendingGate, type RollbackStatus, type StepState } from '../contract/status';
+import { gateDeadline } from '../contract/deadline';
+import { clause, duration } from './format';
 
 export interface TimelineEntry {
   at: string;
@@ -16,6 +17,7 @@ export interface TimelineEntry {
     | 'error'
     | 'notification'
     | 'rollback-started'
+    | 'undone'
     | 'rollback-ended'
     | 'point-of-no-return'
     | 'resumed'
@@ -57,6 +59,8 @@ export interface MigrationReport {
   /** Every signal refused, including those `errors` no longer keeps. */
   refusedSignals: number;
   rollback?: RollbackStatus;
+  /** The gate the migration waits at, with its deadline and what happens then. */
+  pendingGate?: PendingGate;
   notifications: GateNotification[];
   traffic?: MigrationStatus['traffic'];
   pointOfNoReturn?: MigrationStatus['pointOfNoReturn'];
@@ -86,7 +90,16 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
       timeline.push({ at: s.startedAt, event: 'step-started', stepId: s.id, text: `${s.title} started` });
     }
     if (s.endedAt) {
-      const outcome = s.kind === 'gate' ? `passed${s.summary ? ` (${s.summary})` : ''}` : `${s.state}${s.attempts > 1 ? ` after ${s.attempts} attempts` : ''}${s.summary ? `: ${s.summary}` : ''}`;
+      // What happened when the step ended: a step the rollback undid later was done then (its undo has its own line).
+      const state = s.state === 'compensated' || s.state === 'compensation-failed' ? 'done' : s.state;
+      const outcome =
+        s.kind === 'gate'
+          ? state === 'done'
+            ? `passed${s.summary ? ` (${clause(s.summary)})` : ''}`
+            : state === 'failed'
+              ? `failed: ${clause(s.error ?? 'not approved')}`
+              : `${state}${s.summary ? `: ${clause(s.summary)}` : ''}`
+          : `${state}${s.attempts > 1 ? ` after ${s.attempts} attempts` : ''}${s.summary ? `: ${clause(s.summary)}` : ''}`;
       timeline.push({ at: s.endedAt, event: 'step-ended', stepId: s.id, text: `${s.title} ${outcome}` });
     }
   }
@@ -105,7 +118,11 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
   }
   if (status.rollback) {
     const rb = status.rollback;
-    timeline.push({ at: rb.startedAt, event: 'rollback-started', text: `rollback started (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${rb.reason}` });
+    timeline.push({ at: rb.startedAt, event: 'rollback-started', text: `rollback started (${rb.trigger}${rb.by ? ` by ${rb.by}` : ''}): ${clause(rb.reason)}` });
+    // In the rollback's order (traffic first), each with what its undo reported.
+    for (const a of rb.actions) {
+      if (a.state === 'done' && a.endedAt) timeline.push({ at: a.endedAt, event: 'undone', stepId: a.stepId, text: `${title.get(a.stepId) ?? a.stepId} undone: ${a.summary ? clause(a.summary) : a.action}` });
+    }
     if (rb.endedAt) {
       const failed = rb.actions.filter((a) => a.state === 'failed').length;
       timeline.push({ at: rb.endedAt, event: 'rollback-ended', text: `rollback ended: ${rb.actions.length - failed} of ${rb.actions.length} actions done` });
@@ -145,6 +162,7 @@ export function buildReport(status: MigrationStatus, opts: { url?: string } = {}
     errors: status.errors,
     refusedSignals: status.refusedSignals ?? 0,
     rollback: status.rollback,
+    ...(status.pendingGate ? { pendingGate: status.pendingGate } : {}),
     notifications: status.notifications ?? [],
     traffic: status.traffic,
     pointOfNoReturn: status.pointOfNoReturn,
@@ -171,6 +189,9 @@ export function reportMarkdown(r: MigrationReport): string {
         ['Plan', `${r.plan.name} (${r.plan.source}, sha256 ${r.plan.hash.slice(0, 12)})`],
         ['Started', `${when(r.startedAt)} by ${r.startedBy}`],
         ['Ended', r.endedAt ? `${when(r.endedAt)} (took ${duration(r.durationMs ?? 0)})` : 'still running'],
+        ...(r.pendingGate
+          ? [['Waiting at gate', `"${r.pendingGate.gate}" (${r.pendingGate.approvedBy.length}/${r.pendingGate.requiredApprovals} approvals); ${gateDeadline(r.pendingGate, Date.now())}`]]
+          : []),
         ...(r.traffic ? [['Traffic', `${100 - r.traffic.weight}% ${r.traffic.stable} / ${r.traffic.weight}% ${r.traffic.canary}`]] : []),
         ...(r.pointOfNoReturn
           ? [['Point of no return', r.pointOfNoReturn.crossed ? `crossed at ${when(r.pointOfNoReturn.crossedAt!)} (${r.pointOfNoReturn.stepId})` : `not crossed (${r.pointOfNoReturn.stepId})`]]
@@ -258,14 +279,14 @@ export function reportMarkdown(r: MigrationReport): string {
   if (!r.rollback) out.push('None: nothing was rolled back.');
   else {
     const rb = r.rollback;
-    out.push(`Triggered by ${rb.trigger}${rb.by ? ` (${rb.by})` : ''} at ${when(rb.startedAt)}: ${rb.reason}${rb.endedAt ? `; ended ${when(rb.endedAt)}` : '; still running'}.`, '');
+    out.push(`Triggered by ${rb.trigger}${rb.by ? ` (${rb.by})` : ''} at ${when(rb.startedAt)}: ${clause(rb.reason)}${rb.endedAt ? `; ended ${when(rb.endedAt)}` : '; still running'}.`, '');
     out.push(
       rb.rowsRecovered !== undefined
         ? `Rows the target took that the source lacked: ${rb.rowsRecovered} recovered to the source, ${rb.rowsAtRisk ?? 0} at risk (not on the source as the target holds them).`
         : 'Rows recovered: 0, at risk: 0 (the target took no writes of its own before the rollback).',
       '',
     );
-    out.push(...(rb.actions.length ? table(['Step', 'Action', 'State', 'Error'], rb.actions.map((a) => [a.stepId, a.action, a.state, a.error ?? ''])) : ['No step needed undoing.']));
+    out.push(...(rb.actions.length ? table(['Step', 'Action', 'State', 'Outcome'], rb.actions.map((a) => [a.stepId, a.action, a.state, a.error ? `error: ${a.error}` : (a.summary ?? '')])) : ['No step needed undoing.']));
   }
 
   if (r.notifications.length) {

@@ -5,7 +5,8 @@ import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Progress } from '../contract/progress';
 import { TERMINAL_STATES, type MigrationStatus, type StepStatus } from '../contract/status';
-import { duration, formatFigures, formatPointOfNoReturn, formatProgress, formatTraffic, MARK, rollbackCommand, staleAfter } from './format';
+import { gateDeadline } from '../contract/deadline';
+import { clause, duration, formatFigures, formatPointOfNoReturn, formatProgress, formatTraffic, MARK, rollbackCommand, staleAfter } from './format';
 import { MigrationProblemError } from './health';
 import { migrationStatusAnyState } from './migrations';
 
@@ -138,6 +139,7 @@ class LineRenderer implements Renderer {
           `${gate.approvers.length ? `; approvers: ${gate.approvers.join(', ')}` : ''}${gate.fourEyes ? '; four eyes' : ''})` +
           `${gate.instructions ? `: ${gate.instructions}` : ''}`,
       );
+      this.say(`  ${gateDeadline(gate, Date.now())}`);
       this.say(`  approve with: tiershift approve ${id} --gate ${gate.gate} --comment "..."`);
       this.say(`  reject with:  tiershift reject ${id} --gate ${gate.gate} --reason "..."`);
     }
@@ -148,12 +150,14 @@ class LineRenderer implements Renderer {
       this.say(`  fix the cause, then: tiershift resume ${id}   (or give up: ${rollbackCommand(status)})`);
     }
     if (status.rollback && !prev?.rollback) {
-      this.say(`↺ rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${status.rollback.reason}`);
+      this.say(`↺ rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${clause(status.rollback.reason)}`);
     }
+    // In the rollback's order (traffic first), each undo with what it reported itself.
     const before = new Map(prev?.rollback?.actions.map((a) => [`${a.stepId}:${a.action}`, a.state]));
     for (const a of status.rollback?.actions ?? []) {
       if (before.get(`${a.stepId}:${a.action}`) !== a.state && a.state !== 'pending') {
-        this.say(`  ↺ [${a.state}] ${a.stepId}: ${a.action}${a.error ? `: ${a.error}` : ''}`);
+        if (a.state === 'done') this.say(`${MARK.compensated} ${a.stepId} undone: ${a.summary ? clause(a.summary) : a.action}`);
+        else this.say(`  ↺ [${a.state}] ${a.stepId}: ${a.action}${a.error ? `: ${a.error}` : ''}`);
       }
       if (a.state === 'running' && a.progress) this.progress(`rollback ${a.stepId}`, a.progress);
     }
@@ -179,7 +183,7 @@ class LineRenderer implements Renderer {
           this.say(`${MARK.failed} ${step.title}: ${step.error ?? 'failed'}`);
           break;
         case 'compensated':
-          this.say(`${MARK.compensated} ${step.title} undone${step.summary ? `: ${step.summary}` : ''}`);
+          // Said by the rollback's own lines (show), in its order and with the undo's summary.
           break;
         case 'compensation-failed':
           this.say(`${MARK['compensation-failed']} ${step.title} could not be undone: ${step.error ?? ''}`);
@@ -309,6 +313,7 @@ export function liveFrame(status: MigrationStatus, url?: string, opts: { staleAf
         `${gate.approvedBy.length ? ` (approved by ${gate.approvedBy.join(', ')})` : ''}` +
         `${gate.approvers.length ? `; approvers: ${gate.approvers.join(', ')}` : ''}${gate.fourEyes ? '; four eyes' : ''}`,
     );
+    lines.push(`  ${gateDeadline(gate, Date.now())}`);
     if (gate.instructions) lines.push(`  ${gate.instructions}`);
     lines.push(`  approve: tiershift approve ${id} --gate ${gate.gate} --comment "..."`);
     lines.push(`  reject:  tiershift reject ${id} --gate ${gate.gate} --reason "..."`);
@@ -320,9 +325,9 @@ export function liveFrame(status: MigrationStatus, url?: string, opts: { staleAf
   const ponr = formatPointOfNoReturn(status);
   if (ponr) lines.push(ponr);
   if (status.rollback) {
-    lines.push(`Rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${status.rollback.reason}`);
+    lines.push(`Rolling back (${status.rollback.trigger}${status.rollback.by ? ` by ${status.rollback.by}` : ''}): ${clause(status.rollback.reason)}`);
     for (const a of status.rollback.actions) {
-      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : ''}`);
+      lines.push(`  [${a.state}] ${a.stepId}: ${a.action}${a.error ? ` — ${a.error}` : a.summary ? ` — ${clause(a.summary)}` : ''}`);
       if (a.state === 'running' && a.progress) lines.push(`      ${formatProgress(a.progress, opts)}`);
     }
   }

@@ -97,6 +97,9 @@ export interface RollbackAction {
   part?: 'start' | 'finish';
   state: 'pending' | 'running' | 'done' | 'failed';
   error?: string;
+  /** What the undo itself reported ("100% of front back on blue"), for the rollback's lines in watch and the report. */
+  summary?: string;
+  endedAt?: string;
   /** The running action's latest heartbeat progress (a reverse backfill), client-filled as StepStatus.progress. */
   progress?: Progress;
 }

@@ -91,7 +91,7 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
       // A phase with a misspelt key also has "no phase kind": one sentence about the spelling is enough.
       if (seen.some((p) => at.length < p.length && at.every((part, i) => part === p[i]))) continue;
       seen.push(at);
-      issues.push(issue(at, explain(zi, valueAt(data, inPlan), providers)));
+      issues.push(issue(at, explain(zi, valueAt(data, inPlan), providers, data)));
     }
   } else if (parsed?.success) {
     const file = parsed.data as unknown as PlanFile;
@@ -262,9 +262,11 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
           return 'text' in read ? read.text : '';
         },
         armProvider: armProviderOf(resources, providers),
+        provesRestore: (name) => providers.find((p) => p.name === resources[name]?.provider)?.provesRestore ?? false,
     });
+    const undoCaveat = provider && kind === 'infra' ? provider.describeUndo?.('infra', fields) : undefined;
     // The provider's own fields sit beside the step's, as its operations read them.
-    steps.push(...resolved.map((s) => (provider ? { ...s, ...fields } : s)));
+    steps.push(...resolved.map((s) => (provider ? { ...s, ...fields, ...(undoCaveat ? { undoCaveat } : {}) } : s)));
   });
   // Resume and rollback are for the plan's operators: by default, everyone who may pass one of its gates.
   const operators = file.operators ?? [...new Set(steps.flatMap((s) => (s.kind === 'gate' ? s.approvers : [])))];
@@ -388,7 +390,28 @@ function issuePath(issue: z.core.$ZodIssue): PathPart[] {
   return issue.code === 'unrecognized_keys' ? [...at, issue.keys[0]!] : at;
 }
 
-function explain(issue: z.core.$ZodIssue, value: unknown, providers: readonly ProviderPlan[]): string {
+/**
+ * A field another provider applies, on a resource (or its step) whose provider does not: which provider
+ * that is and which one drives the resource, so the refusal says why rather than "check its spelling".
+ */
+function foreignField(issue: z.core.$ZodIssue & { code: 'unrecognized_keys' }, providers: readonly ProviderPlan[], data: unknown): string | undefined {
+  const key = issue.keys[0]!;
+  const path = issue.path;
+  const plan = data as { resources?: Record<string, Record<string, unknown>>; phases?: Record<string, { resource?: string }>[] };
+  let name: string | undefined;
+  if (path[0] === 'resources' && typeof path[1] === 'string' && path.length <= 3) name = path[1];
+  else if (path[0] === 'phases' && typeof path[1] === 'number' && typeof path[2] === 'string' && path.length === 3) name = plan.phases?.[path[1]]?.[path[2]]?.resource;
+  const resource = name ? plan.resources?.[name] : undefined;
+  const own = resource && providers.find((p) => resource[p.name] !== undefined);
+  if (!name || !own) return undefined;
+  const declares = (p: ProviderPlan) => [...Object.values(p.resources), ...Object.values(p.steps ?? {})].some((f) => f && key in f.shape);
+  if (declares(own)) return undefined;
+  const others = providers.filter((p) => p !== own && declares(p)).map((p) => p.name);
+  if (!others.length) return undefined;
+  return `expected no key "${key}" here: ${name} is a ${own.name} resource, and the ${own.name} provider does not apply ${key} (${others.join(' and ')} ${others.length > 1 ? 'do' : 'does'}); remove it, or make ${name} ${others.length > 1 ? 'a resource of one of those' : `an ${others[0]} resource`}`;
+}
+
+function explain(issue: z.core.$ZodIssue, value: unknown, providers: readonly ProviderPlan[], data?: unknown): string {
   const got = `got ${show(value)}`;
   switch (issue.code) {
     case 'invalid_type':
@@ -399,6 +422,8 @@ function explain(issue: z.core.$ZodIssue, value: unknown, providers: readonly Pr
       if (issue.message.startsWith('expected')) return `${issue.message}, ${got}`;
       return `expected ${issue.values.length === 1 ? JSON.stringify(issue.values[0]) : `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`}, ${got}`;
     case 'unrecognized_keys': {
+      const foreign = foreignField(issue, providers, data);
+      if (foreign) return foreign;
       const parent =
         issue.path.at(-2) === 'phases'
           ? ` (a phase is one of ${PHASE_KINDS.join(', ')})`

@@ -35,6 +35,10 @@ export interface ProviderPlan {
   steps?: Partial<Record<'infra' | 'app', z.ZodObject>>;
   /** The changes those fields make, as words for the step's generated title ("GeneralPurpose", "HA on"). */
   describeStep?(kind: 'infra' | 'app', fields: Record<string, unknown>): string[];
+  /** What undoing an infra step with these fields cannot put back, as words for its rollback line; none if everything goes back. */
+  describeUndo?(kind: 'infra', fields: Record<string, unknown>): string | undefined;
+  /** Whether its database backups are restored once to prove them: only then does a backup's title say so. */
+  provesRestore?: boolean;
   /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
   secrets?: Record<string, z.ZodType>;
   /**

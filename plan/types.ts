@@ -101,6 +101,8 @@ export interface InfraStep extends StepBase {
   resource: string;
   /** Server parameters, e.g. max_connections, shared_buffers. The provider's own fields (a tier) sit beside them. */
   settings: Record<string, string | number | boolean>;
+  /** What its undo cannot put back, in the provider's words ("storage stays at 64 GB: Azure cannot shrink it"). */
+  undoCaveat?: string;
 }
 export interface AppStep extends StepBase {
   kind: 'app';

@@ -138,11 +138,24 @@ export async function postgresHealth(cluster: PostgresCluster): Promise<Health> 
     if (!row.has_db) return { healthy: false, detail: `${cluster.name}: database ${cluster.database} is missing` };
     const orders = await withClient(postgresUrl(cluster), countOrders);
     const data = orders === null ? `${cluster.database} empty` : `${orders} orders`;
-    return {
-      healthy: true,
-      detail: `${cluster.name}: tier ${cluster.tier} (max_connections ${row.max_connections}, shared_buffers ${row.shared_buffers}), ${data}, ${HOST}:${cluster.port}`,
-    };
+    // An infra phase changes the settings and reset keeps them: then they are no longer the tier's.
+    const changed = await tierChanges(client, cluster.name);
+    const settings = changed.length
+      ? `settings changed from tier ${cluster.tier}: ${changed.join(', ')}`
+      : `tier ${cluster.tier} (max_connections ${row.max_connections}, shared_buffers ${row.shared_buffers})`;
+    return { healthy: true, detail: `${cluster.name}: ${settings}, ${data}, ${HOST}:${cluster.port}` };
   });
+}
+
+/** The tier's settings a cluster no longer has (an infra phase changed them): "max_connections 300 (tier medium: 200)". */
+export async function tierChanges(client: pg.Client, name: ClusterName): Promise<string[]> {
+  const tier = CLUSTERS[name];
+  const changes: string[] = [];
+  for (const [key, want] of Object.entries(tier.settings)) {
+    const { rows } = await client.query<{ v: string }>('select current_setting($1) as v', [key]);
+    if (rows[0]?.v !== String(want)) changes.push(`${key} ${rows[0]?.v} (tier ${tier.tier}: ${want})`);
+  }
+  return changes;
 }
 
 /** Starts (or keeps) a cluster; `portsFree` resolves when it may claim its port (see sandboxUp). */

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { withPgClient } from '../contract/pg';
 import { stopApp } from './app';
+import { tierChanges } from './postgres';
 import { MAX_WEIGHT, setServerWeight } from './haproxy';
 import type { Log } from './service';
 import { postgresUrl, type SandboxState } from '../contract/home';
@@ -61,6 +62,8 @@ export async function resetSandbox(state: SandboxState, log: Log = () => undefin
       await c.query(`create database ${c.escapeIdentifier(target.database)}`);
     });
     log(`target database ${target.database} emptied`);
+    const changed = await withClient(postgresUrl(target, 'postgres'), (c) => tierChanges(c, 'target'));
+    if (changed.length) log(`target settings kept as a migration left them, not the tier's: ${changed.join(', ')}`);
   }
   if (source) {
     const removed = await withClient(postgresUrl(source), dropReplication);

@@ -45,6 +45,13 @@ describe('tiershift CLI on the sandbox', () => {
 
     const text = await tiershift(['status', id]);
     expect(text.stdout).toContain(`approve: tiershift approve ${id} --gate go`);
+    // Where the gate's deadline would be, it says there is none; `list` reads that from the memo.
+    expect(text.stdout).toContain('\n  no deadline: it waits until someone decides\n');
+    const row = await eventually(
+      async () => (await tiershift(['list'])).stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? '',
+      (l) => l.includes('go (no deadline)'),
+    );
+    expect(row).toMatch(/awaiting-approval\s+gate\s+go \(no deadline\)/);
 
     const wrongGate = await tiershift(['approve', id, '--gate', 'nope', '--by', 'bob']);
     expect(wrongGate.code).toBe(4);

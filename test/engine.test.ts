@@ -1,6 +1,10 @@
 // The migration engine's behaviour on the time-skipping server: gates, failures, rollback, visibility.
 import { describe, expect, it } from 'vitest';
-import { formatStatus } from '../client/format';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { formatList, formatStatus } from '../client/format';
+import { buildReport, reportMarkdown } from '../client/report';
+import { watchMigration } from '../client/watch';
+import { GATE_MEMO_KEY, gateDeadline, type GateMemo } from '../contract/deadline';
 import { parsePlan } from '../plan/load';
 import { approveGate, migrationStatus, rejectGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { approveSignal, resumePreviewQuery } from '../workflows/shared';
@@ -134,6 +138,8 @@ describe('migration engine', () => {
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'gate-timeout', reason: 'gate "go" was not approved within 1h' });
+    // The gate no longer shows as waiting: it failed, with why.
+    expect(status.steps.find((s) => s.id === '1-gate')).toMatchObject({ state: 'failed', error: 'gate "go" was not approved within 1h', endedAt: expect.any(String) });
 
     const aborted = await start('gate-abort', { gate: '{ name: go, timeout: 1h, onTimeout: abort }' });
     await waitFor(aborted.id, atGate('go'));
@@ -141,6 +147,7 @@ describe('migration engine', () => {
     const abortedStatus = await aborted.handle.result();
     expect(abortedStatus.state).toBe('aborted');
     expect(abortedStatus.rollback).toBeUndefined();
+    expect(abortedStatus.steps.find((s) => s.id === '1-gate')).toMatchObject({ state: 'failed', error: 'gate "go" was not approved within 1h' });
     expect(script.callsOf(aborted.id).filter((c) => c.startsWith('undoStep'))).toEqual([]);
   });
 
@@ -151,7 +158,8 @@ describe('migration engine', () => {
     await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     const failed = await waitFor(id, (s) => s.state === 'awaiting-operator');
     expect(failed.failure).toMatchObject({ stepId: '2-infra', error: 'injected failure of 2-infra' });
-    expect(failed.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'failed', attempts: 1 });
+    // Both of Temporal's attempts count.
+    expect(failed.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'failed', attempts: 2 });
     expect(await refusal(approveGate(engine.env.client, id, { gate: 'final', by: 'bob' }))).toMatch(/not pending/);
 
     await resumeMigration(engine.env.client, id, 'carol');
@@ -159,7 +167,7 @@ describe('migration engine', () => {
     await approveGate(engine.env.client, id, { gate: 'final', by: 'bob' });
     const status = await handle.result();
     expect(status.state).toBe('completed');
-    expect(status.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 2 });
+    expect(status.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 3 });
     expect(status.resumes).toEqual([{ stepId: '2-infra', by: 'carol', at: expect.any(String) }]);
     expect(script.callsOf(id).filter((c) => c === 'prepareInfra:2-infra')).toHaveLength(3);
     // A closed migration takes no more decisions.
@@ -195,6 +203,16 @@ describe('migration engine', () => {
     expect(undone[0]).toMatch(/^undoStep:5-traffic-/);
     expect(undone.slice(-4)).toEqual(['undoStep:4-data', 'undoStep:3-app', 'undoStep:2-infra', 'undoStep:0-backup']);
     expect(status.traffic?.weight).toBe(0);
+    // watch and the report say what each undo itself reported, traffic first.
+    const lines: string[] = [];
+    await watchMigration(engine.env.client, id, { live: false, out: { write: (t: string) => lines.push(...t.split('\n').filter(Boolean)) } });
+    const undoneLines = lines.map((l) => l.slice(9)).filter((l) => l.includes(' undone'));
+    expect(undoneLines[0]).toBe('↺ 5-traffic-10 undone: undone 5-traffic-10');
+    expect(undoneLines.slice(-4)).toEqual(['↺ 4-data undone: undone 4-data', '↺ 3-app undone: undone 3-app', '↺ 2-infra undone: undone 2-infra', '↺ 0-backup undone: undone 0-backup']);
+    expect(lines.join('\n')).not.toMatch(/undone: updateApp/);
+    const timeline = buildReport(status).timeline.filter((e) => e.event === 'undone').map((e) => e.text);
+    expect(timeline[0]).toMatch(/^Shift 10% of front to green, bake 10m undone: undone 5-traffic-10$/);
+    expect(timeline.indexOf('Deploy api v2 on targetDb and wait until healthy undone: undone 3-app')).toBeGreaterThan(0);
   });
 
   it('waits for an operator when the canary is too quiet for a verdict, and bakes again on resume', async () => {
@@ -229,6 +247,9 @@ describe('migration engine', () => {
     const status = await handle.result();
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'analysis', reason: 'not enough traffic: 3 requests, the plan asks for at least 20.' });
+    // A reason ends with its own period: the report and status sentences around it do not double it.
+    expect(reportMarkdown(buildReport(status))).not.toMatch(/\.[.;)]/);
+    expect(formatStatus(status)).toContain('Rollback (analysis): not enough traffic: 3 requests, the plan asks for at least 20\n');
   });
 
   it('rolls back when the workflow is cancelled', async () => {
@@ -241,6 +262,10 @@ describe('migration engine', () => {
     expect(status.state).toBe('rolled-back');
     expect(status.rollback?.trigger).toBe('cancelled');
     expect(script.callsOf(id).filter((c) => c.startsWith('undoStep'))[0]).toMatch(/^undoStep:5-traffic-/);
+    // The rollback interrupted the gate: nobody decided it, and status and the report no longer show it waiting.
+    expect(status.steps.find((s) => s.id === '6-gate')).toMatchObject({ state: 'skipped', summary: 'not decided: the migration rolled back (cancelled)' });
+    expect(formatStatus(status)).toMatch(/\[-\] 6-gate/);
+    expect(buildReport(status).timeline.map((e) => e.text)).toContain('Approval gate "final" skipped: not decided: the migration rolled back (cancelled)');
   });
 
   it('rolls back when a gate is rejected, and refuses a second rollback', async () => {
@@ -251,7 +276,54 @@ describe('migration engine', () => {
     expect(status.state).toBe('rolled-back');
     expect(status.rollback).toMatchObject({ trigger: 'gate-rejected', reason: 'gate "go" rejected by bob: backup too old' });
     expect(status.decisions).toMatchObject([{ gate: 'go', decision: 'reject', by: 'bob', comment: 'backup too old' }]);
+    expect(status.steps.find((s) => s.id === '1-gate')).toMatchObject({ state: 'failed', error: 'gate "go" rejected by bob: backup too old' });
+    expect(buildReport(status).timeline.map((e) => e.text).join('\n')).not.toMatch(/passed/);
     await expect(rollbackMigration(engine.env.client, id, 'bob')).rejects.toThrow();
+  });
+
+  it("counts Temporal's retries of a step as its attempts", async () => {
+    const { id, handle } = await start('retried-step');
+    script.failures.set(`${id}/2-infra`, 1); // the first attempt fails, Temporal's second succeeds
+    await waitFor(id, atGate('go'));
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+    const at = await waitFor(id, atGate('final'));
+    expect(at.steps.find((s) => s.id === '2-infra')).toMatchObject({ state: 'done', attempts: 2 });
+    expect(at.steps.find((s) => s.id === '3-app')).toMatchObject({ state: 'done', attempts: 1 });
+    expect(buildReport(at).timeline.map((e) => e.text)).toContain('Prepare targetDb: max_connections=200 done after 2 attempts: prepareInfra 2-infra');
+    await handle.cancel();
+    await handle.result();
+  });
+
+  it("shows a waiting gate's deadline and what happens then: status, the list's memo, the UI's details and the gate's timer", async () => {
+    const { id, handle } = await start('gate-deadline', { gate: '{ name: go, timeout: 24h, onTimeout: rollback }' });
+    const status = await waitFor(id, atGate('go'));
+    const gate = status.pendingGate!;
+    expect(Date.parse(gate.deadline!) - Date.parse(gate.openedAt)).toBe(24 * 3600_000);
+    const short = `${gate.deadline!.slice(0, 16).replace('T', ' ')}Z`;
+    expect(formatStatus(status)).toMatch(new RegExp(`Waiting at gate "go".*\\n  deadline ${short} \\((in|passed) [^)]+\\), then it rolls back\\n`));
+    expect(gateDeadline(gate, Date.parse(gate.openedAt) + 60_000)).toBe(`deadline ${short} (in 23h 59m), then it rolls back`);
+    const details = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+    expect(details).toContain(`Waiting for approval at gate **go** (0/1); deadline ${short} (1d 00h after it opened), then it rolls back.`);
+    // `tiershift list` reads the memo, without asking the workflow.
+    const memo = (await handle.describe()).memo?.[GATE_MEMO_KEY];
+    expect(memo).toEqual({ gate: 'go', openedAt: gate.openedAt, onTimeout: 'rollback', deadline: gate.deadline });
+    const row = { id, runId: '', state: 'awaiting-approval', pendingGate: 'go', gateDeadline: memo as GateMemo, temporalStatus: 'RUNNING' as const, startedAt: status.startedAt };
+    expect(formatList([row], Date.parse(gate.openedAt) + 3600_000)).toContain(`go (rollback at ${short}, in 23h 00m)`);
+    // The UI's timeline labels the gate's timer.
+    const history = await handle.fetchHistory();
+    const summaries = history.events!.filter((e) => e.timerStartedEventAttributes).map((e) => e.userMetadata?.summary && defaultPayloadConverter.fromPayload(e.userMetadata.summary));
+    expect(summaries).toContain(`gate go: rollback at ${short}`);
+    // Gates without a deadline say so.
+    expect(gateDeadline({ ...gate, deadline: undefined })).toBe('no deadline: it waits until someone decides');
+
+    await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
+    await waitFor(id, atGate('final'));
+    expect((await handle.describe()).memo?.[GATE_MEMO_KEY]).toMatchObject({ gate: 'final' });
+    expect(formatStatus(await migrationStatus(engine.env.client, id))).toContain('  no deadline: it waits until someone decides');
+    await handle.cancel();
+    const ended = await handle.result();
+    expect(ended.state).toBe('rolled-back');
+    expect((await handle.describe()).memo?.[GATE_MEMO_KEY]).toBeUndefined();
   });
 
   it('keeps history small on a plan with hundreds of steps by continuing as new', async () => {
@@ -550,7 +622,8 @@ ${checks}
     script.failures.set(`${id}/${app}`, 4);
     await waitFor(id, (s) => s.state === 'awaiting-operator' && s.failure?.stepId === app);
     await resumeMigration(engine.env.client, id, 'carol');
-    await waitFor(id, (s) => s.state === 'awaiting-operator' && s.steps.find((x) => x.id === app)!.attempts === 2);
+    // Two rounds of two of Temporal's attempts each.
+    await waitFor(id, (s) => s.state === 'awaiting-operator' && s.steps.find((x) => x.id === app)!.attempts === 4);
     await rollbackMigration(engine.env.client, id, 'carol', 'app does not start');
     expect((await handle.result()).state).toBe('rolled-back');
 

@@ -69,6 +69,21 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['an unregistered provider block', HEAD.replace('sourceDb: { kind: postgres, provider: local, cluster: source }', 'sourceDb: { kind: postgres, aws: { instance: db1 } }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.aws', 5, /expected no key "aws" here \(a resource nests its provider's fields under one of local, azure\)/],
   ['Azure step fields on a sandbox database', '  - infra: { resource: targetDb, azure: { tier: GeneralPurpose } }\n', 'phases[0].infra.azure', 11, /expected the fields of local, the provider of targetDb, got azure fields/],
   ['an Azure tier on a sandbox database, written flat', '  - infra: { resource: targetDb, tier: GeneralPurpose }\n', 'phases[0].infra.tier', 11, /expected no key "tier" here/],
+  // What the sandbox would ignore is refused, saying which provider applies it.
+  ...(
+    [
+      ['sku', 'Standard_D4ds_v4'],
+      ['tier', 'GeneralPurpose'],
+      ['storageGb', 64],
+      ['highAvailability', 'ZoneRedundant'],
+      ['backupRetentionDays', 14],
+    ] as const
+  ).flatMap(([field, value]): [string, string, string, number, RegExp][] => [
+    [`${field} on a sandbox database's infra step`, `  - infra: { resource: targetDb, ${field}: ${value} }\n`, `phases[0].infra.${field}`, 11, new RegExp(`expected no key "${field}" here: targetDb is a local resource, and the local provider does not apply ${field} \\(azure does\\); remove it, or make targetDb an azure resource`)],
+    [`${field} on a sandbox database`, HEAD.replace('cluster: target }', `cluster: target, ${field}: ${value} }`) + '  - check: { resources: [targetDb] }\n', `resources.targetDb.${field}`, 6, new RegExp(`expected no key "${field}" here: targetDb is a local resource, and the local provider does not apply ${field}`)],
+  ]),
+  ['weights that go down across traffic phases', '  - traffic: { resource: front, steps: [ { weight: 10, bake: 1m }, { weight: 50, bake: 1m } ] }\n  - gate: { name: go }\n  - traffic: { resource: front, steps: [ { weight: 20, bake: 1m }, { weight: 100, bake: 1m } ] }\n', 'phases[2].traffic.steps[0].weight', 13, /expected a weight of at least 50, which the traffic phase at phases\[0\] leaves on front, got 20; to send users back on purpose, add allowDecrease: true to this phase/],
+  ['allowDecrease where nothing goes down', '  - traffic: { resource: front, allowDecrease: true, steps: [ { weight: 10, bake: 1m } ] }\n', 'phases[0].traffic.allowDecrease', 11, /expected allowDecrease only on a phase that starts below the weight an earlier traffic phase leaves on front; remove it/],
   ['an Azure server name Azure refuses', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: PG_Target') + '  - check: { resources: [targetDb] }\n', 'resources.targetDb.server', 6, /expected a Flexible Server name: 3 to 63 lowercase letters, digits and dashes.*got "PG_Target"/],
   ['a database name that is not an identifier', HEAD.replace('cluster: source }', 'cluster: source, database: "shop?host=elsewhere" }') + '  - check: { resources: [sourceDb] }\n', 'resources.sourceDb.database', 5, /expected a database name: up to 63 letters, digits, _ and -.*got "shop\?host=elsewhere"/],
   ['replicas that go down', HEAD.replace('api: { kind: app, provider: local }', 'api: { kind: app, provider: azure, subscription: s, resourceGroup: rg, containerApp: ca-api }') + '  - app: { resource: api, version: v2, minReplicas: 3, maxReplicas: 2 }\n', 'phases[0].app.maxReplicas', 11, /expected at least minReplicas \(3\), got 2/],
@@ -333,6 +348,31 @@ insert into t values ('a;b', E'c\\';d', 'it''s; fine');
       "insert into t values ('a;b', E'c\\';d', 'it''s; fine')",
       '/* a; comment */ select "a;b" from t',
     ]);
+  });
+
+  it('lets weights go down across traffic phases only where the plan says so', () => {
+    const plan = parsePlan(
+      PROVEN + '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m } ] }\n  - traffic: { resource: front, allowDecrease: true, steps: [ { weight: 20, bake: 1m }, { weight: 100, bake: 1m } ] }\n',
+      'back.yaml',
+    );
+    expect(plan.steps.map((s) => (s.kind === 'traffic' ? s.weight : undefined))).toEqual([50, 20, 100]);
+    // The same weight again (a second bake after a gate) is no decrease.
+    expect(() => parsePlan(PROVEN + '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m } ] }\n  - traffic: { resource: front, steps: [ { weight: 50, bake: 1h } ] }\n', 'same.yaml')).not.toThrow();
+  });
+
+  it('titles and dry-run lines say only what the steps do: no restore proof on Azure, storage that cannot shrink back', () => {
+    const onAzure = PROVEN.replace('provider: local, cluster: source', 'provider: azure, subscription: s, resourceGroup: rg, server: pg1').replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2');
+    const azure = parsePlan(onAzure + '  - backup: { resources: [sourceDb] }\n  - infra: { resource: targetDb, sku: Standard_D4ds_v5, storageGb: 64 }\n', 'azure.yaml');
+    expect(azure.steps[0]!.title).toBe('Back up sourceDb (its restore is not verified)');
+    expect(azure.steps[1]!.title).toBe('Prepare targetDb: Standard_D4ds_v5, 64 GB storage');
+    const dryRun = describePlan(azure);
+    expect(dryRun).not.toMatch(/prove it restores/);
+    expect(dryRun).toMatch(/\d\. 1-infra: Restore the previous settings of targetDb \(storage cannot shrink back: it stays at 64 GB if it grew\)/);
+    // Without a storage size, everything the infra step changes goes back.
+    expect(rollbackOrder(parsePlan(onAzure + '  - infra: { resource: targetDb, sku: Standard_D4ds_v5 }\n', 'sku.yaml').steps)).toEqual([{ stepId: '0-infra', action: 'Restore the previous settings of targetDb' }]);
+    // The sandbox restores each dump into a scratch database: its title may say so, unless the plan turns that off.
+    expect(parsePlan(PROVEN + '  - backup: { resources: [sourceDb] }\n', 'local.yaml').steps[0]!.title).toBe('Back up sourceDb and prove it restores');
+    expect(parsePlan(PROVEN + '  - backup: { resources: [sourceDb], verifyRestore: false }\n', 'off.yaml').steps[0]!.title).toBe('Back up sourceDb (restore not verified: verifyRestore is off)');
   });
 
   it('publishes an up-to-date JSON Schema (run `npx tsx scripts/write-json-schema.ts` after changing plan/schema.ts)', () => {

@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { originStats, restartPostgres, runtimeCommand, sandboxDown, sandboxStatus, sandboxUp, setServerWeight, startApp, stopApp, type SandboxState } from '../sandbox';
 import { ASSETS_CONTAINER, demoBlobContent, demoBlobs } from '../sandbox/azurite';
 import { isAlive } from '../sandbox/process';
+import { postgresHealth } from '../sandbox/postgres';
+import { resetSandbox } from '../sandbox/reset';
 import { postgresUrl, readState, stateFile, type PostgresCluster } from '../contract/home';
 import { SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 
@@ -129,9 +131,15 @@ describe('sandbox', () => {
     expect(isAlive(before)).toBe(false);
     expect(readState(home)?.postgres.target?.pid).toBe(restarted.pid);
     expect(await query(state.postgres.target, 'show max_connections')).toEqual([{ max_connections: '150' }]);
+    // Reset keeps what an infra phase set: neither it nor the health line calls that the medium tier.
+    expect((await postgresHealth(state.postgres.target!)).detail).toMatch(/^target: settings changed from tier medium: max_connections 150 \(tier medium: 200\), /);
+    const said: string[] = [];
+    await resetSandbox(state, (line) => said.push(line));
+    expect(said).toContain("target settings kept as a migration left them, not the tier's: max_connections 150 (tier medium: 200)");
     await query(state.postgres.target, 'alter system reset max_connections');
     await restartPostgres(state, 'target');
     expect(await query(state.postgres.target, 'show max_connections')).toEqual([{ max_connections: '200' }]);
+    expect((await postgresHealth(state.postgres.target!)).detail).toMatch(/^target: tier medium \(max_connections 200, shared_buffers 128MB\), /);
   });
 
   it('runs Azurite with both accounts and the demo assets in the primary', async () => {

@@ -92,7 +92,7 @@ describe('Temporal UI for a migration waiting at a gate', () => {
 
     // ...and the runbook-like summary and current details (answered by the worker through a query).
     await openTab('User Metadata');
-    await expect.poll(metadataText, { timeout: UI_TIMEOUT_MS }).toContain('Waiting for approval at gate go (0/1).');
+    await expect.poll(metadataText, { timeout: UI_TIMEOUT_MS }).toContain('Waiting for approval at gate go (0/1); no deadline: it waits until someone decides.');
     const metadata = await metadataText();
     expect(metadata).toContain('minimal: Check the source database, wait for approval, check the target database.');
     expect(metadata).toMatch(/Plan .*plans\/minimal\.yaml \(sha256 [0-9a-f]{12}\), started by alice/);

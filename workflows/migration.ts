@@ -16,6 +16,7 @@ import type { AppStep, GateStep, ResourceStep, SecretRef, Step, TrafficStep, Ver
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested, TARGET_WRITES } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 import { redactUrl } from '../contract/redact';
+import { gateTimerSummary, shortTime } from '../contract/deadline';
 
 const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' });
 
@@ -66,6 +67,7 @@ export async function migration({ plan, startedBy, startProof, carried, historyL
     run.setState('completed');
   } catch (err) {
     if (err instanceof AbortRequested) {
+      run.endPendingGate({ error: err.reason });
       run.status.errors.push({ stepId: run.status.currentStep ?? '', error: err.reason, at: new Date().toISOString() });
       run.setState('aborted');
     } else if (err instanceof RollbackRequested || wf.isCancellation(err)) {
@@ -204,10 +206,13 @@ async function runStep(run: MigrationRun, step: Step, action: () => Promise<Step
     run.startStep(step);
     try {
       const outcome = await action();
+      // Temporal's own retries (on this worker or another) count as attempts too: the activity says which it was.
+      run.countRetries(step, outcome.attempt ?? 1);
       run.completeStep(step, outcome.summary, outcome.figures, outcome.undo);
       return;
     } catch (err) {
       if (err instanceof RollbackRequested || wf.isCancellation(err)) throw err;
+      if (err instanceof wf.ActivityFailure && err.retryState === 'MAXIMUM_ATTEMPTS_REACHED') run.countRetries(step, step.retry.maximumAttempts);
       await run.awaitOperator(step, failureMessage(err));
     }
   }
@@ -216,10 +221,12 @@ async function runStep(run: MigrationRun, step: Step, action: () => Promise<Step
 async function awaitApproval(run: MigrationRun, gate: GateStep): Promise<void> {
   run.openGate(gate);
   const passed = () => run.gatePassed(gate);
+  // The timer's summary names the deadline and what happens then, in the UI's timeline (metadata only:
+  // the command is the same timer, so histories from before it replay unchanged).
   const decided = gate.notify
     ? await awaitWithNotifications(run, gate, passed)
     : gate.timeout
-      ? await wf.condition(passed, durationMs(gate.timeout))
+      ? await wf.condition(passed, durationMs(gate.timeout), { summary: gateTimerSummary(gate.gate, gate.onTimeout, Date.now() + durationMs(gate.timeout)) })
       : (await wf.condition(passed), true);
   if (!decided) {
     const reason = `gate "${gate.gate}" was not approved within ${gate.timeout}`;
@@ -245,7 +252,8 @@ async function awaitWithNotifications(run: MigrationRun, gate: GateStep, passed:
   for (;;) {
     const wakeAt = Math.min(deadline, remindAt, escalated ? Infinity : escalateAt);
     if (wakeAt === Infinity) return (await wf.condition(passed), true);
-    if (await wf.condition(passed, Math.max(1, wakeAt - Date.now()))) return true;
+    const what = wakeAt === deadline ? gate.onTimeout : wakeAt === remindAt ? 'reminder' : 'escalation';
+    if (await wf.condition(passed, Math.max(1, wakeAt - Date.now()), { summary: gateTimerSummary(gate.gate, what, wakeAt) })) return true;
     const t = Date.now();
     if (t >= deadline) return false;
     if (!escalated && t >= escalateAt) {
@@ -302,9 +310,9 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
   if (shift.undo !== undefined) run.undo[step.id] = shift.undo;
   if (wf.patched(CONTINUOUS_ANALYSIS)) {
     const verdict = await bake(run, step, { ...input, baseline: shift.baseline });
-    return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo };
+    return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo, ...(shift.attempt ? { attempt: shift.attempt } : {}) };
   }
-  await wf.sleep(durationMs(step.bake));
+  await wf.sleep(durationMs(step.bake), { summary: `bake ${step.weight}% on the canary until ${shortTime(new Date(Date.now() + durationMs(step.bake)).toISOString())}` });
   const verdict = await activities.analyseTraffic.executeWithOptions(
     activityOptions(step, `Analyse ${step.weight}% on the canary against the plan's thresholds`),
     [{ ...input, baseline: shift.baseline }],
@@ -314,7 +322,7 @@ async function shiftTraffic(run: MigrationRun, step: TrafficStep): Promise<StepO
     run.requestRollback({ trigger: 'analysis', reason: verdict.reason ?? verdict.summary });
     throw new RollbackRequested();
   }
-  return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo };
+  return { summary: `${shift.summary}; ${verdict.summary}`, figures: verdict.figures, undo: shift.undo, ...(shift.attempt ? { attempt: shift.attempt } : {}) };
 }
 
 /**
@@ -414,6 +422,8 @@ async function rollback(run: MigrationRun): Promise<void> {
           ],
         );
         action.state = 'done';
+        action.summary = outcome.summary;
+        action.endedAt = new Date().toISOString();
         if (action.part !== 'start') run.step(step.id).state = 'compensated';
         run.recordFigures(step.id, outcome.figures);
         if (outcome.recovery && rb.rowsRecovered !== undefined) {

@@ -2,6 +2,7 @@
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
 import { durationMs } from '../contract/duration';
+import { GATE_MEMO_KEY, gateDeadline } from '../contract/deadline';
 import type { z } from 'zod';
 import { recoveryPhrase } from '../plan/phases/finalize';
 import type { AppStep, FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
@@ -48,6 +49,8 @@ export class MigrationRun {
   private rollbackRequest?: Omit<RollbackStatus, 'startedAt' | 'actions'>;
   private forwardScope?: wf.CancellationScope;
   private lastAttributes?: string;
+  /** Whether the pending gate's deadline is in the memo (see openGate). */
+  private gateMemo = false;
   private measureWrites?: (step: AppStep) => Promise<WritesMeasure>;
 
   constructor(
@@ -170,6 +173,11 @@ export class MigrationRun {
     this.setState('running');
   }
 
+  /** The try that just ended took `attempt` of Temporal's attempts; startStep counted the first. */
+  countRetries(step: Step, attempt: number): void {
+    if (attempt > 1) this.step(step.id).attempts += attempt - 1;
+  }
+
   completeStep(step: Step, summary: string, figures: Figures, undo: unknown): void {
     const s = this.step(step.id);
     s.state = 'done';
@@ -225,7 +233,21 @@ export class MigrationRun {
       approvedBy: [],
       instructions: gate.instructions,
     };
+    // The list (`tiershift list`, the UI's list) reads memos without asking the workflow: the deadline
+    // goes there too. A new kind of command, so only runs that opened a gate since record it.
+    if (wf.patched(GATE_MEMO)) {
+      const { deadline, onTimeout, openedAt } = this.status.pendingGate;
+      wf.upsertMemo({ [GATE_MEMO_KEY]: { gate: gate.gate, openedAt, onTimeout, ...(deadline ? { deadline } : {}) } });
+      this.gateMemo = true;
+    }
     this.setState('awaiting-approval');
+  }
+
+  /** The gate's memo goes with the gate. */
+  private clearGateMemo(): void {
+    if (!this.gateMemo) return;
+    this.gateMemo = false;
+    wf.upsertMemo({ [GATE_MEMO_KEY]: null });
   }
 
   gatePassed(gate: GateStep): boolean {
@@ -239,6 +261,7 @@ export class MigrationRun {
     s.endedAt = now();
     s.summary = `approved by ${this.status.pendingGate?.approvedBy.join(', ')}`;
     this.status.pendingGate = undefined;
+    this.clearGateMemo();
     this.setState('running');
   }
 
@@ -635,10 +658,31 @@ export class MigrationRun {
     const request = (this.rollbackRequest ??= fallback);
     this.cancelled = false;
     this.status.rollback = { ...request, startedAt: now(), actions: [] };
-    this.status.pendingGate = undefined;
+    const decided = request.trigger === 'gate-rejected' || request.trigger === 'gate-timeout';
+    this.endPendingGate(decided ? { error: request.reason } : { summary: `not decided: the migration rolled back (${request.trigger})` });
     this.status.failure = undefined;
     this.setState('rolling-back');
     return this.status.rollback;
+  }
+
+  /**
+   * A gate that stops waiting without passing is no longer shown running: rejected or timed out (an
+   * error), it failed; interrupted before anyone decided (a summary), it is skipped.
+   */
+  endPendingGate(how: { error: string } | { summary: string }): void {
+    const gate = this.status.pendingGate;
+    if (!gate) return;
+    const s = this.step(gate.stepId);
+    s.endedAt = now();
+    if ('error' in how) {
+      s.state = 'failed';
+      s.error = how.error;
+    } else {
+      s.state = 'skipped';
+      s.summary = how.summary;
+    }
+    this.status.pendingGate = undefined;
+    this.clearGateMemo();
   }
 
   // ---- visibility -----------------------------------------------------------------------------
@@ -677,6 +721,9 @@ export class MigrationRun {
     wf.setCurrentDetails(currentDetails(this.status));
   }
 }
+
+/** The patch that puts a waiting gate's deadline in the memo (see openGate). */
+const GATE_MEMO = 'gate-deadline-memo';
 
 /** The patch that added the shape check to signals (see installHandlers). */
 const SIGNAL_SHAPES = 'signal-payload-shape';
@@ -778,7 +825,7 @@ function currentDetails(status: MigrationStatus): string {
   if (status.traffic) lines.push(`Traffic: ${100 - status.traffic.weight}% ${status.traffic.stable} / ${status.traffic.weight}% ${status.traffic.canary}`);
   const gate = status.pendingGate;
   if (gate) {
-    lines.push(`Waiting for approval at gate **${gate.gate}** (${gate.approvedBy.length}/${gate.requiredApprovals}).`);
+    lines.push(`Waiting for approval at gate **${gate.gate}** (${gate.approvedBy.length}/${gate.requiredApprovals}); ${gateDeadline(gate)}.`);
     lines.push(`Approve: \`tiershift approve ${status.migrationId} --gate ${gate.gate}\``);
   }
   if (status.failure) {

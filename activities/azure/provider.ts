@@ -133,6 +133,10 @@ export const azure: ProviderDefinition = {
       (w): w is string => Boolean(w),
     );
   },
+  // Azure grows a Flexible Server's storage but never shrinks it: the undo keeps the larger disk (postgres.ts converge).
+  describeUndo(kind, f) {
+    return kind === 'infra' && f.storageGb !== undefined ? `storage cannot shrink back: it stays at ${f.storageGb} GB if it grew` : undefined;
+  },
   check(resource) {
     const r = resource as AzureTraffic;
     if (r.kind !== 'traffic') return [];

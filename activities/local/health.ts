@@ -23,7 +23,7 @@ async function checkPostgres(resource: LocalPostgres): Promise<StepOutcome> {
     const { rows } = await client.query<{ version: string; max_connections: string; tables: string; bytes: string }>(`
       select current_setting('server_version') as version,
              current_setting('max_connections') as max_connections,
-             (select count(*) from information_schema.tables where table_schema = 'public') as tables,
+             (select count(*) from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE') as tables,
              pg_database_size(current_database()) as bytes`);
     const row = rows[0]!;
     const n = resource.name;

@@ -36,6 +36,8 @@ export const local: ProviderDefinition = {
   },
   runs: ['sql', 'verify'],
   recovery: ['reverse-sync'],
+  // A backup restores its dump into a scratch database and compares it with the source (backup.ts).
+  provesRestore: true,
   renamed: { app: { containerApp: 'color' } },
   operations: async () => (await import('./index')).localProvider,
 };

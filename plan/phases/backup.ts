@@ -1,6 +1,6 @@
 // `backup`: databases dumped (and proven to restore) and containers copied aside before the change.
 import { z } from 'zod';
-import { list, phaseKind, resourceName, retryDetail, stepCommon } from './kit';
+import { list, phaseKind, resourceName, retryDetail, stepCommon, type ResolveContext } from './kit';
 
 const body = z.strictObject({
   ...stepCommon,
@@ -10,13 +10,23 @@ const body = z.strictObject({
   verifyRestore: z.boolean().optional(),
 });
 
+function provenTitle(b: z.infer<typeof body>, ctx: ResolveContext): string {
+  const databases = b.resources.filter((n) => ctx.resources[n]?.kind === 'postgres');
+  if (!databases.length) return '';
+  if (b.verifyRestore === false) return ' (restore not verified: verifyRestore is off)';
+  const unproven = databases.filter((n) => !ctx.provesRestore(n));
+  if (!unproven.length) return ' and prove it restores';
+  return unproven.length === databases.length ? ' (its restore is not verified)' : `, proving only ${list(databases.filter((n) => !unproven.includes(n)))} restores`;
+}
+
 export const backup = phaseKind<z.infer<typeof body>>({
   schema: () => body,
   resolve: (b, ctx) => [
     {
       ...ctx.base(),
       kind: 'backup',
-      title: ctx.title(`Back up ${list(b.resources)}${b.destination ? ` to ${b.destination}` : ''} and prove it restores`),
+      // Only a provider that restores its dumps once proves anything; an unproven backup's title says so.
+      title: ctx.title(`Back up ${list(b.resources)}${b.destination ? ` to ${b.destination}` : ''}${provenTitle(b, ctx)}`),
       resources: b.resources,
       destination: b.destination,
       verifyRestore: b.verifyRestore ?? true,

@@ -17,6 +17,6 @@ export const infra = phaseKind<z.infer<typeof body>>({
     return [{ ...ctx.base(), kind: 'infra', resource: b.resource, title: ctx.title(`Prepare ${b.resource}: ${changes.join(', ') || 'verify settings'}`), settings: b.settings ?? {} }];
   },
   check: (b, ctx) => void ctx.ref(ctx.at('resource'), b.resource, ['postgres']),
-  undo: (step) => (step.kind === 'infra' ? `Restore the previous settings of ${step.resource}` : undefined),
+  undo: (step) => (step.kind === 'infra' ? `Restore the previous settings of ${step.resource}${step.undoCaveat ? ` (${step.undoCaveat})` : ''}` : undefined),
   describe: retryDetail,
 });

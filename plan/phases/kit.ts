@@ -100,6 +100,8 @@ export interface ResolveContext {
   readText(file: string): string;
   /** The plan's provider that drives any resource by its ARM id (a resource step), if it has one. */
   armProvider?: string;
+  /** Whether the provider of a database resource restores its backups once to prove them. */
+  provesRestore(resource: string): boolean;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */

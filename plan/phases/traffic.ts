@@ -8,6 +8,8 @@ const body = z.strictObject({
   ...stepCommon,
   resource: resourceName,
   analysis: analysis.optional(),
+  /** This phase starts below the weight the front's previous traffic phase left (sending users back on purpose). */
+  allowDecrease: z.boolean().optional(),
   steps: z.array(z.strictObject({ weight: z.int().min(1).max(100), bake: duration, analysis: analysis.optional() })).min(1),
 });
 
@@ -25,6 +27,18 @@ export const traffic = phaseKind<z.infer<typeof body>>({
     })),
   check(b, ctx) {
     ctx.ref(ctx.at('resource'), b.resource, ['traffic']);
+    // Across phases too, users only move forward, unless the plan says this phase sends some back.
+    const before = ctx.seen.lastWeight.get(b.resource);
+    const first = b.steps[0]!;
+    if (before && first.weight < before.weight && !b.allowDecrease) {
+      ctx.problem(
+        ctx.at('steps', 0, 'weight'),
+        `expected a weight of at least ${before.weight}, which the traffic phase at phases[${before.at[1]}] leaves on ${b.resource}, got ${first.weight}; to send users back on purpose, add allowDecrease: true to this phase`,
+      );
+    }
+    if (b.allowDecrease && !(before && first.weight < before.weight)) {
+      ctx.problem(ctx.at('allowDecrease'), `expected allowDecrease only on a phase that starts below the weight an earlier traffic phase leaves on ${b.resource}; remove it`);
+    }
     b.steps.forEach((s, j) => {
       const prev = b.steps[j - 1];
       if (prev && s.weight <= prev.weight) ctx.problem(ctx.at('steps', j, 'weight'), `expected a weight above the previous step's ${prev.weight}, got ${s.weight}`);

@@ -4,6 +4,7 @@
 // activities are tested on the sandbox. No vitest import: the benchmarks use it outside the test runner.
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Activities } from '../../activities';
+import { withAttempt } from '../../activities/attempt';
 import type { NotifyInput } from '../../activities/notify';
 import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome, UndoInput, WritesMeasure } from '../../activities/types';
 
@@ -22,7 +23,8 @@ interface Answers {
 
 /** Every activity the worker registers, in one place, so a new activity is added to both fixtures at once. */
 function instantActivities(a: Answers): Activities {
-  const step = (name: string) => async (input: StepInput) => a.step(name, input);
+  // Like the worker's activities, an outcome says which of Temporal's attempts it came from.
+  const step = (name: string) => async (input: StepInput) => withAttempt(a.step(name, input));
   return {
     checkHealth: step('checkHealth'),
     backupDatabase: step('backupDatabase'),
@@ -34,11 +36,11 @@ function instantActivities(a: Answers): Activities {
     runCommand: step('runCommand'),
     verifyService: async (input) => ({ pass: true, ...a.step('verifyService', input) }),
     changeResource: step('changeResource'),
-    shiftTraffic: async (input) => ({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
+    shiftTraffic: async (input) => withAttempt({ ...a.step('shiftTraffic', input), baseline: { requests: 0 } }),
     analyseTraffic: async (input) => a.analyse(input, 'analyseTraffic'),
     bakeTraffic: async (input) => a.analyse(input, 'bakeTraffic'),
     observeStep: async (input) => a.observe(input) as never,
-    undoStep: async (input) => a.undo(input),
+    undoStep: async (input) => withAttempt(a.undo(input)),
     checkDrift: async (input) => a.drift(input),
     notifyGate: async (input) => a.notify(input),
     measureTargetWrites: async (input) => a.measure(input),
