@@ -98,7 +98,7 @@ describe('the tiershift CLI as an operator uses it', () => {
     const table = await tiershift(['list', '--plan', name]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^ID\s+STATE\s+PHASE\s+GATE\s+WEIGHT\s+PLAN\s+STARTED\n/);
-    expect(table.stdout).toMatch(new RegExp(`${id}\\s+awaiting-approval\\s+gate\\s+go\\s+0%\\s+${name}`));
+    expect(table.stdout).toMatch(new RegExp(`${id}\\s+awaiting-approval\\s+gate\\s+go \\(no deadline\\)\\s+0%\\s+${name}`));
     expect(await listed(['--state', 'completed', '--plan', name])).toEqual([]);
 
     // Wrong decisions are refused by the workflow, each in one sentence with exit code 4.

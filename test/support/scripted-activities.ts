@@ -2,11 +2,21 @@
 // workflow-logic tests on the time-skipping server (ActivityScript: records each call, fails where a test
 // says so) and the benchmarks that measure orchestration alone (noopActivities). The providers' real
 // activities are tested on the sandbox. No vitest import: the benchmarks use it outside the test runner.
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Activities } from '../../activities';
-import { withAttempt } from '../../activities/attempt';
+import { withAttempt as stampAttempt } from '../../activities/attempt';
 import type { NotifyInput } from '../../activities/notify';
 import type { AnalysisInput, AnalysisOutcome, DriftInput, StepInput, StepOutcome, UndoInput, WritesMeasure } from '../../activities/types';
+
+/** The attempt stamp where these run as activities; the orchestration benchmark also calls them as plain functions. */
+function withAttempt<T>(result: T): T {
+  try {
+    Context.current();
+  } catch {
+    return result;
+  }
+  return stampAttempt(result);
+}
 
 /** How instant activities answer; `step` serves every activity that performs a step (it may throw). */
 interface Answers {
