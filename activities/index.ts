@@ -164,9 +164,9 @@ export function createActivities(providers: Providers) {
     async bakeTraffic(input: BakeInput): Promise<AnalysisOutcome> {
       const traffic = operations(named(input, input.step.resource), 'traffic');
       const context = Context.current();
-      const windowMs = Math.max(1_000, durationMs(input.step.analysis.interval ?? '10s'));
-      const everyMs = traffic.judgeEveryMs ?? Math.min(windowMs, JUDGE_EVERY_MS);
       const a = input.step.analysis;
+      const windowMs = Math.max(1_000, durationMs(a.interval ?? '10s'));
+      const everyMs = traffic.judgeEveryMs ?? Math.min(windowMs, JUDGE_EVERY_MS);
       const resumed = context.info.heartbeatDetails as { until?: number; readings?: { at: number; counters: Json }[]; judged?: number } | undefined;
       // The end is fixed by the first attempt and kept in the heartbeat: a retried attempt bakes until the same moment.
       const until = typeof resumed?.until === 'number' ? resumed.until : Date.now() + durationMs(input.step.bake);
