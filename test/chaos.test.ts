@@ -173,13 +173,14 @@ defaults:
       const handle = await startMigration(suite.temporal.client, plan, 'alice');
       // Kills the worker as soon as one of its sessions on the target runs `application` (pg_stat_activity),
       // once every row is in (the copy's marker says so): what this test resumes is the build, not the copy.
+      // (A marker the copy has not advanced yet has no progress at all: null, not 0/0.)
       const marker = copyMarker(replicationName(handle.workflowId));
       const killWhen = (application: string) =>
         withClient(admin('target'), async (c) => {
           for (let i = 0; i < 6000; i++) {
             const { rowCount } = await c.query(
               `select 1 from pg_stat_activity where datname = $1 and application_name = $2 and state = 'active'
-                 and not exists (select 1 from pg_replication_origin where roname = $3 and pg_replication_origin_progress(roname, true) = '0/0')`,
+                 and not exists (select 1 from pg_replication_origin where roname = $3 and coalesce(pg_replication_origin_progress(roname, true), '0/0') = '0/0')`,
               [database, application, marker],
             );
             if (rowCount) {
@@ -203,7 +204,7 @@ defaults:
       // The attempt after the first kill found every row and built only what was missing: the target's
       // table took each row once (a copy started again would have inserted them twice, truncate or not).
       const [inserted] = await withClient(onTarget, async (c) => (await c.query<{ n: string }>(`select n_tup_ins as n from pg_stat_user_tables where relname = 'items'`)).rows);
-      expect(inserted?.n).toBe('300000');
+      expect(inserted?.n, `the data step's summary: ${data.summary}`).toBe('300000');
       const indexes = await withClient(onTarget, async (c) => (await c.query<{ i: string }>(`select indexname as i from pg_indexes where tablename = 'items' order by 1`)).rows.map((r) => r.i));
       expect(indexes).toEqual(['items_note', 'items_pkey', 'items_sku', 'items_sku_note']);
       const invalid = await withClient(onTarget, async (c) => (await c.query(`select 1 from pg_index where not indisvalid`)).rowCount);

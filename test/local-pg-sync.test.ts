@@ -10,6 +10,7 @@ import { createActivities } from '../activities';
 import { localProvider } from '../activities/local';
 import type { LocalPostgres } from '../activities/local/provider';
 import { replicationName, syncPostgres, undoPgSync, type PgSyncUndo } from '../activities/local/pg-sync';
+import { copyStage } from '../activities/local/pg-copy';
 import { fingerprints, withClient } from '../activities/local/postgres';
 import { sandboxState } from '../activities/local/sandbox';
 import { runLoad } from '../client/load';
@@ -405,6 +406,35 @@ describe('local PostgreSQL sync: chunked verification at a consistent point', ()
     indexes: (await query<{ d: string }>(cluster, `select indexdef as d from pg_indexes where schemaname = 'public' order by 1`, [], database)).map((r) => r.d),
     constraints: (await query<{ d: string }>(cluster, `select conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) as d from pg_constraint where connamespace = 'public'::regnamespace order by 1`, [], database)).map((r) => r.d),
     triggers: (await query<{ d: string }>(cluster, `select tgname as d from pg_trigger where not tgisinternal order by 1`, [], database)).map((r) => r.d),
+  });
+
+  it('runs an attempt that starts while an earlier one still copies only after that one ends, so every row goes in once', async () => {
+    // What Temporal does when it stops hearing an attempt's heartbeat (a busy host): it starts the next
+    // attempt while the first may still run. Without a fence the second finds the copy unfinished,
+    // truncates it and copies again, under the feet of the first.
+    process.env.TIERSHIFT_COPY_CHUNK_ROWS = '20000';
+    const s = await scenario('two_attempts', `create table items (id bigint primary key, note text not null);
+      insert into items select i, repeat(md5(i::text), 4) from generate_series(1, 200000) i`);
+    try {
+      const first = activityEnv();
+      const firstRun = first.run(syncPostgres, s.input);
+      firstRun.catch(() => undefined);
+      // The first attempt is copying: its marker exists at 0/0.
+      for (let i = 0; i < 600 && (await copyStage(url('target', 'postgres'), replicationName(s.input.migrationId))).stage !== 'copying'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await copyStage(url('target', 'postgres'), replicationName(s.input.migrationId))).stage).toBe('copying');
+      const second = activityEnv();
+      const [a, b] = await Promise.all([firstRun, second.run(syncPostgres, s.input)]);
+      expect(a.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 200_000 });
+      expect(b.figures).toMatchObject({ 'vdst.verified': true, 'vdst.rowsCopied': 200_000 });
+      expect(second.beats.some((d) => d.phase === 'waiting for an earlier attempt of this step to stop')).toBe(true);
+      // The second attempt found the first one's subscription and copied nothing.
+      expect(b.summary).toContain('existing subscription');
+      const [inserted] = await s.onTarget<{ n: string }>(`select n_tup_ins as n from pg_stat_user_tables where relname = 'items'`);
+      expect(inserted?.n).toBe('200000');
+    } finally {
+      delete process.env.TIERSHIFT_COPY_CHUNK_ROWS;
+      await s.cleanup();
+    }
   });
 
   it('copies big tables in parallel chunks at one snapshot, then builds the indexes and constraints', async () => {

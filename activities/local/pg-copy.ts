@@ -9,8 +9,9 @@
 // the migration exists from before the first row is copied until the subscription exists, and its
 // progress is the slot's consistent point once every row is copied. A retried attempt reads it:
 //   - no marker: nothing of ours in the target;
-//   - marker at 0/0: a copy was interrupted; its snapshot died with its worker, so the rows it copied
-//     are removed (truncate: they are only ever ours) and the copy starts again from a new slot;
+//   - marker without progress (null, or 0/0): a copy was interrupted; its snapshot died with its
+//     worker, so the rows it copied are removed (truncate: they are only ever ours) and the copy starts
+//     again from a new slot;
 //   - marker at an LSN: every row is there; the build carries on with what is still missing.
 // Once the subscription exists, a retry finds it and builds only what is missing.
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';

@@ -13,7 +13,7 @@ import { userTables, withClient } from './postgres';
 import { checksumModes, describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
 import { copyStage, dropCopyMarker, initialCopy, TargetBuild, type CopyOutcome } from './pg-copy';
 import { postgresConnection } from './sandbox';
-import { withPgClient } from '../../contract/pg';
+import { pgClient, withPgClient } from '../../contract/pg';
 
 /** Longest time writers on the source are held back, for the verification and for the cutover. */
 const QUIESCE_MS = 10_000;
@@ -114,6 +114,50 @@ export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutc
   }
 
   const createdDatabase = await ensureDatabase(dst);
+  // Held until this attempt ends: an attempt whose heartbeat Temporal stopped hearing may still be running
+  // when the next one starts, and the two must not read and change the copy's state at the same time.
+  const fence = await oneAttemptAtATime(dst, name);
+  try {
+    return await syncHolding(input, { from, to, src, dst, name, tables, createdDatabase });
+  } finally {
+    await fence.release();
+  }
+}
+
+/**
+ * Waits until no other attempt of this migration's data step runs, then holds a session advisory lock on
+ * the target until `release`. The server frees it when the session ends: a killed worker never keeps it.
+ * An attempt Temporal gave up on learns so at its next heartbeat and is cancelled, so the wait is short.
+ */
+export async function oneAttemptAtATime(dst: string, name: string): Promise<{ release: () => Promise<void> }> {
+  const c = pgClient(dst, { applicationName: 'tiershift: data step attempt', settings: { tcp_keepalives_idle: 5, tcp_keepalives_interval: 2, tcp_keepalives_count: 3 } });
+  await c.connect();
+  try {
+    for (;;) {
+      const { rows } = await c.query<{ held: boolean }>(`select pg_try_advisory_lock(hashtextextended($1, 0)) as held`, [`tiershift data step ${name}`]);
+      if (rows[0]?.held) break;
+      heartbeat({ phase: 'waiting for an earlier attempt of this step to stop' });
+      await sleep(500);
+    }
+  } catch (err) {
+    await c.end().catch(() => undefined);
+    throw err;
+  }
+  return { release: () => c.end().catch(() => undefined) };
+}
+
+interface SyncContext {
+  from: LocalPostgres;
+  to: LocalPostgres;
+  src: string;
+  dst: string;
+  name: string;
+  tables: Awaited<ReturnType<typeof userTables>>;
+  createdDatabase: boolean;
+}
+
+async function syncHolding(input: StepInput<DataStep>, { from, to, src, dst, name, tables, createdDatabase }: SyncContext): Promise<StepOutcome> {
+  const { step } = input;
   let loadedSchema = false;
   let copy: CopyOutcome | undefined;
   const reused = await withClient(dst, (c) => findSubscription(c, name));
@@ -597,11 +641,22 @@ export async function undoPgSync(input: UndoInput): Promise<StepOutcome> {
   const recorded = input.undo as Partial<PgSyncUndo> | undefined;
   const name = recorded?.subscription ?? replicationName(input.migrationId);
   const src = await postgresConnection(from);
-  // An undo during the copy keeps pg-copy.ts's marker: those rows are a copy nothing else wrote to, and a
-  // later data step copies them again instead of refusing the filled tables.
-  const subscription = await dropSubscription(await postgresConnection(to), name);
-  const slot = await withClient(src, (s) => dropSlot(s, recorded?.slot ?? name));
-  const publication = await dropPublication(src, recorded?.publication ?? name);
+  const dst = await postgresConnection(to);
+  // An attempt of the step Temporal gave up on may still run: it could create what this drops.
+  const fence = await oneAttemptAtATime(dst, name).catch((err: { code?: string }) => {
+    if (err.code === '3D000') return undefined; // no target database: the step never got that far
+    throw err;
+  });
+  let subscription: boolean, slot: boolean, publication: boolean;
+  try {
+    // An undo during the copy keeps pg-copy.ts's marker: those rows are a copy nothing else wrote to, and a
+    // later data step copies them again instead of refusing the filled tables.
+    subscription = await dropSubscription(dst, name);
+    slot = await withClient(src, (s) => dropSlot(s, recorded?.slot ?? name));
+    publication = await dropPublication(src, recorded?.publication ?? name);
+  } finally {
+    await fence?.release();
+  }
   const dropped = [subscription && `subscription ${name} on ${to.name}`, slot && `slot ${name}`, publication && `publication ${name} on ${from.name}`].filter(Boolean);
   // The target keeps its rows: writes the new version made there exist nowhere else.
   return {
