@@ -187,7 +187,8 @@ program
 program
   .command('worker')
   .description('run a worker that executes migrations')
-  .action(() => runAction(async () => (await import('../worker/worker')).runWorker(globals())));
+  .option('--metrics <host:port>', 'serve Prometheus metrics there (the SDK\'s and tiershift\'s); default: TIERSHIFT_METRICS, else none')
+  .action((opts: { metrics?: string }) => runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}) })));
 
 program
   .command('start')

@@ -12,6 +12,7 @@ import { TASK_QUEUE } from '../contract/status';
 import { HEARTBEAT_THROTTLE_MS } from '../contract/progress';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
+import { countMigrations, metricsAddress, serveMetrics } from './metrics';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -82,10 +83,14 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
 }
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
-export async function runWorker(flags: ConnectionFlags, log: (line: string) => void = console.log): Promise<void> {
+export async function runWorker(flags: ConnectionFlags & { metrics?: string }, log: (line: string) => void = console.log): Promise<void> {
   const { address, namespace, tls, apiKey } = connectionOptions(flags);
   const faults = faultsFromEnv();
+  const metrics = metricsAddress(flags.metrics);
+  // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
+  if (metrics) serveMetrics(metrics);
   const connection = await NativeConnection.connect({ address, tls, apiKey });
+  const stopCounting = metrics ? countMigrations(connection, namespace) : undefined;
   try {
     const keys = loadCodecKeys();
     // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
@@ -95,9 +100,11 @@ export async function runWorker(flags: ConnectionFlags, log: (line: string) => v
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
+    if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
     await worker.run();
   } finally {
+    stopCounting?.();
     await connection.close();
   }
 }

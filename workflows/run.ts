@@ -13,6 +13,7 @@ import { approveArgsSchema, operatorArgsSchema, payloadProblem, rejectArgsSchema
 import { evidenceDigest, planDigest } from '../contract/digest';
 import { decisionStatement, type DecisionAction, type DecisionRecord, type Proof } from '../contract/identity';
 import { checkIdentityPolicy, mayDecide, personOf, samePerson, verifyProof, type Person } from './identity';
+import * as metrics from './metrics';
 import { evidenceOf, REFUSALS_KEPT, TERMINAL_STATES, type ApproveArgs, type Figures, type GateNotification, type MigrationState, type MigrationStatus, type OperatorArgs, type PointOfNoReturnStatus, type RejectArgs, type ResumePreview, type RollbackStatus, type StepStatus, type TargetWritesStatus } from '../contract/status';
 
 /** Thrown inside the forward path to leave it for the rollback path. */
@@ -77,6 +78,8 @@ export class MigrationRun {
       pointOfNoReturn: initialPointOfNoReturn(plan),
       targetWrites: initialTargetWrites(plan),
     };
+    // A run continued as new carries its state over: it did not enter it again.
+    if (!carried) metrics.stateEntered('running');
   }
 
   /**
@@ -185,6 +188,10 @@ export class MigrationRun {
     s.summary = summary;
     s.figures = { ...s.figures, ...figures };
     if (undo !== undefined) this.undo[step.id] = undo;
+    metrics.stepEnded(step.kind, 'done', s.startedAt, s.endedAt);
+    if (step.kind === 'data') {
+      for (const [key, value] of Object.entries(figures)) if (key.endsWith('.rowsCopied') && typeof value === 'number') metrics.rowsSynced(value, key.slice(0, -'.rowsCopied'.length));
+    }
     this.touch();
   }
 
@@ -260,6 +267,7 @@ export class MigrationRun {
     s.state = 'done';
     s.endedAt = now();
     s.summary = `approved by ${this.status.pendingGate?.approvedBy.join(', ')}`;
+    metrics.gateEnded(gate.gate, 'approved', this.status.pendingGate?.openedAt, s.endedAt);
     this.status.pendingGate = undefined;
     this.clearGateMemo();
     this.setState('running');
@@ -658,6 +666,7 @@ export class MigrationRun {
     const request = (this.rollbackRequest ??= fallback);
     this.cancelled = false;
     this.status.rollback = { ...request, startedAt: now(), actions: [] };
+    metrics.rollbackStarted(request.trigger);
     const decided = request.trigger === 'gate-rejected' || request.trigger === 'gate-timeout';
     this.endPendingGate(decided ? { error: request.reason } : { summary: `not decided: the migration rolled back (${request.trigger})` });
     this.status.failure = undefined;
@@ -674,6 +683,7 @@ export class MigrationRun {
     if (!gate) return;
     const s = this.step(gate.stepId);
     s.endedAt = now();
+    metrics.gateEnded(gate.gate, 'error' in how ? 'failed' : 'skipped', gate.openedAt, s.endedAt);
     if ('error' in how) {
       s.state = 'failed';
       s.error = how.error;
@@ -688,6 +698,7 @@ export class MigrationRun {
   // ---- visibility -----------------------------------------------------------------------------
 
   setState(state: MigrationState): void {
+    if (state !== this.status.state) metrics.stateEntered(state);
     this.status.state = state;
     if (isTerminal(state)) {
       this.status.endedAt = now();
