@@ -15,6 +15,8 @@ declare module 'autocannon' {
     overallRate?: number;
     /** Per request, in seconds. */
     timeout?: number;
+    /** Milliseconds between samples of its request counts (and checks of stop()). */
+    sampleInt?: number;
   }
 
   interface Result {

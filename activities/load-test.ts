@@ -88,6 +88,9 @@ export async function measureLoad(test: LoadTest): Promise<LoadTestResult> {
             // The cap; autocannon then ignores its duration, so the timer below bounds the time.
             amount: test.maxRequests,
             timeout: Math.max(1, Math.ceil((test.timeoutMs ?? 10_000) / 1000)),
+            // autocannon acts on stop() at its next sample: every 100 ms rather than its default second, so
+            // a stop (the duration's end, a cancellation) does not let another second's requests out.
+            sampleInt: 100,
           },
           settle,
         );
