@@ -7,7 +7,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterEach, describe, expect, it } from 'vitest';
-import { verifyService } from '../activities/verify';
+import { verifyService, type VerifyOutcome } from '../activities/verify';
 import { parsePlan } from '../plan/load';
 import type { VerifyStep } from '../plan/types';
 import { progressOf } from '../contract/progress';
@@ -66,7 +66,8 @@ function run(s: VerifyStep, onHeartbeat?: (details: unknown, env: MockActivityEn
     beats.push(d);
     onHeartbeat?.(d, env);
   });
-  return { beats, outcome: env.run(verifyService, { migrationId: 'm', runId: 'r', step: s, resources: {} }, undefined) };
+  const outcome: Promise<VerifyOutcome> = env.run(verifyService, { migrationId: 'm', runId: 'r', step: s, resources: {} }, undefined);
+  return { beats, outcome };
 }
 
 describe('a verify step\'s load test', () => {
@@ -141,7 +142,7 @@ describe('a verify step\'s load test', () => {
     const { outcome } = run(step(`{ url: "${url}/", ratePerSecond: 20, duration: 60s }`), (d, env) => {
       if (!cancelledAt && (progressOf(d)?.done ?? 0) >= 20) {
         cancelledAt = Date.now();
-        env.cancel('test ends');
+        env.cancel('CANCELLED');
       }
     });
     const failure = await outcome.then(
