@@ -225,6 +225,13 @@ describe('a verify step', () => {
     const verify = status.steps.find((s) => s.kind === 'verify')!;
     // The figures stay as the evidence of why.
     expect(Number(verify.figures['load.p95Ms'])).toBeGreaterThan(300);
+    // Measured by autocannon (activities/load-test.ts): its answers by status class, its errors and
+    // timeouts, and the p99 of the histogram, over 4 s at 20/s.
+    expect(verify.figures).toHaveProperty('load.timeouts');
+    expect(Number(verify.figures['load.p99Ms'])).toBeGreaterThanOrEqual(Number(verify.figures['load.p95Ms']));
+    const answered = ['1xx', '2xx', '3xx', '4xx', '5xx'].reduce((n, cls) => n + Number(verify.figures[`load.${cls}`] ?? 0), 0);
+    expect(answered + Number(verify.figures['load.errors'])).toBe(verify.figures['load.requests']);
+    expect(Number(verify.figures['load.requests'])).toBeLessThanOrEqual(80);
     expect(verify.figures['check1.status']).toBe(200);
     expect(status.steps.find((s) => s.kind === 'sql')!.state).toBe('compensated');
     expect(await exists()).toBe(false);
