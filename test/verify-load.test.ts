@@ -150,11 +150,9 @@ describe('a verify step\'s load test', () => {
       (err: unknown) => err,
     );
     expect(failure).toBeInstanceOf(CancelledFailure);
-    // autocannon ends at its next sample, within a second: no request after that.
-    const after = seen.length;
+    // autocannon ends at its next sample (100 ms): a burst already written may still arrive, nothing after.
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(seen.length).toBe(after);
-    expect(seen.filter((s) => s.at > cancelledAt + 1_200)).toHaveLength(0);
-    expect(seen.length).toBeLessThan(100);
+    expect(seen.filter((s) => s.at > cancelledAt + 500)).toEqual([]);
+    expect(seen.length).toBeLessThanOrEqual(60);
   }, 30_000);
 });
