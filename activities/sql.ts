@@ -39,6 +39,14 @@ export function groupExecutions(executions: readonly SqlExecution[]): Group[] {
  */
 const PERMANENT = /^(22|23|2B|3F|42|44)/;
 
+/**
+ * The server checks every second that the worker is still there (PostgreSQL 14+), and keepalives notice
+ * a vanished host: a statement whose worker was killed (a concurrent index build of minutes) is ended
+ * instead of going on for nobody, holding the locks the resumed attempt then waits for. A build ended so
+ * leaves its index invalid, which the resumed attempt drops and builds again.
+ */
+const SESSION_SETTINGS = { client_connection_check_interval: 1000, tcp_keepalives_idle: 5, tcp_keepalives_interval: 2, tcp_keepalives_count: 3 };
+
 export async function executeSql(
   input: StepInput<SqlStep>,
   executions: readonly SqlExecution[],
@@ -85,7 +93,7 @@ export async function executeSql(
         counts.ran += 1;
       }
       await c.query('insert into tiershift.sql_journal (key) values ($1) on conflict do nothing', [key]);
-    });
+    }, { settings: SESSION_SETTINGS, applicationName: `tiershift: sql ${input.step.id}` });
   }
   const what = part === 'undo' ? 'undo statements' : 'statements';
   const parts = [`${counts.ran} ${what} run`, counts.skipped ? `${counts.skipped} already applied` : '', counts.kept ? `${counts.kept} valid index kept` : '', counts.rebuilt ? `${counts.rebuilt} invalid index rebuilt` : ''].filter(Boolean);

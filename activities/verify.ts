@@ -1,8 +1,8 @@
 // A verify step: HTTP smoke checks, then a bounded load test, judged against the plan's thresholds. The
 // measurements are the step's figures (the next gate's evidence); a breach is a verdict, not an error:
 // the workflow rolls the migration back on it, as on a failed canary analysis.
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
-import { runLoad } from '../contract/load';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import { measureLoad } from './load-test';
 import type { VerifyStep } from '../plan/types';
 import type { Figures } from '../contract/status';
 import type { StepInput, StepOutcome } from './types';
@@ -53,22 +53,47 @@ export async function verifyService(input: StepInput<VerifyStep>, base: string |
     if (!LOOPBACK.test(new URL(target).hostname)) {
       throw ApplicationFailure.nonRetryable(`the load test of ${step.id} would go to ${new URL(target).host}, which is not this machine; tiershift load-tests only loopback addresses`, 'NonRetryable');
     }
+    // autocannon (activities/load-test.ts), not contract/load.ts's runLoad: a verdict is measured by the library.
+    const signal = Context.current().cancellationSignal;
+    const total = load.maxRequests;
     heartbeat({ verify: { load: `${load.ratePerSecond}/s for ${load.duration}` } });
-    const result = await runLoad({ url: target, ratePerSecond: load.ratePerSecond, durationMs: durationMs(load.duration), maxRequests: load.maxRequests, concurrency: 64 });
-    const errorRate = result.sent ? result.failed / result.sent : 1;
-    Object.assign(figures, {
-      'load.requests': result.sent,
-      'load.failed': result.failed,
-      'load.errorRate': Math.round(errorRate * 10_000) / 10_000,
-      'load.p50Ms': result.p50Ms ?? 0,
-      'load.p95Ms': result.p95Ms ?? 0,
-      'load.maxMs': result.maxMs ?? 0,
+    const result = await measureLoad({
+      url: target,
+      ratePerSecond: load.ratePerSecond,
+      durationMs: durationMs(load.duration),
+      maxRequests: load.maxRequests,
+      timeoutMs: Math.max(5_000, (load.p95Ms ?? 0) * 4),
+      signal,
+      // A live reading while it runs, and proof the worker is alive (a cancellation arrives with a heartbeat's answer).
+      onTick: ({ requests, failed, elapsedMs }) => {
+        const rate = elapsedMs > 0 ? Math.round((requests * 1000) / elapsedMs) : undefined;
+        heartbeat({
+          progress: { phase: 'load test', unit: 'requests', done: requests, total, ...(rate ? { rate, etaSeconds: Math.max(0, Math.round((total - requests) / rate)) } : {}), at: new Date().toISOString() },
+          verify: { load: { requests, failed } },
+        });
+      },
     });
-    if (!result.sent) breaches.push('the load test sent no request');
-    if (load.p95Ms !== undefined && (result.p95Ms ?? 0) > load.p95Ms) breaches.push(`the load test's p95 was ${result.p95Ms} ms, above ${load.p95Ms} ms`);
+    // Stopped by a cancellation: what it measured is no verdict.
+    if (signal.aborted) throw signal.reason;
+    const errorRate = result.requests ? result.failed / result.requests : 1;
+    Object.assign(figures, {
+      'load.requests': result.requests,
+      'load.failed': result.failed,
+      'load.errors': result.errors,
+      'load.timeouts': result.timeouts,
+      ...Object.fromEntries(Object.entries(result.byClass).map(([cls, n]) => [`load.${cls}`, n])),
+      'load.errorRate': Math.round(errorRate * 10_000) / 10_000,
+      'load.p50Ms': result.p50Ms,
+      'load.p95Ms': result.p95Ms,
+      'load.p99Ms': result.p99Ms,
+      'load.maxMs': result.maxMs,
+      'load.ms': result.durationMs,
+    });
+    if (!result.requests) breaches.push('the load test sent no request');
+    if (load.p95Ms !== undefined && result.p95Ms > load.p95Ms) breaches.push(`the load test's p95 was ${result.p95Ms} ms, above ${load.p95Ms} ms`);
     if (errorRate > load.maxErrorRate) breaches.push(`the load test's error rate was ${(errorRate * 100).toFixed(2)}%, above ${(load.maxErrorRate * 100).toFixed(2)}%`);
   }
-  const measured = [step.checks.length ? `${step.checks.length - breaches.filter((b) => b.startsWith('GET')).length}/${step.checks.length} checks passed` : '', load ? `load p95 ${figures['load.p95Ms']} ms, error rate ${figures['load.errorRate']}` : ''].filter(Boolean).join('; ');
+  const measured = [step.checks.length ? `${step.checks.length - breaches.filter((b) => b.startsWith('GET')).length}/${step.checks.length} checks passed` : '', load ? `load p95 ${figures['load.p95Ms']} ms over ${figures['load.requests']} requests (autocannon), error rate ${figures['load.errorRate']}` : ''].filter(Boolean).join('; ');
   return breaches.length
     ? { pass: false, reason: `verification of ${step.resource ?? 'the service'} failed: ${breaches.join('; ')}`, summary: measured, figures }
     : { pass: true, summary: measured, figures };

@@ -1,2 +1,2 @@
-// The load generator moved to contract/load.ts, so the verify step's activity (below client/) can use it too.
+// The load generator lives in contract/load.ts, where tests, benchmarks and the CLI's demo all reach it.
 export * from '../contract/load';

@@ -1,5 +1,10 @@
-// A small, bounded HTTP load generator: the demo's shoppers, the traffic tests' bake traffic, and a verify
-// step's load test (activities/verify.ts): a fixed rate, a fixed duration and a request cap, so it always stops by itself.
+// A small, bounded HTTP load generator: a fixed rate, a fixed duration and a request cap, so it always
+// stops by itself. It is traffic, not a measurement: the demo's shoppers, the tests' and benchmarks'
+// background traffic (open-loop, varied URLs and POST bodies, answers counted by the origin that served
+// them, failures traced to the phase they fell in), which must keep flowing while a migration runs.
+// A verify step's load test, whose numbers decide a rollback, is generated and measured by autocannon
+// instead (activities/load-test.ts): there are two because that judgement is left to a well-kept
+// library, while this traffic needs what autocannon does not do (per-request URLs, colour counts).
 
 export interface LoadOptions {
   /** The URL to hit, or one per request (request number from 0), e.g. to spread order ids. */

@@ -23,6 +23,8 @@ import { approveGate } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 
 const HEAVY = 240_000;
+/** Rows of the table whose index build a worker is killed in: a build of a few seconds on the sandbox. */
+const KILL_ROWS = 2_000_000;
 const suite = migrationSuite();
 const sourceUrl = () => postgresUrl(suite.state.postgres.source!);
 const activities = createActivities({ local: localProvider });
@@ -86,6 +88,84 @@ describe('a sql step', () => {
   }, HEAVY);
 });
 
+describe('a sql step whose worker is killed', () => {
+  const workers: ReturnType<typeof spawnWorker>[] = [];
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  }, HEAVY);
+
+  it('resumes a concurrent index build its worker was SIGKILLed in the middle of: the index ends valid, once, and the step completes', async () => {
+    const table = uniqueName('kill').replace(/-/g, '_');
+    const index = `${table}_created_at`;
+    // Enough rows, in random order, that the build's table scan and sort take seconds: the kill lands in it.
+    await withClient(sourceUrl(), (c) =>
+      c.query(`create table ${table} (id bigint primary key, created_at timestamptz not null);
+               insert into ${table} select g, now() - random() * interval '3 years' from generate_series(1, ${KILL_ROWS}) g;
+               analyze ${table}`),
+    );
+    const plan = sandboxPlan({
+      name: uniqueName('kill'),
+      resources: sandboxResources('sourceDb'),
+      phases: `  - sql: { resource: sourceDb, statements: ["create index concurrently ${index} on ${table} (created_at)"], timeouts: { heartbeat: 3s } }`,
+    });
+    const first = spawnWorker({ TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address });
+    workers.push(first);
+    try {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      // The build's session, in pg_stat_progress_create_index's "building index" phases (scanning the
+      // table, sorting, loading the tree): the worker is killed there, not while the build waits to start.
+      const building = await withClient(sourceUrl(), async (c) => {
+        for (const deadline = Date.now() + 120_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+          const { rows } = await c.query<{ pid: number; phase: string }>(
+            `select a.pid, p.phase from pg_stat_activity a join pg_stat_progress_create_index p using (pid)
+              where a.state = 'active' and a.query ilike $1 and p.phase like 'building index%'`,
+            [`create index concurrently ${index} %`],
+          );
+          if (rows[0]) return rows[0];
+        }
+        throw new Error(`the build of ${index} was not seen building within 2 minutes`);
+      });
+      first.child.kill('SIGKILL');
+      // The server ends the build of the vanished worker (client_connection_check_interval): its index is left invalid.
+      const left = await eventually(
+        () => withClient(sourceUrl(), async (c) => ({ running: (await c.query('select 1 from pg_stat_activity where pid = $1', [building.pid])).rowCount, index: await indexState(index) })),
+        (s) => s.running === 0,
+        30_000,
+      );
+      expect(left.index?.valid).toBe(false);
+
+      // A new worker takes the step up once the lost attempt's heartbeat times out: it drops the invalid index and builds it again.
+      const { stop } = await startWorker({ connection: suite.temporal.connection });
+      let status: MigrationStatus;
+      try {
+        status = (await Promise.race([
+          handle.result(),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('the resumed migration did not end within 3 minutes')), 180_000)),
+        ])) as MigrationStatus;
+      } finally {
+        await stop();
+      }
+      expect(status.state, JSON.stringify(status.failure ?? status.errors)).toBe('completed');
+      const sql = status.steps.find((x) => x.kind === 'sql')!;
+      expect(sql.state).toBe('done');
+      expect(sql.figures['sql.do.indexesRebuilt']).toBe(1);
+      const indexes = await withClient(sourceUrl(), async (c) =>
+        (await c.query<{ name: string; valid: boolean }>(
+          `select x.relname as name, i.indisvalid and i.indisready as valid from pg_index i join pg_class x on x.oid = i.indexrelid
+            where i.indrelid = $1::regclass and not i.indisprimary`,
+          [table],
+        )).rows,
+      );
+      expect(indexes).toEqual([{ name: index, valid: true }]);
+      // Nothing was left half-done by the killed attempt: no build still running, no leftover invalid index.
+      const stray = await withClient(sourceUrl(), async (c) => (await c.query('select count(*)::int as n from pg_stat_progress_create_index')).rows[0].n);
+      expect(stray).toBe(0);
+    } finally {
+      await withClient(sourceUrl(), (c) => c.query(`drop table if exists ${table}`));
+    }
+  }, HEAVY);
+});
+
 describe('a sql step in a transaction', () => {
   it('commits its statements together or not at all, and a retry skips a group that committed', async () => {
     const table = uniqueName('tx').replace(/-/g, '_');
@@ -145,6 +225,13 @@ describe('a verify step', () => {
     const verify = status.steps.find((s) => s.kind === 'verify')!;
     // The figures stay as the evidence of why.
     expect(Number(verify.figures['load.p95Ms'])).toBeGreaterThan(300);
+    // Measured by autocannon (activities/load-test.ts): its answers by status class, its errors and
+    // timeouts, and the p99 of the histogram, over 4 s at 20/s.
+    expect(verify.figures).toHaveProperty('load.timeouts');
+    expect(Number(verify.figures['load.p99Ms'])).toBeGreaterThanOrEqual(Number(verify.figures['load.p95Ms']));
+    const answered = ['1xx', '2xx', '3xx', '4xx', '5xx'].reduce((n, cls) => n + Number(verify.figures[`load.${cls}`] ?? 0), 0);
+    expect(answered + Number(verify.figures['load.errors'])).toBe(verify.figures['load.requests']);
+    expect(Number(verify.figures['load.requests'])).toBeLessThanOrEqual(80);
     expect(verify.figures['check1.status']).toBe(200);
     expect(status.steps.find((s) => s.kind === 'sql')!.state).toBe('compensated');
     expect(await exists()).toBe(false);

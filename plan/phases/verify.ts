@@ -25,7 +25,8 @@ const body = z.strictObject({
   load: z
     .strictObject({
       url: target,
-      ratePerSecond: z.number().positive().max(1000),
+      /** Whole requests per second: autocannon spreads the rate over its connections. */
+      ratePerSecond: z.int({ error: 'expected a whole number of requests per second, 1 to 1000' }).min(1, { error: 'expected a whole number of requests per second, 1 to 1000' }).max(1000),
       /** At least one of duration and maxRequests bounds it; the other follows from the rate. */
       duration: duration.optional(),
       maxRequests: z.int().min(1).max(100_000).optional(),
