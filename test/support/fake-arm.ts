@@ -512,6 +512,12 @@ export class FakeArm implements HttpClient {
       return reply(200);
     }
     const current = this.get(id);
+    // Secrets as stored (FakeContainerApps, when a test adds it, answers with their values first).
+    const list = /^(.*\/containerApps\/[^/]+)\/listSecrets$/i.exec(id);
+    if (list && method === 'POST') {
+      const app = this.get(list[1]!);
+      return app ? reply(200, { value: app.properties.configuration?.secrets ?? [] }) : error(404, 'ContainerAppNotFound', 'The Container App was not found.');
+    }
     if (!/\/containerApps\/[^/]+$/i.test(id) || method !== 'PATCH') return error(405, 'MethodNotAllowed', `${method} ${id} is not served by the fake`);
     if (!current) return error(404, 'ContainerAppNotFound', 'The Container App was not found.');
     const traffic: Json[] | undefined = body?.properties?.configuration?.ingress?.traffic;
