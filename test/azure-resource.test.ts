@@ -1,7 +1,7 @@
 // The resource step on Azure: any resource by its ARM id, through @azure/arm-resources' `*ById` operations
 // against the fake ARM (test/support/fake-arm-generic.ts): the requests it sends, what it reads before and
 // after, its undo, and the drift check that a later step runs against what it left.
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ResourceStep } from '../plan/types';
 import { readdirSync } from 'node:fs';
 import { bodyLeaves } from '../plan/phases/resource';
@@ -20,8 +20,11 @@ const deploymentId = `${rg}/providers/Microsoft.CognitiveServices/accounts/opena
 const resourceStep = (fields: Partial<ResourceStep> & Pick<ResourceStep, 'id' | 'armId' | 'apiVersion'>) =>
   step<ResourceStep>({ kind: 'resource', provider: 'azure', ...(fields.create ? {} : { method: 'PATCH' }), ...fields });
 
-const scaleUp = resourceStep({ id: 'app-plan', armId: planId, apiVersion: '2024-04-01', set: { 'sku.name': 'P3v3', 'sku.capacity': 2 } });
-const redisC3 = resourceStep({ id: 'redis', armId: redisId, apiVersion: '2024-11-01', set: { 'properties.sku.capacity': 3 } });
+// A PUT of the plan as read: the App Service plan's PATCH model (AppServicePlanPatchResource) has no sku, so
+// `az appservice plan update --sku` reads the plan and PUTs it back too.
+const scaleUp = resourceStep({ id: 'app-plan', armId: planId, apiVersion: '2024-04-01', method: 'PUT', set: { 'sku.name': 'P3v3', 'sku.tier': 'PremiumV3', 'sku.capacity': 2 } });
+// A Redis cache's sku is sent whole: RedisUpdateParameters requires its name, family and capacity.
+const redisC3 = resourceStep({ id: 'redis', armId: redisId, apiVersion: '2024-11-01', set: { 'properties.sku.name': 'Standard', 'properties.sku.family': 'C', 'properties.sku.capacity': 3 } });
 const autoscale = resourceStep({
   id: 'autoscale',
   armId: autoscaleId,
@@ -45,6 +48,9 @@ beforeEach(() => {
   seedGeneric(arm, deploymentId, { sku: { name: 'Standard', capacity: 10 }, properties: { model: { format: 'OpenAI', name: 'gpt-4', version: '0613' } } });
   activities = azureActivities(arm);
 });
+// Every body the resource step sent conforms to its type's REST spec (test/support/azure-specs); a test that
+// sends a refused one on purpose empties the list after asserting on it.
+afterEach(() => expect(arm.specViolations).toEqual([]));
 
 /** observe -> change, as the workflow runs a resource step; the observation is what undo gets. */
 async function run(s: ResourceStep) {
@@ -59,32 +65,43 @@ const undo = (s: ResourceStep, before: unknown, recorded?: unknown) =>
 const drift = (expect: unknown) => attempt(activities.checkDrift, { migrationId: 'migration-test', step: scaleUp, resources: {}, expect: { arm: { azure: expect } } } as never);
 
 describe('an App Service plan B3 -> P3v3', () => {
-  it('reads the two properties, PATCHes only them as a long-running operation, reads them back, and does nothing when run again', async () => {
+  it('reads the three properties, PUTs the plan as read with them changed as a long-running operation, reads them back, and does nothing when run again', async () => {
     const { before, result, error } = await run(scaleUp);
     expect(error).toBeUndefined();
-    expect(before).toEqual({ exists: true, values: { 'sku.name': 'B3', 'sku.capacity': 1 } });
-    expect(arm.writes()).toEqual([`PATCH ${planId}`]);
-    const patch = arm.requests.find((r) => r.method === 'PATCH')!;
-    expect(patch.body).toEqual({ sku: { name: 'P3v3', capacity: 2 } });
-    expect(patch.apiVersion).toBe('2024-04-01');
+    expect(before).toEqual({ exists: true, values: { 'sku.name': 'B3', 'sku.tier': 'Basic', 'sku.capacity': 1 } });
+    expect(arm.writes()).toEqual([`PUT ${planId}`]);
+    const put = arm.requests.find((r) => r.method === 'PUT')!;
+    // The plan as read, less what ARM makes read-only (its provisioningState), with the step's values.
+    expect(put.body).toEqual({ location: 'westeurope', sku: { name: 'P3v3', tier: 'PremiumV3', capacity: 2 }, properties: { reserved: true } });
+    expect(put.apiVersion).toBe('2024-04-01');
     expect(arm.requests.some((r) => r.path.includes('/azureAsyncOperation/'))).toBe(true);
     expect(arm.get(planId)!.sku).toEqual({ name: 'P3v3', tier: 'PremiumV3', capacity: 2 });
-    expect(result!.summary).toBe('Set sku.name=P3v3, sku.capacity=2 on Microsoft.Web/serverfarms plan-teams-pilot (was sku.name=B3, sku.capacity=1)');
+    expect(result!.summary).toBe('Set sku.name=P3v3, sku.tier=PremiumV3, sku.capacity=2 on Microsoft.Web/serverfarms plan-teams-pilot (was sku.name=B3, sku.tier=Basic, sku.capacity=1)');
 
     const again = await run(scaleUp);
-    expect(again.result!.summary).toMatch(/already has sku.name=P3v3, sku.capacity=2; nothing sent/);
-    expect(arm.writes()).toEqual([`PATCH ${planId}`]);
+    expect(again.result!.summary).toMatch(/already has sku.name=P3v3, sku.tier=PremiumV3, sku.capacity=2; nothing sent/);
+    expect(arm.writes()).toEqual([`PUT ${planId}`]);
+  });
+
+  it("a PATCH of the plan's sku is refused as the spec refuses it (AppServicePlanPatchResource has no sku), and changes nothing", async () => {
+    const { error } = await run({ ...scaleUp, method: 'PATCH' });
+    expect(error!.message).toBe(
+      'setting sku.name=P3v3, sku.tier=PremiumV3, sku.capacity=2 on Microsoft.Web/serverfarms plan-teams-pilot: Azure refused the request (InvalidRequestContent: The request content was invalid and could not be deserialized: body.sku is not a property of the model); fix the plan or the resource and resume',
+    );
+    expect(arm.get(planId)!.sku.name).toBe('B3');
+    expect(arm.specViolations).toEqual([`PATCH ${planId}: body.sku is not a property of the model`]);
+    arm.specViolations.length = 0;
   });
 
   it('undo puts B3 and one worker back from the observation, even when the step recorded nothing', async () => {
     const { before } = await run(scaleUp);
     const { result, error } = await undo(scaleUp, before);
     expect(error).toBeUndefined();
-    expect(result!.summary).toBe('Restored sku.name=B3, sku.capacity=1 on Microsoft.Web/serverfarms plan-teams-pilot');
+    expect(result!.summary).toBe('Restored sku.name=B3, sku.tier=Basic, sku.capacity=1 on Microsoft.Web/serverfarms plan-teams-pilot');
     expect(arm.get(planId)!.sku).toEqual({ name: 'B3', tier: 'Basic', capacity: 1 });
-    expect(arm.requests.filter((r) => r.method === 'PATCH').at(-1)!.body).toEqual({ sku: { name: 'B3', capacity: 1 } });
+    expect(arm.requests.filter((r) => r.method === 'PUT').at(-1)!.body).toEqual({ location: 'westeurope', sku: { name: 'B3', tier: 'Basic', capacity: 1 }, properties: { reserved: true } });
     // A second undo finds it restored.
-    expect((await undo(scaleUp, before)).result!.summary).toMatch(/already has sku.name=B3, sku.capacity=1; nothing to restore/);
+    expect((await undo(scaleUp, before)).result!.summary).toMatch(/already has sku.name=B3, sku.tier=Basic, sku.capacity=1; nothing to restore/);
   });
 
   it('a drift check reports a hand-made change to what the step set, and nothing when it still holds', async () => {
@@ -96,15 +113,15 @@ describe('an App Service plan B3 -> P3v3', () => {
   });
 
   it('fails in one sentence with Azure\'s reason when Azure refuses the value, and changes nothing', async () => {
-    const bad = resourceStep({ id: 'bad', armId: planId, apiVersion: '2024-04-01', set: { 'sku.name': 'P9v9' } });
+    const bad = resourceStep({ id: 'bad', armId: planId, apiVersion: '2024-04-01', method: 'PUT', set: { 'sku.name': 'P9v9' } });
     const { error } = await run(bad);
     expect(error!.message).toMatch(/^setting sku.name=P9v9 on Microsoft.Web\/serverfarms plan-teams-pilot: Azure refused the request \(InvalidSku: The pricing tier 'P9v9' is not allowed in this resource group\); fix the plan or the resource and resume$/);
     expect(arm.get(planId)!.sku.name).toBe('B3');
   });
 });
 
-describe('a worker killed while it polls the PATCH', () => {
-  it('the next attempt resumes the same operation from the heartbeat, without sending the PATCH again', async () => {
+describe('a worker killed while it polls the PUT', () => {
+  it('the next attempt resumes the same operation from the heartbeat, without sending the PUT again', async () => {
     arm.pollsToComplete = 6;
     const input = { migrationId: 'migration-test', step: scaleUp, resources: {} };
     const before = (await attempt(activities.observeStep, input as never)).result;
@@ -121,11 +138,11 @@ describe('a worker killed while it polls the PATCH', () => {
 
     const second = await attempt(activities.changeResource, { ...input, before } as never, { resumeFrom: journal });
     expect(second.error).toBeUndefined();
-    expect(arm.writes()).toEqual([`PATCH ${planId}`]);
+    expect(arm.writes()).toEqual([`PUT ${planId}`]);
     expect(arm.operations.size).toBe(1);
     expect(arm.get(planId)!.sku.name).toBe('P3v3');
     // What undo restores is what was there before the first attempt.
-    expect(second.result!.undo).toEqual({ before: { 'sku.name': 'B3', 'sku.capacity': 1 } });
+    expect(second.result!.undo).toEqual({ before: { 'sku.name': 'B3', 'sku.tier': 'Basic', 'sku.capacity': 1 } });
   });
 });
 
@@ -133,10 +150,10 @@ describe('a Redis cache Standard C2 -> C3', () => {
   it('scales, reads back, undoes to C2, and a drift check sees a hand-made scale', async () => {
     const { before, result, error } = await run(redisC3);
     expect(error).toBeUndefined();
-    expect(before).toEqual({ exists: true, values: { 'properties.sku.capacity': 2 } });
-    expect(arm.requests.find((r) => r.method === 'PATCH')!.body).toEqual({ properties: { sku: { capacity: 3 } } });
+    expect(before).toEqual({ exists: true, values: { 'properties.sku.name': 'Standard', 'properties.sku.family': 'C', 'properties.sku.capacity': 2 } });
+    expect(arm.requests.find((r) => r.method === 'PATCH')!.body).toEqual({ properties: { sku: { name: 'Standard', family: 'C', capacity: 3 } } });
     expect(arm.get(redisId)!.properties.sku).toEqual({ name: 'Standard', family: 'C', capacity: 3 });
-    expect(result!.undo).toEqual({ before: { 'properties.sku.capacity': 2 } });
+    expect(result!.undo).toEqual({ before: { 'properties.sku.name': 'Standard', 'properties.sku.family': 'C', 'properties.sku.capacity': 2 } });
 
     const expectation = { [redisId]: { stepId: 'redis', apiVersion: '2024-11-01', values: redisC3.set } };
     arm.get(redisId)!.properties.sku.capacity = 4;
@@ -197,12 +214,16 @@ describe('resource types without PATCH, and resource groups', () => {
     const { before, error } = await run(capacity);
     expect(error).toBeUndefined();
     const put = arm.requests.find((r) => r.method === 'PUT')!;
-    expect(put.body).toEqual({ sku: { name: 'Standard', capacity: 100 }, properties: { model: { format: 'OpenAI', name: 'gpt-4', version: '0613' }, provisioningState: 'Succeeded' } });
+    // The deployment as read, less its read-only provisioningState (the Deployment model refuses it in a request).
+    expect(put.body).toEqual({ sku: { name: 'Standard', capacity: 100 }, properties: { model: { format: 'OpenAI', name: 'gpt-4', version: '0613' } } });
     expect((await undo(capacity, before)).error).toBeUndefined();
     expect(arm.get(deploymentId)!.sku.capacity).toBe(10);
-    // With PATCH, Azure refuses it in one sentence.
+    // With PATCH, it is refused in one sentence (the stored spec excerpt holds the deployment's PUT only, so the
+    // request is refused as not one of its operations before the fake's own PUT-only rule sees it).
     const patched = await run({ ...capacity, method: 'PATCH' });
-    expect(patched.error!.message).toMatch(/does not support PATCH at api-version 2024-10-01; send a PUT of the whole resource/);
+    expect(patched.error!.message).toMatch(/^setting sku.capacity=100 on .*: Azure refused the request \(InvalidRequestContent: .*PATCH .*deployments\/gpt-4 is not an operation of Microsoft\.CognitiveServices 2024-10-01/);
+    expect(arm.get(deploymentId)!.sku.capacity).toBe(10);
+    arm.specViolations.length = 0;
   });
 
   it("a Key Vault's soft-delete retention is refused by Azure after creation, which is why seed 000's step 6 stays manual", async () => {
@@ -298,6 +319,8 @@ describe('every resource step of the seed plans, on the fake ARM', () => {
         expect((await drift(expectation)).result, `${file} ${s.id}`).toEqual([]);
         const back = await undo(s, before, result!.undo);
         expect(back.error, `${file} ${s.id}`).toBeUndefined();
+        // Each body the step and its undo sent conforms to its type's REST spec.
+        expect(arm.specViolations, `${file} ${s.id}`).toEqual([]);
         if (s.create) expect(arm.get(s.armId)).toBeUndefined();
         else for (const path of Object.keys(s.set!)) expect(JSON.stringify(path.split('.').reduce((o: any, k) => o?.[k], arm.get(s.armId)))).toBe(JSON.stringify(path.split('.').reduce((o: any, k) => o?.[k], original)));
       }
