@@ -327,3 +327,57 @@ describe('every resource step of the seed plans, on the fake ARM', () => {
     });
   }
 });
+
+describe("request bodies checked against each type's REST spec", () => {
+  /** One request straight to the fake ARM, as the SDK would send it. */
+  const send = async (method: string, id: string, apiVersion: string, body?: unknown) => {
+    const res = await arm.sendRequest({ url: `https://management.azure.com${id}?api-version=${apiVersion}`, method, body: body === undefined ? undefined : JSON.stringify(body), headers: { get: () => undefined } } as never);
+    return { status: res.status, error: res.bodyAsText ? (JSON.parse(res.bodyAsText).error as { code: string; message: string } | undefined) : undefined };
+  };
+  const workspaceId = `${rg}/providers/Microsoft.OperationalInsights/workspaces/law-teams-minutes`;
+  const apimId = `${rg}/providers/Microsoft.ApiManagement/service/apim-compliance-westeurope`;
+
+  it('refuses, as ARM does, a body that does not conform, names every problem, and changes nothing', async () => {
+    seedGeneric(arm, workspaceId, { location: 'westeurope', properties: { retentionInDays: 30, sku: { name: 'PerGB2018' } } });
+    seedGeneric(arm, apimId, { location: 'westeurope', sku: { name: 'Developer', capacity: 1 }, properties: { publisherEmail: 'ops@example.com', publisherName: 'ops' } });
+    const profile = { name: 'cpu', capacity: { minimum: '2', maximum: '20', default: '2' }, rules: [] };
+    const cases: [string, string, string, unknown, string[]][] = [
+      ['PATCH', planId, '2024-04-01', { sku: { name: 'P3v3' } }, ['body.sku is not a property of the model']],
+      ['PUT', planId, '2024-04-01', { sku: { name: 'P3v3' }, properties: { numberOfWorkers: 2 } }, ['body.location is required', 'body.properties.numberOfWorkers is read-only and must not be sent']],
+      ['PATCH', redisId, '2024-11-01', { properties: { sku: { capacity: 3 }, minimumTlsVersion: '1.3' } }, ['body.properties.sku.name is required', 'body.properties.sku.family is required', 'body.properties.minimumTlsVersion must be one of "1.0", "1.1", "1.2", got "1.3"']],
+      ['PUT', autoscaleId, '2022-10-01', { location: 'westeurope', properties: { targetResourceUri: planId, profiles: Array.from({ length: 21 }, () => profile) } }, ['body.properties.profiles must have at most 20 items, got 21']],
+      ['PUT', autoscaleId, '2022-10-01', { location: 'westeurope', properties: { targetResourceUri: planId, profiles: [{ ...profile, capacity: { minimum: 2, maximum: '20' }, rules: [{ metricTrigger: { metricName: 'CpuPercentage', operator: 'Above' }, scaleAction: { direction: 'Increase', type: 'ChangeCount', cooldown: 'PT5M' } }] }] } }, [
+        'body.properties.profiles[0].capacity.default is required',
+        'body.properties.profiles[0].capacity.minimum must be a string, got number',
+        'body.properties.profiles[0].rules[0].metricTrigger.metricResourceUri is required',
+        'body.properties.profiles[0].rules[0].metricTrigger.operator must be one of',
+      ]],
+      ['PATCH', workspaceId, '2023-09-01', { properties: { retentionInDays: '90', customerId: 'x' } }, ['body.properties.retentionInDays must be an integer, got "90"', 'body.properties.customerId is read-only and must not be sent']],
+      ['PUT', deploymentId, '2024-10-01', { sku: { capacity: 100 }, properties: { provisioningState: 'Succeeded' } }, ['body.sku.name is required', 'body.properties.provisioningState is read-only and must not be sent']],
+      ['PATCH', apimId, '2024-05-01', { sku: { name: 'Gold', capacity: 1 } }, ['body.sku.name must be one of "Developer", "Standard", "Premium", "Basic", "Consumption", "Isolated", "BasicV2", "StandardV2", got "Gold"']],
+    ];
+    for (const [method, id, apiVersion, body, problems] of cases) {
+      const before = structuredClone(arm.get(id));
+      const res = await send(method, id, apiVersion, body);
+      expect([res.status, res.error?.code], `${method} ${id}`).toEqual([400, 'InvalidRequestContent']);
+      for (const p of problems) expect(res.error!.message, `${method} ${id}`).toContain(p);
+      expect(arm.get(id), `${method} ${id}`).toEqual(before);
+    }
+    expect(arm.specViolations).toHaveLength(cases.length);
+    expect(arm.operations.size).toBe(0);
+    arm.specViolations.length = 0;
+  });
+
+  it('accepts what the seed plans send: the bodies in the tests above conform, and a write the excerpt lacks is refused as such', async () => {
+    // A write the stored excerpt has no operation for (here, a DELETE of a workspace) is refused until its operation is added.
+    seedGeneric(arm, workspaceId, { location: 'westeurope', properties: { retentionInDays: 30 } });
+    const res = await send('DELETE', workspaceId, '2023-09-01');
+    expect(res.error?.message).toContain(`DELETE ${workspaceId} is not an operation of Microsoft.OperationalInsights 2023-09-01 (or the stored excerpt lacks it)`);
+    expect(arm.get(workspaceId)).toBeDefined();
+    arm.specViolations.length = 0;
+    // A conforming body of each kind the step sends goes through.
+    expect((await send('PATCH', workspaceId, '2023-09-01', { properties: { retentionInDays: 90 } })).status).toBe(202);
+    expect((await send('PATCH', redisId, '2024-11-01', { properties: { sku: { name: 'Standard', family: 'C', capacity: 3 } } })).status).toBe(202);
+    expect(arm.specViolations).toEqual([]);
+  });
+});
