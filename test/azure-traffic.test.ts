@@ -543,6 +543,12 @@ describe('Container Apps blue-green', () => {
     const long = step<AzureAppStep>({ ...wired, id: 'app-long', version: 'v3.0.0', labels: { stable: 'blue', canary: `green-${'x'.repeat(40)}` } } as AzureAppStep);
     const refusedStep = await attempt(activities.updateApp, input(long, resources));
     expect(refusedStep.error?.message).toMatch(/^api: expected a revision label short enough for the host name ca-compliance-api---green-x+ \(at most 63 characters\), got 66; choose a shorter label in the plan$/);
+    // An app without ingress has no URLs to label: said before anything is sent.
+    const ingress = arm.get(id)!.properties.configuration.ingress;
+    delete arm.get(id)!.properties.configuration.ingress;
+    const noIngress = await attempt(activities.updateApp, input({ ...wired, id: 'app-no-ingress', version: 'v3.0.0' } as AzureAppStep, resources));
+    expect(noIngress.error?.message).toBe('api: Container App ca-compliance-api has no ingress, so its revisions have no URLs to label; enable ingress on it or remove labels: from the step');
+    arm.get(id)!.properties.configuration.ingress = ingress;
     const writes = arm.writes().length;
     const traffic = (t: unknown[]) => ({ location: 'westeurope', properties: { configuration: { ingress: { traffic: t } } } });
     for (const [t, code] of [

@@ -195,6 +195,9 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     const [first, ...rest] = containers;
     const labelIssue = step.labels && [step.labels.stable, step.labels.canary].map((l) => labelProblem(l, a.name)).find(Boolean);
     if (labelIssue) throw ApplicationFailure.nonRetryable(`${step.resource}: ${labelIssue}; choose a shorter label in the plan`, 'UserError');
+    if (step.labels && !current.configuration?.ingress) {
+      throw ApplicationFailure.nonRetryable(`${step.resource}: Container App ${a.name} has no ingress, so its revisions have no URLs to label; enable ingress on it or remove labels: from the step`, 'UserError');
+    }
     // A secretref must name a secret the PATCH carries, or Azure refuses the whole update: say which, before sending.
     const added = keyVaultSecrets(step);
     const known = new Set([...(current.configuration?.secrets ?? []).map((x) => x.name), ...added.map((x) => x.name)]);
