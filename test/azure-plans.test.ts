@@ -51,7 +51,7 @@ describe('the seed steps that are resource steps', () => {
   it('seed 000: tags, the App Service plan, autoscale, OpenAI capacity and Log Analytics retention, each with its rollback', () => {
     expect(resourceSteps('azure-pilot-to-production.yaml')).toEqual([
       ['Step 1', 'PATCH tags.Environment tags.Phase', 'Put tags.Environment, tags.Phase of resource group rg-gov-pilot back to the values read before the step'],
-      ['Step 2', 'PATCH sku.name sku.capacity', 'Put sku.name, sku.capacity of Microsoft.Web/serverfarms plan-teams-pilot back to the values read before the step'],
+      ['Step 2', 'PUT sku.name sku.tier sku.capacity', 'Put sku.name, sku.tier, sku.capacity of Microsoft.Web/serverfarms plan-teams-pilot back to the values read before the step'],
       ['Step 3', 'create', 'Delete Microsoft.Insights/autoscalesettings autoscale-teams-prod, which the step created'],
       ['Step 5', 'PUT sku.capacity', 'Put sku.capacity of Microsoft.CognitiveServices/accounts/deployments openai-teams-pilot/gpt-4 back to the values read before the step'],
       ['Step 7', 'PATCH properties.retentionInDays', 'Put properties.retentionInDays of Microsoft.OperationalInsights/workspaces law-teams-minutes back to the values read before the step'],

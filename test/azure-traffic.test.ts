@@ -444,6 +444,179 @@ describe('Container Apps blue-green', () => {
     const back = await attempt(activities.undoStep, input(t100, resources, shifted.result!.undo));
     expect(back.error).toBeUndefined();
   });
+  // --- what the seed runbooks' `az containerapp update` steps set: a Key Vault secret as a secretref env var,
+  // revision labels, and scale rules ---------------------------------------------------------------------
+  const kvUrl = 'https://kv-compliance.vault.azure.net/secrets/pg-compliance-app-url';
+  const wired = step<AzureAppStep>({
+    ...deploy,
+    id: 'app-wired',
+    secrets: [{ name: 'database-url', keyVaultUrl: kvUrl, identity: 'system' }],
+    env: { DATABASE_URL: { secretRef: 'database-url' }, SCALE_TIER: 'medium' },
+    scaleRules: [{ name: 'http-concurrency', http: { concurrency: 100 } }],
+    labels: { stable: 'blue', canary: 'green' },
+  } as AzureAppStep);
+  const id = appId('ca-compliance-api');
+  const revisionOf = (name: string) => arm.get(`${id}/revisions/${name}`)!.properties;
+
+  it("wires the database connection into the new revision as a secretref env var whose secret Container Apps reads from Key Vault, and no value goes anywhere", async () => {
+    const apps = new FakeContainerApps(arm);
+    apps.seed(id, [{ name: 'registry-password', value: 'pa55-w0rd-for-acr' }], [{ server: 'acr.azurecr.io', username: 'acr', passwordSecretRef: 'registry-password' }]);
+    const app = await attempt(activities.updateApp, input(wired, resources));
+    expect(app.error).toBeUndefined();
+    const patch = arm.requests.find((r) => r.method === 'PATCH')!.body.properties;
+    // The Key Vault reference joins the secrets sent back; it has no value, only where Azure reads it.
+    expect(patch.configuration.secrets).toEqual([{ name: 'registry-password', value: 'pa55-w0rd-for-acr' }, { name: 'database-url', keyVaultUrl: kvUrl, identity: 'system' }]);
+    expect(patch.template.containers[0].env).toEqual([{ name: 'LOG_LEVEL', value: 'info' }, { name: 'DATABASE_URL', secretRef: 'database-url' }, { name: 'SCALE_TIER', value: 'medium' }]);
+    expect(revisionOf('ca-compliance-api--v2-0-0').template.containers[0].env).toContainEqual({ name: 'DATABASE_URL', secretRef: 'database-url' });
+    expect(apps.secretsOf(id)).toContainEqual({ name: 'database-url', keyVaultUrl: kvUrl, identity: 'system' });
+    expect(app.result!.summary).toContain('DATABASE_URL from secret database-url');
+    expect(JSON.stringify(app)).not.toContain('pa55-w0rd-for-acr');
+
+    // An undo leaves the secret (v1 never reads it) and sends traffic back; a second deploy sends it again, unchanged.
+    const undo = await attempt(activities.undoStep, input(wired, resources, app.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(apps.secretsOf(id).map((s) => s.name)).toEqual(['registry-password', 'database-url']);
+  });
+
+  it('refuses, before sending anything, an env var whose secretRef names no secret; the fake ARM refuses such a PATCH, and a Key Vault secret read by an identity the app lacks', async () => {
+    const dangling = step<AzureAppStep>({ ...deploy, id: 'app-dangling', env: { DATABASE_URL: { secretRef: 'database-url' } } } as AzureAppStep);
+    const app = await attempt(activities.updateApp, input(dangling, resources));
+    expect(app.error?.message).toBe("api: env DATABASE_URL refers to secret database-url, which neither Container App ca-compliance-api nor the step's secrets: has; add it under secrets: with its keyVaultUrl and identity");
+    expect(app.error?.nonRetryable).toBe(true);
+    expect(arm.writes()).toEqual([]);
+
+    const body = (secrets: unknown[], env: unknown[]) => ({
+      location: 'westeurope',
+      properties: { configuration: { secrets }, template: { containers: [{ name: 'api', image: 'acr.azurecr.io/compliance-api:v2', env }] } },
+    });
+    const refused = async (b: unknown) => JSON.parse((await send('PATCH', id, '2026-07-01', b)).bodyAsText!).error;
+    expect(await refused(body([], [{ name: 'DATABASE_URL', secretRef: 'database-url' }]))).toMatchObject({ code: 'ContainerAppSecretRefNotFound' });
+    const userId = `/subscriptions/${SUB}/resourceGroups/${RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-api`;
+    expect(await refused(body([{ name: 'database-url', keyVaultUrl: kvUrl, identity: userId }], []))).toMatchObject({ code: 'ContainerAppSecretIdentityNotFound' });
+    expect(await refused(body([{ name: 'database-url', keyVaultUrl: kvUrl }], []))).toMatchObject({ code: 'ContainerAppSecretInvalid' });
+    expect(arm.get(id)!.properties.template.containers[0].image).toBe('acr.azurecr.io/compliance-api:v1');
+  });
+
+  it('labels v1 blue and the new revision green (each its own URL), keeps the labels through a traffic shift, and undo removes them', async () => {
+    const app = await attempt(activities.updateApp, input(wired, resources));
+    expect(app.error).toBeUndefined();
+    expect(arm.requests.find((r) => r.method === 'PATCH')!.body.properties.configuration.ingress.traffic).toEqual([
+      { revisionName: 'ca-compliance-api--v1', weight: 100, label: 'blue' },
+      { revisionName: 'ca-compliance-api--v2-0-0', weight: 0, label: 'green' },
+    ]);
+    expect(app.result!.figures).toMatchObject({ 'api.stableUrl': 'https://ca-compliance-api---blue.fake.azurecontainerapps.io', 'api.canaryUrl': 'https://ca-compliance-api---green.fake.azurecontainerapps.io' });
+
+    const t10 = step<TrafficStep>({ id: 't10', kind: 'traffic', resource: 'revisions', weight: 10, bake: '1s', analysis: { maxErrorRate: 0.01, minRequests: 0 } });
+    const shifted = await attempt(activities.shiftTraffic, input(t10, resources));
+    expect(shifted.error).toBeUndefined();
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([
+      { revisionName: 'ca-compliance-api--v1', weight: 90, label: 'blue' },
+      { revisionName: 'ca-compliance-api--v2-0-0', weight: 10, label: 'green' },
+    ]);
+    const back = await attempt(activities.undoStep, input(t10, resources, shifted.result!.undo));
+    expect(back.error).toBeUndefined();
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([
+      { revisionName: 'ca-compliance-api--v1', weight: 100, label: 'blue' },
+      { revisionName: 'ca-compliance-api--v2-0-0', weight: 0, label: 'green' },
+    ]);
+    const undo = await attempt(activities.undoStep, input(wired, resources, app.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([{ revisionName: 'ca-compliance-api--v1', weight: 100 }]);
+  });
+
+  it('undo puts back labels that were there before the step, and a label Azure would refuse is refused by the plan, the step and the fake ARM', async () => {
+    // Labels left by an earlier release: v1 is "blue" and "prod".
+    arm.get(id)!.properties.configuration.ingress.traffic = [{ revisionName: 'ca-compliance-api--v1', weight: 100, label: 'prod' }, { revisionName: 'ca-compliance-api--v1', weight: 0, label: 'blue' }];
+    const app = await attempt(activities.updateApp, input(wired, resources));
+    expect(app.error).toBeUndefined();
+    // v1 has no unlabelled entry to take "blue", so "blue" stays a weight-0 entry of its own; v2 gets "green".
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([
+      { revisionName: 'ca-compliance-api--v1', weight: 100, label: 'prod' },
+      { revisionName: 'ca-compliance-api--v1', weight: 0, label: 'blue' },
+      { revisionName: 'ca-compliance-api--v2-0-0', weight: 0, label: 'green' },
+    ]);
+    const undo = await attempt(activities.undoStep, input(wired, resources, app.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([{ revisionName: 'ca-compliance-api--v1', weight: 100, label: 'prod' }, { revisionName: 'ca-compliance-api--v1', weight: 0, label: 'blue' }]);
+
+    // A label that, with this app's name, makes a host name longer than 63 characters: the step says so before sending.
+    const long = step<AzureAppStep>({ ...wired, id: 'app-long', version: 'v3.0.0', labels: { stable: 'blue', canary: `green-${'x'.repeat(40)}` } } as AzureAppStep);
+    const refusedStep = await attempt(activities.updateApp, input(long, resources));
+    expect(refusedStep.error?.message).toMatch(/^api: expected a revision label short enough for the host name ca-compliance-api---green-x+ \(at most 63 characters\), got 66; choose a shorter label in the plan$/);
+    // An app without ingress has no URLs to label: said before anything is sent.
+    const ingress = arm.get(id)!.properties.configuration.ingress;
+    delete arm.get(id)!.properties.configuration.ingress;
+    const noIngress = await attempt(activities.updateApp, input({ ...wired, id: 'app-no-ingress', version: 'v3.0.0' } as AzureAppStep, resources));
+    expect(noIngress.error?.message).toBe('api: Container App ca-compliance-api has no ingress, so its revisions have no URLs to label; enable ingress on it or remove labels: from the step');
+    arm.get(id)!.properties.configuration.ingress = ingress;
+    const writes = arm.writes().length;
+    const traffic = (t: unknown[]) => ({ location: 'westeurope', properties: { configuration: { ingress: { traffic: t } } } });
+    for (const [t, code] of [
+      [[{ revisionName: 'ca-compliance-api--v1', weight: 100, label: 'Blue_1' }], 'ContainerAppInvalidLabel'],
+      [[{ revisionName: 'ca-compliance-api--v1', weight: 100, label: 'blue' }, { revisionName: 'ca-compliance-api--v1', weight: 0, label: 'blue' }], 'ContainerAppDuplicateLabel'],
+    ] as const) expect(JSON.parse((await send('PATCH', id, '2026-07-01', traffic([...t]))).bodyAsText!).error.code).toBe(code);
+    expect(arm.writes().length).toBe(writes + 2);
+
+    // The plan is refused when it loads.
+    const plan = readFileSync('plans/azure-small-to-medium.yaml', 'utf8');
+    expect(() => parsePlan(plan.replace('labels: { stable: blue, canary: green }', 'labels: { stable: Blue, canary: green }'), 'plan.yaml')).toThrow(/expected a revision label of lowercase letters, digits and single dashes, starting with a letter and ending with a letter or digit, got "Blue"/);
+    expect(() => parsePlan(plan.replace('labels: { stable: blue, canary: green }', 'labels: { stable: blue, canary: blue }'), 'plan.yaml')).toThrow(/expected a label other than the stable one \("blue"\)/);
+  });
+
+  it('gives the new revision its replica range and HTTP scale rule; after undo v1 serves with its own scale, which the step never touched', async () => {
+    const app = await attempt(activities.updateApp, input(wired, resources));
+    expect(app.error).toBeUndefined();
+    const scale = { minReplicas: 3, maxReplicas: 10, rules: [{ name: 'http-concurrency', http: { metadata: { concurrentRequests: '100' } } }] };
+    expect(arm.requests.find((r) => r.method === 'PATCH')!.body.properties.template.scale).toEqual(scale);
+    expect(revisionOf('ca-compliance-api--v2-0-0').template.scale).toEqual(scale);
+    expect(app.result!.summary).toContain('scale rule http-concurrency at 100 concurrent requests');
+    const undo = await attempt(activities.undoStep, input(wired, resources, app.result!.undo));
+    expect(undo.error).toBeUndefined();
+    // Scale is revision-scoped in Container Apps: v1 keeps 1-3 replicas and no rules, and it serves everything again.
+    expect(revisionOf('ca-compliance-api--v1')).toMatchObject({ active: true, template: { scale: { minReplicas: 1, maxReplicas: 3 } } });
+    expect(revisionOf('ca-compliance-api--v1').template.scale.rules).toBeUndefined();
+    expect(revisionOf('ca-compliance-api--v2-0-0').active).toBe(false);
+    expect(arm.get(id)!.properties.configuration.ingress.traffic).toEqual([{ revisionName: 'ca-compliance-api--v1', weight: 100 }]);
+  });
+
+  it("refuses a scale Azure would refuse: in the plan, and in the fake ARM (min above max, more than 1000 replicas, a rule of no kind or concurrency 0)", async () => {
+    const scale = (s: unknown) => ({ location: 'westeurope', properties: { template: { containers: [{ name: 'api', image: 'acr.azurecr.io/compliance-api:v1' }], scale: s } } });
+    for (const s of [
+      { minReplicas: 5, maxReplicas: 3 },
+      { minReplicas: 1, maxReplicas: 1001 },
+      { minReplicas: 1, maxReplicas: 3, rules: [{ name: 'http-concurrency' }] },
+      { minReplicas: 1, maxReplicas: 3, rules: [{ name: 'http-concurrency', http: { metadata: { concurrentRequests: '0' } } }] },
+      { minReplicas: 1, maxReplicas: 3, rules: [{ name: 'HTTP_rule', http: { metadata: { concurrentRequests: '10' } } }] },
+    ]) {
+      const res = await send('PATCH', id, '2026-07-01', scale(s));
+      expect([res.status, JSON.parse(res.bodyAsText!).error.code]).toEqual([400, expect.stringMatching(/^ContainerAppInvalidScale(Rule)?$/)]);
+    }
+    expect(arm.get(id)!.properties.template.scale).toEqual({ minReplicas: 1, maxReplicas: 3 });
+    const plan = readFileSync('plans/azure-small-to-medium.yaml', 'utf8');
+    expect(() => parsePlan(plan.replace('minReplicas: 3', 'minReplicas: 12'), 'plan.yaml')).toThrow(/expected at least minReplicas \(12\)/);
+    expect(() => parsePlan(plan.replace('concurrency: 100', 'concurrency: 0'), 'plan.yaml')).toThrow(/concurrency/);
+    // A connection string with a password is refused by the loader's credential check; any literal under a credential's name by the step's.
+    expect(() => parsePlan(plan.replace('DATABASE_URL: { secretRef: database-url }', 'DATABASE_URL: postgres://app:pw@db/app'), 'plan.yaml')).toThrow(/looks like a credential; plans never hold secrets/);
+    expect(() => parsePlan(plan.replace('DATABASE_URL: { secretRef: database-url }', 'DATABASE_URL: pg-compliance-westeurope'), 'plan.yaml')).toThrow(
+      /expected \{ secretRef: <secret> \} for DATABASE_URL, which looks like a credential, not a literal value; add the value to Key Vault and list it under secrets: with its keyVaultUrl/,
+    );
+    expect(() => parsePlan(plan.replace('keyVaultUrl: "https://kv-compliance-westeurope.vault.azure.net/secrets/pg-compliance-app-url"', 'value: hunter2'), 'plan.yaml')).toThrow(/secrets\[0\]\.keyVaultUrl \(line \d+\): expected a string, got nothing \(and 1 more problem/);
+  });
+
+  it("the seed plan's app step (small -> medium) runs on the fake ARM as written", async () => {
+    const plan = parsePlan(readFileSync('plans/azure-small-to-medium.yaml', 'utf8'), 'plan.yaml');
+    const s = plan.steps.find((x) => x.kind === 'app') as AzureAppStep;
+    seedContainerApp(arm, 'ca-compliance-api-westeurope', 'ca-compliance-api-westeurope--v1-0-0');
+    const res = { api: { ...plan.resources.api, subscription: SUB, resourceGroup: RG } } as unknown as Record<string, AzureResource>;
+    // The seed's REDIS_URL secret is created in Key Vault by hand (the README's runbook table says why).
+    const app = await attempt(activities.updateApp, input(s, res));
+    expect(app.error).toBeUndefined();
+    const appProps = arm.get(appId('ca-compliance-api-westeurope'))!.properties;
+    expect(appProps.configuration.secrets.map((x: { name: string }) => x.name)).toEqual(['database-url', 'redis-connection-string']);
+    expect(appProps.configuration.ingress.traffic.map((t: { label?: string }) => t.label)).toEqual(['blue', 'green']);
+    expect(appProps.template.scale).toMatchObject({ minReplicas: 3, maxReplicas: 10, rules: [{ name: 'http-concurrency' }] });
+  });
+
 });
 
 describe('request bodies checked against the Azure REST API specs', () => {

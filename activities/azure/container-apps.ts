@@ -2,10 +2,10 @@
 // new image and size, then `ingress traffic set --revision-weight`). The new revision is named after the
 // plan's version, so a retried step finds the revision it already created instead of making another,
 // and it takes no traffic until a traffic step gives it some.
-import { ContainerAppsAPIClient, restorePoller, type Configuration, type ContainerApp, type Revision, type Secret, type Template, type TrafficWeight } from '@azure/arm-appcontainers';
+import { ContainerAppsAPIClient, restorePoller, type Configuration, type ContainerApp, type EnvironmentVar, type Revision, type ScaleRule, type Secret, type Template, type TrafficWeight } from '@azure/arm-appcontainers';
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
-import { REVISION_NAME_MAX } from './provider';
+import { labelProblem, REVISION_NAME_MAX } from './provider';
 import type { AzureApp, AzureTraffic, AzureAppStep } from './provider';
 import type { AppStep } from '../../plan/types';
 import type { Json, StepInput, StepOutcome, UndoInput } from '../types';
@@ -66,10 +66,55 @@ async function keptConfiguration(a: App, current: ContainerApp): Promise<Pick<Co
   return { secrets, registries };
 }
 
-/** One PATCH of the app, with its secrets and registries sent back (see keptConfiguration). */
-async function appPatch(a: App, current: ContainerApp, configuration: Configuration, template?: Template): Promise<ContainerApp> {
-  return { location: current.location, configuration: { ...configuration, ...(await keptConfiguration(a, current)) }, ...(template ? { template } : {}) };
+/**
+ * One PATCH of the app, with its secrets and registries sent back (see keptConfiguration); `added` are
+ * Key Vault references that replace same-named secrets or join them.
+ */
+async function appPatch(a: App, current: ContainerApp, configuration: Configuration, template?: Template, added: Secret[] = []): Promise<ContainerApp> {
+  const kept = await keptConfiguration(a, current);
+  const secrets = [...(kept.secrets ?? []).filter((x) => !added.some((n) => n.name === x.name)), ...added];
+  return { location: current.location, configuration: { ...configuration, ...kept, secrets }, ...(template ? { template } : {}) };
 }
+
+/** The plan's Key Vault references as Container Apps secrets: no value, only where Azure reads it from. */
+const keyVaultSecrets = (step: AzureAppStep): Secret[] => (step.secrets ?? []).map((x) => ({ name: x.name, keyVaultUrl: x.keyVaultUrl, identity: x.identity }));
+
+/** The container's env with the plan's entries in place of same-named ones (a value or a `secretref:`). */
+function withEnv(env: EnvironmentVar[] | undefined, plan: AzureAppStep['env']): EnvironmentVar[] | undefined {
+  if (!plan) return env;
+  const entries = Object.entries(plan).map(([name, v]): EnvironmentVar => (typeof v === 'string' ? { name, value: v } : { name, secretRef: v.secretRef }));
+  return [...(env ?? []).filter((e) => !(e.name && e.name in plan)), ...entries];
+}
+
+/** The scale rules with the plan's HTTP rules in place of same-named ones. */
+function withRules(rules: ScaleRule[] | undefined, plan: AzureAppStep['scaleRules']): ScaleRule[] | undefined {
+  if (!plan) return rules;
+  const entries = plan.map((r): ScaleRule => ({ name: r.name, http: { metadata: { concurrentRequests: String(r.http.concurrency) } } }));
+  return [...(rules ?? []).filter((r) => !plan.some((p) => p.name === r.name)), ...entries];
+}
+
+/**
+ * The traffic with the step's labels: `stable` on the revision serving before, `canary` on the new one
+ * (with weight 0: a label gives a revision its own URL, not a share). A label names one revision, so
+ * it leaves any entry that had it; an entry left with no label and no weight is dropped.
+ */
+export function labelled(traffic: TrafficWeight[], labels: { stable: string; canary: string }, stable: string | undefined, canary: string): TrafficWeight[] {
+  const mine = new Set([labels.stable, labels.canary]);
+  const out = traffic
+    .map((t) => (t.label && mine.has(t.label) ? { revisionName: t.revisionName, weight: t.weight ?? 0 } : { ...t }))
+    .filter((t) => t.label || (t.weight ?? 0) > 0 || t.latestRevision);
+  const put = (revisionName: string, label: string) => {
+    const free = out.find((t) => t.revisionName === revisionName && !t.label);
+    if (free) free.label = label;
+    else out.push({ revisionName, weight: 0, label });
+  };
+  if (stable) put(stable, labels.stable);
+  put(canary, labels.canary);
+  return out;
+}
+
+/** A label's own address: `<app>---<label>.<environment domain>`, from the app's host name. */
+const labelUrl = (fqdn: string | undefined, app: string, label: string) => (fqdn?.startsWith(`${app}.`) ? `https://${app}---${label}${fqdn.slice(app.length)}` : undefined);
 
 /**
  * The revision suffix for a version, as Azure accepts it: lowercase letters, digits and single dashes
@@ -148,13 +193,27 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
     const containers = current.template?.containers ?? [];
     if (!containers.length) throw ApplicationFailure.nonRetryable(`Container App ${a.name} has no container to update; deploy it once before migrating`, 'NonRetryable');
     const [first, ...rest] = containers;
+    const labelIssue = step.labels && [step.labels.stable, step.labels.canary].map((l) => labelProblem(l, a.name)).find(Boolean);
+    if (labelIssue) throw ApplicationFailure.nonRetryable(`${step.resource}: ${labelIssue}; choose a shorter label in the plan`, 'UserError');
+    if (step.labels && !current.configuration?.ingress) {
+      throw ApplicationFailure.nonRetryable(`${step.resource}: Container App ${a.name} has no ingress, so its revisions have no URLs to label; enable ingress on it or remove labels: from the step`, 'UserError');
+    }
+    // A secretref must name a secret the PATCH carries, or Azure refuses the whole update: say which, before sending.
+    const added = keyVaultSecrets(step);
+    const known = new Set([...(current.configuration?.secrets ?? []).map((x) => x.name), ...added.map((x) => x.name)]);
+    const dangling = Object.entries(step.env ?? {}).find(([, v]) => typeof v !== 'string' && !known.has(v.secretRef));
+    if (dangling) {
+      const ref = (dangling[1] as { secretRef: string }).secretRef;
+      throw ApplicationFailure.nonRetryable(`${step.resource}: env ${dangling[0]} refers to secret ${ref}, which neither Container App ${a.name} nor the step's secrets: has; add it under secrets: with its keyVaultUrl and identity`, 'UserError');
+    }
+    const traffic = current.configuration?.ingress ? pinned(current.configuration.ingress.traffic, before.revision) : undefined;
     const patch = await appPatch(
       a,
       current,
       {
         // Two revisions serve side by side only in Multiple mode; Single would move all traffic at once.
         activeRevisionsMode: 'Multiple',
-        ...(current.configuration?.ingress ? { ingress: { ...current.configuration.ingress, traffic: pinned(current.configuration.ingress.traffic, before.revision) } } : {}),
+        ...(current.configuration?.ingress && traffic ? { ingress: { ...current.configuration.ingress, traffic: step.labels ? labelled(traffic, step.labels, before.revision, revision) : traffic } } : {}),
       },
       {
         ...current.template,
@@ -163,6 +222,7 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
           {
             ...first,
             ...(step.image ? { image: step.image } : {}),
+            ...(step.env ? { env: withEnv(first!.env, step.env) } : {}),
             resources: { ...first!.resources, ...(step.cpu !== undefined ? { cpu: step.cpu } : {}), ...(step.memory ? { memory: step.memory } : {}) },
           },
           ...rest,
@@ -171,8 +231,10 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
           ...current.template?.scale,
           ...(step.minReplicas !== undefined ? { minReplicas: step.minReplicas } : {}),
           ...(step.maxReplicas !== undefined ? { maxReplicas: step.maxReplicas } : {}),
+          ...(step.scaleRules ? { rules: withRules(current.template?.scale?.rules, step.scaleRules) } : {}),
         },
       },
+      added,
     );
     const r = await runOperation(az, journal, 'app:revision', `creating revision ${revision} of ${a.name}`, (o) => patchApp(a, patch, o));
     resumed = r.resumed;
@@ -182,9 +244,19 @@ export async function updateApp(az: AzureContext, { step, resources }: StepInput
   const created = !exists || journal.state.notes.created === true;
   const rev = await revisionReady(az, a, revision);
   const image = rev.template?.containers?.[0]?.image ?? step.image ?? '';
+  // What the step wired in, by name only: a secret's value is never read here.
+  const wired = [
+    ...Object.entries(step.env ?? {}).flatMap(([k, v]) => (typeof v === 'string' ? [] : [`${k} from secret ${v.secretRef}`])),
+    ...(step.scaleRules ?? []).map((r) => `scale rule ${r.name} at ${r.http.concurrency} concurrent requests`),
+    ...(step.labels ? [`labels ${step.labels.stable} (${before.revision ?? 'none'}) and ${step.labels.canary} (${revision})`] : []),
+  ];
+  const urls = step.labels ? Object.fromEntries((['stable', 'canary'] as const).flatMap((k) => {
+    const url = labelUrl(current.configuration?.ingress?.fqdn, a.name, step.labels![k]);
+    return url ? [[`${step.resource}.${k}Url`, url]] : [];
+  })) : {};
   return {
-    summary: `${created ? 'Deployed revision' : 'Revision already there'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
-    figures: { [`${step.resource}.revision`]: revision, [`${step.resource}.replicas`]: rev.replicas ?? 0, [`${step.resource}.healthy`]: rev.healthState !== 'Unhealthy' },
+    summary: `${created ? 'Deployed revision' : 'Revision already there'} ${revision} of ${a.name} (${image}${step.cpu !== undefined ? `, ${step.cpu} vCPU` : ''}${step.memory ? `, ${step.memory}` : ''}), healthy with ${rev.replicas ?? 0} replicas and no traffic yet${wired.length ? `; ${wired.join(', ')}` : ''}${resumed ? '; resumed the deployment a previous attempt started' : ''}`,
+    figures: { [`${step.resource}.revision`]: revision, [`${step.resource}.replicas`]: rev.replicas ?? 0, [`${step.resource}.healthy`]: rev.healthState !== 'Unhealthy', ...urls },
     undo: { revision, created, before: before as unknown as Json },
   };
 }
@@ -289,10 +361,15 @@ export async function shiftRevisions(
   const now = pinned(c.configuration.ingress.traffic, c.latestRevisionName);
   const before = (await journal.before(async () => now as unknown as Json)) as unknown as TrafficWeight[];
   const canary = percent > 0 ? await revisionReady(az, a, r.canary) : undefined;
-  const want: TrafficWeight[] = [
-    { revisionName: r.stable, weight: 100 - percent },
-    { revisionName: r.canary, weight: percent },
-  ];
+  // Revision labels stay where they are (each is a revision's own URL, which a shift must not take away):
+  // on the stable and canary entries, and as weight-0 entries for any other revision.
+  const labelOf = (rev: string) => now.find((t) => t.revisionName === rev && t.label)?.label;
+  const withLabel = (revisionName: string, weight: number): TrafficWeight => {
+    const label = labelOf(revisionName);
+    return { revisionName, weight, ...(label ? { label } : {}) };
+  };
+  const want: TrafficWeight[] = [withLabel(r.stable, 100 - percent), withLabel(r.canary, percent)];
+  for (const t of now) if (t.label && !want.some((w) => w.label === t.label)) want.push({ revisionName: t.revisionName, weight: 0, label: t.label });
   const op = `${phase}:revisions`;
   let changed = false;
   let resumed = false;

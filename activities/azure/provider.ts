@@ -29,6 +29,23 @@ export function revisionNameProblem(name: string, app: string): string | undefin
   if (name.length > REVISION_NAME_MAX) return `expected a revision name of at most ${REVISION_NAME_MAX} characters (Azure's limit), got ${name.length} in "${name}"`;
   return undefined;
 }
+// Container Apps' names for what the app step adds: secrets and scale rules follow Kubernetes' DNS-1123
+// names; a revision label also becomes part of a host name (`<app>---<label>.<environment domain>`), so
+// it is a DNS label with no "--" (the app name and label are separated by "---").
+export const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+export const SCALE_RULE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+export const LABEL_NAME = /^[a-z]([a-z0-9-]{0,62}[a-z0-9])?$/;
+/** Why `label` cannot be a revision label of Container App `app`, or undefined. */
+export function labelProblem(label: string, app: string): string | undefined {
+  if (!LABEL_NAME.test(label) || label.includes('--')) return `expected a revision label of lowercase letters, digits and single dashes, starting with a letter and ending with a letter or digit, got "${label}"`;
+  if (app.length + 3 + label.length > 63) return `expected a revision label short enough for the host name ${app}---${label} (at most 63 characters), got ${app.length + 3 + label.length}`;
+  return undefined;
+}
+/** A Key Vault secret's URL (its latest version, or a pinned one), in any Azure cloud. */
+const KEY_VAULT_SECRET_URL = /^https:\/\/[a-z0-9-]{3,24}\.vault\.(azure\.net|usgovcloudapi\.net|azure\.cn)\/secrets\/[A-Za-z0-9-]{1,127}(\/[0-9a-f]{32})?$/;
+const USER_IDENTITY = /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ManagedIdentity\/userAssignedIdentities\/[^/]+$/i;
+/** Env names whose value is a credential: a literal one would sit in the plan, the workflow history and the revision. */
+const CREDENTIAL_ENV = /(PASSWORD|PASSWD|SECRET|TOKEN|CONNECTION|CONN_STR|DATABASE_URL|DB_URL|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)/i;
 const containerAppName = z.string().regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, { error: 'expected a Container App name: 2 to 32 lowercase letters, digits and dashes, starting with a letter' });
 
 const fields = {
@@ -104,10 +121,57 @@ const steps = {
     memory: z.string().regex(/^\d+(\.\d+)?Gi$/, { error: 'expected a memory size such as 2Gi' }).optional(),
     minReplicas: z.int().min(0).max(1000).optional(),
     maxReplicas: z.int().min(1).max(1000).optional(),
+    /**
+     * Container Apps secrets the new revision gets, each a Key Vault reference read by a managed identity
+     * (`system`, or a user-assigned identity's ARM id): there is no field for a value, so no credential is
+     * ever in the plan, the workflow history or a log.
+     */
+    secrets: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(SECRET_NAME, { error: 'expected a secret name of lowercase letters, digits, "-" and ".", starting and ending with a letter or digit' }),
+          keyVaultUrl: z.string().regex(KEY_VAULT_SECRET_URL, { error: 'expected a Key Vault secret URL such as https://kv-name.vault.azure.net/secrets/db-url' }),
+          identity: z.union([z.literal('system'), z.string().regex(USER_IDENTITY)], { error: "expected identity: system, or a user-assigned identity's ARM id (…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>)" }),
+        }),
+      )
+      .optional(),
+    /** The first container's environment: a plain value, or `{ secretRef: <secret> }` (an app secret, or one of `secrets`). */
+    env: z
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, { error: 'expected an environment variable name of letters, digits and _ . -, not starting with a digit' }),
+        z.union([z.string(), z.strictObject({ secretRef: z.string().regex(SECRET_NAME, { error: 'expected the name of a secret' }) })]),
+      )
+      .optional(),
+    /** Revision labels: `stable` on the revision serving before the step, `canary` on the new one; each gets its own URL. */
+    labels: z.strictObject({ stable: z.string().min(1), canary: z.string().min(1) }).optional(),
+    /** Scale rules of the new revision (`az containerapp update --scale-rule-name … --scale-rule-type http --scale-rule-http-concurrency …`). */
+    scaleRules: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(SCALE_RULE_NAME, { error: 'expected a scale rule name of lowercase letters, digits, "-" and ".", starting and ending with a letter or digit' }),
+          http: z.strictObject({ concurrency: z.int().min(1) }),
+        }),
+      )
+      .optional(),
   }).superRefine((f, ctx) => {
     if (f.minReplicas !== undefined && f.maxReplicas !== undefined && f.minReplicas > f.maxReplicas) {
       ctx.addIssue({ code: 'custom', path: ['maxReplicas'], message: `expected at least minReplicas (${f.minReplicas})` });
     }
+    const names = (f.secrets ?? []).map((s) => s.name);
+    names.forEach((n, i) => names.indexOf(n) !== i && ctx.addIssue({ code: 'custom', path: ['secrets', i, 'name'], message: `expected each secret once, got "${n}" twice` }));
+    for (const [name, v] of Object.entries(f.env ?? {})) {
+      if (typeof v === 'string' && CREDENTIAL_ENV.test(name)) {
+        ctx.addIssue({ code: 'custom', path: ['env', name], message: `expected { secretRef: <secret> } for ${name}, which looks like a credential, not a literal value; add the value to Key Vault and list it under secrets: with its keyVaultUrl` });
+      }
+    }
+    // The host name's length depends on the app's name, which the resource holds: updateApp checks that part.
+    for (const k of ['stable', 'canary'] as const) {
+      const problem = f.labels && labelProblem(f.labels[k], '');
+      if (problem) ctx.addIssue({ code: 'custom', path: ['labels', k], message: problem });
+    }
+    if (f.labels && f.labels.stable === f.labels.canary) ctx.addIssue({ code: 'custom', path: ['labels', 'canary'], message: `expected a label other than the stable one ("${f.labels.stable}"): a label names one revision` });
+    const rules = (f.scaleRules ?? []).map((r) => r.name);
+    rules.forEach((n, i) => rules.indexOf(n) !== i && ctx.addIssue({ code: 'custom', path: ['scaleRules', i, 'name'], message: `expected each scale rule once, got "${n}" twice` }));
   }),
 };
 export type AzureInfraStep = InfraStep & z.infer<typeof steps.infra>;
@@ -127,6 +191,15 @@ export const azure: ProviderDefinition = {
   resources: fields,
   steps,
   describeStep(kind, f) {
+    if (kind === 'app') {
+      const a = f as z.infer<typeof steps.app>;
+      return [
+        a.minReplicas !== undefined || a.maxReplicas !== undefined ? `replicas ${a.minReplicas ?? '-'}-${a.maxReplicas ?? '-'}` : undefined,
+        ...(a.scaleRules ?? []).map((r) => `scale rule ${r.name} at ${r.http.concurrency} concurrent requests`),
+        ...Object.entries(a.env ?? {}).flatMap(([k, v]) => (typeof v === 'string' ? [] : [`${k} from secret ${v.secretRef}${a.secrets?.some((x) => x.name === v.secretRef) ? ' (Key Vault)' : ''}`])),
+        a.labels && `labels ${a.labels.stable} (serving revision) and ${a.labels.canary} (new revision)`,
+      ].filter((w): w is string => Boolean(w));
+    }
     if (kind !== 'infra') return [];
     const ha = f.highAvailability === undefined ? undefined : haModeOf(f.highAvailability as boolean | HaMode);
     return [f.tier, f.sku, f.storageGb !== undefined && `${f.storageGb} GB storage`, ha && (ha === 'Disabled' ? 'HA off' : `HA ${ha}${f.standbyZone ? ` (standby in zone ${f.standbyZone})` : ''}`)].filter(

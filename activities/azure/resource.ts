@@ -108,10 +108,16 @@ function differences(resource: object | undefined, want: Record<string, JsonValu
 }
 const show = (v: JsonValue) => (v === null ? 'absent' : typeof v === 'string' ? v : JSON.stringify(v));
 
-/** The writable part of a resource as read, for a PUT (a PUT replaces the resource: everything must be sent). */
+/**
+ * The writable part of a resource as read, for a PUT (a PUT replaces the resource: everything must be sent).
+ * `properties.provisioningState` is left out: ARM's resource provider contract makes it read-only on every
+ * type, and the type's REST spec refuses it in a request body.
+ */
 function writable(r: GenericResource): GenericResource {
-  const { location, tags, sku, properties, kind, identity, plan } = r;
-  return Object.fromEntries(Object.entries({ location, tags, sku, properties, kind, identity, plan }).filter(([, v]) => v !== undefined)) as GenericResource;
+  const { location, tags, sku, kind, identity, plan } = r;
+  const { provisioningState: _state, ...properties } = (r.properties ?? {}) as Record<string, unknown>;
+  const props = r.properties === undefined ? undefined : properties;
+  return Object.fromEntries(Object.entries({ location, tags, sku, properties: props, kind, identity, plan }).filter(([, v]) => v !== undefined)) as GenericResource;
 }
 
 export async function observeResource(az: AzureContext, { step }: StepInput<ResourceStep>): Promise<Json> {

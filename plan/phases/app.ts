@@ -23,7 +23,7 @@ export const app = phaseKind<z.infer<typeof body>>({
   schema: () => body,
   resolve(b, ctx) {
     const { id: _id, title: _t, retry: _r, timeouts: _to, acceptWriteLoss, ...spec } = b;
-    const step: AppStep = { ...ctx.base(), ...spec, kind: 'app', title: ctx.title(`Deploy ${b.resource} ${b.version}${b.database ? ` on ${b.database}` : ''} and wait until healthy`) };
+    const step: AppStep = { ...ctx.base(), ...spec, kind: 'app', title: ctx.title(`Deploy ${b.resource} ${b.version}${b.database ? ` on ${b.database}` : ''}${ctx.providerWords.length ? ` (${ctx.providerWords.join(', ')})` : ''} and wait until healthy`) };
     // The last data step into the database is the replication the new version's writes diverge from.
     const sync = [...ctx.steps].reverse().find((s) => s.kind === 'data' && s.to === b.database && ctx.resources[s.to]?.kind === 'postgres');
     if (b.database && sync?.kind === 'data') {

@@ -86,3 +86,67 @@ export class FakeContainerApps implements FakeExtension {
     return undefined;
   }
 }
+
+// Azure's rules for what an update of a Container App carries, checked on every PATCH the fake accepts
+// (FakeArm.app calls this before it starts the operation):
+// - revision labels: each at most once, a DNS label with no "--" (it becomes `<app>---<label>.<domain>`,
+//   a host name of at most 63 characters per label);
+// - scale: 0 <= minReplicas <= maxReplicas <= 1000 (Container Apps' limit per revision), maxReplicas >= 1,
+//   each rule named (lowercase letters, digits, "-", ".") and of one kind; an HTTP rule's
+//   concurrentRequests a whole number of at least 1;
+// - secrets: a Key Vault reference needs an identity, and that identity must be one the app has
+//   (`system` for its system-assigned identity, else a user-assigned identity's id);
+// - every env `secretRef` of the app's containers must name a secret the app keeps after the update.
+const LABEL = /^[a-z]([a-z0-9-]*[a-z0-9])?$/;
+const K8S_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+export function containerAppRefusal(appName: string, body: Json | undefined, current: Json): [string, string] | undefined {
+  const p = body?.properties ?? {};
+  const traffic: Json[] = p.configuration?.ingress?.traffic ?? [];
+  const labels = traffic.map((t) => t.label).filter((l): l is string => typeof l === 'string');
+  for (const label of labels) {
+    if (!LABEL.test(label) || label.includes('--') || appName.length + 3 + label.length > 63) {
+      return ['ContainerAppInvalidLabel', `Invalid label '${label}': lowercase letters, digits and single '-', starting with a letter and ending with a letter or digit, and '${appName}---${label}' at most 63 characters.`];
+    }
+  }
+  const twice = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (twice) return ['ContainerAppDuplicateLabel', `The label '${twice}' is assigned more than once; a label names one revision.`];
+
+  const scale = { ...(current.properties?.template?.scale ?? {}), ...(p.template?.scale ?? {}) };
+  const min = scale.minReplicas ?? 0;
+  const max = scale.maxReplicas ?? 10;
+  if (min < 0 || max < 1 || max > 1000) return ['ContainerAppInvalidScale', `minReplicas must be at least 0 and maxReplicas between 1 and 1000, got ${min} and ${max}.`];
+  if (min > max) return ['ContainerAppInvalidScale', `minReplicas (${min}) must not be greater than maxReplicas (${max}).`];
+  const ruleNames: string[] = [];
+  for (const rule of (scale.rules ?? []) as Json[]) {
+    if (!rule.name || !K8S_NAME.test(rule.name)) return ['ContainerAppInvalidScaleRule', `Invalid scale rule name '${rule.name}'.`];
+    if (ruleNames.includes(rule.name)) return ['ContainerAppInvalidScaleRule', `The scale rule '${rule.name}' is defined more than once.`];
+    ruleNames.push(rule.name);
+    const kinds = ['azureQueue', 'custom', 'http', 'tcp'].filter((k) => rule[k]);
+    if (kinds.length !== 1) return ['ContainerAppInvalidScaleRule', `The scale rule '${rule.name}' must have exactly one of azureQueue, custom, http or tcp.`];
+    const concurrent = rule.http?.metadata?.concurrentRequests;
+    if (rule.http && concurrent !== undefined && !(/^\d+$/.test(concurrent) && Number(concurrent) >= 1)) {
+      return ['ContainerAppInvalidScaleRule', `The HTTP scale rule '${rule.name}' needs concurrentRequests of at least 1, got '${concurrent}'.`];
+    }
+  }
+
+  const secrets: Json[] = p.configuration?.secrets ?? current.properties?.configuration?.secrets ?? [];
+  const identity = current.identity ?? {};
+  const userIds = Object.keys(identity.userAssignedIdentities ?? {}).map((k) => k.toLowerCase());
+  for (const s of secrets) {
+    if (!s.name || !K8S_NAME.test(s.name)) return ['ContainerAppInvalidSecretName', `Invalid secret name '${s.name}'.`];
+    if (s.keyVaultUrl && !s.identity) return ['ContainerAppSecretInvalid', `The secret '${s.name}' references Key Vault but names no identity to read it with.`];
+    if (s.identity) {
+      const ok = String(s.identity).toLowerCase() === 'system' ? /SystemAssigned/i.test(identity.type ?? '') : userIds.includes(String(s.identity).toLowerCase());
+      if (!ok) return ['ContainerAppSecretIdentityNotFound', `The identity '${s.identity}' of secret '${s.name}' is not assigned to the container app.`];
+    }
+  }
+  const names = new Set(secrets.map((s) => s.name));
+  const template = p.template ?? current.properties?.template ?? {};
+  for (const c of [...(template.containers ?? []), ...(template.initContainers ?? [])] as Json[]) {
+    for (const e of (c.env ?? []) as Json[]) {
+      if (e.secretRef && !names.has(e.secretRef)) return ['ContainerAppSecretRefNotFound', `Secret '${e.secretRef}' referenced by environment variable '${e.name}' of container '${c.name}' is not defined in the configuration.`];
+    }
+  }
+  return undefined;
+}

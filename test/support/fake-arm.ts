@@ -10,6 +10,7 @@ import { createHttpHeaders, type HttpClient, type PipelineRequest, type Pipeline
 import type { TokenCredential } from '@azure/identity';
 import { validateAgainstSpec } from './azure-specs/validate';
 import { serveGeneric } from './fake-arm-generic';
+import { containerAppRefusal } from './fake-arm-apps';
 
 export const ARM = 'https://management.azure.com';
 /** The api-version each SDK pins; a request with another one is refused as ARM would. */
@@ -511,6 +512,12 @@ export class FakeArm implements HttpClient {
       return reply(200);
     }
     const current = this.get(id);
+    // Secrets as stored (FakeContainerApps, when a test adds it, answers with their values first).
+    const list = /^(.*\/containerApps\/[^/]+)\/listSecrets$/i.exec(id);
+    if (list && method === 'POST') {
+      const app = this.get(list[1]!);
+      return app ? reply(200, { value: app.properties.configuration?.secrets ?? [] }) : error(404, 'ContainerAppNotFound', 'The Container App was not found.');
+    }
     if (!/\/containerApps\/[^/]+$/i.test(id) || method !== 'PATCH') return error(405, 'MethodNotAllowed', `${method} ${id} is not served by the fake`);
     if (!current) return error(404, 'ContainerAppNotFound', 'The Container App was not found.');
     const traffic: Json[] | undefined = body?.properties?.configuration?.ingress?.traffic;
@@ -519,6 +526,8 @@ export class FakeArm implements HttpClient {
       const known = t.latestRevision || this.get(`${id}/revisions/${t.revisionName}`) || `${id.split('/').pop()}--${body?.properties?.template?.revisionSuffix}` === t.revisionName;
       if (!known) return error(400, 'ContainerAppRevisionNotFound', `Revision '${t.revisionName}' not found.`);
     }
+    const refused = containerAppRefusal(current.name, body, current);
+    if (refused) return error(400, refused[0], refused[1]);
     current.properties.provisioningState = 'InProgress';
     return this.startOperation('Microsoft.App', () => {
       const app = this.get(id)!;
@@ -632,6 +641,8 @@ export function seedContainerApp(arm: FakeArm, app: string, revision = `${app}--
   arm.put(appId(app), {
     type: 'Microsoft.App/containerApps',
     location: 'westeurope',
+    // A system-assigned identity, which the app's Key Vault references read with.
+    identity: { type: 'SystemAssigned', principalId: '7f0a5c1e-0000-4000-8000-00000000a11d', tenantId: '11111111-2222-3333-4444-555555555555' },
     properties: {
       provisioningState: 'Succeeded',
       runningStatus: 'Running',

@@ -21,6 +21,8 @@ type Schema = {
   format?: string;
   minimum?: number;
   maximum?: number;
+  minItems?: number;
+  maxItems?: number;
 };
 interface SpecFile {
   info: { version: string };
@@ -124,6 +126,9 @@ export function validateAgainstSpec(namespace: string, method: string, path: str
     }
     if (type === 'array') {
       if (actual !== 'array') return void problems.push(`${at} must be an array, got ${actual}`);
+      const n = (value as unknown[]).length;
+      if (schema.maxItems !== undefined && n > schema.maxItems) problems.push(`${at} must have at most ${schema.maxItems} items, got ${n}`);
+      if (schema.minItems !== undefined && n < schema.minItems) problems.push(`${at} must have at least ${schema.minItems} items, got ${n}`);
       (value as unknown[]).forEach((v, i) => schema.items && walk(v, schema.items, file, `${at}[${i}]`));
       return;
     }
