@@ -289,8 +289,9 @@ program
       const rows = await listMigrations(client, filters);
       const filtered = opts.state || opts.plan ? ` matching ${listQuery(filters).split(' AND ').slice(2).join(' AND ')}` : '';
       const listUrl = workflowListUrl(resolved, listQuery(filters, { ui: true }));
-      // The UI lists them with its default columns: state, phase, gate and weight are columns only once added.
-      const footer = listUrl ? ['', `Temporal UI: ${listUrl}`, `  (its list shows ${SEARCH_ATTRIBUTE_COLUMNS} once you add them as columns; each migration's page shows its gate and the command to run)`] : [];
+      // The UI lists them with its default columns: state, phase, gate and weight are columns only once a
+      // person adds them in that browser (a link cannot carry columns).
+      const footer = listUrl ? ['', `Temporal UI: ${listUrl}`, `  to see them there, add the columns ${SEARCH_ATTRIBUTE_COLUMNS} (kept per browser); a migration's page names its gate and the approve command`] : [];
       print(rows, [rows.length ? formatList(rows) : `no migrations${filtered}; start one with \`tiershift start PLAN\``, ...footer].join('\n'));
     }),
   );

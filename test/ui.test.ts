@@ -73,7 +73,7 @@ describe('Temporal UI for a migration waiting at a gate', () => {
     expect(shown.stdout.split('\n')).toContain(`All migrations: ${printed}`);
     const listed = await tiershift(['list']);
     expect(listed.stdout.split('\n')).toContain(`Temporal UI: ${printed}`);
-    expect(listed.stdout).toContain('MigrationState, MigrationPhase, PendingGate and TrafficWeight once you add them as columns');
+    expect(listed.stdout).toContain('add the columns MigrationState, MigrationPhase, PendingGate and TrafficWeight (kept per browser)');
 
     // What the gate's timer says in the timeline, the workflow page's first tab.
     const next = `gate go: waiting for approval, no deadline; approve: tiershift approve ${id} --gate go`;
