@@ -9,7 +9,7 @@ import { readState, sandboxHome, type SandboxPorts } from '../contract/home';
 import { resumePreviewQuery, statusQuery } from '../workflows/shared';
 import { migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
 import { connectClient } from './connection';
-import { workflowUrl, type ConnectionFlags } from '../contract/connection';
+import { workflowListUrl, workflowUrl, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
 import { formatEvidence, formatList, formatStatus } from './format';
 import {
@@ -212,15 +212,37 @@ program
       const handle = await startMigration(client, plan, by, { id, startProof });
       if (plan.identity) await startVerdict(client, handle.workflowId);
       const url = workflowUrl(resolved, handle.workflowId);
+      const listUrl = migrationsUrl(resolved);
       if (opts.watch) {
         // The watch's own first lines say what started; JSON consumers get one object per line from here.
         if (!globals().json) console.log(`started ${handle.workflowId}`);
         await watch(handle.workflowId);
       } else {
-        print({ workflowId: handle.workflowId, url }, `started ${handle.workflowId}${url ? `\nTemporal UI: ${url}` : ''}\nfollow it with: tiershift watch ${handle.workflowId}`);
+        print(
+          { workflowId: handle.workflowId, url, ...(listUrl ? { listUrl } : {}) },
+          [`started ${handle.workflowId}`, ...uiLinks(resolved, handle.workflowId), `follow it with: tiershift watch ${handle.workflowId}`].join('\n'),
+        );
       }
     }),
   );
+
+/** Every migration, as a link to the Temporal UI's list (when the sandbox runs the UI). */
+function migrationsUrl(resolved: ResolvedConnection): string | undefined {
+  return workflowListUrl(resolved, listQuery({}, { ui: true }));
+}
+
+/** The search attributes the UI's list can show as columns, by the names its column settings use. */
+const SEARCH_ATTRIBUTE_COLUMNS = 'MigrationState, MigrationPhase, PendingGate and TrafficWeight';
+
+/**
+ * Where to look in the Temporal UI: the migration's page, whose first tab (the timeline) names the gate
+ * it waits at and the approve command, and the list of every migration.
+ */
+function uiLinks(resolved: ResolvedConnection, id: string): string[] {
+  const url = workflowUrl(resolved, id);
+  const listUrl = migrationsUrl(resolved);
+  return [...(url ? [`Temporal UI: ${url}`] : []), ...(listUrl ? [`All migrations: ${listUrl}`] : [])];
+}
 
 program
   .command('status')
@@ -228,9 +250,9 @@ program
   .description("a migration's state, steps, figures, gate and errors")
   .action((id: string) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const { client, resolved } = await connectClient(globals());
       const status = await migrationStatusAnyState(client, id);
-      print(status, formatStatus(status));
+      print(status, [formatStatus(status), ...uiLinks(resolved, id)].join('\n'));
     }),
   );
 
@@ -263,11 +285,15 @@ program
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) {
         throw new UserError('--limit takes a positive whole number.', EXIT.invalid);
       }
-      const { client } = await connectClient(globals());
+      const { client, resolved } = await connectClient(globals());
       const filters = { states: opts.state, plan: opts.plan, limit: opts.limit };
       const rows = await listMigrations(client, filters);
       const filtered = opts.state || opts.plan ? ` matching ${listQuery(filters).split(' AND ').slice(2).join(' AND ')}` : '';
-      print(rows, rows.length ? formatList(rows) : `no migrations${filtered}; start one with \`tiershift start PLAN\``);
+      const listUrl = workflowListUrl(resolved, listQuery(filters, { ui: true }));
+      // The UI lists them with its default columns: state, phase, gate and weight are columns only once a
+      // person adds them in that browser (a link cannot carry columns).
+      const footer = listUrl ? ['', `Temporal UI: ${listUrl}`, `  to see them there, add the columns ${SEARCH_ATTRIBUTE_COLUMNS} (kept per browser); a migration's page names its gate and the approve command`] : [];
+      print(rows, [rows.length ? formatList(rows) : `no migrations${filtered}; start one with \`tiershift start PLAN\``, ...footer].join('\n'));
     }),
   );
 

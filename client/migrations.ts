@@ -192,9 +192,14 @@ export interface MigrationListing {
   problem?: MigrationProblem;
 }
 
-/** The visibility query `list` sends: the same filters an operator types into the Temporal UI. */
-export function listQuery(opts: { states?: readonly MigrationStateName[]; plan?: string } = {}): string {
-  const clauses = ['WorkflowType = "migration"', 'ExecutionStatus != "ContinuedAsNew"'];
+/**
+ * The visibility query `list` sends: the same filters an operator types into the Temporal UI. With `ui`,
+ * the query of the UI link `list` prints, without the continued-as-new runs' clause: the UI's filter bar
+ * shows `ExecutionStatus != "ContinuedAsNew"` as "ExecutionStatus = ContinuedAsNew", which reads as the
+ * opposite, so there a migration's earlier runs are listed, marked as continued.
+ */
+export function listQuery(opts: { states?: readonly MigrationStateName[]; plan?: string } = {}, { ui = false } = {}): string {
+  const clauses = ['WorkflowType = "migration"', ...(ui ? [] : ['ExecutionStatus != "ContinuedAsNew"'])];
   const quote = (values: readonly string[]) => values.map((v) => JSON.stringify(v)).join(', ');
   if (opts.states?.length) {
     // A terminated workflow keeps the state it last upserted: an open state only counts while it runs.

@@ -33,9 +33,21 @@ export function gateDeadline(gate: Pick<PendingGate, 'deadline' | 'onTimeout' | 
   return `deadline ${shortTime(gate.deadline)} (${when}), then it ${ON_TIMEOUT[gate.onTimeout]}`;
 }
 
-/** A gate timer's summary in the Temporal UI's timeline: "gate go: rollback at 2026-12-02 01:04Z". */
-export function gateTimerSummary(gate: string, what: string, atMs: number): string {
-  return `gate ${gate}: ${what} at ${shortTime(new Date(atMs).toISOString())}`;
+/** The command that approves a waiting gate, as every display prints it. */
+export function approveCommand(migrationId: string, gate: string): string {
+  return `tiershift approve ${migrationId} --gate ${gate}`;
+}
+
+/**
+ * A waiting gate's timer summary: the Temporal UI shows it in the timeline, the first thing on the
+ * workflow's page (its list shows no user metadata, and the current details sit on another tab), so it
+ * says what comes next and the command for it. "gate go: rollback at 2026-12-02 01:04Z; approve:
+ * tiershift approve m --gate go", or for a gate without deadline "gate go: waiting for approval, no
+ * deadline; approve: …".
+ */
+export function gateTimerSummary(gate: string, migrationId: string, next?: { what: string; atMs: number }): string {
+  const until = next ? `${next.what} at ${shortTime(new Date(next.atMs).toISOString())}` : 'waiting for approval, no deadline';
+  return `gate ${gate}: ${until}; approve: ${approveCommand(migrationId, gate)}`;
 }
 
 /** The memo key of the waiting gate's deadline, which `tiershift list` reads without querying the workflow. */

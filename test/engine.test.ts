@@ -312,13 +312,16 @@ describe('migration engine', () => {
     // The UI's timeline labels the gate's timer.
     const history = await handle.fetchHistory();
     const summaries = history.events!.filter((e) => e.timerStartedEventAttributes).map((e) => e.userMetadata?.summary && defaultPayloadConverter.fromPayload(e.userMetadata.summary));
-    expect(summaries).toContain(`gate go: rollback at ${short}`);
+    expect(summaries).toContain(`gate go: rollback at ${short}; approve: tiershift approve ${id} --gate go`);
     // Gates without a deadline say so.
     expect(gateDeadline({ ...gate, deadline: undefined })).toBe('no deadline: it waits until someone decides');
 
     await approveGate(engine.env.client, id, { gate: 'go', by: 'bob' });
     await waitFor(id, atGate('final'));
     expect((await handle.describe()).memo?.[GATE_MEMO_KEY]).toMatchObject({ gate: 'final' });
+    // A gate without deadline waits on a labelled timer too: the timeline, the UI's first screen, shows it.
+    const later = (await handle.fetchHistory()).events!.filter((e) => e.timerStartedEventAttributes).map((e) => e.userMetadata?.summary && defaultPayloadConverter.fromPayload(e.userMetadata.summary));
+    expect(later).toContain(`gate final: waiting for approval, no deadline; approve: tiershift approve ${id} --gate final`);
     expect(formatStatus(await migrationStatus(engine.env.client, id))).toContain('  no deadline: it waits until someone decides');
     await handle.cancel();
     const ended = await handle.result();

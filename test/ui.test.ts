@@ -1,12 +1,13 @@
 // The Temporal UI as an operator sees it, in a real browser (Debian's Chromium driven by playwright-core):
-// a migration waiting at a gate is found by filtering the list on our search attributes, and its page
-// shows the search attributes and the runbook-like current details with the approve command.
+// a stranger, in a fresh browser with nothing configured, finds a migration waiting at a gate from the
+// link tiershift prints or from the plain list, and its page's first screen names the gate and the approve
+// command; the list filters on our search attributes, and the page's tabs hold them and the current details.
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readState, sandboxHome } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
-import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS } from './support/browser';
+import { ARTIFACTS, launchBrowser, UI_TIMEOUT_MS, VIEWPORT } from './support/browser';
 import { spawnWorker, tiershift } from './support/cli';
 import { eventually } from './support/temporal';
 
@@ -16,6 +17,8 @@ let browser: Browser;
 let page: Page;
 let uiUrl: string;
 const id = `migration-ui-${Date.now().toString(36)}`;
+/** What `tiershift start` printed. */
+let startOutput: string;
 
 async function status(): Promise<MigrationStatus> {
   const result = await tiershift(['status', id, '--json']);
@@ -28,6 +31,7 @@ beforeAll(async () => {
   worker = spawnWorker();
   const started = await tiershift(['start', 'plans/minimal.yaml', '--id', id, '--by', 'alice']);
   if (started.code !== 0) throw new Error(`start failed: ${started.stderr}`);
+  startOutput = started.stdout;
   await eventually(status, (s) => s.pendingGate?.gate === 'go');
   ({ browser, page } = await launchBrowser());
 });
@@ -60,6 +64,58 @@ async function openTab(name: string): Promise<void> {
 }
 
 describe('Temporal UI for a migration waiting at a gate', () => {
+  it('shows a stranger the pending gate and the approve command on the first screen, from the printed link and from the plain list', async () => {
+    // The link tiershift prints after start, in status and under list: the UI's list of migrations.
+    const printed = startOutput.match(/^All migrations: (\S+)$/m)?.[1];
+    expect(printed, startOutput).toBe(`${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent('WorkflowType = "migration"')}`);
+    expect(startOutput).toContain(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${id}`);
+    const shown = await tiershift(['status', id]);
+    expect(shown.stdout.split('\n')).toContain(`All migrations: ${printed}`);
+    const listed = await tiershift(['list']);
+    expect(listed.stdout.split('\n')).toContain(`Temporal UI: ${printed}`);
+    expect(listed.stdout).toContain('add the columns MigrationState, MigrationPhase, PendingGate and TrafficWeight (kept per browser)');
+
+    // What the gate's timer says in the timeline, the workflow page's first tab.
+    const next = `gate go: waiting for approval, no deadline; approve: tiershift approve ${id} --gate go`;
+    for (const [name, entry] of [['printed-link', printed!], ['plain-list', `${uiUrl}/namespaces/default/workflows`]] as const) {
+      // A fresh browser context: no saved columns, views or preferences, as on a stranger's machine.
+      const stranger = await browser.newPage({ viewport: VIEWPORT });
+      try {
+        await eventually(
+          async () => {
+            await stranger.goto(entry);
+            return stranger.getByRole('link', { name: id }).first().waitFor({ timeout: 10_000 }).then(() => true, () => false);
+          },
+          Boolean,
+          UI_TIMEOUT_MS * 3,
+        );
+        // Nothing configured: the UI's default columns, and no column settings stored in this browser.
+        // (UI 2.54 takes list columns only from the browser's storage, and its list shows no user
+        // metadata: the list leads to the page, whose first screen says what comes next.)
+        expect(await stranger.evaluate("window.localStorage.getItem('namespace-workflow-table-columns')")).toBeNull();
+        // (The first header holds the select-all checkbox's label, not a column.)
+        const headers = (await stranger.getByRole('columnheader').allInnerTexts()).map((t) => t.trim()).filter((t) => t && t !== 'Select all Workflows');
+        expect(headers).toEqual(['Status', 'Workflow ID', 'Run ID', 'Type', 'Start', 'End']);
+        await stranger.screenshot({ path: path.join(ARTIFACTS, `ui-stranger-${name}-list.png`) });
+
+        // The row's link, the one thing to click: the page opens on its first tab, no tab clicked.
+        await stranger.getByRole('link', { name: id }).first().click();
+        await stranger.waitForURL(/\/timeline(\?|$)/);
+        const line = stranger.getByText(next, { exact: true }).first();
+        await line.waitFor({ state: 'visible' });
+        // On the first screen: inside the viewport, without scrolling.
+        const box = (await line.boundingBox())!;
+        expect(box.y).toBeGreaterThanOrEqual(0);
+        expect(box.y + box.height).toBeLessThanOrEqual(VIEWPORT.height);
+        expect(box.x).toBeGreaterThanOrEqual(0);
+        expect(box.x + box.width).toBeLessThanOrEqual(VIEWPORT.width);
+        await stranger.screenshot({ path: path.join(ARTIFACTS, `ui-stranger-${name}-workflow.png`) });
+      } finally {
+        await stranger.close();
+      }
+    }
+  });
+
   it('lists it under its search attributes and shows its current details and the approve command', async () => {
     // Visibility is eventually consistent: the filter may need a reload before the row appears.
     const query = `MigrationState = "awaiting-approval" AND PendingGate = "go" AND PlanName = "minimal"`;

@@ -16,7 +16,7 @@ import type { AppStep, GateStep, ResourceStep, SecretRef, Step, TrafficStep, Ver
 import { AbortRequested, durationMs, MigrationRun, RollbackRequested, TARGET_WRITES } from './run';
 import type { GateNotification, MigrationInput, MigrationStatus } from '../contract/status';
 import { redactUrl } from '../contract/redact';
-import { gateTimerSummary, shortTime } from '../contract/deadline';
+import { approveCommand, gateTimerSummary, shortTime } from '../contract/deadline';
 
 const activities = wf.proxyActivities<Activities>({ startToCloseTimeout: '30m' });
 
@@ -221,13 +221,14 @@ async function runStep(run: MigrationRun, step: Step, action: () => Promise<Step
 async function awaitApproval(run: MigrationRun, gate: GateStep): Promise<void> {
   run.openGate(gate);
   const passed = () => run.gatePassed(gate);
-  // The timer's summary names the deadline and what happens then, in the UI's timeline (metadata only:
-  // the command is the same timer, so histories from before it replay unchanged).
+  const id = run.status.migrationId;
+  // The timer's summary names the deadline, what happens then and the approve command, in the UI's
+  // timeline (metadata only: the command is the same timer, so histories from before it replay unchanged).
   const decided = gate.notify
     ? await awaitWithNotifications(run, gate, passed)
     : gate.timeout
-      ? await wf.condition(passed, durationMs(gate.timeout), { summary: gateTimerSummary(gate.gate, gate.onTimeout, Date.now() + durationMs(gate.timeout)) })
-      : (await wf.condition(passed), true);
+      ? await wf.condition(passed, durationMs(gate.timeout), { summary: gateTimerSummary(gate.gate, id, { what: gate.onTimeout, atMs: Date.now() + durationMs(gate.timeout) }) })
+      : await awaitUntimed(gate, id, passed);
   if (!decided) {
     const reason = `gate "${gate.gate}" was not approved within ${gate.timeout}`;
     if (gate.onTimeout === 'abort') throw new AbortRequested(reason);
@@ -251,9 +252,9 @@ async function awaitWithNotifications(run: MigrationRun, gate: GateStep, passed:
   await sendNotification(run, gate, 'opened', notify.webhook, run.status.pendingGate?.approvers ?? []);
   for (;;) {
     const wakeAt = Math.min(deadline, remindAt, escalated ? Infinity : escalateAt);
-    if (wakeAt === Infinity) return (await wf.condition(passed), true);
+    if (wakeAt === Infinity) return awaitUntimed(gate, run.status.migrationId, passed);
     const what = wakeAt === deadline ? gate.onTimeout : wakeAt === remindAt ? 'reminder' : 'escalation';
-    if (await wf.condition(passed, Math.max(1, wakeAt - Date.now()), { summary: gateTimerSummary(gate.gate, what, wakeAt) })) return true;
+    if (await wf.condition(passed, Math.max(1, wakeAt - Date.now()), { summary: gateTimerSummary(gate.gate, run.status.migrationId, { what, atMs: wakeAt }) })) return true;
     const t = Date.now();
     if (t >= deadline) return false;
     if (!escalated && t >= escalateAt) {
@@ -264,6 +265,24 @@ async function awaitWithNotifications(run: MigrationRun, gate: GateStep, passed:
       remindAt += durationMs(notify.every!);
       await sendNotification(run, gate, 'reminder', notify.webhook, run.status.pendingGate?.approvers ?? []);
     }
+  }
+}
+
+/** The patch that gives a gate without deadline a timer, so the UI's timeline shows it waiting (see awaitUntimed). */
+const VISIBLE_GATE = 'visible-untimed-gate';
+/** How long that timer runs before it is set again: long, so a gate waiting for weeks adds a few events. */
+const VISIBLE_GATE_MS = 30 * 24 * 3600_000;
+
+/**
+ * Waits for a gate without deadline. A bare condition leaves nothing in the UI's timeline, the workflow
+ * page's first screen, so the wait runs on a labelled timer (set again when it ends) that names the gate
+ * and the approve command. Histories recorded before it waited on the bare condition, and replay so.
+ */
+async function awaitUntimed(gate: GateStep, migrationId: string, passed: () => boolean): Promise<true> {
+  if (!wf.patched(VISIBLE_GATE)) return (await wf.condition(passed), true);
+  const summary = gateTimerSummary(gate.gate, migrationId);
+  for (;;) {
+    if (await wf.condition(passed, VISIBLE_GATE_MS, { summary })) return true;
   }
 }
 
@@ -279,7 +298,7 @@ async function sendNotification(run: MigrationRun, gate: GateStep, kind: GateNot
     instructions: gate.instructions ?? null,
     openedAt: run.status.pendingGate?.openedAt ?? null,
     deadline: run.status.pendingGate?.deadline ?? null,
-    approve: `tiershift approve ${id} --gate ${gate.gate}`,
+    approve: approveCommand(id, gate.gate),
     reject: `tiershift reject ${id} --gate ${gate.gate} --reason "..."`,
     evidence: run.evidence(),
   };

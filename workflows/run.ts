@@ -2,7 +2,7 @@
 // UI's current details show, and the rules that accept or refuse an operator's call.
 import * as wf from '@temporalio/workflow';
 import { durationMs } from '../contract/duration';
-import { GATE_MEMO_KEY, gateDeadline } from '../contract/deadline';
+import { approveCommand, GATE_MEMO_KEY, gateDeadline } from '../contract/deadline';
 import type { z } from 'zod';
 import { recoveryPhrase } from '../plan/phases/finalize';
 import type { AppStep, FinalizeStep, GateStep, ResolvedPlan, Step, TrafficResource } from '../plan/types';
@@ -837,7 +837,7 @@ function currentDetails(status: MigrationStatus): string {
   const gate = status.pendingGate;
   if (gate) {
     lines.push(`Waiting for approval at gate **${gate.gate}** (${gate.approvedBy.length}/${gate.requiredApprovals}); ${gateDeadline(gate)}.`);
-    lines.push(`Approve: \`tiershift approve ${status.migrationId} --gate ${gate.gate}\``);
+    lines.push(`Approve: \`${approveCommand(status.migrationId, gate.gate)}\``);
   }
   if (status.failure) {
     lines.push(`Failed: ${status.failure.error}`);

@@ -8,6 +8,8 @@ const CHROMIUM = '/usr/bin/chromium';
 export const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
 /** The UI is a single-page app that polls the server: wait for what it renders, never for fixed delays. */
 export const UI_TIMEOUT_MS = 30_000;
+/** The first screen a test looks at: a laptop's browser window. */
+export const VIEWPORT = { width: 1400, height: 1000 };
 
 export async function launchBrowser(): Promise<{ browser: Browser; page: Page }> {
   const browser = await chromium.launch({
@@ -28,7 +30,7 @@ export async function launchBrowser(): Promise<{ browser: Browser; page: Page }>
       '--disable-dev-shm-usage',
     ],
   });
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const page = await browser.newPage({ viewport: VIEWPORT });
   page.setDefaultTimeout(UI_TIMEOUT_MS);
   mkdirSync(ARTIFACTS, { recursive: true });
   return { browser, page };
