@@ -45,7 +45,7 @@ const journalOf = (input: object): Journal => {
 async function backupPostgres(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres): Promise<StepOutcome> {
   const journal = journalOf(input);
   const b = await backupServer(az, input, resource, journal);
-  const proof = input.step.verifyRestore && resource.connection ? await proveRestore(az, input, resource, b.name, journal) : undefined;
+  const proof = input.step.verifyRestore && resource.connection ? await proveRestore(az, resource, b.name, journal) : undefined;
   const unproven =
     input.step.verifyRestore && !resource.connection
       ? `; its restore is not proven: give ${resource.name} a connection (a Key Vault reference to its connection string) for the proof`

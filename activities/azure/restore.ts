@@ -18,11 +18,10 @@ import { createHash } from 'node:crypto';
 import type { Server } from '@azure/arm-postgresql-flexible';
 import { withPgClient } from '../../contract/pg';
 import type { Figures } from '../../contract/status';
-import type { BackupStep } from '../../plan/types';
 import { SnapshotExporters } from '../local/pg-verify';
 import { compareRestore } from '../local/restore-proof';
 import { resolveSecret } from '../secrets';
-import type { Json, StepInput } from '../types';
+import type { Json } from '../types';
 import { azureFind, Journal, progressHeartbeat, runOperation, waitFor, type AzureContext } from './common';
 import { BUSY, ready, serverId, target, type Target } from './postgres';
 import type { AzurePostgres } from './provider';
@@ -144,20 +143,20 @@ export interface RestoreProof {
 }
 
 /** Restores `resource`'s server to a point on a scratch server, compares, and deletes the scratch server (also when the proof fails). */
-export async function proveRestore(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres, backup: string, journal: Journal): Promise<RestoreProof> {
+export async function proveRestore(az: AzureContext, resource: AzurePostgres, backup: string, journal: Journal): Promise<RestoreProof> {
+  const key = `restore:${resource.name}`;
+  // Proven by an earlier attempt of this step (which then failed on another resource): not restored twice.
+  const earlier = journal.state.notes[`${key}:proof`] as RestoreProof | undefined | null;
+  if (earlier) return earlier;
+
   const t = target(az, resource);
   const source = serverId(t);
-  const key = `restore:${resource.name}`;
   const name = scratchName(t, backup);
   const scratch: Target = { ...t, server: name };
   const raw = await resolveSecret(resource.connection!, `database ${resource.name}`);
   const url = reach(az, raw);
   const dial = onAnotherHost(raw, `database ${resource.name}`);
   const sourceServer = await ready(az, t);
-
-  // Proven by an earlier attempt of this step (which then failed on another resource): not restored twice.
-  const earlier = journal.state.notes[`${key}:proof`] as RestoreProof | undefined | null;
-  if (earlier) return earlier;
 
   let point = (journal.state.notes[key] ?? undefined) as Point | undefined;
   const exporters = new SnapshotExporters();
