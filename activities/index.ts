@@ -246,8 +246,18 @@ export function createActivities(providers: Providers) {
     async undoStep(input: UndoInput): Promise<StepOutcome> {
       const { step } = input;
       switch (step.kind) {
-        case 'backup':
-          return keptBackups(input);
+        case 'backup': {
+          // Backups are kept; what a provider's restore proof left behind (a scratch server) is removed.
+          const removed: string[] = [];
+          for (const name of step.resources) {
+            const r = named(input, name);
+            const undoBackup = r?.kind === 'postgres' ? providers[r.provider]?.postgres?.undoBackup : undefined;
+            const phrase = undoBackup ? await undoBackup(input, r as PostgresResource) : undefined;
+            if (phrase) removed.push(phrase);
+          }
+          const kept = keptBackups(input);
+          return removed.length ? { ...kept, summary: `${kept.summary}; ${removed.join('; ')}` } : kept;
+        }
         case 'infra':
           return operations(named(input, step.resource), 'postgres').undoPrepare(input);
         case 'app':

@@ -132,6 +132,8 @@ export interface PostgresOperations {
   connection?(resource: PostgresResource): Promise<string>;
   /** One database of a backup step, into the step's destination. */
   backup(input: StepInput<BackupStep>, resource: PostgresResource): Promise<StepOutcome>;
+  /** What a backup step's undo removes besides keeping the backup (a scratch server a restore proof left), as a phrase; none if nothing. */
+  undoBackup?(input: UndoInput, resource: PostgresResource): Promise<string | undefined>;
   prepare(input: StepInput<InfraStep>): Promise<StepOutcome>;
   /** Read-only: the settings (and, where the provider has them, SKU, storage...) an infra step would change. */
   observePrepare(input: StepInput<InfraStep>): Promise<Json>;

@@ -262,7 +262,10 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
           return 'text' in read ? read.text : '';
         },
         armProvider: armProviderOf(resources, providers),
-        provesRestore: (name) => providers.find((p) => p.name === resources[name]?.provider)?.provesRestore ?? false,
+        provesRestore: (name) => {
+          const proves = providers.find((p) => p.name === resources[name]?.provider)?.provesRestore ?? false;
+          return typeof proves === 'function' ? proves(resources[name]!) : proves;
+        },
     });
     const undoCaveat = provider && kind === 'infra' ? provider.describeUndo?.('infra', fields) : undefined;
     // The provider's own fields sit beside the step's, as its operations read them.

@@ -37,8 +37,11 @@ export interface ProviderPlan {
   describeStep?(kind: 'infra' | 'app', fields: Record<string, unknown>): string[];
   /** What undoing an infra step with these fields cannot put back, as words for its rollback line; none if everything goes back. */
   describeUndo?(kind: 'infra', fields: Record<string, unknown>): string | undefined;
-  /** Whether its database backups are restored once to prove them: only then does a backup's title say so. */
-  provesRestore?: boolean;
+  /**
+   * Whether its database backups are restored once to prove them: only then does a backup's title say so.
+   * A function when it depends on the database (Azure proves a restore only through a connection).
+   */
+  provesRestore?: boolean | ((resource: Resource) => boolean);
   /** Secret-reference kinds it resolves, by key, with their shape: `{ keyVault: { vault, secret } }`. */
   secrets?: Record<string, z.ZodType>;
   /**

@@ -455,6 +455,16 @@ describe('backups, read replicas and promotion', () => {
     expect(arm.get(pgId('pg-compliance-northeurope-replica'))).toBeUndefined();
   });
 
+  it('says the restore is not proven where the plan asks for proof but the database has no connection to compare through', async () => {
+    const b = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], verifyRestore: true });
+    const { result, error } = await attempt(activities.backupDatabase, input(b, resources));
+    expect(error).toBeUndefined();
+    expect(result!.figures).toMatchObject({ 'db.restoreVerified': false });
+    expect(result!.summary).toMatch(/and then deletes it; its restore is not proven: give db a connection \(a Key Vault reference to its connection string\) for the proof$/);
+    // Only the backup: no scratch server is restored without a way to compare it.
+    expect(arm.writes()).toEqual([`PUT ${server}/backups/ts-migration-test-backup-db`]);
+  });
+
   it('keys on-demand backups by the run: a rerun of the same migration takes its own', async () => {
     const b = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], verifyRestore: false });
     const run1 = { ...(input(b, resources) as object), runId: '3f1c2a9e-0b7d-4c1e-9a52-7d0e6c1b2a11' } as never;

@@ -29,6 +29,9 @@ const sourceDb: LocalPostgres = { name: 'sourceDb', kind: 'postgres', provider: 
 const backups: ContainerClient = containerOf('primary', backupsName);
 const sourceUrl = (database?: string) => postgresUrl(sandbox().postgres.source!, database);
 
+// Small key ranges, so the seeded tables span many chunks of the restore proof's comparison.
+process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '1000';
+
 afterAll(async () => {
   await backups.deleteIfExists();
 });
@@ -76,11 +79,13 @@ describe('local backup', () => {
     expect(body.subarray(0, 5).toString()).toBe('PGDMP'); // custom format
     const { metadata } = await dumpBlob(migrationId).getProperties();
     expect(metadata).toMatchObject({ tiershiftstate: 'complete', restoreverified: 'true', sha256: sha256(body), bytes: String(body.length) });
-    expect(metadata?.fingerprint).toBe(createHash('sha256').update(JSON.stringify(source)).digest('hex'));
+    // The comparison ran by key ranges; the recorded rows are the ones it compared.
+    expect(result.figures['sourceDb.restoreChunks']).toBeGreaterThan(source.length);
+    expect(metadata).toMatchObject({ tables: String(source.length), rows: String(source.reduce((n, t) => n + t.rows, 0)) });
     expect(heartbeats.map((h) => (h as { phase?: string }).phase)).toEqual(expect.arrayContaining(['dump', 'restore', 'compare', 'copy blobs']));
     // Each phase also heartbeats a progress reading: the restore out of the dump's size, the copy out of the blobs listed.
     const readings = heartbeats.map(progressOf).filter((p) => p !== undefined);
-    expect(new Set(readings.map((p) => p.phase))).toEqual(new Set(['dumping sourceDb', 'verifying the restore', 'comparing the restore with the source', 'copying blobs of assets']));
+    expect(new Set(readings.map((p) => p.phase))).toEqual(new Set(['dumping sourceDb', 'verifying the restore', 'comparing the restore with the source', 'verifying', 'copying blobs of assets']));
     expect(readings.find((p) => p.phase === 'verifying the restore')).toMatchObject({ unit: 'bytes', done: 0, total: body.length });
     const assetBytes = demoBlobs().reduce((n, b) => n + b.size, 0);
     expect(readings.filter((p) => p.phase === 'copying blobs of assets').at(-1)).toMatchObject({ unit: 'blobs', done: 20, total: 20, bytesDone: assetBytes, bytesTotal: assetBytes });
@@ -157,6 +162,31 @@ describe('local backup', () => {
     expect((await dumpBlob(id).getProperties()).metadata).toMatchObject({ tiershiftstate: 'complete', restoreverified: 'false' });
     const retried = await runActivity(backupDatabase, [input(id, ['sourceDb'])]);
     expect(retried.result.figures).toMatchObject({ 'sourceDb.reused': false, 'sourceDb.restoreVerified': true });
+  });
+
+  it('compares a table bigger than one chunk key range by key range, naming the row that differs', async () => {
+    // Chunks of 1,000 rows (set for this file's process, as a worker would): orders holds 20,000.
+    const orders = Number((await withClient(sourceUrl(), (c) => c.query<{ n: string }>('select count(*) as n from orders'))).rows[0]!.n);
+    expect(orders).toBeGreaterThan(Number(process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS) * 10);
+    const id = uniqueName('m');
+    const psql = (database: string, sql: string) =>
+      spawnSync(findBinary('psql'), ['-Atq', '-v', 'ON_ERROR_STOP=1', '-d', sourceUrl(database), '-c', sql], { encoding: 'utf8' });
+    // One row deep inside orders changed in the restored copy, same row count.
+    const deep = (await withClient(sourceUrl(), (c) => c.query<{ id: string }>('select id from orders order by id offset 15000 limit 1'))).rows[0]!.id;
+    const run = runActivity(backupDatabase, [input(id, ['sourceDb'])], {
+      onHeartbeat: (details) => {
+        if ((details as { phase?: string }).phase !== 'compare') return;
+        const scratch = psql('postgres', `select datname from pg_database where datname like 'tiershift_verify_%'`).stdout.trim();
+        expect(psql(scratch, `update orders set total_cents = total_cents + 1 where id = ${deep}`).status).toBe(0);
+      },
+    });
+    await expect(run).rejects.toThrow(new RegExp(`does not reproduce the source: orders: rows differ at id ${deep}$`));
+    expect(await scratchDatabases()).toEqual([]);
+
+    const proven = await runActivity(backupDatabase, [input(id, ['sourceDb'])]);
+    const chunks = proven.result.figures['sourceDb.restoreChunks'] as number;
+    expect(chunks).toBeGreaterThanOrEqual(Math.ceil(orders / 1000));
+    expect(proven.result.figures).toMatchObject({ 'sourceDb.restoreVerified': true });
   });
 });
 

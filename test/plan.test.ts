@@ -361,10 +361,14 @@ insert into t values ('a;b', E'c\\';d', 'it''s; fine');
     expect(() => parsePlan(PROVEN + '  - traffic: { resource: front, steps: [ { weight: 50, bake: 1m } ] }\n  - traffic: { resource: front, steps: [ { weight: 50, bake: 1h } ] }\n', 'same.yaml')).not.toThrow();
   });
 
-  it('titles and dry-run lines say only what the steps do: no restore proof on Azure, storage that cannot shrink back', () => {
+  it('titles and dry-run lines say only what the steps do: no restore proof on Azure without a connection, storage that cannot shrink back', () => {
     const onAzure = PROVEN.replace('provider: local, cluster: source', 'provider: azure, subscription: s, resourceGroup: rg, server: pg1').replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2');
     const azure = parsePlan(onAzure + '  - backup: { resources: [sourceDb] }\n  - infra: { resource: targetDb, sku: Standard_D4ds_v5, storageGb: 64 }\n', 'azure.yaml');
     expect(azure.steps[0]!.title).toBe('Back up sourceDb (its restore is not verified)');
+    // With a connection to compare through, Azure proves the restore on a scratch server.
+    const connected = onAzure.replace('server: pg1', 'server: pg1, connection: { env: PG1_URL }');
+    expect(connected).not.toBe(onAzure);
+    expect(parsePlan(connected + '  - backup: { resources: [sourceDb] }\n', 'azure-proven.yaml').steps[0]!.title).toBe('Back up sourceDb and prove it restores');
     expect(azure.steps[1]!.title).toBe('Prepare targetDb: Standard_D4ds_v5, 64 GB storage');
     const dryRun = describePlan(azure);
     expect(dryRun).not.toMatch(/prove it restores/);

@@ -28,6 +28,11 @@ export interface AzureProviderOptions {
   degradedWaitMs?: number;
   /** Scheme of the traffic analysis' HTTP probe (https in Azure). */
   probeScheme?: 'https' | 'http';
+  /**
+   * Rewrites a database connection string before the worker dials it. Azure's DNS reaches a Flexible
+   * Server by its host name; tests route those names to local PostgreSQL clusters.
+   */
+  routePostgres?: (connectionString: string) => string;
 }
 
 export interface AzureContext {

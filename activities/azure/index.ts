@@ -11,8 +11,9 @@ import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, u
 import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
+import { removeLeftScratch, proveRestore } from './restore';
 import { resolveKeyVaultSecret } from './secrets';
-import { backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
+import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 export type { AzureProviderOptions } from './common';
@@ -36,10 +37,20 @@ const journalOf = (input: object): Journal => {
   return journal;
 };
 
-/** An on-demand server backup: a rollback keeps it; Azure deletes it when the server's backup retention period ends. */
+/**
+ * An on-demand server backup: a rollback keeps it; Azure deletes it when the server's backup retention
+ * period ends. Proven by a point-in-time restore where the plan asks for proof and the database has a
+ * connection to compare through.
+ */
 async function backupPostgres(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres): Promise<StepOutcome> {
-  const b = await backupServer(az, input, resource, journalOf(input));
-  return { summary: b.line, figures: b.figures, undo: { kept: [b.kept] } };
+  const journal = journalOf(input);
+  const b = await backupServer(az, input, resource, journal);
+  const proof = input.step.verifyRestore && resource.connection ? await proveRestore(az, resource, b.name, journal) : undefined;
+  const unproven =
+    input.step.verifyRestore && !resource.connection
+      ? `; its restore is not proven: give ${resource.name} a connection (a Key Vault reference to its connection string) for the proof`
+      : '';
+  return { summary: b.line + (proof?.line ?? unproven), figures: { ...b.figures, ...proof?.figures }, undo: { kept: [b.kept] } };
 }
 
 /** A container copied under the step's destination. */
@@ -63,6 +74,7 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
     postgres: {
       check: (r: AzurePostgres) => checkServer(az, r),
       backup: (input, r: AzurePostgres) => backupPostgres(az, input, r),
+      undoBackup: (input, r: AzurePostgres) => removeLeftScratch(az, r, backupName(input as StepInput<BackupStep>, r.name)),
       prepare: (input) => prepareInfra(az, input),
       observePrepare: (input) => observeInfra(az, input),
       undoPrepare: (input) => undoInfra(az, input),

@@ -26,7 +26,7 @@ export interface ServerShape {
 }
 
 /** States that end by themselves: wait. Any other state than Ready needs a person. */
-const BUSY = new Set(['Updating', 'Starting', 'Restarting', 'Provisioning', 'Stopping']);
+export const BUSY = new Set(['Updating', 'Starting', 'Restarting', 'Provisioning', 'Stopping']);
 
 /**
  * Azure requires these on a read replica to be at least its primary's: raised on the replicas before the
@@ -37,7 +37,7 @@ export const REPLICA_BOUND = new Set(['max_connections', 'max_worker_processes',
 /** How long an HA change may take to reach a Healthy standby before the attempt fails and is retried. */
 const HA_HEALTHY_WITHIN_MS = 2 * 60 * 60_000;
 
-interface Target {
+export interface Target {
   resource: AzurePostgres;
   client: PostgreSQLManagementFlexibleServerClient;
   resourceGroup: string;
@@ -45,7 +45,7 @@ interface Target {
   subscription: string;
 }
 
-function target(az: AzureContext, resource: AzurePostgres): Target {
+export function target(az: AzureContext, resource: AzurePostgres): Target {
   const { subscription, resourceGroup } = armScope(resource);
   if (!resource.server) throw ApplicationFailure.nonRetryable(`${resource.name} names no Flexible Server; add server: to it in the plan`, 'NonRetryable');
   return {
@@ -75,7 +75,7 @@ async function replicasOf(t: Target): Promise<Target[]> {
 }
 
 /** Waits until the server is Ready: ARM refuses (409) a change while another operation runs on it. */
-async function ready(az: AzureContext, t: Target): Promise<Server> {
+export async function ready(az: AzureContext, t: Target): Promise<Server> {
   return waitFor(
     az,
     `server ${t.server} Ready`,
@@ -402,13 +402,13 @@ export async function checkServer(az: AzureContext, resource: AzurePostgres): Pr
 }
 
 /** Azure backup names: letters, digits, dashes, underscores and dots, at most 128; the run's key always fits at the end. */
-function backupName(input: StepInput<BackupStep>, name: string): string {
+export function backupName(input: StepInput<BackupStep>, name: string): string {
   const run = runKey(input) ? `-${runKey(input)}` : '';
   return `ts-${input.migrationId}-${input.step.id}-${name}`.replace(/[^\w.-]/g, '-').slice(0, 128 - run.length) + run;
 }
 
 /** An on-demand backup before the change (`az postgres flexible-server backup create`), reused when it exists. */
-export async function backupServer(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres, journal: Journal): Promise<{ line: string; figures: Figures; kept: string }> {
+export async function backupServer(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres, journal: Journal): Promise<{ name: string; line: string; figures: Figures; kept: string }> {
   const t = target(az, resource);
   const name = backupName(input, resource.name);
   const existing = journal.isPending(`backup:${resource.name}`)
@@ -427,6 +427,7 @@ export async function backupServer(az: AzureContext, input: StepInput<BackupStep
   const days = (await getServer(t)).backup?.backupRetentionDays;
   const expires = days !== undefined && b.completedTime ? new Date(b.completedTime.getTime() + days * 86_400_000).toISOString().slice(0, 10) : undefined;
   return {
+    name,
     line:
       `${reused ? 'Kept existing' : 'Took'} on-demand backup ${name} of ${t.server}${b.completedTime ? ` (completed ${b.completedTime.toISOString()})` : ''}; restore it with \`az postgres flexible-server restore\`` +
       `; Azure keeps it for the server's ${days ?? 'configured'}-day backup retention period${expires ? ` (until about ${expires})` : ''} and then deletes it`,

@@ -226,6 +226,8 @@ export const azure: ProviderDefinition = {
   },
   // Any other Azure resource, by its ARM id (the resource step, activities/azure/resource.ts).
   armResources: true,
+  // A point-in-time restore to a scratch server, compared through the database's connection (restore.ts).
+  provesRestore: (r) => r.kind === 'postgres' && r.connection !== undefined,
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
   // A switched-over replica is reversed by a second switchover (the cutover's summary says how); a
   // standalone one cannot replicate back. Neither copies writes back: no reverse-sync recovery.

@@ -13,7 +13,10 @@ import { findBinary } from '../../sandbox/binaries';
 import type { StepInput, StepOutcome } from '../types';
 import { backupPrefix } from '../backup-key';
 import { blobResource, containerClient, copyContainer } from './blob-sync';
-import { compareFingerprints, fingerprints, withClient, type TableFingerprint } from './postgres';
+import type pg from 'pg';
+import { userTables, withClient } from './postgres';
+import { SnapshotExporters } from './pg-verify';
+import { compareRestore, type RestoreComparison } from './restore-proof';
 import { postgresConnection } from './sandbox';
 import { ProgressMeter } from '../../contract/progress';
 
@@ -26,6 +29,8 @@ interface DumpRecord {
   tables: number;
   rows: number;
   restoreVerified: boolean;
+  /** Key ranges the restore proof compared (absent when reused or unproven). */
+  chunks?: number;
   reused: boolean;
 }
 
@@ -52,6 +57,7 @@ export async function backupDatabase(input: StepInput<BackupStep>, resource: Loc
       [`${name}.rows`]: d.rows,
       [`${name}.restoreVerified`]: d.restoreVerified,
       [`${name}.reused`]: d.reused,
+      ...(d.chunks !== undefined ? { [`${name}.restoreChunks`]: d.chunks } : {}),
     },
     undo: { kept: [blob.url] },
   };
@@ -94,35 +100,39 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
   }
 
   const url = await postgresConnection(resource);
-  const { dump, source } = await withClient(url, async (client) => {
-    // pg_dump reads the snapshot this transaction exports, and the fingerprints below are taken in the
-    // same transaction, so both see exactly the same rows even while the app keeps writing.
+  const scratch = `tiershift_verify_${createHash('sha256').update(`${backupPrefix(input)}${resource.name}`).digest('hex').slice(0, 12)}`;
+  return withClient(url, async (client) => {
+    // pg_dump reads the snapshot this transaction exports, and the restore is compared with the source as
+    // of that same snapshot, so both see exactly the same rows even while the app keeps writing. The
+    // transaction stays open until the comparison ends: an exported snapshot lives only that long.
     await client.query('begin isolation level repeatable read read only');
-    const { rows } = await client.query<{ id: string }>('select pg_export_snapshot() as id');
-    const dump = await dumpToBlob(url, rows[0]!.id, blob, resource.name);
-    // fingerprints() opens its own transaction with BEGIN, which PostgreSQL ignores inside ours (with a
-    // warning): it reads our snapshot, and its ROLLBACK ends our transaction once the dump is done.
-    const source = await fingerprints(client);
-    return { dump, source };
+    try {
+      const { rows } = await client.query<{ id: string }>('select pg_export_snapshot() as id');
+      const snapshot = rows[0]!.id;
+      const dump = await dumpToBlob(url, snapshot, blob, resource.name);
+      const tables = await userTables(client);
+      const recorded = { tiershiftstate: 'complete', source: resource.name, sha256: dump.sha256, bytes: String(dump.bytes), tables: String(tables.length) };
+      let proof: RestoreComparison | undefined;
+      if (step.verifyRestore) {
+        // Recorded as complete but unproven first: a failed proof leaves that, and the next attempt dumps again.
+        await blob.setMetadata({ ...recorded, restoreverified: 'false' });
+        proof = await verifyRestore(url, blob, dump.sha256, snapshot, scratch);
+      }
+      // The proof's comparison counted the rows; without one they are counted here (count(*) aggregates no values).
+      const rowsDumped = proof?.rows ?? (await countRows(client, tables.map((t) => t.table)));
+      await blob.setMetadata({ ...recorded, rows: String(rowsDumped), restoreverified: String(proof !== undefined) });
+      return { sha256: dump.sha256, bytes: dump.bytes, tables: tables.length, rows: rowsDumped, restoreVerified: proof !== undefined, ...(proof ? { chunks: proof.chunks } : {}), reused: false };
+    } finally {
+      await client.query('rollback').catch(() => undefined);
+    }
   });
+}
 
-  const metadata: Record<string, string> = {
-    tiershiftstate: 'complete',
-    source: resource.name,
-    sha256: dump.sha256,
-    bytes: String(dump.bytes),
-    tables: String(source.length),
-    rows: String(source.reduce((n, t) => n + t.rows, 0)),
-    fingerprint: createHash('sha256').update(JSON.stringify(source)).digest('hex'),
-    restoreverified: 'false',
-  };
-  await blob.setMetadata(metadata);
-  if (step.verifyRestore) {
-    const scratch = `tiershift_verify_${createHash('sha256').update(`${backupPrefix(input)}${resource.name}`).digest('hex').slice(0, 12)}`;
-    await verifyRestore(url, blob, dump.sha256, source, scratch);
-    await blob.setMetadata({ ...metadata, restoreverified: 'true' });
-  }
-  return { sha256: dump.sha256, bytes: dump.bytes, tables: source.length, rows: Number(metadata.rows), restoreVerified: step.verifyRestore, reused: false };
+/** Rows of the tables as the session's snapshot sees them. */
+async function countRows(client: pg.Client, tables: string[]): Promise<number> {
+  let n = 0;
+  for (const t of tables) n += Number((await client.query<{ n: string }>(`select count(*) as n from ${client.escapeIdentifier(t)}`)).rows[0]!.n);
+  return n;
 }
 
 /** Passes bytes through, hashing and counting them, with a heartbeat every few MiB. */
@@ -185,11 +195,12 @@ const withDatabase = (url: string, database: string) => {
 };
 
 /**
- * Restores the blob into a scratch database on the same cluster and compares it table by table with
- * the source fingerprints; the scratch database is dropped afterwards, also on failure. The bytes
- * restored are hashed on the way, so the proof also covers the blob matching the recorded sha256.
+ * Restores the blob into a scratch database on the same cluster and compares it, chunk by chunk, with the
+ * source as of `snapshot` (the one pg_dump read); the scratch database is dropped afterwards, also on
+ * failure. The bytes restored are hashed on the way, so the proof also covers the blob matching the
+ * recorded sha256.
  */
-async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string, expected: TableFingerprint[], scratch: string): Promise<void> {
+async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string, snapshot: string, scratch: string): Promise<RestoreComparison> {
   const admin = withDatabase(url, 'postgres');
   const scratchUrl = withDatabase(url, scratch);
   // A deterministic name: a scratch database left by a crashed attempt is dropped by the next one.
@@ -213,10 +224,17 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
     if (exit.status === 'rejected') throw new Error(`restoring ${blob.url} into scratch database ${scratch} failed: ${(exit.reason as Error).message}`);
     if (fed.status === 'rejected') throw fed.reason;
 
-    heartbeat({ phase: 'compare', blob: blob.name, progress: new ProgressMeter('comparing the restore with the source', 'tables', expected.length).read(0) });
-    const differences = compareFingerprints(expected, await withClient(scratchUrl, fingerprints));
-    if (differences.length) {
-      throw new Error(`restoring ${blob.url} does not reproduce the source: ${differences.join('; ')}`);
+    heartbeat({ phase: 'compare', blob: blob.name, progress: new ProgressMeter('comparing the restore with the source', 'rows').read(0) });
+    const exporters = new SnapshotExporters();
+    try {
+      const restored = await exporters.export(scratchUrl);
+      const proof = await compareRestore(url, scratchUrl, { source: snapshot, target: restored });
+      if (proof.differences.length) {
+        throw new Error(`restoring ${blob.url} does not reproduce the source: ${proof.differences.join('; ')}`);
+      }
+      return proof;
+    } finally {
+      await exporters.close();
     }
   } finally {
     await drop();

@@ -40,6 +40,8 @@ interface Operation {
   startedAt: number;
   durationMs: number;
   cancel?: boolean;
+  /** Work the operation waits for besides its polls and duration (a restore copying real rows). */
+  until?: () => boolean;
 }
 
 interface Fault {
@@ -229,9 +231,10 @@ export class FakeArm implements HttpClient {
     status = 202,
     abandon?: () => void,
     apiVersion = API_VERSIONS[namespace.toLowerCase()],
+    opts: { until?: () => boolean; durationMs?: number } = {},
   ): PipelineResponse {
     const id = `op-${this.nextOp++}`;
-    const op: Operation = { id, polls: 0, status: 'InProgress', complete, abandon, namespace, startedAt: Date.now(), durationMs: this.operationMs };
+    const op: Operation = { id, polls: 0, status: 'InProgress', complete, abandon, namespace, startedAt: Date.now(), durationMs: opts.durationMs ?? this.operationMs, until: opts.until };
     if (this.failNextOperation) (op.error = this.failNextOperation), (this.failNextOperation = undefined);
     if (this.cancelNextOperation) (op.cancel = true), (this.cancelNextOperation = false);
     this.operations.set(id, op);
@@ -248,7 +251,7 @@ export class FakeArm implements HttpClient {
     const op = this.operations.get(id);
     if (!op) return error(404, 'OperationNotFound', `operation ${id} not found`);
     if (kind.toLowerCase() === 'azureasyncoperation') {
-      if (op.status === 'InProgress' && ++op.polls >= this.pollsToComplete && Date.now() - op.startedAt >= op.durationMs) {
+      if (op.status === 'InProgress' && ++op.polls >= this.pollsToComplete && Date.now() - op.startedAt >= op.durationMs && (op.until?.() ?? true)) {
         if (op.error) (op.status = 'Failed'), op.abandon?.();
         else if (op.cancel) (op.status = 'Canceled'), op.abandon?.();
         else (op.result = op.complete()), (op.status = 'Succeeded');
