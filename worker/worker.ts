@@ -1,6 +1,5 @@
 // The worker runs the migration workflow and the provider activities on the `tiershift` task queue.
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
 import { createIdentityActivities, workerIdentityPolicy, type WorkerIdentityPolicy } from '../activities/identity';
@@ -13,7 +12,10 @@ import { HEARTBEAT_THROTTLE_MS } from '../contract/progress';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+import { prebuiltBundle, WORKFLOWS_PATH } from './bundle';
+import { removeWorkerPidFile, writeWorkerPidFile } from './pid-file';
+
+export { WORKFLOWS_PATH } from './bundle';
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 /**
@@ -60,12 +62,14 @@ export interface WorkerOptions {
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
   const dataConverter = opts.dataConverter ?? tiershiftDataConverter();
+  const prebuilt = prebuiltBundle(dataConverter.failureConverterPath);
   return Worker.create({
     connection: opts.connection,
     dataConverter,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
+    // Bundled ahead of time when this is the compiled worker (polling in about a second), else here.
+    workflowBundle: prebuilt ? { codePath: prebuilt } : await workflowBundle(dataConverter.failureConverterPath),
     activities: {
       // Decisions are verified by this worker whatever activities it runs for the steps.
       ...createIdentityActivities(opts.identityPolicy ?? workerIdentityPolicy({ sandbox: false })),
@@ -85,7 +89,12 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
 export async function runWorker(flags: ConnectionFlags, log: (line: string) => void = console.log): Promise<void> {
   const { address, namespace, tls, apiKey } = connectionOptions(flags);
   const faults = faultsFromEnv();
-  const connection = await NativeConnection.connect({ address, tls, apiKey });
+  // Written before connecting, so `sandbox down` also stops a worker that is still starting.
+  const pidFile = writeWorkerPidFile(sandboxHome(), address);
+  const connection = await NativeConnection.connect({ address, tls, apiKey }).catch((err: unknown) => {
+    removeWorkerPidFile(pidFile);
+    throw err;
+  });
   try {
     const keys = loadCodecKeys();
     // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
@@ -98,6 +107,7 @@ export async function runWorker(flags: ConnectionFlags, log: (line: string) => v
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
     await worker.run();
   } finally {
+    removeWorkerPidFile(pidFile);
     await connection.close();
   }
 }
