@@ -7,6 +7,10 @@
 import { reexecIfUnsupported } from './supported-node.mjs';
 
 if (!reexecIfUnsupported()) {
+  // V8's compiled code for the modules kept on disk between runs (Node 22.1+): the Temporal client, gRPC and
+  // protobufjs are parsed and compiled anew by every command otherwise, a fifth of what `status` spends.
+  const { enableCompileCache } = await import('node:module');
+  enableCompileCache?.();
   const { canRunDist, distIsCurrent, registerDistResolution } = await import('./dist.mjs');
   if (canRunDist && !process.env.TIERSHIFT_FROM_SOURCE && distIsCurrent()) {
     registerDistResolution();
