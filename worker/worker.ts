@@ -85,6 +85,21 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
   });
 }
 
+/**
+ * The provider activities, callable before the providers have loaded: importing their SDKs (Azure's above all)
+ * is a good part of a worker's start, and a worker that already polls can take a workflow task meanwhile. Each
+ * activity waits for `load()`, which runWorker starts as soon as the worker runs; a failure to load fails it.
+ */
+function activitiesOnceLoaded(loadAll: () => Promise<Providers>): { activities: Record<string, (input: never) => Promise<unknown>>; load: () => Promise<unknown> } {
+  type Activity = (input: never) => Promise<unknown>;
+  let loaded: Promise<Record<string, Activity>> | undefined;
+  const load = () => (loaded ??= loadAll().then((providers) => createActivities(providers) as Record<string, Activity>));
+  // Which activities there are does not depend on the providers: the same functions are made for none. (That
+  // also sets no secret resolvers, until the real ones, made after it, set theirs.)
+  const names = Object.keys(createActivities({}));
+  return { activities: Object.fromEntries(names.map((name) => [name, async (input: never) => (await load())[name]!(input)])), load };
+}
+
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
 export async function runWorker(flags: ConnectionFlags, log: (line: string) => void = console.log): Promise<void> {
   const { address, namespace, tls, apiKey } = connectionOptions(flags);
@@ -100,12 +115,22 @@ export async function runWorker(flags: ConnectionFlags, log: (line: string) => v
     // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
-    const worker = await createWorker({ connection, namespace, faults, identityPolicy, dataConverter: tiershiftDataConverter(keys ?? null) });
+    const providers = activitiesOnceLoaded(() => loadProviders());
+    const worker = await createWorker({ connection, namespace, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
-    await worker.run();
+    const running = worker.run();
+    // Once the worker polls; a provider that cannot load stops it here rather than at its first activity.
+    setImmediate(() =>
+      providers.load().catch((err: unknown) => {
+        log(`the worker stops: its providers could not be loaded (${(err as Error).message})`);
+        process.exitCode = 1;
+        worker.shutdown();
+      }),
+    );
+    await running;
   } finally {
     removeWorkerPidFile(pidFile);
     await connection.close();
