@@ -1,6 +1,6 @@
 // 9. CLI and worker start: what an operator waits for. Each `tiershift` command is a fresh process, timed from
 // spawn to exit: `--version`, `list`, `status <id>` and `approve`, run compiled (dist/, as `npm run setup` leaves
-// it) and from the sources through tsx (as every call ran before dist/ existed), beside the `temporal` CLI doing
+// it) and from the sources through tsx (what runs once a source is edited), beside the `temporal` CLI doing
 // the same queries (`workflow list`, `workflow describe`). And `tiershift worker` from spawn to its first poll,
 // seen by Temporal (DescribeTaskQueue lists a poller with the worker's identity, `<pid>@<host>`).
 import { spawnSync } from 'node:child_process';
@@ -130,7 +130,7 @@ export async function cliStart(ctx: BenchContext): Promise<Section> {
   return {
     title: '9. CLI and worker start',
     method:
-      `Wall time of each command as a new process, spawn to exit (median, min–max). \`tiershift\` compiled (dist/, built by \`npm run setup\`) and from the sources through tsx (how every call ran before), ` +
+      `Wall time of each command as a new process, spawn to exit (median, min–max). \`tiershift\` compiled (dist/, built by \`npm run setup\`) and from the sources through tsx (what runs once a source is edited; every call ran this way before dist/, then also loading every module at start), ` +
       `${runs.cli} runs of \`--version\`, \`list\` and \`status <id>\` each, interleaved; \`approve <id> --gate go --yes\` ${runs.approve} times each, on minimal migrations waiting at their gate. ` +
       `\`tiershift worker\` from spawn to the moment Temporal lists it among the task queue's pollers (${runs.worker} starts each). **Alternative**: the \`temporal\` CLI (a Go binary) doing the same queries, \`workflow list --limit 50\` and \`workflow describe -w <id>\`.`,
     body: table(
