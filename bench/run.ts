@@ -1,5 +1,5 @@
-// `npm run bench`: brings up a sandbox of its own (temporary home, free ports), runs the eight
-// benchmarks (seven from issue 7, the reverse sync from issue 8), writes bench/RESULTS.md (or
+// `npm run bench`: brings up a sandbox of its own (temporary home, free ports), runs the nine
+// benchmarks (seven from issue 7, the reverse sync from issue 8, the CLI and worker start from issue 18), writes bench/RESULTS.md (or
 // bench/RESULTS.quick.md with --quick), and tears the sandbox down (purged) whatever happens. `--only 1,5` runs some of them (for debugging).
 import type { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
@@ -14,6 +14,7 @@ import { teardownOnExit } from './exit';
 import { findBinary } from '../sandbox/binaries';
 import { approvalLatency } from './approval';
 import { blobSync } from './blob-sync';
+import { cliStart } from './cli';
 import { zeroDowntime } from './downtime';
 import { fleet } from './fleet';
 import { failedComparison, stopChildren, withDeadline, type BenchContext, type FailedComparison, type Section } from './lib';
@@ -37,6 +38,7 @@ interface Benchmark {
 // Run order: the benchmarks that only need Temporal first, then blobs, then PostgreSQL (which reseeds
 // the shop database and restores it), then the whole migrations that use the sandbox app.
 const BENCHMARKS: Benchmark[] = [
+  { n: 9, name: 'CLI and worker start', fn: cliStart, budgetMs: 240_000 },
   { n: 1, name: 'approval latency', fn: approvalLatency, budgetMs: 90_000 },
   { n: 2, name: 'orchestration overhead', fn: orchestrationOverhead, budgetMs: 60_000 },
   { n: 7, name: 'fleet', fn: fleet, budgetMs: 240_000 },
@@ -65,7 +67,7 @@ function option(argv: string[], name: string): string | undefined {
 function parseArgs(argv: string[]): Args {
   const quick = argv.includes('--quick');
   const onlyText = option(argv, '--only');
-  const only = onlyText === undefined ? undefined : new Set(onlyText.split(',').map(Number).filter((n) => n >= 1 && n <= 8));
+  const only = onlyText === undefined ? undefined : new Set(onlyText.split(',').map(Number).filter((n) => n >= 1 && n <= 9));
   const sizesText = option(argv, '--sizes');
   let sizes: number[] | undefined;
   if (sizesText !== undefined) {
@@ -138,8 +140,8 @@ function forcedFailures(env: NodeJS.ProcessEnv = process.env): Set<number> {
   const text = env.TIERSHIFT_BENCH_FAIL?.trim();
   if (!text) return new Set();
   const numbers = text.split(',').map((t) => Number(t.trim()));
-  if (numbers.some((n) => !Number.isInteger(n) || n < 1 || n > 8)) {
-    throw new Error(`TIERSHIFT_BENCH_FAIL takes benchmark numbers 1 to 8, comma-separated; got "${text}"`);
+  if (numbers.some((n) => !Number.isInteger(n) || n < 1 || n > 9)) {
+    throw new Error(`TIERSHIFT_BENCH_FAIL takes benchmark numbers 1 to 9, comma-separated; got "${text}"`);
   }
   return new Set(numbers);
 }
@@ -233,7 +235,7 @@ async function main(): Promise<number> {
   const monitor = new LoadMonitor(home, quick ? 5_000 : 10_000);
   log('measuring the machine before the run (3 s)');
   await monitor.measure('before');
-  const order = [1, 2, 3, 4, 5, 6, 7, 8].filter((n) => !only || only.has(n));
+  const order = [1, 2, 3, 4, 5, 6, 7, 8, 9].filter((n) => !only || only.has(n));
   const sections = new Map<number, Section | Error>();
   const failures: FailureRow[] = [];
   const write = (final: boolean) =>

@@ -1,36 +1,32 @@
 // `tiershift`: the operator's command line.
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+//
+// Only what defines the commands is imported here (commander and the contract's plain modules): `--version`,
+// `--help` and a usage error load no Temporal, Azure, pg or zod module. Each command imports what it uses when
+// it runs, so `status` pays for the Temporal client and not for the worker SDK or the plan schema.
+import type { Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { PlanError } from '../plan/load';
-import { describePlan, describePlanJson } from '../plan/describe';
 import { UserError } from '../contract/errors';
-import { readState, sandboxHome, type SandboxPorts } from '../contract/home';
-import { resumePreviewQuery, statusQuery } from '../workflows/shared';
-import { migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
-import { connectClient } from './connection';
+import { PROJECT_ROOT, readState, sandboxHome, type SandboxPorts } from '../contract/home';
+import { MIGRATION_STATES, migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
 import { workflowListUrl, workflowUrl, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
 import { asUserError, EXIT, printError, runAction } from './errors';
-import { formatEvidence, formatList, formatStatus } from './format';
-import {
-  approveGate,
-  listMigrations,
-  listQuery,
-  MIGRATION_STATES,
-  migrationHandle,
-  migrationStatusAnyState,
-  refuseUnreachableGates,
-  rejectGate,
-  resumeMigration,
-  rollbackMigration,
-  startMigration,
-} from './migrations';
-import { buildReport, reportMarkdown } from './report';
-import { decisionFields, needsProof, proofFor, startStatement } from './identity';
-import { watchMigration } from './watch';
+
+const VERSION = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+// The modules behind the commands, loaded by the commands that use them.
+const connectClient = async (flags: ConnectionFlags) => (await import('./connection')).connectClient(flags);
+const migrations = () => import('./migrations');
+const shared = () => import('../workflows/shared');
+const format = () => import('./format');
+const identity = () => import('./identity');
 
 const program = new Command('tiershift')
   .description('Durable, approvable migration runbooks on Temporal')
+  .version(VERSION, '-V, --version', 'print the version')
   .option('--json', 'print machine-readable JSON')
   .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS'))
   .addOption(new Option('--namespace <name>', 'Temporal namespace').env('TEMPORAL_NAMESPACE'))
@@ -164,6 +160,7 @@ program
         else console.error(`tiershift: ${planError.source} has ${planError.issues.length} problems:\n${planError.issues.map((i) => `  - ${i.message}`).join('\n')}`);
         process.exit(EXIT.invalid);
       }
+      const { describePlan, describePlanJson } = await import('../plan/describe');
       print(describePlanJson(plan), describePlan(plan));
     }),
   );
@@ -201,6 +198,8 @@ program
   .action((file: string, opts: { id?: string; by?: string; key?: string; watch?: boolean }) =>
     runAction(async () => {
       const plan = await loadPlan(file);
+      const { needsProof, proofFor, startStatement } = await identity();
+      const { refuseUnreachableGates, startMigration } = await migrations();
       const proven = needsProof(plan.identity);
       // With a proven plan, who starts it is whoever the proof names; --by, if given, must be that person.
       const by = proven ? (opts.by ?? '') : me(opts.by);
@@ -212,7 +211,7 @@ program
       const handle = await startMigration(client, plan, by, { id, startProof });
       if (plan.identity) await startVerdict(client, handle.workflowId);
       const url = workflowUrl(resolved, handle.workflowId);
-      const listUrl = migrationsUrl(resolved);
+      const listUrl = await migrationsUrl(resolved);
       if (opts.watch) {
         // The watch's own first lines say what started; JSON consumers get one object per line from here.
         if (!globals().json) console.log(`started ${handle.workflowId}`);
@@ -220,15 +219,15 @@ program
       } else {
         print(
           { workflowId: handle.workflowId, url, ...(listUrl ? { listUrl } : {}) },
-          [`started ${handle.workflowId}`, ...uiLinks(resolved, handle.workflowId), `follow it with: tiershift watch ${handle.workflowId}`].join('\n'),
+          [`started ${handle.workflowId}`, ...(await uiLinks(resolved, handle.workflowId)), `follow it with: tiershift watch ${handle.workflowId}`].join('\n'),
         );
       }
     }),
   );
 
 /** Every migration, as a link to the Temporal UI's list (when the sandbox runs the UI). */
-function migrationsUrl(resolved: ResolvedConnection): string | undefined {
-  return workflowListUrl(resolved, listQuery({}, { ui: true }));
+async function migrationsUrl(resolved: ResolvedConnection): Promise<string | undefined> {
+  return workflowListUrl(resolved, (await migrations()).listQuery({}, { ui: true }));
 }
 
 /** The search attributes the UI's list can show as columns, by the names its column settings use. */
@@ -238,9 +237,9 @@ const SEARCH_ATTRIBUTE_COLUMNS = 'MigrationState, MigrationPhase, PendingGate an
  * Where to look in the Temporal UI: the migration's page, whose first tab (the timeline) names the gate
  * it waits at and the approve command, and the list of every migration.
  */
-function uiLinks(resolved: ResolvedConnection, id: string): string[] {
+async function uiLinks(resolved: ResolvedConnection, id: string): Promise<string[]> {
   const url = workflowUrl(resolved, id);
-  const listUrl = migrationsUrl(resolved);
+  const listUrl = await migrationsUrl(resolved);
   return [...(url ? [`Temporal UI: ${url}`] : []), ...(listUrl ? [`All migrations: ${listUrl}`] : [])];
 }
 
@@ -250,9 +249,9 @@ program
   .description("a migration's state, steps, figures, gate and errors")
   .action((id: string) =>
     runAction(async () => {
-      const { client, resolved } = await connectClient(globals());
+      const [{ client, resolved }, { migrationStatusAnyState }, { formatStatus }] = await Promise.all([connectClient(globals()), migrations(), format()]);
       const status = await migrationStatusAnyState(client, id);
-      print(status, [formatStatus(status), ...uiLinks(resolved, id)].join('\n'));
+      print(status, [formatStatus(status), ...(await uiLinks(resolved, id))].join('\n'));
     }),
   );
 
@@ -285,7 +284,7 @@ program
       if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) {
         throw new UserError('--limit takes a positive whole number.', EXIT.invalid);
       }
-      const { client, resolved } = await connectClient(globals());
+      const [{ client, resolved }, { listMigrations, listQuery }, { formatList }] = await Promise.all([connectClient(globals()), migrations(), format()]);
       const filters = { states: opts.state, plan: opts.plan, limit: opts.limit };
       const rows = await listMigrations(client, filters);
       const filtered = opts.state || opts.plan ? ` matching ${listQuery(filters).split(' AND ').slice(2).join(' AND ')}` : '';
@@ -303,7 +302,7 @@ program
   .description('the record of a migration: timeline, decisions with who and why, every figure, errors and rollback (Markdown, or --json)')
   .action((id: string) =>
     runAction(async () => {
-      const { client, resolved } = await connectClient(globals());
+      const [{ client, resolved }, { migrationStatusAnyState }, { buildReport, reportMarkdown }] = await Promise.all([connectClient(globals()), migrations(), import('./report')]);
       const report = buildReport(await migrationStatusAnyState(client, id), { url: workflowUrl(resolved, id) });
       if (globals().json) print(report, '');
       else process.stdout.write(reportMarkdown(report));
@@ -322,7 +321,7 @@ program
   .description('show the evidence measured so far, then approve a pending gate')
   .action((id: string, opts: { gate: string; by?: string; key?: string; comment?: string; plan?: string; yes?: boolean }) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const [{ client }, { approveGate }, { decisionFields }] = await Promise.all([connectClient(globals()), migrations(), identity()]);
       const { hash: planHash, status: shown } = await reviewedPlanHash(client, id, opts.plan, `approve gate "${opts.gate}"`, opts.yes);
       const fields = await decisionFields(shown, 'approve', { gate: opts.gate, note: opts.comment }, { ...opts, me: () => me(opts.by) });
       const status = await decide(client, id, 'approve', () => approveGate(client, id, { gate: opts.gate, comment: opts.comment, planHash, ...fields }));
@@ -345,7 +344,7 @@ program
   .description('reject a pending gate: the migration rolls back')
   .action((id: string, opts: { gate: string; reason: string; by?: string; key?: string }) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const [{ client }, { migrationHandle, rejectGate }, { statusQuery }, { decisionFields }] = await Promise.all([connectClient(globals()), migrations(), shared(), identity()]);
       const shown = await decide(client, id, 'reject', () => migrationHandle(client, id).query(statusQuery));
       const fields = await decisionFields(shown, 'reject', { gate: opts.gate, note: opts.reason }, { ...opts, me: () => me(opts.by) });
       const status = await decide(client, id, 'reject', () => rejectGate(client, id, { gate: opts.gate, reason: opts.reason, ...fields }));
@@ -362,7 +361,7 @@ program
   .description('retry the failed step of a migration awaiting an operator')
   .action((id: string, opts: { by?: string; key?: string; preview?: boolean }) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const [{ client }, { migrationHandle, resumeMigration }, { resumePreviewQuery, statusQuery }, { decisionFields }] = await Promise.all([connectClient(globals()), migrations(), shared(), identity()]);
       if (opts.preview) {
         const preview = await decide(client, id, 'preview', () => migrationHandle(client, id).query(resumePreviewQuery));
         print(preview, [`${id} is ${preview.state}; \`tiershift resume ${id}\` would:`, ...preview.steps.map((s) => `  ${s.verdict.padEnd(18)} ${s.id.padEnd(18)} ${s.title}`)].join('\n'));
@@ -385,7 +384,7 @@ program
   .description('roll a migration back: traffic first, then app, then infrastructure (past the point of no return: data first, with --confirm)')
   .action((id: string, opts: { reason: string; by?: string; key?: string; confirm?: boolean }) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const [{ client }, { migrationHandle, rollbackMigration }, { statusQuery }, { decisionFields }] = await Promise.all([connectClient(globals()), migrations(), shared(), identity()]);
       const shown = await decide(client, id, 'roll back', () => migrationHandle(client, id).query(statusQuery));
       const fields = await decisionFields(shown, 'rollback', { note: opts.reason, confirm: opts.confirm }, { ...opts, me: () => me(opts.by) });
       const status = await decide(client, id, 'roll back', () => rollbackMigration(client, id, fields, opts.reason, opts.confirm));
@@ -435,7 +434,7 @@ program
   .description("verify every decision of a migration again, offline: each proof against its statement and the key pinned when it was verified")
   .action((id: string) =>
     runAction(async () => {
-      const { client } = await connectClient(globals());
+      const [{ client }, { migrationStatusAnyState }] = await Promise.all([connectClient(globals()), migrations()]);
       await auditAndPrint(await migrationStatusAnyState(client, id));
     }),
   );
@@ -506,11 +505,12 @@ codec
  * one, the plan the migration runs, after showing what it measured so far and asking on a terminal.
  */
 async function reviewedPlanHash(client: Client, id: string, planFile: string | undefined, action: string, yes: boolean | undefined): Promise<{ hash: string; status: MigrationStatus }> {
+  const [{ migrationHandle }, { statusQuery }] = await Promise.all([migrations(), shared()]);
   const status = await decide(client, id, 'decide', () => migrationHandle(client, id).query(statusQuery));
   const hash = planFile ? (await loadPlan(planFile)).hash : status.plan.hash;
   const interactive = !yes && !globals().json && process.stdin.isTTY && process.stderr.isTTY;
   if (!interactive) return { hash, status };
-  console.error(formatEvidence(status));
+  console.error((await format()).formatEvidence(status));
   const rl = (await import('node:readline/promises')).createInterface({ input: process.stdin, output: process.stderr });
   const answer = await rl.question(`${action} on plan ${status.plan.name} (sha256 ${hash.slice(0, 12)})? [y/N] `).finally(() => rl.close());
   if (!/^y(es)?$/i.test(answer.trim())) throw new UserError('nothing was decided; run the command again and answer y to decide.', EXIT.refused);
@@ -528,6 +528,7 @@ function decidedBy(status: MigrationStatus, named: string | undefined): string {
  * refused start ends here, in one sentence, like every other refused decision.
  */
 async function startVerdict(client: Client, id: string): Promise<void> {
+  const [{ migrationHandle }, { statusQuery }] = await Promise.all([migrations(), shared()]);
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     const status = await migrationHandle(client, id).query(statusQuery).catch(() => undefined);
@@ -543,6 +544,7 @@ async function decide<T>(client: Client, id: string, verb: string, send: () => P
   try {
     return await send();
   } catch (err) {
+    const [{ WorkflowNotFoundError }, { migrationHandle, migrationStatusAnyState }] = await Promise.all([import('@temporalio/client'), migrations()]);
     if (!(err instanceof WorkflowNotFoundError)) throw err;
     const closed = await migrationHandle(client, id).describe().catch(() => undefined);
     if (!closed || closed.status.name === 'RUNNING') throw err;
@@ -553,7 +555,7 @@ async function decide<T>(client: Client, id: string, verb: string, send: () => P
 
 /** Follows a migration until it ends; the exit code says how it ended. */
 async function watch(id: string): Promise<void> {
-  const { client, resolved } = await connectClient(globals());
+  const [{ client, resolved }, { watchMigration }] = await Promise.all([connectClient(globals()), import('./watch')]);
   const status = await watchMigration(client, id, { json: globals().json, url: workflowUrl(resolved, id) });
   if (status.state !== 'completed') process.exitCode = EXIT.failure;
 }
@@ -562,7 +564,7 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT.invalid);
-  const userError = asUserError(err);
+  const userError = await asUserError(err);
   if (!userError) throw err;
   printError(userError.message, userError.exitCode);
   process.exit(userError.exitCode);

@@ -1,22 +1,26 @@
 // Every error a user can cause ends as one sentence and a distinct exit code, never a stack trace.
-import {
-  ServiceError,
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  WorkflowUpdateRPCTimeoutOrCancelledError,
-} from '@temporalio/client';
 import { UserError } from '../contract/errors';
 import { redact } from '../contract/redact';
 import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
 
-export function asUserError(err: unknown): UserError | undefined {
+/**
+ * The user error `err` stands for, if any. Temporal's errors are recognised by the Temporal client's classes,
+ * loaded only here, on the way out: `--version` or a usage error never loads the client.
+ */
+export async function asUserError(err: unknown): Promise<UserError | undefined> {
   if (!(err instanceof Error)) return undefined;
   if (err instanceof UserError) return err;
   // By name: loading the plan module (zod) only to recognise its error would slow every command down.
   if (err.name === 'PlanError' && Array.isArray((err as PlanError).issues)) return new UserError(err.message, EXIT.invalid);
+  const {
+    ServiceError,
+    WorkflowExecutionAlreadyStartedError,
+    WorkflowNotFoundError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+  } = await import('@temporalio/client');
   if (err instanceof WorkflowNotFoundError) {
     return new UserError(`no migration ${err.workflowId ?? ''} was found; run \`tiershift list\` to see the migrations.`, EXIT.notFound);
   }
@@ -56,7 +60,7 @@ export async function runAction(action: () => Promise<void>): Promise<void> {
   try {
     await action();
   } catch (err) {
-    const userError = asUserError(err);
+    const userError = await asUserError(err);
     if (userError) {
       printError(userError.message, userError.exitCode);
       process.exit(userError.exitCode);

@@ -164,15 +164,8 @@ export async function withLiveProgress(
   };
 }
 
-export const MIGRATION_STATES: readonly MigrationStateName[] = [
-  'running',
-  'awaiting-approval',
-  'awaiting-operator',
-  'rolling-back',
-  'rolled-back',
-  'aborted',
-  'completed',
-];
+// In contract/status.ts, where the CLI's option help reads it without loading this module's Temporal client.
+export { MIGRATION_STATES } from '../contract/status';
 
 export interface MigrationListing {
   id: string;

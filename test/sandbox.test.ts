@@ -2,7 +2,8 @@
 // dataset) next to the run's shared one, brought up, probed service by service, and torn down.
 import { BlobServiceClient } from '@azure/storage-blob';
 import { Connection } from '@temporalio/client';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -12,7 +13,8 @@ import { ASSETS_CONTAINER, demoBlobContent, demoBlobs } from '../sandbox/azurite
 import { isAlive } from '../sandbox/process';
 import { postgresHealth } from '../sandbox/postgres';
 import { resetSandbox } from '../sandbox/reset';
-import { postgresUrl, readState, stateFile, type PostgresCluster } from '../contract/home';
+import { postgresUrl, readState, stateFile, workersDir, type PostgresCluster } from '../contract/home';
+import { spawnTiershift, tiershift } from './support/cli';
 import { SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 
 const SEED_ROWS = 5_000;
@@ -210,6 +212,36 @@ describe('sandbox', () => {
     const again = await sandboxUp({ home, freePorts: true, seedRows: SEED_ROWS });
     expect(allPids(again)).toEqual(before);
     expect(again.ports).toEqual(state.ports);
+  });
+
+  it('`tiershift worker` leaves its pid file; `tiershift sandbox down` stops it and leaves another program alone', async () => {
+    const env = { TIERSHIFT_HOME: home };
+    const worker = spawnTiershift(['worker'], env);
+    // Not a worker, though its pid file says so: `down` must see from its command line that it is not one.
+    const sleeper = spawn('sleep', ['300'], { stdio: 'ignore' });
+    try {
+      await worker.waitFor(/worker polling task queue/);
+      const pidFile = path.join(workersDir(home), `${worker.child.pid}.json`);
+      expect(JSON.parse(readFileSync(pidFile, 'utf8'))).toMatchObject({ pid: worker.child.pid, address: state.temporal!.address });
+      const planted = path.join(workersDir(home), `${sleeper.pid}.json`);
+      writeFileSync(planted, JSON.stringify({ pid: sleeper.pid, cmdline: readFileSync(`/proc/${sleeper.pid}/cmdline`, 'utf8'), address: 'x', startedAt: '' }));
+
+      const down = await tiershift(['sandbox', 'down'], env);
+      expect(down.code, down.stderr).toBe(0);
+      expect(down.stderr).toContain(`worker: stopped (pid ${worker.child.pid})`);
+      expect(down.stderr).toContain(`worker: pid ${sleeper.pid} is no longer a tiershift worker; left alone`);
+      // The worker drained and exited on SIGTERM, removing its own pid file; the planted one is gone too.
+      expect(await worker.exited).toMatchObject({ code: 0 });
+      expect(existsSync(pidFile)).toBe(false);
+      expect(existsSync(planted)).toBe(false);
+      expect(isAlive(sleeper.pid!)).toBe(true);
+      expect(existsSync(stateFile(home))).toBe(false);
+    } finally {
+      await worker.stop();
+      sleeper.kill('SIGKILL');
+    }
+    // Up again for the next test, which takes the sandbox down itself.
+    state = await sandboxUp({ home, freePorts: true, seedRows: SEED_ROWS });
   });
 
   it('down stops every recorded process and keeps the data; purge removes the home', async () => {

@@ -1,6 +1,5 @@
 // The worker runs the migration workflow and the provider activities on the `tiershift` task queue.
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
 import { createIdentityActivities, workerIdentityPolicy, type WorkerIdentityPolicy } from '../activities/identity';
@@ -14,7 +13,10 @@ import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
 import { countMigrations, metricsAddress, serveMetrics } from './metrics';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+import { prebuiltBundle, WORKFLOWS_PATH } from './bundle';
+import { removeWorkerPidFile, writeWorkerPidFile } from './pid-file';
+
+export { WORKFLOWS_PATH } from './bundle';
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 /**
@@ -61,12 +63,14 @@ export interface WorkerOptions {
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
   const dataConverter = opts.dataConverter ?? tiershiftDataConverter();
+  const prebuilt = prebuiltBundle(dataConverter.failureConverterPath);
   return Worker.create({
     connection: opts.connection,
     dataConverter,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
+    // Bundled ahead of time when this is the compiled worker (polling in about a second), else here.
+    workflowBundle: prebuilt ? { codePath: prebuilt } : await workflowBundle(dataConverter.failureConverterPath),
     activities: {
       // Decisions are verified by this worker whatever activities it runs for the steps.
       ...createIdentityActivities(opts.identityPolicy ?? workerIdentityPolicy({ sandbox: false })),
@@ -82,6 +86,21 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
   });
 }
 
+/**
+ * The provider activities, callable before the providers have loaded: importing their SDKs (Azure's above all)
+ * is a good part of a worker's start, and a worker that already polls can take a workflow task meanwhile. Each
+ * activity waits for `load()`, which runWorker starts as soon as the worker runs; a failure to load fails it.
+ */
+function activitiesOnceLoaded(loadAll: () => Promise<Providers>): { activities: Record<string, (input: never) => Promise<unknown>>; load: () => Promise<unknown> } {
+  type Activity = (input: never) => Promise<unknown>;
+  let loaded: Promise<Record<string, Activity>> | undefined;
+  const load = () => (loaded ??= loadAll().then((providers) => createActivities(providers) as Record<string, Activity>));
+  // Which activities there are does not depend on the providers: the same functions are made for none. (That
+  // also sets no secret resolvers, until the real ones, made after it, set theirs.)
+  const names = Object.keys(createActivities({}));
+  return { activities: Object.fromEntries(names.map((name) => [name, async (input: never) => (await load())[name]!(input)])), load };
+}
+
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
 export async function runWorker(flags: ConnectionFlags & { metrics?: string }, log: (line: string) => void = console.log): Promise<void> {
   const { address, namespace, tls, apiKey } = connectionOptions(flags);
@@ -89,22 +108,38 @@ export async function runWorker(flags: ConnectionFlags & { metrics?: string }, l
   const metrics = metricsAddress(flags.metrics);
   // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
   if (metrics) serveMetrics(metrics);
-  const connection = await NativeConnection.connect({ address, tls, apiKey });
+  // Written before connecting, so `sandbox down` also stops a worker that is still starting.
+  const pidFile = writeWorkerPidFile(sandboxHome(), address);
+  const connection = await NativeConnection.connect({ address, tls, apiKey }).catch((err: unknown) => {
+    removeWorkerPidFile(pidFile);
+    throw err;
+  });
   const stopCounting = metrics ? countMigrations(connection, namespace) : undefined;
   try {
     const keys = loadCodecKeys();
     // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
-    const worker = await createWorker({ connection, namespace, faults, identityPolicy, dataConverter: tiershiftDataConverter(keys ?? null) });
+    const providers = activitiesOnceLoaded(() => loadProviders());
+    const worker = await createWorker({ connection, namespace, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
     log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
-    await worker.run();
+    const running = worker.run();
+    // Once the worker polls; a provider that cannot load stops it here rather than at its first activity.
+    setImmediate(() =>
+      providers.load().catch((err: unknown) => {
+        log(`the worker stops: its providers could not be loaded (${(err as Error).message})`);
+        process.exitCode = 1;
+        worker.shutdown();
+      }),
+    );
+    await running;
   } finally {
     stopCounting?.();
+    removeWorkerPidFile(pidFile);
     await connection.close();
   }
 }
