@@ -152,6 +152,11 @@ export interface PostgresOperations {
    * (the write point, before any cutover) the two parts recover what the new version wrote to `to`.
    */
   measureWrites?(from: PostgresResource, to: PostgresResource): Promise<{ targetOnly: number; differing: number }>;
+  /**
+   * Only a provider that declares the switch-back recovery has it: past the point of no return, the
+   * cutover's switchover reversed, `from` the primary again and `to` its replica. Idempotent.
+   */
+  switchBack?(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
   reverseSync?: {
     start(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
     finish(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;

@@ -266,6 +266,7 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
           const proves = providers.find((p) => p.name === resources[name]?.provider)?.provesRestore ?? false;
           return typeof proves === 'function' ? proves(resources[name]!) : proves;
         },
+        recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
     });
     const undoCaveat = provider && kind === 'infra' ? provider.describeUndo?.('infra', fields) : undefined;
     // The provider's own fields sit beside the step's, as its operations read them.
@@ -335,6 +336,10 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
       seen,
       armProvider: armProviderOf(resources, providers),
       recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
+      recoveryProblem: (name, recovery) => {
+        const r = resources[name];
+        return r ? providers.find((p) => p.name === r.provider)?.recoveryProblem?.(r, recovery as Recovery) : undefined;
+      },
       runs: (name, stepKind) => providers.find((p) => p.name === name)?.runs?.includes(stepKind) ?? false,
       readText(fileAt, name) {
         const read = files(name);

@@ -13,7 +13,7 @@ import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provide
 import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
 import { removeLeftScratch, proveRestore } from './restore';
 import { resolveKeyVaultSecret } from './secrets';
-import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
+import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, switchBack, syncReplica, undoInfra, undoReplica } from './postgres';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 export type { AzureProviderOptions } from './common';
@@ -82,9 +82,10 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       sync: (input) => syncReplica(az, input),
       observeSync: (input) => observeReplica(az, input),
       undoSync: (input) => undoReplica(az, input),
-      // A switchover is reversed by another (its summary says how); a standalone promotion is final.
-      // Neither copies writes back: no reverseSync (provider.ts declares no recovery).
+      // A switchover is reversed by another: the switch-back recovery past a point of no return. A
+      // standalone promotion is final (the plan refuses a point of no return with it).
       cutover: (input, from: AzurePostgres, to: AzurePostgres) => promoteReplica(az, input, from, to),
+      switchBack: (_input, from: AzurePostgres, to: AzurePostgres) => switchBack(az, from, to),
     },
     blob: {
       check: (r: AzureBlob) => checkContainer(az, r),

@@ -612,3 +612,49 @@ async function switchedOver(to: AzurePostgres, replica: Target, primary: Target,
     figures: { [`${to.name}.promoted`]: true, [`${to.name}.promoteMode`]: 'Switchover', ...(writer ? { [`${to.name}.writerEndpoint`]: writer } : {}) },
   };
 }
+
+/**
+ * The recovery past the point of no return of a cutover by switchover: a second planned switchover, to
+ * `from`, which has been `to`'s physical replica since the cutover (Planned waits until it has replayed
+ * every write `to` took, so nothing is lost). Idempotent: a source that is the primary again (or never
+ * stopped being it) with `to` replicating from it is left as it is.
+ */
+export async function switchBack(az: AzureContext, from: AzurePostgres, to: AzurePostgres): Promise<StepOutcome> {
+  const original = target(az, from);
+  const current = target(az, to);
+  const journal = new Journal();
+  const figures = { [`${from.name}.primary`]: true, [`${to.name}.switchedBack`]: true };
+  const s = journal.isPending('switch-back') ? await getServer(original) : await ready(az, original);
+  const isReplica = s.replicationRole !== undefined && s.replicationRole !== 'Primary' && s.replicationRole !== 'None';
+  if (!isReplica && !journal.isPending('switch-back')) {
+    const other = await azureFind(`reading server ${current.server}`, () => current.client.servers.get(current.resourceGroup, current.server));
+    if (!other || (other.sourceServerResourceId ?? '').toLowerCase() === serverId(original).toLowerCase()) {
+      return { summary: `${original.server} is the primary${other ? ` and ${current.server} replicates from it` : ''}; nothing to switch back`, figures };
+    }
+    throw ApplicationFailure.nonRetryable(
+      `server ${current.server} is no longer a replica of ${original.server} (role ${other.replicationRole ?? 'none'}), so there is no switchover to reverse; recover ${original.server} from the backup by hand`,
+      'NonRetryable',
+    );
+  }
+  if (!journal.isPending('switch-back') && (s.sourceServerResourceId ?? '').toLowerCase() !== serverId(current).toLowerCase()) {
+    throw ApplicationFailure.nonRetryable(
+      `server ${original.server} replicates from ${s.sourceServerResourceId?.split('/').pop() ?? 'another server'}, not from ${current.server}, so switching back would not bring back this migration's writes; check the servers in the portal, then resume the rollback`,
+      'NonRetryable',
+    );
+  }
+  // The virtual endpoint followed the primary at the cutover: the switch back needs it to name the old primary as its member.
+  if (!journal.isPending('switch-back')) await virtualEndpoint(az, current, original, from, journal);
+  await runOperation(az, journal, 'switch-back', `switching back to ${original.server}`, (o) =>
+    original.client.servers.beginUpdate(original.resourceGroup, original.server, { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } }, o),
+  );
+  await ready(az, original);
+  const endpoints: { virtualEndpoints?: string[] }[] = [];
+  await azureCall(`reading the virtual endpoints of ${original.server}`, async () => {
+    for await (const v of original.client.virtualEndpoints.listByServer(original.resourceGroup, original.server)) endpoints.push(v);
+  });
+  const writer = endpoints[0]?.virtualEndpoints?.find((h) => h.includes('.writer.'));
+  return {
+    summary: `Switched back: ${original.server} is the primary again and ${current.server} replicates from it${writer ? `; the writer endpoint ${writer} follows it` : ''}`,
+    figures,
+  };
+}

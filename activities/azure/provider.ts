@@ -229,8 +229,14 @@ export const azure: ProviderDefinition = {
   // A point-in-time restore to a scratch server, compared through the database's connection (restore.ts).
   provesRestore: (r) => r.kind === 'postgres' && r.connection !== undefined,
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
-  // A switched-over replica is reversed by a second switchover (the cutover's summary says how); a
-  // standalone one cannot replicate back. Neither copies writes back: no reverse-sync recovery.
-  recovery: [],
+  // A switched-over replica is reversed by a second switchover: its old primary stayed its physical
+  // replica, so a planned switchover back loses nothing. A standalone one cannot replicate back. Neither
+  // copies writes back row by row: no reverse-sync recovery.
+  recovery: ['switch-back'],
+  recoveryProblem(resource, recovery) {
+    const r = resource as AzurePostgres;
+    if (recovery !== 'switch-back' || r.kind !== 'postgres' || r.promote !== 'standalone') return undefined;
+    return `expected promote: switchover on ${r.name} for a point of no return whose recovery is a switch back, got promote: standalone, which Azure can never reverse; remove promote: standalone from ${r.name} or leave pointOfNoReturn out of this plan`;
+  },
   operations: async () => (await import('./index')).createAzureProvider(),
 };
