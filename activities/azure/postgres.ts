@@ -116,7 +116,7 @@ function shapeOf(s: Server, settings: Record<string, string>, replicas?: Record<
   };
 }
 
-async function readSettings(t: Target, names: string[]): Promise<Record<string, string>> {
+export async function readSettings(t: Target, names: string[]): Promise<Record<string, string>> {
   const found: Record<string, string> = {};
   for (const name of names) {
     const c = await azureFind(`reading parameter ${name} of ${t.server}`, () => t.client.configurations.get(t.resourceGroup, t.server, name));
@@ -145,7 +145,7 @@ const wantText = (v: string | number | boolean) => (typeof v === 'boolean' ? (v 
  * (replica-bound ones raised on the replicas before the primary, lowered on the primary before the
  * replicas), then a restart of each server where a static parameter changed.
  */
-async function converge(az: AzureContext, t: Target, journal: Journal, want: ServerShape, phase: string): Promise<{ changed: string[]; resumed: boolean; storageKept?: number }> {
+export async function converge(az: AzureContext, t: Target, journal: Journal, want: ServerShape, phase: string): Promise<{ changed: string[]; resumed: boolean; storageKept?: number }> {
   // An operation a killed attempt left running keeps the server Updating: resume it rather than wait for Ready.
   const resuming = journal.state.pending?.op.startsWith(`${phase}:`) ?? false;
   let server = resuming ? await getServer(t) : await ready(az, t);
