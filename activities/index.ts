@@ -316,8 +316,9 @@ export function createActivities(providers: Providers) {
       const from = writes ? named(input, writes.source) : undefined;
       if (to?.kind !== 'postgres' || from?.kind !== 'postgres') return { targetOnly: 0, differing: 0, measured: false };
       const measure = operations(to, 'postgres').measureWrites;
-      if (!measure) return { targetOnly: 0, differing: 0, measured: false };
-      return { ...(await measure(from, to)), measured: true };
+      // Undefined where this pair cannot be measured (an Azure read replica: no connection to count through).
+      const counted = measure ? await measure(from, to) : undefined;
+      return counted ? { ...counted, measured: true } : { targetOnly: 0, differing: 0, measured: false };
     },
 
     notifyGate,

@@ -16,6 +16,7 @@ import { replicationName } from '../activities/local/pg-sync';
 const SOURCE = 'pg-compliance-westeurope';
 const TARGET = 'pg-compliance-swedencentral';
 const sourceId = pgId(SOURCE);
+const targetId = pgId(TARGET);
 const MIGRATION = uniqueName('azlogical');
 const NAME = replicationName(MIGRATION);
 const srcDb = uniqueName('azlogical_src').replace('-', '_');
@@ -91,22 +92,29 @@ afterEach(() => expect(arm.specViolations).toEqual([]));
 describe('logical replication between two Azure Flexible Servers', () => {
   it('sets wal_level and the replication parameters with a restart, copies and verifies the rows, cuts over, and undo puts the parameters back', async () => {
     const before = await attempt(activities.observeStep, input(data));
-    expect(before.result).toEqual({ logical: true, settings: { wal_level: 'replica', max_replication_slots: '5', max_wal_senders: '5' } });
+    expect(before.result).toEqual({
+      logical: true,
+      settings: { wal_level: 'replica', max_replication_slots: '5', max_wal_senders: '5' },
+      target: { wal_level: 'replica', max_replication_slots: '10', max_wal_senders: '10' },
+    });
 
     const sync = await attempt(activities.syncData, input(data));
     expect(sync.error).toBeUndefined();
-    // The control plane: each parameter through the configurations API, then one restart for the static ones.
+    // The control plane: each parameter through the configurations API, then one restart for the static
+    // ones; on the target too (it publishes in a reverse sync, which must not wait for a restart).
     expect(arm.writes()).toEqual([
       `PUT ${sourceId}/configurations/wal_level`,
       `PUT ${sourceId}/configurations/max_replication_slots`,
       `PUT ${sourceId}/configurations/max_wal_senders`,
       `POST ${sourceId}/restart`,
+      `PUT ${targetId}/configurations/wal_level`,
+      `POST ${targetId}/restart`,
     ]);
     expect(arm.requests.find((r) => r.path.endsWith('/wal_level') && r.method === 'PUT')!.body).toEqual({ properties: { value: 'logical', source: 'user-override' } });
     expect(param('wal_level')).toMatchObject({ value: 'logical', isConfigPendingRestart: false });
     expect(param('max_replication_slots').value).toBe('10');
     // The data plane: the same data phase as the sandbox's, its rows verified at a consistent point.
-    expect(sync.result!.summary).toMatch(/^set wal_level=logical, max_replication_slots=10, max_wal_senders=10 on pg-compliance-westeurope and restarted it; next: 2 tables, 4200 rows replicated from db .*verified identical in \d+ chunks/);
+    expect(sync.result!.summary).toMatch(/^set wal_level=logical, max_replication_slots=10, max_wal_senders=10 on pg-compliance-westeurope and restarted it; set wal_level=logical on pg-compliance-swedencentral and restarted it; next: 2 tables, 4200 rows replicated from db .*verified identical in \d+ chunks/);
     expect(await rows('target', dstDb, 'select count(*)::int as n from items')).toEqual([{ n: 3000 }]);
     // Replication goes on: a row written to the source now arrives on the target.
     await rows('source', srcDb, `insert into items (label, price) values ('late', 1)`);
@@ -131,10 +139,20 @@ describe('logical replication between two Azure Flexible Servers', () => {
     // The target hands out ids past the source's.
     const [{ next: id }] = (await rows('target', dstDb, `insert into items (label) values ('on next') returning id as next`)) as [{ next: string }];
     expect(Number(id)).toBeGreaterThan(3001);
-    await withPgClient(postgresUrl(sourceCluster(), srcDb), async (c) => {
-      await c.query('set default_transaction_read_only = off');
-      await c.query(`alter database ${srcDb} reset default_transaction_read_only`);
-    });
+
+    // Past the point of no return, the rollback's reverse sync (as the workflow sends it, in two parts):
+    // the source gets the row only the target has, takes writes again, and hands out ids past the target's.
+    const ponr = step<FinalizeStep>({ ...fin, pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'reverse-sync' } });
+    const start = await attempt(activities.undoStep, input(ponr, { part: 'start' }));
+    expect(start.error).toBeUndefined();
+    expect(start.result!.summary).toMatch(/^reverse sync next -> db running .*db writable again.*copied back \d+ of \d+ rows compared/);
+    const finish = await attempt(activities.undoStep, input(ponr, { part: 'finish' }));
+    expect(finish.error).toBeUndefined();
+    expect(finish.result!.summary).toMatch(/^db has every write next received: reverse sync stopped/);
+    expect(await rows('source', srcDb, `select label from items where label = 'on next'`)).toEqual([{ label: 'on next' }]);
+    const [{ back }] = (await rows('source', srcDb, `insert into items (label) values ('back on db') returning id as back`)) as [{ back: string }];
+    expect(Number(back)).toBeGreaterThan(Number(id));
+    expect(JSON.stringify([cut, start, finish])).not.toContain(PASSWORD);
 
     // Undo: the replication is gone already (the cutover dropped it); the parameters go back, with a restart.
     const undone = await attempt(activities.undoStep, input(data, { undo: sync.result!.undo, before: before.result }));
@@ -144,10 +162,13 @@ describe('logical replication between two Azure Flexible Servers', () => {
       `PUT ${sourceId}/configurations/max_replication_slots`,
       `PUT ${sourceId}/configurations/max_wal_senders`,
       `POST ${sourceId}/restart`,
+      `PUT ${targetId}/configurations/wal_level`,
+      `POST ${targetId}/restart`,
     ]);
     expect([param('wal_level').value, param('max_replication_slots').value, param('max_wal_senders').value]).toEqual(['replica', '5', '5']);
     expect(param('wal_level').isConfigPendingRestart).toBe(false);
-    expect(undone.result!.summary).toMatch(/put back wal_level=replica, max_replication_slots=5, max_wal_senders=5 on pg-compliance-westeurope and restarted it$/);
+    expect(undone.result!.summary).toMatch(/put back wal_level=replica, max_replication_slots=5, max_wal_senders=5 on pg-compliance-westeurope and restarted it; put back wal_level=replica on pg-compliance-swedencentral and restarted it$/);
+    expect(arm.get(`${targetId}/configurations/wal_level`)!.properties.value).toBe('replica');
     expect(await rows('source', 'postgres', `select slot_name from pg_replication_slots where slot_name = '${NAME}'`)).toEqual([]);
     await dropTarget();
   });
@@ -166,7 +187,13 @@ describe('logical replication between two Azure Flexible Servers', () => {
     const quick = step<DataStep>({ ...data, verify: false });
     const sync = await attempt(activities.syncData, input(quick));
     expect(sync.error).toBeUndefined();
-    expect(arm.writes()).toEqual([`PUT ${sourceId}/configurations/max_replication_slots`, `PUT ${sourceId}/configurations/max_wal_senders`, `POST ${sourceId}/restart`]);
+    expect(arm.writes()).toEqual([
+      `PUT ${sourceId}/configurations/max_replication_slots`,
+      `PUT ${sourceId}/configurations/max_wal_senders`,
+      `POST ${sourceId}/restart`,
+      `PUT ${targetId}/configurations/wal_level`,
+      `POST ${targetId}/restart`,
+    ]);
     expect(param('wal_level').isConfigPendingRestart).toBe(false);
     const undone = await attempt(activities.undoStep, input(quick, { undo: sync.result!.undo }));
     expect(undone.error).toBeUndefined();
@@ -176,7 +203,7 @@ describe('logical replication between two Azure Flexible Servers', () => {
     await dropTarget();
   });
 
-  it('the fake ARM refuses a value outside what Azure allows, and the plan refuses replication: logical without a connection or with a switch back', async () => {
+  it('the fake ARM refuses a value outside what Azure allows, and the plan refuses replication: logical without a connection or with a switch back, and recovers it by a reverse sync', async () => {
     const put = await attempt(activities.prepareInfra, input(step({ id: 'bad', kind: 'infra', resource: 'db', settings: { wal_level: 'minimal' } } as never)));
     expect(put.error?.message).toMatch(/Invalid value given for parameter wal_level\. Specify a valid parameter value \(allowed: replica,logical\)/);
 
@@ -187,7 +214,10 @@ describe('logical replication between two Azure Flexible Servers', () => {
       );
     expect(() => plan('replication: logical, connection: { env: NEXT_URL }')).not.toThrow();
     expect(() => plan('replication: logical')).toThrow(/resources\.next\.replication \(line 6\): expected a connection \(a Key Vault reference to its connection string\) with replication: logical/);
-    expect(() => plan('replication: logical, connection: { env: NEXT_URL }', '  - finalize: { resources: [next], pointOfNoReturn: {} }\n')).toThrow(
+    // Its point of no return recovers by the reverse sync (the default there); a switch back is refused.
+    const ponr = plan('replication: logical, connection: { env: NEXT_URL }', '  - finalize: { resources: [next], pointOfNoReturn: {} }\n');
+    expect(ponr.steps.find((s) => s.kind === 'finalize')).toMatchObject({ pointOfNoReturn: { recovery: 'reverse-sync' } });
+    expect(() => plan('replication: logical, connection: { env: NEXT_URL }', '  - finalize: { resources: [next], pointOfNoReturn: { recovery: switch-back } }\n')).toThrow(
       /expected a read replica \(replication: replica\) for next, whose point of no return recovers by a switch back, got replication: logical/,
     );
   });

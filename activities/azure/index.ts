@@ -11,7 +11,7 @@ import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, u
 import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
-import { cutoverLogical, observeLogical, syncLogical, undoLogical } from './logical';
+import { cutoverLogical, measureLogical, observeLogical, reverseLogical, syncLogical, undoLogical } from './logical';
 import { removeLeftScratch, proveRestore } from './restore';
 import { resolveKeyVaultSecret } from './secrets';
 import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, switchBack, syncReplica, undoInfra, undoReplica } from './postgres';
@@ -91,6 +91,9 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       // standalone promotion is final (the plan refuses a point of no return with it).
       cutover: (input, from: AzurePostgres, to: AzurePostgres) => (to.replication === 'logical' ? cutoverLogical(az, input, from, to) : promoteReplica(az, input, from, to)),
       switchBack: (_input, from: AzurePostgres, to: AzurePostgres) => switchBack(az, from, to),
+      // A server filled by logical replication (the plan allows a reverse sync only there: provider.ts recoveryProblem).
+      reverseSync: reverseLogical(az),
+      measureWrites: async (from: AzurePostgres, to: AzurePostgres) => (to.replication === 'logical' ? measureLogical(az, from, to) : undefined),
     },
     blob: {
       check: (r: AzureBlob) => checkContainer(az, r),

@@ -247,12 +247,19 @@ export const azure: ProviderDefinition = {
   provesRestore: (r) => r.kind === 'postgres' && r.connection !== undefined,
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
   // A switched-over replica is reversed by a second switchover: its old primary stayed its physical
-  // replica, so a planned switchover back loses nothing. A standalone one cannot replicate back. Neither
-  // copies writes back row by row: no reverse-sync recovery.
-  recovery: ['switch-back'],
+  // replica, so a planned switchover back loses nothing; a standalone one cannot replicate back. A server
+  // filled by logical replication (replication: logical) recovers by the sandbox's reverse sync instead,
+  // on the two servers' connections (logical.ts).
+  recovery: ['switch-back', 'reverse-sync'],
   recoveryProblem(resource, recovery) {
     const r = resource as AzurePostgres;
-    if (recovery !== 'switch-back' || r.kind !== 'postgres') return undefined;
+    if (r.kind !== 'postgres') return undefined;
+    if (recovery === 'reverse-sync') {
+      return r.replication === 'logical'
+        ? undefined
+        : `expected replication: logical on ${r.name} for a reverse sync (a read replica has no logical replication to turn around), got ${r.replication ?? 'replica (the default)'}; set replication: logical on ${r.name} to fill it by logical replication`;
+    }
+    if (recovery !== 'switch-back') return undefined;
     if (r.replication === 'logical') {
       return `expected a read replica (replication: replica) for ${r.name}, whose point of no return recovers by a switch back, got replication: logical, which has no switchover to reverse; leave pointOfNoReturn out of this plan`;
     }

@@ -26,20 +26,22 @@ export function recoveryPhrase(recovery: Recovery, syncedFrom: Record<string, st
 }
 
 /**
- * The recovery a plan gets when it names none: the reverse sync where the providers of every synced pair
- * offer it (the sandbox), else the switch back where they all offer that (Azure, whose cutover is a switchover).
+ * The recovery a plan gets when it names none: the reverse sync where every synced pair can take it (the
+ * sandbox; Azure with replication: logical), else the switch back where they all can (an Azure read
+ * replica, cut over by a switchover). `pairs` are [target, source] resource names.
  */
-export function defaultRecovery(providers: readonly string[], recovers: (provider: string, recovery: string) => boolean): Recovery {
-  const all = (r: Recovery) => providers.every((p) => recovers(p, r));
-  return all('reverse-sync') || !all('switch-back') ? 'reverse-sync' : 'switch-back';
+export function defaultRecovery(
+  pairs: readonly [string, string][],
+  ctx: { resources: Record<string, { provider: string }>; recovers(provider: string, recovery: string): boolean; recoveryProblem(resource: string, recovery: string): string | undefined },
+): Recovery {
+  const can = (r: Recovery) =>
+    pairs.every(([to, from]) => [to, from].every((n) => !ctx.resources[n] || ctx.recovers(ctx.resources[n]!.provider, r)) && !ctx.recoveryProblem(to, r));
+  if (can('reverse-sync')) return 'reverse-sync';
+  if (can('switch-back')) return 'switch-back';
+  // Neither: the one whose refusal names the fix (a provider with switchovers says what stops the switch back).
+  const offers = (r: Recovery) => pairs.every(([to, from]) => [to, from].every((n) => !ctx.resources[n] || ctx.recovers(ctx.resources[n]!.provider, r)));
+  return offers('switch-back') ? 'switch-back' : 'reverse-sync';
 }
-
-/** The providers of the databases a finalize cuts over and of their sources. */
-const syncedProviders = (resources: string[], syncedInto: (to: string) => string | undefined, providerOf: (name: string) => string | undefined) =>
-  resources.flatMap((to) => {
-    const from = syncedInto(to);
-    return from === undefined ? [] : [providerOf(to), providerOf(from)].filter((p): p is string => p !== undefined);
-  });
 
 export const finalize = phaseKind<Body>({
   schema: (parts) =>
@@ -65,7 +67,7 @@ export const finalize = phaseKind<Body>({
     const ponr = b.pointOfNoReturn;
     if (!ponr) return [step];
     const gate = ponr.gate ?? 'point-of-no-return';
-    const recovery = ponr.recovery ?? defaultRecovery(syncedProviders(b.resources, (to) => syncedFrom[to], (n) => ctx.resources[n]?.provider), ctx.recovers);
+    const recovery = ponr.recovery ?? defaultRecovery(Object.entries(syncedFrom), ctx);
     const instructions = `${ponr.instructions ? `${ponr.instructions.trim()} ` : ''}Past this gate, rolling back means ${recoveryPhrase(recovery, syncedFrom)}, and needs \`tiershift rollback --confirm\`.`;
     return [
       { ...gateStep({ ...ctx.base('-gate'), title: `Point of no return: approve crossing into ${step.id}` }, gate, { ...ponr, instructions }, ctx.approvers), pointOfNoReturn: step.id },
@@ -96,7 +98,7 @@ export const finalize = phaseKind<Body>({
     if (!synced.length) {
       ctx.problem(ctx.at('pointOfNoReturn'), `expected the finalize to cut over a postgres resource that a data phase syncs into (the recovery replicates it back), got ${list(b.resources)}`);
     }
-    const recovery = ponr.recovery ?? defaultRecovery(syncedProviders(synced, (to) => ctx.seen.syncedInto.get(to), (n) => ctx.resources[n]?.provider), ctx.recovers);
+    const recovery = ponr.recovery ?? defaultRecovery(synced.map((to) => [to, ctx.seen.syncedInto.get(to)!] as [string, string]), ctx);
     for (const n of synced) {
       const problem = ctx.recoveryProblem(n, recovery);
       if (problem) ctx.problem(ctx.at('pointOfNoReturn'), problem);

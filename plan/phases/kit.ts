@@ -104,6 +104,8 @@ export interface ResolveContext {
   provesRestore(resource: string): boolean;
   /** The registered providers that can recover past a point of no return, by recovery. */
   recovers(provider: string, recovery: string): boolean;
+  /** Why a database, as the plan configures it, cannot take a recovery its provider offers; none if it can. */
+  recoveryProblem(resource: string, recovery: string): string | undefined;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
