@@ -636,7 +636,7 @@ export async function observePgSync(input: StepInput<DataStep>): Promise<Json> {
   return observeReplication(input, await localEnds(input.resources, input.step));
 }
 
-export async function observeReplication({ migrationId }: StepInput<DataStep>, { src, dst }: Ends): Promise<Json> {
+async function observeReplication({ migrationId }: StepInput<DataStep>, { src, dst }: Ends): Promise<Json> {
   const name = replicationName(migrationId);
   const database = databaseOf(dst);
   // pg_subscription and pg_database are shared catalogs: the maintenance database sees them even before the target exists.
