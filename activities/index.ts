@@ -273,6 +273,7 @@ export function createActivities(providers: Providers) {
         case 'resource':
           return arm(step.provider).undo(input);
         case 'finalize':
+          if (step.pointOfNoReturn?.recovery === 'switch-back') return switchBack(input, step.syncedFrom);
           if (step.pointOfNoReturn && input.part) return reverseSync(input, step.syncedFrom, input.part);
           // Without a point of no return, a finalized cutover is undone by the earlier steps' undos (traffic
           // first); what the finalize retired on a traffic front (a blue revision) comes back here.
@@ -315,8 +316,9 @@ export function createActivities(providers: Providers) {
       const from = writes ? named(input, writes.source) : undefined;
       if (to?.kind !== 'postgres' || from?.kind !== 'postgres') return { targetOnly: 0, differing: 0, measured: false };
       const measure = operations(to, 'postgres').measureWrites;
-      if (!measure) return { targetOnly: 0, differing: 0, measured: false };
-      return { ...(await measure(from, to)), measured: true };
+      // Undefined where this pair cannot be measured (an Azure read replica: no connection to count through).
+      const counted = measure ? await measure(from, to) : undefined;
+      return counted ? { ...counted, measured: true } : { targetOnly: 0, differing: 0, measured: false };
     },
 
     notifyGate,
@@ -350,6 +352,22 @@ export function createActivities(providers: Providers) {
       if (r?.kind === 'traffic' && undo) outcomes.push([name, await undo(input, r)]);
     }
     return outcomes.length ? merge(outcomes) : { summary: `nothing to undo for ${input.step.id}`, figures: {} };
+  }
+
+  /** Past the point of no return on a switchover: every source becomes the primary again (and what the finalize retired on a front comes back). */
+  async function switchBack(input: UndoInput, syncedFrom: Record<string, string>): Promise<StepOutcome> {
+    const outcomes: [string, StepOutcome][] = [];
+    for (const [name, fromName] of Object.entries(syncedFrom)) {
+      const to = named(input, name);
+      const from = named(input, fromName);
+      if (to?.kind !== 'postgres' || from?.kind !== 'postgres') continue;
+      const back = operations(to, 'postgres').switchBack;
+      if (!back) throw ApplicationFailure.nonRetryable(`provider "${to.provider}" of ${name} cannot switch back to ${fromName}; recover ${fromName} from the backup by hand`, 'NonRetryable');
+      outcomes.push([name, await back(input, from as PostgresResource, to)]);
+    }
+    // The blue revision the finalize retired serves again once traffic returns to it, right after this.
+    if ((input.step as FinalizeStep).resources.some((n) => named(input, n)?.kind === 'traffic')) outcomes.push(['fronts', await undoRetired(input)]);
+    return outcomes.length ? merge(outcomes) : { summary: 'no database to switch back', figures: {} };
   }
 
   /** Past the point of no return: every database the cutover made primary hands its writes back to its source. */

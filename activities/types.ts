@@ -151,7 +151,12 @@ export interface PostgresOperations {
    * Only a provider that declares the reverse-sync recovery (its provider.ts) has these. For an app step
    * (the write point, before any cutover) the two parts recover what the new version wrote to `to`.
    */
-  measureWrites?(from: PostgresResource, to: PostgresResource): Promise<{ targetOnly: number; differing: number }>;
+  measureWrites?(from: PostgresResource, to: PostgresResource): Promise<{ targetOnly: number; differing: number } | undefined>;
+  /**
+   * Only a provider that declares the switch-back recovery has it: past the point of no return, the
+   * cutover's switchover reversed, `from` the primary again and `to` its replica. Idempotent.
+   */
+  switchBack?(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
   reverseSync?: {
     start(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;
     finish(input: UndoInput, from: PostgresResource, to: PostgresResource): Promise<StepOutcome>;

@@ -57,7 +57,7 @@ export function describePlan(plan: ResolvedPlan): string {
   lines.push('', 'Rollback order (on rejection, timeout, failed analysis, operator command or cancellation):');
   const order = rollbackOrder(plan.steps);
   if (!order.length) lines.push('  nothing to undo: checks and gates change nothing.');
-  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}${a.part ? (plan.steps.find((s) => s.id === a.stepId)?.kind === 'app' ? ' (only once the new version took writes)' : ' (only past the point of no return)') : ''}`));
+  order.forEach((a, i) => lines.push(`  ${i + 1}. ${a.stepId}: ${a.action}${a.part || plan.steps.find((s) => s.id === a.stepId)?.kind === 'finalize' ? (plan.steps.find((s) => s.id === a.stepId)?.kind === 'app' ? ' (only once the new version took writes)' : ' (only past the point of no return)') : ''}`));
   lines.push('', `Nothing was run. Start it with: tiershift start ${plan.source}`);
   return lines.join('\n');
 }

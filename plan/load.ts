@@ -266,6 +266,8 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
           const proves = providers.find((p) => p.name === resources[name]?.provider)?.provesRestore ?? false;
           return typeof proves === 'function' ? proves(resources[name]!) : proves;
         },
+        recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
+        recoveryProblem: (name, recovery) => recoveryProblem(resources, providers, name, recovery),
     });
     const undoCaveat = provider && kind === 'infra' ? provider.describeUndo?.('infra', fields) : undefined;
     // The provider's own fields sit beside the step's, as its operations read them.
@@ -283,6 +285,12 @@ function providerBlock(kind: PhaseKindName, body: Record<string, unknown>, provi
   if (!provider) return { body, fields: {} };
   const { [provider.name]: fields, ...rest } = body;
   return { body: rest, provider, fields: fields as Record<string, unknown> };
+}
+
+/** Why a database cannot take a recovery its provider offers (the provider's recoveryProblem), or undefined. */
+function recoveryProblem(resources: Record<string, Resource>, providers: readonly ProviderPlan[], name: string, recovery: string): string | undefined {
+  const r = resources[name];
+  return r ? providers.find((p) => p.name === r.provider)?.recoveryProblem?.(r, recovery as Recovery) : undefined;
 }
 
 /** The provider of the plan's resources that drives any resource by its ARM id (a resource step's). */
@@ -335,6 +343,7 @@ function crossCheck(file: PlanFile, resources: Record<string, Resource>, provide
       seen,
       armProvider: armProviderOf(resources, providers),
       recovers: (name, recovery) => providers.find((p) => p.name === name)?.recovery?.includes(recovery as Recovery) ?? false,
+      recoveryProblem: (name, recovery) => recoveryProblem(resources, providers, name, recovery),
       runs: (name, stepKind) => providers.find((p) => p.name === name)?.runs?.includes(stepKind) ?? false,
       readText(fileAt, name) {
         const read = files(name);

@@ -56,6 +56,11 @@ export interface ProviderPlan {
   /** How a migration on its databases comes back once the target took writes; none if it cannot. */
   recovery?: readonly Recovery[];
   /**
+   * Why one of its databases, as a plan configures it, cannot take `recovery` although the provider can
+   * (Azure: a replica promoted standalone cannot be switched back), as "expected …, got …"; none if it can.
+   */
+  recoveryProblem?(resource: Resource, recovery: Recovery): string | undefined;
+  /**
    * Plans written before providers nested their fields put them beside `provider: NAME`; they keep
    * loading. Where a field was renamed, this maps the old name to the new one, per kind.
    */

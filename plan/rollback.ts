@@ -24,7 +24,11 @@ export function rollbackOrder(steps: readonly Step[], { targetWrites = true }: R
   // Once the target took writes the source lacks (past the point of no return, or from the write point
   // on: the new version on a replicated target), the source must receive them before users go back to
   // it, and once more after the new version stopped, when nothing writes to the target any more.
-  const recovering = recoveryPoint(steps, targetWrites);
+  // A switch back is one action, before traffic returns: until it, the source is a read-only replica,
+  // and the stable side's writes would fail there.
+  const switchBack = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn?.recovery === 'switch-back');
+  if (switchBack) actions.push({ stepId: switchBack.id, action: switchBackAction(switchBack) });
+  const recovering = switchBack ? undefined : recoveryPoint(steps, targetWrites);
   if (recovering) actions.push({ stepId: recovering.step.id, part: 'start', action: recovering.start });
   // One action per traffic front: the earliest shift holds the weights from before the migration.
   const fronts = new Set<string>();
@@ -54,13 +58,19 @@ function undoAction(step: Step): string | undefined {
   return step.kind === 'traffic' ? undefined : PHASES[step.kind].undo?.(step);
 }
 
+/** The switch back's runbook line: the original primary takes the writer role again. */
+export function switchBackAction(step: FinalizeStep): string {
+  const pairs = Object.entries(step.syncedFrom).map(([to, from]) => `${to} -> ${from}`).join(', ');
+  return `Switch back ${pairs}: a planned switchover makes the source the primary again once it has replayed every write the target took; the writer endpoint follows it`;
+}
+
 /**
  * The step whose recovery a rollback runs in two parts: a crossed point of no return (the reverse sync
  * replicates everything back), else the write point (what only the target has is copied back; rows both
  * sides changed keep the source's version and are counted as at risk). One recovery, never both.
  */
 export function recoveryPoint(steps: readonly Step[], targetWrites = true): { step: Step; start: string; finish: string } | undefined {
-  const crossed = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn !== undefined);
+  const crossed = steps.find((s): s is FinalizeStep => s.kind === 'finalize' && s.pointOfNoReturn?.recovery === 'reverse-sync');
   if (crossed) {
     const pairs = Object.entries(crossed.syncedFrom).map(([to, from]) => `${to} -> ${from}`).join(', ');
     return {

@@ -176,9 +176,11 @@ export interface FinalizeStep extends StepBase {
 }
 /**
  * How a migration comes back once the target took writes: `reverse-sync` replicates everything the
- * target received back to the source (logical replication, target -> source) before traffic returns.
+ * target received back to the source (logical replication, target -> source) before traffic returns;
+ * `switch-back` (a cutover by switchover, where the source has stayed a physical replica of the target)
+ * is a second planned switchover that makes the source the primary again.
  */
-export type Recovery = 'reverse-sync';
+export type Recovery = 'reverse-sync' | 'switch-back';
 export interface PointOfNoReturn {
   /** The gate that must pass before the step runs. */
   gate: string;

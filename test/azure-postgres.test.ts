@@ -407,6 +407,55 @@ describe('backups, read replicas and promotion', () => {
     expect(arm.get(replicaId)).toBeUndefined();
   });
 
+  it('past the point of no return, rolling back switches back: the original primary is the writer again, then the replica goes', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    const replicaId = pgId('pg-compliance-northeurope-replica');
+    const data = step<DataStep>({ id: 'replica', kind: 'data', from: 'db', to: 'replica', verify: true });
+    const sync = await attempt(activities.syncData, input(data, resources));
+    expect(sync.error).toBeUndefined();
+    const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' }, pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'switch-back' } });
+    expect((await attempt(activities.finalizeMigration, input(fin, resources))).error).toBeUndefined();
+    expect(arm.get(replicaId)!.properties.replicationRole).toBe('Primary');
+    const writerOf = (serverId: string) => [...arm.resources.values()].find((r) => r.id.toLowerCase().startsWith(`${serverId.toLowerCase()}/virtualendpoints/`));
+    expect(writerOf(replicaId)?.properties.members).toEqual(['pg-compliance-westeurope']);
+
+    // The rollback's recovery, as the workflow sends it (undoStep of the finalize, no part).
+    const before = arm.writes().length;
+    const back = await attempt(activities.undoStep, input(fin, resources));
+    expect(back.error).toBeUndefined();
+    expect(arm.writes().slice(before)).toEqual([`PATCH ${server}`]);
+    expect(arm.requests.filter((r) => r.method === 'PATCH').at(-1)!.body).toEqual({ properties: { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } } });
+    expect(arm.get(server)!.properties.replicationRole).toBe('Primary');
+    expect(arm.get(replicaId)!.properties).toMatchObject({ replicationRole: 'AsyncReplica', sourceServerResourceId: server });
+    // The writer endpoint follows the primary back.
+    expect(writerOf(server)?.properties.virtualEndpoints).toContain('pg-compliance-westeurope-vep.writer.postgres.database.azure.com');
+    expect(writerOf(replicaId)).toBeUndefined();
+    expect(back.result!.summary).toBe(
+      'Switched back: pg-compliance-westeurope is the primary again and pg-compliance-northeurope-replica replicates from it; the writer endpoint pg-compliance-westeurope-vep.writer.postgres.database.azure.com follows it',
+    );
+
+    // Run again (a retry after the operation ended): nothing is sent.
+    const again = await attempt(activities.undoStep, input(fin, resources));
+    expect(again.result!.summary).toBe('pg-compliance-westeurope is the primary and pg-compliance-northeurope-replica replicates from it; nothing to switch back');
+    expect(arm.writes()).toHaveLength(before + 1);
+
+    // Then the data step's undo deletes the replica it created: it is a replica again.
+    const undo = await attempt(activities.undoStep, input(data, resources, sync.result!.undo));
+    expect(undo.error).toBeUndefined();
+    expect(arm.get(replicaId)).toBeUndefined();
+  });
+
+  it('refuses to switch back onto a replica promoted standalone, in one sentence, sending nothing', async () => {
+    seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    seedServer(arm, 'pg-compliance-northeurope-replica', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
+    const fin = step<FinalizeStep>({ id: 'fin', kind: 'finalize', resources: ['replica'], syncedFrom: { replica: 'db' }, pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'switch-back' } });
+    const back = await attempt(activities.undoStep, input(fin, resources));
+    expect(back.error?.message).toBe(
+      'server pg-compliance-northeurope-replica is no longer a replica of pg-compliance-westeurope (role Primary), so there is no switchover to reverse; recover pg-compliance-westeurope from the backup by hand',
+    );
+    expect(arm.writes()).toEqual([]);
+  });
+
   it('promotes to a standalone server only where the plan asks, and says that it is final', async () => {
     seedServer(arm, 'pg-compliance-westeurope', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4' });
     seedServer(arm, 'pg-compliance-northeurope-replica', { tier: 'GeneralPurpose', sku: 'Standard_D2ds_v4', replicaOf: 'pg-compliance-westeurope' });

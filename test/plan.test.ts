@@ -49,8 +49,9 @@ const BAD: [string, string, string, number | undefined, RegExp][] = [
   ['a point of no return with nothing to sync back', '  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[0].finalize.pointOfNoReturn', 11, /expected the finalize to cut over a postgres resource that a data phase syncs into/],
   ['a point of no return whose gate name is taken', '  - gate: { name: point-of-no-return }\n  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[2].finalize.pointOfNoReturn.gate', 13, /expected a gate name used once, got "point-of-no-return" again \(first at phases\[0\]\)/],
   ['a gate that would roll back past the point of no return', '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n  - gate: { name: done, timeout: 1h }\n', 'phases[2].gate.onTimeout', 13, /expected onTimeout: abort for a gate after the point of no return at phases\[1\].*got rollback \(the default\)/],
-  ['a point of no return on Azure', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: reverse-sync } }\n', 'phases[1].finalize.pointOfNoReturn.recovery', 12, /expected resources whose provider can reverse-sync, got "targetDb", an azure resource; provider azure cannot recover/],
-  ['a writing v2 on a replicated target that cannot be recovered', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n', 'phases[1].app.database', 12, /expected a database whose provider can copy the new version's writes back on a rollback, got targetDb \(replicated from sourceDb\) on provider azure, which cannot; add acceptWriteLoss: true to this app phase/],
+  ['a point of no return on Azure', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: reverse-sync } }\n', 'phases[1].finalize.pointOfNoReturn', 12, /expected replication: logical on targetDb for a reverse sync \(a read replica has no logical replication to turn around\), got replica \(the default\); set replication: logical on targetDb/],
+  ['a point of no return on Azure whose replica is promoted standalone', HEAD.replace('provider: local, cluster: source', 'provider: azure, subscription: s, resourceGroup: rg, server: pg1').replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2, promote: standalone') + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'phases[1].finalize.pointOfNoReturn', 12, /expected promote: switchover on targetDb for a point of no return whose recovery is a switch back, got promote: standalone, which Azure can never reverse/],
+  ['a writing v2 on a replicated target that cannot be recovered', HEAD.replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2') + '  - data: { from: sourceDb, to: targetDb }\n  - app: { resource: api, version: v2, database: targetDb }\n', 'phases[1].app.database', 12, /expected replication: logical on targetDb for a reverse sync \(a read replica has no logical replication to turn around\), got replica \(the default\); set replication: logical on targetDb to fill it by logical replication; or add acceptWriteLoss: true to this app phase/],
   ['acceptWriteLoss where nothing replicates', '  - app: { resource: api, version: v2, database: targetDb, acceptWriteLoss: true }\n', 'phases[0].app.acceptWriteLoss', 11, /expected acceptWriteLoss only on an app whose database an earlier data phase replicates into, got it on database targetDb/],
   ['a sync between kinds', '  - data: { from: sourceDb, to: assets }\n', 'phases[0].data.to', 11, /expected a postgres resource like sourceDb, got "assets", a blob resource/],
   ['a sync onto itself', '  - data: { from: sourceDb, to: sourceDb }\n', 'phases[0].data.to', 11, /expected a resource other than the source, got "sourceDb" for both/],
@@ -274,6 +275,26 @@ describe('plan resolution', () => {
       '3-finalize/finish',
       '0-data',
     ]);
+  });
+
+  it('on Azure, recovers past the point of no return by switching back, first, and says so in one dry-run line', () => {
+    const onAzure = PROVEN.replace('provider: local, cluster: source', 'provider: azure, subscription: s, resourceGroup: rg, server: pg1').replace('provider: local, cluster: target', 'provider: azure, subscription: s, resourceGroup: rg, server: pg2');
+    const plan = parsePlan(onAzure + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: {} }\n', 'switch-back.yaml');
+    expect(plan.steps.find((s) => s.kind === 'finalize')).toMatchObject({ pointOfNoReturn: { gate: 'point-of-no-return', recovery: 'switch-back' } });
+    // The source is a read-only replica until the switch back: it comes before anything else.
+    expect(rollbackOrder(plan.steps)).toEqual([
+      { stepId: '1-finalize', action: expect.stringMatching(/^Switch back targetDb -> sourceDb: a planned switchover makes the source the primary again/) },
+      { stepId: '0-data', action: expect.any(String) },
+    ]);
+    const dryRun = describePlan(plan);
+    expect(dryRun).toMatch(/\nPoint of no return: 1-finalize, once gate "point-of-no-return" passes\. After it, rolling back means a switch back \(sourceDb primary again, targetDb its replica\): a second planned switchover[^\n]*--confirm`\.\n/);
+    expect(dryRun).toMatch(/1\. 1-finalize: Switch back targetDb -> sourceDb.* \(only past the point of no return\)/);
+    // Said explicitly, the same.
+    expect(parsePlan(onAzure + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: switch-back } }\n', 'explicit.yaml').hash).toBe(plan.hash);
+    // The sandbox has no switchover: switch-back there is refused, and its default stays the reverse sync.
+    expect(() => parsePlan(PROVEN + '  - data: { from: sourceDb, to: targetDb }\n  - finalize: { resources: [targetDb], pointOfNoReturn: { recovery: switch-back } }\n', 'local.yaml')).toThrow(
+      /provider local recovers by reverse-sync, so set recovery: reverse-sync/,
+    );
   });
 
   it('knows the write point: v2 on a replicated target recovers its writes on a rollback, or says in the dry run that it loses them', () => {

@@ -419,7 +419,8 @@ async function rollback(run: MigrationRun): Promise<void> {
   const writes = run.status.targetWrites;
   const tracked = writes?.crossed ? wf.patched(TARGET_WRITES) : false;
   rb.actions = rollbackOrder(touched, { targetWrites: tracked }).map((a) => ({ ...a, state: 'pending' }));
-  if (tracked || ponr?.crossed) {
+  // A switch back copies no rows: no count of recovered rows to show. (State only, no command: replay-safe.)
+  if (tracked || (ponr?.crossed && ponr.recovery === 'reverse-sync')) {
     rb.rowsRecovered = 0;
     rb.rowsAtRisk = 0;
   }

@@ -11,9 +11,10 @@ import { checkApp, observeApp, reactivateStableRevision, retireStableRevision, u
 import { describeWeights, front, readWeights, weightPreconditions } from './front-door';
 import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provider';
 import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
+import { cutoverLogical, measureLogical, observeLogical, reverseLogical, syncLogical, undoLogical } from './logical';
 import { removeLeftScratch, proveRestore } from './restore';
 import { resolveKeyVaultSecret } from './secrets';
-import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, syncReplica, undoInfra, undoReplica } from './postgres';
+import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, switchBack, syncReplica, undoInfra, undoReplica } from './postgres';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
 
 export type { AzureProviderOptions } from './common';
@@ -28,6 +29,9 @@ async function checkTraffic(az: AzureContext, resource: AzureTraffic): Promise<S
   if (!w.stable.enabled) throw ApplicationFailure.nonRetryable(`${resource.name}: the stable origin ${resource.stable} is disabled in Front Door; enable it before migrating`, 'NonRetryable');
   return { summary: `${resource.name} healthy: Front Door ${resource.profile}/${resource.originGroup} routes ${describeWeights(resource, w)}`, figures: { [`${resource.name}.stableWeight`]: w.stable.weight } };
 }
+
+/** Whether a data step's target is filled by logical replication rather than created as a read replica. */
+const logical = ({ step, resources }: StepInput) => step.kind === 'data' && (resources[step.to] as AzurePostgres | undefined)?.replication === 'logical';
 
 /** One journal per activity attempt, shared by the resources of a multi-resource step. */
 const journals = new WeakMap<object, Journal>();
@@ -79,12 +83,17 @@ export function createAzureProvider(options: AzureProviderOptions = {}): Provide
       observePrepare: (input) => observeInfra(az, input),
       undoPrepare: (input) => undoInfra(az, input),
       settingsDrift: (r: AzurePostgres, expected) => settingsDrift(az, r, expected),
-      sync: (input) => syncReplica(az, input),
-      observeSync: (input) => observeReplica(az, input),
-      undoSync: (input) => undoReplica(az, input),
-      // A switchover is reversed by another (its summary says how); a standalone promotion is final.
-      // Neither copies writes back: no reverseSync (provider.ts declares no recovery).
-      cutover: (input, from: AzurePostgres, to: AzurePostgres) => promoteReplica(az, input, from, to),
+      // A data step fills its target as a read replica, or (replication: logical) an existing server by logical replication.
+      sync: (input) => (logical(input) ? syncLogical(az, input) : syncReplica(az, input)),
+      observeSync: (input) => (logical(input) ? observeLogical(az, input) : observeReplica(az, input)),
+      undoSync: (input) => (logical(input) ? undoLogical(az, input) : undoReplica(az, input)),
+      // A switchover is reversed by another: the switch-back recovery past a point of no return. A
+      // standalone promotion is final (the plan refuses a point of no return with it).
+      cutover: (input, from: AzurePostgres, to: AzurePostgres) => (to.replication === 'logical' ? cutoverLogical(az, input, from, to) : promoteReplica(az, input, from, to)),
+      switchBack: (_input, from: AzurePostgres, to: AzurePostgres) => switchBack(az, from, to),
+      // A server filled by logical replication (the plan allows a reverse sync only there: provider.ts recoveryProblem).
+      reverseSync: reverseLogical(az),
+      measureWrites: async (from: AzurePostgres, to: AzurePostgres) => (to.replication === 'logical' ? measureLogical(az, from, to) : undefined),
     },
     blob: {
       check: (r: AzureBlob) => checkContainer(az, r),

@@ -116,7 +116,7 @@ function shapeOf(s: Server, settings: Record<string, string>, replicas?: Record<
   };
 }
 
-async function readSettings(t: Target, names: string[]): Promise<Record<string, string>> {
+export async function readSettings(t: Target, names: string[]): Promise<Record<string, string>> {
   const found: Record<string, string> = {};
   for (const name of names) {
     const c = await azureFind(`reading parameter ${name} of ${t.server}`, () => t.client.configurations.get(t.resourceGroup, t.server, name));
@@ -145,7 +145,7 @@ const wantText = (v: string | number | boolean) => (typeof v === 'boolean' ? (v 
  * (replica-bound ones raised on the replicas before the primary, lowered on the primary before the
  * replicas), then a restart of each server where a static parameter changed.
  */
-async function converge(az: AzureContext, t: Target, journal: Journal, want: ServerShape, phase: string): Promise<{ changed: string[]; resumed: boolean; storageKept?: number }> {
+export async function converge(az: AzureContext, t: Target, journal: Journal, want: ServerShape, phase: string): Promise<{ changed: string[]; resumed: boolean; storageKept?: number }> {
   // An operation a killed attempt left running keeps the server Updating: resume it rather than wait for Ready.
   const resuming = journal.state.pending?.op.startsWith(`${phase}:`) ?? false;
   let server = resuming ? await getServer(t) : await ready(az, t);
@@ -610,5 +610,51 @@ async function switchedOver(to: AzurePostgres, replica: Target, primary: Target,
       (writer ? `; the writer endpoint ${writer} follows the primary` : '') +
       `. To reverse it, switch over again (\`az postgres flexible-server replica promote -g ${primary.resourceGroup} -n ${primary.server} --promote-mode switchover --promote-option planned\`)`,
     figures: { [`${to.name}.promoted`]: true, [`${to.name}.promoteMode`]: 'Switchover', ...(writer ? { [`${to.name}.writerEndpoint`]: writer } : {}) },
+  };
+}
+
+/**
+ * The recovery past the point of no return of a cutover by switchover: a second planned switchover, to
+ * `from`, which has been `to`'s physical replica since the cutover (Planned waits until it has replayed
+ * every write `to` took, so nothing is lost). Idempotent: a source that is the primary again (or never
+ * stopped being it) with `to` replicating from it is left as it is.
+ */
+export async function switchBack(az: AzureContext, from: AzurePostgres, to: AzurePostgres): Promise<StepOutcome> {
+  const original = target(az, from);
+  const current = target(az, to);
+  const journal = new Journal();
+  const figures = { [`${from.name}.primary`]: true, [`${to.name}.switchedBack`]: true };
+  const s = journal.isPending('switch-back') ? await getServer(original) : await ready(az, original);
+  const isReplica = s.replicationRole !== undefined && s.replicationRole !== 'Primary' && s.replicationRole !== 'None';
+  if (!isReplica && !journal.isPending('switch-back')) {
+    const other = await azureFind(`reading server ${current.server}`, () => current.client.servers.get(current.resourceGroup, current.server));
+    if (!other || (other.sourceServerResourceId ?? '').toLowerCase() === serverId(original).toLowerCase()) {
+      return { summary: `${original.server} is the primary${other ? ` and ${current.server} replicates from it` : ''}; nothing to switch back`, figures };
+    }
+    throw ApplicationFailure.nonRetryable(
+      `server ${current.server} is no longer a replica of ${original.server} (role ${other.replicationRole ?? 'none'}), so there is no switchover to reverse; recover ${original.server} from the backup by hand`,
+      'NonRetryable',
+    );
+  }
+  if (!journal.isPending('switch-back') && (s.sourceServerResourceId ?? '').toLowerCase() !== serverId(current).toLowerCase()) {
+    throw ApplicationFailure.nonRetryable(
+      `server ${original.server} replicates from ${s.sourceServerResourceId?.split('/').pop() ?? 'another server'}, not from ${current.server}, so switching back would not bring back this migration's writes; check the servers in the portal, then resume the rollback`,
+      'NonRetryable',
+    );
+  }
+  // The virtual endpoint followed the primary at the cutover: the switch back needs it to name the old primary as its member.
+  if (!journal.isPending('switch-back')) await virtualEndpoint(az, current, original, from, journal);
+  await runOperation(az, journal, 'switch-back', `switching back to ${original.server}`, (o) =>
+    original.client.servers.beginUpdate(original.resourceGroup, original.server, { replica: { promoteMode: 'Switchover', promoteOption: 'Planned' } }, o),
+  );
+  await ready(az, original);
+  const endpoints: { virtualEndpoints?: string[] }[] = [];
+  await azureCall(`reading the virtual endpoints of ${original.server}`, async () => {
+    for await (const v of original.client.virtualEndpoints.listByServer(original.resourceGroup, original.server)) endpoints.push(v);
+  });
+  const writer = endpoints[0]?.virtualEndpoints?.find((h) => h.includes('.writer.'));
+  return {
+    summary: `Switched back: ${original.server} is the primary again and ${current.server} replicates from it${writer ? `; the writer endpoint ${writer} follows it` : ''}`,
+    figures,
   };
 }

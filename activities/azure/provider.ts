@@ -60,6 +60,16 @@ const fields = {
      * replication set for good; there is no way back.
      */
     promote: z.enum(['switchover', 'standalone']).optional(),
+    /**
+     * How a data step fills this server (the data step's target). `replica` (the default): the step creates
+     * it as a read replica of the source, and the finalize promotes it. `logical`: the server exists already
+     * (another region, or a newer major version, which a replica cannot have), and the step fills it by
+     * logical replication through both databases' connections (wal_level and the source's other
+     * parameters are set, with a restart, and put back by undo); the finalize ends that replication.
+     * On the resource rather than the data step, like `promote`: it is what this server is, and the data
+     * phase's schema names no provider.
+     */
+    replication: z.enum(['replica', 'logical']).optional(),
     /** The virtual endpoint (a writer and a reader host name) a switchover moves; defaults to `<primary server>-vep`. */
     virtualEndpoint: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, { error: 'expected a virtual endpoint name: 3 to 63 lowercase letters, digits and dashes' }).optional(),
   }),
@@ -211,6 +221,13 @@ export const azure: ProviderDefinition = {
     return kind === 'infra' && f.storageGb !== undefined ? `storage cannot shrink back: it stays at ${f.storageGb} GB if it grew` : undefined;
   },
   check(resource) {
+    const db = resource as AzurePostgres;
+    if (db.kind === 'postgres' && db.replication === 'logical') {
+      const problems: [string[], string][] = [];
+      if (!db.connection) problems.push([['replication'], `expected a connection (a Key Vault reference to its connection string) with replication: logical, which reaches the database through it, got none`]);
+      if (db.promote !== undefined) problems.push([['promote'], 'expected no promote with replication: logical (a server filled by logical replication is no replica to promote)']);
+      return problems;
+    }
     const r = resource as AzureTraffic;
     if (r.kind !== 'traffic') return [];
     if (r.containerApp) {
@@ -229,8 +246,25 @@ export const azure: ProviderDefinition = {
   // A point-in-time restore to a scratch server, compared through the database's connection (restore.ts).
   provesRestore: (r) => r.kind === 'postgres' && r.connection !== undefined,
   secrets: { keyVault: z.strictObject({ vault: z.string().min(1), secret: z.string().min(1) }) },
-  // A switched-over replica is reversed by a second switchover (the cutover's summary says how); a
-  // standalone one cannot replicate back. Neither copies writes back: no reverse-sync recovery.
-  recovery: [],
+  // A switched-over replica is reversed by a second switchover: its old primary stayed its physical
+  // replica, so a planned switchover back loses nothing; a standalone one cannot replicate back. A server
+  // filled by logical replication (replication: logical) recovers by the sandbox's reverse sync instead,
+  // on the two servers' connections (logical.ts).
+  recovery: ['switch-back', 'reverse-sync'],
+  recoveryProblem(resource, recovery) {
+    const r = resource as AzurePostgres;
+    if (r.kind !== 'postgres') return undefined;
+    if (recovery === 'reverse-sync') {
+      return r.replication === 'logical'
+        ? undefined
+        : `expected replication: logical on ${r.name} for a reverse sync (a read replica has no logical replication to turn around), got ${r.replication ?? 'replica (the default)'}; set replication: logical on ${r.name} to fill it by logical replication`;
+    }
+    if (recovery !== 'switch-back') return undefined;
+    if (r.replication === 'logical') {
+      return `expected a read replica (replication: replica) for ${r.name}, whose point of no return recovers by a switch back, got replication: logical, which has no switchover to reverse; leave pointOfNoReturn out of this plan`;
+    }
+    if (r.promote !== 'standalone') return undefined;
+    return `expected promote: switchover on ${r.name} for a point of no return whose recovery is a switch back, got promote: standalone, which Azure can never reverse; remove promote: standalone from ${r.name} or leave pointOfNoReturn out of this plan`;
+  },
   operations: async () => (await import('./index')).createAzureProvider(),
 };

@@ -93,12 +93,30 @@ function onDatabase(url: string, database: string): string {
 
 const databaseOf = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
 
+/**
+ * The two databases of a data step as the replication reaches them: the resources' names (for messages)
+ * and connection strings the worker resolved. The sandbox resolves its clusters; Azure its Key Vault
+ * references (activities/azure/logical.ts): the same data phase runs on both.
+ */
+export interface Ends {
+  from: Pick<LocalPostgres, 'name'>;
+  to: Pick<LocalPostgres, 'name'>;
+  src: string;
+  dst: string;
+}
+
+async function localEnds(resources: Record<string, Resource>, step: { from: string; to: string }): Promise<Ends> {
+  const from = postgresResource(resources, step.from);
+  const to = postgresResource(resources, step.to);
+  return { from, to, src: await postgresConnection(from), dst: await postgresConnection(to) };
+}
+
 export async function syncPostgres(input: StepInput<DataStep>): Promise<StepOutcome> {
-  const { step, migrationId } = input;
-  const from = postgresResource(input.resources, step.from);
-  const to = postgresResource(input.resources, step.to);
-  const src = await postgresConnection(from);
-  const dst = await postgresConnection(to);
+  return syncDatabases(input, await localEnds(input.resources, input.step));
+}
+
+export async function syncDatabases(input: StepInput<DataStep>, { from, to, src, dst }: Ends): Promise<StepOutcome> {
+  const { migrationId } = input;
   if (src === dst) throw ApplicationFailure.nonRetryable(`${from.name} and ${to.name} are the same database; point the data step at two databases`, 'NonRetryable');
   const name = replicationName(migrationId);
 
@@ -147,8 +165,8 @@ export async function oneAttemptAtATime(dst: string, name: string): Promise<{ re
 }
 
 interface SyncContext {
-  from: LocalPostgres;
-  to: LocalPostgres;
+  from: Ends['from'];
+  to: Ends['to'];
   src: string;
   dst: string;
   name: string;
@@ -615,9 +633,10 @@ export async function dropPublication(src: string, name: string): Promise<boolea
 
 /** Read-only: whether the target database and this migration's replication exist before the data step. */
 export async function observePgSync(input: StepInput<DataStep>): Promise<Json> {
-  const { step, migrationId } = input;
-  const src = await postgresConnection(postgresResource(input.resources, step.from));
-  const dst = await postgresConnection(postgresResource(input.resources, step.to));
+  return observeReplication(input, await localEnds(input.resources, input.step));
+}
+
+async function observeReplication({ migrationId }: StepInput<DataStep>, { src, dst }: Ends): Promise<Json> {
   const name = replicationName(migrationId);
   const database = databaseOf(dst);
   // pg_subscription and pg_database are shared catalogs: the maintenance database sees them even before the target exists.
@@ -636,12 +655,12 @@ export async function observePgSync(input: StepInput<DataStep>): Promise<Json> {
 export async function undoPgSync(input: UndoInput): Promise<StepOutcome> {
   const { step } = input;
   if (step.kind !== 'data') throw new Error(`undoPgSync got a ${step.kind} step`);
-  const from = postgresResource(input.resources, step.from);
-  const to = postgresResource(input.resources, step.to);
+  return undoReplication(input, await localEnds(input.resources, step));
+}
+
+export async function undoReplication(input: UndoInput, { from, to, src, dst }: Ends): Promise<StepOutcome> {
   const recorded = input.undo as Partial<PgSyncUndo> | undefined;
   const name = recorded?.subscription ?? replicationName(input.migrationId);
-  const src = await postgresConnection(from);
-  const dst = await postgresConnection(to);
   // An attempt of the step Temporal gave up on may still run: it could create what this drops.
   const fence = await oneAttemptAtATime(dst, name).catch((err: { code?: string }) => {
     if (err.code === '3D000') return undefined; // no target database: the step never got that far
@@ -763,8 +782,11 @@ export async function endReplication(publisher: string, subscriber: string, name
 
 /** The finalize step's cutover: the target takes over from the source it was replicated from. */
 export async function cutoverPostgres(input: StepInput<FinalizeStep>, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
-  const src = await postgresConnection(from);
-  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(src, await postgresConnection(to), replicationName(input.migrationId));
+  return cutOver(input, { from, to, src: await postgresConnection(from), dst: await postgresConnection(to) });
+}
+
+export async function cutOver(input: StepInput<FinalizeStep>, { from, to, src, dst }: Ends): Promise<StepOutcome> {
+  const { stopped, quiesceMs, raised, publicationDropped } = await endReplication(src, dst, replicationName(input.migrationId));
   // Replication has ended: a write the old version still made to the source would exist nowhere else,
   // and a later reverse sync could overwrite it. The source refuses writes until a reverse sync lifts this.
   const writersEnded = await setReadOnly(src, true);

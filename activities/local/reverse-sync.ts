@@ -34,6 +34,15 @@ import { withClient } from './postgres';
 import { positiveSetting } from './pg-copy';
 import { postgresConnection } from './sandbox';
 
+/** A database as the reverse sync names it in messages. */
+type Db = Pick<LocalPostgres, 'name'>;
+/**
+ * How the worker reaches a database: the sandbox resolves its clusters (the default); Azure resolves
+ * its Key Vault references (activities/azure/logical.ts), so the same reverse sync runs on both.
+ */
+export type Connect<R extends Db> = (resource: R) => Promise<string>;
+const local = postgresConnection as Connect<Db>;
+
 /** Rows fetched from the target and written to the source per statement. */
 const BATCH = 2_000;
 
@@ -61,11 +70,11 @@ type CopyMode = 'upsert' | 'insert-missing' | 'count';
  * Part one: the source gets everything the target has, then keeps receiving its writes. `from` is the
  * migration's source (it receives), `to` the database that took over (it publishes).
  */
-export async function startReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
-  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'start');
+export async function startReverseSync<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R> = local): Promise<StepOutcome> {
+  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'start', connect);
   const name = reverseName(input.migrationId);
-  const back = await postgresConnection(from);
-  const ahead = await postgresConnection(to);
+  const back = await connect(from);
+  const ahead = await connect(to);
   await dropForward(input.migrationId, back, ahead);
   // The cutover made the source read-only; it takes writes again: first the target's, then the users'.
   const reopened = await setReadOnly(back, false);
@@ -124,9 +133,9 @@ async function dropForward(migrationId: string, back: string, ahead: string): Pr
  * row both sides hold differently keeps the source's version (users may have changed it there) and is
  * counted as at risk. Idempotent: inserts only what is missing.
  */
-async function recoverWrites(input: UndoInput, from: LocalPostgres, to: LocalPostgres, part: 'start' | 'finish'): Promise<StepOutcome> {
-  const back = await postgresConnection(from);
-  const ahead = await postgresConnection(to);
+async function recoverWrites<R extends Db>(input: UndoInput, from: R, to: R, part: 'start' | 'finish', connect: Connect<R>): Promise<StepOutcome> {
+  const back = await connect(from);
+  const ahead = await connect(to);
   await dropForward(input.migrationId, back, ahead);
   const copied = await copyBack(ahead, undefined, back, to.name, 'insert-missing');
   // The source hands out ids again: past the copied rows' ids (drawn from the target's sequences, far
@@ -144,16 +153,16 @@ async function recoverWrites(input: UndoInput, from: LocalPostgres, to: LocalPos
 }
 
 /** What a rollback now would have to recover: rows only the target has, and rows both sides hold differently. Reads only. */
-export async function measureWrites(from: LocalPostgres, to: LocalPostgres): Promise<{ targetOnly: number; differing: number }> {
-  const counted = await copyBack(await postgresConnection(to), undefined, await postgresConnection(from), to.name, 'count');
+export async function measureWrites<R extends Db>(from: R, to: R, connect: Connect<R> = local): Promise<{ targetOnly: number; differing: number }> {
+  const counted = await copyBack(await connect(to), undefined, await connect(from), to.name, 'count');
   return { targetOnly: counted.rowsOnlyOnTarget, differing: counted.rowsDiffering };
 }
 
 /** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
-export async function finishReverseSync(input: UndoInput, from: LocalPostgres, to: LocalPostgres): Promise<StepOutcome> {
-  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'finish');
+export async function finishReverseSync<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R> = local): Promise<StepOutcome> {
+  if (input.step.kind === 'app') return recoverWrites(input, from, to, 'finish', connect);
   // The source will hand out ids again: past every id the target used, rows copied back included.
-  const { stopped, quiesceMs, raised } = await endReplication(await postgresConnection(to), await postgresConnection(from), reverseName(input.migrationId));
+  const { stopped, quiesceMs, raised } = await endReplication(await connect(to), await connect(from), reverseName(input.migrationId));
   const f = from.name;
   return {
     summary: stopped

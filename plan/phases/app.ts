@@ -42,6 +42,8 @@ export const app = phaseKind<z.infer<typeof body>>({
     }
     if (b.acceptWriteLoss) return;
     const unable = [b.database!, source].map((r) => ctx.resources[r]?.provider).find((p) => p && !ctx.recovers(p, 'reverse-sync'));
+    const problem = unable ? undefined : ctx.recoveryProblem(b.database!, 'reverse-sync');
+    if (problem) ctx.problem(ctx.at('database'), `${problem}; or add acceptWriteLoss: true to this app phase to accept that a rollback loses the writes ${b.version} makes to ${b.database}`);
     if (unable) {
       ctx.problem(
         ctx.at('database'),

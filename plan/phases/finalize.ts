@@ -10,13 +10,37 @@ type Body = BodyCommon & {
   pointOfNoReturn?: GateRules & { gate?: string; recovery?: Recovery };
 };
 
+const RECOVERIES = ['reverse-sync', 'switch-back'] as const satisfies readonly Recovery[];
+
 /** What a rollback past the point of no return does, in words an approver reads before crossing it. */
 export function recoveryPhrase(recovery: Recovery, syncedFrom: Record<string, string>): string {
   const pairs = Object.entries(syncedFrom).map(([to, from]) => `${to} -> ${from}`);
   switch (recovery) {
     case 'reverse-sync':
       return `a reverse sync (${pairs.join(', ') || 'target -> source'}): every row the target received is replicated back to the source before traffic returns`;
+    case 'switch-back': {
+      const back = Object.entries(syncedFrom).map(([to, from]) => `${from} primary again, ${to} its replica`);
+      return `a switch back (${back.join('; ') || 'the source primary again'}): a second planned switchover, which waits until the source has replayed every write the target took, before traffic returns`;
+    }
   }
+}
+
+/**
+ * The recovery a plan gets when it names none: the reverse sync where every synced pair can take it (the
+ * sandbox; Azure with replication: logical), else the switch back where they all can (an Azure read
+ * replica, cut over by a switchover). `pairs` are [target, source] resource names.
+ */
+export function defaultRecovery(
+  pairs: readonly [string, string][],
+  ctx: { resources: Record<string, { provider: string }>; recovers(provider: string, recovery: string): boolean; recoveryProblem(resource: string, recovery: string): string | undefined },
+): Recovery {
+  const can = (r: Recovery) =>
+    pairs.every(([to, from]) => [to, from].every((n) => !ctx.resources[n] || ctx.recovers(ctx.resources[n]!.provider, r)) && !ctx.recoveryProblem(to, r));
+  if (can('reverse-sync')) return 'reverse-sync';
+  if (can('switch-back')) return 'switch-back';
+  // Neither: the one whose refusal names the fix (a provider with switchovers says what stops the switch back).
+  const offers = (r: Recovery) => pairs.every(([to, from]) => [to, from].every((n) => !ctx.resources[n] || ctx.recovers(ctx.resources[n]!.provider, r)));
+  return offers('switch-back') ? 'switch-back' : 'reverse-sync';
 }
 
 export const finalize = phaseKind<Body>({
@@ -29,7 +53,8 @@ export const finalize = phaseKind<Body>({
         .strictObject({
           /** The name of the gate that opens before the step (default point-of-no-return). */
           gate: gateName.optional(),
-          recovery: z.enum(['reverse-sync']).optional(),
+          /** reverse-sync (the sandbox's logical replication back) or switch-back (Azure: a second switchover); by default what the providers offer. */
+          recovery: z.enum(RECOVERIES).optional(),
           ...gateRules(parts),
         })
         .optional(),
@@ -42,7 +67,7 @@ export const finalize = phaseKind<Body>({
     const ponr = b.pointOfNoReturn;
     if (!ponr) return [step];
     const gate = ponr.gate ?? 'point-of-no-return';
-    const recovery = ponr.recovery ?? 'reverse-sync';
+    const recovery = ponr.recovery ?? defaultRecovery(Object.entries(syncedFrom), ctx);
     const instructions = `${ponr.instructions ? `${ponr.instructions.trim()} ` : ''}Past this gate, rolling back means ${recoveryPhrase(recovery, syncedFrom)}, and needs \`tiershift rollback --confirm\`.`;
     return [
       { ...gateStep({ ...ctx.base('-gate'), title: `Point of no return: approve crossing into ${step.id}` }, gate, { ...ponr, instructions }, ctx.approvers), pointOfNoReturn: step.id },
@@ -73,14 +98,18 @@ export const finalize = phaseKind<Body>({
     if (!synced.length) {
       ctx.problem(ctx.at('pointOfNoReturn'), `expected the finalize to cut over a postgres resource that a data phase syncs into (the recovery replicates it back), got ${list(b.resources)}`);
     }
-    const recovery = ponr.recovery ?? 'reverse-sync';
+    const recovery = ponr.recovery ?? defaultRecovery(synced.map((to) => [to, ctx.seen.syncedInto.get(to)!] as [string, string]), ctx);
     for (const n of synced) {
+      const problem = ctx.recoveryProblem(n, recovery);
+      if (problem) ctx.problem(ctx.at('pointOfNoReturn'), problem);
       for (const r of [n, ctx.seen.syncedInto.get(n)!]) {
         const provider = ctx.resources[r]?.provider;
         if (provider && !ctx.recovers(provider, recovery)) {
+          const offers = RECOVERIES.filter((x) => ctx.recovers(provider, x));
           ctx.problem(
             ctx.at('pointOfNoReturn', 'recovery'),
-            `expected resources whose provider can ${recovery}, got "${r}", ${/^[aeiou]/.test(provider) ? 'an' : 'a'} ${provider} resource; provider ${provider} cannot recover past a point of no return yet, so leave pointOfNoReturn out of this plan`,
+            `expected resources whose provider can ${recovery}, got "${r}", ${/^[aeiou]/.test(provider) ? 'an' : 'a'} ${provider} resource; ` +
+              (offers.length ? `provider ${provider} recovers by ${offers.join(' or ')}, so set recovery: ${offers[0]}` : `provider ${provider} cannot recover past a point of no return yet, so leave pointOfNoReturn out of this plan`),
           );
         }
       }

@@ -102,6 +102,10 @@ export interface ResolveContext {
   armProvider?: string;
   /** Whether the provider of a database resource restores its backups once to prove them. */
   provesRestore(resource: string): boolean;
+  /** The registered providers that can recover past a point of no return, by recovery. */
+  recovers(provider: string, recovery: string): boolean;
+  /** Why a database, as the plan configures it, cannot take a recovery its provider offers; none if it can. */
+  recoveryProblem(resource: string, recovery: string): string | undefined;
 }
 
 /** What the loader gives a phase kind to check it against the rest of the plan. */
@@ -130,6 +134,8 @@ export interface CheckContext {
   };
   /** The registered providers that can recover past a point of no return, by recovery. */
   recovers(provider: string, recovery: string): boolean;
+  /** Why a database, as the plan configures it, cannot take a recovery its provider offers (provider.ts recoveryProblem); none if it can. */
+  recoveryProblem(resource: string, recovery: string): string | undefined;
   /** Whether a registered provider runs a step kind beyond cloud calls on its resources (ProviderPlan.runs). */
   runs(provider: string, kind: 'sql' | 'verify'): boolean;
   /** A file the plan names, relative to the plan; a problem at `at` (and undefined) when it cannot be read. */

@@ -75,6 +75,18 @@ function merge(target: Json, patch: Json): Json {
 }
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 
+/**
+ * Whether a parameter takes `value`, by its `allowedValues` as Azure reports them: a range (`1-262143`)
+ * for numbers, a comma-separated list (`replica,logical`, `on,off`) otherwise; no list, any value.
+ */
+function allowedValue(config: { dataType?: string; allowedValues?: string }, value: string): boolean {
+  const allowed = config.allowedValues;
+  if (!allowed) return true;
+  const range = /^(-?\d+)-(\d+)$/.exec(allowed);
+  if (range && (config.dataType === 'Integer' || config.dataType === 'Numeric')) return Number(value) >= Number(range[1]) && Number(value) <= Number(range[2]);
+  return allowed.split(',').some((v) => v.trim().toLowerCase() === value.trim().toLowerCase());
+}
+
 /** Premium SSD sizes a Flexible Server accepts, in GiB (32 GiB to 32 TiB; the last is 32,767). */
 const PREMIUM_SSD_GB = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767];
 const skuTier = (name: string) => (/^Standard_B/i.test(name) ? 'Burstable' : /^Standard_E/i.test(name) ? 'MemoryOptimized' : 'GeneralPurpose');
@@ -316,6 +328,9 @@ export class FakeArm implements HttpClient {
       if (!/^\d+$/.test(String(body?.properties?.value)) && config.properties.dataType === 'Integer') {
         return error(400, 'InvalidParameterValue', `Invalid value given for parameter ${config.name}. Specify a valid parameter value.`);
       }
+      if (!allowedValue(config.properties, String(body?.properties?.value))) {
+        return error(400, 'InvalidParameterValue', `Invalid value given for parameter ${config.name}. Specify a valid parameter value (allowed: ${config.properties.allowedValues}).`);
+      }
       if (REPLICA_PARAMETERS.has(configName.toLowerCase())) {
         const value = Number(body!.properties.value);
         const valueOn = (sid: string) => Number(this.get(`${sid}/configurations/${configName}`)?.properties.value ?? NaN);
@@ -327,7 +342,10 @@ export class FakeArm implements HttpClient {
         if (lower) return error(400, 'InvalidParameterValue', `The value of ${configName} on the primary server cannot exceed its value on read replica '${lower.name}' (${valueOn(lower.id)}); increase it on the replica first.`);
       }
       return this.startOperation(ns, () => {
-        const updated = merge(this.get(id)!, { properties: { value: String(body!.properties.value), source: 'user-override' } });
+        const current = this.get(id)!;
+        // A static parameter's new value is stored at once but takes effect only at the next restart.
+        const pending = current.properties.isDynamicConfig === false && String(body!.properties.value) !== current.properties.value;
+        const updated = merge(current, { properties: { value: String(body!.properties.value), source: 'user-override', ...(pending ? { isConfigPendingRestart: true } : {}) } });
         this.resources.set(id.toLowerCase(), updated);
         return updated;
       }, reply);
@@ -347,6 +365,9 @@ export class FakeArm implements HttpClient {
       server.properties.state = 'Restarting';
       return this.startOperation(ns, () => {
         server.properties.state = 'Ready';
+        // What waited for the restart is in effect now.
+        const prefix = `${serverId.toLowerCase()}/configurations/`;
+        for (const [k, c] of this.resources) if (k.startsWith(prefix)) c.properties.isConfigPendingRestart = false;
         return undefined;
       }, reply, 202, () => (server.properties.state = 'Ready'));
     }
@@ -576,7 +597,7 @@ export function seedServer(
     autoGrow?: 'Enabled' | 'Disabled';
     highAvailability?: 'SameZone' | 'ZoneRedundant';
     replicaOf?: string;
-    settings?: Record<string, { value: string; dynamic: boolean }>;
+    settings?: Record<string, { value: string; dynamic: boolean; dataType?: string; allowedValues?: string }>;
   } = {},
 ): void {
   const zone = '1';
@@ -604,10 +625,27 @@ export function seedServer(
   for (const [name, s] of Object.entries(settings)) {
     arm.put(`${pgId(server)}/configurations/${name}`, {
       type: 'Microsoft.DBforPostgreSQL/flexibleServers/configurations',
-      properties: { value: s.value, defaultValue: s.value, dataType: /^\d+$/.test(s.value) ? 'Integer' : 'Boolean', isDynamicConfig: s.dynamic, isReadOnly: false, source: 'system-default' },
+      properties: {
+        value: s.value,
+        defaultValue: s.value,
+        dataType: s.dataType ?? (/^\d+$/.test(s.value) ? 'Integer' : 'Boolean'),
+        ...(s.allowedValues ? { allowedValues: s.allowedValues } : {}),
+        isDynamicConfig: s.dynamic,
+        isReadOnly: false,
+        isConfigPendingRestart: false,
+        source: 'system-default',
+      },
     });
   }
 }
+
+/** The parameters logical replication needs, as Azure reports them on a new Flexible Server (PostgreSQL 16): all static. */
+export const LOGICAL_PARAMETERS = {
+  wal_level: { value: 'replica', dynamic: false, dataType: 'Enumeration', allowedValues: 'replica,logical' },
+  max_replication_slots: { value: '10', dynamic: false, dataType: 'Integer', allowedValues: '2-262143' },
+  max_wal_senders: { value: '10', dynamic: false, dataType: 'Integer', allowedValues: '5-100' },
+  max_connections: { value: '50', dynamic: false, dataType: 'Integer', allowedValues: '25-5000' },
+};
 
 export function seedFrontDoor(arm: FakeArm, profile: string, group: string, origins: Record<string, { weight: number; enabled: boolean }>, endpoint?: { name: string; hostName: string }): void {
   arm.put(afdId(profile, group), { type: 'Microsoft.Cdn/profiles/originGroups', properties: { healthProbeSettings: { probePath: '/health', probeProtocol: 'Https', probeRequestType: 'GET', probeIntervalInSeconds: 30 }, provisioningState: 'Succeeded' } });
