@@ -85,3 +85,21 @@ export async function withPgClient<T>(connectionString: string, fn: (client: pg.
     await client.end().catch(() => undefined);
   }
 }
+
+/**
+ * A connection URL for a libpq tool's command line (pg_dump, pg_restore, psql) without its password, and
+ * the environment that carries the password instead: arguments are visible to every user of the host
+ * (`ps`), a process's environment only to its owner.
+ */
+export function libpqCommandLine(connectionString: string, env: NodeJS.ProcessEnv = process.env): { url: string; env: NodeJS.ProcessEnv } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { url: connectionString, env };
+  }
+  if (!/^postgres(ql)?:$/.test(url.protocol) || !url.password) return { url: connectionString, env };
+  const password = decodeURIComponent(url.password);
+  url.password = '';
+  return { url: url.toString(), env: { ...env, PGPASSWORD: password } };
+}

@@ -2,6 +2,7 @@
 // restores" and "copy the container aside". A backup blob records in its metadata what it holds and
 // whether a restore proved it, so a retried or repeated step reuses a finished backup.
 import { RestError, type BlockBlobClient, type ContainerClient } from '@azure/storage-blob';
+import { libpqCommandLine } from '../../contract/pg';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -167,9 +168,10 @@ async function dumpToBlob(url: string, snapshot: string, blob: BlockBlobClient, 
   // A custom-format dump is compressed: its size is unknown until it ends, so no total and no ETA.
   const progress = new ProgressMeter(`dumping ${name}`, 'bytes');
   heartbeat({ phase: 'dump', resource: name, bytes: 0, progress: progress.read(0) });
-  const child = spawn(findBinary('pg_dump'), ['--format=custom', `--snapshot=${snapshot}`, `--dbname=${url}`], {
+  const cmd = libpqCommandLine(url, { ...process.env, PGCONNECT_TIMEOUT: '10' });
+  const child = spawn(findBinary('pg_dump'), ['--format=custom', `--snapshot=${snapshot}`, `--dbname=${cmd.url}`], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+    env: cmd.env,
   });
   const exited = exitOf(child, 'pg_dump');
   const m = meter((bytes) => ({ phase: 'dump', resource: name, bytes, progress: progress.read(bytes) }));
@@ -211,9 +213,10 @@ async function verifyRestore(url: string, blob: BlockBlobClient, sha256: string,
     const download = await blob.download(0, undefined, { abortSignal: Context.current().cancellationSignal });
     const progress = new ProgressMeter('verifying the restore', 'bytes', download.contentLength);
     heartbeat({ phase: 'restore', blob: blob.name, bytes: 0, progress: progress.read(0) });
-    const child = spawn(findBinary('pg_restore'), ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${scratchUrl}`], {
+    const cmd = libpqCommandLine(scratchUrl, { ...process.env, PGCONNECT_TIMEOUT: '10' });
+    const child = spawn(findBinary('pg_restore'), ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${cmd.url}`], {
       stdio: ['pipe', 'ignore', 'pipe'],
-      env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+      env: cmd.env,
     });
     const exited = exitOf(child, 'pg_restore');
     const m = meter((bytes) => ({ phase: 'restore', blob: blob.name, bytes, progress: progress.read(bytes) }));

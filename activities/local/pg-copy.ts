@@ -20,7 +20,7 @@ import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { KEY_RANGE_SETTINGS, pgClient, withPgClient } from '../../contract/pg';
+import { KEY_RANGE_SETTINGS, libpqCommandLine, pgClient, withPgClient } from '../../contract/pg';
 import { ProgressMeter } from '../../contract/progress';
 import { findBinary } from '../../sandbox/binaries';
 import { withClient } from './postgres';
@@ -511,8 +511,10 @@ interface PostData {
 
 async function postData(src: string): Promise<PostData> {
   const text = await new Promise<string>((resolve, reject) => {
-    const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=post-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
+    const from = libpqCommandLine(src);
+    const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=post-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', from.url], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: from.env,
     });
     let out = '';
     let err = '';

@@ -13,7 +13,7 @@ import { userTables, withClient } from './postgres';
 import { checksumModes, describeDifference, rowEstimates, SnapshotExporters, verifyChunks } from './pg-verify';
 import { copyStage, dropCopyMarker, initialCopy, TargetBuild, type CopyOutcome } from './pg-copy';
 import { postgresConnection } from './sandbox';
-import { pgClient, withPgClient } from '../../contract/pg';
+import { libpqCommandLine, pgClient, withPgClient } from '../../contract/pg';
 
 /** Longest time writers on the source are held back, for the verification and for the cutover. */
 const QUIESCE_MS = 10_000;
@@ -323,10 +323,13 @@ async function ensureSchema(src: string, dst: string, target: string): Promise<b
  * is built after it (pg-copy.ts).
  */
 async function copySchema(src: string, dst: string): Promise<void> {
-  const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=pre-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', src], {
+  const from = libpqCommandLine(src);
+  const to = libpqCommandLine(dst);
+  const dump = spawn(findBinary('pg_dump'), ['--schema-only', '--section=pre-data', '--no-owner', '--no-privileges', '--no-publications', '--no-subscriptions', '-d', from.url], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: from.env,
   });
-  const load = spawn(findBinary('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', dst], { stdio: ['pipe', 'ignore', 'pipe'] });
+  const load = spawn(findBinary('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', to.url], { stdio: ['pipe', 'ignore', 'pipe'], env: to.env });
   dump.stdout!.pipe(load.stdin!);
   const [dumped, loaded] = await Promise.all([finished(dump), finished(load)]);
   if (dumped.code !== 0 || loaded.code !== 0) {
