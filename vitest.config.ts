@@ -25,6 +25,7 @@ const UNIT = [
   'test/machine-load.test.ts',
   'test/node-runtime.test.ts',
   'test/verify-load.test.ts',
+  'test/connection-profiles.test.ts',
 ];
 
 // The Azure SDKs need Node 22+. `npm test` (bin/supported-node.mjs) picks the Node that setup installed where

@@ -84,12 +84,12 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
 export async function runWorker(flags: ConnectionFlags & { metrics?: string }, log: (line: string) => void = console.log): Promise<void> {
-  const { address, namespace, tls, apiKey } = connectionOptions(flags);
+  const { address, namespace, tls, apiKey, metadata } = connectionOptions(flags);
   const faults = faultsFromEnv();
   const metrics = metricsAddress(flags.metrics);
   // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
   if (metrics) serveMetrics(metrics);
-  const connection = await NativeConnection.connect({ address, tls, apiKey });
+  const connection = await NativeConnection.connect({ address, tls, apiKey, ...(metadata ? { metadata } : {}) });
   const stopCounting = metrics ? countMigrations(connection, namespace) : undefined;
   try {
     const keys = loadCodecKeys();
