@@ -43,7 +43,7 @@ describe('connection profiles', () => {
     const prod = connectionOptions({ profile: 'prod' }, env);
     expect(prod).toMatchObject({ address: 'prod.tmprl.example:7233', namespace: 'payments.acct1' });
     expect(prod.tls).toMatchObject({ serverNameOverride: 'prod.tmprl.example' });
-    const pair = (prod.tls as { clientCertPair: { crt: Buffer; key: Buffer } }).clientCertPair;
+    const pair = (prod.tls as { clientCertPair: { crt: Uint8Array; key: Uint8Array } }).clientCertPair;
     expect([Buffer.from(pair.crt).toString(), Buffer.from(pair.key).toString()]).toEqual(['CERT FROM PROFILE', 'KEY FROM PROFILE']);
   });
 
@@ -64,7 +64,7 @@ describe('connection profiles', () => {
     expect(flagged).toMatchObject({ address: '127.0.0.1:7233', namespace: 'flag-ns' });
     // The flags' pair replaces the profile's; the profile's server name stays.
     expect(flagged.tls).toMatchObject({ serverNameOverride: 'prod.tmprl.example' });
-    expect((flagged.tls as { clientCertPair: { crt: Buffer } }).clientCertPair.crt.toString()).toBe('KEY FROM PROFILE');
+    expect(Buffer.from((flagged.tls as { clientCertPair: { crt: Uint8Array } }).clientCertPair.crt).toString()).toBe('KEY FROM PROFILE');
     expect(connectionOptions({ profile: 'cloud', apiKey: 'flag-key' }, env).apiKey).toBe('flag-key');
   });
 
