@@ -190,7 +190,10 @@ program
   .command('worker')
   .description('run a worker that executes migrations')
   .option('--metrics <host:port>', 'serve Prometheus metrics there (the SDK\'s and tiershift\'s); default: TIERSHIFT_METRICS, else none')
-  .action((opts: { metrics?: string }) => runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}) })));
+  .option('--task-queue <name>', 'run the activities of the resources a plan pins to this queue (`taskQueue:` on a resource), instead of the migrations themselves')
+  .action((opts: { metrics?: string; taskQueue?: string }) =>
+    runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}) })),
+  );
 
 program
   .command('start')

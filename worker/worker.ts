@@ -9,6 +9,8 @@ import { connectionOptions, type ConnectionFlags } from '../contract/connection'
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../contract/status';
+import { UserError } from '../contract/errors';
+import { taskQueueName } from '../plan/schema';
 import { HEARTBEAT_THROTTLE_MS } from '../contract/progress';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
@@ -57,6 +59,11 @@ export interface WorkerOptions {
    * the environment's (TIERSHIFT_TRUSTED_ISSUERS, TIERSHIFT_ALLOW_UNVERIFIED) with no sandbox trust.
    */
   identityPolicy?: WorkerIdentityPolicy;
+  /**
+   * Activities only, no workflows: a worker on a resource's own task queue (plan/queues.ts). No workflow
+   * is ever started there, so it need not bundle the workflow code, and starts in a fraction of the time.
+   */
+  activitiesOnly?: boolean;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -66,7 +73,7 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     dataConverter,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    workflowBundle: await workflowBundle(dataConverter.failureConverterPath),
+    ...(opts.activitiesOnly ? {} : { workflowBundle: await workflowBundle(dataConverter.failureConverterPath) }),
     activities: {
       // Decisions are verified by this worker whatever activities it runs for the steps.
       ...createIdentityActivities(opts.identityPolicy ?? workerIdentityPolicy({ sandbox: false })),
@@ -83,7 +90,13 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
 }
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
-export async function runWorker(flags: ConnectionFlags & { metrics?: string }, log: (line: string) => void = console.log): Promise<void> {
+export async function runWorker(flags: ConnectionFlags & { metrics?: string; taskQueue?: string }, log: (line: string) => void = console.log): Promise<void> {
+  // Checked before connecting, like a plan's: a name Temporal would refuse is the user's to fix.
+  if (flags.taskQueue !== undefined && !taskQueueName.safeParse(flags.taskQueue).success) {
+    throw new UserError(`--task-queue takes up to 100 letters, digits, ., _ and -, starting with a letter or digit; got "${flags.taskQueue}".`, 2);
+  }
+  const taskQueue = flags.taskQueue ?? TASK_QUEUE;
+  const activitiesOnly = taskQueue !== TASK_QUEUE;
   const { address, namespace, tls, apiKey, metadata } = connectionOptions(flags);
   const faults = faultsFromEnv();
   const metrics = metricsAddress(flags.metrics);
@@ -96,12 +109,15 @@ export async function runWorker(flags: ConnectionFlags & { metrics?: string }, l
     // A worker on the sandbox's Temporal trusts the sandbox's identity provider and runs rehearsals.
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
-    const worker = await createWorker({ connection, namespace, faults, identityPolicy, dataConverter: tiershiftDataConverter(keys ?? null) });
+    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, dataConverter: tiershiftDataConverter(keys ?? null) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
-    log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
+    // The identity (<pid>@<host>, the SDK's default) is what Temporal shows as the activity's last worker.
+    log(
+      `worker ${worker.options.identity} polling task queue "${taskQueue}"${activitiesOnly ? ' for the activities of the resources pinned to it' : ''} on ${address} (namespace ${namespace}); Ctrl-C stops it`,
+    );
     await worker.run();
   } finally {
     stopCounting?.();
