@@ -13,7 +13,7 @@ import { copyMarker } from '../activities/local/pg-copy';
 import { rollbackMigration, startMigration } from '../client/migrations';
 import { postgresUrl } from '../contract/home';
 import { migrationId, TASK_QUEUE, type MigrationStatus } from '../contract/status';
-import { spawnWorker, tiershift } from './support/cli';
+import { spawnTiershift, spawnWorker, tiershift } from './support/cli';
 import { migrationSuite, uniqueName } from './support/local-ops';
 import { SANDBOX_RESOURCES, sandboxPlan } from './support/plans';
 import { eventually } from './support/temporal';
@@ -154,6 +154,14 @@ defaults:
     const waiting = await eventually(() => tiershift(['status', handle.workflowId], env), (r) => r.stdout.includes('waiting: no worker polls task queue'), 120_000);
     expect(waiting.code, waiting.stderr).toBe(0);
     expect(waiting.stdout).toMatch(/\[✓\] 0-check .*\n(.*\n)*  \[>\] 1-check .*\n(.*\n)*\s+waiting: no worker polls task queue "near-db", where this step's resources run their activities .*; start one there with `tiershift worker --task-queue near-db`\./);
+
+    // `watch`, piped as in a script, says it once.
+    const watch = spawnTiershift(['watch', handle.workflowId], env);
+    try {
+      await watch.waitFor(/1-check waiting: no worker polls task queue "near-db", .*`tiershift worker --task-queue near-db`/, 60_000);
+    } finally {
+      await watch.stop();
+    }
 
     const near = spawnWorker(env, ['--task-queue', queue]);
     workers.push(near);
