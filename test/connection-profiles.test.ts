@@ -80,3 +80,12 @@ describe('connection profiles', () => {
     expect(cli.stderr).toContain('no profile "staging"');
   });
 });
+
+describe('tiershift worker --task-queue', () => {
+  it('refuses a queue name Temporal would not take in one sentence, before connecting anywhere', async () => {
+    const cli = await tiershift(['worker', '--task-queue', 'near db'], { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    expect(cli.code).toBe(2);
+    expect(isOneSentence(cli.stderr), cli.stderr).toBe(true);
+    expect(cli.stderr).toContain('--task-queue takes up to 100 letters, digits, ., _ and -, starting with a letter or digit; got "near db".');
+  });
+});
