@@ -1,4 +1,5 @@
-// The worker runs the migration workflow and the provider activities on the `tiershift` task queue.
+// The worker runs the migration workflow and the provider activities on the `tiershift` task queue; with
+// `--task-queue`, only the activities of the resources a plan pins to that queue (plan/queues.ts).
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { createActivities, type Providers } from '../activities';
