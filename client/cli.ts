@@ -33,6 +33,8 @@ const program = new Command('tiershift')
   .addOption(new Option('--tls-cert <file>', 'TLS client certificate').env('TEMPORAL_TLS_CLIENT_CERT_PATH'))
   .addOption(new Option('--tls-key <file>', 'TLS client key').env('TEMPORAL_TLS_CLIENT_KEY_PATH'))
   .addOption(new Option('--api-key <key>', 'Temporal Cloud API key').env('TEMPORAL_API_KEY'))
+  // Read by @temporalio/envconfig as the Temporal CLI reads it (TEMPORAL_PROFILE too): contract/connection.ts.
+  .option('--profile <name>', 'profile of temporal.toml (TEMPORAL_CONFIG_FILE), as `temporal --profile`')
   // Set before any subcommand exists: commander copies these into each one when it is created. A
   // usage mistake is then one sentence and exit code 2 like every other user error, not commander's 1.
   .exitOverride()
@@ -185,7 +187,10 @@ program
   .command('worker')
   .description('run a worker that executes migrations')
   .option('--metrics <host:port>', 'serve Prometheus metrics there (the SDK\'s and tiershift\'s); default: TIERSHIFT_METRICS, else none')
-  .action((opts: { metrics?: string }) => runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}) })));
+  .option('--task-queue <name>', 'run the activities of the resources a plan pins to this queue (`taskQueue:` on a resource), instead of the migrations themselves')
+  .action((opts: { metrics?: string; taskQueue?: string }) =>
+    runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}) })),
+  );
 
 program
   .command('start')

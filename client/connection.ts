@@ -14,6 +14,7 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
       address: resolved.address,
       tls: resolved.tls,
       apiKey: resolved.apiKey,
+      ...(resolved.metadata ? { metadata: resolved.metadata } : {}),
       connectTimeout: '5s',
     });
   } catch {

@@ -25,6 +25,7 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`  [${MARK[step.state]}] ${step.id.padEnd(18)} ${step.title}`);
     if (step.summary) lines.push(`        ${step.summary}`);
     if (step.progress) lines.push(`        ${formatProgress(step.progress)}`);
+    if (step.waiting) lines.push(`        waiting: ${step.waiting}`);
     if (figures) lines.push(`        ${figures}`);
     if (step.error) lines.push(`        error: ${step.error}`);
   }

@@ -42,11 +42,24 @@ export interface Poller {
 }
 
 /** The workers polling a workflow task queue, as Temporal saw them within POLLER_FRESH_MS. */
-export async function workflowPollers(client: Client, taskQueue: string, now = Date.now()): Promise<Poller[]> {
+export function workflowPollers(client: Client, taskQueue: string, now = Date.now()): Promise<Poller[]> {
+  return pollers(client, taskQueue, 'workflow', now);
+}
+
+/** The workers polling a task queue for activities (a resource's own queue has only those). */
+export function activityPollers(client: Client, taskQueue: string, now = Date.now()): Promise<Poller[]> {
+  return pollers(client, taskQueue, 'activity', now);
+}
+
+/** An activity Temporal has scheduled and no worker has started yet. */
+export const notStarted = (activity: { state?: number | null }): boolean => activity.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED;
+
+async function pollers(client: Client, taskQueue: string, kind: 'workflow' | 'activity', now: number): Promise<Poller[]> {
+  const { TaskQueueType } = temporal.api.enums.v1;
   const response = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
     taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    taskQueueType: kind === 'workflow' ? TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW : TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
   });
   return (response.pollers ?? [])
     .map((p) => ({ identity: p.identity ?? '', lastSeenMsAgo: p.lastAccessTime ? now - (tsToMs(p.lastAccessTime) ?? 0) : Infinity }))
@@ -104,6 +117,11 @@ export function noWorkerProblem(id: string, taskQueue: string): MigrationProblem
     same: taskQueue,
     message: `no worker is polling task queue "${taskQueue}" (Temporal has seen none in the last ${POLLER_FRESH_MS / 1000} s), so ${id} cannot answer; start one with \`tiershift worker\`.`,
   };
+}
+
+/** A step's activity waits on a task queue of its resources' that no worker polls. */
+export function noActivityWorkerMessage(taskQueue: string): string {
+  return `no worker polls task queue "${taskQueue}", where this step's resources run their activities (Temporal has seen none in the last ${POLLER_FRESH_MS / 1000} s); start one there with \`tiershift worker --task-queue ${taskQueue}\`.`;
 }
 
 /** A worker polls and the workflow task does not fail, yet the query was not answered in time. */

@@ -16,7 +16,7 @@ import { MigrationPhase, MigrationState, PendingGate, PlanName, TrafficWeight } 
 import { approveUpdate, rejectUpdate, resumeUpdate, rollbackUpdate, statusQuery, STEP_ACTIVITIES, UNDO_ACTIVITY } from '../workflows/shared';
 import { migrationId, TASK_QUEUE, TERMINAL_STATES, type ApproveArgs, type MigrationState as MigrationStateName, type MigrationStatus, type OperatorArgs, type RejectArgs } from '../contract/status';
 import { EXIT } from './errors';
-import { isUnanswered, MigrationProblemError, type MigrationProblem, noWorkerProblem, queryTimedOutProblem, queryTimeoutMs, workflowPollers, workflowPollersAfterGrace, workflowTaskProblem } from './health';
+import { activityPollers, isUnanswered, MigrationProblemError, noActivityWorkerMessage, notStarted, type MigrationProblem, noWorkerProblem, queryTimedOutProblem, queryTimeoutMs, workflowPollers, workflowPollersAfterGrace, workflowTaskProblem } from './health';
 
 /** A plan with a gate that can never pass, given four eyes and who starts it, is refused before Temporal sees it. */
 export function refuseUnreachableGates(plan: ResolvedPlan, startedBy: string): void {
@@ -126,7 +126,35 @@ export async function migrationStatusAnyState(client: Client, id: string, opts: 
       : ((await workflowTaskProblem(client, await handle.describe())) ?? queryTimedOutProblem(id, description.taskQueue, timeoutMs, pollers));
     throw new MigrationProblemError(problem);
   }
-  return withLiveProgress(client, status, description.raw.pendingActivities ?? []);
+  const live = await withLiveProgress(client, status, description.raw.pendingActivities ?? []);
+  return running ? withQueueWaits(client, live, description.raw.pendingActivities ?? [], description.taskQueue) : live;
+}
+
+/**
+ * The running step, when its activity waits on a resource's own task queue (plan/queues.ts) that no
+ * worker polls: Temporal keeps such an activity scheduled, never started, and the step would otherwise
+ * just look slow. (No worker on the workflow's own queue is said before the query: migrationStatusAnyState.)
+ */
+export async function withQueueWaits(
+  client: Client,
+  status: MigrationStatus,
+  pending: readonly temporal.api.workflow.v1.IPendingActivityInfo[],
+  workflowQueue: string,
+): Promise<MigrationStatus> {
+  const running = status.steps.find((s) => s.id === status.currentStep && s.state === 'running');
+  if (!running) return status;
+  const queues = new Set(
+    pending
+      .filter(notStarted)
+      .map((p) => p.activityOptions?.taskQueue?.name)
+      .filter((q): q is string => !!q && q !== workflowQueue),
+  );
+  for (const queue of queues) {
+    // A failed describe is no reason to fail the status: the step then just shows as running.
+    const polled = await activityPollers(client, queue).then((p) => p.length, () => 1);
+    if (!polled) return { ...status, steps: status.steps.map((s) => (s === running ? { ...s, waiting: noActivityWorkerMessage(queue) } : s)) };
+  }
+  return status;
 }
 
 /**

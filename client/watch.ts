@@ -204,6 +204,8 @@ class LineRenderer implements Renderer {
       this.figuresShownAt.set(step.id, Date.now());
     }
     if (step.state === 'running' && step.progress) this.progress(step.id, step.progress);
+    // Said once while it lasts: a log that repeats it every poll says nothing new.
+    if (step.state === 'running' && step.waiting && step.waiting !== prev?.waiting) this.say(`  ${step.id} waiting: ${step.waiting}`);
   }
 
   /** A new reading, at most every 5 s per step: often enough to follow, rare enough for a log. */
@@ -299,6 +301,7 @@ export function liveFrame(status: MigrationStatus, url?: string, opts: { staleAf
     if (step.id === status.currentStep || step.state === 'failed') {
       if (step.summary) lines.push(`      ${step.summary}`);
       if (step.state === 'running' && step.progress) lines.push(`      ${formatProgress(step.progress, opts)}`);
+      if (step.state === 'running' && step.waiting) lines.push(`      waiting: ${step.waiting}`);
       const figures = formatFigures(step.figures);
       if (figures) lines.push(`      ${figures}`);
       if (step.error) lines.push(`      error: ${step.error}`);

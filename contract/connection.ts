@@ -1,6 +1,13 @@
-// How every process reaches Temporal (the CLI, the worker, the bench): flags, then the Temporal CLI's own
-// environment variables, then the running sandbox, then the local default.
+// How every process reaches Temporal (the CLI, the worker, the bench), in the Temporal CLI's own
+// conventions so `tiershift --profile prod` and `temporal --profile prod` reach the same cluster: flags
+// first, then the TEMPORAL_* variables, then the profile of temporal.toml (--profile, else
+// TEMPORAL_PROFILE, else "default"; the file is TEMPORAL_CONFIG_FILE, else the CLI's default location),
+// then the running sandbox, then the local default. @temporalio/envconfig reads the file and the
+// variables exactly as the CLI does; only the flags and the sandbox are ours (and see connectionOptions:
+// a sandbox that is up comes before a profile nobody asked for).
 import { readFileSync } from 'node:fs';
+import { loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig';
+import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
 import { UserError } from './errors';
 import { readState, sandboxHome } from './home';
 
@@ -10,24 +17,53 @@ export interface ConnectionFlags {
   tlsCert?: string;
   tlsKey?: string;
   apiKey?: string;
+  /** A profile of temporal.toml, as `temporal --profile`. */
+  profile?: string;
 }
 
 export interface ResolvedConnection {
   address: string;
   namespace: string;
-  tls?: { clientCertPair: { crt: Buffer; key: Buffer } } | true;
+  tls?: TLSConfig | boolean;
   apiKey?: string;
+  /** gRPC headers the profile adds to every call (`grpc_meta`). */
+  metadata?: Record<string, string>;
   /** The Temporal Web UI, when the sandbox runs it. */
   uiUrl?: string;
 }
 
-export function connectionOptions(flags: ConnectionFlags = {}): ResolvedConnection {
+/** The profile and TEMPORAL_* variables as the Temporal CLI reads them; `env` for tests. */
+function profileOptions(profile: string | undefined, env: NodeJS.ProcessEnv, disableFile: boolean) {
+  const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  const file = env.TEMPORAL_CONFIG_FILE ?? 'the default temporal.toml (~/.config/temporalio/temporal.toml)';
+  try {
+    return toClientOptions(loadClientConfigProfile({ ...(profile ? { profile } : {}), overrideEnvVars: vars, disableFile }));
+  } catch (err) {
+    // The TOML parser's message runs over several lines with a caret under the fault: its first says what.
+    const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
+    const name = profile ?? env.TEMPORAL_PROFILE;
+    if (/^Profile '.*' not found/.test(message)) {
+      throw new UserError(`no profile "${name}" in ${file}; add a [profile.${name}] table there, or pass another --profile.`, 2);
+    }
+    if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'EACCES') {
+      throw new UserError(`cannot read a file the Temporal profile names (${message.replace(/\.$/, '')}); check its paths.`, 2);
+    }
+    throw new UserError(`cannot read the Temporal profile from ${file} (${message.replace(/[.\s]+$/, '')}); fix the file or pass --address.`, 2);
+  }
+}
+
+export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConnection {
   const sandbox = readState(sandboxHome())?.temporal;
-  const address = flags.address ?? process.env.TEMPORAL_ADDRESS ?? sandbox?.address ?? '127.0.0.1:7233';
-  const namespace = flags.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default';
-  const certPath = flags.tlsCert ?? process.env.TEMPORAL_TLS_CLIENT_CERT_PATH;
-  const keyPath = flags.tlsKey ?? process.env.TEMPORAL_TLS_CLIENT_KEY_PATH;
-  const apiKey = flags.apiKey ?? process.env.TEMPORAL_API_KEY;
+  // One exception to the CLI's order: with a sandbox up, the "default" profile of the CLI's own config file
+  // is not read unless asked for (--profile, TEMPORAL_PROFILE or TEMPORAL_CONFIG_FILE). That file is often
+  // set up for production, and a rehearsal on the sandbox must not reach production by accident.
+  const asked = flags.profile !== undefined || env.TEMPORAL_PROFILE !== undefined || env.TEMPORAL_CONFIG_FILE !== undefined;
+  const { connectionOptions: fromProfile, namespace: profileNamespace } = profileOptions(flags.profile, env, Boolean(sandbox) && !asked);
+  const address = flags.address ?? fromProfile.address ?? sandbox?.address ?? '127.0.0.1:7233';
+  const namespace = flags.namespace ?? profileNamespace ?? 'default';
+  const certPath = flags.tlsCert;
+  const keyPath = flags.tlsKey;
+  const apiKey = flags.apiKey ?? fromProfile.apiKey;
   if (Boolean(certPath) !== Boolean(keyPath)) {
     throw new UserError('TLS needs both a client certificate and a key; pass --tls-cert and --tls-key together.', 2);
   }
@@ -38,9 +74,21 @@ export function connectionOptions(flags: ConnectionFlags = {}): ResolvedConnecti
       throw new UserError(`cannot read ${file}; check the TLS file path.`, 2);
     }
   };
-  const tls = certPath && keyPath ? { clientCertPair: { crt: read(certPath), key: read(keyPath) } } : apiKey ? (true as const) : undefined;
+  // The flags' certificate pair replaces the profile's; the profile's server CA and name stay.
+  const profileTls = typeof fromProfile.tls === 'object' && fromProfile.tls !== null ? fromProfile.tls : undefined;
+  const tls: ResolvedConnection['tls'] =
+    certPath && keyPath
+      ? { ...profileTls, clientCertPair: { crt: read(certPath), key: read(keyPath) } }
+      : fromProfile.tls !== undefined && fromProfile.tls !== null
+        ? fromProfile.tls
+        : apiKey
+          ? true
+          : undefined;
+  // A profile's grpc_meta is text (TOML strings and variables); binary values do not come from there.
+  const meta = Object.entries(fromProfile.metadata ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string');
+  const metadata = meta.length ? Object.fromEntries(meta) : undefined;
   const uiUrl = sandbox && address === sandbox.address ? sandbox.uiUrl : undefined;
-  return { address, namespace, tls, apiKey, uiUrl };
+  return { address, namespace, tls, apiKey, ...(metadata ? { metadata } : {}), uiUrl };
 }
 
 export function workflowUrl(resolved: ResolvedConnection, workflowId: string): string | undefined {

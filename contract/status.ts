@@ -46,6 +46,11 @@ export interface StepStatus {
    * figure a decision or a report is made on.
    */
   progress?: Progress;
+  /**
+   * Why the running step does not start, filled in by the client like `progress`: its activity waits on a
+   * task queue no worker polls (a resource's own queue, plan/queues.ts), and what to start there.
+   */
+  waiting?: string;
 }
 
 export interface Decision {

@@ -24,10 +24,11 @@ export function describePlan(plan: ResolvedPlan): string {
   const lines = [`Plan ${plan.name} (${plan.source}, sha256 ${plan.hash.slice(0, 12)}) is valid; it would run as migration-${plan.name}.`];
   if (plan.description) lines.push(plan.description.trim());
   lines.push('', 'Resources:');
-  for (const r of Object.values(plan.resources)) lines.push(`  ${r.name.padEnd(14)} ${r.kind.padEnd(9)} ${r.provider}`);
+  for (const r of Object.values(plan.resources)) lines.push(`  ${r.name.padEnd(14)} ${r.kind.padEnd(9)} ${r.provider}${r.taskQueue ? `  (task queue ${r.taskQueue})` : ''}`);
   lines.push('', 'Steps:');
   const width = Math.max(...plan.steps.map((s) => s.id.length));
-  for (const step of plan.steps) lines.push(`  ${step.id.padEnd(width)}  ${step.title}${detail(step)}`);
+  // The workflow's own queue goes unsaid: only a step a resource pins elsewhere needs a worker there.
+  for (const step of plan.steps) lines.push(`  ${step.id.padEnd(width)}  ${step.title}${detail(step)}${step.taskQueue ? `  (runs on task queue ${step.taskQueue})` : ''}`);
   const gates = plan.steps.filter((s) => s.kind === 'gate');
   lines.push('', gates.length ? 'Gates:' : 'Gates: none; nothing waits for a person.');
   for (const g of gates) {

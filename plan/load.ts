@@ -16,6 +16,7 @@ import { DEFAULT_RETRY, DEFAULT_TIMEOUTS, type BodyCommon, type CheckContext, ty
 import type { PathPart, ProviderPlan } from './provider';
 import { isProviderStepKind, planSchemaFor, RESOURCE_KINDS, secretRefPhrase, type PlanFile } from './schema';
 import type { Recovery, ResolvedPlan, Resource, ResourceKind, RetryPolicy, Step, StepTimeouts } from './types';
+import { queueConflicts, stepTaskQueue } from './queues';
 
 export { DEFAULT_ANALYSIS, DEFAULT_RETRY, DEFAULT_TIMEOUTS } from './phases/kit';
 
@@ -100,7 +101,11 @@ export function parsePlan(text: string, source: string, providers: readonly Prov
     for (const [at, problem] of crossCheck(file, resources, providers, files)) issues.push(issue(where(at), problem));
     const identity = identityPolicy(file, source);
     if ('problem' in identity) issues.push(issue(identity.at, identity.problem));
-    else if (!issues.length) return resolve(file, resources, providers, source, identity.policy, files);
+    else if (!issues.length) {
+      const plan = resolve(file, resources, providers, source, identity.policy, files);
+      for (const [index, problem] of queueConflicts(plan.steps, resources)) issues.push(issue(where(['phases', index]), problem));
+      if (!issues.length) return plan;
+    }
   }
   throw new PlanError(source, issues);
 }
@@ -271,7 +276,15 @@ function resolve(file: PlanFile, resources: Record<string, Resource>, providers:
     });
     const undoCaveat = provider && kind === 'infra' ? provider.describeUndo?.('infra', fields) : undefined;
     // The provider's own fields sit beside the step's, as its operations read them.
-    steps.push(...resolved.map((s) => (provider ? { ...s, ...fields, ...(undoCaveat ? { undoCaveat } : {}) } : s)));
+    steps.push(
+      ...resolved
+        .map((s) => (provider ? { ...s, ...fields, ...(undoCaveat ? { undoCaveat } : {}) } : s))
+        // Only where a resource pins one: every other plan (and its hash) stays as it was.
+        .map((s) => {
+          const taskQueue = stepTaskQueue(s, resources);
+          return taskQueue ? { ...s, taskQueue } : s;
+        }),
+    );
   });
   // Resume and rollback are for the plan's operators: by default, everyone who may pass one of its gates.
   const operators = file.operators ?? [...new Set(steps.flatMap((s) => (s.kind === 'gate' ? s.approvers : [])))];

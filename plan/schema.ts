@@ -36,13 +36,20 @@ export function secretRefPhrase(providers: readonly ProviderPlan[] = PROVIDERS):
   return ['{ env: NAME }', ...providers.flatMap((p) => Object.keys(p.secrets ?? {}).map((k) => `{ ${k}: … }`))].join(' or ');
 }
 
+/** A Temporal task queue name as `tiershift worker --task-queue` takes it. */
+export const taskQueueName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
+  error: 'expected a task queue name: up to 100 letters, digits, ., _ and -, starting with a letter or digit',
+});
+
 /** What a resource of each kind has whatever its provider; the provider's own fields nest under its name. */
 function coreFields(parts: SchemaParts): Record<ResourceKind, z.ZodRawShape> {
+  // Any resource may pin the activities that touch it to a task queue (plan/queues.ts).
+  const taskQueue = taskQueueName.optional();
   return {
-    postgres: { database: databaseName.optional(), connection: parts.secretRef.optional() },
-    blob: { container: containerName, connection: parts.secretRef.optional() },
-    traffic: { stable: origin, canary: origin },
-    app: {},
+    postgres: { database: databaseName.optional(), connection: parts.secretRef.optional(), taskQueue },
+    blob: { container: containerName, connection: parts.secretRef.optional(), taskQueue },
+    traffic: { stable: origin, canary: origin, taskQueue },
+    app: { taskQueue },
   };
 }
 

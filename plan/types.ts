@@ -22,6 +22,11 @@ interface ResourceBase {
   name: string;
   /** The registered provider that owns this resource (activities/registry.ts). */
   provider: string;
+  /**
+   * The task queue whose workers run every activity touching this resource (plan/queues.ts); absent: the
+   * workflow's own queue.
+   */
+  taskQueue?: string;
 }
 export interface PostgresResource extends ResourceBase {
   kind: 'postgres';
@@ -82,6 +87,8 @@ interface StepBase {
   /** A human title, read like a runbook line: "Back up shop database to blob storage". */
   title: string;
   phaseIndex: number;
+  /** Where its activities run: the queue its resources pin (plan/queues.ts); absent: the workflow's own. */
+  taskQueue?: string;
   retry: RetryPolicy;
   timeouts: StepTimeouts;
 }

@@ -405,3 +405,58 @@ insert into t values ('a;b', E'c\\';d', 'it''s; fine');
     expect(readFileSync(JSON_SCHEMA_FILE, 'utf8')).toBe(planJsonSchema());
   });
 });
+
+describe('task queues per resource', () => {
+  const plan = (targetQueue: string, extra = '') =>
+    parsePlan(
+      `apiVersion: tiershift/v1
+identity: unverified
+name: queues
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source }
+  targetDb: { kind: postgres, provider: local, cluster: target, taskQueue: ${targetQueue} }
+  assets: { kind: blob, provider: local, account: primary, container: assets${extra} }
+phases:
+  - check: { resources: [sourceDb] }
+  - data: { from: sourceDb, to: targetDb }
+  - backup: { resources: [sourceDb], destination: assets }
+  - finalize: { resources: [targetDb] }
+`,
+      'queues.yaml',
+    );
+
+  it('runs every step touching a pinned resource on its queue, the others on the workflow\'s own, and the dry run says which', () => {
+    const p = plan('near-db');
+    expect(p.steps.map((s) => [s.id, s.taskQueue])).toEqual([
+      ['0-check', undefined],
+      ['1-data', 'near-db'],
+      ['2-backup', undefined],
+      ['3-finalize', 'near-db'],
+    ]);
+    const text = describePlan(p);
+    expect(text).toMatch(/1-data\s+Sync sourceDb to targetDb .*\(runs on task queue near-db\)/);
+    expect(text).toMatch(/3-finalize\s+.*\(runs on task queue near-db\)/);
+    expect(text).not.toMatch(/0-check.*task queue/);
+    expect(text).toMatch(/targetDb\s+postgres\s+local\s+\(task queue near-db\)/);
+  });
+
+  it('refuses a step whose resources pin two different queues, and a queue name Temporal would not take', () => {
+    expect(() => plan('near-db', ', taskQueue: eu-west')).not.toThrow();
+    const twoQueues = () =>
+      parsePlan(
+        `apiVersion: tiershift/v1
+identity: unverified
+name: queues
+resources:
+  sourceDb: { kind: postgres, provider: local, cluster: source, taskQueue: eu-west }
+  targetDb: { kind: postgres, provider: local, cluster: target, taskQueue: near-db }
+phases:
+  - data: { from: sourceDb, to: targetDb }
+`,
+        'two.yaml',
+      );
+    expect(twoQueues).toThrow(PlanError);
+    expect(twoQueues).toThrow(/phases\[0\].*expected the resources of 0-data on one task queue, got sourceDb on "eu-west" and targetDb on "near-db"; give them the same taskQueue, or split the step/);
+    expect(() => plan('"near db"')).toThrow(/resources\.targetDb\.taskQueue.*expected a task queue name/);
+  });
+});

@@ -14,8 +14,9 @@ import { workflowBundle } from '../worker/worker';
 import { PREBUILT_BUNDLES } from '../worker/bundle';
 import { PROJECT_ROOT } from '../contract/home';
 import { distIsCurrent } from '../bin/dist.mjs';
+import { RESOURCE_TASK_QUEUE } from '../workflows/migration';
 import { ActivityScript } from './support/scripted-activities';
-import { engineSuite } from './support/temporal';
+import { engineSuite, startWorker } from './support/temporal';
 
 const HISTORIES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 
@@ -96,6 +97,41 @@ describe('workflow determinism', () => {
     await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
     if (process.env.RECORD_HISTORIES) {
       writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}-write-point.json`), historyToJSON(history));
+    }
+  });
+
+  it('replays a fresh history whose data and finalize steps run on the task queue their target pins', async () => {
+    const plan = parsePlan(
+      PLAN.replace('name: replayed', 'name: replayed-queues').replace('cluster: target }', 'cluster: target, taskQueue: near-db }').replace("  - gate: { name: go, notify: { webhook: 'http://127.0.0.1:9/hook', every: 1h } }\n", ''),
+      'replayed-queues.yaml',
+    );
+    // The scripted activities, also on the pinned queue: activities only, as `tiershift worker --task-queue` runs.
+    const near = await startWorker({ connection: engine.env.nativeConnection, taskQueue: 'near-db', activitiesOnly: true, activities: script.activities() });
+    try {
+      const handle = await startMigration(engine.env.client, plan, 'alice');
+      await until(handle.workflowId, (s) => s.pendingGate?.gate === 'point-of-no-return');
+      await approveGate(engine.env.client, handle.workflowId, { gate: 'point-of-no-return', by: 'bob' });
+      await until(handle.workflowId, (s) => s.pendingGate?.gate === 'complete');
+      await approveGate(engine.env.client, handle.workflowId, { gate: 'complete', by: 'bob' });
+      expect((await handle.result()).state).toBe('completed');
+
+      const history = await handle.fetchHistory();
+      const events = history.events ?? [];
+      // Every activity of the steps touching targetDb on near-db (drift checks and observations too), the rest on the workflow's queue.
+      const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes] : []));
+      const byQueue = (queue: string) => [...new Set(scheduled.filter((a) => a.taskQueue?.name === queue).map((a) => a.activityType?.name))].sort();
+      expect(byQueue('near-db')).toEqual(['checkDrift', 'finalizeMigration', 'observeStep', 'prepareInfra', 'syncData']);
+      expect(byQueue('tiershift')).toEqual(expect.arrayContaining(['backupDatabase', 'shiftTraffic']));
+      expect(byQueue('tiershift')).not.toEqual(expect.arrayContaining(['syncData']));
+      // Recorded once the first pinned step asked, so this history keeps the routing on replay.
+      const patches = events.flatMap((e) => Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []));
+      expect(patches.some((p) => Buffer.from(p.data ?? []).toString().includes(RESOURCE_TASK_QUEUE))).toBe(true);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+      if (process.env.RECORD_HISTORIES) {
+        writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}-task-queues.json`), historyToJSON(history));
+      }
+    } finally {
+      await near.stop();
     }
   });
 

@@ -1,4 +1,5 @@
-// The worker runs the migration workflow and the provider activities on the `tiershift` task queue.
+// The worker runs the migration workflow and the provider activities on the `tiershift` task queue; with
+// `--task-queue`, only the activities of the resources a plan pins to that queue (plan/queues.ts).
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
@@ -8,6 +9,8 @@ import { connectionOptions, type ConnectionFlags } from '../contract/connection'
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../contract/status';
+import { UserError } from '../contract/errors';
+import { taskQueueName } from '../plan/schema';
 import { HEARTBEAT_THROTTLE_MS } from '../contract/progress';
 import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
@@ -59,6 +62,11 @@ export interface WorkerOptions {
    * the environment's (TIERSHIFT_TRUSTED_ISSUERS, TIERSHIFT_ALLOW_UNVERIFIED) with no sandbox trust.
    */
   identityPolicy?: WorkerIdentityPolicy;
+  /**
+   * Activities only, no workflows: a worker on a resource's own task queue (plan/queues.ts). No workflow
+   * is ever started there, so it need not bundle the workflow code, and starts in a fraction of the time.
+   */
+  activitiesOnly?: boolean;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -69,8 +77,9 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     dataConverter,
     namespace: opts.namespace ?? 'default',
     taskQueue: opts.taskQueue ?? TASK_QUEUE,
-    // Bundled ahead of time when this is the compiled worker (polling in about a second), else here.
-    workflowBundle: prebuilt ? { codePath: prebuilt } : await workflowBundle(dataConverter.failureConverterPath),
+    // Bundled ahead of time when this is the compiled worker (polling in about a second), else here; a
+    // worker of activities only runs no workflow and needs none.
+    ...(opts.activitiesOnly ? {} : { workflowBundle: prebuilt ? { codePath: prebuilt } : await workflowBundle(dataConverter.failureConverterPath) }),
     activities: {
       // Decisions are verified by this worker whatever activities it runs for the steps.
       ...createIdentityActivities(opts.identityPolicy ?? workerIdentityPolicy({ sandbox: false })),
@@ -102,15 +111,21 @@ function activitiesOnceLoaded(loadAll: () => Promise<Providers>): { activities: 
 }
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
-export async function runWorker(flags: ConnectionFlags & { metrics?: string }, log: (line: string) => void = console.log): Promise<void> {
-  const { address, namespace, tls, apiKey } = connectionOptions(flags);
+export async function runWorker(flags: ConnectionFlags & { metrics?: string; taskQueue?: string }, log: (line: string) => void = console.log): Promise<void> {
+  // Checked before connecting, like a plan's: a name Temporal would refuse is the user's to fix.
+  if (flags.taskQueue !== undefined && !taskQueueName.safeParse(flags.taskQueue).success) {
+    throw new UserError(`--task-queue takes up to 100 letters, digits, ., _ and -, starting with a letter or digit; got "${flags.taskQueue}".`, 2);
+  }
+  const taskQueue = flags.taskQueue ?? TASK_QUEUE;
+  const activitiesOnly = taskQueue !== TASK_QUEUE;
+  const { address, namespace, tls, apiKey, metadata } = connectionOptions(flags);
   const faults = faultsFromEnv();
   const metrics = metricsAddress(flags.metrics);
   // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
   if (metrics) serveMetrics(metrics);
   // Written before connecting, so `sandbox down` also stops a worker that is still starting.
   const pidFile = writeWorkerPidFile(sandboxHome(), address);
-  const connection = await NativeConnection.connect({ address, tls, apiKey }).catch((err: unknown) => {
+  const connection = await NativeConnection.connect({ address, tls, apiKey, ...(metadata ? { metadata } : {}) }).catch((err: unknown) => {
     removeWorkerPidFile(pidFile);
     throw err;
   });
@@ -121,12 +136,15 @@ export async function runWorker(flags: ConnectionFlags & { metrics?: string }, l
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
     const providers = activitiesOnceLoaded(() => loadProviders());
-    const worker = await createWorker({ connection, namespace, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null) });
+    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
     if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
-    log(`worker polling task queue "${TASK_QUEUE}" on ${address} (namespace ${namespace}); Ctrl-C stops it`);
+    // The identity (<pid>@<host>, the SDK's default) is what Temporal shows as the activity's last worker.
+    log(
+      `worker ${worker.options.identity} polling task queue "${taskQueue}"${activitiesOnly ? ' for the activities of the resources pinned to it' : ''} on ${address} (namespace ${namespace}); Ctrl-C stops it`,
+    );
     const running = worker.run();
     // Once the worker polls; a provider that cannot load stops it here rather than at its first activity.
     setImmediate(() =>

@@ -488,9 +488,17 @@ function stepInput<S extends Step>(run: MigrationRun, step: S) {
   return { migrationId: run.status.migrationId, runId: wf.workflowInfo().firstExecutionRunId, step, resources: run.plan.resources };
 }
 
+/**
+ * Added with task queues per resource: only steps whose resources pin a queue (plan/queues.ts) ask, so
+ * no history recorded before, and no plan without a pinned queue, gets the marker.
+ */
+export const RESOURCE_TASK_QUEUE = 'resource-task-queue';
+
 function activityOptions(step: Step, summary: string): wf.ActivityOptions {
   return {
     summary,
+    // Every activity touching the step's resources (drift check, observation, the step, its undo) runs where they are reachable.
+    ...(step.taskQueue && wf.patched(RESOURCE_TASK_QUEUE) ? { taskQueue: step.taskQueue } : {}),
     startToCloseTimeout: durationMs(step.timeouts.startToClose),
     heartbeatTimeout: step.timeouts.heartbeat ? durationMs(step.timeouts.heartbeat) : undefined,
     retry: {

@@ -30,9 +30,9 @@ export function tiershift(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs
   });
 }
 
-/** `tiershift worker` as a background process; stopped by its pid. */
-export function spawnWorker(env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; stop: () => Promise<void> } {
-  const child = spawn(process.execPath, [BIN, 'worker'], { cwd: PROJECT_ROOT, env: { ...process.env, ...env } });
+/** `tiershift worker` (with `args`, e.g. `--task-queue q`) as a background process; stopped by its pid. */
+export function spawnWorker(env: NodeJS.ProcessEnv = {}, args: string[] = []): { child: ChildProcess; output: () => string; stop: () => Promise<void> } {
+  const child = spawn(process.execPath, [BIN, 'worker', ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env } });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
