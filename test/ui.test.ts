@@ -70,9 +70,9 @@ describe('Temporal UI for a migration waiting at a gate', () => {
     expect(printed, startOutput).toBe(`${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent('WorkflowType = "migration"')}`);
     expect(startOutput).toContain(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${id}`);
     const shown = await tiershift(['status', id]);
-    expect(shown.stdout.split('\n')).toContain(`All migrations: ${printed}`);
+    expect(shown.stdout.split('\n'), `status exited ${shown.code}: ${shown.stderr}`).toContain(`All migrations: ${printed}`);
     const listed = await tiershift(['list']);
-    expect(listed.stdout.split('\n')).toContain(`Temporal UI: ${printed}`);
+    expect(listed.stdout.split('\n'), `list exited ${listed.code}: ${listed.stderr}`).toContain(`Temporal UI: ${printed}`);
     expect(listed.stdout).toContain('add the columns MigrationState, MigrationPhase, PendingGate and TrafficWeight (kept per browser)');
 
     // What the gate's timer says in the timeline, the workflow page's first tab.
