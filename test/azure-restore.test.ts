@@ -9,7 +9,8 @@ import type { BackupStep } from '../plan/types';
 import { FakeArm, pgId, seedServer } from './support/fake-arm';
 import { attempt, azureActivities, input, lastJournal, scope, step } from './support/fake-arm-env';
 import { FakeRestores } from './support/fake-arm-restore';
-import { sandbox, uniqueName } from './support/local-ops';
+import { FakeStorage } from './support/fake-arm-storage';
+import { containerOf, sandbox, uniqueName } from './support/local-ops';
 
 // Key ranges of 500 rows: the 5,000 items span ten of them.
 process.env.TIERSHIFT_CHECKSUM_CHUNK_ROWS = '500';
@@ -23,8 +24,11 @@ const cluster = () => postgresUrl(sandbox().postgres.source!, 'postgres');
 /** Where the fake's restored servers keep their copies: another cluster, so a copy's writes are not the source's. */
 const scratchCluster = () => postgresUrl(sandbox().postgres.target!, 'postgres');
 
+/** Where the optional logical dump goes: a container of the sandbox's second Azurite account. */
+const dumps = uniqueName('az-dumps');
 const resources: Record<string, AzureResource> = {
   db: { name: 'db', kind: 'postgres', server: SERVER, connection: { keyVault: { vault: 'kv-compliance', secret: 'pg-admin-url' } }, ...scope },
+  dumps: { name: 'dumps', kind: 'blob', account: 'tssecondary', container: dumps, connection: { env: 'TS_TEST_DUMPS' }, ...scope },
 };
 const backup = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], verifyRestore: true });
 
@@ -62,6 +66,8 @@ beforeEach(() => {
   // The connection string as Key Vault holds it: the server's Azure host name, a password.
   arm.vaultSecrets.set('kv-compliance/pg-admin-url', `postgres://${user}:${PASSWORD}@${SERVER}.postgres.database.azure.com:${port}/${database}?sslmode=disable`);
   restores.attach(SERVER, cluster(), database);
+  new FakeStorage(arm);
+  process.env.TS_TEST_DUMPS = sandbox().azurite!.accounts.find((a) => a.role === 'secondary')!.connectionString;
   activities = azureActivities(arm, { routePostgres: restores.route });
 });
 
@@ -166,5 +172,30 @@ describe('restore-verified backups on Azure', () => {
     expect(undone.result!.summary).toBe(`Kept backup of step backup (a rollback does not delete backups); deleted scratch server ${scratch}, left by an interrupted restore proof`);
     expect(scratchServers()).toEqual([]);
     expect(arm.get(`${server}/backups/ts-migration-test-backup-db`)).toBeDefined();
+  });
+
+  it('also writes a logical dump to the destination container when the step names one, and keeps it on a second run', async () => {
+    const withDump = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], destination: 'dumps', verifyRestore: true });
+    const first = await attempt(activities.backupDatabase, input(withDump, resources));
+    expect(first.error).toBeUndefined();
+    const name = `${first.result!.summary.match(/to dumps\/(\S+\.dump)$/)?.[1]}`;
+    const blob = containerOf('secondary', dumps).getBlockBlobClient(name);
+    const props = await blob.getProperties();
+    // A finished custom-format dump: pg_dump's magic, the recorded digest and length, and the source's rows.
+    expect((await blob.downloadToBuffer(0, 5)).toString()).toBe('PGDMP');
+    expect(props.metadata).toMatchObject({ tiershiftstate: 'complete', source: 'db', bytes: String(props.contentLength), sha256: first.result!.figures['db.dumpSha256'] });
+    expect(first.result!.figures).toMatchObject({ 'db.restoreVerified': true, 'db.dumpRows': 5000 + 1200 + 3, 'db.dumpReused': false });
+    expect(JSON.stringify(first)).not.toContain(PASSWORD);
+
+    const again = await attempt(activities.backupDatabase, input(withDump, resources));
+    expect(again.result!.figures).toMatchObject({ 'db.dumpReused': true, 'db.dumpSha256': first.result!.figures['db.dumpSha256'] });
+    await containerOf('secondary', dumps).deleteIfExists();
+  });
+
+  it('refuses a dump of a database without a connection before writing anything, in one sentence', async () => {
+    const withDump = step<BackupStep>({ id: 'backup', kind: 'backup', resources: ['db'], destination: 'dumps', verifyRestore: false });
+    const { error } = await attempt(activities.backupDatabase, input(withDump, { ...resources, db: { ...resources.db!, connection: undefined } as AzureResource }));
+    expect(error?.message).toBe('backup step backup dumps db to dumps, but db has no connection to dump it through; give it one (a Key Vault reference to its connection string) or remove destination');
+    expect(arm.writes()).toEqual([]);
   });
 });

@@ -13,6 +13,7 @@ import type { AzureApp, AzureBlob, AzurePostgres, AzureTraffic } from './provide
 import { applyResource, observeResource, resourceDrift, undoResource } from './resource';
 import { cutoverLogical, measureLogical, observeLogical, reverseLogical, syncLogical, undoLogical } from './logical';
 import { removeLeftScratch, proveRestore } from './restore';
+import { dumpToDestination, refuseDumpWithoutConnection } from './dump';
 import { resolveKeyVaultSecret } from './secrets';
 import { backupName, backupServer, checkServer, observeInfra, observeReplica, prepareInfra, promoteReplica, settingsDrift, switchBack, syncReplica, undoInfra, undoReplica } from './postgres';
 import { analyseTraffic, observeTraffic, shiftTraffic, trafficDrift, undoTraffic } from './traffic';
@@ -48,13 +49,19 @@ const journalOf = (input: object): Journal => {
  */
 async function backupPostgres(az: AzureContext, input: StepInput<BackupStep>, resource: AzurePostgres): Promise<StepOutcome> {
   const journal = journalOf(input);
+  refuseDumpWithoutConnection(input, resource);
   const b = await backupServer(az, input, resource, journal);
   const proof = input.step.verifyRestore && resource.connection ? await proveRestore(az, resource, b.name, journal) : undefined;
+  const dump = input.step.destination ? await dumpToDestination(az, input, resource) : undefined;
   const unproven =
     input.step.verifyRestore && !resource.connection
       ? `; its restore is not proven: give ${resource.name} a connection (a Key Vault reference to its connection string) for the proof`
       : '';
-  return { summary: b.line + (proof?.line ?? unproven), figures: { ...b.figures, ...proof?.figures }, undo: { kept: [b.kept] } };
+  return {
+    summary: b.line + (proof?.line ?? unproven) + (dump?.line ?? ''),
+    figures: { ...b.figures, ...proof?.figures, ...dump?.figures },
+    undo: { kept: [b.kept, ...(dump ? [dump.kept] : [])] },
+  };
 }
 
 /** A container copied under the step's destination. */

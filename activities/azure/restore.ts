@@ -50,7 +50,7 @@ export function scratchName(t: Pick<Target, 'subscription' | 'resourceGroup' | '
 }
 
 /** The connection string as the worker dials it (a test routes Azure host names to local clusters). */
-const reach = (az: AzureContext, url: string) => az.options.routePostgres?.(url) ?? url;
+export const reach = (az: AzureContext, url: string) => az.options.routePostgres?.(url) ?? url;
 
 /**
  * The same credentials and database on another server (a restored server keeps its source's logins and

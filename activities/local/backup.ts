@@ -24,7 +24,7 @@ import { ProgressMeter } from '../../contract/progress';
 const HEARTBEAT_BYTES = 4 * 1024 * 1024;
 const MiB = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
-interface DumpRecord {
+export interface DumpRecord {
   sha256: string;
   bytes: number;
   tables: number;
@@ -46,7 +46,7 @@ async function destinationOf(input: StepInput<BackupStep>): Promise<ContainerCli
 export async function backupDatabase(input: StepInput<BackupStep>, resource: LocalPostgres): Promise<StepOutcome> {
   const name = resource.name;
   const blob = (await destinationOf(input)).getBlockBlobClient(`${backupPrefix(input)}${name}.dump`);
-  const d = await backupPostgres(input, resource, blob);
+  const d = await dumpPostgres(input, name, await postgresConnection(resource), blob, { verify: input.step.verifyRestore });
   return {
     summary:
       `${d.reused ? 'Kept existing backup of' : 'Dumped'} ${name} (${d.tables} tables, ${d.rows} rows) to ${blobPath(blob.url)}: ` +
@@ -80,8 +80,12 @@ export async function backupBlobs(input: StepInput<BackupStep>, resource: LocalB
 /** "account/container/blob" of a blob URL, for runbook lines. */
 const blobPath = (url: string) => decodeURIComponent(new URL(url).pathname.slice(1));
 
-async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostgres, blob: BlockBlobClient): Promise<DumpRecord> {
-  const { step } = input;
+/**
+ * `pg_dump -Fc` of the database at `url` into `blob`, with its sha256, and (`verify`) proven by a restore
+ * into a scratch database on the same server. A finished dump found in `blob` is kept. Also the Azure
+ * provider's logical dump (activities/azure/index.ts), which its point-in-time restore proves instead.
+ */
+export async function dumpPostgres(input: StepInput<BackupStep>, name: string, url: string, blob: BlockBlobClient, opts: { verify: boolean }): Promise<DumpRecord> {
   const existing = await blob.getProperties().catch((err: unknown) => {
     if (err instanceof RestError && err.statusCode === 404) return undefined;
     throw err;
@@ -89,7 +93,7 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
   const meta = existing?.metadata ?? {};
   // Reused only when finished (and proven, if the plan wants proof) and still of the recorded length;
   // anything else (an upload cut short, a failed restore, a blob rewritten since) is dumped again.
-  if (meta.tiershiftstate === 'complete' && (meta.restoreverified === 'true' || !step.verifyRestore) && String(existing?.contentLength) === meta.bytes) {
+  if (meta.tiershiftstate === 'complete' && (meta.restoreverified === 'true' || !opts.verify) && String(existing?.contentLength) === meta.bytes) {
     return {
       sha256: meta.sha256 ?? '',
       bytes: Number(meta.bytes),
@@ -100,8 +104,7 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
     };
   }
 
-  const url = await postgresConnection(resource);
-  const scratch = `tiershift_verify_${createHash('sha256').update(`${backupPrefix(input)}${resource.name}`).digest('hex').slice(0, 12)}`;
+  const scratch = `tiershift_verify_${createHash('sha256').update(`${backupPrefix(input)}${name}`).digest('hex').slice(0, 12)}`;
   return withClient(url, async (client) => {
     // pg_dump reads the snapshot this transaction exports, and the restore is compared with the source as
     // of that same snapshot, so both see exactly the same rows even while the app keeps writing. The
@@ -110,11 +113,11 @@ async function backupPostgres(input: StepInput<BackupStep>, resource: LocalPostg
     try {
       const { rows } = await client.query<{ id: string }>('select pg_export_snapshot() as id');
       const snapshot = rows[0]!.id;
-      const dump = await dumpToBlob(url, snapshot, blob, resource.name);
+      const dump = await dumpToBlob(url, snapshot, blob, name);
       const tables = await userTables(client);
-      const recorded = { tiershiftstate: 'complete', source: resource.name, sha256: dump.sha256, bytes: String(dump.bytes), tables: String(tables.length) };
+      const recorded = { tiershiftstate: 'complete', source: name, sha256: dump.sha256, bytes: String(dump.bytes), tables: String(tables.length) };
       let proof: RestoreComparison | undefined;
-      if (step.verifyRestore) {
+      if (opts.verify) {
         // Recorded as complete but unproven first: a failed proof leaves that, and the next attempt dumps again.
         await blob.setMetadata({ ...recorded, restoreverified: 'false' });
         proof = await verifyRestore(url, blob, dump.sha256, snapshot, scratch);
