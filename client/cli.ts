@@ -12,7 +12,8 @@ import type { PlanError } from '../plan/load';
 import { UserError } from '../contract/errors';
 import { PROJECT_ROOT, readState, sandboxHome, type SandboxPorts } from '../contract/home';
 import { MIGRATION_STATES, migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
-import { workflowListUrl, workflowUrl, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
+import type { ConnectionFlags, ResolvedConnection } from '../contract/connection';
+import { workflowListUrl, workflowUrl } from '../contract/ui-links';
 import { asUserError, EXIT, printError, runAction } from './errors';
 
 const VERSION = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

@@ -11,7 +11,7 @@ import { createWorker } from '../worker/worker';
 import { workerIdentityPolicy } from '../activities/identity';
 import { TERMINAL_STATES, type MigrationStatus } from '../contract/status';
 import { connectClient } from './connection';
-import { workflowUrl } from '../contract/connection';
+import { workflowUrl } from '../contract/ui-links';
 import { runLoad, type LoadResult } from './load';
 import { approveGate, migrationStatus, startMigration } from './migrations';
 import { decisionFields, proofFor, startStatement } from './identity';

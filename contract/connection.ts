@@ -90,15 +90,3 @@ export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.Proce
   const uiUrl = sandbox && address === sandbox.address ? sandbox.uiUrl : undefined;
   return { address, namespace, tls, apiKey, ...(metadata ? { metadata } : {}), uiUrl };
 }
-
-export function workflowUrl(resolved: ResolvedConnection, workflowId: string): string | undefined {
-  return resolved.uiUrl && `${resolved.uiUrl}/namespaces/${resolved.namespace}/workflows/${encodeURIComponent(workflowId)}`;
-}
-
-/**
- * The UI's workflow list filtered by a visibility query. A link can carry only the query: the UI keeps
- * its list columns in the browser's own storage, and takes none from the address.
- */
-export function workflowListUrl(resolved: ResolvedConnection, query: string): string | undefined {
-  return resolved.uiUrl && `${resolved.uiUrl}/namespaces/${resolved.namespace}/workflows?query=${encodeURIComponent(query)}`;
-}
