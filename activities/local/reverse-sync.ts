@@ -23,6 +23,7 @@ import {
   endReplication,
   ensurePublication,
   findSubscription,
+  oneAttemptAtATime,
   raiseSequences,
   replicationName,
   setReadOnly,
@@ -71,6 +72,24 @@ type CopyMode = 'upsert' | 'insert-missing' | 'count';
  * migration's source (it receives), `to` the database that took over (it publishes).
  */
 export async function startReverseSync<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R> = local): Promise<StepOutcome> {
+  return oneAtATime(input, from, connect, () => startHolding(input, from, to, connect));
+}
+
+/**
+ * An attempt Temporal gave up on (a heartbeat it stopped hearing) may still run when the next starts: the
+ * two would drop each other's slot and copy back twice. Each holds the migration's reverse-sync lock on
+ * the source (pg-sync.ts oneAttemptAtATime) for as long as it runs.
+ */
+async function oneAtATime<R extends Db, T>(input: UndoInput, from: R, connect: Connect<R>, fn: () => Promise<T>): Promise<T> {
+  const fence = await oneAttemptAtATime(await connect(from), reverseName(input.migrationId));
+  try {
+    return await fn();
+  } finally {
+    await fence.release();
+  }
+}
+
+async function startHolding<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R>): Promise<StepOutcome> {
   if (input.step.kind === 'app') return recoverWrites(input, from, to, 'start', connect);
   const name = reverseName(input.migrationId);
   const back = await connect(from);
@@ -160,6 +179,10 @@ export async function measureWrites<R extends Db>(from: R, to: R, connect: Conne
 
 /** Part two, once nobody should write to the target any more: the last writes, the sequences, then the replication goes. */
 export async function finishReverseSync<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R> = local): Promise<StepOutcome> {
+  return oneAtATime(input, from, connect, () => finishHolding(input, from, to, connect));
+}
+
+async function finishHolding<R extends Db>(input: UndoInput, from: R, to: R, connect: Connect<R>): Promise<StepOutcome> {
   if (input.step.kind === 'app') return recoverWrites(input, from, to, 'finish', connect);
   // The source will hand out ids again: past every id the target used, rows copied back included.
   const { stopped, quiesceMs, raised } = await endReplication(await connect(to), await connect(from), reverseName(input.migrationId));
