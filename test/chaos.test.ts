@@ -5,7 +5,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
-import { copyMarker } from '../activities/local/pg-copy';
 import { approveGate, migrationStatus, rejectGate, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { runtimeCommand, sandboxUp } from '../sandbox';
@@ -17,6 +16,7 @@ import { spawnWorker } from './support/cli';
 import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
 import { everySandboxResource, sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
+import { activeOnceCopied, createItemsDatabase, dropItemsDatabase, ITEMS, itemsPlan, rowsInserted } from './support/items-db';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
 const HEAVY = 300_000;
@@ -139,31 +139,8 @@ describe('chaos', () => {
   }, HEAVY);
 
   it('resumes a data step whose worker was killed in the middle of the index build, and again in the middle of the checksums, with nothing duplicated', async () => {
-    // A database of its own on each cluster, big enough that its index build and its checksums take seconds.
-    const database = uniqueName('chaos_idx').replace(/-/g, '_');
-    const admin = (cluster: 'source' | 'target') => postgresUrl(suite.state.postgres[cluster]!, 'postgres');
-    await withClient(admin('source'), (c) => c.query(`create database ${database}`));
-    await withClient(postgresUrl(suite.state.postgres.source!, database), (c) =>
-      c.query(`create table items (id bigint primary key, sku text not null, note text not null);
-        insert into items select i, 'sku-' || (i::bigint * 7919 % 300000), repeat(md5(i::text), 4) from generate_series(1, 300000) i;
-        create index items_sku on items (sku);
-        create index items_note on items (note);
-        create index items_sku_note on items (sku, note);
-        analyze items`),
-    );
-    const plan = sandboxPlan({
-      name: uniqueName('kill-idx'),
-      head: `
-defaults:
-  retry: { maximumAttempts: 6, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }
-  timeouts: { startToClose: 10m, heartbeat: 5s }`,
-      resources: {
-        itemsDb: `{ kind: postgres, provider: local, cluster: source, database: ${database} }`,
-        itemsCopy: `{ kind: postgres, provider: local, cluster: target, database: ${database} }`,
-      },
-      phases: `
-  - data: { from: itemsDb, to: itemsCopy }`,
-    });
+    const database = await createItemsDatabase(suite.state, 'chaos_idx', { items_sku: 'sku', items_note: 'note', items_sku_note: 'sku, note' });
+    const plan = itemsPlan('kill-idx', database);
     // Small checksum chunks: the verification takes long enough to be caught in the middle.
     const env = { TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address, TIERSHIFT_CHECKSUM_CHUNK_ROWS: '3000' };
     let worker = spawnWorker(env);
@@ -171,28 +148,15 @@ defaults:
     const killed: string[] = [];
     try {
       const handle = await startMigration(suite.temporal.client, plan, 'alice');
-      // Kills the worker as soon as one of its sessions on the target runs `application` (pg_stat_activity),
-      // once every row is in (the copy's marker says so): what this test resumes is the build, not the copy.
-      // (A marker the copy has not advanced yet has no progress at all: null, not 0/0.)
-      const marker = copyMarker(replicationName(handle.workflowId));
-      const killWhen = (application: string) =>
-        withClient(admin('target'), async (c) => {
-          for (let i = 0; i < 6000; i++) {
-            const { rowCount } = await c.query(
-              `select 1 from pg_stat_activity where datname = $1 and application_name = $2 and state = 'active'
-                 and not exists (select 1 from pg_replication_origin where roname = $3 and coalesce(pg_replication_origin_progress(roname, true), '0/0') = '0/0')`,
-              [database, application, marker],
-            );
-            if (rowCount) {
-              worker.child.kill('SIGKILL');
-              killed.push(application);
-              worker = spawnWorker(env);
-              workers.push(worker);
-              return;
-            }
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        });
+      // Kills the worker as soon as one of its sessions on the target runs `application` once every row is
+      // in: what this test resumes is the build, not the copy.
+      const killWhen = async (application: string) => {
+        if (!(await activeOnceCopied(suite.state, database, handle.workflowId, [application]))) return;
+        worker.child.kill('SIGKILL');
+        killed.push(application);
+        worker = spawnWorker(env);
+        workers.push(worker);
+      };
       await killWhen('tiershift: building indexes');
       await killWhen('tiershift: verifying');
       expect(killed).toEqual(['tiershift: building indexes', 'tiershift: verifying']);
@@ -203,8 +167,7 @@ defaults:
       const onTarget = postgresUrl(suite.state.postgres.target!, database);
       // The attempt after the first kill found every row and built only what was missing: the target's
       // table took each row once (a copy started again would have inserted them twice, truncate or not).
-      const [inserted] = await withClient(onTarget, async (c) => (await c.query<{ n: string }>(`select n_tup_ins as n from pg_stat_user_tables where relname = 'items'`)).rows);
-      expect(inserted?.n, `the data step's summary: ${data.summary}`).toBe('300000');
+      expect(await rowsInserted(suite.state, database), `the data step's summary: ${data.summary}`).toBe(String(ITEMS));
       const indexes = await withClient(onTarget, async (c) => (await c.query<{ i: string }>(`select indexname as i from pg_indexes where tablename = 'items' order by 1`)).rows.map((r) => r.i));
       expect(indexes).toEqual(['items_note', 'items_pkey', 'items_sku', 'items_sku_note']);
       const invalid = await withClient(onTarget, async (c) => (await c.query(`select 1 from pg_index where not indisvalid`)).rowCount);
@@ -213,24 +176,7 @@ defaults:
       expect(n).toEqual({ n: '300000', d: '300000' });
     } finally {
       await rollbackMigration(suite.temporal.client, migrationId(plan.name), 'alice', 'test cleanup').catch(() => undefined);
-      await withClient(admin('target'), async (c) => {
-        for (const { subname } of (await c.query<{ subname: string }>(`select subname from pg_subscription s join pg_database d on d.oid = s.subdbid where d.datname = $1`, [database])).rows) {
-          const url = postgresUrl(suite.state.postgres.target!, database);
-          await withClient(url, async (t) => {
-            await t.query(`alter subscription ${t.escapeIdentifier(subname)} disable`);
-            await t.query(`alter subscription ${t.escapeIdentifier(subname)} set (slot_name = none)`);
-            await t.query(`drop subscription ${t.escapeIdentifier(subname)}`);
-          });
-        }
-        await c.query(`drop database if exists ${database} with (force)`);
-      });
-      await withClient(admin('source'), async (c) => {
-        for (const { slot_name } of (await c.query<{ slot_name: string }>('select slot_name from pg_replication_slots where database = $1', [database])).rows) {
-          await c.query('select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1 and active_pid is not null', [slot_name]);
-          await c.query('select pg_drop_replication_slot($1)', [slot_name]).catch(() => undefined);
-        }
-        await c.query(`drop database if exists ${database} with (force)`);
-      });
+      await dropItemsDatabase(suite.state, database);
     }
   }, HEAVY);
 

@@ -8,8 +8,6 @@ import type { WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
-import { replicationName } from '../activities/local/pg-sync';
-import { copyMarker } from '../activities/local/pg-copy';
 import { rollbackMigration, startMigration } from '../client/migrations';
 import { postgresUrl } from '../contract/home';
 import { migrationId, TASK_QUEUE, type MigrationStatus } from '../contract/status';
@@ -17,6 +15,7 @@ import { spawnTiershift, spawnWorker, tiershift } from './support/cli';
 import { migrationSuite, uniqueName } from './support/local-ops';
 import { SANDBOX_RESOURCES, sandboxPlan } from './support/plans';
 import { eventually } from './support/temporal';
+import { activeOnceCopied, createItemsDatabase, dropItemsDatabase, ITEMS, itemsPlan, rowsInserted } from './support/items-db';
 
 const { EventType } = proto.temporal.api.enums.v1;
 
@@ -57,30 +56,8 @@ describe('several workers', () => {
   }, HEAVY);
 
   it('finishes the migration on the other worker when the one running the data step is SIGKILLed in the middle of it, with no row inserted twice', async () => {
-    // A database of its own on each cluster, big enough that its index build and its checksums take seconds.
-    const database = uniqueName('workers').replace(/-/g, '_');
-    const admin = (cluster: 'source' | 'target') => postgresUrl(suite.state.postgres[cluster]!, 'postgres');
-    await withClient(admin('source'), (c) => c.query(`create database ${database}`));
-    await withClient(postgresUrl(suite.state.postgres.source!, database), (c) =>
-      c.query(`create table items (id bigint primary key, sku text not null, note text not null);
-        insert into items select i, 'sku-' || (i::bigint * 7919 % 300000), repeat(md5(i::text), 4) from generate_series(1, 300000) i;
-        create index items_sku on items (sku);
-        create index items_note on items (note);
-        analyze items`),
-    );
-    const plan = sandboxPlan({
-      name: uniqueName('two-workers'),
-      head: `
-defaults:
-  retry: { maximumAttempts: 6, initialInterval: 300ms, backoffCoefficient: 1, maximumInterval: 300ms }
-  timeouts: { startToClose: 10m, heartbeat: 5s }`,
-      resources: {
-        itemsDb: `{ kind: postgres, provider: local, cluster: source, database: ${database} }`,
-        itemsCopy: `{ kind: postgres, provider: local, cluster: target, database: ${database} }`,
-      },
-      phases: `
-  - data: { from: itemsDb, to: itemsCopy }`,
-    });
+    const database = await createItemsDatabase(suite.state, 'workers', { items_sku: 'sku', items_note: 'note' });
+    const plan = itemsPlan('two-workers', database);
     // Small checksum chunks: the verification takes long enough to be caught in the middle.
     const env = { TIERSHIFT_HOME: suite.state.home, TEMPORAL_ADDRESS: suite.temporal.address, TIERSHIFT_CHECKSUM_CHUNK_ROWS: '3000' };
     const pair = [spawnWorker(env), spawnWorker(env)];
@@ -92,19 +69,7 @@ defaults:
       // Killed once every row is in (the copy's marker has progress) and a session of the step's build or
       // verification runs on the target: an interrupted COPY's rows count in n_tup_ins even though they
       // are rolled back, so "no row inserted twice" is what a kill after the copy can be held to.
-      const marker = copyMarker(replicationName(handle.workflowId));
-      const caught = await withClient(admin('target'), async (c) => {
-        for (let i = 0; i < 6000; i++) {
-          const { rows } = await c.query<{ app: string }>(
-            `select application_name as app from pg_stat_activity where datname = $1 and application_name in ('tiershift: building indexes', 'tiershift: verifying') and state = 'active'
-               and not exists (select 1 from pg_replication_origin where roname = $2 and coalesce(pg_replication_origin_progress(roname, true), '0/0') = '0/0') limit 1`,
-            [database, marker],
-          );
-          if (rows[0]) return rows[0].app;
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        return undefined;
-      });
+      const caught = await activeOnceCopied(suite.state, database, handle.workflowId, ['tiershift: building indexes', 'tiershift: verifying']);
       expect(caught, 'the data step never reached its build or verification').toBeDefined();
       // Which of the two runs it: Temporal's describe names the worker of the running attempt.
       const running = (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'syncData');
@@ -124,13 +89,12 @@ defaults:
       expect(sync.at(-1)).toMatchObject({ identity: identityOf(survivor) });
       expect(sync.at(-1)!.attempt).toBeGreaterThanOrEqual(2);
       const onTarget = postgresUrl(suite.state.postgres.target!, database);
-      const [inserted] = await withClient(onTarget, async (c) => (await c.query<{ n: string }>(`select n_tup_ins as n from pg_stat_user_tables where relname = 'items'`)).rows);
-      expect(inserted?.n, `killed while ${caught}; the data step's summary: ${data.summary}`).toBe('300000');
+      expect(await rowsInserted(suite.state, database), `killed while ${caught}; the data step's summary: ${data.summary}`).toBe(String(ITEMS));
       const [n] = await withClient(onTarget, async (c) => (await c.query<{ n: string; d: string }>('select count(*) as n, count(distinct id) as d from items')).rows);
       expect(n).toEqual({ n: '300000', d: '300000' });
     } finally {
       await rollbackMigration(suite.temporal.client, migrationId(plan.name), 'alice', 'test cleanup').catch(() => undefined);
-      await dropEverywhere(database);
+      await dropItemsDatabase(suite.state, database);
     }
   }, HEAVY);
 
@@ -187,25 +151,3 @@ defaults:
     expect(elsewhere.stderr).toContain('cannot reach Temporal at 127.0.0.1:1');
   }, HEAVY);
 });
-
-/** The test database on both clusters, with the subscription and slot a data step made for it. */
-async function dropEverywhere(database: string): Promise<void> {
-  const admin = (cluster: 'source' | 'target') => postgresUrl(suite.state.postgres[cluster]!, 'postgres');
-  await withClient(admin('target'), async (c) => {
-    for (const { subname } of (await c.query<{ subname: string }>(`select subname from pg_subscription s join pg_database d on d.oid = s.subdbid where d.datname = $1`, [database])).rows) {
-      await withClient(postgresUrl(suite.state.postgres.target!, database), async (t) => {
-        await t.query(`alter subscription ${t.escapeIdentifier(subname)} disable`);
-        await t.query(`alter subscription ${t.escapeIdentifier(subname)} set (slot_name = none)`);
-        await t.query(`drop subscription ${t.escapeIdentifier(subname)}`);
-      });
-    }
-    await c.query(`drop database if exists ${database} with (force)`);
-  });
-  await withClient(admin('source'), async (c) => {
-    for (const { slot_name } of (await c.query<{ slot_name: string }>('select slot_name from pg_replication_slots where database = $1', [database])).rows) {
-      await c.query('select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1 and active_pid is not null', [slot_name]);
-      await c.query('select pg_drop_replication_slot($1)', [slot_name]).catch(() => undefined);
-    }
-    await c.query(`drop database if exists ${database} with (force)`);
-  });
-}
