@@ -1,6 +1,7 @@
 // Client operations on migrations: the CLI and the tests use these, so there is one way to start,
 // inspect and decide.
-import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
+import { Client, WorkflowIdConflictPolicy, type WorkflowExecutionInfo, type WorkflowExecutionStatusName, type WorkflowHandle } from '@temporalio/client';
+import { executionInfoFromRaw } from '@temporalio/client/lib/helpers';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import type { temporal } from '@temporalio/proto';
@@ -242,13 +243,31 @@ function gateMemo(memo: Record<string, unknown> | undefined, pending: string | u
   return pending && g && g.gate === pending && typeof g.openedAt === 'string' && (g.onTimeout === 'rollback' || g.onTimeout === 'abort') ? (g as GateMemo) : undefined;
 }
 
+/**
+ * Visibility's rows as `client.workflow.list()` gives them, except that a row whose memo this client
+ * cannot decode (a migration encrypted under a codec key not configured here, say after a key rotation)
+ * is listed without its memo instead of failing the whole list: the SDK decodes every memo as it lists.
+ */
+async function* listExecutions(client: Client, query: string, pageSize: number): AsyncGenerator<WorkflowExecutionInfo> {
+  const { namespace, loadedDataConverter: converter } = client.options;
+  let nextPageToken: Uint8Array = new Uint8Array();
+  for (;;) {
+    const page = await client.workflowService.listWorkflowExecutions({ namespace, query, pageSize, nextPageToken });
+    for (const raw of page.executions) {
+      yield await executionInfoFromRaw(raw, converter, raw, namespace).catch(() => executionInfoFromRaw({ ...raw, memo: null }, converter, raw, namespace));
+    }
+    if (!page.nextPageToken?.length) return;
+    nextPageToken = page.nextPageToken;
+  }
+}
+
 export async function listMigrations(
   client: Client,
   opts: { states?: readonly MigrationStateName[]; plan?: string; limit?: number } = {},
 ): Promise<MigrationListing[]> {
   const limit = opts.limit ?? 50;
   const found: MigrationListing[] = [];
-  for await (const wf of client.workflow.list({ query: listQuery(opts), pageSize: Math.min(limit, 100) })) {
+  for await (const wf of listExecutions(client, listQuery(opts), Math.min(limit, 100))) {
     const sa = wf.typedSearchAttributes;
     const state = sa.get(MigrationState);
     const endedFromOutside = !['RUNNING', 'COMPLETED'].includes(wf.status.name);

@@ -171,6 +171,11 @@ describe('encrypted history', () => {
     expect(cli.code).toBe(2);
     expect(isOneSentence(cli.stderr)).toBe(true);
     expect(cli.stderr).toMatch(/codec key "k-new" and no codec key is configured here/);
+    // `list` reads visibility, whose search attributes are not encrypted: it still lists the migration
+    // (only the gate memo, encrypted, is left out) instead of failing for everyone in the namespace.
+    const listed = await tiershift(['list', '--plan', MARKERS.name]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain(workflowId);
     // ...and with the key file, the same command reads it.
     const keyed = await tiershift(['status', workflowId, '--json'], { TIERSHIFT_CODEC_KEYS: keyFile });
     expect(keyed.stderr).toBe('');

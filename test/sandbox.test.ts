@@ -220,7 +220,7 @@ describe('sandbox', () => {
     // Not a worker, though its pid file says so: `down` must see from its command line that it is not one.
     const sleeper = spawn('sleep', ['300'], { stdio: 'ignore' });
     try {
-      await worker.waitFor(/worker polling task queue/);
+      await worker.waitFor(/worker \S+ polling task queue/);
       const pidFile = path.join(workersDir(home), `${worker.child.pid}.json`);
       expect(JSON.parse(readFileSync(pidFile, 'utf8'))).toMatchObject({ pid: worker.child.pid, address: state.temporal!.address });
       const planted = path.join(workersDir(home), `${sleeper.pid}.json`);
