@@ -189,8 +189,18 @@ program
   .description('run a worker that executes migrations')
   .option('--metrics <host:port>', 'serve Prometheus metrics there (the SDK\'s and tiershift\'s); default: TIERSHIFT_METRICS, else none')
   .option('--task-queue <name>', 'run the activities of the resources a plan pins to this queue (`taskQueue:` on a resource), instead of the migrations themselves')
-  .action((opts: { metrics?: string; taskQueue?: string }) =>
-    runAction(async () => (await import('../worker/worker')).runWorker({ ...globals(), ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}) })),
+  .option('--build-id <id>', 'poll as this build of a Worker Deployment, moving waiting migrations to whichever build is made current (README: upgrading); default: TIERSHIFT_BUILD_ID, else unversioned')
+  .option('--deployment <name>', 'the Worker Deployment that --build-id belongs to; default: TIERSHIFT_DEPLOYMENT, else tiershift')
+  .action((opts: { metrics?: string; taskQueue?: string; buildId?: string; deployment?: string }) =>
+    runAction(async () =>
+      (await import('../worker/worker')).runWorker({
+        ...globals(),
+        ...(opts.metrics ? { metrics: opts.metrics } : {}),
+        ...(opts.taskQueue ? { taskQueue: opts.taskQueue } : {}),
+        ...(opts.buildId !== undefined ? { buildId: opts.buildId } : {}),
+        ...(opts.deployment !== undefined ? { deployment: opts.deployment } : {}),
+      }),
+    ),
   );
 
 program

@@ -1,6 +1,6 @@
 // The worker runs the migration workflow and the provider activities on the `tiershift` task queue; with
 // `--task-queue`, only the activities of the resources a plan pins to that queue (plan/queues.ts).
-import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkerDeploymentOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
 import { createIdentityActivities, workerIdentityPolicy, type WorkerIdentityPolicy } from '../activities/identity';
@@ -18,6 +18,7 @@ import { countMigrations, metricsAddress, serveMetrics } from './metrics';
 
 import { prebuiltBundle, WORKFLOWS_PATH } from './bundle';
 import { removeWorkerPidFile, writeWorkerPidFile } from './pid-file';
+import { deploymentOptions, type DeploymentFlags } from './deployment';
 
 export { WORKFLOWS_PATH } from './bundle';
 
@@ -67,6 +68,8 @@ export interface WorkerOptions {
    * is ever started there, so it need not bundle the workflow code, and starts in a fraction of the time.
    */
   activitiesOnly?: boolean;
+  /** A version of a Worker Deployment (deployment.ts); without it the worker is unversioned. */
+  deployment?: WorkerDeploymentOptions;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -86,6 +89,7 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
       ...(opts.activities ?? createActivities(opts.providers ?? (await loadProviders()))),
     },
     ...(opts.identity ? { identity: opts.identity } : {}),
+    ...(opts.deployment ? { workerDeploymentOptions: opts.deployment } : {}),
     // A heartbeat carries the step's progress, which `watch` and the UI read from Temporal: sent at most
     // every 5 s rather than every 0.8 x the heartbeat timeout (48 s for a 1m timeout), so it stays live.
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
@@ -111,11 +115,12 @@ function activitiesOnceLoaded(loadAll: () => Promise<Providers>): { activities: 
 }
 
 /** `tiershift worker`: runs until SIGINT/SIGTERM, then finishes in-flight tasks and exits. */
-export async function runWorker(flags: ConnectionFlags & { metrics?: string; taskQueue?: string }, log: (line: string) => void = console.log): Promise<void> {
+export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { metrics?: string; taskQueue?: string }, log: (line: string) => void = console.log): Promise<void> {
   // Checked before connecting, like a plan's: a name Temporal would refuse is the user's to fix.
   if (flags.taskQueue !== undefined && !taskQueueName.safeParse(flags.taskQueue).success) {
     throw new UserError(`--task-queue takes up to 100 letters, digits, ., _ and -, starting with a letter or digit; got "${flags.taskQueue}".`, 2);
   }
+  const deployment = deploymentOptions(flags);
   const taskQueue = flags.taskQueue ?? TASK_QUEUE;
   const activitiesOnly = taskQueue !== TASK_QUEUE;
   const { address, namespace, tls, apiKey, metadata } = connectionOptions(flags);
@@ -136,10 +141,14 @@ export async function runWorker(flags: ConnectionFlags & { metrics?: string; tas
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
     const providers = activitiesOnceLoaded(() => loadProviders());
-    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null) });
+    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null), ...(deployment ? { deployment } : {}) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
+    if (deployment) {
+      const { deploymentName, buildId } = deployment.version;
+      log(`build ${buildId} of worker deployment "${deploymentName}" (auto-upgrade); make it current with \`temporal worker deployment set-current-version --deployment-name ${deploymentName} --build-id ${buildId}\``);
+    }
     if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
     // The identity (<pid>@<host>, the SDK's default) is what Temporal shows as the activity's last worker.
     log(
