@@ -125,8 +125,10 @@ describe('upgrading a worker while a migration waits at a gate', () => {
     } finally {
       if (!finished) await rollbackMigration(suite.temporal.client, migrationId(plan.name), 'alice', 'test cleanup').catch(() => undefined);
       // The sandbox's task queue back to unversioned workers, for the files that run after this one.
-      await temporalCli(['worker', 'deployment', 'set-current-version', '--deployment-name', deployment, '--unversioned', '--yes', '--ignore-missing-task-queues']).catch(() => undefined);
+      const reset = await temporalCli(['worker', 'deployment', 'set-current-version', '--deployment-name', deployment, '--unversioned', '--yes', '--ignore-missing-task-queues']);
       await Promise.all(workers.map((w) => w.stop()));
+      // Said here rather than as hangs in the files after this one.
+      if (reset.code !== 0) throw new Error(`the task queue could not be set back to unversioned workers: ${reset.output}`);
     }
   }, HEAVY);
 
