@@ -6,6 +6,7 @@
 // in it; the namespace and tiershift's search attributes are registered through the frontend, as an
 // operator of such a cluster does.
 import { Connection } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -23,7 +24,7 @@ import { postgresUrl, type PostgresCluster, type SandboxState, type SandboxTls }
 
 const NAMESPACE = 'default';
 /** Long enough to read a rehearsal's history the next day; the cluster deletes closed workflows after it. */
-const RETENTION_SECONDS = 3 * 24 * 3600;
+const RETENTION = '3 days';
 /** The persistence and visibility databases, beside `shop` on the source cluster, named as Temporal's own docs name them. */
 export const TEMPORAL_DATABASES = { temporal: 'postgresql/v12/temporal', temporal_visibility: 'postgresql/v12/visibility' } as const;
 /**
@@ -129,7 +130,7 @@ async function registerNamespace(address: string, tls: SandboxTls): Promise<void
   const connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls), connectTimeout: 2_000 });
   try {
     try {
-      await connection.workflowService.registerNamespace({ namespace: NAMESPACE, workflowExecutionRetentionPeriod: { seconds: RETENTION_SECONDS } });
+      await connection.workflowService.registerNamespace({ namespace: NAMESPACE, workflowExecutionRetentionPeriod: msToTs(RETENTION) });
     } catch (err) {
       // 6: ALREADY_EXISTS, from an earlier `up` on the same data.
       if ((err as { code?: number }).code !== 6) throw err;
