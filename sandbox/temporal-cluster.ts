@@ -171,7 +171,9 @@ export async function ensureTemporalCluster(ctx: UpContext, source: Promise<void
   const config = path.join(root, 'config', 'sandbox.yaml');
   writeFileSync(config, stringify(serverConfig(pg, port, ports, dynamicConfig, certs)));
   const log = logFile(state.home, 'temporal');
-  const pid = spawnDetached(server, ['--root', root, '--config', 'config', '--env', 'sandbox', 'start'], { log, cwd: root });
+  // --allow-no-auth says that running without an authorizer is meant (mutual TLS is the only gate here), which
+  // later server versions require to be said.
+  const pid = spawnDetached(server, ['--root', root, '--config', 'config', '--env', 'sandbox', '--allow-no-auth', 'start'], { log, cwd: root });
   const temporal: TemporalRecord = { kind: 'cluster', pid, log, address: `${HOST}:${port}`, namespace: NAMESPACE, cluster: { config, servicePorts: ports }, tls };
   saveRecord(ctx, (s) => (s.temporal = temporal));
   // The frontend answers once the services have joined the ring; the namespace is registered through it.

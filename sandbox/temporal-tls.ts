@@ -2,7 +2,7 @@
 // certificate the four services present to clients and to each other, and one for tiershift's clients
 // and workers. The frontend and the services' own links require a client certificate from that CA
 // (mutual TLS), as a production cluster's do; nothing outside the sandbox home trusts this CA.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../contract/errors';
 import type { SandboxTls } from '../contract/home';
@@ -25,6 +25,7 @@ async function issue(dir: string, name: string, subject: string, ext: string): P
   writeFileSync(path.join(dir, `${name}.ext`), ext);
   await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject], dir);
   await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', DAYS, '-extfile', `${name}.ext`], dir);
+  for (const scratch of [`${name}.csr`, `${name}.ext`]) rmSync(path.join(dir, scratch), { force: true });
 }
 
 export interface ClusterCertificates extends SandboxTls {

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --with-temporal-server: also build the real Temporal server for `sandbox up --temporal cluster` (Go needed;
-# about 12 minutes the first time on 2 cores). Without it setup stays fast; `npm test` builds it when missing.
+# about 8 minutes the first time on 2 cores). Without it setup stays fast; `npm test` builds it when missing.
 with_temporal_server=false
 for arg in "$@"; do
   case "$arg" in
