@@ -90,18 +90,25 @@ sandbox
   .description('start the sandbox (idempotent) and print where everything is')
   .option('--rows <n>', 'orders in the demo dataset', (v) => Number(v))
   .option('--port <name=number>', `use this port (repeatable): ${PORT_NAMES.join(', ')}`, parsePort)
-  .action((opts: { rows?: number; port?: Partial<SandboxPorts> }) =>
+  .option('--temporal <kind>', 'dev: the Temporal dev server (default); cluster: the real Temporal server on the sandbox\'s PostgreSQL (built by `npm run setup -- --with-temporal-server`)')
+  .action((opts: { rows?: number; port?: Partial<SandboxPorts>; temporal?: string }) =>
     runAction(async () => {
       if (opts.rows !== undefined && !(Number.isInteger(opts.rows) && opts.rows > 0)) {
         throw new UserError('--rows takes a positive whole number.', EXIT.invalid);
       }
-      const { sandboxUp, sandboxStatus } = await sandboxModule();
-      const state = await sandboxUp({ seedRows: opts.rows, ports: opts.port, log: (line) => console.error(line) });
+      const { sandboxUp, sandboxStatus, TEMPORAL_KINDS } = await sandboxModule();
+      const temporal = opts.temporal as (typeof TEMPORAL_KINDS)[number] | undefined;
+      if (temporal !== undefined && !TEMPORAL_KINDS.includes(temporal)) {
+        throw new UserError(`--temporal takes ${TEMPORAL_KINDS.join(' or ')}; got "${temporal}".`, EXIT.invalid);
+      }
+      const state = await sandboxUp({ seedRows: opts.rows, ports: opts.port, temporal, log: (line) => console.error(line) });
       const status = await sandboxStatus({ home: state.home });
       print({ state, status }, [
         ...status.map((s) => `${s.healthy ? 'ok  ' : 'DOWN'} ${s.name.padEnd(16)} ${s.detail}`),
         '',
-        `Temporal UI: ${state.temporal?.uiUrl ?? '(not running)'}`,
+        state.temporal?.kind === 'cluster'
+          ? `Temporal server (cluster): ${state.temporal.address} (no Web UI; use \`tiershift list\` or the \`temporal\` CLI)`
+          : `Temporal UI: ${state.temporal?.uiUrl ?? '(not running)'}`,
         `Demo app through HAProxy: ${state.haproxy?.frontendUrl ?? '(not running)'}`,
       ].join('\n'));
     }),

@@ -80,7 +80,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   // The demo prints its own progress; the worker's lifecycle lines would only interleave with it.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const { client, resolved } = await connectClient({ address: state.temporal?.address });
-  const connection = await NativeConnection.connect({ address: resolved.address });
+  const connection = await NativeConnection.connect({ address: resolved.address, tls: resolved.tls });
   const load = shoppers(state.haproxy!.frontendUrl);
   log(`Shoppers: 20 order lookups and 2 new orders per second through ${state.haproxy!.frontendUrl}`);
   let status: MigrationStatus;

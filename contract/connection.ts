@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig';
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
 import { UserError } from './errors';
-import { readState, sandboxHome } from './home';
+import { readState, sandboxHome, type SandboxTls } from './home';
 
 export interface ConnectionFlags {
   address?: string;
@@ -52,6 +52,22 @@ function profileOptions(profile: string | undefined, env: NodeJS.ProcessEnv, dis
   }
 }
 
+/**
+ * The SDK's TLS options for the sandbox's Temporal when it requires mutual TLS (the cluster): its own CA,
+ * the client certificate made for the sandbox, and the name in the server's certificate.
+ */
+export function sandboxTlsConfig(tls: SandboxTls | undefined): TLSConfig | undefined {
+  if (!tls) return undefined;
+  const read = (file: string) => {
+    try {
+      return readFileSync(file);
+    } catch {
+      throw new UserError(`cannot read ${file}, a certificate of the sandbox's Temporal; run \`tiershift sandbox up\` again to make it.`, 2);
+    }
+  };
+  return { serverNameOverride: tls.serverName, serverRootCACertificate: read(tls.caFile), clientCertPair: { crt: read(tls.certFile), key: read(tls.keyFile) } };
+}
+
 export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConnection {
   const sandbox = readState(sandboxHome())?.temporal;
   // One exception to the CLI's order: with a sandbox up, the "default" profile of the CLI's own config file
@@ -83,7 +99,10 @@ export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.Proce
         ? fromProfile.tls
         : apiKey
           ? true
-          : undefined;
+          : // The sandbox's cluster requires its own client certificate: a client reaching it gets it.
+            sandbox && address === sandbox.address
+            ? sandboxTlsConfig(sandbox.tls)
+            : undefined;
   // A profile's grpc_meta is text (TOML strings and variables); binary values do not come from there.
   const meta = Object.entries(fromProfile.metadata ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string');
   const metadata = meta.length ? Object.fromEntries(meta) : undefined;

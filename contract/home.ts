@@ -82,11 +82,32 @@ export interface AppInstance extends ProcessRecord {
   database: 'source' | 'target';
 }
 
+/** The certificate files a client of the sandbox's Temporal cluster connects with (mutual TLS), and the name its server certificate holds. */
+export interface SandboxTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  serverName: string;
+}
+
 export interface SandboxState {
   home: string;
   startedAt: string;
   ports: SandboxPorts;
-  temporal?: ProcessRecord & { address: string; uiUrl: string; namespace: string; dbFile: string };
+  temporal?: ProcessRecord & {
+    /** `dev`: `temporal server start-dev` (SQLite, with the UI; the default, and what a record without a kind is). `cluster`: the real server on the source cluster's PostgreSQL. */
+    kind?: 'dev' | 'cluster';
+    address: string;
+    /** The Web UI: the dev server's own; the cluster runs none. */
+    uiUrl?: string;
+    namespace: string;
+    /** The dev server's SQLite file. */
+    dbFile?: string;
+    /** The cluster's configuration file, and the ports of its services other than the frontend (reused by the next `up`). */
+    cluster?: { config: string; servicePorts: number[] };
+    /** Present when the server requires mutual TLS (the cluster does): what a client connects with. */
+    tls?: SandboxTls;
+  };
   azurite?: ProcessRecord & { dataDir: string; accounts: StorageAccount[] };
   postgres: Partial<Record<'source' | 'target', PostgresCluster>>;
   haproxy?: ProcessRecord & {

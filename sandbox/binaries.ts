@@ -37,6 +37,10 @@ const BINARIES: Record<string, BinarySpec> = {
   // Root runs PostgreSQL as an unprivileged user: runuser switches to it, useradd creates one if none exists.
   runuser: { install: 'util-linux (`apt-get install util-linux`)', extraDirs: () => ['/usr/sbin', '/sbin'] },
   useradd: { install: 'passwd (`apt-get install passwd`)', extraDirs: () => ['/usr/sbin', '/sbin'] },
+  // Builds the real Temporal server for `sandbox up --temporal cluster` (1.21+ fetches the toolchain the server needs).
+  go: { install: 'Go 1.21 or newer (https://go.dev/dl/, or `apt-get install golang-go`)', extraDirs: () => ['/usr/local/go/bin'] },
+  // Makes the certificates of the cluster's mutual TLS (sandbox/temporal-tls.ts).
+  openssl: { install: `OpenSSL: ${SETUP}, or \`apt-get install openssl\`` },
   'azurite-blob': {
     install: `Azurite: run \`npm ci\` in ${PROJECT_ROOT}`,
     extraDirs: () => [path.join(PROJECT_ROOT, 'node_modules', '.bin')],

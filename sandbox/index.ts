@@ -13,6 +13,8 @@ import { CLUSTERS, ensurePostgres, POSTGRES_PROCESS, postgresHealth, type Cluste
 import { isAlive, isOurProcess, stopProcess, type ProcessSpec } from './process';
 import { dataDir, keepRunning, logsDir, probe, type Health, type Log, type UpContext } from './service';
 import { ensureTemporal, TEMPORAL_PROCESS, temporalHealth } from './temporal';
+import { ensureTemporalCluster } from './temporal-cluster';
+import { requireTemporalServer } from './temporal-server-build';
 import { stopWorkers } from './workers';
 import { postgresUrl, readState, sandboxHome, stateFile, writeState, type AppInstance, type ProcessRecord, type SandboxPorts, type SandboxState } from '../contract/home';
 
@@ -32,7 +34,15 @@ export interface SandboxUpOptions {
   seedRows?: number;
   /** Progress lines. */
   log?: (line: string) => void;
+  /**
+   * Which Temporal: `dev` (the CLI's dev server, the default) or `cluster` (the real server on the source
+   * cluster's PostgreSQL). Unset keeps the kind that runs; asking for the other one while it runs is an error.
+   */
+  temporal?: TemporalKind;
 }
+
+export type TemporalKind = 'dev' | 'cluster';
+export const TEMPORAL_KINDS: readonly TemporalKind[] = ['dev', 'cluster'];
 
 export interface ServiceStatus {
   name: string;
@@ -51,8 +61,19 @@ export async function sandboxUp(opts: SandboxUpOptions = {}): Promise<SandboxSta
   const seedRows = opts.seedRows ?? DEFAULT_SEED_ROWS;
   if (!Number.isInteger(seedRows) || seedRows < 1) throw new UserError(`seedRows must be a positive whole number, got ${seedRows}.`);
   checkPortNumbers(opts.ports ?? {});
+  if (opts.temporal !== undefined && !TEMPORAL_KINDS.includes(opts.temporal)) {
+    throw new UserError(`--temporal takes ${TEMPORAL_KINDS.join(' or ')}, got "${String(opts.temporal)}".`);
+  }
+  const running = readState(home)?.temporal;
+  // A record without a kind is from before the cluster existed: the dev server.
+  const recordedKind = running ? (running.kind ?? 'dev') : undefined;
+  if (opts.temporal && recordedKind && recordedKind !== opts.temporal) {
+    throw new UserError(`the sandbox runs the Temporal ${recordedKind === 'dev' ? 'dev server' : 'cluster'}; run \`tiershift sandbox down\` first to switch it to --temporal ${opts.temporal}.`);
+  }
+  const kind: TemporalKind = opts.temporal ?? recordedKind ?? 'dev';
   // Every tool first, so a missing one fails before anything starts.
-  for (const name of ['temporal', 'azurite-blob', 'initdb', 'pg_ctl', 'haproxy', ...(process.getuid?.() === 0 ? ['runuser'] : [])]) findBinary(name);
+  if (kind === 'cluster') requireTemporalServer();
+  for (const name of [...(kind === 'dev' ? ['temporal'] : ['openssl']), 'azurite-blob', 'initdb', 'pg_ctl', 'haproxy', ...(process.getuid?.() === 0 ? ['runuser'] : [])]) findBinary(name);
   mkdirSync(dataDir(home), { recursive: true });
   mkdirSync(logsDir(home), { recursive: true });
   return withLock(home, async () => {
@@ -65,17 +86,31 @@ export async function sandboxUp(opts: SandboxUpOptions = {}): Promise<SandboxSta
       seedRows,
     };
     writeState(state);
-    // The Temporal dev server binds a few random ports of its own at start-up: the other services
-    // prepare meanwhile (initdb takes seconds) but claim their ports only once it is up, in case an
-    // explicitly configured port is one the kernel could hand it.
-    const temporal = ensureTemporal(ctx);
-    await allSettled([
-      temporal,
-      ensureAzurite(ctx, temporal),
-      ensurePostgres(ctx, 'source', temporal),
-      ensurePostgres(ctx, 'target', temporal),
-      ensureIdp(ctx, temporal),
-    ]);
+    if (kind === 'dev') {
+      // The Temporal dev server binds a few random ports of its own at start-up: the other services
+      // prepare meanwhile (initdb takes seconds) but claim their ports only once it is up, in case an
+      // explicitly configured port is one the kernel could hand it.
+      const temporal = ensureTemporal(ctx);
+      await allSettled([
+        temporal,
+        ensureAzurite(ctx, temporal),
+        ensurePostgres(ctx, 'source', temporal),
+        ensurePostgres(ctx, 'target', temporal),
+        ensureIdp(ctx, temporal),
+      ]);
+    } else {
+      // The cluster binds only ports chosen for it, so nobody waits for it; it waits for the source
+      // PostgreSQL, which holds its databases.
+      const now = Promise.resolve();
+      const source = ensurePostgres(ctx, 'source', now);
+      await allSettled([
+        source,
+        ensureTemporalCluster(ctx, source),
+        ensureAzurite(ctx, now),
+        ensurePostgres(ctx, 'target', now),
+        ensureIdp(ctx, now),
+      ]);
+    }
     await ensureApps(ctx);
     await ensureHaproxy(ctx);
     writeState(state);
@@ -216,7 +251,7 @@ export async function sandboxStatus(opts: { home?: string } = {}): Promise<Servi
       return check(`app-${c}`, app, app && `http://127.0.0.1:${app.port}`, () => appHealth(app!));
     });
   return Promise.all([
-    check('temporal', state.temporal, state.temporal?.uiUrl, () => temporalHealth(state.temporal!)),
+    check('temporal', state.temporal, state.temporal?.uiUrl ?? state.temporal?.address, () => temporalHealth(state.temporal!)),
     check('azurite', state.azurite, state.azurite && new URL(state.azurite.accounts[0]?.blobEndpoint ?? 'http://127.0.0.1').origin, () => azuriteHealth(state.azurite!)),
     ...clusters,
     ...apps,

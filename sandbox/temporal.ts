@@ -4,6 +4,7 @@ import { Connection } from '@temporalio/client';
 import path from 'node:path';
 import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 import { uiCodecEndpoint } from '../codec';
+import { sandboxTlsConfig } from '../contract/connection';
 import { findBinary } from './binaries';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
@@ -16,13 +17,17 @@ const NAMESPACE = 'default';
 type TemporalRecord = NonNullable<SandboxState['temporal']>;
 
 export async function temporalHealth(temporal: TemporalRecord): Promise<Health> {
-  const connection = await Connection.connect({ address: temporal.address, connectTimeout: 2_000 });
+  const connection = await Connection.connect({ address: temporal.address, tls: sandboxTlsConfig(temporal.tls), connectTimeout: 2_000 });
   try {
     await connection.workflowService.getSystemInfo({});
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: temporal.namespace });
     const missing = SEARCH_ATTRIBUTES.map((k) => k.name).filter((name) => !(name in (customAttributes ?? {})));
     if (missing.length) return { healthy: false, detail: `search attributes not registered: ${missing.join(', ')}` };
-    return { healthy: true, detail: `Temporal dev server at ${temporal.address}, UI ${temporal.uiUrl}, namespace ${temporal.namespace}` };
+    const detail =
+      temporal.kind === 'cluster'
+        ? `Temporal server (cluster, PostgreSQL on the source cluster) at ${temporal.address}, no UI, namespace ${temporal.namespace}`
+        : `Temporal dev server at ${temporal.address}, UI ${temporal.uiUrl}, namespace ${temporal.namespace}`;
+    return { healthy: true, detail };
   } finally {
     await connection.close();
   }
@@ -53,7 +58,7 @@ export async function ensureTemporal(ctx: UpContext): Promise<void> {
     ],
     { log },
   );
-  const temporal: TemporalRecord = { pid, log, address: `${HOST}:${port}`, uiUrl: `http://${HOST}:${uiPort}`, namespace: NAMESPACE, dbFile };
+  const temporal: TemporalRecord = { kind: 'dev', pid, log, address: `${HOST}:${port}`, uiUrl: `http://${HOST}:${uiPort}`, namespace: NAMESPACE, dbFile };
   saveRecord(ctx, (s) => (s.temporal = temporal));
   await waitUntil('the Temporal dev server', async () => ((await temporalHealth(temporal)).healthy ? true : undefined), { pid, log, timeoutMs: 90_000 });
   ctx.log(`temporal: started (pid ${pid}) at ${temporal.address}, UI ${temporal.uiUrl}`);

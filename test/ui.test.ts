@@ -27,7 +27,7 @@ async function status(): Promise<MigrationStatus> {
 }
 
 beforeAll(async () => {
-  uiUrl = readState(sandboxHome())!.temporal!.uiUrl;
+  uiUrl = readState(sandboxHome())!.temporal!.uiUrl!;
   worker = spawnWorker();
   const started = await tiershift(['start', 'plans/minimal.yaml', '--id', id, '--by', 'alice']);
   if (started.code !== 0) throw new Error(`start failed: ${started.stderr}`);

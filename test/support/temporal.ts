@@ -10,6 +10,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { findBinary } from '../../sandbox/binaries';
 import { SEARCH_ATTRIBUTES } from '../../contract/search-attributes';
 import { readState, sandboxHome } from '../../contract/home';
+import { sandboxTlsConfig } from '../../contract/connection';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
 import { workerIdentityPolicy } from '../../activities/identity';
 import type { ActivityScript } from './scripted-activities';
@@ -62,6 +63,7 @@ export interface SandboxTemporal {
   client: Client;
   connection: NativeConnection;
   address: string;
+  /** The dev server's Web UI; empty on the cluster, which runs none. */
   uiUrl: string;
   close(): Promise<void>;
 }
@@ -71,13 +73,15 @@ export async function sandboxTemporal(): Promise<SandboxTemporal> {
   quietRuntime();
   const temporal = readState(sandboxHome())?.temporal;
   if (!temporal) throw new Error(`no sandbox Temporal in ${sandboxHome()}`);
-  const clientConnection = await Connection.connect({ address: temporal.address });
-  const connection = await NativeConnection.connect({ address: temporal.address });
+  // The cluster (`--temporal cluster`) requires the sandbox's client certificate; the dev server no TLS.
+  const tls = sandboxTlsConfig(temporal.tls);
+  const clientConnection = await Connection.connect({ address: temporal.address, tls });
+  const connection = await NativeConnection.connect({ address: temporal.address, tls });
   return {
     client: new Client({ connection: clientConnection }),
     connection,
     address: temporal.address,
-    uiUrl: temporal.uiUrl,
+    uiUrl: temporal.uiUrl ?? '',
     async close() {
       await clientConnection.close();
       await connection.close();

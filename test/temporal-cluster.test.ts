@@ -1,0 +1,196 @@
+// The sandbox with the real Temporal server (`sandbox up --temporal cluster`): v1.32.2 built from the Go
+// module proxy (`npm test` builds it first when missing), its four services on the source cluster's
+// PostgreSQL with SQL visibility. The minimal plan through the CLI and a spawned worker, then the whole
+// migration of local-migration.test.ts's first test, run against it. This file brings up a sandbox of
+// its own in a temporary home (the run's shared one keeps the dev server) and stops it, by pid, after.
+import { Connection, type Client, type WorkflowHandle } from '@temporalio/client';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runLoad } from '../client/load';
+import { approveGate, migrationStatus, startMigration, type MigrationListing } from '../client/migrations';
+import { sandboxTlsConfig } from '../contract/connection';
+import { withPgClient } from '../contract/pg';
+import { PROJECT_ROOT, postgresUrl, readState } from '../contract/home';
+import { SEARCH_ATTRIBUTES } from '../contract/search-attributes';
+import type { MigrationStatus } from '../contract/status';
+import { sandboxDown, sandboxStatus, sandboxUp } from '../sandbox';
+import { isAlive } from '../sandbox/process';
+import { TEMPORAL_SERVER_VERSION } from '../sandbox/temporal-server-build';
+import { spawnWorker, tiershift } from './support/cli';
+import { shoppers } from './support/load';
+import { blobMd5s, containerOf, migrationSuite, tables, uniqueName } from './support/local-ops';
+import { everySandboxResource, sandboxPlan } from './support/plans';
+import { eventually, startWorker } from './support/temporal';
+
+const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-cluster-'));
+const pids: number[] = [];
+
+// Registered before migrationSuite(), so its beforeAll finds this sandbox (TIERSHIFT_HOME) and its
+// afterAll (reset, close) runs before this one stops everything.
+beforeAll(async () => {
+  process.env.TIERSHIFT_HOME = home;
+  try {
+    const state = await sandboxUp({ home, freePorts: true, seedRows: 20_000, temporal: 'cluster' });
+    pids.push(state.temporal!.pid);
+  } catch (err) {
+    await sandboxDown({ home, purge: true });
+    throw err;
+  }
+}, 300_000);
+afterAll(async () => {
+  await sandboxDown({ home, purge: true });
+  // Every process the sandbox started is gone, the server included.
+  expect(pids.filter(isAlive)).toEqual([]);
+});
+
+const suite = migrationSuite();
+
+describe('the sandbox on the Temporal server (--temporal cluster)', () => {
+  it('runs the real server on the source cluster\'s PostgreSQL with SQL visibility and mutual TLS, the namespace and search attributes registered', async () => {
+    const state = readState(home)!;
+    expect(state.temporal?.kind).toBe('cluster');
+    const { address, tls } = state.temporal!;
+    expect(tls).toBeDefined();
+    const connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls) });
+    try {
+      const info = await connection.workflowService.getClusterInfo({});
+      expect(info.serverVersion).toBe(TEMPORAL_SERVER_VERSION.replace(/^v/, ''));
+      expect(info.persistenceStore).toBe('postgres12');
+      expect(info.visibilityStore).toBe('postgres12');
+      const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+      expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(SEARCH_ATTRIBUTES.map((k) => k.name)));
+    } finally {
+      await connection.close();
+    }
+    // Mutual TLS: with the sandbox's CA but no client certificate, or in plain text, the frontend lets no call through.
+    const refused = async (options: Parameters<typeof Connection.connect>[0]) => {
+      const c = await Connection.connect({ ...options, connectTimeout: 3_000 });
+      try {
+        await c.workflowService.getSystemInfo({});
+      } finally {
+        await c.close();
+      }
+    };
+    await expect(refused({ address, tls: { serverNameOverride: tls!.serverName, serverRootCACertificate: readFileSync(tls!.caFile) } })).rejects.toThrow();
+    await expect(refused({ address })).rejects.toThrow();
+    // Its history lives in the source cluster, beside the shop's data.
+    const shards = await withPgClient(postgresUrl(state.postgres.source!, 'temporal'), async (c) => Number((await c.query('select count(*) as n from shards')).rows[0].n));
+    expect(shards).toBe(4);
+    const status = await sandboxStatus({ home });
+    expect(status.find((s) => s.name === 'temporal')).toMatchObject({ healthy: true, detail: expect.stringContaining('cluster') });
+    // The build step of `npm test` and `npm run setup -- --with-temporal-server` sees the binaries at this version and does nothing.
+    const again = spawnSync(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'scripts', 'temporal-server.ts')], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(new RegExp(`^temporal-server: ${TEMPORAL_SERVER_VERSION} already built in `));
+    // Asking for the dev server while the cluster runs says what to do instead of mixing the two.
+    await expect(sandboxUp({ home, temporal: 'dev' })).rejects.toThrow(/runs the Temporal cluster; run `tiershift sandbox down` first/);
+  });
+
+  it('runs the minimal plan from start through approval to completion with the CLI and a worker process', async () => {
+    const worker = spawnWorker();
+    try {
+      const plan = path.join(PROJECT_ROOT, 'plans', 'minimal.yaml');
+      const started = await tiershift(['start', plan, '--by', 'alice', '--json']);
+      expect(started.code, started.stderr).toBe(0);
+      const id = (JSON.parse(started.stdout) as { workflowId: string }).workflowId;
+      const status = async () => JSON.parse((await tiershift(['status', id, '--json'])).stdout) as MigrationStatus;
+      await eventually(status, (s) => s.pendingGate?.gate === 'go', 90_000);
+      // The list is a visibility query on the custom search attributes: PostgreSQL answers it here.
+      const listed = await eventually(
+        async () => JSON.parse((await tiershift(['list', '--state', 'awaiting-approval', '--plan', 'minimal', '--json'])).stdout) as MigrationListing[],
+        (l) => l.some((m) => m.id === id && m.pendingGate === 'go'),
+        30_000,
+      );
+      expect(listed.find((m) => m.id === id)).toMatchObject({ state: 'awaiting-approval', plan: 'minimal' });
+      const approved = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob']);
+      expect(approved.code, approved.stderr).toBe(0);
+      const done = await eventually(status, (s) => ['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(s.state), 90_000);
+      expect(done.state, JSON.stringify(done.failure)).toBe('completed');
+      expect(done.steps.filter((s) => s.kind === 'check').map((s) => s.state)).toEqual(['done', 'done']);
+    } finally {
+      await worker.stop();
+    }
+  }, 240_000);
+
+  it('runs the whole local migration: backup, infra, app, data, canary 10/50/100 and cutover, with no failed request', async () => {
+    const dr = uniqueName('assets-dr');
+    const backups = uniqueName('backups');
+    // local-migration.test.ts's first plan, unchanged.
+    const plan = sandboxPlan(
+      {
+        name: uniqueName('cluster-full'),
+        head: 'defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }',
+        resources: everySandboxResource({ assetsDr: dr, backups }),
+        phases: `
+  - backup: { resources: [sourceDb, assets], destination: backups }
+  - gate: { name: start }
+  - infra: { resource: targetDb, settings: { max_connections: 220, shared_buffers: 160MB } }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - data: { from: sourceDb, to: targetDb }
+  - data: { from: assets, to: assetsDr }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: 0, minRequests: 3 }
+      steps: [ { weight: 10, bake: 5s }, { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
+  - gate: { name: finalize }
+  - finalize: { resources: [targetDb] }
+`,
+      },
+      'cluster-full.yaml',
+    );
+    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
+    const load = shoppers({ front: suite.state.haproxy!.frontendUrl, readsPerSecond: 25, lookups: 20_000, durationMs: 300_000 });
+    const writes = new AbortController();
+    const writer = runLoad({ url: `http://127.0.0.1:${suite.state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
+    let status: MigrationStatus;
+    try {
+      const handle = await startMigration(suite.temporal.client, plan, 'alice');
+      status = await driveGates(suite.temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
+        if (gate === 'finalize') writes.abort();
+      });
+    } finally {
+      writes.abort();
+      await stopWorker();
+    }
+    const traffic = (await load.stop()).reads;
+    const written = await writer;
+
+    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
+    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
+    expect(figures['sourceDb.restoreVerified']).toBe(true);
+    const dumps: string[] = [];
+    for await (const b of containerOf('primary', backups).listBlobsFlat()) if (b.name.endsWith('sourceDb.dump')) dumps.push(b.name);
+    expect(dumps).toHaveLength(1);
+    const dump = await containerOf('primary', backups).getBlobClient(dumps[0]!).downloadToBuffer();
+    expect(createHash('sha256').update(dump).digest('hex')).toBe(figures['sourceDb.sha256']);
+    expect(written.ok).toBeGreaterThan(0);
+    expect(await tables('target')).toEqual(await tables('source'));
+    const assets = await blobMd5s('primary', 'assets');
+    expect(Object.keys(assets).length).toBeGreaterThan(0);
+    expect(await blobMd5s('secondary', dr)).toEqual(assets);
+    expect(traffic.sent).toBeGreaterThan(100);
+    expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
+    expect(traffic.byColor.green).toBeGreaterThan(0);
+    expect(status.traffic?.weight).toBe(100);
+  }, 300_000);
+});
+
+/** Approves each named gate as it opens, and returns the final status. */
+async function driveGates(client: Client, handle: WorkflowHandle, gates: string[], before: (gate: string) => Promise<void>) {
+  for (const gate of gates) {
+    const status = await eventually(
+      () => migrationStatus(client, handle.workflowId),
+      (s) => s.pendingGate?.gate === gate || ['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(s.state),
+      240_000,
+    );
+    if (status.pendingGate?.gate !== gate) throw new Error(`expected gate ${gate}, the migration is ${status.state}: ${JSON.stringify(status.failure ?? status.rollback ?? {})}`);
+    await before(gate);
+    await approveGate(client, handle.workflowId, { gate, by: 'bob', comment: `test approves ${gate}` });
+  }
+  return (await handle.result()) as MigrationStatus;
+}
