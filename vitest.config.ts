@@ -24,7 +24,6 @@ const UNIT = [
   'test/progress.test.ts',
   'test/machine-load.test.ts',
   'test/node-runtime.test.ts',
-  'test/verify-load.test.ts',
   'test/cli-startup.test.ts',
   'test/connection-profiles.test.ts',
 ];

@@ -270,20 +270,21 @@ async function awaitWithNotifications(run: MigrationRun, gate: GateStep, passed:
 
 /** The patch that gives a gate without deadline a timer, so the UI's timeline shows it waiting (see awaitUntimed). */
 const VISIBLE_GATE = 'visible-untimed-gate';
-/** How long that timer runs before it is set again: long, so a gate waiting for weeks adds a few events. */
-const VISIBLE_GATE_MS = 30 * 24 * 3600_000;
+/** How long that timer runs: a year, longer than any gate is expected to wait. */
+const VISIBLE_GATE_MS = 365 * 24 * 3600_000;
 
 /**
  * Waits for a gate without deadline. A bare condition leaves nothing in the UI's timeline, the workflow
- * page's first screen, so the wait runs on a labelled timer (set again when it ends) that names the gate
- * and the approve command. Histories recorded before it waited on the bare condition, and replay so.
+ * page's first screen, so the wait runs on a labelled timer that names the gate and the approve command.
+ * One timer, not one set again whenever it ends: under a test server's time skipping, a timer set again at
+ * once fires again at once, and a migration left at a gate spun through thousands of them (the unit tier
+ * went from 1 to 3 minutes). Past the year, the wait goes on unlabelled. Histories recorded before the
+ * patch waited on the bare condition, and replay so.
  */
 async function awaitUntimed(gate: GateStep, migrationId: string, passed: () => boolean): Promise<true> {
   if (!wf.patched(VISIBLE_GATE)) return (await wf.condition(passed), true);
-  const summary = gateTimerSummary(gate.gate, migrationId);
-  for (;;) {
-    if (await wf.condition(passed, VISIBLE_GATE_MS, { summary })) return true;
-  }
+  if (await wf.condition(passed, VISIBLE_GATE_MS, { summary: gateTimerSummary(gate.gate, migrationId) })) return true;
+  return (await wf.condition(passed), true);
 }
 
 /** A notification that cannot be delivered is recorded, never a reason to stop the migration. */
