@@ -1,11 +1,20 @@
 // The CLI's connection to Temporal, with the one data converter every client and worker shares.
 import { Connection, Client } from '@temporalio/client';
 import { tiershiftDataConverter } from '../codec';
-import { connectionOptions, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
+import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
+import { tokenSubject } from '../contract/temporal-auth';
+import { setCaller } from './errors';
 import { UserError } from '../contract/errors';
 
 export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
-  const resolved = connectionOptions(flags);
+  const resolved = await resolveConnection(flags);
+  // Who the calls are made as, for the sentence a refusal by Temporal's authorizer prints (client/errors.ts).
+  setCaller({
+    address: resolved.address,
+    namespace: resolved.namespace,
+    subject: tokenSubject(resolved.apiKey),
+    source: resolved.apiKeySource ? 'sandbox' : resolved.apiKey ? 'given' : 'none',
+  });
   // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
   const dataConverter = tiershiftDataConverter();
   let connection: Connection;
@@ -13,7 +22,8 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
     connection = await Connection.connect({
       address: resolved.address,
       tls: resolved.tls,
-      apiKey: resolved.apiKey,
+      // The sandbox's service token is read at every call: its renewal (an unref'd timer) takes effect at once.
+      apiKey: resolved.apiKeySource ? () => resolved.apiKeySource!.current() : resolved.apiKey,
       ...(resolved.metadata ? { metadata: resolved.metadata } : {}),
       connectTimeout: '5s',
     });

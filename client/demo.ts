@@ -80,7 +80,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   // The demo prints its own progress; the worker's lifecycle lines would only interleave with it.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const { client, resolved } = await connectClient({ address: state.temporal?.address });
-  const connection = await NativeConnection.connect({ address: resolved.address, tls: resolved.tls });
+  // The worker's connection carries the client's token (the sandbox cluster's service token, renewed), if any.
+  const connection = await NativeConnection.connect({ address: resolved.address, tls: resolved.tls, apiKey: resolved.apiKey });
+  resolved.apiKeySource?.onRenew((token) => connection.setApiKey(token));
   const load = shoppers(state.haproxy!.frontendUrl);
   log(`Shoppers: 20 order lookups and 2 new orders per second through ${state.haproxy!.frontendUrl}`);
   let status: MigrationStatus;

@@ -5,6 +5,43 @@ import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
 
+/** Who the CLI calls Temporal as: set by connectClient, read when Temporal's authorizer refuses a call. */
+export interface Caller {
+  address: string;
+  namespace: string;
+  /** The token's `sub`, when it is a JWT that names one. */
+  subject?: string;
+  /** given: --api-key, TEMPORAL_API_KEY or a profile's api_key; sandbox: the sandbox's service client; none: no token. */
+  source: 'given' | 'sandbox' | 'none';
+}
+let caller: Caller | undefined;
+export function setCaller(c: Caller): void {
+  caller = c;
+}
+
+/** gRPC's PERMISSION_DENIED, what Temporal's authorizer answers, anywhere in the error's causes. */
+function permissionDenied(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if ((e as { code?: unknown }).code === 7) return true;
+  }
+  return false;
+}
+
+/** The one sentence for a call Temporal's authorizer refused: who, where, and how to get the role. */
+export function refusedByTemporal(c: Caller | undefined): UserError {
+  const where = c ? `Temporal at ${c.address} refused` : 'Temporal refused';
+  const ns = c?.namespace ?? 'the namespace';
+  const who =
+    c?.source === 'none'
+      ? 'a call without a token'
+      : `${c?.subject ?? 'the caller'}${c?.source === 'sandbox' ? " (the sandbox's service client)" : c?.source === 'given' ? ' (the token given with --api-key, TEMPORAL_API_KEY or the profile)' : ''}`;
+  const todo =
+    c?.source === 'none'
+      ? `pass a token whose permissions claim grants ${ns}:write with --api-key or TEMPORAL_API_KEY`
+      : `this needs a role on ${ns} its token lacks (its permissions claim, e.g. ${ns}:write to start or decide), so ask the cluster's administrator for it or pass another token with --api-key`;
+  return new UserError(`${where} ${who}: ${todo}.`, EXIT.refused);
+}
+
 /**
  * The user error `err` stands for, if any. Temporal's errors are recognised by the Temporal client's classes,
  * loaded only here, on the way out: `--version` or a usage error never loads the client.
@@ -14,6 +51,8 @@ export async function asUserError(err: unknown): Promise<UserError | undefined> 
   if (err instanceof UserError) return err;
   // By name: loading the plan module (zod) only to recognise its error would slow every command down.
   if (err.name === 'PlanError' && Array.isArray((err as PlanError).issues)) return new UserError(err.message, EXIT.invalid);
+  // Before anything of the migration runs: Temporal's authorizer turned the call away.
+  if (permissionDenied(err)) return refusedByTemporal(caller);
   const {
     ServiceError,
     WorkflowExecutionAlreadyStartedError,

@@ -10,6 +10,7 @@ import { loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig'
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
 import { UserError } from './errors';
 import { readState, sandboxHome, type SandboxTls } from './home';
+import { sandboxToken, type ApiKeySource, type SandboxAuth } from './temporal-auth';
 
 export interface ConnectionFlags {
   address?: string;
@@ -30,6 +31,13 @@ export interface ResolvedConnection {
   metadata?: Record<string, string>;
   /** The Temporal Web UI, when the sandbox runs it. */
   uiUrl?: string;
+  /**
+   * The sandbox cluster's token endpoint, when it is the target and no token was given: resolveConnection
+   * takes a token of the sandbox's service client from there.
+   */
+  sandboxAuth?: SandboxAuth;
+  /** Set by resolveConnection for the sandbox's service token: renews `apiKey` before it expires. */
+  apiKeySource?: ApiKeySource;
 }
 
 /** The profile and TEMPORAL_* variables as the Temporal CLI reads them; `env` for tests. */
@@ -97,15 +105,28 @@ export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.Proce
       ? { ...profileTls, clientCertPair: { crt: read(certPath), key: read(keyPath) } }
       : fromProfile.tls !== undefined && fromProfile.tls !== null
         ? fromProfile.tls
-        : apiKey
-          ? true
-          : // The sandbox's cluster requires its own client certificate: a client reaching it gets it.
-            sandbox && address === sandbox.address
-            ? sandboxTlsConfig(sandbox.tls)
+        : // The sandbox's cluster requires its own client certificate: a client reaching it gets it, with a token or without.
+          sandbox && address === sandbox.address && sandbox.tls
+          ? sandboxTlsConfig(sandbox.tls)
+          : apiKey
+            ? true
             : undefined;
   // A profile's grpc_meta is text (TOML strings and variables); binary values do not come from there.
   const meta = Object.entries(fromProfile.metadata ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string');
   const metadata = meta.length ? Object.fromEntries(meta) : undefined;
   const uiUrl = sandbox && address === sandbox.address ? sandbox.uiUrl : undefined;
-  return { address, namespace, tls, apiKey, ...(metadata ? { metadata } : {}), uiUrl };
+  const sandboxAuth = !apiKey && sandbox?.auth && address === sandbox.address ? sandbox.auth : undefined;
+  return { address, namespace, tls, apiKey, ...(metadata ? { metadata } : {}), uiUrl, ...(sandboxAuth ? { sandboxAuth } : {}) };
+}
+
+/**
+ * connectionOptions, plus the token: a token given (--api-key, TEMPORAL_API_KEY, a profile's api_key) is
+ * used as it is; with none, on the sandbox's cluster, a token of the sandbox's service client, renewed by
+ * `apiKeySource` (stop it when the connection closes). Elsewhere no token is sent, as before.
+ */
+export async function resolveConnection(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): Promise<ResolvedConnection> {
+  const resolved = connectionOptions(flags, env);
+  if (!resolved.sandboxAuth) return resolved;
+  const apiKeySource = await sandboxToken(resolved.sandboxAuth, 'service');
+  return { ...resolved, apiKey: apiKeySource.current(), apiKeySource };
 }

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SandboxAuth } from './temporal-auth';
 
 // The tiershift home: where the sandbox keeps its state file, data, logs and the codec keys. Every layer
 // reads it (the CLI and worker find the sandbox's Temporal here), so it sits at the contract level.
@@ -107,6 +108,8 @@ export interface SandboxState {
     cluster?: { config: string; servicePorts: number[] };
     /** Present when the server requires mutual TLS (the cluster does): what a client connects with. */
     tls?: SandboxTls;
+    /** Present when the server's JWT authorizer is on (the cluster): where a client without a token gets one. */
+    auth?: SandboxAuth;
   };
   azurite?: ProcessRecord & { dataDir: string; accounts: StorageAccount[] };
   postgres: Partial<Record<'source' | 'target', PostgresCluster>>;

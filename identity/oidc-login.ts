@@ -95,7 +95,7 @@ interface Authorization {
   nonce: string;
 }
 
-function authorization(meta: IssuerMetadata, clientId: string, redirectUri: string, nonce: string, prompt?: 'none' | 'login'): Authorization {
+function authorization(meta: IssuerMetadata, clientId: string, redirectUri: string, nonce: string, prompt?: 'none' | 'login', resource?: { indicator: string; scope: string }): Authorization {
   const { verifier, challenge } = pkce();
   const state = randomBytes(16).toString('base64url');
   const url = new URL(meta.authorization_endpoint);
@@ -103,7 +103,8 @@ function authorization(meta: IssuerMetadata, clientId: string, redirectUri: stri
     client_id: clientId,
     redirect_uri: redirectUri,
     response_type: 'code',
-    scope: SCOPES,
+    scope: resource ? `openid ${resource.scope}` : SCOPES,
+    ...(resource ? { resource: resource.indicator } : {}),
     state,
     nonce,
     code_challenge: challenge,
@@ -324,4 +325,35 @@ export async function idTokenFor(opts: { issuer: string; clientId: string; nonce
   }
   if (stored && interactive()) return (await browserSignIn(opts.issuer, await discover(opts.issuer), opts.clientId, opts.nonce)).token;
   throw notSignedIn(opts.issuer);
+}
+
+/**
+ * An access token for a resource server (RFC 8707) as the signed-in person, silently on the stored session:
+ * for the sandbox's Temporal frontend, a JWT whose `permissions` claim the provider derives from the person's
+ * groups, to pass as `--api-key`. Never printed here, nor kept.
+ */
+export async function accessTokenFor(opts: { issuer: string; clientId: string; resource: string; scope: string; configDir?: string }): Promise<string> {
+  const stored = readLogin(opts.issuer, opts.configDir);
+  if (!stored?.cookies?.length) throw notSignedIn(opts.issuer);
+  const meta = await discover(opts.issuer);
+  const jar = new CookieJar(stored.cookies);
+  const auth = authorization(meta, opts.clientId, REDIRECT_URI, randomBytes(16).toString('base64url'), 'none', { indicator: opts.resource, scope: opts.scope });
+  const step = await follow(opts.issuer, await request(opts.issuer, auth.url, {}, jar), auth.url, REDIRECT_URI, jar);
+  if ('page' in step) {
+    await step.page.body?.cancel();
+    throw notSignedIn(opts.issuer);
+  }
+  const code = codeFrom(opts.issuer, step.callback, auth);
+  writeLogin(opts.issuer, { ...stored, cookies: jar.live() }, opts.configDir);
+  const res = await request(opts.issuer, new URL(meta.token_endpoint), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: auth.redirectUri, client_id: opts.clientId, code_verifier: auth.verifier, resource: opts.resource }),
+  });
+  const body = (await res.json().catch(() => ({}))) as { access_token?: unknown; error?: unknown; error_description?: unknown };
+  if (!res.ok || typeof body.access_token !== 'string') {
+    const why = typeof body.error === 'string' ? `${body.error}${typeof body.error_description === 'string' ? `: ${body.error_description}` : ''}` : `HTTP ${res.status}`;
+    throw new UserError(`the identity provider ${opts.issuer} issued no access token for ${opts.resource} (${why}); run \`tiershift login\` and try again.`);
+  }
+  return body.access_token;
 }

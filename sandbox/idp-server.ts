@@ -5,7 +5,8 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { PERMISSIONS_CLAIM, permissionsForGroups, SANDBOX_CLIENTS, TEMPORAL_AUDIENCE, TEMPORAL_SCOPE, type IdpClientSecrets } from '../contract/temporal-auth';
 import type { IdpUsers } from './idp';
 
 const HOST = process.env.IDP_HOST ?? '127.0.0.1';
@@ -18,11 +19,14 @@ if (!DIR || !Number.isInteger(PORT) || PORT < 1) {
 }
 
 const users = JSON.parse(readFileSync(path.join(DIR, 'users.json'), 'utf8')) as IdpUsers;
+const clientSecrets = JSON.parse(readFileSync(path.join(DIR, 'clients.json'), 'utf8')) as IdpClientSecrets;
 const jwks = JSON.parse(readFileSync(path.join(DIR, 'jwks.json'), 'utf8')) as { keys: Record<string, unknown>[] };
 
 /** tiershift's own clients: public native apps (a CLI), PKCE, any loopback port (RFC 8252). */
 const FIRST_PARTY = ['tiershift', 'other-app'];
-const SCOPES = 'openid profile groups';
+const SCOPES = `openid profile groups ${TEMPORAL_SCOPE}`;
+/** What each confidential client's tokens for the Temporal frontend may do (contract/temporal-auth.ts). */
+const CLIENT_PERMISSIONS = new Map<string, readonly string[]>(Object.values(SANDBOX_CLIENTS).map((c) => [c.clientId, c.permissions]));
 
 /**
  * The default policy, less its consent prompt for every native-client request: that prompt guards against
@@ -36,22 +40,37 @@ function policy(): interactionPolicy.DefaultPolicy {
 }
 
 const configuration: Configuration = {
-  clients: FIRST_PARTY.map((client_id) => ({
-    client_id,
-    application_type: 'native',
-    token_endpoint_auth_method: 'none',
-    redirect_uris: ['http://127.0.0.1/callback'],
-    grant_types: ['authorization_code'],
-    response_types: ['code'],
-    scope: SCOPES,
-    id_token_signed_response_alg: 'ES256',
-  })),
+  clients: [
+    ...FIRST_PARTY.map((client_id) => ({
+      client_id,
+      application_type: 'native' as const,
+      token_endpoint_auth_method: 'none' as const,
+      redirect_uris: ['http://127.0.0.1/callback'],
+      grant_types: ['authorization_code'],
+      response_types: ['code' as const],
+      scope: SCOPES,
+      id_token_signed_response_alg: 'ES256' as const,
+    })),
+    // The sandbox's service accounts: the client credentials grant only, for tokens to the Temporal frontend.
+    ...[...CLIENT_PERMISSIONS.keys()].map((client_id) => ({
+      client_id,
+      client_secret: clientSecrets[client_id]?.secret ?? '',
+      token_endpoint_auth_method: 'client_secret_basic' as const,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      scope: TEMPORAL_SCOPE,
+      // The provider's only key is ES256; a client's default (RS256) would have none to sign with.
+      id_token_signed_response_alg: 'ES256' as const,
+    })),
+  ],
   jwks: jwks as Configuration['jwks'],
   // Session cookies are signed with a key of this process: the sessions themselves live in its memory.
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   responseTypes: ['code'],
   pkce: { required: () => true },
-  scopes: ['openid'],
+  // `temporal` is the Temporal resource server's scope: a client may ask for it (with `resource`).
+  scopes: ['openid', TEMPORAL_SCOPE],
   claims: {
     acr: null,
     sid: null,
@@ -63,11 +82,35 @@ const configuration: Configuration = {
   },
   // The CLI only ever sees the ID token: who decided must be in it, not only behind userinfo.
   conformIdTokenClaims: false,
-  features: { devInteractions: { enabled: false } },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    // The Temporal frontend is a resource server (RFC 8707): a token asked for it is a JWT with its audience,
+    // signed with the provider's key, which the server verifies against this provider's JWKS.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (_ctx, _client, oneOf) => oneOf ?? undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resourceIndicator) => {
+        if (resourceIndicator !== TEMPORAL_AUDIENCE) throw new errors.InvalidTarget(`the only resource here is ${TEMPORAL_AUDIENCE}`);
+        return { scope: TEMPORAL_SCOPE, audience: TEMPORAL_AUDIENCE, accessTokenTTL: 600, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } };
+      },
+    },
+  },
+  // Temporal's default claim mapper reads `permissions` (<namespace>:<role>): a person's come from their
+  // groups, a service client's from contract/temporal-auth.ts. Only tokens for the Temporal frontend carry it.
+  extraTokenClaims(_ctx, token) {
+    if (token.resourceServer?.audience !== TEMPORAL_AUDIENCE) return undefined;
+    if (token.kind === 'ClientCredentials') return { [PERMISSIONS_CLAIM]: [...(CLIENT_PERMISSIONS.get(token.clientId ?? '') ?? [])] };
+    const accountId = 'accountId' in token ? (token.accountId as string | undefined) : undefined;
+    const user = accountId && Object.hasOwn(users, accountId) ? users[accountId] : undefined;
+    return { [PERMISSIONS_CLAIM]: user ? permissionsForGroups(user.groups) : [] };
+  },
   interactions: { policy: policy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   ttl: {
     IdToken: 600,
     AccessToken: 600,
+    ClientCredentials: 600,
     AuthorizationCode: 60,
     Interaction: 600,
     Session: 86_400,
@@ -90,6 +133,8 @@ const configuration: Configuration = {
     const existing = existingId ? await ctx.oidc.provider.Grant.find(existingId) : undefined;
     const grant = existing ?? new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
     grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
+    // A token for the Temporal frontend, when asked for with `resource`: its permissions come from the person's groups.
+    for (const [indicator, server] of Object.entries(ctx.oidc.resourceServers ?? {})) grant.addResourceScope(indicator, server.scope);
     await grant.save();
     return grant;
   },

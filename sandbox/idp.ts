@@ -8,6 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import { PROJECT_ROOT, type SandboxState } from '../contract/home';
+import { idpClientsFile, SANDBOX_CLIENTS, type IdpClientSecrets } from '../contract/temporal-auth';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
 import { keepRunning, logFile, saveRecord, type Health, type UpContext } from './service';
@@ -56,6 +57,23 @@ export function ensureIdpUsers(home: string): IdpUsers {
   return existing;
 }
 
+/**
+ * The secrets of the sandbox's confidential clients (contract/temporal-auth.ts), made once like the users'
+ * passwords: a worker that already holds a token keeps working across an `up`.
+ */
+export function ensureIdpClients(home: string): IdpClientSecrets {
+  const file = idpClientsFile(home);
+  const existing: IdpClientSecrets = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as IdpClientSecrets) : {};
+  let changed = !existsSync(file);
+  for (const { clientId } of Object.values(SANDBOX_CLIENTS)) {
+    if (existing[clientId]?.secret) continue;
+    existing[clientId] = { secret: randomBytes(32).toString('base64url') };
+    changed = true;
+  }
+  if (changed) writeSecret(file, existing);
+  return existing;
+}
+
 /** The signing key set: one ES256 key, generated once so tokens issued before a restart still verify. */
 export async function ensureIdpKeys(home: string): Promise<void> {
   const file = idpKeysFile(home);
@@ -80,6 +98,7 @@ export async function ensureIdp(ctx: UpContext, portsFree: Promise<void>): Promi
 
   mkdirSync(idpDir(state.home), { recursive: true, mode: 0o700 });
   ensureIdpUsers(state.home);
+  ensureIdpClients(state.home);
   await ensureIdpKeys(state.home);
   await portsFree;
   const port = (state.ports.idp = await ctx.ports.claim('idp'));

@@ -99,16 +99,18 @@ export async function sandboxUp(opts: SandboxUpOptions = {}): Promise<SandboxSta
         ensureIdp(ctx, temporal),
       ]);
     } else {
-      // The cluster binds only ports chosen for it, so nobody waits for it; it waits for the source
-      // PostgreSQL, which holds its databases.
+      // The cluster binds only ports chosen for it, so nobody waits for it;
+      // it waits for the source PostgreSQL, which holds its databases, and for the identity provider, whose
+      // JWKS its authorizer trusts.
       const now = Promise.resolve();
       const source = ensurePostgres(ctx, 'source', now);
+      const idp = ensureIdp(ctx, now);
       await allSettled([
         source,
-        ensureTemporalCluster(ctx, source),
+        idp,
+        ensureTemporalCluster(ctx, source, idp),
         ensureAzurite(ctx, now),
         ensurePostgres(ctx, 'target', now),
-        ensureIdp(ctx, now),
       ]);
     }
     await ensureApps(ctx);

@@ -1,10 +1,13 @@
 // `tiershift sandbox up --temporal cluster`: the real Temporal server (frontend, history, matching and
 // worker services in one process, as `server start` runs them by default) on the sandbox's source
-// PostgreSQL cluster, with SQL visibility and mutual TLS (sandbox/temporal-tls.ts): what a self-hosted
-// production cluster runs, on one machine.
+// PostgreSQL cluster, with SQL visibility, mutual TLS (sandbox/temporal-tls.ts) and Temporal's own JWT
+// authorizer and default claim mapper fed by the sandbox identity provider's JWKS
+// (contract/temporal-auth.ts): what a self-hosted production cluster runs, on one machine. The server's
+// worker service calls an internal frontend (mutual TLS with the services' own CA, no token), as
+// Temporal's docs recommend once the public frontend has an authorizer.
 // Its schema is created and upgraded by the server's own temporal-sql-tool, from the schema embedded
-// in it; the namespace and tiershift's search attributes are registered through the frontend, as an
-// operator of such a cluster does.
+// in it; the namespace and tiershift's search attributes are registered through the frontend with a
+// token of the sandbox's admin client (`temporal-system:admin`), as an operator of such a cluster does.
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -20,6 +23,7 @@ import { TEMPORAL_PROCESS, temporalHealth } from './temporal';
 import { requireTemporalServer, TEMPORAL_SERVER_VERSION } from './temporal-server-build';
 import { ensureCertificates, serverTlsConfig, type ClusterCertificates } from './temporal-tls';
 import { sandboxTlsConfig } from '../contract/connection';
+import { idpClientsFile, PERMISSIONS_CLAIM, sandboxToken, TEMPORAL_AUDIENCE, type SandboxAuth } from '../contract/temporal-auth';
 import { postgresUrl, type PostgresCluster, type SandboxState, type SandboxTls } from '../contract/home';
 
 const NAMESPACE = 'default';
@@ -33,8 +37,13 @@ export const TEMPORAL_DATABASES = { temporal: 'postgresql/v12/temporal', tempora
  */
 const POOL = { default: 4, visibility: 2 };
 
-/** Membership ports of the four services and the gRPC ports of the three behind the frontend. */
-const SERVICE_PORTS = 7;
+/**
+ * The gRPC ports of the three services behind the frontend, the membership ports of the four, then the
+ * internal frontend's gRPC and membership ports (appended: a home's recorded ports keep their places).
+ */
+const SERVICE_PORTS = 9;
+/** How often the server fetches the identity provider's JWKS again: a rotated key is trusted within it. */
+const JWKS_REFRESH = '1m';
 
 /** indexedValueType of temporal.api.enums.v1 (the proto package is only a dev dependency here). */
 const INDEXED_VALUE_TYPE: Record<string, number> = { TEXT: 1, KEYWORD: 2, INT: 3, DOUBLE: 4, BOOL: 5, DATETIME: 6, KEYWORD_LIST: 7 };
@@ -82,8 +91,8 @@ async function servicePorts(ctx: UpContext, previous: number[] | undefined): Pro
   return ports;
 }
 
-function serverConfig(pg: PostgresCluster, frontend: number, ports: number[], dynamicConfig: string, certs: ClusterCertificates): Record<string, unknown> {
-  const [historyGrpc, matchingGrpc, workerGrpc, frontendMembership, historyMembership, matchingMembership, workerMembership] = ports;
+function serverConfig(pg: PostgresCluster, frontend: number, ports: number[], dynamicConfig: string, certs: ClusterCertificates, auth: SandboxAuth): Record<string, unknown> {
+  const [historyGrpc, matchingGrpc, workerGrpc, frontendMembership, historyMembership, matchingMembership, workerMembership, internalGrpc, internalMembership] = ports;
   const store = (databaseName: string, maxConns: number) => ({
     sql: { pluginName: 'postgres12', databaseName, connectAddr: `${pg.host}:${pg.port}`, connectProtocol: 'tcp', user: pg.user, password: '', maxConns, maxIdleConns: maxConns, maxConnLifetime: '1h' },
   });
@@ -96,9 +105,24 @@ function serverConfig(pg: PostgresCluster, frontend: number, ports: number[], dy
       numHistoryShards: 4,
       datastores: { 'postgres-default': store('temporal', POOL.default), 'postgres-visibility': store('temporal_visibility', POOL.visibility) },
     },
-    global: { membership: { maxJoinDuration: '30s', broadcastAddress: HOST }, tls: serverTlsConfig(certs) },
+    global: {
+      membership: { maxJoinDuration: '30s', broadcastAddress: HOST },
+      tls: serverTlsConfig(certs),
+      // Every call to the public frontend carries a JWT of the sandbox identity provider for this audience;
+      // its `permissions` claim (<namespace>:<role>) is all the default authorizer grants.
+      authorization: {
+        jwtKeyProvider: { keySourceURIs: [`${auth.issuer}/jwks`], refreshInterval: JWKS_REFRESH },
+        permissionsClaimName: PERMISSIONS_CLAIM,
+        authorizer: 'default',
+        claimMapper: 'default',
+        audience: auth.audience,
+      },
+    },
     services: {
       frontend: rpc(frontend, frontendMembership),
+      // The server's own callers (its worker service: schedules, batch, namespace deletion) come here, with the
+      // internode certificate and no token; it is bound to loopback, and tiershift's certificate does not open it.
+      'internal-frontend': rpc(internalGrpc, internalMembership),
       history: rpc(historyGrpc, historyMembership),
       matching: rpc(matchingGrpc, matchingMembership),
       worker: rpc(workerGrpc, workerMembership),
@@ -126,8 +150,9 @@ const DYNAMIC_CONFIG = {
 };
 
 /** The namespace and the search attributes, through the frontend; each only when missing. */
-async function registerNamespace(address: string, tls: SandboxTls): Promise<void> {
-  const connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls), connectTimeout: 2_000 });
+async function registerNamespace(address: string, tls: SandboxTls, auth: SandboxAuth): Promise<void> {
+  const admin = await sandboxToken(auth, 'admin');
+  const connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls), apiKey: () => admin.current(), connectTimeout: 2_000 });
   try {
     try {
       await connection.workflowService.registerNamespace({ namespace: NAMESPACE, workflowExecutionRetentionPeriod: msToTs(RETENTION) });
@@ -144,13 +169,20 @@ async function registerNamespace(address: string, tls: SandboxTls): Promise<void
       });
     }
   } finally {
+    admin.stop();
     await connection.close();
   }
 }
 
-/** Starts (or keeps) the cluster; `source` resolves once the source PostgreSQL cluster is up. */
-export async function ensureTemporalCluster(ctx: UpContext, source: Promise<void>): Promise<void> {
+/**
+ * Starts (or keeps) the cluster; `source` resolves once the source PostgreSQL cluster is up, `idp` once the
+ * identity provider is: the server reads its JWKS at start, and its health check needs a token from it.
+ */
+export async function ensureTemporalCluster(ctx: UpContext, source: Promise<void>, idp: Promise<void>): Promise<void> {
   const { state } = ctx;
+  await idp;
+  if (!state.idp) throw new UserError('the identity provider did not start, and the Temporal cluster trusts its tokens only; see `tiershift sandbox status`.');
+  const auth: SandboxAuth = { issuer: state.idp.issuer, audience: TEMPORAL_AUDIENCE, clientsFile: idpClientsFile(state.home) };
   if (await keepRunning(ctx, state.temporal, TEMPORAL_PROCESS, () => temporalHealth(state.temporal!), ['temporal'])) return;
   const { server, sql } = requireTemporalServer();
   const previous = state.temporal?.cluster?.servicePorts;
@@ -169,15 +201,15 @@ export async function ensureTemporalCluster(ctx: UpContext, source: Promise<void
   writeFileSync(dynamicConfig, stringify(DYNAMIC_CONFIG));
   // `--env sandbox` reads config/sandbox.yaml under --root; the server's own config directory is not needed.
   const config = path.join(root, 'config', 'sandbox.yaml');
-  writeFileSync(config, stringify(serverConfig(pg, port, ports, dynamicConfig, certs)));
+  writeFileSync(config, stringify(serverConfig(pg, port, ports, dynamicConfig, certs, auth)));
   const log = logFile(state.home, 'temporal');
-  // --allow-no-auth says that running without an authorizer is meant (mutual TLS is the only gate here), which
-  // later server versions require to be said.
-  const pid = spawnDetached(server, ['--root', root, '--config', 'config', '--env', 'sandbox', '--allow-no-auth', 'start'], { log, cwd: root });
-  const temporal: TemporalRecord = { kind: 'cluster', pid, log, address: `${HOST}:${port}`, namespace: NAMESPACE, cluster: { config, servicePorts: ports }, tls };
+  // The internal frontend is not among `start`'s default services: every service is named.
+  const services = ['frontend', 'internal-frontend', 'history', 'matching', 'worker'].flatMap((s) => ['--service', s]);
+  const pid = spawnDetached(server, ['--root', root, '--config', 'config', '--env', 'sandbox', 'start', ...services], { log, cwd: root });
+  const temporal: TemporalRecord = { kind: 'cluster', pid, log, address: `${HOST}:${port}`, namespace: NAMESPACE, cluster: { config, servicePorts: ports }, tls, auth };
   saveRecord(ctx, (s) => (s.temporal = temporal));
   // The frontend answers once the services have joined the ring; the namespace is registered through it.
-  await waitUntil('the Temporal server', async () => ((await registerNamespace(temporal.address, tls)), true), { pid, log, timeoutMs: 120_000, intervalMs: 1_000 });
+  await waitUntil('the Temporal server', async () => ((await registerNamespace(temporal.address, tls, auth)), true), { pid, log, timeoutMs: 120_000, intervalMs: 1_000 });
   await waitUntil('the Temporal server\'s search attributes', async () => ((await temporalHealth(temporal)).healthy ? true : undefined), { pid, log, timeoutMs: 60_000, intervalMs: 1_000 });
   ctx.log(`temporal: started the Temporal server ${TEMPORAL_SERVER_VERSION} (pid ${pid}) at ${temporal.address}, PostgreSQL on the source cluster, namespace ${NAMESPACE}`);
 }

@@ -1,7 +1,10 @@
-// Certificates made for the sandbox's Temporal cluster, with the openssl CLI: a CA of its own, one
-// certificate the four services present to clients and to each other, and one for tiershift's clients
-// and workers. The frontend and the services' own links require a client certificate from that CA
-// (mutual TLS), as a production cluster's do; nothing outside the sandbox home trusts this CA.
+// Certificates made for the sandbox's Temporal cluster, with the openssl CLI: a CA of its own, the
+// certificate the frontend presents to clients, and one for tiershift's clients and workers; the frontend
+// requires a client certificate from that CA (mutual TLS), as a production cluster's does. The services'
+// own links (history, matching, and the internal frontend the server's worker service calls without a
+// token) use a second CA whose only certificate the server holds: tiershift's client certificate opens
+// the public frontend, where the JWT authorizer sits, and nothing behind it. Nothing outside the sandbox
+// home trusts either CA.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../contract/errors';
@@ -20,17 +23,29 @@ async function openssl(args: string[], dir: string): Promise<void> {
   }
 }
 
-/** Makes one key and certificate signed by the CA, with `ext` as its X.509v3 extensions. */
-async function issue(dir: string, name: string, subject: string, ext: string): Promise<void> {
+/** Makes one key and certificate signed by the CA `ca` (ca.pem by default), with `ext` as its X.509v3 extensions. */
+async function issue(dir: string, name: string, subject: string, ext: string, ca = 'ca'): Promise<void> {
   writeFileSync(path.join(dir, `${name}.ext`), ext);
   await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject], dir);
-  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', DAYS, '-extfile', `${name}.ext`], dir);
+  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', DAYS, '-extfile', `${name}.ext`], dir);
   for (const scratch of [`${name}.csr`, `${name}.ext`]) rmSync(path.join(dir, scratch), { force: true });
 }
 
 export interface ClusterCertificates extends SandboxTls {
   serverCert: string;
   serverKey: string;
+  /** The services' own links: their CA and the one certificate it signed (server and client at once). */
+  internodeCaFile: string;
+  internodeCert: string;
+  internodeKey: string;
+}
+
+async function makeCa(dir: string, name: string, subject: string): Promise<void> {
+  await openssl(
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', DAYS, '-subj', subject,
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+    dir,
+  );
 }
 
 /** The CA, server and client certificates in `dir`, made once (an existing set is kept: clients already hold it). */
@@ -43,27 +58,37 @@ export async function ensureCertificates(dir: string): Promise<ClusterCertificat
     serverName: SERVER_NAME,
     serverCert: path.join(dir, 'server.pem'),
     serverKey: path.join(dir, 'server.key'),
+    internodeCaFile: path.join(dir, 'internode-ca.pem'),
+    internodeCert: path.join(dir, 'internode.pem'),
+    internodeKey: path.join(dir, 'internode.key'),
   };
-  if (Object.values(files).every((f) => f === SERVER_NAME || existsSync(f))) return files;
-  await openssl(
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', DAYS, '-subj', '/CN=tiershift sandbox Temporal CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
-    dir,
-  );
-  // The services present this one both as servers and, to each other, as clients.
-  await issue(dir, 'server', `/CN=${SERVER_NAME}`, `subjectAltName=DNS:${SERVER_NAME},IP:127.0.0.1\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n`);
-  await issue(dir, 'client', '/CN=tiershift sandbox client', 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  const made = (...names: string[]) => names.every((f) => existsSync(f));
+  const serverExt = `subjectAltName=DNS:${SERVER_NAME},IP:127.0.0.1\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n`;
+  if (!made(files.caFile, files.certFile, files.keyFile, files.serverCert, files.serverKey)) {
+    await makeCa(dir, 'ca', '/CN=tiershift sandbox Temporal CA');
+    await issue(dir, 'server', `/CN=${SERVER_NAME}`, serverExt);
+    await issue(dir, 'client', '/CN=tiershift sandbox client', 'keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  }
+  // Made on their own: a home from before the internal frontend keeps the certificates its clients hold.
+  if (!made(files.internodeCaFile, files.internodeCert, files.internodeKey)) {
+    await makeCa(dir, 'internode-ca', '/CN=tiershift sandbox Temporal internode CA');
+    // The services present this one both as servers and, to each other, as clients.
+    await issue(dir, 'internode', `/CN=${SERVER_NAME}`, serverExt, 'internode-ca');
+  }
   return files;
 }
 
-/** The server's `global.tls`: mutual TLS on the frontend and between the services. */
+/**
+ * The server's `global.tls`: mutual TLS on the frontend with the sandbox CA, and between the services
+ * (the internal frontend included) with the internode CA. With an internal frontend configured, the
+ * server's worker service reaches it with the internode client settings (publicClient.forceTLSConfig's
+ * default), so no `systemWorker` section is needed.
+ */
 export function serverTlsConfig(certs: ClusterCertificates): Record<string, unknown> {
-  const server = { certFile: certs.serverCert, keyFile: certs.serverKey, requireClientAuth: true, clientCaFiles: [certs.caFile] };
-  const client = { serverName: SERVER_NAME, rootCaFiles: [certs.caFile] };
+  const frontend = { certFile: certs.serverCert, keyFile: certs.serverKey, requireClientAuth: true, clientCaFiles: [certs.caFile] };
+  const internode = { certFile: certs.internodeCert, keyFile: certs.internodeKey, requireClientAuth: true, clientCaFiles: [certs.internodeCaFile] };
   return {
-    internode: { server, client },
-    frontend: { server, client },
-    // The worker service (archival, namespace deletion, schedules) calls the frontend as any client does.
-    systemWorker: { certFile: certs.serverCert, keyFile: certs.serverKey, client },
+    internode: { server: internode, client: { serverName: SERVER_NAME, rootCaFiles: [certs.internodeCaFile] } },
+    frontend: { server: frontend, client: { serverName: SERVER_NAME, rootCaFiles: [certs.caFile] } },
   };
 }

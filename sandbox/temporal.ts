@@ -5,6 +5,7 @@ import path from 'node:path';
 import { devServerSearchAttributeArgs, SEARCH_ATTRIBUTES } from '../contract/search-attributes';
 import { uiCodecEndpoint } from '../codec';
 import { sandboxTlsConfig } from '../contract/connection';
+import { sandboxToken } from '../contract/temporal-auth';
 import { findBinary } from './binaries';
 import { HOST } from './ports';
 import { spawnDetached, waitUntil, type ProcessSpec } from './process';
@@ -17,7 +18,9 @@ const NAMESPACE = 'default';
 type TemporalRecord = NonNullable<SandboxState['temporal']>;
 
 export async function temporalHealth(temporal: TemporalRecord): Promise<Health> {
-  const connection = await Connection.connect({ address: temporal.address, tls: sandboxTlsConfig(temporal.tls), connectTimeout: 2_000 });
+  // The cluster's authorizer lets only a token with the namespace's read role list its search attributes.
+  const token = temporal.auth ? await sandboxToken(temporal.auth, 'service') : undefined;
+  const connection = await Connection.connect({ address: temporal.address, tls: sandboxTlsConfig(temporal.tls), connectTimeout: 2_000, ...(token ? { apiKey: token.current() } : {}) });
   try {
     await connection.workflowService.getSystemInfo({});
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: temporal.namespace });
@@ -25,10 +28,11 @@ export async function temporalHealth(temporal: TemporalRecord): Promise<Health> 
     if (missing.length) return { healthy: false, detail: `search attributes not registered: ${missing.join(', ')}` };
     const detail =
       temporal.kind === 'cluster'
-        ? `Temporal server (cluster, PostgreSQL on the source cluster) at ${temporal.address}, no UI, namespace ${temporal.namespace}`
+        ? `Temporal server (cluster, PostgreSQL on the source cluster, JWT authorizer) at ${temporal.address}, no UI, namespace ${temporal.namespace}`
         : `Temporal dev server at ${temporal.address}, UI ${temporal.uiUrl}, namespace ${temporal.namespace}`;
     return { healthy: true, detail };
   } finally {
+    token?.stop();
     await connection.close();
   }
 }

@@ -5,7 +5,7 @@ import { createActivities, type Providers } from '../activities';
 import { loadProviders } from '../activities/registry';
 import { createIdentityActivities, workerIdentityPolicy, type WorkerIdentityPolicy } from '../activities/identity';
 import { readState, sandboxHome } from '../contract/home';
-import { connectionOptions, type ConnectionFlags } from '../contract/connection';
+import { resolveConnection, type ConnectionFlags } from '../contract/connection';
 import { loadCodecKeys, tiershiftDataConverter } from '../codec';
 import type { DataConverter } from '@temporalio/common';
 import { TASK_QUEUE } from '../contract/status';
@@ -123,7 +123,8 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
   const deployment = deploymentOptions(flags);
   const taskQueue = flags.taskQueue ?? TASK_QUEUE;
   const activitiesOnly = taskQueue !== TASK_QUEUE;
-  const { address, namespace, tls, apiKey, metadata } = connectionOptions(flags);
+  // On the sandbox's cluster with no token given, the sandbox service client's, renewed below before it expires.
+  const { address, namespace, tls, apiKey, metadata, apiKeySource } = await resolveConnection(flags);
   const faults = faultsFromEnv();
   const metrics = metricsAddress(flags.metrics);
   // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
@@ -131,9 +132,11 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
   // Written before connecting, so `sandbox down` also stops a worker that is still starting.
   const pidFile = writeWorkerPidFile(sandboxHome(), address);
   const connection = await NativeConnection.connect({ address, tls, apiKey, ...(metadata ? { metadata } : {}) }).catch((err: unknown) => {
+    apiKeySource?.stop();
     removeWorkerPidFile(pidFile);
     throw err;
   });
+  apiKeySource?.onRenew((token) => connection.setApiKey(token));
   const stopCounting = metrics ? countMigrations(connection, namespace) : undefined;
   try {
     const keys = loadCodecKeys();
@@ -165,6 +168,7 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
     );
     await running;
   } finally {
+    apiKeySource?.stop();
     stopCounting?.();
     removeWorkerPidFile(pidFile);
     await connection.close();

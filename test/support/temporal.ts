@@ -10,7 +10,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { findBinary } from '../../sandbox/binaries';
 import { SEARCH_ATTRIBUTES } from '../../contract/search-attributes';
 import { readState, sandboxHome } from '../../contract/home';
-import { sandboxTlsConfig } from '../../contract/connection';
+import { resolveConnection } from '../../contract/connection';
 import { createWorker, type WorkerOptions } from '../../worker/worker';
 import { workerIdentityPolicy } from '../../activities/identity';
 import type { ActivityScript } from './scripted-activities';
@@ -73,16 +73,19 @@ export async function sandboxTemporal(): Promise<SandboxTemporal> {
   quietRuntime();
   const temporal = readState(sandboxHome())?.temporal;
   if (!temporal) throw new Error(`no sandbox Temporal in ${sandboxHome()}`);
-  // The cluster (`--temporal cluster`) requires the sandbox's client certificate; the dev server no TLS.
-  const tls = sandboxTlsConfig(temporal.tls);
-  const clientConnection = await Connection.connect({ address: temporal.address, tls });
-  const connection = await NativeConnection.connect({ address: temporal.address, tls });
+  // The cluster (`--temporal cluster`) requires the sandbox's client certificate and a token (its service
+  // client's, as the CLI and worker take it); the dev server neither.
+  const { tls, apiKey, apiKeySource } = await resolveConnection({ address: temporal.address });
+  const clientConnection = await Connection.connect({ address: temporal.address, tls, ...(apiKeySource ? { apiKey: () => apiKeySource.current() } : {}) });
+  const connection = await NativeConnection.connect({ address: temporal.address, tls, apiKey });
+  apiKeySource?.onRenew((token) => connection.setApiKey(token));
   return {
     client: new Client({ connection: clientConnection }),
     connection,
     address: temporal.address,
     uiUrl: temporal.uiUrl ?? '',
     async close() {
+      apiKeySource?.stop();
       await clientConnection.close();
       await connection.close();
     },
