@@ -3,18 +3,19 @@ import { Connection, Client } from '@temporalio/client';
 import { tiershiftDataConverter } from '../codec';
 import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
 import { tokenSubject } from '../contract/temporal-auth';
-import { setCaller } from './errors';
+import { permissionDenied, refusedByTemporal, setCaller, type Caller } from './errors';
 import { UserError } from '../contract/errors';
 
 export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
   const resolved = await resolveConnection(flags);
   // Who the calls are made as, for the sentence a refusal by Temporal's authorizer prints (client/errors.ts).
-  setCaller({
+  const caller: Caller = {
     address: resolved.address,
     namespace: resolved.namespace,
     subject: tokenSubject(resolved.apiKey),
     source: resolved.apiKeySource ? 'sandbox' : resolved.apiKey ? 'given' : 'none',
-  });
+  };
+  setCaller(caller);
   // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
   const dataConverter = tiershiftDataConverter();
   let connection: Connection;
@@ -27,7 +28,9 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
       ...(resolved.metadata ? { metadata: resolved.metadata } : {}),
       connectTimeout: '5s',
     });
-  } catch {
+  } catch (err) {
+    // A token the server cannot verify is refused from the first call (the SDK's GetSystemInfo).
+    if (permissionDenied(err)) throw refusedByTemporal(caller);
     throw new UserError(
       `cannot reach Temporal at ${resolved.address}; run \`tiershift sandbox up\` or pass --address (or set TEMPORAL_ADDRESS).`,
       5,

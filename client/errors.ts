@@ -20,7 +20,7 @@ export function setCaller(c: Caller): void {
 }
 
 /** gRPC's PERMISSION_DENIED, what Temporal's authorizer answers, anywhere in the error's causes. */
-function permissionDenied(err: unknown): boolean {
+export function permissionDenied(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     if ((e as { code?: unknown }).code === 7) return true;
   }
@@ -38,7 +38,7 @@ export function refusedByTemporal(c: Caller | undefined): UserError {
   const todo =
     c?.source === 'none'
       ? `pass a token whose permissions claim grants ${ns}:write with --api-key or TEMPORAL_API_KEY`
-      : `this needs a role on ${ns} its token lacks (its permissions claim, e.g. ${ns}:write to start or decide), so ask the cluster's administrator for it or pass another token with --api-key`;
+      : `the token does not grant this on ${ns} (starting or deciding needs ${ns}:write in its permissions claim) or does not verify, so ask the cluster's administrator for the role or pass another token with --api-key`;
   return new UserError(`${where} ${who}: ${todo}.`, EXIT.refused);
 }
 

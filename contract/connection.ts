@@ -45,7 +45,10 @@ function profileOptions(profile: string | undefined, env: NodeJS.ProcessEnv, dis
   const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const file = env.TEMPORAL_CONFIG_FILE ?? 'the default temporal.toml (~/.config/temporalio/temporal.toml)';
   try {
-    return toClientOptions(loadClientConfigProfile({ ...(profile ? { profile } : {}), overrideEnvVars: vars, disableFile }));
+    const loaded = loadClientConfigProfile({ ...(profile ? { profile } : {}), overrideEnvVars: vars, disableFile });
+    // toClientOptions turns TLS on whenever there is an API key; whether the profile itself asked for TLS
+    // decides whether the sandbox's own certificates apply to a token sent to the sandbox's cluster.
+    return { ...toClientOptions(loaded), tlsConfigured: loaded.tls !== undefined };
   } catch (err) {
     // The TOML parser's message runs over several lines with a caret under the fault: its first says what.
     const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
@@ -82,7 +85,7 @@ export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.Proce
   // is not read unless asked for (--profile, TEMPORAL_PROFILE or TEMPORAL_CONFIG_FILE). That file is often
   // set up for production, and a rehearsal on the sandbox must not reach production by accident.
   const asked = flags.profile !== undefined || env.TEMPORAL_PROFILE !== undefined || env.TEMPORAL_CONFIG_FILE !== undefined;
-  const { connectionOptions: fromProfile, namespace: profileNamespace } = profileOptions(flags.profile, env, Boolean(sandbox) && !asked);
+  const { connectionOptions: fromProfile, namespace: profileNamespace, tlsConfigured } = profileOptions(flags.profile, env, Boolean(sandbox) && !asked);
   const address = flags.address ?? fromProfile.address ?? sandbox?.address ?? '127.0.0.1:7233';
   const namespace = flags.namespace ?? profileNamespace ?? 'default';
   const certPath = flags.tlsCert;
@@ -103,7 +106,7 @@ export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.Proce
   const tls: ResolvedConnection['tls'] =
     certPath && keyPath
       ? { ...profileTls, clientCertPair: { crt: read(certPath), key: read(keyPath) } }
-      : fromProfile.tls !== undefined && fromProfile.tls !== null
+      : tlsConfigured && fromProfile.tls !== undefined && fromProfile.tls !== null
         ? fromProfile.tls
         : // The sandbox's cluster requires its own client certificate: a client reaching it gets it, with a token or without.
           sandbox && address === sandbox.address && sandbox.tls

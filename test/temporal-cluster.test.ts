@@ -203,14 +203,18 @@ describe("Temporal's JWT authorizer on the cluster", () => {
   /** The frontend's answer to one namespace call (count the migrations: read) with `apiKey`, or without any. */
   const answer = async (apiKey?: string) => {
     const { address, tls } = readState(home)!.temporal!;
-    const connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls), ...(apiKey ? { apiKey } : {}), connectTimeout: 3_000 });
+    // A token the claim mapper cannot verify is refused from the first call, the SDK's own GetSystemInfo at connect.
+    let connection: Connection | undefined;
     try {
+      connection = await Connection.connect({ address, tls: sandboxTlsConfig(tls), ...(apiKey ? { apiKey } : {}), connectTimeout: 3_000 });
       await connection.workflowService.countWorkflowExecutions({ namespace: 'default' });
       return 'allowed';
     } catch (err) {
-      return `code ${(err as { code?: number }).code}`;
+      let e: unknown = err;
+      while (e instanceof Error && (e as { code?: unknown }).code === undefined && e.cause) e = e.cause;
+      return `code ${String((e as { code?: unknown }).code)}`;
     } finally {
-      await connection.close();
+      await connection?.close();
     }
   };
 
@@ -237,6 +241,13 @@ describe("Temporal's JWT authorizer on the cluster", () => {
     expect(await answer(await idTokenFor({ issuer, clientId: 'tiershift', nonce: 'n', configDir }))).toBe('code 7');
     // The same call with the provider's token for the frontend passes: the refusals were the tokens'.
     expect(await answer(await forge(keys.keys[0]!))).toBe('allowed');
+    // The CLI given the forged token says so in one sentence, not "cannot reach".
+    const forged = await forge(await exportJWK(privateKey));
+    const listed = await tiershift(['list'], { TEMPORAL_API_KEY: forged });
+    expect(listed.code, listed.stderr).toBe(4);
+    expect(isOneSentence(listed.stderr), listed.stderr).toBe(true);
+    expect(listed.stderr).toMatch(/refused mallory \(the token given with --api-key, TEMPORAL_API_KEY or the profile\): .* or does not verify, /);
+    expect(`${listed.stdout}${listed.stderr}`).not.toContain(forged);
   }, 30_000);
 
   it("refuses carol (dev: read only) to start or approve, in one sentence, before the workflow sees anything; she can still read, and alice's token approves", async () => {
@@ -245,7 +256,7 @@ describe("Temporal's JWT authorizer on the cluster", () => {
     const alice = (await tokenOf('alice')).token;
     const plan = path.join(PROJECT_ROOT, 'plans', 'minimal.yaml');
     const as = (token: string) => ({ TEMPORAL_API_KEY: token });
-    const refusedSentence = /^tiershift: Temporal at 127\.0\.0\.1:\d+ refused carol \(the token given with --api-key, TEMPORAL_API_KEY or the profile\): this needs a role on default its token lacks .*default:write.*--api-key\.$/;
+    const refusedSentence = /^tiershift: Temporal at 127\.0\.0\.1:\d+ refused carol \(the token given with --api-key, TEMPORAL_API_KEY or the profile\): the token does not grant this on default \(starting or deciding needs default:write in its permissions claim\).* --api-key\.$/;
     try {
       const id = `authz-${Date.now().toString(36)}`;
       // Refused at the frontend: no workflow was started.
