@@ -226,17 +226,17 @@ describe("Temporal's JWT authorizer on the cluster", () => {
     const keys = JSON.parse(readFileSync(path.join(home, 'idp', 'jwks.json'), 'utf8')) as { keys: (JWK & { kid: string })[] };
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const now = Math.floor(Date.now() / 1000);
-    const forge = async (key: JWK, claims: Record<string, unknown> = {}) =>
-      new SignJWT({ sub: 'mallory', permissions: ['default:write', 'temporal-system:admin'], ...claims })
+    const forge = async (key: JWK, audience = TEMPORAL_AUDIENCE) =>
+      new SignJWT({ sub: 'mallory', permissions: ['default:write', 'temporal-system:admin'] })
         .setProtectedHeader({ alg: 'ES256', kid: keys.keys[0]!.kid })
         .setIssuer(issuer)
-        .setAudience(TEMPORAL_AUDIENCE)
+        .setAudience(audience)
         .setIssuedAt(now)
         .setExpirationTime(now + 600)
         .sign(await importJWK(key, 'ES256'));
     expect(await answer(await forge(await exportJWK(privateKey)))).toBe('code 7');
     // The provider's own key, but for another audience (an ID token for tiershift's CLI), is refused too.
-    expect(await answer(await forge(keys.keys[0]!, { aud: 'tiershift' }))).toBe('code 7');
+    expect(await answer(await forge(keys.keys[0]!, 'tiershift'))).toBe('code 7');
     const { configDir } = await tokenOf('bob');
     expect(await answer(await idTokenFor({ issuer, clientId: 'tiershift', nonce: 'n', configDir }))).toBe('code 7');
     // The same call with the provider's token for the frontend passes: the refusals were the tokens'.
