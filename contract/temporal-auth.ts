@@ -95,7 +95,9 @@ async function clientCredentials(auth: SandboxAuth, clientId: string): Promise<{
  * A token of the sandbox's client `which`, renewed on a timer (unref'd: it never keeps a process alive)
  * at RENEW_AT of its lifetime; a failed renewal is tried again while the current token is still valid.
  */
-export async function sandboxToken(auth: SandboxAuth, which: SandboxClient): Promise<ApiKeySource> {
+export async function sandboxToken(auth: SandboxAuth, which: SandboxClient, opts: { renewAfterMs?: (expiresInS: number) => number } = {}): Promise<ApiKeySource> {
+  // Tests renew within a second rather than after six minutes.
+  const renewAfter = opts.renewAfterMs ?? ((expiresInS: number) => expiresInS * 1000 * RENEW_AT);
   const { clientId } = SANDBOX_CLIENTS[which];
   let { token, expiresInS } = await clientCredentials(auth, clientId);
   const listeners: ((token: string) => unknown)[] = [];
@@ -114,9 +116,9 @@ export async function sandboxToken(auth: SandboxAuth, which: SandboxClient): Pro
     }
     // A connection that cannot take the new token keeps the old one until it expires; the next renewal tries again.
     for (const apply of listeners) await Promise.resolve(apply(token)).catch(() => undefined);
-    schedule(expiresInS * 1000 * RENEW_AT);
+    schedule(renewAfter(expiresInS));
   };
-  schedule(expiresInS * 1000 * RENEW_AT);
+  schedule(renewAfter(expiresInS));
   return {
     current: () => token,
     onRenew: (apply) => void listeners.push(apply),
