@@ -49,6 +49,13 @@ export function holdsSecret(text: string): boolean {
   return redact(text) !== text;
 }
 
+/**
+ * A JWT anywhere in a text (an OAuth access or ID token, e.g. a Temporal API key): three base64url parts,
+ * the first two JSON objects (`eyJ` is `{"`). An `Authorization: Bearer` value whatever its form.
+ */
+const JWT_IN_TEXT = /\beyJ[\w-]{4,}\.eyJ[\w-]{4,}\.[\w-]*/g;
+const BEARER = /\b(Bearer)\s+[\w\-.~+/]+=*/gi;
+
 export function redact(text: string): string {
   // Punctuation right after a URL belongs to the sentence ("… to <url>: 1.2 MiB"), not to the URL.
   let out = text.replace(URL_IN_TEXT, (match) => {
@@ -56,7 +63,7 @@ export function redact(text: string): string {
     return redactUrl(match.slice(0, match.length - tail.length)) + tail;
   });
   for (const re of SECRET_PAIRS) out = out.replace(re, (_, key: string) => `${key}=${MASK}`);
-  return out;
+  return out.replace(JWT_IN_TEXT, MASK).replace(BEARER, (_, key: string) => `${key} ${MASK}`);
 }
 
 /** Every string inside a JSON-like value redacted (activity results: summary, figures, undo records). */

@@ -31,6 +31,22 @@ describe('redact', () => {
     expect(redact(plain)).toBe(plain);
   });
 
+  it('masks a JWT (a Temporal API key, an access or ID token) and a bearer credential wherever they appear', () => {
+    const part = fc.stringMatching(/^[A-Za-z0-9_-]{8,60}$/);
+    fc.assert(
+      fc.property(part, part, part, (a, b, c) => {
+        const jwt = `eyJ${a}.eyJ${b}.${c}`;
+        for (const text of [`token ${jwt} refused`, `Authorization: Bearer ${jwt}`, `{"apiKey":"${jwt}"}`, `at http://h/x?k=1 with ${jwt}.`]) {
+          expect(redact(text)).not.toContain(`eyJ${a}.eyJ${b}`);
+          expect(redact(text)).not.toContain(`eyJ${b}.${c}`);
+        }
+        expect(redact(`Authorization: Bearer ${a}${c}`)).toBe('Authorization: Bearer ***');
+      }),
+    );
+    // Names that merely look alike stay.
+    expect(redact('eyJ is how a JSON object starts in base64')).toBe('eyJ is how a JSON object starts in base64');
+  });
+
   it('never lets a generated SAS signature, password or path token through', () => {
     const secret = fc.stringMatching(/^[A-Za-z0-9]{12,40}$/).filter((s) => /[A-Z]/.test(s) && /[a-z]/.test(s) && /[0-9]/.test(s) && s.length >= 20);
     fc.assert(
