@@ -3,11 +3,13 @@ import { Connection, Client } from '@temporalio/client';
 import { tiershiftDataConverter } from '../codec';
 import { connectionOptions, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
 import { UserError } from '../contract/errors';
+import { tracingClientOptions } from './tracing';
 
 export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
   const resolved = connectionOptions(flags);
   // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
   const dataConverter = tiershiftDataConverter();
+  const tracing = await tracingClientOptions();
   let connection: Connection;
   try {
     connection = await Connection.connect({
@@ -23,5 +25,5 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
       5,
     );
   }
-  return { client: new Client({ connection, namespace: resolved.namespace, dataConverter }), resolved };
+  return { client: new Client({ connection, namespace: resolved.namespace, dataConverter, ...tracing }), resolved };
 }
