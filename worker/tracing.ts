@@ -41,9 +41,10 @@ export function tracingInterceptor(tracing: Tracing): ActivityInterceptorsFactor
 /**
  * The `exporter` sink the workflow interceptors (workflows/tracing.ts) call with their spans: to the batch
  * exporter when tracing is on, nowhere when it is off. Registered on every worker either way, since every
- * bundle carries those interceptors and the SDK logs an error for each call to a sink it does not know.
+ * bundle carries those interceptors and the SDK logs an error for each call to a sink it does not know; a replay
+ * (`Worker.runReplayHistory`) passes them too, though it sends nothing.
  */
-export function workflowSpanSinks(tracing: Tracing | undefined): InjectedSinks<{ exporter: OpenTelemetryWorkflowExporter }> {
+export function workflowSpanSinks(tracing?: Tracing): InjectedSinks<{ exporter: OpenTelemetryWorkflowExporter }> {
   if (tracing) return { exporter: makeWorkflowExporter(tracing.processor, tracing.resource) };
   return { exporter: { export: { fn: () => undefined } } };
 }
