@@ -26,6 +26,7 @@ const UNIT = [
   'test/node-runtime.test.ts',
   'test/cli-startup.test.ts',
   'test/connection-profiles.test.ts',
+  'test/tracing-config.test.ts',
 ];
 
 // The Azure SDKs need Node 22+. `npm test` (bin/supported-node.mjs) picks the Node that setup installed where

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { PlanError } from '../plan/load';
 import { UserError } from '../contract/errors';
+import { stopTracing } from '../contract/tracing';
 import { PROJECT_ROOT, readState, sandboxHome, type SandboxPorts } from '../contract/home';
 import { MIGRATION_STATES, migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
 import type { ConnectionFlags, ResolvedConnection } from '../contract/connection';
@@ -590,5 +591,9 @@ try {
   const userError = await asUserError(err);
   if (!userError) throw err;
   printError(userError.message, userError.exitCode);
+  await stopTracing();
   process.exit(userError.exitCode);
+} finally {
+  // The command's spans, batched, are sent before the process ends (a no-op when tracing is off).
+  await stopTracing();
 }

@@ -5,6 +5,7 @@ import { resolveConnection, type ConnectionFlags, type ResolvedConnection } from
 import { tokenSubject } from '../contract/temporal-auth';
 import { permissionDenied, refusedByTemporal, setCaller, type Caller } from './errors';
 import { UserError } from '../contract/errors';
+import { tracingClientOptions } from './tracing';
 
 export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
   const resolved = await resolveConnection(flags);
@@ -18,6 +19,7 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
   setCaller(caller);
   // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
   const dataConverter = tiershiftDataConverter();
+  const tracing = await tracingClientOptions();
   let connection: Connection;
   try {
     connection = await Connection.connect({
@@ -36,5 +38,5 @@ export async function connectClient(flags: ConnectionFlags = {}): Promise<{ clie
       5,
     );
   }
-  return { client: new Client({ connection, namespace: resolved.namespace, dataConverter }), resolved };
+  return { client: new Client({ connection, namespace: resolved.namespace, dataConverter, ...tracing }), resolved };
 }

@@ -17,6 +17,7 @@ import type { MigrationStatus } from '../contract/status';
 import { describePlan } from '../plan/describe';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
+import { workflowSpanSinks } from '../worker/tracing';
 import { approveSignal, statusQuery } from '../workflows/shared';
 import { ActivityScript } from './support/scripted-activities';
 import { engineSuite, statusWhen } from './support/temporal';
@@ -101,7 +102,7 @@ describe('proven decisions in the workflow', () => {
     // Both runs: the first verified the start and continued as new; the last took the signals and the resume.
     for (const [what, runId] of [['first', handle.firstExecutionRunId], ['last', undefined]] as const) {
       const history = await engine.env.client.workflow.getHandle(id, runId).fetchHistory();
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, handle.workflowId);
       if (process.env.RECORD_HISTORIES) {
         writeFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories', `${process.env.RECORD_HISTORIES}-${what}.json`), historyToJSON(history));
       }

@@ -20,6 +20,7 @@ import { REFUSALS_KEPT, TASK_QUEUE, type MigrationStatus } from '../contract/sta
 import { unreachableGate } from '../plan/gates';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
+import { workflowSpanSinks } from '../worker/tracing';
 import type { migration } from '../workflows/migration';
 import { ActivityScript } from './support/scripted-activities';
 import { refusal, startWorker, statusWhen, timeSkippingEnv } from './support/temporal';
@@ -70,7 +71,7 @@ const waitFor = (id: string, ok: (s: MigrationStatus) => boolean, timeoutMs = 15
  */
 async function replayAndRecord(handle: WorkflowHandle, what: string): Promise<void> {
   const history = await handle.fetchHistory();
-  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, handle.workflowId);
   if (process.env.RECORD_HISTORIES) {
     const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories', `${process.env.RECORD_HISTORIES}-${what}.json`);
     writeFileSync(file, historyToJSON(history));
@@ -263,7 +264,7 @@ describe('handlers under malformed payloads', () => {
     expect((await handle.result()).state).toBe('completed');
     expect(await failedWorkflowTasks(handle)).toEqual([]);
     // And the history of all that replays on the current code.
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, await handle.fetchHistory(), id);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, await handle.fetchHistory(), id);
   });
 });
 

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { approveGate, migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
+import { workflowSpanSinks } from '../worker/tracing';
 import { PREBUILT_BUNDLES } from '../worker/bundle';
 import { PROJECT_ROOT } from '../contract/home';
 import { distIsCurrent } from '../bin/dist.mjs';
@@ -69,7 +70,7 @@ describe('workflow determinism', () => {
     expect((await handle.result()).state).toBe('rolled-back');
 
     const history = await handle.fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, handle.workflowId);
     if (process.env.RECORD_HISTORIES) {
       writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}.json`), historyToJSON(history));
     }
@@ -94,7 +95,7 @@ describe('workflow determinism', () => {
     expect(status.rollback).toMatchObject({ rowsRecovered: 6, rowsAtRisk: 0 });
 
     const history = await handle.fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, handle.workflowId);
     if (process.env.RECORD_HISTORIES) {
       writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}-write-point.json`), historyToJSON(history));
     }
@@ -126,7 +127,7 @@ describe('workflow determinism', () => {
       // Recorded once the first pinned step asked, so this history keeps the routing on replay.
       const patches = events.flatMap((e) => Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []));
       expect(patches.some((p) => Buffer.from(p.data ?? []).toString().includes(RESOURCE_TASK_QUEUE))).toBe(true);
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, handle.workflowId);
       if (process.env.RECORD_HISTORIES) {
         writeFileSync(path.join(HISTORIES, `${process.env.RECORD_HISTORIES}-task-queues.json`), historyToJSON(history));
       }
@@ -140,7 +141,7 @@ describe('workflow determinism', () => {
     expect(files.length).toBeGreaterThan(0);
     for (const file of files) {
       const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, file);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, file);
     }
   });
 
@@ -151,7 +152,7 @@ describe('workflow determinism', () => {
     for (const name of Object.values(PREBUILT_BUNDLES)) {
       for (const file of files) {
         const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
-        await Worker.runReplayHistory({ workflowBundle: { codePath: path.join(PROJECT_ROOT, 'dist', name) } }, history, file);
+        await Worker.runReplayHistory({ workflowBundle: { codePath: path.join(PROJECT_ROOT, 'dist', name) }, sinks: workflowSpanSinks() }, history, file);
       }
     }
   });

@@ -15,6 +15,7 @@ import { approveGate, migrationStatus, rollbackMigration, startMigration } from 
 import { findBinary } from '../sandbox/binaries';
 import { migrationId, type MigrationStatus } from '../contract/status';
 import { workflowBundle } from '../worker/worker';
+import { workflowSpanSinks } from '../worker/tracing';
 import { spawnWorker, tiershift } from './support/cli';
 import { migrationSuite, uniqueName } from './support/local-ops';
 import { SANDBOX_RESOURCES, sandboxPlan } from './support/plans';
@@ -89,7 +90,7 @@ describe('upgrading a worker while a migration waits at a gate', () => {
       expect(tasksOnA.length).toBeGreaterThan(0);
       expect(tasksOnA.map((t) => t.buildId)).toEqual(tasksOnA.map(() => 'a'));
       expect(new Set(tasksOnA.map((t) => t.behavior))).toEqual(new Set([proto.temporal.api.enums.v1.VersioningBehavior.VERSIONING_BEHAVIOR_AUTO_UPGRADE]));
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, onA, handle.workflowId);
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, onA, handle.workflowId);
       if (process.env.RECORD_HISTORIES) {
         writeFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories', 'upgrade-gate-on-build-a.json'), historyToJSON(onA));
       }

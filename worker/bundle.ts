@@ -9,6 +9,12 @@ import { ENCRYPTED_FAILURE_CONVERTER_PATH } from '../codec';
 /** The sources, wherever this module runs from (dist/worker/ has no workflows/index.ts beside it). */
 export const WORKFLOWS_PATH = path.join(PROJECT_ROOT, 'workflows', 'index.ts');
 
+/**
+ * The workflow interceptors every bundle carries (the OpenTelemetry ones, workflows/tracing.ts): in each bundle,
+ * prebuilt or not, traced or not, so that replaying a history never depends on how the worker was started.
+ */
+export const WORKFLOW_INTERCEPTOR_MODULES = [path.join(PROJECT_ROOT, 'workflows', 'tracing.ts')];
+
 /** The bundles the build writes into dist/: one per failure converter the worker may run with. */
 export const PREBUILT_BUNDLES = { plain: 'workflow-bundle.js', encrypted: 'workflow-bundle-encrypted.js' } as const;
 

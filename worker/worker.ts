@@ -16,7 +16,9 @@ import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
 import { countMigrations, metricsAddress, serveMetrics } from './metrics';
 
-import { prebuiltBundle, WORKFLOWS_PATH } from './bundle';
+import { prebuiltBundle, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './bundle';
+import { startTracing, stopTracing, type Tracing } from '../contract/tracing';
+import { tracingInterceptor, workflowSpanSinks } from './tracing';
 import { removeWorkerPidFile, writeWorkerPidFile } from './pid-file';
 import { deploymentOptions, type DeploymentFlags } from './deployment';
 
@@ -31,7 +33,7 @@ export function workflowBundle(failureConverterPath?: string): Promise<WorkflowB
   const key = failureConverterPath ?? '';
   let bundle = bundles.get(key);
   if (!bundle) {
-    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger, ...(failureConverterPath ? { failureConverterPath } : {}) });
+    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietBundlerLogger, ...(failureConverterPath ? { failureConverterPath } : {}) });
     bundles.set(key, bundle);
   }
   return bundle;
@@ -70,6 +72,8 @@ export interface WorkerOptions {
   activitiesOnly?: boolean;
   /** A version of a Worker Deployment (deployment.ts); without it the worker is unversioned. */
   deployment?: WorkerDeploymentOptions;
+  /** OpenTelemetry traces (contract/tracing.ts): spans for the activities, and the workflow's sent on. */
+  tracing?: Tracing;
 }
 
 export async function createWorker(opts: WorkerOptions): Promise<Worker> {
@@ -94,8 +98,10 @@ export async function createWorker(opts: WorkerOptions): Promise<Worker> {
     // every 5 s rather than every 0.8 x the heartbeat timeout (48 s for a 1m timeout), so it stays live.
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
-    // Redaction outermost: it also sees what an injected fault throws.
-    interceptors: { activity: [redactionInterceptor, ...(opts.faults ? [faultInterceptor(opts.faults)] : [])] },
+    // Redaction outside the faults: it also sees what an injected fault throws. Tracing outside both: the
+    // error its span records is the redacted one.
+    interceptors: { activity: [...(opts.tracing ? [tracingInterceptor(opts.tracing)] : []), redactionInterceptor, ...(opts.faults ? [faultInterceptor(opts.faults)] : [])] },
+    sinks: workflowSpanSinks(opts.tracing),
   });
 }
 
@@ -129,11 +135,14 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
   const metrics = metricsAddress(flags.metrics);
   // The exporter belongs to the SDK's runtime, which the first connection creates: it goes first.
   if (metrics) serveMetrics(metrics);
+  // Before connecting: a malformed endpoint is the user's to fix, like a malformed --metrics.
+  const tracing = await startTracing('tiershift-worker', { onExportError: log });
   // Written before connecting, so `sandbox down` also stops a worker that is still starting.
   const pidFile = writeWorkerPidFile(sandboxHome(), address);
   const connection = await NativeConnection.connect({ address, tls, apiKey, ...(metadata ? { metadata } : {}) }).catch((err: unknown) => {
     apiKeySource?.stop();
     removeWorkerPidFile(pidFile);
+    void stopTracing();
     throw err;
   });
   apiKeySource?.onRenew((token) => connection.setApiKey(token));
@@ -144,7 +153,7 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
     const sandbox = readState(sandboxHome())?.temporal?.address === address;
     const identityPolicy = workerIdentityPolicy({ sandbox });
     const providers = activitiesOnceLoaded(() => loadProviders());
-    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null), ...(deployment ? { deployment } : {}) });
+    const worker = await createWorker({ connection, namespace, taskQueue, activitiesOnly, faults, identityPolicy, activities: providers.activities, dataConverter: tiershiftDataConverter(keys ?? null), ...(deployment ? { deployment } : {}), ...(tracing ? { tracing } : {}) });
     log(`decisions: ${identityPolicy.trustedIssuers.length ? `tokens trusted from ${identityPolicy.trustedIssuers.join(', ')}` : 'no identity provider trusted'}; SSH signers as plans list them; unverified rehearsals ${identityPolicy.allowUnverified ? 'allowed' : 'refused'}`);
     if (keys) log(`history encrypted with codec key "${keys.current}" from ${keys.source}`);
     if (faults) log(`chaos rehearsal: the first ${faults.attempts} attempt(s) of ${faults.activities?.join(', ') ?? 'every activity'} fail ${faults.when} running`);
@@ -152,6 +161,7 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
       const { deploymentName, buildId } = deployment.version;
       log(`build ${buildId} of worker deployment "${deploymentName}" (auto-upgrade); make it current with \`temporal worker deployment set-current-version --deployment-name ${deploymentName} --build-id ${buildId}\``);
     }
+    if (tracing) log(`traces to ${tracing.endpoint} (OpenTelemetry, service "${String(tracing.resource.attributes['service.name'])}")`);
     if (metrics) log(`metrics for Prometheus at http://${metrics}/metrics (the SDK's temporal_* and tiershift_*)`);
     // The identity (<pid>@<host>, the SDK's default) is what Temporal shows as the activity's last worker.
     log(
@@ -172,5 +182,7 @@ export async function runWorker(flags: ConnectionFlags & DeploymentFlags & { met
     stopCounting?.();
     removeWorkerPidFile(pidFile);
     await connection.close();
+    // The spans of the last tasks, sent before the process ends.
+    await stopTracing();
   }
 }
