@@ -4,8 +4,9 @@ import { tiershiftDataConverter } from '../codec';
 import { connectionOptions, type ConnectionFlags, type ResolvedConnection } from '../contract/connection';
 import { UserError } from '../contract/errors';
 
-export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
-  const resolved = connectionOptions(flags);
+/** `env` is the process's own unless a caller reaches another sandbox's home (the bench's cluster). */
+export async function connectClient(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): Promise<{ client: Client; resolved: ResolvedConnection }> {
+  const resolved = connectionOptions(flags, env);
   // Before connecting: a broken key file is the user's to fix, and should not read as "cannot reach Temporal".
   const dataConverter = tiershiftDataConverter();
   let connection: Connection;
