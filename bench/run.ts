@@ -259,6 +259,8 @@ async function main(): Promise<number> {
   let tornDown: Promise<void> | undefined;
   const teardown = () =>
     (tornDown ??= (async () => {
+      // Taken now: the benchmark goes on while its processes are stopped, and may end before the row is written.
+      const stopped = running;
       monitor.stop();
       await stopChildren();
       // The sandboxes beside the bench's first: a purge of the bench's home is no reason to leave them running.
@@ -266,7 +268,13 @@ async function main(): Promise<number> {
       log(`tearing the sandbox down (${home})`);
       await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
       // Whatever ended the run, the results say how far it got.
-      if (running) failures.push({ benchmark: running.n, ...failedComparison('the whole benchmark (the run was stopped)', Date.now() - running.t0, new Error('interrupted before it finished')) });
+      if (stopped) {
+        // What the benchmark reported after its processes were stopped under it is not a result.
+        const interrupted = new Error('interrupted before it finished');
+        sections.set(stopped.n, interrupted);
+        failures.splice(0, failures.length, ...failures.filter((f) => f.benchmark !== stopped.n));
+        failures.push({ benchmark: stopped.n, ...failedComparison('the whole benchmark (the run was stopped)', Date.now() - stopped.t0, interrupted) });
+      }
       write(false);
     })());
   teardownOnExit(teardown, log, (err) => {
@@ -290,6 +298,8 @@ async function main(): Promise<number> {
     const { client, connection } = connected;
     monitor.start();
     for (const b of BENCHMARKS) {
+      // Stopped (Ctrl-C, SIGTERM): no further benchmark starts on a sandbox being torn down.
+      if (tornDown) break;
       if (!order.includes(b.n)) continue;
       const budget = quick ? Math.max(60_000, b.budgetMs / 4) : (b.n === 5 || b.n === 8) && args.sizes ? Math.max(b.budgetMs, pgBudgetMs(args.sizes)) : b.budgetMs;
       const ctx: BenchContext = { home, quick, sizes, client, connection, address, log, deadline: Date.now() + budget, options: { ...(args.fleet ? { fleetK: args.fleet } : {}) } };
@@ -312,6 +322,8 @@ async function main(): Promise<number> {
       } finally {
         running = undefined;
       }
+      // The teardown writes the results of a stopped run itself.
+      if (tornDown) break;
       await stopChildren();
       // A benchmark abandoned past its deadline may have left its second sandbox up: not during the next one.
       await stopSandboxesBeside(log);
