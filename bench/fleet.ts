@@ -306,7 +306,7 @@ export async function fleet(ctx: BenchContext): Promise<Section> {
         'a plain-script process here loads nothing, so a real runbook script importing the same SDKs would weigh more. Completion time is bounded by the Temporal server ' +
         '(and, for the cluster, its PostgreSQL, all on the same 2 CPUs) as much as by the worker: the CPU columns show where the time went. ' +
         (clusterUpMs !== undefined ? `The cluster's sandbox came up in ${secs(clusterUpMs)} (not counted). ` : '') +
-        'Which Temporal to use when: bench/README.md.',
+        'Which Temporal to use when: the README\'s "Which Temporal to use when".',
     ],
     shortfalls: out.skipped.length ? [`Fleet ${out.skipped.join(', ')} was not run: the time budget was spent.`] : [],
     failed: out.failed,
