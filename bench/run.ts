@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { sandboxDown, sandboxUp } from '../sandbox';
 import { teardownOnExit } from './exit';
 import { findBinary } from '../sandbox/binaries';
+import { builtTemporalServer, TEMPORAL_SERVER_VERSION } from '../sandbox/temporal-server-build';
 import { approvalLatency } from './approval';
 import { blobSync } from './blob-sync';
 import { cliStart } from './cli';
@@ -131,6 +132,7 @@ function machine(): [string, string][] {
     ['PostgreSQL', pg ? version(pg, ['--version'], /\(PostgreSQL\)\s*(.+)/) : 'not found'],
     ['HAProxy', version(findBinary('haproxy'), ['-v'], /HAProxy version (\S+)/)],
     ['Temporal CLI', temporal ? version(temporal, ['--version'], /temporal version (.+)/) : 'not found'],
+    ['Temporal server (benchmark 7\'s cluster)', builtTemporalServer() ? `${TEMPORAL_SERVER_VERSION}, built from source` : 'not built (`npm run setup -- --with-temporal-server`)'],
     ['pgcopydb', pgcopydb ? version(pgcopydb, ['--version'], /pgcopydb version (\S+)/) : 'not installed'],
     ['date', new Date().toISOString()],
   ];
