@@ -1,12 +1,15 @@
 // What every benchmark shares: the context it runs in, statistics, Markdown tables, and child processes
 // that are always stopped (by pid) at the end. Fixtures shared with the tests live in test/support.
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import type { NativeConnection } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ResolvedPlan } from '../plan/types';
 import { readState, type SandboxState } from '../contract/home';
+import { resolveConnection } from '../contract/connection';
+import { connectClient } from '../client/connection';
+import { sandboxDown, sandboxUp, type TemporalKind } from '../sandbox';
 import type { migration } from '../workflows/migration';
 import type { MigrationStatus } from '../contract/status';
 import type { Sizes } from './sizes';
@@ -19,6 +22,8 @@ export interface BenchContext {
   connection: NativeConnection;
   /** host:port of the sandbox's Temporal dev server. */
   address: string;
+  /** The bench's command-line choices that only some benchmarks read. */
+  options?: { /** Benchmark 7: only these K (`--fleet 10`), at the sizes' runs. */ fleetK?: number[] };
   log: (line: string) => void;
   /** Past this time (ms since epoch) a benchmark starts no further runs; it reports those it did. */
   deadline: number;
@@ -123,6 +128,81 @@ export async function completed(handle: WorkflowHandle<typeof migration>): Promi
   return status;
 }
 
+// ---- connections and further sandboxes ---------------------------------------------------------
+
+/** The environment of a process whose sandbox is the one in `home`: what the CLI and a worker read. */
+export const homeEnv = (home: string): NodeJS.ProcessEnv => ({ ...process.env, TIERSHIFT_HOME: home });
+
+/**
+ * A client (the CLI's, with its data converter) and a worker connection to the Temporal of the sandbox in
+ * `home`, resolved as the CLI and `tiershift worker` resolve it (contract/connection.ts): whatever that
+ * resolution adds (the cluster's client certificate, a profile's API key or headers) reaches the bench too.
+ */
+export async function connectTo(home: string): Promise<{ client: Client; connection: NativeConnection; close: () => Promise<void> }> {
+  const { client } = await connectClient({}, homeEnv(home));
+  try {
+    const connection = await nativeConnection(homeEnv(home));
+    return {
+      client,
+      connection,
+      close: async () => {
+        await client.connection.close().catch(() => undefined);
+        await connection.close().catch(() => undefined);
+      },
+    };
+  } catch (err) {
+    await client.connection.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A worker's connection, from everything the resolution gives but the namespace and the UI's address. */
+export async function nativeConnection(env: NodeJS.ProcessEnv = process.env): Promise<NativeConnection> {
+  const { address, tls, apiKey, metadata, apiKeySource } = await resolveConnection({}, env);
+  const connection = await NativeConnection.connect({ address, tls, apiKey, ...(metadata ? { metadata } : {}) });
+  // The cluster's service token lives ten minutes, and a fleet of 500 may outlast it.
+  apiKeySource?.onRenew((token) => connection.setApiKey(token));
+  return connection;
+}
+
+/** Sandboxes a benchmark brought up beside the bench's own, until it takes them down: the run's teardown takes down those left. */
+const besides = new Set<string>();
+
+/**
+ * Another sandbox, in a home of its own beside the bench's (`<home>-<kind>`, so the machine monitor,
+ * which counts every process naming the bench's home as the bench's, counts its processes too), with
+ * the Temporal `temporal` asks for and a token dataset. `down` stops its processes by pid and purges it.
+ */
+export async function sandboxBeside(ctx: Pick<BenchContext, 'home' | 'log'>, temporal: TemporalKind): Promise<{ home: string; state: SandboxState; down: () => Promise<void> }> {
+  const home = `${ctx.home}-${temporal}`;
+  besides.add(home);
+  const down = async () => {
+    if (!besides.delete(home)) return;
+    ctx.log(`  tearing down the ${temporal} sandbox (${home})`);
+    await sandboxDown({ home, purge: true });
+  };
+  try {
+    // The fleet's activities are no-ops: the shop database need hold next to nothing.
+    const state = await sandboxUp({ home, freePorts: true, temporal, seedRows: 100, log: (l) => ctx.log(`    ${l}`) });
+    return { home, state, down };
+  } catch (err) {
+    // What did start is recorded in its state file: stopped by pid now, not left to the run's end.
+    await down().catch((e: unknown) => ctx.log(`  tearing down ${home} failed too: ${(e as Error).message}`));
+    throw err;
+  }
+}
+
+/** Every sandbox a benchmark left up beside the bench's (it crashed, or the run was stopped), stopped and purged. */
+export async function stopSandboxesBeside(log: (line: string) => void): Promise<void> {
+  await Promise.all(
+    [...besides].map(async (home) => {
+      besides.delete(home);
+      log(`tearing down ${home}`);
+      await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
+    }),
+  );
+}
+
 // ---- child processes --------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
@@ -173,6 +253,41 @@ export function cpuMsOf(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** /proc/<pid>/stat's fields after the command (the 3rd field, the state, is the first); undefined once it is gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time (ms) of a process and all its descendants, including the children it has reaped (cutime,
+ * cstime): for a PostgreSQL postmaster that is its backends, those still connected and those gone.
+ */
+export function treeCpuMsOf(root: number): number {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const fields = statFields(pid);
+    if (fields) parent.set(pid, Number(fields[1]));
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid, hops = 0; p !== undefined && p > 1 && hops < 64; p = parent.get(p), hops++) if (p === root) return true;
+    return false;
+  };
+  let ticks = 0;
+  for (const pid of parent.keys()) {
+    if (!inTree(pid)) continue;
+    const f = statFields(pid);
+    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  }
+  return ticks * 10;
 }
 
 /** Runs `fn` at most `timeoutMs`; past that the benchmark is reported as failed (its work is abandoned). */

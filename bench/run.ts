@@ -1,23 +1,23 @@
 // `npm run bench`: brings up a sandbox of its own (temporary home, free ports), runs the nine
 // benchmarks (seven from issue 7, the reverse sync from issue 8, the CLI and worker start from issue 18), writes bench/RESULTS.md (or
 // bench/RESULTS.quick.md with --quick), and tears the sandbox down (purged) whatever happens. `--only 1,5` runs some of them (for debugging).
-import type { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+// Benchmark 7 also brings up a second sandbox with the Temporal cluster, and takes it down (also on every way out).
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectClient } from '../client/connection';
 import { sandboxDown, sandboxUp } from '../sandbox';
 import { teardownOnExit } from './exit';
 import { findBinary } from '../sandbox/binaries';
+import { builtTemporalServer, TEMPORAL_SERVER_VERSION } from '../sandbox/temporal-server-build';
 import { approvalLatency } from './approval';
 import { blobSync } from './blob-sync';
 import { cliStart } from './cli';
 import { zeroDowntime } from './downtime';
 import { fleet } from './fleet';
-import { failedComparison, stopChildren, withDeadline, type BenchContext, type FailedComparison, type Section } from './lib';
+import { connectTo, failedComparison, stopChildren, stopSandboxesBeside, withDeadline, type BenchContext, type FailedComparison, type Section } from './lib';
 import { LoadMonitor, summarize } from './machine-load';
 import { orchestrationOverhead } from './overhead';
 import { pgSync } from './pg-sync';
@@ -41,7 +41,8 @@ const BENCHMARKS: Benchmark[] = [
   { n: 9, name: 'CLI and worker start', fn: cliStart, budgetMs: 240_000 },
   { n: 1, name: 'approval latency', fn: approvalLatency, budgetMs: 90_000 },
   { n: 2, name: 'orchestration overhead', fn: orchestrationOverhead, budgetMs: 60_000 },
-  { n: 7, name: 'fleet', fn: fleet, budgetMs: 240_000 },
+  // Twice the dev server's 4 minutes: the same K run on the cluster too, after its sandbox comes up.
+  { n: 7, name: 'fleet', fn: fleet, budgetMs: 600_000 },
   { n: 6, name: 'blob sync', fn: blobSync, budgetMs: 150_000 },
   { n: 5, name: 'PostgreSQL data sync', fn: pgSync, budgetMs: 600_000 },
   { n: 3, name: 'zero downtime', fn: zeroDowntime, budgetMs: 180_000 },
@@ -56,6 +57,8 @@ interface Args {
   sizes?: number[];
   /** Where the results go, under bench/. */
   out?: string;
+  /** Benchmark 7's K, e.g. `--fleet 10` (a check of both servers without the long runs). */
+  fleet?: number[];
 }
 
 function option(argv: string[], name: string): string | undefined {
@@ -78,7 +81,16 @@ function parseArgs(argv: string[]): Args {
     });
   }
   const out = option(argv, '--out');
-  return { quick, only, sizes, ...(out ? { out } : {}) };
+  const fleetText = option(argv, '--fleet');
+  let fleet: number[] | undefined;
+  if (fleetText !== undefined) {
+    fleet = fleetText.split(',').map((t) => {
+      const k = Number(t.trim());
+      if (!Number.isInteger(k) || k < 1) throw new Error(`--fleet takes the numbers of concurrent migrations, like 10,100; "${t}" is not one`);
+      return k;
+    });
+  }
+  return { quick, only, sizes, ...(out ? { out } : {}), ...(fleet ? { fleet } : {}) };
 }
 
 function version(command: string, args: string[], pattern: RegExp): string {
@@ -120,6 +132,7 @@ function machine(): [string, string][] {
     ['PostgreSQL', pg ? version(pg, ['--version'], /\(PostgreSQL\)\s*(.+)/) : 'not found'],
     ['HAProxy', version(findBinary('haproxy'), ['-v'], /HAProxy version (\S+)/)],
     ['Temporal CLI', temporal ? version(temporal, ['--version'], /temporal version (.+)/) : 'not found'],
+    ['Temporal server (benchmark 7\'s cluster)', builtTemporalServer() ? `${TEMPORAL_SERVER_VERSION}, built from source` : 'not built (`npm run setup -- --with-temporal-server`)'],
     ['pgcopydb', pgcopydb ? version(pgcopydb, ['--version'], /pgcopydb version (\S+)/) : 'not installed'],
     ['date', new Date().toISOString()],
   ];
@@ -248,12 +261,22 @@ async function main(): Promise<number> {
   let tornDown: Promise<void> | undefined;
   const teardown = () =>
     (tornDown ??= (async () => {
+      // Taken now: the benchmark goes on while its processes are stopped, and may end before the row is written.
+      const stopped = running;
       monitor.stop();
       await stopChildren();
+      // The sandboxes beside the bench's first: a purge of the bench's home is no reason to leave them running.
+      await stopSandboxesBeside(log);
       log(`tearing the sandbox down (${home})`);
       await sandboxDown({ home, purge: true }).catch((err: unknown) => console.error(`bench: tearing down ${home} failed: ${(err as Error).message}`));
       // Whatever ended the run, the results say how far it got.
-      if (running) failures.push({ benchmark: running.n, ...failedComparison('the whole benchmark (the run was stopped)', Date.now() - running.t0, new Error('interrupted before it finished')) });
+      if (stopped) {
+        // What the benchmark reported after its processes were stopped under it is not a result.
+        const interrupted = new Error('interrupted before it finished');
+        sections.set(stopped.n, interrupted);
+        failures.splice(0, failures.length, ...failures.filter((f) => f.benchmark !== stopped.n));
+        failures.push({ benchmark: stopped.n, ...failedComparison('the whole benchmark (the run was stopped)', Date.now() - stopped.t0, interrupted) });
+      }
       write(false);
     })());
   teardownOnExit(teardown, log, (err) => {
@@ -264,21 +287,24 @@ async function main(): Promise<number> {
     return true;
   });
 
-  let client: Client | undefined;
-  let connection: NativeConnection | undefined;
+  let close: (() => Promise<void>) | undefined;
   try {
     Runtime.install({ logger: new DefaultLogger('ERROR') });
     log(`starting the sandbox in ${home} (seed ${sizes.seedRows} orders)`);
     const state = await sandboxUp({ home, freePorts: true, seedRows: sizes.seedRows, log: (l) => log(`  ${l}`) });
     const address = state.temporal!.address;
-    // The client the CLI uses (same data converter as the workers createWorker makes).
-    client = (await connectClient({ address, namespace: 'default' })).client;
-    connection = await NativeConnection.connect({ address });
+    // The client the CLI uses (same data converter as the workers createWorker makes), and a worker connection,
+    // both resolved from the sandbox's home as the CLI and `tiershift worker` resolve them.
+    const connected = await connectTo(home);
+    close = connected.close;
+    const { client, connection } = connected;
     monitor.start();
     for (const b of BENCHMARKS) {
+      // Stopped (Ctrl-C, SIGTERM): no further benchmark starts on a sandbox being torn down.
+      if (tornDown) break;
       if (!order.includes(b.n)) continue;
       const budget = quick ? Math.max(60_000, b.budgetMs / 4) : (b.n === 5 || b.n === 8) && args.sizes ? Math.max(b.budgetMs, pgBudgetMs(args.sizes)) : b.budgetMs;
-      const ctx: BenchContext = { home, quick, sizes, client: client!, connection: connection!, address, log, deadline: Date.now() + budget };
+      const ctx: BenchContext = { home, quick, sizes, client, connection, address, log, deadline: Date.now() + budget, options: { ...(args.fleet ? { fleetK: args.fleet } : {}) } };
       log(`${b.n}. ${b.name}`);
       const t0 = Date.now();
       try {
@@ -298,13 +324,16 @@ async function main(): Promise<number> {
       } finally {
         running = undefined;
       }
+      // The teardown writes the results of a stopped run itself.
+      if (tornDown) break;
       await stopChildren();
+      // A benchmark abandoned past its deadline may have left its second sandbox up: not during the next one.
+      await stopSandboxesBeside(log);
       write(false);
     }
   } finally {
     monitor.stop();
-    await client?.connection.close().catch(() => undefined);
-    await connection?.close().catch(() => undefined);
+    await close?.();
     await teardown();
   }
   log('measuring the machine after the run (3 s)');

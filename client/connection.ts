@@ -7,8 +7,9 @@ import { permissionDenied, refusedByTemporal, setCaller, type Caller } from './e
 import { UserError } from '../contract/errors';
 import { tracingClientOptions } from './tracing';
 
-export async function connectClient(flags: ConnectionFlags = {}): Promise<{ client: Client; resolved: ResolvedConnection }> {
-  const resolved = await resolveConnection(flags);
+/** `env` is the process's own unless a caller reaches another sandbox's home (the bench's cluster). */
+export async function connectClient(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): Promise<{ client: Client; resolved: ResolvedConnection }> {
+  const resolved = await resolveConnection(flags, env);
   // Who the calls are made as, for the sentence a refusal by Temporal's authorizer prints (client/errors.ts).
   const caller: Caller = {
     address: resolved.address,

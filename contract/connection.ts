@@ -80,7 +80,9 @@ export function sandboxTlsConfig(tls: SandboxTls | undefined): TLSConfig | undef
 }
 
 export function connectionOptions(flags: ConnectionFlags = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConnection {
-  const sandbox = readState(sandboxHome())?.temporal;
+  // The sandbox of the environment given, like every other setting: a process that reaches two sandboxes
+  // (the bench, beside the dev server, a cluster in a home of its own) resolves each through its home.
+  const sandbox = readState(sandboxHome(env.TIERSHIFT_HOME))?.temporal;
   // One exception to the CLI's order: with a sandbox up, the "default" profile of the CLI's own config file
   // is not read unless asked for (--profile, TEMPORAL_PROFILE or TEMPORAL_CONFIG_FILE). That file is often
   // set up for production, and a rehearsal on the sandbox must not reach production by accident.

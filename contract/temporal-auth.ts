@@ -115,7 +115,13 @@ export async function sandboxToken(auth: SandboxAuth, which: SandboxClient, opts
       return schedule(RETRY_MS);
     }
     // A connection that cannot take the new token keeps the old one until it expires; the next renewal tries again.
-    for (const apply of listeners) await Promise.resolve(apply(token)).catch(() => undefined);
+    for (const apply of listeners) {
+      try {
+        await apply(token);
+      } catch {
+        // (setApiKey throws at once on a connection already closed: never an unhandled rejection.)
+      }
+    }
     schedule(renewAfter(expiresInS));
   };
   schedule(renewAfter(expiresInS));

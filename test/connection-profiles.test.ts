@@ -107,4 +107,21 @@ describe('tiershift worker --task-queue', () => {
       rmSync(path.join(sandboxHome(), 'state.json'));
     }
   });
+
+  it("reaches the sandbox of the home the environment names, with that sandbox's client certificate", () => {
+    // The bench's way: its own process runs in one sandbox's home and reaches a cluster in another.
+    const other = mkdtempSync(path.join(tmpdir(), 'tiershift-other-home-'));
+    const tls = { caFile: cert, certFile: cert, keyFile: key, serverName: 'temporal.sandbox' };
+    writeState({ home: other, startedAt: new Date().toISOString(), ports: {} as never, temporal: { kind: 'cluster', pid: 1, log: 'x', address: '127.0.0.1:27233', namespace: 'default', tls }, postgres: {}, apps: {} });
+    try {
+      const resolved = connectionOptions({}, { TIERSHIFT_HOME: other });
+      expect(resolved).toMatchObject({ address: '127.0.0.1:27233', namespace: 'default', tls: { serverNameOverride: 'temporal.sandbox' } });
+      const pair = (resolved.tls as { clientCertPair: { crt: Uint8Array; key: Uint8Array } }).clientCertPair;
+      expect(Buffer.from(pair.key).toString()).toBe('KEY FROM PROFILE');
+      // Without it, the process's own home (a fresh, empty one in the unit tier): the local default.
+      expect(connectionOptions({}, {})).toMatchObject({ address: '127.0.0.1:7233', tls: undefined });
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
 });
