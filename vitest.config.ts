@@ -52,6 +52,8 @@ export default defineConfig({
           // bundled once, not once per file (that was most of the tier's time). So a unit file must leave no
           // state behind (environment variables, module singletons) that the next one could trip on.
           isolate: false,
+          fileParallelism: true,
+          maxWorkers: 2,
           // A fresh, empty home per file, so a unit test can never reach a developer's sandbox or keys.
           globalSetup: ['test/global-setup-unit.ts'],
           setupFiles: ['test/setup-unit.ts'],
