@@ -49,10 +49,14 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: UNIT,
-          // One process for all unit files, still one file at a time: the SDK is imported and the workflow
-          // bundled once, not once per file (that was most of the tier's time). So a unit file must leave no
-          // state behind (environment variables, module singletons) that the next one could trip on.
+          // Two processes for all unit files, each running its share one file at a time: the SDK is imported
+          // and the workflow bundled once per process, not once per file (that was most of the tier's time),
+          // and a file waiting on a timer or a subprocess leaves the CPU to the other. Each file has its own
+          // time-skipping server and home, so none depends on another; but a unit file must leave no state
+          // behind (environment variables, module singletons) that the next one in its process could trip on.
           isolate: false,
+          fileParallelism: true,
+          maxWorkers: 2,
           // A fresh, empty home per file, so a unit test can never reach a developer's sandbox or keys.
           globalSetup: ['test/global-setup-unit.ts'],
           setupFiles: ['test/setup-unit.ts'],

@@ -5,10 +5,10 @@ import { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { temporal as proto } from '@temporalio/proto';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { approveGate, migrationStatusAnyState, rollbackMigration, startMigration } from '../client/migrations';
 import { AesGcmCodec, ENCRYPTED_ENCODING, generateKey, KEY_ID_METADATA, loadCodecKeys, tiershiftDataConverter, uiCodecEndpoint, type CodecKeys } from '../codec';
 import { startCodecServer, type CodecServer } from '../codec/server';
@@ -114,6 +114,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await temporal?.close();
+  rmSync(keyDir, { recursive: true, force: true });
 });
 
 describe('encrypted history', () => {
@@ -297,6 +298,7 @@ describe('the codec endpoint', () => {
 describe('configuration', () => {
   it('is off without a key, and points the sandbox UI at the codec endpoint only when on', () => {
     const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-codec-home-'));
+    onTestFinished(() => rmSync(home, { recursive: true, force: true }));
     expect(loadCodecKeys({}, home)).toBeUndefined();
     expect(uiCodecEndpoint({}, home)).toBeUndefined();
     expect(uiCodecEndpoint({ TIERSHIFT_CODEC_KEYS: keyFile }, home)).toBe('http://127.0.0.1:8235');

@@ -3,13 +3,14 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { connectionOptions } from '../contract/connection';
 import { sandboxHome, writeState } from '../contract/home';
 import { UserError } from '../contract/errors';
 import { isOneSentence, tiershift } from './support/cli';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tiershift-profiles-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const cert = path.join(dir, 'client.pem');
 const key = path.join(dir, 'client.key');
 writeFileSync(cert, 'CERT FROM PROFILE');
@@ -105,6 +106,7 @@ describe('tiershift worker --task-queue', () => {
       expect(connectionOptions({}, { ...xdg, TEMPORAL_PROFILE: 'default' }).address).toBe('prod.tmprl.example:7233');
     } finally {
       rmSync(path.join(sandboxHome(), 'state.json'));
+      rmSync(config, { recursive: true, force: true });
     }
   });
 

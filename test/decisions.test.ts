@@ -108,7 +108,8 @@ describe('proven decisions in the workflow', () => {
       }
     }
     // A whole run in real time (continue-as-new every 20 events, a worker verifying each signature with
-    // ssh-keygen): 92 s in CI beside the integration tier, and once past the default 120 s.
+    // ssh-keygen): about 2 s. Its 88-92 s runs were status queries the test server held after a
+    // continue-as-new, which queryStatus (test/support/temporal.ts) now sends again after 2 s.
   }, 240_000);
 
   it('ends a start that proves nothing, or whose plan hash is not its content, before its first step', async () => {

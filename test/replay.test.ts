@@ -2,13 +2,15 @@
 // worker deployment would break migrations waiting at a gate. Histories recorded by earlier versions
 // live in test/histories/; `RECORD_HISTORIES=<name> npx vitest run test/replay.test.ts` adds this
 // version's as test/histories/<name>.json (record one whenever the workflow's commands change).
-import { Worker } from '@temporalio/worker';
+import type { HistoryAndWorkflowId } from '@temporalio/client';
+import { Worker, type ReplayWorkerOptions } from '@temporalio/worker';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { approveGate, migrationStatus, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
+import { approveGate, resumeMigration, rollbackMigration, startMigration } from '../client/migrations';
+import type { MigrationStatus } from '../contract/status';
 import { parsePlan } from '../plan/load';
 import { workflowBundle } from '../worker/worker';
 import { workflowSpanSinks } from '../worker/tracing';
@@ -17,7 +19,7 @@ import { PROJECT_ROOT } from '../contract/home';
 import { distIsCurrent } from '../bin/dist.mjs';
 import { RESOURCE_TASK_QUEUE } from '../workflows/migration';
 import { ActivityScript } from './support/scripted-activities';
-import { engineSuite, startWorker } from './support/temporal';
+import { engineSuite, queryStatus, startWorker } from './support/temporal';
 
 const HISTORIES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'histories');
 
@@ -44,14 +46,37 @@ phases:
   - gate: { name: complete }
 `;
 
-async function until(id: string, ok: (s: Awaited<ReturnType<typeof migrationStatus>>) => boolean) {
+async function until(id: string, ok: (s: MigrationStatus) => boolean) {
   for (let i = 0; i < 300; i++) {
-    const status = await migrationStatus(engine.env.client, id);
+    const status = await queryStatus(engine.env, id);
     if (ok(status)) return status;
     // Time stands still while a test polls the time-skipping server: move it on so bakes elapse.
     await engine.env.sleep('1m');
   }
   throw new Error(`${id} did not reach the expected state`);
+}
+
+/** test/histories/, each named by its file. */
+function recordedHistories(): HistoryAndWorkflowId[] {
+  return readdirSync(HISTORIES)
+    .filter((f) => f.endsWith('.json'))
+    .map((file) => ({ workflowId: file, history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8'))) }));
+}
+
+/**
+ * Replays the histories on one replay worker (a worker per history cost most of this file's time) and
+ * returns each that did not replay, as "file: error".
+ */
+async function replayFailures(bundle: ReplayWorkerOptions['workflowBundle'], histories: HistoryAndWorkflowId[]): Promise<string[]> {
+  const failures: string[] = [];
+  let replayed = 0;
+  for await (const result of Worker.runReplayHistories({ workflowBundle: bundle, sinks: workflowSpanSinks() }, histories)) {
+    replayed += 1;
+    if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
+  }
+  // Every history got its turn, not only those before one the worker stopped on.
+  expect(replayed).toBe(histories.length);
+  return failures;
 }
 
 describe('workflow determinism', () => {
@@ -137,23 +162,17 @@ describe('workflow determinism', () => {
   });
 
   it('replays every history recorded by earlier versions', async () => {
-    const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
-    expect(files.length).toBeGreaterThan(0);
-    for (const file of files) {
-      const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), sinks: workflowSpanSinks() }, history, file);
-    }
+    const histories = recordedHistories();
+    expect(histories.length).toBeGreaterThan(0);
+    expect(await replayFailures(await workflowBundle(), histories)).toEqual([]);
   });
 
   // What `tiershift worker` runs once `npm run build` has bundled the workflow code ahead of time. Skipped in a
   // tree edited since its build, where the worker bundles the sources at start, as the test above does.
   it.skipIf(!distIsCurrent())('the workflow bundle built ahead of time (dist/) replays them too', async () => {
-    const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
+    const histories = recordedHistories();
     for (const name of Object.values(PREBUILT_BUNDLES)) {
-      for (const file of files) {
-        const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
-        await Worker.runReplayHistory({ workflowBundle: { codePath: path.join(PROJECT_ROOT, 'dist', name) }, sinks: workflowSpanSinks() }, history, file);
-      }
+      expect(await replayFailures({ codePath: path.join(PROJECT_ROOT, 'dist', name) }, histories), name).toEqual([]);
     }
   });
 });

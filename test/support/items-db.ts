@@ -5,7 +5,9 @@ import { copyMarker } from '../../activities/local/pg-copy';
 import { replicationName } from '../../activities/local/pg-sync';
 import { withClient } from '../../activities/local/postgres';
 import { postgresUrl, type SandboxState } from '../../contract/home';
+import type { MigrationStatus, StepStatus } from '../../contract/status';
 import type { ResolvedPlan } from '../../plan/types';
+import { expect } from 'vitest';
 import { uniqueName } from './local-ops';
 import { sandboxPlan } from './plans';
 
@@ -48,6 +50,22 @@ defaults:
 /** Rows the target's table took (n_tup_ins counts every insert, also those a truncate removed since). */
 export async function rowsInserted(state: SandboxState, database: string): Promise<string | undefined> {
   return withClient(postgresUrl(state.postgres.target!, database), async (c) => (await c.query<{ n: string }>(`select n_tup_ins as n from pg_stat_user_tables where relname = 'items'`)).rows[0]?.n);
+}
+
+/**
+ * What a migration of the items database whose worker was killed must end with: completed, its data step
+ * verified with every row copied, and the target's table holding each row once, having taken each once
+ * (a copy started again would have inserted them twice, truncate or not). `context` goes into the
+ * message of the insert count. Returns the data step.
+ */
+export async function expectEveryRowOnce(state: SandboxState, database: string, status: MigrationStatus, context: string): Promise<StepStatus> {
+  expect(status.state, JSON.stringify(status.failure ?? status.errors)).toBe('completed');
+  const data = status.steps.find((s) => s.kind === 'data')!;
+  expect(data.figures).toMatchObject({ 'itemsCopy.verified': true, 'itemsCopy.rowsCopied': ITEMS });
+  expect(await rowsInserted(state, database), `${context}; the data step's summary: ${data.summary}`).toBe(String(ITEMS));
+  const [n] = await withClient(postgresUrl(state.postgres.target!, database), async (c) => (await c.query<{ n: string; d: string }>('select count(*) as n, count(distinct id) as d from items')).rows);
+  expect(n).toEqual({ n: String(ITEMS), d: String(ITEMS) });
+  return data;
 }
 
 /** Drops the database on both clusters, with the subscription and slot a cut-short step may have left. */

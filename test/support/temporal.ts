@@ -1,6 +1,6 @@
 // Temporal environments for tests: the time-skipping server for workflow logic, the sandbox's dev
 // server for end-to-end runs. Both use binaries installed by setup (found on PATH or in .tools/bin).
-import { Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, Connection, isGrpcDeadlineError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { migrationStatus } from '../../client/migrations';
 import type { MigrationStatus } from '../../contract/status';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -118,6 +118,30 @@ export async function eventually<T>(read: () => Promise<T>, ok: (value: T) => bo
 }
 
 /**
+ * A query takes milliseconds; past this one is taken for the stall below and sent again (a slow answer on a
+ * loaded machine is only sent again too, up to QUERY_ATTEMPTS times).
+ */
+const QUERY_DEADLINE_MS = 2_000;
+const QUERY_ATTEMPTS = 10;
+
+/**
+ * A migration's status on the time-skipping server. A status query that races a run continuing as new is
+ * sometimes answered only about 90 s later (the test server's race: the workflow is idle by then, and the
+ * same query sent again is answered in milliseconds). Those stalls were the unit tier's unexplained
+ * minutes (test/decisions.test.ts continues as new every 20 events); so each query gets a deadline and is
+ * sent again past it. A query only reads: sending it twice changes nothing.
+ */
+export async function queryStatus(env: TestWorkflowEnvironment, id: string, deadlineMs = QUERY_DEADLINE_MS): Promise<MigrationStatus> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await env.client.withDeadline(Date.now() + deadlineMs, () => migrationStatus(env.client, id));
+    } catch (err) {
+      if (!isGrpcDeadlineError(err) || attempt >= QUERY_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/**
  * Polls a migration's status until `ok` holds. On the time-skipping server time stands still while a test
  * polls, so by default each poll moves it on a minute (bakes elapse; gate timeouts are hours); `skip: false`
  * polls in real time instead, for tests where moving the clock would fire a timer they do not want.
@@ -130,7 +154,7 @@ export async function statusWhen(
 ): Promise<MigrationStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await migrationStatus(env.client, id);
+    const status = await queryStatus(env, id);
     if (ok(status)) return status;
     if (Date.now() > deadline) throw new Error(`timed out; last status ${JSON.stringify(status, null, 1).slice(0, 1500)}`);
     if (skip) await env.sleep('1m');
