@@ -125,7 +125,15 @@ describe('encrypted history', () => {
     // there by design (README, "Encrypted history"); everything else the plan or a person wrote is sealed.
     // Patch markers hold only the workflow code's patch id ("drift-check"), written by the SDK's core
     // without the codec.
-    const sealed = found.filter((f) => !/searchAttributes|patch-data/.test(f.path));
+    // The OpenTelemetry interceptors' header (workflows/tracing.ts) goes out as the SDK writes headers, without
+    // the codec: it may hold the W3C trace context (a trace id and a span id) and nothing else.
+    const tracerData = found.filter((f) => /header\.fields\._tracer-data$/.test(f.path));
+    for (const { path: at, payload } of tracerData) {
+      const context = JSON.parse(utf8(payload.data)) as Record<string, unknown>;
+      expect(Object.keys(context).every((k) => k === 'traceparent' || k === 'tracestate'), at).toBe(true);
+      expect(String(context.traceparent), at).toMatch(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+    }
+    const sealed = found.filter((f) => !/searchAttributes|patch-data/.test(f.path) && !tracerData.includes(f));
     expect(sealed.length).toBeGreaterThan(10);
     for (const { path: at, payload } of sealed) {
       expect(utf8(payload.metadata?.encoding), at).toBe(ENCRYPTED_ENCODING);
