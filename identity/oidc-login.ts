@@ -307,20 +307,35 @@ export async function login(opts: LoginOptions): Promise<{ subject: string; name
  * A fresh ID token from `issuer` for `clientId` whose `nonce` claim is `nonce` (a decision's statementNonce).
  * Silently on the stored session; through the browser when there is none and a person is at the terminal.
  */
+/**
+ * An authorization code on the stored session, without a browser (`prompt=none`), for an ID token with `nonce`
+ * or, with `resource`, an access token for that resource server; the person is asked to sign in when the
+ * provider's session is gone.
+ */
+async function silentCode(
+  opts: { issuer: string; clientId: string; configDir?: string },
+  stored: NonNullable<ReturnType<typeof readLogin>>,
+  nonce: string,
+  resource?: { indicator: string; scope: string },
+): Promise<{ meta: IssuerMetadata; auth: Authorization; code: string }> {
+  const meta = await discover(opts.issuer);
+  const jar = new CookieJar(stored.cookies ?? []);
+  const auth = authorization(meta, opts.clientId, REDIRECT_URI, nonce, 'none', resource);
+  const step = await follow(opts.issuer, await request(opts.issuer, auth.url, {}, jar), auth.url, REDIRECT_URI, jar);
+  if ('page' in step) {
+    await step.page.body?.cancel();
+    throw notSignedIn(opts.issuer);
+  }
+  const code = codeFrom(opts.issuer, step.callback, auth);
+  // The provider may have renewed its cookies: keep the latest.
+  writeLogin(opts.issuer, { ...stored, cookies: jar.live() }, opts.configDir);
+  return { meta, auth, code };
+}
+
 export async function idTokenFor(opts: { issuer: string; clientId: string; nonce: string; configDir?: string }): Promise<string> {
   const stored = readLogin(opts.issuer, opts.configDir);
   if (stored?.cookies?.length) {
-    const meta = await discover(opts.issuer);
-    const jar = new CookieJar(stored.cookies);
-    const auth = authorization(meta, opts.clientId, REDIRECT_URI, opts.nonce, 'none');
-    const step = await follow(opts.issuer, await request(opts.issuer, auth.url, {}, jar), auth.url, REDIRECT_URI, jar);
-    if ('page' in step) {
-      await step.page.body?.cancel();
-      throw notSignedIn(opts.issuer);
-    }
-    const code = codeFrom(opts.issuer, step.callback, auth);
-    // The provider may have renewed its cookies: keep the latest.
-    writeLogin(opts.issuer, { ...stored, cookies: jar.live() }, opts.configDir);
+    const { meta, auth, code } = await silentCode(opts, stored, opts.nonce);
     return (await tokenFor(opts.issuer, meta, opts.clientId, code, auth)).token;
   }
   if (stored && interactive()) return (await browserSignIn(opts.issuer, await discover(opts.issuer), opts.clientId, opts.nonce)).token;
@@ -335,16 +350,7 @@ export async function idTokenFor(opts: { issuer: string; clientId: string; nonce
 export async function accessTokenFor(opts: { issuer: string; clientId: string; resource: string; scope: string; configDir?: string }): Promise<string> {
   const stored = readLogin(opts.issuer, opts.configDir);
   if (!stored?.cookies?.length) throw notSignedIn(opts.issuer);
-  const meta = await discover(opts.issuer);
-  const jar = new CookieJar(stored.cookies);
-  const auth = authorization(meta, opts.clientId, REDIRECT_URI, randomBytes(16).toString('base64url'), 'none', { indicator: opts.resource, scope: opts.scope });
-  const step = await follow(opts.issuer, await request(opts.issuer, auth.url, {}, jar), auth.url, REDIRECT_URI, jar);
-  if ('page' in step) {
-    await step.page.body?.cancel();
-    throw notSignedIn(opts.issuer);
-  }
-  const code = codeFrom(opts.issuer, step.callback, auth);
-  writeLogin(opts.issuer, { ...stored, cookies: jar.live() }, opts.configDir);
+  const { meta, auth, code } = await silentCode(opts, stored, randomBytes(16).toString('base64url'), { indicator: opts.resource, scope: opts.scope });
   const res = await request(opts.issuer, new URL(meta.token_endpoint), {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
