@@ -84,7 +84,10 @@ describe('the Node.js tiershift runs on', () => {
     // What a test's stop() or a service manager does to `npx tiershift worker`: the wrapper must not die alone.
     const script = 'process.on("SIGTERM", () => { console.log("draining"); process.exit(7); }); console.log(`ready ${process.version}`); setInterval(() => {}, 1000);';
     let sent = false;
-    const r = await run(OLD_NODE ?? process.execPath, [path.join(BIN, 'supported-node.mjs'), '-e', script], {
+    // From an older Node the launcher needs the Node setup installed; without it (a Node 22+ first on PATH, so
+    // setup installed none) the launcher runs the script on this Node.
+    const launcherNode = OLD_NODE && existsSync(TOOLS_NODE) ? OLD_NODE : process.execPath;
+    const r = await run(launcherNode, [path.join(BIN, 'supported-node.mjs'), '-e', script], {
       whenReady: (out, kill) => {
         if (!sent && out.includes('ready')) (sent = true), kill('SIGTERM');
       },
