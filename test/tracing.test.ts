@@ -12,6 +12,7 @@ import { PROJECT_ROOT } from '../contract/home';
 import { isOneSentence, spawnWorker, tiershift } from './support/cli';
 import { migrationSuite, uniqueName } from './support/local-ops';
 import { eventually } from './support/temporal';
+import { sandboxPlanYaml } from './support/plans';
 
 const suite = migrationSuite();
 const RECORDER = path.join(PROJECT_ROOT, 'test', 'support', 'loaded-modules.mjs');
@@ -74,18 +75,14 @@ function writePlan(name: string): string {
   const file = path.join(dir, `${name}.yaml`);
   writeFileSync(
     file,
-    [
-      'apiVersion: tiershift/v1',
-      'identity: unverified',
-      `name: ${name}`,
-      'approvers: [alice, bob]',
-      'resources:',
-      '  sourceDb: { kind: postgres, provider: local, cluster: source, database: shop }',
-      'phases:',
-      '  - check: { resources: [sourceDb] }',
-      '  - gate: { name: go }',
-      '',
-    ].join('\n'),
+    sandboxPlanYaml({
+      name,
+      head: 'approvers: [alice, bob]',
+      resources: { sourceDb: '{ kind: postgres, provider: local, cluster: source, database: shop }' },
+      phases: `
+  - check: { resources: [sourceDb] }
+  - gate: { name: go }`,
+    }),
   );
   return file;
 }
