@@ -144,7 +144,7 @@ describe('past the write point, before the cutover', () => {
     const load = shop();
     let status: MigrationStatus;
     try {
-      const handle = await startMigration(suite.temporal.client, demoShaped('writes-timeout', { gate: '{ gate: finalize, timeout: 15s }' }), 'alice');
+      const handle = await startMigration(suite.temporal.client, demoShaped('writes-timeout', { gate: '{ gate: finalize, timeout: 6s }' }), 'alice');
       await untilGate(suite.temporal.client, handle.workflowId, 'cutover');
       await approveGate(suite.temporal.client, handle.workflowId, { gate: 'cutover', by: 'bob' });
       status = (await handle.result()) as MigrationStatus;

@@ -4,6 +4,7 @@ import type { Reporter, SerializedError, TestModule, TestRunEndReason } from 'vi
 
 /** Long first lines (a JSON dump in an assertion) are cut: the name and the start say enough. */
 const MAX_LINE = 300;
+const SLOWEST = 8;
 
 function firstLine(errors: ReadonlyArray<{ message?: string; name?: string }> | undefined): string {
   const error = errors?.[0];
@@ -54,7 +55,13 @@ export default class SummaryReporter implements Reporter {
       failures.push('FAIL the run failed outside every test (a global setup such as the sandbox\'s, or vitest itself): see the error vitest prints');
     }
     const summary = failures.length ? `\n${failures.join('\n')}\n` : '';
+    // Where the suite's time goes, for a CI log of which little survives: the files that took longest.
+    const slowest = [...modules]
+      .map((m) => ({ file: m.relativeModuleId.replace(/^test\/|\.test\.ts$/g, ''), s: Math.round(m.diagnostic().duration / 1000) }))
+      .sort((a, b) => b.s - a.s)
+      .slice(0, SLOWEST)
+      .map((m) => `${m.file} ${m.s} s`);
     // The Node the run used (the test processes are forks of this one), for a CI log that shows which it was.
-    process.stdout.write(`${summary}\nnode: ${process.version}\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
+    process.stdout.write(`${summary}\nslowest files: ${slowest.join(', ')}\nnode: ${process.version}\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
   }
 }
