@@ -1,6 +1,7 @@
 // Every error a user can cause ends as one sentence and a distinct exit code, never a stack trace.
 import { UserError } from '../contract/errors';
 import { redact } from '../contract/redact';
+import { stopTracing } from '../contract/tracing';
 import type { PlanError } from '../plan/load';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, notFound: 3, refused: 4, unavailable: 5 } as const;
@@ -100,12 +101,13 @@ export async function runAction(action: () => Promise<void>): Promise<void> {
     await action();
   } catch (err) {
     const userError = await asUserError(err);
-    if (userError) {
-      printError(userError.message, userError.exitCode);
-      process.exit(userError.exitCode);
+    if (userError) printError(userError.message, userError.exitCode);
+    else {
+      const message = err instanceof Error ? err.message : String(err);
+      printError(message, EXIT.failure, process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)');
     }
-    const message = err instanceof Error ? err.message : String(err);
-    printError(message, EXIT.failure, process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)');
-    process.exit(EXIT.failure);
+    // The failed command's spans (its error among them) are sent before the process ends.
+    await stopTracing();
+    process.exit(userError?.exitCode ?? EXIT.failure);
   }
 }

@@ -221,9 +221,10 @@ export async function sandboxDown(opts: { home?: string; purge?: boolean; log?: 
 
 /**
  * What the sandbox writes into its home (and `runs`: the markers of run steps a worker started,
- * activities/command.ts; `workers`: the workers' pid files, worker/pid-file.ts); a purge refuses to delete a directory holding anything else.
+ * activities/command.ts; `workers`: the workers' pid files, worker/pid-file.ts; `demo-logins`: the demo's
+ * people's sign-ins, client/demo.ts); a purge refuses to delete a directory holding anything else.
  */
-const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp', 'runs', 'workers']);
+const HOME_ENTRIES = new Set(['state.json', 'state.json.tmp', 'lock', 'data', 'logs', 'haproxy.cfg', 'idp', 'runs', 'workers', 'demo-logins']);
 
 function purgeHome(home: string): void {
   const foreign = readdirSync(home).filter((e) => !HOME_ENTRIES.has(e));

@@ -3,7 +3,7 @@
 import { BlobServiceClient } from '@azure/storage-blob';
 import { Connection } from '@temporalio/client';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -252,6 +252,8 @@ describe('sandbox', () => {
     expect(existsSync(stateFile(home))).toBe(false);
     expect(existsSync(path.join(home, 'data', 'pg-source', 'PG_VERSION'))).toBe(true);
     await sandboxDown({ home }); // nothing running: a no-op
+    // What `tiershift demo` leaves in the home (its people's sign-ins) is the sandbox's to remove too.
+    mkdirSync(path.join(home, 'demo-logins', 'alice'), { recursive: true });
     await sandboxDown({ home, purge: true });
     expect(existsSync(home)).toBe(false);
   });

@@ -153,6 +153,14 @@ describe('OpenTelemetry traces', () => {
     const keys = new Set(spans.flatMap((s) => Object.keys(s.attributes)));
     for (const payload of ['memo', 'lastResult', 'searchAttributes', 'typedSearchAttributes']) expect(keys.has(payload), payload).toBe(false);
     expect(otel.bodies.join('\n')).not.toMatch(/postgres(ql)?:\/\/|password|apiVersion/);
+
+    // A refused decision ends the CLI through its error path (a non-zero exit), and its spans are sent
+    // before that exit too: the batch's default 5 s delay never comes.
+    const approverSpans = () => otel.spans.filter((s) => s.service === 'tiershift-approver').length;
+    const before = approverSpans();
+    const again = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob'], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${otel.url}/v1/traces`, OTEL_SERVICE_NAME: 'tiershift-approver' });
+    expect(again.code, again.stderr).not.toBe(0);
+    await eventually(async () => approverSpans(), (n) => n > before, 10_000);
   }, 240_000);
 
   it('sends nothing and loads no exporter when the variables are unset', async () => {
