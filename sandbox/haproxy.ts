@@ -56,7 +56,10 @@ export function haproxyConfig(o: HaproxyConfigOptions): string {
     '    timeout client 30s',
     '    timeout server 30s',
     '    timeout http-request 10s',
-    '    timeout http-keep-alive 5s',
+    // Idle client connections stay open well past Node's 4 s (undici's, timed on a coarse tick). At 5 s
+    // the two were within a tick: a shopper could reuse a connection HAProxy was closing, and count a
+    // socket error no user would see (seen once: 1 of 531 lookups, 2026-12-01).
+    '    timeout http-keep-alive 15s',
     '    timeout check 2s',
     '',
     'frontend stats',

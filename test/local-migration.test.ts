@@ -1,9 +1,7 @@
 // Whole migrations on the sandbox, through the real Temporal dev server and the local provider: the
 // runbook's phases end to end under load, the automatic rollback of a failing canary, and workers
 // killed in the middle of the data phase.
-import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { withClient } from '../activities/local/postgres';
 import { replicationName } from '../activities/local/pg-sync';
@@ -14,8 +12,9 @@ import type { MigrationStatus } from '../contract/status';
 import { spawnWorker } from './support/cli';
 import { shoppers } from './support/load';
 import { blobMd5s, containerOf, migrationSuite, sandbox, tables, uniqueName } from './support/local-ops';
-import { container, everySandboxResource, sandboxPlan, sandboxResources } from './support/plans';
+import { canaryPlan, container, sandboxPlan, sandboxResources } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
+import { driveGates, expectWholeMigration, runWholeMigration } from './support/whole-migration';
 
 /** Whole migrations with killed workers and restarts: bounded, but generous on a loaded 2-core machine. */
 const HEAVY = 300_000;
@@ -33,118 +32,21 @@ const colorsThroughFront = async (n: number) => {
   return colors;
 };
 
-/** Approves each named gate as it opens, and returns the final status. */
-async function driveGates(client: Client, handle: WorkflowHandle, gates: string[], before: (gate: string) => Promise<void> = async () => {}) {
-  for (const gate of gates) {
-    const status = await eventually(
-      () => migrationStatus(client, handle.workflowId),
-      (s) => s.pendingGate?.gate === gate || ['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(s.state),
-      240_000,
-    );
-    if (status.pendingGate?.gate !== gate) throw new Error(`expected gate ${gate}, the migration is ${status.state}: ${JSON.stringify(status.failure ?? status.rollback ?? {})}`);
-    await before(gate);
-    await approveGate(client, handle.workflowId, { gate, by: 'bob', comment: `test approves ${gate}` });
-  }
-  return (await handle.result()) as MigrationStatus;
-}
-
 /** Read traffic through the front door for the whole migration: the shoppers the migration must not fail. */
 const readers = () => shoppers({ front: suite.state.haproxy!.frontendUrl, readsPerSecond: 25, lookups: 20_000, durationMs: 300_000 });
 
-/** Sync, v2 on the target, a cutover gate and a 50/100 canary, then `rest`: where the rollback tests start from. */
-function canaryPlan(name: string, maxErrorRate: number, rest: string) {
-  return sandboxPlan(
-    {
-      name: uniqueName(name),
-      resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
-      phases: `
-  - data: { from: sourceDb, to: targetDb }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: ${maxErrorRate}, minRequests: 3 }
-      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
-${rest}`,
-    },
-    `${name}.yaml`,
-  );
-}
-
 describe('a full migration on the sandbox', () => {
   it('backs up, prepares, syncs, deploys, shifts 10/50/100 and cuts over with no failed request', async () => {
-    const dr = uniqueName('assets-dr');
-    const backups = uniqueName('backups');
-    const plan = sandboxPlan(
-      {
-        name: uniqueName('full'),
-        head: 'defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }',
-        resources: everySandboxResource({ assetsDr: dr, backups }),
-        phases: `
-  - backup: { resources: [sourceDb, assets], destination: backups }
-  - gate: { name: start }
-  - infra: { resource: targetDb, settings: { max_connections: 220, shared_buffers: 160MB } }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - data: { from: sourceDb, to: targetDb }
-  - data: { from: assets, to: assetsDr }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: 0, minRequests: 3 }
-      steps: [ { weight: 10, bake: 5s }, { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
-  - gate: { name: finalize }
-  - finalize: { resources: [targetDb] }
-`,
-      },
-      'full.yaml',
-    );
-    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
-    const load = readers();
-    // Orders keep arriving on the source (through blue directly) while the data phase copies it.
-    const writes = new AbortController();
-    const writer = runLoad({ url: `http://127.0.0.1:${suite.state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
-    let status: MigrationStatus;
-    try {
-      const handle = await startMigration(suite.temporal.client, plan, 'alice');
-      status = await driveGates(suite.temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
-        // Before the cutover of the database, writers stop, as the runbook's maintenance window says.
-        if (gate === 'finalize') writes.abort();
-      });
-    } finally {
-      writes.abort();
-      await stopWorker();
-    }
-    const traffic = (await load.stop()).reads;
-    const written = await writer;
-
-    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
-    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
-    // The backup: a dump whose sha256 is what the blob holds, restored and compared by the step.
-    expect(figures['sourceDb.restoreVerified']).toBe(true);
-    const dumps: string[] = [];
-    for await (const b of containerOf('primary', backups).listBlobsFlat()) if (b.name.endsWith('sourceDb.dump')) dumps.push(b.name);
-    expect(dumps).toHaveLength(1);
-    const dump = await containerOf('primary', backups).getBlobClient(dumps[0]!).downloadToBuffer();
-    expect(createHash('sha256').update(dump).digest('hex')).toBe(figures['sourceDb.sha256']);
-    // Every source row, including the orders written during the sync, is on the target.
-    expect(written.ok).toBeGreaterThan(0);
-    expect(await tables('target')).toEqual(await tables('source'));
-    // Every asset is in the second region with the same MD5.
-    const assets = await blobMd5s('primary', 'assets');
-    expect(Object.keys(assets).length).toBeGreaterThan(0);
-    expect(await blobMd5s('secondary', dr)).toEqual(assets);
-    // Users are on green, and none of them saw an error on the way.
+    const run = await runWholeMigration(suite, 'full');
+    await expectWholeMigration(run);
     expect(await colorsThroughFront(20)).toEqual({ green: 20 });
-    expect(traffic.sent).toBeGreaterThan(200);
-    expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
-    expect(traffic.byColor.green).toBeGreaterThan(0);
-    expect(status.traffic?.weight).toBe(100);
+    expect(run.reads.sent).toBeGreaterThan(200);
   }, HEAVY);
 });
 
 describe('a failing canary', () => {
   it('rolls back by itself: all traffic on blue, green stopped, replication removed, the source unchanged', async () => {
-    const plan = canaryPlan('canary', 0.05, '  - finalize: { resources: [targetDb] }\n');
+    const plan = canaryPlan(uniqueName('canary'), { maxErrorRate: 0.05, rest: '  - finalize: { resources: [targetDb] }' });
     const sourceBefore = await tables('source');
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = readers();
@@ -177,11 +79,10 @@ describe('a failing canary', () => {
 
 describe('past the point of no return', () => {
   it('a confirmed rollback syncs every write the target took back to the source before users return to it', async () => {
-    const plan = canaryPlan(
-      'ponr',
-      0,
-      '  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }\n',
-    );
+    const plan = canaryPlan(uniqueName('ponr'), {
+      maxErrorRate: 0,
+      rest: '  - finalize: { resources: [targetDb], pointOfNoReturn: { gate: finalize } }\n  - check: { resources: [targetDb] }\n  - gate: { name: complete }',
+    });
     const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
     const load = readers();
     // New orders through the front door the whole time: on blue they land on the source, on green on the target.

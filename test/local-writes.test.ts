@@ -11,7 +11,7 @@ import { postgresUrl } from '../contract/home';
 import type { MigrationStatus } from '../contract/status';
 import { shoppers } from './support/load';
 import { migrationSuite, sandbox, uniqueName } from './support/local-ops';
-import { sandboxPlan, sandboxResources } from './support/plans';
+import { canaryPlan } from './support/plans';
 import { eventually, startWorker } from './support/temporal';
 
 const HEAVY = 300_000;
@@ -20,20 +20,7 @@ const dbUrl = (cluster: 'source' | 'target') => postgresUrl(suite.state.postgres
 
 /** Sync, v2 on the target, a 50/100 canary, then the finalize gate (the point of no return) as in plans/demo.yaml. */
 function demoShaped(name: string, { maxErrorRate = 0.05, gate = '{ gate: finalize }' } = {}) {
-  return sandboxPlan({
-    name: uniqueName(name),
-    resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
-    phases: `
-  - data: { from: sourceDb, to: targetDb }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: ${maxErrorRate}, minRequests: 3 }
-      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: 8s } ]
-  - finalize: { resources: [targetDb], pointOfNoReturn: ${gate} }
-`,
-  });
+  return canaryPlan(uniqueName(name), { maxErrorRate, lastBake: '8s', rest: `  - finalize: { resources: [targetDb], pointOfNoReturn: ${gate} }` });
 }
 
 /** Rows the target holds whose key the source lacks, and rows both hold differently, over the shop's tables. */

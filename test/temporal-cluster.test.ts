@@ -5,15 +5,13 @@
 // the CLI and worker take the sandbox service client's token, and the refusals of callers without the
 // namespace's writer role are Temporal's own. This file brings up a sandbox of its own in a temporary
 // home (the run's shared one keeps the dev server) and stops it, by pid, after.
-import { Connection, type Client, type WorkflowHandle } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runLoad } from '../client/load';
-import { approveGate, migrationStatus, startMigration, type MigrationListing } from '../client/migrations';
+import type { MigrationListing } from '../client/migrations';
 import { sandboxTlsConfig } from '../contract/connection';
 import { sandboxToken, TEMPORAL_AUDIENCE, TEMPORAL_SCOPE } from '../contract/temporal-auth';
 import { accessTokenFor, idTokenFor, login } from '../identity/oidc-login';
@@ -26,10 +24,9 @@ import { sandboxDown, sandboxStatus, sandboxUp } from '../sandbox';
 import { isAlive } from '../sandbox/process';
 import { TEMPORAL_SERVER_VERSION } from '../sandbox/temporal-server-build';
 import { isOneSentence, spawnWorker, tiershift } from './support/cli';
-import { shoppers } from './support/load';
-import { blobMd5s, containerOf, migrationSuite, tables, uniqueName } from './support/local-ops';
-import { everySandboxResource, sandboxPlan } from './support/plans';
-import { eventually, startWorker } from './support/temporal';
+import { migrationSuite } from './support/local-ops';
+import { eventually } from './support/temporal';
+import { expectWholeMigration, runWholeMigration } from './support/whole-migration';
 
 const home = mkdtempSync(path.join(os.tmpdir(), 'tiershift-cluster-'));
 const pids: number[] = [];
@@ -125,66 +122,10 @@ describe('the sandbox on the Temporal server (--temporal cluster)', () => {
   }, 240_000);
 
   it('runs the whole local migration: backup, infra, app, data, canary 10/50/100 and cutover, with no failed request', async () => {
-    const dr = uniqueName('assets-dr');
-    const backups = uniqueName('backups');
-    // local-migration.test.ts's first plan, unchanged.
-    const plan = sandboxPlan(
-      {
-        name: uniqueName('cluster-full'),
-        head: 'defaults: { timeouts: { startToClose: 10m, heartbeat: 30s } }',
-        resources: everySandboxResource({ assetsDr: dr, backups }),
-        phases: `
-  - backup: { resources: [sourceDb, assets], destination: backups }
-  - gate: { name: start }
-  - infra: { resource: targetDb, settings: { max_connections: 220, shared_buffers: 160MB } }
-  - app: { resource: shop, version: v2, database: targetDb }
-  - data: { from: sourceDb, to: targetDb }
-  - data: { from: assets, to: assetsDr }
-  - gate: { name: cutover }
-  - traffic:
-      resource: front
-      analysis: { maxErrorRate: 0, minRequests: 3 }
-      steps: [ { weight: 10, bake: 5s }, { weight: 50, bake: 4s }, { weight: 100, bake: 4s } ]
-  - gate: { name: finalize }
-  - finalize: { resources: [targetDb] }
-`,
-      },
-      'cluster-full.yaml',
-    );
-    const { stop: stopWorker } = await startWorker({ connection: suite.temporal.connection });
-    const load = shoppers({ front: suite.state.haproxy!.frontendUrl, readsPerSecond: 25, lookups: 20_000, durationMs: 300_000 });
-    const writes = new AbortController();
-    const writer = runLoad({ url: `http://127.0.0.1:${suite.state.apps.blue!.port}/api/orders`, method: 'POST', body: {}, ratePerSecond: 10, durationMs: 300_000, maxRequests: 3_000, signal: writes.signal });
-    let status: MigrationStatus;
-    try {
-      const handle = await startMigration(suite.temporal.client, plan, 'alice');
-      status = await driveGates(suite.temporal.client, handle, ['start', 'cutover', 'finalize'], async (gate) => {
-        if (gate === 'finalize') writes.abort();
-      });
-    } finally {
-      writes.abort();
-      await stopWorker();
-    }
-    const traffic = (await load.stop()).reads;
-    const written = await writer;
-
-    expect(status.state, JSON.stringify(status.failure)).toBe('completed');
-    const figures = Object.assign({}, ...status.steps.map((s) => s.figures));
-    expect(figures['sourceDb.restoreVerified']).toBe(true);
-    const dumps: string[] = [];
-    for await (const b of containerOf('primary', backups).listBlobsFlat()) if (b.name.endsWith('sourceDb.dump')) dumps.push(b.name);
-    expect(dumps).toHaveLength(1);
-    const dump = await containerOf('primary', backups).getBlobClient(dumps[0]!).downloadToBuffer();
-    expect(createHash('sha256').update(dump).digest('hex')).toBe(figures['sourceDb.sha256']);
-    expect(written.ok).toBeGreaterThan(0);
-    expect(await tables('target')).toEqual(await tables('source'));
-    const assets = await blobMd5s('primary', 'assets');
-    expect(Object.keys(assets).length).toBeGreaterThan(0);
-    expect(await blobMd5s('secondary', dr)).toEqual(assets);
-    expect(traffic.sent).toBeGreaterThan(100);
-    expect(traffic.failed, JSON.stringify(traffic.byStatus)).toBe(0);
-    expect(traffic.byColor.green).toBeGreaterThan(0);
-    expect(status.traffic?.weight).toBe(100);
+    // local-migration.test.ts's first migration, unchanged, on this server.
+    const run = await runWholeMigration(suite, 'cluster-full');
+    await expectWholeMigration(run);
+    expect(run.reads.sent).toBeGreaterThan(100);
   }, 300_000);
 });
 
@@ -319,19 +260,4 @@ async function historyEventTypes(id: string): Promise<string[]> {
   } finally {
     await connection.close();
   }
-}
-
-/** Approves each named gate as it opens, and returns the final status. */
-async function driveGates(client: Client, handle: WorkflowHandle, gates: string[], before: (gate: string) => Promise<void>) {
-  for (const gate of gates) {
-    const status = await eventually(
-      () => migrationStatus(client, handle.workflowId),
-      (s) => s.pendingGate?.gate === gate || ['completed', 'rolled-back', 'aborted', 'awaiting-operator'].includes(s.state),
-      240_000,
-    );
-    if (status.pendingGate?.gate !== gate) throw new Error(`expected gate ${gate}, the migration is ${status.state}: ${JSON.stringify(status.failure ?? status.rollback ?? {})}`);
-    await before(gate);
-    await approveGate(client, handle.workflowId, { gate, by: 'bob', comment: `test approves ${gate}` });
-  }
-  return (await handle.result()) as MigrationStatus;
 }

@@ -58,3 +58,24 @@ ${phases.replace(/^\n+|\s+$/g, '')}
 export function sandboxPlan(spec: SandboxPlanSpec, file = `${spec.name}.yaml`): ResolvedPlan {
   return parsePlan(sandboxPlanYaml(spec), file);
 }
+
+/**
+ * Sync, v2 on the target, a cutover gate and a 50/100 canary, then `rest` (the shape of plans/demo.yaml):
+ * where the rollback tests of local-migration and local-writes start from. `lastBake`: how long the
+ * canary holds at 100%.
+ */
+export function canaryPlan(name: string, { maxErrorRate, rest, lastBake = '4s' }: { maxErrorRate: number; rest: string; lastBake?: string }): ResolvedPlan {
+  return sandboxPlan({
+    name,
+    resources: sandboxResources('sourceDb', 'targetDb', 'shop', 'front'),
+    phases: `
+  - data: { from: sourceDb, to: targetDb }
+  - app: { resource: shop, version: v2, database: targetDb }
+  - gate: { name: cutover }
+  - traffic:
+      resource: front
+      analysis: { maxErrorRate: ${maxErrorRate}, minRequests: 3 }
+      steps: [ { weight: 50, bake: 4s }, { weight: 100, bake: ${lastBake} } ]
+${rest}`,
+  });
+}
