@@ -115,7 +115,8 @@ describe('OpenTelemetry traces', () => {
     const base = { OTEL_EXPORTER_OTLP_ENDPOINT: otel.url, OTEL_BSP_SCHEDULE_DELAY: '200' };
     const worker = spawnWorker({ ...base });
     stops.unshift(worker.stop);
-    const { id } = await runMigration(uniqueName('traced'), base, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${otel.url}/v1/traces`, OTEL_SERVICE_NAME: 'tiershift-approver' });
+    const approver = { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${otel.url}/v1/traces`, OTEL_SERVICE_NAME: 'tiershift-approver' };
+    const { id } = await runMigration(uniqueName('traced'), base, approver);
 
     // Every span of this migration names it, the workflow's own included (theirs carry no temporalWorkflowId).
     const byName = (name: string, service: string) => otel.spans.filter((s) => s.name === name && s.service === service && s.attributes['tiershift.migration'] === id);
@@ -158,7 +159,7 @@ describe('OpenTelemetry traces', () => {
     // before that exit too: the batch's default 5 s delay never comes.
     const approverSpans = () => otel.spans.filter((s) => s.service === 'tiershift-approver').length;
     const before = approverSpans();
-    const again = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob'], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${otel.url}/v1/traces`, OTEL_SERVICE_NAME: 'tiershift-approver' });
+    const again = await tiershift(['approve', id, '--gate', 'go', '--by', 'bob'], approver);
     expect(again.code, again.stderr).not.toBe(0);
     await eventually(async () => approverSpans(), (n) => n > before, 10_000);
   }, 240_000);
