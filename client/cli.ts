@@ -15,7 +15,7 @@ import { PROJECT_ROOT, readState, sandboxHome, type SandboxPorts } from '../cont
 import { MIGRATION_STATES, migrationId, type MigrationState, type MigrationStatus } from '../contract/status';
 import type { ConnectionFlags, ResolvedConnection } from '../contract/connection';
 import { workflowListUrl, workflowUrl } from '../contract/ui-links';
-import { asUserError, EXIT, printError, runAction } from './errors';
+import { asUserError, EXIT, exitCli, printError, runAction } from './errors';
 
 const VERSION = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -591,8 +591,7 @@ try {
   const userError = await asUserError(err);
   if (!userError) throw err;
   printError(userError.message, userError.exitCode);
-  await stopTracing();
-  process.exit(userError.exitCode);
+  await exitCli(userError.exitCode);
 } finally {
   // The command's spans, batched, are sent before the process ends (a no-op when tracing is off).
   await stopTracing();

@@ -106,8 +106,12 @@ export async function runAction(action: () => Promise<void>): Promise<void> {
       const message = err instanceof Error ? err.message : String(err);
       printError(message, EXIT.failure, process.env.TIERSHIFT_DEBUG ? `\n${(err as Error).stack}` : ' (set TIERSHIFT_DEBUG=1 for details)');
     }
-    // The failed command's spans (its error among them) are sent before the process ends.
-    await stopTracing();
-    process.exit(userError?.exitCode ?? EXIT.failure);
+    await exitCli(userError?.exitCode ?? EXIT.failure);
   }
+}
+
+/** Ends the CLI with `code` once the command's batched spans (its error among them) are sent: 3 s at most, nothing to send when tracing is off. */
+export async function exitCli(code: number): Promise<never> {
+  await stopTracing();
+  process.exit(code);
 }

@@ -304,10 +304,6 @@ export async function login(opts: LoginOptions): Promise<{ subject: string; name
 }
 
 /**
- * A fresh ID token from `issuer` for `clientId` whose `nonce` claim is `nonce` (a decision's statementNonce).
- * Silently on the stored session; through the browser when there is none and a person is at the terminal.
- */
-/**
  * An authorization code on the stored session, without a browser (`prompt=none`), for an ID token with `nonce`
  * or, with `resource`, an access token for that resource server; the person is asked to sign in when the
  * provider's session is gone.
@@ -332,6 +328,10 @@ async function silentCode(
   return { meta, auth, code };
 }
 
+/**
+ * A fresh ID token from `issuer` for `clientId` whose `nonce` claim is `nonce` (a decision's statementNonce).
+ * Silently on the stored session; through the browser when there is none and a person is at the terminal.
+ */
 export async function idTokenFor(opts: { issuer: string; clientId: string; nonce: string; configDir?: string }): Promise<string> {
   const stored = readLogin(opts.issuer, opts.configDir);
   if (stored?.cookies?.length) {

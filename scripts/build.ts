@@ -8,7 +8,7 @@ import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../contract/home';
 import { ENCRYPTED_FAILURE_CONVERTER_PATH } from '../codec';
-import { PREBUILT_BUNDLES, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from '../worker/bundle';
+import { PREBUILT_BUNDLES, workflowBundleOptions } from '../worker/bundle';
 
 const DIST = path.join(PROJECT_ROOT, 'dist');
 const log = (line: string) => console.error(`build: ${line}`);
@@ -33,7 +33,7 @@ for (const [name, failureConverterPath] of [
   [PREBUILT_BUNDLES.encrypted, ENCRYPTED_FAILURE_CONVERTER_PATH],
 ] as const) {
   log(`bundling the workflow code into dist/${name}`);
-  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quiet, ...(failureConverterPath ? { failureConverterPath } : {}) });
+  const bundle = await bundleWorkflowCode(workflowBundleOptions(quiet, failureConverterPath));
   writeFileSync(path.join(DIST, name), bundle.code);
 }
 

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BundleOptions } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../contract/home';
 import { ENCRYPTED_FAILURE_CONVERTER_PATH } from '../codec';
 
@@ -10,10 +11,18 @@ import { ENCRYPTED_FAILURE_CONVERTER_PATH } from '../codec';
 export const WORKFLOWS_PATH = path.join(PROJECT_ROOT, 'workflows', 'index.ts');
 
 /**
- * The workflow interceptors every bundle carries (the OpenTelemetry ones, workflows/tracing.ts): in each bundle,
+ * What every workflow bundle is made of, the build's ahead of time (scripts/build.ts) and a worker's at start
+ * alike: the workflows, and the interceptors every bundle carries (the OpenTelemetry ones, workflows/tracing.ts)
  * prebuilt or not, traced or not, so that replaying a history never depends on how the worker was started.
  */
-export const WORKFLOW_INTERCEPTOR_MODULES = [path.join(PROJECT_ROOT, 'workflows', 'tracing.ts')];
+export function workflowBundleOptions(logger: BundleOptions['logger'], failureConverterPath?: string): BundleOptions {
+  return {
+    workflowsPath: WORKFLOWS_PATH,
+    workflowInterceptorModules: [path.join(PROJECT_ROOT, 'workflows', 'tracing.ts')],
+    logger,
+    ...(failureConverterPath ? { failureConverterPath } : {}),
+  };
+}
 
 /** The bundles the build writes into dist/: one per failure converter the worker may run with. */
 export const PREBUILT_BUNDLES = { plain: 'workflow-bundle.js', encrypted: 'workflow-bundle-encrypted.js' } as const;

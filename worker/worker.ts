@@ -16,7 +16,7 @@ import { faultInterceptor, faultsFromEnv, type FaultInjection } from './chaos';
 import { redactionInterceptor } from './redaction';
 import { countMigrations, metricsAddress, serveMetrics } from './metrics';
 
-import { prebuiltBundle, WORKFLOW_INTERCEPTOR_MODULES, WORKFLOWS_PATH } from './bundle';
+import { prebuiltBundle, workflowBundleOptions } from './bundle';
 import { startTracing, stopTracing, type Tracing } from '../contract/tracing';
 import { tracingInterceptor, workflowSpanSinks } from './tracing';
 import { removeWorkerPidFile, writeWorkerPidFile } from './pid-file';
@@ -33,7 +33,7 @@ export function workflowBundle(failureConverterPath?: string): Promise<WorkflowB
   const key = failureConverterPath ?? '';
   let bundle = bundles.get(key);
   if (!bundle) {
-    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES, logger: quietBundlerLogger, ...(failureConverterPath ? { failureConverterPath } : {}) });
+    bundle = bundleWorkflowCode(workflowBundleOptions(quietBundlerLogger, failureConverterPath));
     bundles.set(key, bundle);
   }
   return bundle;
